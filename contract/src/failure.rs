@@ -1,0 +1,12 @@
+//! How a job's permanent failure is recorded, so that the web side can tell the user.
+
+use serde::{Deserialize, Serialize};
+
+/// Written by a worker when a job cannot succeed; read by the web server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// A sentence a person can read, e.g. "the file is not a valid PNG image".
+    pub reason: String,
+    /// When the worker gave up, in milliseconds since the Unix epoch.
+    pub failed_at_ms: u64,
+}

@@ -1,0 +1,24 @@
+//! What the web server and the workers must agree on, and nothing else.
+//!
+//! This crate deliberately depends on neither axum, lapin nor image: it is the
+//! contract between the two sides, readable on its own.
+//! - [`job`]: the `resize` job message and its version.
+//! - [`topology`]: the names and arguments of the queues on the broker.
+//! - [`storage`]: where every file lives in the data directory.
+//! - [`sizes`]: the three thumbnail sizes and their bounding boxes.
+//! - [`format`]: the accepted upload formats, recognised by their first bytes.
+//! - [`failure`]: how a worker records that a job failed for good.
+
+pub mod failure;
+pub mod format;
+pub mod job;
+pub mod sizes;
+pub mod storage;
+pub mod topology;
+
+pub use failure::FailureRecord;
+pub use format::{SourceFormat, ThumbFormat};
+pub use job::{JobDecodeError, ResizeJob};
+pub use sizes::{Sizes, SizesError, ThumbSize};
+pub use storage::{ImageId, Storage, StorageKey};
+pub use topology::Topology;
