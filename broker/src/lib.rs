@@ -1,0 +1,72 @@
+//! The RabbitMQ side of the contract, used by both the web server and the workers.
+//!
+//! - [`connect`] opens a connection that names the process in the broker's UI.
+//! - [`declare_topology`] declares the queues of [`Topology`], identically on both sides.
+//! - [`Publisher`] publishes jobs and returns only once the broker confirmed it stored them.
+
+mod publisher;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use thumbq_contract::topology::ArgumentValue;
+use thumbq_contract::Topology;
+
+pub use lapin;
+pub use publisher::{PublishError, Publisher};
+
+/// Opens a connection to `url`, named `name` in the broker's connection list.
+pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect(url, properties).await
+}
+
+/// Declares the resize queue and its dead-letter exchange and queue.
+///
+/// Declaring is idempotent, so every process does it on every (re)connect.
+pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<(), lapin::Error> {
+    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    let dead_letter_exchange = topology.dead_letter_exchange();
+    let dead_letter_queue = topology.dead_letter_queue();
+    channel
+        .exchange_declare(
+            dead_letter_exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions { durable: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(dead_letter_queue.as_str().into(), durable, field_table(topology.dead_letter_queue_arguments()))
+        .await?;
+    channel
+        .queue_bind(
+            dead_letter_queue.as_str().into(),
+            dead_letter_exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(topology.resize_queue().into(), durable, field_table(topology.resize_queue_arguments()))
+        .await?;
+    Ok(())
+}
+
+fn field_table(arguments: Vec<(&'static str, ArgumentValue)>) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (name, value) in arguments {
+        let value = match value {
+            ArgumentValue::Text(text) => AMQPValue::LongString(text.into()),
+            ArgumentValue::Int(number) => AMQPValue::LongLongInt(number),
+        };
+        table.insert(name.into(), value);
+    }
+    table
+}
+
+/// Checks an AMQP URL given in the settings; the error says what is wrong with it.
+pub fn check_url(url: &str) -> Result<String, String> {
+    url.parse::<lapin::uri::AMQPUri>().map(|_| url.to_owned())
+}

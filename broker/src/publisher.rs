@@ -1,0 +1,114 @@
+//! Publishing jobs so that a confirmed job is a stored job.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use thumbq_contract::{ResizeJob, Topology};
+use tokio::sync::Mutex;
+use tokio::time::timeout;
+
+use crate::{connect, declare_topology};
+
+/// Why a job may not be on the queue. In every case the caller must assume it is not.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("could not connect to the broker: {0}")]
+    Unreachable(lapin::Error),
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the broker refused the job (nack)")]
+    Refused,
+    #[error("the broker could not route the job to its queue")]
+    Unroutable,
+    #[error("the channel to the broker failed: {0}")]
+    Channel(#[from] lapin::Error),
+}
+
+/// Publishes resize jobs over one confirm-mode channel, reconnecting when it breaks.
+///
+/// The connection is opened lazily by the first publish, and again by the
+/// first publish after it broke; concurrent publishes share one channel.
+pub struct Publisher {
+    url: String,
+    connection_name: String,
+    topology: Topology,
+    timeout: Duration,
+    link: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl Publisher {
+    pub fn new(url: impl Into<String>, connection_name: impl Into<String>, topology: Topology, timeout: Duration) -> Self {
+        Self { url: url.into(), connection_name: connection_name.into(), topology, timeout, link: Mutex::new(None) }
+    }
+
+    /// Publishes `job` persistently and waits for the broker's confirm.
+    ///
+    /// Only a plain ack counts: a nack, a returned (unroutable) message, an
+    /// error or no answer within the timeout all mean "not stored".
+    pub async fn publish(&self, job: &ResizeJob) -> Result<(), PublishError> {
+        let channel = self.channel().await?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2) // persistent: survives a broker restart
+            .with_content_type("application/json".into())
+            .with_message_id(job.image_id.to_string().into());
+        // `mandatory` makes the broker return, rather than silently drop, a job
+        // for a queue that does not exist.
+        let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+        let payload = job.to_bytes();
+        let publish = async {
+            channel
+                .basic_publish("".into(), self.topology.resize_queue().into(), options, &payload, properties)
+                .await?
+                .await
+        };
+        let outcome = match timeout(self.timeout, publish).await {
+            Err(_elapsed) => Err(PublishError::Timeout(self.timeout)),
+            Ok(Err(error)) => Err(PublishError::Channel(error)),
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(_returned)))) => Err(PublishError::Unroutable),
+            Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => Err(PublishError::Refused),
+        };
+        if matches!(outcome, Err(PublishError::Timeout(_) | PublishError::Channel(_))) {
+            self.forget(&channel).await;
+        }
+        outcome
+    }
+
+    /// Connects now if not connected, for readiness checks.
+    pub async fn check_connection(&self) -> Result<(), PublishError> {
+        self.channel().await.map(drop)
+    }
+
+    /// The current channel, or a new one on a new connection.
+    async fn channel(&self) -> Result<Channel, PublishError> {
+        // Holding the lock while connecting makes concurrent publishes wait for
+        // one reconnect instead of each opening a connection of its own.
+        let mut link = self.link.lock().await;
+        if let Some((_, channel)) = link.as_ref()
+            && channel.status().connected()
+        {
+            return Ok(channel.clone());
+        }
+        *link = None;
+        let open = async {
+            let connection = connect(&self.url, &self.connection_name).await.map_err(PublishError::Unreachable)?;
+            let channel = connection.create_channel().await?;
+            declare_topology(&channel, &self.topology).await?;
+            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            Ok::<_, PublishError>((connection, channel))
+        };
+        let (connection, channel) = timeout(self.timeout, open).await.map_err(|_| PublishError::Timeout(self.timeout))??;
+        tracing::info!(queue = self.topology.resize_queue(), "Connected to the broker for publishing.");
+        *link = Some((connection, channel.clone()));
+        Ok(channel)
+    }
+
+    /// Drops a channel that failed, so that the next publish opens a new one.
+    async fn forget(&self, failed: &Channel) {
+        let mut link = self.link.lock().await;
+        if link.as_ref().is_some_and(|(_, channel)| channel.id() == failed.id()) {
+            *link = None;
+        }
+    }
+}

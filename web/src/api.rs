@@ -1,0 +1,32 @@
+//! `GET /api/images/{id}`: where an image's job stands, as JSON.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+use thumbq_contract::ImageId;
+
+use crate::AppState;
+use crate::error::{AppError, JsonError};
+use crate::progress;
+use crate::upload::thumbnail_urls;
+
+#[derive(Debug, Serialize)]
+pub struct ImageStatus {
+    pub id: String,
+    /// `pending`, `done` or `failed`.
+    pub state: &'static str,
+    pub thumbnails: std::collections::BTreeMap<&'static str, String>,
+    /// Why the job failed, in words for a person; `null` unless `failed`.
+    pub error: Option<String>,
+}
+
+pub async fn image_status(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<ImageStatus>, JsonError> {
+    let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
+    let progress = progress::progress(&app.storage, id).await?.ok_or(AppError::UnknownImage)?;
+    Ok(Json(ImageStatus {
+        id: id.to_string(),
+        state: progress.name(),
+        thumbnails: thumbnail_urls(id),
+        error: progress.failure_reason().map(str::to_owned),
+    }))
+}

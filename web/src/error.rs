@@ -1,0 +1,135 @@
+//! The one error type of the web server, and what the user sees of it.
+//!
+//! Each variant's doc says the status and what the user reads. Causes inside
+//! the server are logged once, here, and never shown.
+
+use askama::Template;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+/// Everything a request can end in other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 404 "There is no page here."
+    #[error("There is no page here.")]
+    NotFound,
+    /// 404 "There is no image with this id."
+    #[error("There is no image with this id.")]
+    UnknownImage,
+    /// 400: the form had no file in it.
+    #[error("Choose at least one image to upload.")]
+    NoFile,
+    /// 413: more files than one request may carry.
+    #[error("Upload at most {limit} files at once. Nothing was uploaded.")]
+    TooManyFiles { limit: u16 },
+    /// 415: the bytes are not of a format we accept, whatever the name or header said.
+    #[error("“{file}” is not a JPEG, PNG, GIF or WebP image. Nothing was uploaded.")]
+    NotAnImage { file: String },
+    /// 400: a file with no bytes.
+    #[error("“{file}” is empty. Nothing was uploaded.")]
+    EmptyFile { file: String },
+    /// 413: a file over the size limit; what was received is deleted.
+    #[error("“{file}” is larger than the limit of {}. Nothing was uploaded.", human_bytes(*limit_bytes))]
+    TooLarge { file: String, limit_bytes: u64 },
+    /// 400 or 413: the request is not a readable multipart form (the message says why).
+    #[error("The upload could not be read: {message}")]
+    BadForm { status: StatusCode, message: String },
+    /// 503 with `Retry-After`: the broker did not take the jobs; nothing was kept.
+    #[error("Your images could not be queued for processing just now. Nothing was kept; please try again in a minute.")]
+    QueueUnavailable(#[source] thumbq_broker::PublishError),
+    /// 500 "Something went wrong on our side."; the cause is logged.
+    #[error("Something went wrong on our side. It has been logged; please try again.")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound | Self::UnknownImage => StatusCode::NOT_FOUND,
+            Self::NoFile | Self::EmptyFile { .. } => StatusCode::BAD_REQUEST,
+            Self::TooManyFiles { .. } | Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotAnImage { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BadForm { status, .. } => *status,
+            Self::QueueUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Logs causes the user is not shown, once, and adds the headers the status calls for.
+    fn finish(&self, mut response: Response) -> Response {
+        match self {
+            Self::Internal(cause) => tracing::error!(error = ?cause, "A request failed inside the server."),
+            Self::QueueUnavailable(cause) => {
+                tracing::warn!(error = %cause, "The broker did not take the jobs; the upload was refused.");
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            }
+            _ => {}
+        }
+        *response.status_mut() = self.status();
+        response
+    }
+}
+
+impl From<std::io::Error> for AppError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+/// Browsers get a page that says what went wrong.
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        let title = self.status().canonical_reason().unwrap_or("Error");
+        let page = ErrorPage { title, message: &message }.render().unwrap_or(message);
+        self.finish(Html(page).into_response())
+    }
+}
+
+/// API clients get `{"error": "…"}` instead of a page.
+pub struct JsonError(pub AppError);
+
+impl IntoResponse for JsonError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.0.to_string() }));
+        self.0.finish(body.into_response())
+    }
+}
+
+impl<E: Into<AppError>> From<E> for JsonError {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+/// "50 MB", "1.5 KB": sizes as people read them.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["bytes", "KB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value.fract() == 0.0 { format!("{value:.0} {}", UNITS[unit]) } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(12), "12 bytes");
+        assert_eq!(human_bytes(50 * 1024 * 1024), "50 MB");
+        assert_eq!(human_bytes(1536), "1.5 KB");
+    }
+}

@@ -1,0 +1,14 @@
+use clap::Parser;
+use thumbq_web::{Application, Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let settings = Settings::parse();
+    let app = Application::build(settings).await?;
+    tracing::info!(address = %app.local_addr(), "Serving thumbq; open http://{}/ in a browser.", app.local_addr());
+    app.run_until_stopped(thumbq_web::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! What is known of an image, read from the data directory.
+//!
+//! The files are the truth: an original means the image exists, a thumbnail
+//! file means that size is ready, a failure record means the job gave up.
+//! Nothing else needs to be kept in step with them.
+
+use std::path::PathBuf;
+
+use thumbq_contract::{FailureRecord, ImageId, Storage, StorageKey, ThumbFormat, ThumbSize};
+
+/// Where an image's job stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Waiting for a worker, or being worked on; some sizes may be ready already.
+    Pending,
+    /// All three sizes are ready.
+    Done,
+    /// The job failed for good; the record says why.
+    Failed(FailureRecord),
+}
+
+impl Progress {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Done => "done",
+            Self::Failed(_) => "failed",
+        }
+    }
+
+    pub fn failure_reason(&self) -> Option<&str> {
+        match self {
+            Self::Failed(record) => Some(&record.reason),
+            _ => None,
+        }
+    }
+}
+
+/// Where `id` stands, or `None` when there is no such image.
+pub async fn progress(storage: &Storage, id: ImageId) -> std::io::Result<Option<Progress>> {
+    if let Some(record) = failure(storage, id).await? {
+        return Ok(Some(Progress::Failed(record)));
+    }
+    if !tokio::fs::try_exists(storage.path(&StorageKey::Original(id))).await? {
+        return Ok(None);
+    }
+    for size in ThumbSize::ALL {
+        if thumbnail(storage, id, size).await?.is_none() {
+            return Ok(Some(Progress::Pending));
+        }
+    }
+    Ok(Some(Progress::Done))
+}
+
+/// The thumbnail file of `size`, with its format, if a worker has written it.
+pub async fn thumbnail(storage: &Storage, id: ImageId, size: ThumbSize) -> std::io::Result<Option<(PathBuf, ThumbFormat)>> {
+    for format in ThumbFormat::ALL {
+        let path = storage.path(&StorageKey::Thumbnail(id, size, format));
+        if tokio::fs::try_exists(&path).await? {
+            return Ok(Some((path, format)));
+        }
+    }
+    Ok(None)
+}
+
+/// The failure record of `id`, if its job failed for good.
+pub async fn failure(storage: &Storage, id: ImageId) -> std::io::Result<Option<FailureRecord>> {
+    match tokio::fs::read(storage.path(&StorageKey::Failure(id))).await {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| FailureRecord {
+            reason: "The image could not be processed.".into(),
+            failed_at_ms: 0,
+        }))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}

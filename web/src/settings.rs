@@ -1,0 +1,69 @@
+//! The web server's settings, from flags or environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thumbq_contract::{Sizes, Topology};
+
+/// Everything the web server can be told at start. A bad value stops the start
+/// with a message that names the flag.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "thumbq-web", version, about = "Takes image uploads, queues resize jobs and serves pages and thumbnails.")]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "THUMBQ_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Directory holding uploads and thumbnails, shared with the workers.
+    #[arg(long, env = "THUMBQ_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// RabbitMQ to publish resize jobs to.
+    #[arg(long, env = "THUMBQ_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", value_parser = thumbq_broker::check_url)]
+    pub amqp_url: String,
+
+    /// Name of the resize queue; the dead-letter queue is named after it.
+    #[arg(long, env = "THUMBQ_QUEUE", default_value = Topology::DEFAULT_QUEUE, value_parser = Topology::check_queue_name)]
+    pub queue: String,
+
+    /// Largest accepted file, in bytes.
+    #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = 50 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_upload_bytes: u64,
+
+    /// Most files accepted in one request.
+    #[arg(long, env = "THUMBQ_MAX_FILES", default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub max_files_per_request: u16,
+
+    /// Bounding box of each thumbnail size, longest side in pixels.
+    #[arg(long, env = "THUMBQ_SIZES", default_value_t = Sizes::default())]
+    pub sizes: Sizes,
+
+    /// How long to wait for the broker to confirm a job, in milliseconds.
+    #[arg(long, env = "THUMBQ_PUBLISH_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
+    pub publish_timeout_ms: u64,
+}
+
+impl Settings {
+    /// Settings for a server on a free port, with every other value at its default.
+    pub fn for_tests(data_dir: impl Into<PathBuf>, amqp_url: impl Into<String>, queue: impl Into<String>) -> Self {
+        Self {
+            bind: "127.0.0.1:0".parse().expect("a valid address"),
+            data_dir: data_dir.into(),
+            amqp_url: amqp_url.into(),
+            queue: queue.into(),
+            max_upload_bytes: 50 * 1024 * 1024,
+            max_files_per_request: 50,
+            sizes: Sizes::default(),
+            publish_timeout_ms: 5_000,
+        }
+    }
+
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::new(self.queue.clone())
+    }
+}

@@ -1,0 +1,51 @@
+//! `GET /thumbs/{id}/{size}`: a thumbnail, or why there is none yet.
+//!
+//! | state            | answer                                               |
+//! |------------------|------------------------------------------------------|
+//! | written          | 200, the image, cached for a year as immutable       |
+//! | still pending    | 404 with `Retry-After`, so a client polls again      |
+//! | job failed       | 410 with the reason, so a client stops polling       |
+//! | unknown id/size  | 404 without `Retry-After`                            |
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use thumbq_contract::{ImageId, StorageKey, ThumbSize};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use crate::AppState;
+use crate::error::AppError;
+use crate::progress;
+
+/// Seconds a client should wait before asking again for a pending thumbnail.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+pub async fn thumbnail(
+    State(app): State<AppState>,
+    Path((id, size)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, AppError> {
+    let id: ImageId = id.parse().map_err(|_| AppError::NotFound)?;
+    let size = ThumbSize::from_name(&size).ok_or(AppError::NotFound)?;
+
+    if let Some((path, format)) = progress::thumbnail(&app.storage, id, size).await? {
+        // ServeFile answers HEAD, ranges and If-Modified-Since for us.
+        let mut response = ServeFile::new(path).oneshot(request).await.map_err(|error| anyhow::anyhow!(error))?;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+        let cache = StorageKey::Thumbnail(id, size, format).cache_control();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        return Ok(response.map(Body::new));
+    }
+    if let Some(failure) = progress::failure(&app.storage, id).await? {
+        let body = format!("No thumbnail will be made: {}\n", failure.reason);
+        return Ok((StatusCode::GONE, [(header::CACHE_CONTROL, "no-store")], body).into_response());
+    }
+    if tokio::fs::try_exists(app.storage.path(&StorageKey::Original(id))).await? {
+        let headers = [(header::RETRY_AFTER, RETRY_AFTER_SECONDS), (header::CACHE_CONTROL, "no-store")];
+        return Ok((StatusCode::NOT_FOUND, headers, "The thumbnail is being made.\n").into_response());
+    }
+    Err(AppError::NotFound)
+}

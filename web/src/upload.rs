@@ -1,0 +1,250 @@
+//! `POST /images`: streams each file to disk, then queues one job per file.
+//!
+//! A file is never held in memory: chunks go straight to `incoming/{id}.part`
+//! while the first bytes tell its format. Only when every file of the request
+//! is complete and recognised are they moved to `originals/`, and only when
+//! the broker confirmed every job does the client hear "accepted". Whatever
+//! goes wrong, including the client hanging up, leaves no file behind.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::multipart::Field;
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Serialize;
+use thumbq_contract::{ImageId, ResizeJob, SourceFormat, Storage, StorageKey, ThumbSize};
+use tokio::io::AsyncWriteExt;
+
+use crate::AppState;
+use crate::error::{AppError, JsonError};
+
+/// The form field that carries the files.
+pub const FILE_FIELD: &str = "file";
+
+/// Stores the uploaded files and queues their jobs.
+///
+/// A browser's form post is redirected (303) to the new image's page, or to a
+/// page of all of them; a client asking for JSON gets 202 and links to poll.
+pub async fn upload(State(app): State<AppState>, headers: HeaderMap, multipart: Multipart) -> Response {
+    let wants_json = wants_json(&headers);
+    match accept(&app, multipart).await {
+        Ok(ids) if wants_json => accepted_json(&ids),
+        Ok(ids) => match ids.as_slice() {
+            [id] => Redirect::to(&format!("/images/{id}")).into_response(),
+            _ => Redirect::to(&format!("/images?ids={}", join_ids(&ids))).into_response(),
+        },
+        Err(error) if wants_json => JsonError(error).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Receives every file, then publishes every job; returns the new ids.
+async fn accept(app: &AppState, mut multipart: Multipart) -> Result<Vec<ImageId>, AppError> {
+    let settings = &app.settings;
+    let mut received = Vec::new();
+    while let Some(field) = multipart.next_field().await.map_err(bad_form)? {
+        if field.name() != Some(FILE_FIELD) {
+            continue;
+        }
+        // A form submitted with no file chosen still sends one empty, unnamed part.
+        if field.file_name().is_some_and(str::is_empty) {
+            continue;
+        }
+        if received.len() >= usize::from(settings.max_files_per_request) {
+            return Err(AppError::TooManyFiles { limit: settings.max_files_per_request });
+        }
+        let number = received.len() + 1;
+        received.push(receive_file(&app.storage, field, number, settings.max_upload_bytes).await?);
+    }
+    if received.is_empty() {
+        return Err(AppError::NoFile);
+    }
+
+    let mut originals = Vec::with_capacity(received.len());
+    for file in received {
+        originals.push(file.store(&app.storage).await?);
+    }
+    let publishes = originals.iter().map(|original| app.publisher.publish(&original.job));
+    for outcome in futures_util::future::join_all(publishes).await {
+        outcome.map_err(AppError::QueueUnavailable)?;
+    }
+    let ids = originals.into_iter().map(StoredOriginal::keep).collect::<Vec<_>>();
+    for id in &ids {
+        tracing::info!(image.id = %id, "Accepted an upload and queued its resize job.");
+    }
+    Ok(ids)
+}
+
+/// Streams one form field to `incoming/`, checking its size and format as it goes.
+async fn receive_file(storage: &Storage, mut field: Field<'_>, number: usize, limit_bytes: u64) -> Result<ReceivedFile, AppError> {
+    let file = display_name(field.file_name(), number);
+    let id = ImageId::new();
+    let part = RemoveOnDrop::new(storage.path(&StorageKey::Incoming(id)));
+    let mut out = tokio::fs::File::create(part.path()).await?;
+    let mut head = Vec::with_capacity(SourceFormat::SNIFF_LEN);
+    let mut format = None;
+    let mut size: u64 = 0;
+    while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
+        size += chunk.len() as u64;
+        if size > limit_bytes {
+            return Err(AppError::TooLarge { file, limit_bytes });
+        }
+        if format.is_none() {
+            let wanted = SourceFormat::SNIFF_LEN - head.len();
+            head.extend_from_slice(&chunk[..wanted.min(chunk.len())]);
+            if head.len() == SourceFormat::SNIFF_LEN {
+                // Refuse as soon as the first bytes tell, rather than after the whole file.
+                format = Some(SourceFormat::sniff(&head).ok_or_else(|| AppError::NotAnImage { file: file.clone() })?);
+            }
+        }
+        out.write_all(&chunk).await?;
+    }
+    if size == 0 {
+        return Err(AppError::EmptyFile { file });
+    }
+    let format = match format {
+        Some(format) => format,
+        None => SourceFormat::sniff(&head).ok_or(AppError::NotAnImage { file })?,
+    };
+    // The upload is acknowledged only once its bytes are on disk.
+    out.sync_all().await?;
+    Ok(ReceivedFile { id, format, part })
+}
+
+/// A file fully received into `incoming/` and recognised.
+struct ReceivedFile {
+    id: ImageId,
+    format: SourceFormat,
+    part: RemoveOnDrop,
+}
+
+impl ReceivedFile {
+    /// Moves the file to `originals/`, where workers can find it.
+    async fn store(self, storage: &Storage) -> std::io::Result<StoredOriginal> {
+        let path = storage.path(&StorageKey::Original(self.id));
+        tokio::fs::rename(self.part.path(), &path).await?;
+        self.part.disarm();
+        let job = ResizeJob::new(self.id, self.format, now_ms());
+        Ok(StoredOriginal { file: RemoveOnDrop::new(path), job })
+    }
+}
+
+/// An original whose job is not confirmed yet; deleted when dropped unless kept.
+struct StoredOriginal {
+    file: RemoveOnDrop,
+    job: ResizeJob,
+}
+
+impl StoredOriginal {
+    fn keep(self) -> ImageId {
+        self.file.disarm();
+        self.job.image_id
+    }
+}
+
+/// A file deleted when this is dropped, unless disarmed: so that an error, or
+/// a client hanging up mid-request (which drops the handler's future), leaves
+/// nothing behind.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    fn new(path: PathBuf) -> Self {
+        Self(Some(path))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.as_deref().expect("only disarm takes the path")
+    }
+
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The client's file name, for messages only: never part of a path.
+fn display_name(client_name: Option<&str>, number: usize) -> String {
+    let base = client_name.map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name).trim()).unwrap_or("");
+    if base.is_empty() {
+        return format!("File {number}");
+    }
+    let mut name: String = base.chars().filter(|c| !c.is_control()).take(80).collect();
+    if base.chars().count() > 80 {
+        name.push('…');
+    }
+    name
+}
+
+fn bad_form(error: axum::extract::multipart::MultipartError) -> AppError {
+    AppError::BadForm { status: error.status(), message: error.body_text() }
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+fn join_ids(ids: &[ImageId]) -> String {
+    ids.iter().map(ImageId::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The links a client needs to follow one accepted image.
+#[derive(Debug, Serialize)]
+pub struct AcceptedImage {
+    pub id: String,
+    pub page: String,
+    pub status: String,
+    pub thumbnails: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl AcceptedImage {
+    pub fn new(id: ImageId) -> Self {
+        Self {
+            id: id.to_string(),
+            page: format!("/images/{id}"),
+            status: format!("/api/images/{id}"),
+            thumbnails: thumbnail_urls(id),
+        }
+    }
+}
+
+/// `{"small": "/thumbs/{id}/small", …}`
+pub fn thumbnail_urls(id: ImageId) -> std::collections::BTreeMap<&'static str, String> {
+    ThumbSize::ALL.into_iter().map(|size| (size.name(), format!("/thumbs/{id}/{size}"))).collect()
+}
+
+fn accepted_json(ids: &[ImageId]) -> Response {
+    let images: Vec<_> = ids.iter().copied().map(AcceptedImage::new).collect();
+    let location = images[0].page.clone();
+    (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(serde_json::json!({ "images": images }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_file_name_is_shown_without_its_path() {
+        assert_eq!(display_name(Some("../../etc/passwd"), 1), "passwd");
+        assert_eq!(display_name(Some("C:\\Users\\me\\cat.jpg"), 1), "cat.jpg");
+        assert_eq!(display_name(Some(""), 3), "File 3");
+        assert_eq!(display_name(None, 2), "File 2");
+        assert_eq!(display_name(Some("a\u{0}b\nc.png"), 1), "abc.png");
+    }
+}

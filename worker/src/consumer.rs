@@ -1,0 +1,126 @@
+//! The consumer loop: takes jobs from the broker, runs each on a blocking
+//! thread, settles each message, reconnects when the link breaks, and on
+//! shutdown stops taking jobs and finishes the ones it holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use thumbq_broker::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use thumbq_broker::lapin::types::FieldTable;
+use thumbq_broker::lapin::message::Delivery;
+use thumbq_broker::{connect, declare_topology};
+use thumbq_contract::ResizeJob;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::Settings;
+use crate::job::{self, JobContext, Settlement};
+
+/// Consumes jobs until `shutdown` changes to `true`, then drains and returns.
+pub async fn run(settings: Settings, context: JobContext, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let context = Arc::new(context);
+    let mut backoff = Backoff::default();
+    loop {
+        match consume(&settings, &context, &mut shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                let delay = backoff.next();
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "Lost the broker; reconnecting.");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// One connection's life: returns `Ok` on shutdown, `Err` when the link broke.
+async fn consume(settings: &Settings, context: &Arc<JobContext>, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+    let topology = settings.topology();
+    let connection = connect(&settings.amqp_url, "thumbq-worker").await?;
+    let channel = connection.create_channel().await?;
+    declare_topology(&channel, &topology).await?;
+    // Per-consumer prefetch: the broker hands this worker at most as many jobs
+    // as it works on at once, so the others stay free for other workers.
+    channel.basic_qos(settings.concurrency, BasicQosOptions { global: false }).await?;
+    let mut deliveries = channel
+        .basic_consume(topology.resize_queue().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await?;
+    tracing::info!(queue = topology.resize_queue(), concurrency = settings.concurrency, "Waiting for resize jobs.");
+
+    let mut in_flight = JoinSet::new();
+    let outcome = loop {
+        tokio::select! {
+            delivery = deliveries.next() => match delivery {
+                Some(Ok(delivery)) => { in_flight.spawn(handle(Arc::clone(context), delivery)); }
+                Some(Err(error)) => break Err(error.into()),
+                None => break Err(anyhow::anyhow!("the broker ended the consumer")),
+            },
+            Some(_) = in_flight.join_next() => {}
+            _ = shutdown.wait_for(|stop| *stop) => break Ok(()),
+        }
+    };
+    if outcome.is_ok() {
+        // Take no more jobs, finish those held; what is not finished in time
+        // is redelivered to another worker when this connection closes.
+        let _ = channel.basic_cancel(deliveries.tag(), BasicCancelOptions::default()).await;
+        tracing::info!(jobs = in_flight.len(), "Stopping: finishing the jobs in flight.");
+        let drained = tokio::time::timeout(settings.shutdown_timeout(), async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(jobs = in_flight.len(), "Jobs still in flight at the shutdown timeout go back to the queue.");
+        }
+        let _ = connection.close(200, "worker shutting down".into()).await;
+    }
+    outcome
+}
+
+/// Runs one delivery's job off the async runtime and settles its message.
+async fn handle(context: Arc<JobContext>, delivery: Delivery) {
+    let settlement = match ResizeJob::from_bytes(&delivery.data) {
+        Ok(job) => {
+            let image_id = job.image_id;
+            tokio::task::spawn_blocking(move || job::run(&context, &job)).await.unwrap_or_else(|panic| {
+                // A bug on one input must not loop forever nor take the worker down.
+                tracing::error!(image.id = %image_id, error = %panic, "The job panicked; dead-lettering it.");
+                Settlement::DeadLetter
+            })
+        }
+        Err(error) => {
+            tracing::error!(%error, "A message on the queue is not a resize job; dead-lettering it.");
+            Settlement::DeadLetter
+        }
+    };
+    let sent = match settlement {
+        Settlement::Ack => delivery.ack(BasicAckOptions::default()).await,
+        Settlement::Requeue => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
+        Settlement::DeadLetter => delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await,
+    };
+    match sent {
+        Ok(true) => {}
+        // The channel is gone: the broker will redeliver, and the job is idempotent.
+        Ok(false) => tracing::warn!(?settlement, "Could not settle a message; the broker will redeliver it."),
+        Err(error) => tracing::warn!(?settlement, %error, "Could not settle a message; the broker will redeliver it."),
+    }
+}
+
+/// Waits between reconnects: 100 ms, doubling, at most 10 s.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let delay = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(10));
+        delay
+    }
+}

@@ -1,0 +1,160 @@
+//! One resize job, start to end: the step the consumer loop runs per message.
+//!
+//! [`run`] reads the original, makes the thumbnails, writes each atomically,
+//! and says how the message is to be settled. Running a job twice is
+//! harmless: the same files are written again, whole, by rename.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use thumbq_contract::{FailureRecord, ImageId, ResizeJob, Sizes, Storage, StorageKey, ThumbFormat, ThumbSize};
+
+use crate::pipeline::{self, MediaLimits, PipelineError};
+
+/// What a job needs besides its message.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub storage: Storage,
+    pub sizes: Sizes,
+    pub limits: MediaLimits,
+    pub max_upload_bytes: u64,
+}
+
+/// How a job ended when it did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Might work later (a disk or network hiccup): the message goes back to the queue.
+    #[error("will retry: {0}")]
+    Retry(#[source] std::io::Error),
+    /// Can never work (not an image after all, over the limits): the failure is recorded, the message dead-lettered.
+    #[error("{0}")]
+    Abort(String),
+}
+
+/// What a successful job did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The thumbnails were made and written.
+    Made { duration: Duration },
+    /// Every thumbnail was there already (a redelivered job): nothing was done.
+    AlreadyDone,
+}
+
+/// How the consumer must settle the message of a job.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settlement {
+    Ack,
+    Requeue,
+    DeadLetter,
+}
+
+/// Runs `job` and records a permanent failure where the web server will find it.
+pub fn run(context: &JobContext, job: &ResizeJob) -> Settlement {
+    let id = job.image_id;
+    match process(context, job) {
+        Ok(Outcome::Made { duration }) => {
+            tracing::info!(image.id = %id, duration_ms = duration.as_millis() as u64, "Made the thumbnails.");
+            Settlement::Ack
+        }
+        Ok(Outcome::AlreadyDone) => {
+            tracing::info!(image.id = %id, "The thumbnails were already there; nothing to do.");
+            Settlement::Ack
+        }
+        Err(JobError::Retry(error)) => {
+            tracing::warn!(image.id = %id, %error, "The job failed for now; it goes back to the queue.");
+            Settlement::Requeue
+        }
+        Err(JobError::Abort(reason)) => match record_failure(&context.storage, id, &reason) {
+            Ok(()) => {
+                tracing::info!(image.id = %id, reason, "The job cannot succeed; its failure is recorded.");
+                Settlement::DeadLetter
+            }
+            Err(error) => {
+                tracing::warn!(image.id = %id, %error, "Could not record the job's failure; it goes back to the queue.");
+                Settlement::Requeue
+            }
+        },
+    }
+}
+
+/// Makes and writes the thumbnails of `job`'s image.
+pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobError> {
+    let started = Instant::now();
+    let storage = &context.storage;
+    let id = job.image_id;
+    if all_thumbnails_exist(storage, id) {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let original = read_original(context, id)?;
+    let thumbnails = pipeline::make_thumbnails(&original, job.format, &context.sizes, &context.limits)
+        .map_err(|error| JobError::Abort(reason_for(&error)))?;
+    drop(original);
+    std::fs::create_dir_all(storage.path(&StorageKey::Thumbnail(id, ThumbSize::Small, ThumbFormat::Jpeg)).with_file_name(""))
+        .map_err(JobError::Retry)?;
+    for thumbnail in &thumbnails {
+        let path = storage.path(&StorageKey::Thumbnail(id, thumbnail.size, thumbnail.format));
+        write_atomically(&path, &thumbnail.bytes).map_err(JobError::Retry)?;
+    }
+    // A job replayed after an earlier failure clears it.
+    match std::fs::remove_file(storage.path(&StorageKey::Failure(id))) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(JobError::Retry(error)),
+        _ => {}
+    }
+    Ok(Outcome::Made { duration: started.elapsed() })
+}
+
+fn all_thumbnails_exist(storage: &Storage, id: ImageId) -> bool {
+    ThumbSize::ALL.into_iter().all(|size| {
+        ThumbFormat::ALL.into_iter().any(|format| storage.path(&StorageKey::Thumbnail(id, size, format)).exists())
+    })
+}
+
+/// Reads the original whole, after checking its size: the only allocation
+/// that depends on the upload before the decoder's own limits apply.
+fn read_original(context: &JobContext, id: ImageId) -> Result<Vec<u8>, JobError> {
+    let path = context.storage.path(&StorageKey::Original(id));
+    let length = match std::fs::metadata(&path) {
+        Ok(metadata) => metadata.len(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(JobError::Abort("The upload is gone: there is no original to make thumbnails from.".into()));
+        }
+        Err(error) => return Err(JobError::Retry(error)),
+    };
+    if length > context.max_upload_bytes {
+        return Err(JobError::Abort(format!("The file has {length} bytes, more than the limit of {}.", context.max_upload_bytes)));
+    }
+    std::fs::read(&path).map_err(JobError::Retry)
+}
+
+/// Turns a pipeline error into a sentence for the person who uploaded the file.
+fn reason_for(error: &PipelineError) -> String {
+    // Decoders' messages may span lines; a reason is one sentence.
+    let mut reason = error.to_string().split_whitespace().collect::<Vec<_>>().join(" ").replace(" )", ")");
+    if let Some(first) = reason.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    reason.push('.');
+    reason
+}
+
+/// Writes `bytes` to `path` so that a reader sees either no file or the whole
+/// file: a temporary file in the same directory, flushed to disk, then renamed.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let directory = path.parent().unwrap_or(Path::new("."));
+    let mut temporary = tempfile::Builder::new().prefix(".tmp-").tempfile_in(directory)?;
+    temporary.write_all(bytes)?;
+    temporary.as_file().sync_all()?;
+    temporary.persist(path).map_err(|error| error.error)?;
+    Ok(())
+}
+
+fn record_failure(storage: &Storage, id: ImageId, reason: &str) -> std::io::Result<()> {
+    let record = FailureRecord { reason: reason.to_owned(), failed_at_ms: now_ms() };
+    let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+    write_atomically(&storage.path(&StorageKey::Failure(id)), &bytes)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}

@@ -1,0 +1,83 @@
+//! The worker's settings, from flags or environment variables.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thumbq_contract::{Sizes, Topology};
+
+use crate::pipeline::MediaLimits;
+
+/// Everything a worker can be told at start. A bad value stops the start with
+/// a message that names the flag.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "thumbq-worker", version, about = "Makes thumbnails for the resize jobs on the queue.")]
+pub struct Settings {
+    /// Directory holding uploads and thumbnails, shared with the web server.
+    #[arg(long, env = "THUMBQ_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// RabbitMQ to take resize jobs from.
+    #[arg(long, env = "THUMBQ_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", value_parser = thumbq_broker::check_url)]
+    pub amqp_url: String,
+
+    /// Name of the resize queue; the dead-letter queue is named after it.
+    #[arg(long, env = "THUMBQ_QUEUE", default_value = Topology::DEFAULT_QUEUE, value_parser = Topology::check_queue_name)]
+    pub queue: String,
+
+    /// Jobs worked on at once; also the broker's prefetch. Default: one per core.
+    #[arg(long, env = "THUMBQ_CONCURRENCY", default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+
+    /// Bounding box of each thumbnail size, longest side in pixels.
+    #[arg(long, env = "THUMBQ_SIZES", default_value_t = Sizes::default())]
+    pub sizes: Sizes,
+
+    /// Largest image accepted, in pixels (width × height).
+    #[arg(long, env = "THUMBQ_MAX_PIXELS", default_value_t = MediaLimits::default().max_pixels, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: u64,
+
+    /// Widest or tallest image accepted, in pixels.
+    #[arg(long, env = "THUMBQ_MAX_SIDE_PX", default_value_t = MediaLimits::default().max_side_px, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_side_px: u32,
+
+    /// Largest original the worker reads, in bytes; it must be at least the web server's upload limit.
+    #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = 50 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_upload_bytes: u64,
+
+    /// On SIGTERM, how long to let jobs in flight finish before leaving them to the broker, in seconds.
+    #[arg(long, env = "THUMBQ_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+}
+
+fn default_concurrency() -> u16 {
+    std::thread::available_parallelism().map_or(1, |cores| u16::try_from(cores.get()).unwrap_or(u16::MAX))
+}
+
+impl Settings {
+    /// Settings for tests, with every other value at its default.
+    pub fn for_tests(data_dir: impl Into<PathBuf>, amqp_url: impl Into<String>, queue: impl Into<String>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            amqp_url: amqp_url.into(),
+            queue: queue.into(),
+            concurrency: 2,
+            sizes: Sizes::default(),
+            max_pixels: MediaLimits::default().max_pixels,
+            max_side_px: MediaLimits::default().max_side_px,
+            max_upload_bytes: 50 * 1024 * 1024,
+            shutdown_timeout_secs: 10,
+        }
+    }
+
+    pub fn limits(&self) -> MediaLimits {
+        MediaLimits { max_side_px: self.max_side_px, max_pixels: self.max_pixels }
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::new(self.queue.clone())
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
