@@ -29,6 +29,20 @@ impl Topology {
         Self { queue: queue.into() }
     }
 
+    /// Checks a queue name given in the settings; the error says what is wrong with it.
+    pub fn check_queue_name(name: &str) -> Result<String, String> {
+        if name.is_empty() || name.len() > 200 {
+            return Err("a queue name has 1 to 200 bytes".into());
+        }
+        if name.starts_with("amq.") {
+            return Err("names starting with `amq.` are reserved by the broker".into());
+        }
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c)) {
+            return Err("use only ASCII letters, digits and . _ - :".into());
+        }
+        Ok(name.to_owned())
+    }
+
     /// The durable quorum queue the `resize` jobs go to.
     pub fn resize_queue(&self) -> &str {
         &self.queue

@@ -51,6 +51,11 @@ impl Application {
         let listener =
             TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
         let publisher = Publisher::new(&settings.amqp_url, "thumbq-web", settings.topology(), settings.publish_timeout());
+        // Connecting now declares the queues and shows a broken broker URL at
+        // once; a broker that is down is no reason not to start.
+        if let Err(error) = publisher.check_connection().await {
+            tracing::warn!(%error, "The broker is not reachable yet; uploads will be refused until it is.");
+        }
         let state = AppState { storage, publisher: Arc::new(publisher), settings: Arc::new(settings) };
         Ok(Self { listener, state })
     }

@@ -87,8 +87,12 @@ pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobErro
         return Ok(Outcome::AlreadyDone);
     }
     let original = read_original(context, id)?;
-    let thumbnails = pipeline::make_thumbnails(&original, job.format, &context.sizes, &context.limits)
-        .map_err(|error| JobError::Abort(reason_for(&error)))?;
+    let thumbnails = pipeline::make_thumbnails(&original, job.format, &context.sizes, &context.limits).map_err(|error| {
+        if let PipelineError::Corrupt { detail, .. } = &error {
+            tracing::info!(image.id = %id, detail, "The decoder refused the image.");
+        }
+        JobError::Abort(reason_for(&error))
+    })?;
     drop(original);
     std::fs::create_dir_all(storage.path(&StorageKey::Thumbnail(id, ThumbSize::Small, ThumbFormat::Jpeg)).with_file_name(""))
         .map_err(JobError::Retry)?;

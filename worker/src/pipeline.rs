@@ -50,7 +50,8 @@ pub enum PipelineError {
     TooManyPixels { pixels: u64, max_pixels: u64 },
     #[error("the image is too large to decode within the memory limit")]
     OverMemoryLimit,
-    #[error("the file is not a valid {format} image ({detail})")]
+    /// The decoder's `detail` is for the logs; people read that the file is damaged.
+    #[error("the file is not a valid {format} image; it may be damaged or incomplete")]
     Corrupt { format: &'static str, detail: String },
     #[error("this kind of {format} image is not supported ({detail})")]
     Unsupported { format: &'static str, detail: String },

@@ -1,0 +1,240 @@
+//! Starting the app for a test, talking to it, and waiting on conditions with deadlines.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::multipart::{Form, Part};
+use reqwest::{Response, StatusCode, header};
+use thumbq_broker::lapin::options::{QueueDeclareOptions, QueueDeleteOptions, ExchangeDeleteOptions};
+use thumbq_broker::lapin::types::FieldTable;
+use thumbq_contract::{ImageId, Topology};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The broker the tests use; `THUMBQ_TEST_AMQP_URL` points them elsewhere.
+pub fn amqp_url() -> String {
+    std::env::var("THUMBQ_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Fails the test, with the fix, when RabbitMQ is not there.
+pub async fn require_rabbitmq() {
+    if let Err(error) = thumbq_broker::connect(&amqp_url(), "thumbq-tests").await {
+        panic!(
+            "RabbitMQ is not reachable at {} ({error}).\n\
+             These tests need it. Run `scripts/test`, which installs and starts it, \
+             or start it yourself with `rabbitmq-server -detached`.",
+            amqp_url()
+        );
+    }
+}
+
+/// A running web server (and, unless asked otherwise, a worker) with its own data directory and queue.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+    pub queue: String,
+    worker: Option<(watch::Sender<bool>, JoinHandle<anyhow::Result<()>>)>,
+}
+
+/// What a test may change before the app starts.
+pub struct Options {
+    pub with_worker: bool,
+    pub max_upload_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { with_worker: true, max_upload_bytes: 50 * 1024 * 1024 }
+    }
+}
+
+impl TestApp {
+    /// Web server and worker.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    /// Web server only: jobs stay on the queue until [`TestApp::start_worker`].
+    pub async fn spawn_without_worker() -> Self {
+        Self::spawn_with(Options { with_worker: false, ..Options::default() }).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        require_rabbitmq().await;
+        let data_dir = tempfile::tempdir().expect("a temporary directory");
+        let queue = format!("thumbq.test.{}", uuid::Uuid::now_v7().simple());
+        let mut settings = thumbq_web::Settings::for_tests(data_dir.path(), amqp_url(), &queue);
+        settings.max_upload_bytes = options.max_upload_bytes;
+        let web = thumbq_web::Application::build(settings).await.expect("the web server starts");
+        let address = format!("http://{}", web.local_addr());
+        tokio::spawn(web.run_until_stopped(std::future::pending()));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client");
+        let mut app = Self { address, client, data_dir, queue, worker: None };
+        if options.with_worker {
+            app.start_worker().await;
+        }
+        app
+    }
+
+    pub async fn start_worker(&mut self) {
+        let settings = thumbq_worker::Settings::for_tests(self.data_dir.path(), amqp_url(), &self.queue);
+        let (stop, shutdown) = watch::channel(false);
+        let handle = tokio::spawn(thumbq_worker::run(settings, shutdown));
+        self.worker = Some((stop, handle));
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("the server answers")
+    }
+
+    pub async fn head(&self, path: &str) -> Response {
+        self.client.head(self.url(path)).send().await.expect("the server answers")
+    }
+
+    /// Posts `files` (name, bytes, declared content type) as a browser form does.
+    pub async fn upload_form(&self, files: &[(&str, Vec<u8>, &str)]) -> Response {
+        self.post_files(files, "text/html").await
+    }
+
+    /// Posts `files` asking for JSON, as an API client does.
+    pub async fn upload_json(&self, files: &[(&str, Vec<u8>, &str)]) -> Response {
+        self.post_files(files, "application/json").await
+    }
+
+    async fn post_files(&self, files: &[(&str, Vec<u8>, &str)], accept: &str) -> Response {
+        let mut form = Form::new();
+        for (name, bytes, content_type) in files {
+            let part = Part::bytes(bytes.clone()).file_name(name.to_string()).mime_str(content_type).expect("a valid MIME type");
+            form = form.part("file", part);
+        }
+        self.client
+            .post(self.url("/images"))
+            .header(header::ACCEPT, accept)
+            .multipart(form)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// Uploads one file as JSON and returns its id.
+    pub async fn upload_one(&self, name: &str, bytes: Vec<u8>) -> ImageId {
+        let response = self.upload_json(&[(name, bytes, "application/octet-stream")]).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", response.text().await.unwrap_or_default());
+        let body: serde_json::Value = response.json().await.expect("a JSON answer");
+        body["images"][0]["id"].as_str().expect("an id").parse().expect("a valid id")
+    }
+
+    /// The image's state from `/api/images/{id}`.
+    pub async fn status(&self, id: ImageId) -> serde_json::Value {
+        let response = self.get(&format!("/api/images/{id}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("a JSON answer")
+    }
+
+    /// Waits until the image's state is no longer `pending`, and returns the status.
+    pub async fn wait_until_settled(&self, id: ImageId) -> serde_json::Value {
+        let status = wait_for(Duration::from_secs(60), &format!("image {id} to leave `pending`"), || async {
+            let status = self.status(id).await;
+            (status["state"] != "pending").then_some(status)
+        })
+        .await;
+        status
+    }
+
+    /// Waits for every thumbnail of `id` to answer 200, and returns their bytes, smallest first.
+    pub async fn wait_for_thumbnails(&self, id: ImageId) -> Vec<(Response, Vec<u8>)> {
+        let mut thumbnails = Vec::new();
+        for size in ["small", "medium", "large"] {
+            let path = format!("/thumbs/{id}/{size}");
+            let response = wait_for(Duration::from_secs(60), &format!("{path} to answer 200"), || async {
+                let response = self.get(&path).await;
+                match response.status() {
+                    StatusCode::OK => Some(response),
+                    StatusCode::NOT_FOUND => None,
+                    other => panic!("{path} answered {other}: {}", response.text().await.unwrap_or_default()),
+                }
+            })
+            .await;
+            let bytes = response.bytes().await.expect("the thumbnail's bytes").to_vec();
+            let head = self.head(&path).await;
+            thumbnails.push((head, bytes));
+        }
+        thumbnails
+    }
+
+    /// How many jobs wait in this test's resize queue.
+    pub async fn queue_depth(&self) -> u32 {
+        let connection = thumbq_broker::connect(&amqp_url(), "thumbq-tests").await.expect("the broker");
+        let channel = connection.create_channel().await.expect("a channel");
+        let options = QueueDeclareOptions { passive: true, ..Default::default() };
+        let queue = channel.queue_declare(self.queue.as_str().into(), options, FieldTable::default()).await.expect("the queue exists");
+        queue.message_count()
+    }
+
+    /// Every file below the data directory, as paths relative to it.
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        fn walk(root: &Path, dir: &Path, found: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).expect("a readable directory").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(root, &path, found);
+                } else if path.file_name().is_some_and(|name| name != ".readyz") {
+                    found.push(path.strip_prefix(root).expect("below the root").to_owned());
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(self.data_dir.path(), self.data_dir.path(), &mut found);
+        found
+    }
+}
+
+impl Drop for TestApp {
+    /// Stops the worker and deletes the test's queues, so the broker does not fill with them.
+    fn drop(&mut self) {
+        if let Some((stop, _)) = &self.worker {
+            let _ = stop.send(true);
+        }
+        let topology = Topology::new(self.queue.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let connection = thumbq_broker::connect(&amqp_url(), "thumbq-tests-cleanup").await.ok()?;
+                let channel = connection.create_channel().await.ok()?;
+                for queue in [topology.resize_queue().to_owned(), topology.dead_letter_queue()] {
+                    let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+                }
+                let exchange = topology.dead_letter_exchange();
+                let _ = channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `deadline`.
+pub async fn wait_for<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < deadline, "gave up after {deadline:?} waiting for {what}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: the real web server and the real worker, built by their
+//! library functions on a free port, against the real RabbitMQ.
+//!
+//! Each test gets its own data directory and its own queue, so tests run in
+//! parallel without stealing each other's jobs. A test that cannot reach
+//! RabbitMQ fails and says how to start it; none is skipped.
+
+mod harness;
+mod images;
+
+mod config;
+mod refusals;
+mod thumbnails;

@@ -1,0 +1,167 @@
+//! The main path: an upload becomes three thumbnails the browser can fetch.
+
+use reqwest::{StatusCode, header};
+
+use crate::harness::TestApp;
+use crate::images::{self, decode, fixture, mean_difference};
+
+#[tokio::test]
+async fn a_jpeg_upload_is_accepted_and_gets_three_thumbnails_that_fit_their_boxes() {
+    let app = TestApp::spawn().await;
+
+    let response = app.upload_json(&[("photo.jpg", images::jpeg(1600, 1200), "image/jpeg")]).await;
+
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    let body: serde_json::Value = response.json().await.unwrap();
+    let image = &body["images"][0];
+    let id = image["id"].as_str().unwrap();
+    assert_eq!(location, format!("/images/{id}"));
+    assert_eq!(image["page"], format!("/images/{id}"));
+    assert_eq!(image["status"], format!("/api/images/{id}"));
+    assert_eq!(image["thumbnails"]["medium"], format!("/thumbs/{id}/medium"));
+
+    let thumbnails = app.wait_for_thumbnails(id.parse().unwrap()).await;
+    let dimensions: Vec<_> = thumbnails.iter().map(|(_, bytes)| (decode(bytes).width(), decode(bytes).height())).collect();
+    assert_eq!(dimensions, [(200, 150), (600, 450), (1200, 900)]);
+    for (head, _) in &thumbnails {
+        assert_eq!(head.status(), StatusCode::OK, "HEAD answers like GET");
+        assert_eq!(head.headers()[header::CONTENT_TYPE], "image/jpeg");
+        assert_eq!(head.headers()["x-content-type-options"], "nosniff");
+        assert!(head.headers()[header::CACHE_CONTROL].to_str().unwrap().contains("immutable"));
+    }
+    let status = app.status(id.parse().unwrap()).await;
+    assert_eq!(status["state"], "done");
+    assert_eq!(status["error"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn a_browser_form_post_is_redirected_to_the_image_page_which_shows_placeholders_then_thumbnails() {
+    let mut app = TestApp::spawn_without_worker().await;
+
+    let response = app.upload_form(&[("holiday.png", images::transparent_png(900, 300), "image/png")]).await;
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let page = response.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    let id = page.strip_prefix("/images/").expect("a redirect to the image page").to_owned();
+    let html = app.get(&page).await.text().await.unwrap();
+    assert_eq!(html.matches("<span class=\"placeholder\" role=\"status\">Making the").count(), 3, "three placeholders:\n{html}");
+    assert!(html.contains(&format!("data-thumb=\"/thumbs/{id}/large\"")));
+    assert!(html.contains("/static/app.js"));
+
+    app.start_worker().await;
+    let thumbnails = app.wait_for_thumbnails(id.parse().unwrap()).await;
+
+    for (head, bytes) in &thumbnails {
+        assert_eq!(head.headers()[header::CONTENT_TYPE], "image/png", "transparency needs PNG");
+        assert_eq!(decode(bytes).to_rgba8().get_pixel(0, 0).0[3], 0, "the transparent half stays transparent");
+    }
+    let html = app.get(&page).await.text().await.unwrap();
+    assert_eq!(html.matches("data-state=\"ready\"").count(), 3, "three thumbnails:\n{html}");
+    assert!(html.contains("All thumbnails are ready."));
+}
+
+#[tokio::test]
+async fn several_files_in_one_form_post_lead_to_a_page_listing_them_all() {
+    let app = TestApp::spawn().await;
+    let files = [
+        ("a.jpg", images::jpeg(800, 600), "image/jpeg"),
+        ("b.jpg", images::jpeg(300, 900), "image/jpeg"),
+        ("c.png", images::transparent_png(64, 64), "image/png"),
+    ];
+
+    let response = app.upload_form(&files).await;
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    let ids: Vec<&str> = location.strip_prefix("/images?ids=").expect("a page of all the images").split(',').collect();
+    assert_eq!(ids.len(), 3);
+    let html = app.get(&location).await.text().await.unwrap();
+    for id in &ids {
+        assert!(html.contains(&format!("href=\"/images/{id}\"")), "the page links to {id}");
+    }
+    for id in &ids {
+        assert_eq!(app.wait_until_settled(id.parse().unwrap()).await["state"], "done");
+    }
+}
+
+#[tokio::test]
+async fn thumbnails_are_turned_the_way_the_exif_orientation_says() {
+    let app = TestApp::spawn().await;
+    let mut uploads = Vec::new();
+    for kind in ["Landscape", "Portrait"] {
+        for orientation in 1..=8 {
+            let name = format!("{kind}_{orientation}.jpg");
+            let id = app.upload_one(&name, fixture(&format!("exif-orientation/{name}"))).await;
+            uploads.push((kind, orientation, id));
+        }
+    }
+
+    let mut upright = std::collections::HashMap::new();
+    for (kind, orientation, id) in uploads {
+        let thumbnails = app.wait_for_thumbnails(id).await;
+        let small = decode(&thumbnails[0].1);
+        match kind {
+            "Landscape" => assert!(small.width() > small.height(), "{kind}_{orientation} is wider than tall"),
+            _ => assert!(small.height() > small.width(), "{kind}_{orientation} is taller than wide"),
+        }
+        // Each must look like orientation 1, which needs no turning.
+        let reference = upright.entry(kind).or_insert_with(|| small.clone());
+        let difference = mean_difference(reference, &small);
+        assert!(difference < 12.0, "{kind}_{orientation} differs from {kind}_1 by {difference:.1} per channel");
+    }
+}
+
+#[tokio::test]
+async fn a_pending_thumbnail_answers_404_with_retry_after_and_the_job_waits_on_the_queue() {
+    let mut app = TestApp::spawn_without_worker().await;
+    let id = app.upload_one("later.jpg", images::jpeg(400, 300)).await;
+
+    let pending = app.get(&format!("/thumbs/{id}/small")).await;
+    assert_eq!(pending.status(), StatusCode::NOT_FOUND);
+    assert!(pending.headers().contains_key(header::RETRY_AFTER), "a pending thumbnail says when to ask again");
+    assert_eq!(app.head(&format!("/thumbs/{id}/small")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.status(id).await["state"], "pending");
+    assert_eq!(app.queue_depth().await, 1, "the confirmed job is on the queue");
+
+    app.start_worker().await;
+    assert_eq!(app.wait_until_settled(id).await["state"], "done");
+    assert_eq!(app.get(&format!("/thumbs/{id}/small")).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_corrupt_image_ends_failed_with_a_reason_and_its_thumbnails_answer_410() {
+    let app = TestApp::spawn().await;
+    let id = app.upload_one("broken.jpg", images::corrupt_jpeg()).await;
+
+    let status = app.wait_until_settled(id).await;
+
+    assert_eq!(status["state"], "failed");
+    let reason = status["error"].as_str().expect("a reason");
+    assert!(reason.contains("not a valid JPEG"), "{reason}");
+    let thumbnail = app.get(&format!("/thumbs/{id}/medium")).await;
+    assert_eq!(thumbnail.status(), StatusCode::GONE);
+    assert!(thumbnail.text().await.unwrap().contains("not a valid JPEG"));
+    let html = app.get(&format!("/images/{id}")).await.text().await.unwrap();
+    assert!(html.contains("could not be processed"), "the page says it failed:\n{html}");
+}
+
+#[tokio::test]
+async fn a_job_run_twice_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = app.upload_one("twice.jpg", images::jpeg(700, 500)).await;
+    let first = app.wait_for_thumbnails(id).await;
+
+    let job = thumbq_contract::ResizeJob::new(id, thumbq_contract::SourceFormat::Jpeg, 0);
+    let context = thumbq_worker::job::JobContext {
+        storage: thumbq_contract::Storage::new(app.data_dir.path()),
+        sizes: thumbq_contract::Sizes::default(),
+        limits: thumbq_worker::pipeline::MediaLimits::default(),
+        max_upload_bytes: u64::MAX,
+    };
+    let outcome = thumbq_worker::job::process(&context, &job).unwrap();
+
+    assert_eq!(outcome, thumbq_worker::job::Outcome::AlreadyDone);
+    let second = app.wait_for_thumbnails(id).await;
+    assert!(first.iter().zip(&second).all(|(a, b)| a.1 == b.1), "the same bytes are served");
+}
