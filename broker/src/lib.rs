@@ -5,6 +5,7 @@
 //! - [`Publisher`] publishes jobs and returns only once the broker confirmed it stored them.
 
 mod publisher;
+pub mod spool;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -14,6 +15,7 @@ use thumbq_contract::Topology;
 
 pub use lapin;
 pub use publisher::{PublishError, Publisher};
+pub use spool::{Claim, Spool};
 
 /// Opens a connection to `url`, named `name` in the broker's connection list.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {

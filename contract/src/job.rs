@@ -31,6 +31,11 @@ pub enum JobDecodeError {
 impl ResizeJob {
     pub const VERSION: u32 = 1;
 
+    /// How many times a job is tried before it is given up on, its failure
+    /// recorded and its message dead-lettered. A worker that died (or was
+    /// killed) while holding the job counts as a try.
+    pub const MAX_ATTEMPTS: u32 = 5;
+
     pub fn new(image_id: ImageId, format: SourceFormat, uploaded_at_ms: u64) -> Self {
         Self { version: Self::VERSION, image_id, format, uploaded_at_ms }
     }

@@ -8,6 +8,8 @@
 //! originals/{id}                  the upload as received, once complete (web)
 //! thumbs/{id}/{size}.{jpg|png}    the thumbnails (worker)
 //! failed/{id}.json                why the job failed for good (worker)
+//! spool/jobs/                     the job queue in embedded mode (no RabbitMQ)
+//! spool/outbox/                   jobs waiting for RabbitMQ to come back (web)
 //! ```
 
 use std::fmt;
@@ -103,6 +105,16 @@ impl Storage {
     /// The absolute path of a stored file.
     pub fn path(&self, key: &StorageKey) -> PathBuf {
         self.root.join(key.relative_path())
+    }
+
+    /// The directory of the job queue in embedded mode, shared by web and workers.
+    pub fn job_spool(&self) -> PathBuf {
+        self.root.join("spool").join("jobs")
+    }
+
+    /// The directory where the web server keeps jobs RabbitMQ has not confirmed yet.
+    pub fn outbox_spool(&self) -> PathBuf {
+        self.root.join("spool").join("outbox")
     }
 
     /// Creates the directories every process expects to exist.

@@ -21,9 +21,9 @@ impl Topology {
     /// The default name of the resize queue.
     pub const DEFAULT_QUEUE: &'static str = "thumbq.resize";
 
-    /// How often a job may be delivered before it is dead-lettered: a job
-    /// whose worker died (or was killed) this many times is a poison job.
-    pub const DELIVERY_LIMIT: i64 = 5;
+    /// The broker's own limit on redeliveries, a backstop behind the workers'
+    /// [`crate::ResizeJob::MAX_ATTEMPTS`], which give up (and say why) first.
+    pub const DELIVERY_LIMIT: i64 = crate::ResizeJob::MAX_ATTEMPTS as i64 + 1;
 
     pub fn new(queue: impl Into<String>) -> Self {
         Self { queue: queue.into() }

@@ -34,6 +34,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
     pub queue: String,
+    /// The broker web and worker use; `None` in embedded mode.
+    pub amqp_url: Option<String>,
     worker: Option<(watch::Sender<bool>, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -41,12 +43,21 @@ pub struct TestApp {
 pub struct Options {
     pub with_worker: bool,
     pub max_upload_bytes: u64,
+    /// The AMQP URL of web and worker; `None` is embedded mode.
+    pub amqp_url: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { with_worker: true, max_upload_bytes: 50 * 1024 * 1024 }
+        Self { with_worker: true, max_upload_bytes: 50 * 1024 * 1024, amqp_url: Some(amqp_url()) }
     }
+}
+
+/// How a test's processes pass jobs.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    RabbitMq,
+    Embedded,
 }
 
 impl TestApp {
@@ -60,11 +71,20 @@ impl TestApp {
         Self::spawn_with(Options { with_worker: false, ..Options::default() }).await
     }
 
+    /// Web server and worker, passing jobs as `mode` says.
+    pub async fn spawn_in(mode: Mode) -> Self {
+        let amqp_url = match mode {
+            Mode::RabbitMq => Some(amqp_url()),
+            Mode::Embedded => None,
+        };
+        Self::spawn_with(Options { amqp_url, ..Options::default() }).await
+    }
+
     pub async fn spawn_with(options: Options) -> Self {
         require_rabbitmq().await;
         let data_dir = tempfile::tempdir().expect("a temporary directory");
         let queue = format!("thumbq.test.{}", uuid::Uuid::now_v7().simple());
-        let mut settings = thumbq_web::Settings::for_tests(data_dir.path(), amqp_url(), &queue);
+        let mut settings = thumbq_web::Settings::for_tests(data_dir.path(), options.amqp_url.clone(), &queue);
         settings.max_upload_bytes = options.max_upload_bytes;
         let web = thumbq_web::Application::build(settings).await.expect("the web server starts");
         let address = format!("http://{}", web.local_addr());
@@ -73,7 +93,7 @@ impl TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("an HTTP client");
-        let mut app = Self { address, client, data_dir, queue, worker: None };
+        let mut app = Self { address, client, data_dir, queue, amqp_url: options.amqp_url, worker: None };
         if options.with_worker {
             app.start_worker().await;
         }
@@ -81,7 +101,7 @@ impl TestApp {
     }
 
     pub async fn start_worker(&mut self) {
-        let settings = thumbq_worker::Settings::for_tests(self.data_dir.path(), amqp_url(), &self.queue);
+        let settings = thumbq_worker::Settings::for_tests(self.data_dir.path(), self.amqp_url.clone(), &self.queue);
         let (stop, shutdown) = watch::channel(false);
         let handle = tokio::spawn(thumbq_worker::run(settings, shutdown));
         self.worker = Some((stop, handle));
@@ -186,7 +206,7 @@ impl TestApp {
                 let path = entry.path();
                 if path.is_dir() {
                     walk(root, &path, found);
-                } else if path.file_name().is_some_and(|name| name != ".readyz") {
+                } else if path.file_name().is_some_and(|name| name != ".readyz" && !name.to_string_lossy().ends_with(".lock")) {
                     found.push(path.strip_prefix(root).expect("below the root").to_owned());
                 }
             }

@@ -57,7 +57,7 @@ async fn empty_and_missing_files_are_refused_with_a_clear_message() {
 
 #[tokio::test]
 async fn a_file_over_the_size_limit_is_refused_with_413_and_not_kept() {
-    let app = TestApp::spawn_with(Options { with_worker: false, max_upload_bytes: 10_000 }).await;
+    let app = TestApp::spawn_with(Options { with_worker: false, max_upload_bytes: 10_000, ..Options::default() }).await;
 
     let response = app.upload_json(&[("big.jpg", images::jpeg(1000, 1000), "image/jpeg")]).await;
 

@@ -2,12 +2,21 @@
 
 use reqwest::{StatusCode, header};
 
-use crate::harness::TestApp;
+use crate::harness::{Mode, TestApp};
 use crate::images::{self, decode, fixture, mean_difference};
 
 #[tokio::test]
 async fn a_jpeg_upload_is_accepted_and_gets_three_thumbnails_that_fit_their_boxes() {
-    let app = TestApp::spawn().await;
+    a_jpeg_upload_gets_three_thumbnails(Mode::RabbitMq).await;
+}
+
+#[tokio::test]
+async fn the_embedded_queue_takes_a_jpeg_upload_to_three_thumbnails_without_rabbitmq() {
+    a_jpeg_upload_gets_three_thumbnails(Mode::Embedded).await;
+}
+
+async fn a_jpeg_upload_gets_three_thumbnails(mode: Mode) {
+    let app = TestApp::spawn_in(mode).await;
 
     let response = app.upload_json(&[("photo.jpg", images::jpeg(1600, 1200), "image/jpeg")]).await;
 

@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 /// Everything a request can end in other than success.
@@ -35,9 +35,6 @@ pub enum AppError {
     /// 400 or 413: the request is not a readable multipart form (the message says why).
     #[error("The upload could not be read: {message}")]
     BadForm { status: StatusCode, message: String },
-    /// 503 with `Retry-After`: the broker did not take the jobs; nothing was kept.
-    #[error("Your images could not be queued for processing just now. Nothing was kept; please try again in a minute.")]
-    QueueUnavailable(#[source] thumbq_broker::PublishError),
     /// 500 "Something went wrong on our side."; the cause is logged.
     #[error("Something went wrong on our side. It has been logged; please try again.")]
     Internal(#[from] anyhow::Error),
@@ -51,20 +48,14 @@ impl AppError {
             Self::TooManyFiles { .. } | Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotAnImage { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BadForm { status, .. } => *status,
-            Self::QueueUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// Logs causes the user is not shown, once, and adds the headers the status calls for.
+    /// Logs causes the user is not shown, once, and sets the status.
     fn finish(&self, mut response: Response) -> Response {
-        match self {
-            Self::Internal(cause) => tracing::error!(error = ?cause, "A request failed inside the server."),
-            Self::QueueUnavailable(cause) => {
-                tracing::warn!(error = %cause, "The broker did not take the jobs; the upload was refused.");
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-            }
-            _ => {}
+        if let Self::Internal(cause) = self {
+            tracing::error!(error = ?cause, "A request failed inside the server.");
         }
         *response.status_mut() = self.status();
         response

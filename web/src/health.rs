@@ -1,7 +1,9 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (it can take uploads).
 
-use axum::http::StatusCode;
+use std::fmt::Write;
+
 use axum::extract::State;
+use axum::http::StatusCode;
 
 use crate::AppState;
 
@@ -9,14 +11,36 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the data directory is writable and the broker confirms a channel.
+/// Ready when the data directory is writable and, with RabbitMQ configured,
+/// the broker takes jobs. The body says what is wrong, and how many jobs wait on disk.
 pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
+    let mut ready = true;
+    let mut report = String::new();
     let probe = app.storage.root().join("incoming").join(".readyz");
-    if let Err(error) = tokio::fs::write(&probe, b"").await {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("the data directory is not writable: {error}\n"));
+    match tokio::fs::write(&probe, b"").await {
+        Ok(()) => report.push_str("data directory: writable\n"),
+        Err(error) => {
+            ready = false;
+            let _ = writeln!(report, "data directory: not writable: {error}");
+        }
     }
-    match app.publisher.check_connection().await {
-        Ok(()) => (StatusCode::OK, "ready\n".into()),
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("the broker is not reachable: {error}\n")),
+    match app.dispatcher.readiness().await {
+        Ok(readiness) => {
+            match readiness.broker {
+                None => report.push_str("broker: embedded queue (no AMQP URL set)\n"),
+                Some(Ok(())) => report.push_str("broker: reachable\n"),
+                Some(Err(error)) => {
+                    ready = false;
+                    let _ = writeln!(report, "broker: unreachable: {error}");
+                }
+            }
+            let _ = writeln!(report, "jobs waiting on disk: {}", readiness.waiting_on_disk);
+        }
+        Err(error) => {
+            ready = false;
+            let _ = writeln!(report, "queue on disk: unreadable: {error}");
+        }
     }
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, report)
 }

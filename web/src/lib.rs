@@ -6,13 +6,15 @@
 //!
 //! - [`settings`]: flags and environment variables.
 //! - [`routes`]: the router, its layers and the shared state.
-//! - [`upload`]: streaming multipart uploads to disk and publishing their jobs.
+//! - [`upload`]: streaming multipart uploads to disk and queueing their jobs.
+//! - [`dispatch`]: where jobs go: RabbitMQ, the outbox while it is away, or the embedded queue.
 //! - [`progress`]: what is known of an image (pending, done, failed), read from the data directory.
 //! - [`pages`], [`thumbs`], [`api`], [`assets`], [`health`]: what is served.
 //! - [`error`]: the error every handler returns, and what the user sees of it.
 
 pub mod api;
 pub mod assets;
+pub mod dispatch;
 pub mod error;
 pub mod health;
 pub mod pages;
@@ -26,9 +28,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use thumbq_broker::Publisher;
+use thumbq_broker::{Publisher, Spool};
 use thumbq_contract::Storage;
 use tokio::net::TcpListener;
+
+use crate::dispatch::Dispatcher;
 
 pub use routes::{AppState, router};
 pub use settings::Settings;
@@ -50,13 +54,23 @@ impl Application {
             .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
         let listener =
             TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
-        let publisher = Publisher::new(&settings.amqp_url, "thumbq-web", settings.topology(), settings.publish_timeout());
-        // Connecting now declares the queues and shows a broken broker URL at
-        // once; a broker that is down is no reason not to start.
-        if let Err(error) = publisher.check_connection().await {
-            tracing::warn!(%error, "The broker is not reachable yet; uploads will be refused until it is.");
-        }
-        let state = AppState { storage, publisher: Arc::new(publisher), settings: Arc::new(settings) };
+        let dispatcher = match &settings.amqp_url {
+            Some(url) => {
+                let publisher = Publisher::new(url, "thumbq-web", settings.topology(), settings.publish_timeout());
+                // Connecting now declares the queues and shows a wrong URL at
+                // once; a broker that is down is no reason not to start.
+                if let Err(error) = publisher.check_connection().await {
+                    tracing::warn!(%error, "RabbitMQ is not reachable yet; jobs wait in the outbox until it is.");
+                }
+                let outbox = Spool::open(storage.outbox_spool()).context("cannot open the outbox")?;
+                Dispatcher::broker(publisher, outbox)
+            }
+            None => {
+                tracing::info!("No AMQP URL is set: jobs go to the embedded queue in the data directory.");
+                Dispatcher::embedded(Spool::open(storage.job_spool()).context("cannot open the embedded queue")?)
+            }
+        };
+        let state = AppState { storage, dispatcher: Arc::new(dispatcher), settings: Arc::new(settings) };
         Ok(Self { listener, state })
     }
 
@@ -66,7 +80,15 @@ impl Application {
 
     /// Serves until `shutdown` completes, then lets requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.state)).with_graceful_shutdown(shutdown).await
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let relay = tokio::spawn(Arc::clone(&self.state.dispatcher).relay(stopped));
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let served = axum::serve(self.listener, router(self.state)).with_graceful_shutdown(shutdown).await;
+        let _ = relay.await;
+        served
     }
 }
 

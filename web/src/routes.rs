@@ -6,18 +6,18 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
-use thumbq_broker::Publisher;
 use thumbq_contract::Storage;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::dispatch::Dispatcher;
 use crate::{Settings, api, assets, health, pages, thumbs, upload};
 
 /// What every handler may use.
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Storage,
-    pub publisher: Arc<Publisher>,
+    pub dispatcher: Arc<Dispatcher>,
     pub settings: Arc<Settings>,
 }
 

@@ -19,9 +19,10 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
-    /// RabbitMQ to publish resize jobs to.
-    #[arg(long, env = "THUMBQ_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", value_parser = thumbq_broker::check_url)]
-    pub amqp_url: String,
+    /// RabbitMQ to publish resize jobs to, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
+    /// Without it, jobs go to the embedded queue in the data directory.
+    #[arg(long, env = "THUMBQ_AMQP_URL", value_parser = thumbq_broker::check_url)]
+    pub amqp_url: Option<String>,
 
     /// Name of the resize queue; the dead-letter queue is named after it.
     #[arg(long, env = "THUMBQ_QUEUE", default_value = Topology::DEFAULT_QUEUE, value_parser = Topology::check_queue_name)]
@@ -39,23 +40,24 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_SIZES", default_value_t = Sizes::default())]
     pub sizes: Sizes,
 
-    /// How long to wait for the broker to confirm a job, in milliseconds.
-    #[arg(long, env = "THUMBQ_PUBLISH_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
+    /// How long to wait for the broker to confirm a job before keeping it in the outbox, in milliseconds.
+    #[arg(long, env = "THUMBQ_PUBLISH_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
     pub publish_timeout_ms: u64,
 }
 
 impl Settings {
     /// Settings for a server on a free port, with every other value at its default.
-    pub fn for_tests(data_dir: impl Into<PathBuf>, amqp_url: impl Into<String>, queue: impl Into<String>) -> Self {
+    /// `amqp_url` `None` is embedded mode.
+    pub fn for_tests(data_dir: impl Into<PathBuf>, amqp_url: Option<String>, queue: impl Into<String>) -> Self {
         Self {
             bind: "127.0.0.1:0".parse().expect("a valid address"),
             data_dir: data_dir.into(),
-            amqp_url: amqp_url.into(),
+            amqp_url,
             queue: queue.into(),
             max_upload_bytes: 50 * 1024 * 1024,
             max_files_per_request: 50,
             sizes: Sizes::default(),
-            publish_timeout_ms: 5_000,
+            publish_timeout_ms: 2_000,
         }
     }
 

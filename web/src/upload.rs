@@ -3,8 +3,9 @@
 //! A file is never held in memory: chunks go straight to `incoming/{id}.part`
 //! while the first bytes tell its format. Only when every file of the request
 //! is complete and recognised are they moved to `originals/`, and only when
-//! the broker confirmed every job does the client hear "accepted". Whatever
-//! goes wrong, including the client hanging up, leaves no file behind.
+//! every job is queued (confirmed by RabbitMQ, or on disk in the outbox) does
+//! the client hear "accepted". Whatever goes wrong, including the client
+//! hanging up, leaves no file behind.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -67,13 +68,11 @@ async fn accept(app: &AppState, mut multipart: Multipart) -> Result<Vec<ImageId>
     for file in received {
         originals.push(file.store(&app.storage).await?);
     }
-    let publishes = originals.iter().map(|original| app.publisher.publish(&original.job));
-    for outcome in futures_util::future::join_all(publishes).await {
-        outcome.map_err(AppError::QueueUnavailable)?;
-    }
+    let dispatches = originals.iter().map(|original| app.dispatcher.dispatch(&original.job));
+    let routes = futures_util::future::join_all(dispatches).await.into_iter().collect::<Result<Vec<_>, _>>()?;
     let ids = originals.into_iter().map(StoredOriginal::keep).collect::<Vec<_>>();
-    for id in &ids {
-        tracing::info!(image.id = %id, "Accepted an upload and queued its resize job.");
+    for (id, route) in ids.iter().zip(routes) {
+        tracing::info!(image.id = %id, ?route, "Accepted an upload and queued its resize job.");
     }
     Ok(ids)
 }

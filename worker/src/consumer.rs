@@ -1,5 +1,5 @@
-//! The consumer loop: takes jobs from the broker, runs each on a blocking
-//! thread, settles each message, reconnects when the link breaks, and on
+//! The RabbitMQ consumer: takes jobs from the broker, runs each through
+//! [`run_job`], settles each message, reconnects when the link breaks, and on
 //! shutdown stops taking jobs and finishes the ones it holds.
 
 use std::sync::Arc;
@@ -7,22 +7,22 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use thumbq_broker::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use thumbq_broker::lapin::types::FieldTable;
+use thumbq_broker::lapin::types::{AMQPValue, FieldTable};
 use thumbq_broker::lapin::message::Delivery;
 use thumbq_broker::{connect, declare_topology};
-use thumbq_contract::ResizeJob;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::Settings;
-use crate::job::{self, JobContext, Settlement};
+use crate::job::{JobContext, Settlement};
+use crate::runner::run_job;
 
 /// Consumes jobs until `shutdown` changes to `true`, then drains and returns.
-pub async fn run(settings: Settings, context: JobContext, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(settings: Settings, amqp_url: String, context: JobContext, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let context = Arc::new(context);
     let mut backoff = Backoff::default();
     loop {
-        match consume(&settings, &context, &mut shutdown).await {
+        match consume(&settings, &amqp_url, &context, &mut shutdown, &mut backoff).await {
             Ok(()) => return Ok(()),
             Err(error) => {
                 let delay = backoff.next();
@@ -37,9 +37,15 @@ pub async fn run(settings: Settings, context: JobContext, mut shutdown: watch::R
 }
 
 /// One connection's life: returns `Ok` on shutdown, `Err` when the link broke.
-async fn consume(settings: &Settings, context: &Arc<JobContext>, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn consume(
+    settings: &Settings,
+    amqp_url: &str,
+    context: &Arc<JobContext>,
+    shutdown: &mut watch::Receiver<bool>,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
     let topology = settings.topology();
-    let connection = connect(&settings.amqp_url, "thumbq-worker").await?;
+    let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect(amqp_url, "thumbq-worker")).await??;
     let channel = connection.create_channel().await?;
     declare_topology(&channel, &topology).await?;
     // Per-consumer prefetch: the broker hands this worker at most as many jobs
@@ -49,12 +55,13 @@ async fn consume(settings: &Settings, context: &Arc<JobContext>, shutdown: &mut 
         .basic_consume(topology.resize_queue().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
     tracing::info!(queue = topology.resize_queue(), concurrency = settings.concurrency, "Waiting for resize jobs.");
+    *backoff = Backoff::default();
 
     let mut in_flight = JoinSet::new();
     let outcome = loop {
         tokio::select! {
             delivery = deliveries.next() => match delivery {
-                Some(Ok(delivery)) => { in_flight.spawn(handle(Arc::clone(context), delivery)); }
+                Some(Ok(delivery)) => { in_flight.spawn(handle(Arc::clone(context), delivery, settings.job_time_limit())); }
                 Some(Err(error)) => break Err(error.into()),
                 None => break Err(anyhow::anyhow!("the broker ended the consumer")),
             },
@@ -79,22 +86,9 @@ async fn consume(settings: &Settings, context: &Arc<JobContext>, shutdown: &mut 
     outcome
 }
 
-/// Runs one delivery's job off the async runtime and settles its message.
-async fn handle(context: Arc<JobContext>, delivery: Delivery) {
-    let settlement = match ResizeJob::from_bytes(&delivery.data) {
-        Ok(job) => {
-            let image_id = job.image_id;
-            tokio::task::spawn_blocking(move || job::run(&context, &job)).await.unwrap_or_else(|panic| {
-                // A bug on one input must not loop forever nor take the worker down.
-                tracing::error!(image.id = %image_id, error = %panic, "The job panicked; dead-lettering it.");
-                Settlement::DeadLetter
-            })
-        }
-        Err(error) => {
-            tracing::error!(%error, "A message on the queue is not a resize job; dead-lettering it.");
-            Settlement::DeadLetter
-        }
-    };
+/// Runs one delivery's job and settles its message.
+async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Duration) {
+    let settlement = run_job(context, &delivery.data, earlier_deliveries(&delivery), time_limit).await;
     let sent = match settlement {
         Settlement::Ack => delivery.ack(BasicAckOptions::default()).await,
         Settlement::Requeue => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
@@ -107,6 +101,23 @@ async fn handle(context: Arc<JobContext>, delivery: Delivery) {
         Err(error) => tracing::warn!(?settlement, %error, "Could not settle a message; the broker will redeliver it."),
     }
 }
+
+/// How many times the broker delivered this message before: quorum queues
+/// count them in `x-delivery-count`, including deliveries to workers that died.
+fn earlier_deliveries(delivery: &Delivery) -> u32 {
+    let count = delivery.properties.headers().as_ref().and_then(|headers| headers.inner().get("x-delivery-count").cloned());
+    let count = match count {
+        Some(AMQPValue::LongLongInt(count)) => count,
+        Some(AMQPValue::LongInt(count)) => i64::from(count),
+        Some(AMQPValue::LongUInt(count)) => i64::from(count),
+        Some(AMQPValue::ShortInt(count)) => i64::from(count),
+        Some(AMQPValue::ShortUInt(count)) => i64::from(count),
+        _ => 0,
+    };
+    u32::try_from(count).unwrap_or(0)
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Waits between reconnects: 100 ms, doubling, at most 10 s.
 struct Backoff(Duration);

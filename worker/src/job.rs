@@ -42,16 +42,31 @@ pub enum Outcome {
 }
 
 /// How the consumer must settle the message of a job.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settlement {
     Ack,
     Requeue,
     DeadLetter,
 }
 
-/// Runs `job` and records a permanent failure where the web server will find it.
-pub fn run(context: &JobContext, job: &ResizeJob) -> Settlement {
+/// What people read when a job was tried [`ResizeJob::MAX_ATTEMPTS`] times without an answer.
+pub const GAVE_UP: &str = "The thumbnails could not be made: the worker stopped or timed out on this image again and again.";
+
+/// Runs `job`, tried `attempt` times before (0 the first time), and records a
+/// permanent failure where the web server will find it.
+pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
     let id = job.image_id;
+    let last_attempt = attempt + 1 >= ResizeJob::MAX_ATTEMPTS;
+    if attempt >= ResizeJob::MAX_ATTEMPTS {
+        return give_up(context, id, GAVE_UP);
+    }
+    if last_attempt {
+        // Should this last try kill the worker too, the reason is already there;
+        // a success removes it.
+        if let Err(error) = record_failure(&context.storage, id, GAVE_UP) {
+            tracing::warn!(image.id = %id, %error, "Could not record the job's failure ahead of its last try.");
+        }
+    }
     match process(context, job) {
         Ok(Outcome::Made { duration }) => {
             tracing::info!(image.id = %id, duration_ms = duration.as_millis() as u64, "Made the thumbnails.");
@@ -61,20 +76,29 @@ pub fn run(context: &JobContext, job: &ResizeJob) -> Settlement {
             tracing::info!(image.id = %id, "The thumbnails were already there; nothing to do.");
             Settlement::Ack
         }
+        Err(JobError::Retry(error)) if last_attempt => {
+            tracing::warn!(image.id = %id, %error, attempt, "The job failed on its last try.");
+            give_up(context, id, &format!("The thumbnails could not be made after {} tries; the last error was: {error}.", attempt + 1))
+        }
         Err(JobError::Retry(error)) => {
-            tracing::warn!(image.id = %id, %error, "The job failed for now; it goes back to the queue.");
+            tracing::warn!(image.id = %id, %error, attempt, "The job failed for now; it goes back to the queue.");
             Settlement::Requeue
         }
-        Err(JobError::Abort(reason)) => match record_failure(&context.storage, id, &reason) {
-            Ok(()) => {
-                tracing::info!(image.id = %id, reason, "The job cannot succeed; its failure is recorded.");
-                Settlement::DeadLetter
-            }
-            Err(error) => {
-                tracing::warn!(image.id = %id, %error, "Could not record the job's failure; it goes back to the queue.");
-                Settlement::Requeue
-            }
-        },
+        Err(JobError::Abort(reason)) => give_up(context, id, &reason),
+    }
+}
+
+/// Records why `id` will get no thumbnails, and says to dead-letter its job.
+pub fn give_up(context: &JobContext, id: ImageId, reason: &str) -> Settlement {
+    match record_failure(&context.storage, id, reason) {
+        Ok(()) => {
+            tracing::info!(image.id = %id, reason, "The job cannot succeed; its failure is recorded.");
+            Settlement::DeadLetter
+        }
+        Err(error) => {
+            tracing::warn!(image.id = %id, %error, "Could not record the job's failure; it goes back to the queue.");
+            Settlement::Requeue
+        }
     }
 }
 
@@ -84,6 +108,7 @@ pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobErro
     let storage = &context.storage;
     let id = job.image_id;
     if all_thumbnails_exist(storage, id) {
+        remove_failure(storage, id)?;
         return Ok(Outcome::AlreadyDone);
     }
     let original = read_original(context, id)?;
@@ -100,12 +125,17 @@ pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobErro
         let path = storage.path(&StorageKey::Thumbnail(id, thumbnail.size, thumbnail.format));
         write_atomically(&path, &thumbnail.bytes).map_err(JobError::Retry)?;
     }
-    // A job replayed after an earlier failure clears it.
-    match std::fs::remove_file(storage.path(&StorageKey::Failure(id))) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(JobError::Retry(error)),
-        _ => {}
-    }
+    remove_failure(storage, id)?;
     Ok(Outcome::Made { duration: started.elapsed() })
+}
+
+/// A job that succeeds after an earlier failure (a replay, or a last try
+/// recorded ahead) clears the failure.
+fn remove_failure(storage: &Storage, id: ImageId) -> Result<(), JobError> {
+    match std::fs::remove_file(storage.path(&StorageKey::Failure(id))) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(JobError::Retry(error)),
+        _ => Ok(()),
+    }
 }
 
 fn all_thumbnails_exist(storage: &Storage, id: ImageId) -> bool {

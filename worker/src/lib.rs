@@ -2,13 +2,17 @@
 //! thumbnail sizes per image into the shared data directory.
 //!
 //! - [`settings`]: flags and environment variables.
-//! - [`consumer`]: the loop: prefetch, ack/nack, reconnects, shutdown.
-//! - [`job`]: the step: one job, from original to written thumbnails.
+//! - [`consumer`]: the RabbitMQ loop: prefetch, ack/nack, reconnects, shutdown.
+//! - [`embedded`]: the loop over the embedded queue, when no RabbitMQ is configured.
+//! - [`runner`]: one job off the async runtime, with a time limit and a panic boundary.
+//! - [`job`]: the step: one job, from original to written thumbnails, and its settlement.
 //! - [`pipeline`]: the pure image work: decode, orient, resize, encode.
 
 pub mod consumer;
+pub mod embedded;
 pub mod job;
 pub mod pipeline;
+pub mod runner;
 pub mod settings;
 
 use anyhow::Context;
@@ -29,5 +33,8 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
         limits: settings.limits(),
         max_upload_bytes: settings.max_upload_bytes,
     };
-    consumer::run(settings, context, shutdown).await
+    match settings.amqp_url.clone() {
+        Some(url) => consumer::run(settings, url, context, shutdown).await,
+        None => embedded::run(settings, context, shutdown).await,
+    }
 }

@@ -16,9 +16,10 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
-    /// RabbitMQ to take resize jobs from.
-    #[arg(long, env = "THUMBQ_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", value_parser = thumbq_broker::check_url)]
-    pub amqp_url: String,
+    /// RabbitMQ to take resize jobs from, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
+    /// Without it, jobs come from the embedded queue in the data directory.
+    #[arg(long, env = "THUMBQ_AMQP_URL", value_parser = thumbq_broker::check_url)]
+    pub amqp_url: Option<String>,
 
     /// Name of the resize queue; the dead-letter queue is named after it.
     #[arg(long, env = "THUMBQ_QUEUE", default_value = Topology::DEFAULT_QUEUE, value_parser = Topology::check_queue_name)]
@@ -44,6 +45,10 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = 50 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_upload_bytes: u64,
 
+    /// A job running longer than this, in seconds, is abandoned and tried again later.
+    #[arg(long, env = "THUMBQ_JOB_TIME_LIMIT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub job_time_limit_secs: u64,
+
     /// On SIGTERM, how long to let jobs in flight finish before leaving them to the broker, in seconds.
     #[arg(long, env = "THUMBQ_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
@@ -54,17 +59,18 @@ fn default_concurrency() -> u16 {
 }
 
 impl Settings {
-    /// Settings for tests, with every other value at its default.
-    pub fn for_tests(data_dir: impl Into<PathBuf>, amqp_url: impl Into<String>, queue: impl Into<String>) -> Self {
+    /// Settings for tests, with every other value at its default; `amqp_url` `None` is embedded mode.
+    pub fn for_tests(data_dir: impl Into<PathBuf>, amqp_url: Option<String>, queue: impl Into<String>) -> Self {
         Self {
             data_dir: data_dir.into(),
-            amqp_url: amqp_url.into(),
+            amqp_url,
             queue: queue.into(),
             concurrency: 2,
             sizes: Sizes::default(),
             max_pixels: MediaLimits::default().max_pixels,
             max_side_px: MediaLimits::default().max_side_px,
             max_upload_bytes: 50 * 1024 * 1024,
+            job_time_limit_secs: 120,
             shutdown_timeout_secs: 10,
         }
     }
@@ -75,6 +81,10 @@ impl Settings {
 
     pub fn topology(&self) -> Topology {
         Topology::new(self.queue.clone())
+    }
+
+    pub fn job_time_limit(&self) -> Duration {
+        Duration::from_secs(self.job_time_limit_secs)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

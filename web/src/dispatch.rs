@@ -1,0 +1,158 @@
+//! Where the web server sends each job, so that an accepted upload always ends up queued.
+//!
+//! - With RabbitMQ: publish and wait for the confirm. If the broker is down or
+//!   does not confirm in time, the job goes to the outbox spool on disk, and
+//!   [`Dispatcher::relay`] publishes it, oldest first, once the broker is back.
+//! - Embedded (no AMQP URL): the job goes to the spool the workers read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use thumbq_broker::{PublishError, Publisher, Spool};
+use thumbq_contract::ResizeJob;
+use tokio::sync::{Notify, watch};
+
+/// How a job was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// RabbitMQ confirmed it.
+    Published,
+    /// RabbitMQ was unavailable; it waits on disk for the relay.
+    Outbox,
+    /// It is in the embedded queue.
+    Embedded,
+}
+
+pub struct Dispatcher {
+    mode: Mode,
+    outbox_filled: Notify,
+}
+
+enum Mode {
+    Broker { publisher: Publisher, outbox: Arc<Spool> },
+    Embedded { jobs: Arc<Spool> },
+}
+
+/// What `/readyz` reports.
+pub struct Readiness {
+    /// `None` in embedded mode; otherwise whether RabbitMQ takes jobs now.
+    pub broker: Option<Result<(), PublishError>>,
+    /// Jobs waiting on disk: in the outbox, or in the embedded queue.
+    pub waiting_on_disk: usize,
+}
+
+impl Dispatcher {
+    pub fn broker(publisher: Publisher, outbox: Spool) -> Self {
+        Self { mode: Mode::Broker { publisher, outbox: Arc::new(outbox) }, outbox_filled: Notify::new() }
+    }
+
+    pub fn embedded(jobs: Spool) -> Self {
+        Self { mode: Mode::Embedded { jobs: Arc::new(jobs) }, outbox_filled: Notify::new() }
+    }
+
+    /// Queues `job`. Fails only when the job cannot even be written to disk.
+    pub async fn dispatch(&self, job: &ResizeJob) -> std::io::Result<Route> {
+        match &self.mode {
+            Mode::Embedded { jobs } => {
+                push(jobs, job).await?;
+                Ok(Route::Embedded)
+            }
+            Mode::Broker { publisher, outbox } => {
+                // While older jobs wait in the outbox, newer ones queue behind them.
+                if outbox_len(outbox).await? == 0 {
+                    match publisher.publish(job).await {
+                        Ok(()) => return Ok(Route::Published),
+                        Err(error) => tracing::warn!(image.id = %job.image_id, %error, "RabbitMQ did not take the job; keeping it in the outbox."),
+                    }
+                }
+                push(outbox, job).await?;
+                self.outbox_filled.notify_one();
+                Ok(Route::Outbox)
+            }
+        }
+    }
+
+    /// Publishes the outbox's jobs, oldest first, deleting each only once
+    /// RabbitMQ confirmed it; returns when `shutdown` becomes true.
+    pub async fn relay(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let Mode::Broker { publisher, outbox } = &self.mode else { return };
+        let mut pause = RETRY_FIRST;
+        loop {
+            let claim = {
+                let outbox = Arc::clone(outbox);
+                tokio::task::spawn_blocking(move || outbox.claim()).await
+            };
+            let wait = match claim {
+                Ok(Ok(Some(claim))) => match ResizeJob::from_bytes(&claim.payload) {
+                    Ok(job) => match publisher.publish(&job).await {
+                        Ok(()) => {
+                            let _ = blocking(outbox, move |outbox| outbox.ack(claim)).await;
+                            tracing::info!(image.id = %job.image_id, "Relayed a job from the outbox to RabbitMQ.");
+                            pause = RETRY_FIRST;
+                            continue;
+                        }
+                        Err(error) => {
+                            let _ = blocking(outbox, move |outbox| outbox.unclaim(claim)).await;
+                            tracing::debug!(%error, "RabbitMQ is still unavailable; the outbox waits.");
+                            pause = (pause * 2).min(RETRY_MAX);
+                            pause
+                        }
+                    },
+                    Err(error) => {
+                        tracing::error!(%error, "A file in the outbox is not a job; setting it aside.");
+                        let _ = blocking(outbox, move |outbox| outbox.dead_letter(claim)).await;
+                        continue;
+                    }
+                },
+                // Empty: sleep until an upload fills it (or check again now and then,
+                // for jobs left by another web process sharing the directory).
+                Ok(Ok(None)) => IDLE_CHECK,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "Cannot read the outbox.");
+                    RETRY_MAX
+                }
+                Err(panic) => {
+                    tracing::error!(error = %panic, "Reading the outbox panicked.");
+                    RETRY_MAX
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.outbox_filled.notified(), if wait == IDLE_CHECK => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    pub async fn readiness(&self) -> std::io::Result<Readiness> {
+        match &self.mode {
+            Mode::Embedded { jobs } => Ok(Readiness { broker: None, waiting_on_disk: outbox_len(jobs).await? }),
+            Mode::Broker { publisher, outbox } => Ok(Readiness {
+                broker: Some(publisher.check_connection().await),
+                waiting_on_disk: outbox_len(outbox).await?,
+            }),
+        }
+    }
+}
+
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+const IDLE_CHECK: Duration = Duration::from_secs(2);
+
+async fn push(spool: &Arc<Spool>, job: &ResizeJob) -> std::io::Result<()> {
+    let payload = job.to_bytes();
+    blocking(spool, move |spool| spool.push(&payload)).await
+}
+
+async fn outbox_len(spool: &Arc<Spool>) -> std::io::Result<usize> {
+    blocking(spool, |spool| spool.len()).await
+}
+
+/// Runs a spool operation (file system calls with fsync) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    spool: &Arc<Spool>,
+    operation: impl FnOnce(&Spool) -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let spool = Arc::clone(spool);
+    tokio::task::spawn_blocking(move || operation(&spool)).await.map_err(std::io::Error::other)?
+}

@@ -1,0 +1,90 @@
+//! The embedded consumer: takes jobs from the spool in the data directory
+//! when no RabbitMQ is configured. Any number of worker processes may share it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use thumbq_broker::Spool;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::Settings;
+use crate::job::{JobContext, Settlement};
+use crate::runner::run_job;
+
+/// How long an idle lane waits before looking at the spool again.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How often claims of dead worker processes are put back.
+const ORPHAN_CHECK: Duration = Duration::from_secs(1);
+
+/// Consumes jobs until `shutdown` becomes true, then finishes those in flight.
+pub async fn run(settings: Settings, context: JobContext, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let spool = Arc::new(Spool::open(context.storage.job_spool())?);
+    let context = Arc::new(context);
+    tracing::info!(spool = %spool.root().display(), concurrency = settings.concurrency, "Waiting for resize jobs in the embedded queue.");
+    let mut lanes = JoinSet::new();
+    for _ in 0..settings.concurrency {
+        lanes.spawn(lane(Arc::clone(&spool), Arc::clone(&context), settings.job_time_limit(), shutdown.clone()));
+    }
+    lanes.spawn(recover_orphans(Arc::clone(&spool), shutdown));
+    while let Some(lane) = lanes.join_next().await {
+        lane??;
+    }
+    Ok(())
+}
+
+/// One job at a time, until shutdown; a job in flight at shutdown is finished first.
+async fn lane(spool: Arc<Spool>, context: Arc<JobContext>, time_limit: Duration, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    while !*shutdown.borrow() {
+        let claim = {
+            let spool = Arc::clone(&spool);
+            tokio::task::spawn_blocking(move || spool.claim()).await?
+        };
+        let claim = match claim {
+            Ok(Some(claim)) => claim,
+            Ok(None) => {
+                tokio::select! {
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => {}
+                }
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Cannot read the embedded queue; trying again in a second.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let settlement = run_job(Arc::clone(&context), &claim.payload, claim.attempts, time_limit).await;
+        let spool = Arc::clone(&spool);
+        let settled = tokio::task::spawn_blocking(move || match settlement {
+            Settlement::Ack => spool.ack(claim),
+            Settlement::Requeue => spool.retry_later(claim),
+            Settlement::DeadLetter => spool.dead_letter(claim),
+        })
+        .await?;
+        if let Err(error) = settled {
+            // The claim stays with this process; it returns to the queue when the process ends.
+            tracing::warn!(%error, ?settlement, "Could not settle a job in the embedded queue.");
+        }
+    }
+    Ok(())
+}
+
+async fn recover_orphans(spool: Arc<Spool>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    loop {
+        let recovered = {
+            let spool = Arc::clone(&spool);
+            tokio::task::spawn_blocking(move || spool.recover_orphans()).await?
+        };
+        match recovered {
+            Ok(0) => {}
+            Ok(jobs) => tracing::info!(jobs, "Put back the jobs of a worker that died."),
+            Err(error) => tracing::warn!(%error, "Could not check for the jobs of dead workers."),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(ORPHAN_CHECK) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+        }
+    }
+}
