@@ -40,6 +40,16 @@ impl SourceFormat {
         }
     }
 
+    /// The format's name as people write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jpeg => "JPEG",
+            Self::Png => "PNG",
+            Self::Gif => "GIF",
+            Self::Webp => "WebP",
+        }
+    }
+
     /// The list shown to users when an upload is refused.
     pub const ACCEPTED: &'static str = "JPEG, PNG, GIF or WebP";
 }

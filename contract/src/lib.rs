@@ -7,11 +7,13 @@
 //! - [`storage`]: where every file lives in the data directory.
 //! - [`sizes`]: the three thumbnail sizes and their bounding boxes.
 //! - [`format`]: the accepted upload formats, recognised by their first bytes.
+//! - [`limits`]: how large an image may be, for both sides.
 //! - [`failure`]: how a worker records that a job failed for good.
 
 pub mod failure;
 pub mod format;
 pub mod job;
+pub mod limits;
 pub mod sizes;
 pub mod storage;
 pub mod topology;
@@ -19,6 +21,7 @@ pub mod topology;
 pub use failure::FailureRecord;
 pub use format::{SourceFormat, ThumbFormat};
 pub use job::{JobDecodeError, ResizeJob};
+pub use limits::{DimensionError, MediaLimits};
 pub use sizes::{Sizes, SizesError, ThumbSize};
 pub use storage::{ImageId, Storage, StorageKey};
 pub use topology::Topology;

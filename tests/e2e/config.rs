@@ -1,15 +1,8 @@
 //! The binaries refuse bad settings at start, naming the one at fault.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-/// The path of a workspace binary built beside this test (`cargo build --bins` builds them).
-fn binary(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().expect("the test's path");
-    let path = deps.parent().and_then(|dir| dir.parent()).expect("target/<profile>").join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)", path.display());
-    path
-}
+use crate::processes::binary;
 
 #[test]
 fn bad_settings_are_refused_at_start_with_a_message_naming_them() {

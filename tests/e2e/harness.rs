@@ -45,11 +45,13 @@ pub struct Options {
     pub max_upload_bytes: u64,
     /// The AMQP URL of web and worker; `None` is embedded mode.
     pub amqp_url: Option<String>,
+    /// Another AMQP URL for the web server alone (a proxy the test can cut).
+    pub web_amqp_url: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { with_worker: true, max_upload_bytes: 50 * 1024 * 1024, amqp_url: Some(amqp_url()) }
+        Self { with_worker: true, max_upload_bytes: 50 * 1024 * 1024, amqp_url: Some(amqp_url()), web_amqp_url: None }
     }
 }
 
@@ -84,7 +86,8 @@ impl TestApp {
         require_rabbitmq().await;
         let data_dir = tempfile::tempdir().expect("a temporary directory");
         let queue = format!("thumbq.test.{}", uuid::Uuid::now_v7().simple());
-        let mut settings = thumbq_web::Settings::for_tests(data_dir.path(), options.amqp_url.clone(), &queue);
+        let web_amqp_url = options.web_amqp_url.clone().or_else(|| options.amqp_url.clone());
+        let mut settings = thumbq_web::Settings::for_tests(data_dir.path(), web_amqp_url, &queue);
         settings.max_upload_bytes = options.max_upload_bytes;
         let web = thumbq_web::Application::build(settings).await.expect("the web server starts");
         let address = format!("http://{}", web.local_addr());
@@ -188,6 +191,16 @@ impl TestApp {
             thumbnails.push((head, bytes));
         }
         thumbnails
+    }
+
+    /// How many of `ids` have all three thumbnails on disk (cheaper than asking the API for each).
+    pub fn count_done(&self, ids: &[ImageId]) -> usize {
+        ids.iter()
+            .filter(|id| {
+                let dir = self.data_dir.path().join("thumbs").join(id.to_string());
+                std::fs::read_dir(dir).is_ok_and(|files| files.flatten().filter(|file| !file.file_name().to_string_lossy().starts_with('.')).count() == 3)
+            })
+            .count()
     }
 
     /// How many jobs wait in this test's resize queue.

@@ -7,7 +7,9 @@
 
 mod harness;
 mod images;
+mod processes;
 
 mod config;
+mod faults;
 mod refusals;
 mod thumbnails;

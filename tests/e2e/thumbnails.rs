@@ -165,8 +165,7 @@ async fn a_job_run_twice_changes_nothing() {
     let context = thumbq_worker::job::JobContext {
         storage: thumbq_contract::Storage::new(app.data_dir.path()),
         sizes: thumbq_contract::Sizes::default(),
-        limits: thumbq_worker::pipeline::MediaLimits::default(),
-        max_upload_bytes: u64::MAX,
+        limits: thumbq_contract::MediaLimits::default(),
     };
     let outcome = thumbq_worker::job::process(&context, &job).unwrap();
 

@@ -32,6 +32,12 @@ pub enum AppError {
     /// 413: a file over the size limit; what was received is deleted.
     #[error("“{file}” is larger than the limit of {}. Nothing was uploaded.", human_bytes(*limit_bytes))]
     TooLarge { file: String, limit_bytes: u64 },
+    /// 422: the header says the image is over the pixel limits (a decompression bomb, say); nothing is decoded.
+    #[error("“{file}” cannot be accepted: {reason}. Nothing was uploaded.")]
+    OverPixelLimits { file: String, reason: thumbq_contract::DimensionError },
+    /// 422: the file starts like an image but its header cannot be read.
+    #[error("“{file}” looks like a {format} image, but its header is damaged. Nothing was uploaded.")]
+    DamagedHeader { file: String, format: &'static str },
     /// 400 or 413: the request is not a readable multipart form (the message says why).
     #[error("The upload could not be read: {message}")]
     BadForm { status: StatusCode, message: String },
@@ -47,6 +53,7 @@ impl AppError {
             Self::NoFile | Self::EmptyFile { .. } => StatusCode::BAD_REQUEST,
             Self::TooManyFiles { .. } | Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotAnImage { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::OverPixelLimits { .. } | Self::DamagedHeader { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadForm { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

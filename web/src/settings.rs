@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use thumbq_contract::{Sizes, Topology};
+use thumbq_contract::{MediaLimits, Sizes, Topology};
 
 /// Everything the web server can be told at start. A bad value stops the start
 /// with a message that names the flag.
@@ -29,8 +29,16 @@ pub struct Settings {
     pub queue: String,
 
     /// Largest accepted file, in bytes.
-    #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = 50 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = MediaLimits::DEFAULT_MAX_FILE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_upload_bytes: u64,
+
+    /// Largest accepted image, in pixels (width × height), read from the file's header.
+    #[arg(long, env = "THUMBQ_MAX_PIXELS", default_value_t = MediaLimits::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: u64,
+
+    /// Widest or tallest accepted image, in pixels, read from the file's header.
+    #[arg(long, env = "THUMBQ_MAX_SIDE_PX", default_value_t = MediaLimits::DEFAULT_MAX_SIDE_PX, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_side_px: u32,
 
     /// Most files accepted in one request.
     #[arg(long, env = "THUMBQ_MAX_FILES", default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -54,11 +62,17 @@ impl Settings {
             data_dir: data_dir.into(),
             amqp_url,
             queue: queue.into(),
-            max_upload_bytes: 50 * 1024 * 1024,
+            max_upload_bytes: MediaLimits::DEFAULT_MAX_FILE_BYTES,
+            max_pixels: MediaLimits::DEFAULT_MAX_PIXELS,
+            max_side_px: MediaLimits::DEFAULT_MAX_SIDE_PX,
             max_files_per_request: 50,
             sizes: Sizes::default(),
             publish_timeout_ms: 2_000,
         }
+    }
+
+    pub fn limits(&self) -> MediaLimits {
+        MediaLimits { max_file_bytes: self.max_upload_bytes, max_side_px: self.max_side_px, max_pixels: self.max_pixels }
     }
 
     pub fn publish_timeout(&self) -> Duration {

@@ -16,7 +16,7 @@ use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
-use thumbq_contract::{ImageId, ResizeJob, SourceFormat, Storage, StorageKey, ThumbSize};
+use thumbq_contract::{ImageId, MediaLimits, ResizeJob, SourceFormat, Storage, StorageKey, ThumbSize};
 use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
@@ -58,7 +58,7 @@ async fn accept(app: &AppState, mut multipart: Multipart) -> Result<Vec<ImageId>
             return Err(AppError::TooManyFiles { limit: settings.max_files_per_request });
         }
         let number = received.len() + 1;
-        received.push(receive_file(&app.storage, field, number, settings.max_upload_bytes).await?);
+        received.push(receive_file(&app.storage, field, number, &settings.limits()).await?);
     }
     if received.is_empty() {
         return Err(AppError::NoFile);
@@ -78,7 +78,8 @@ async fn accept(app: &AppState, mut multipart: Multipart) -> Result<Vec<ImageId>
 }
 
 /// Streams one form field to `incoming/`, checking its size and format as it goes.
-async fn receive_file(storage: &Storage, mut field: Field<'_>, number: usize, limit_bytes: u64) -> Result<ReceivedFile, AppError> {
+async fn receive_file(storage: &Storage, mut field: Field<'_>, number: usize, limits: &MediaLimits) -> Result<ReceivedFile, AppError> {
+    let limit_bytes = limits.max_file_bytes;
     let file = display_name(field.file_name(), number);
     let id = ImageId::new();
     let part = RemoveOnDrop::new(storage.path(&StorageKey::Incoming(id)));
@@ -106,11 +107,27 @@ async fn receive_file(storage: &Storage, mut field: Field<'_>, number: usize, li
     }
     let format = match format {
         Some(format) => format,
-        None => SourceFormat::sniff(&head).ok_or(AppError::NotAnImage { file })?,
+        None => SourceFormat::sniff(&head).ok_or_else(|| AppError::NotAnImage { file: file.clone() })?,
     };
     // The upload is acknowledged only once its bytes are on disk.
     out.sync_all().await?;
+    drop(out);
+    check_dimensions(part.path(), format, file, limits).await?;
     Ok(ReceivedFile { id, format, part })
+}
+
+/// Refuses an image whose header says it is over the pixel limits, before any
+/// worker tries to decode it. Only the header is read; nothing is decoded.
+async fn check_dimensions(path: &std::path::Path, format: SourceFormat, file: String, limits: &MediaLimits) -> Result<(), AppError> {
+    let path = path.to_owned();
+    let size = tokio::task::spawn_blocking(move || imagesize::size(path)).await.map_err(anyhow::Error::from)?;
+    let Ok(size) = size else {
+        return Err(AppError::DamagedHeader { file, format: format.name() });
+    };
+    let side = |pixels: usize| u32::try_from(pixels).unwrap_or(u32::MAX);
+    limits
+        .check_dimensions(side(size.width), side(size.height))
+        .map_err(|reason| AppError::OverPixelLimits { file, reason })
 }
 
 /// A file fully received into `incoming/` and recognised.

@@ -18,7 +18,6 @@ pub struct JobContext {
     pub storage: Storage,
     pub sizes: Sizes,
     pub limits: MediaLimits,
-    pub max_upload_bytes: u64,
 }
 
 /// How a job ended when it did not succeed.
@@ -155,8 +154,8 @@ fn read_original(context: &JobContext, id: ImageId) -> Result<Vec<u8>, JobError>
         }
         Err(error) => return Err(JobError::Retry(error)),
     };
-    if length > context.max_upload_bytes {
-        return Err(JobError::Abort(format!("The file has {length} bytes, more than the limit of {}.", context.max_upload_bytes)));
+    if length > context.limits.max_file_bytes {
+        return Err(JobError::Abort(format!("The file has {length} bytes, more than the limit of {}.", context.limits.max_file_bytes)));
     }
     std::fs::read(&path).map_err(JobError::Retry)
 }

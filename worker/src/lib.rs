@@ -31,7 +31,6 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
         storage,
         sizes: settings.sizes,
         limits: settings.limits(),
-        max_upload_bytes: settings.max_upload_bytes,
     };
     match settings.amqp_url.clone() {
         Some(url) => consumer::run(settings, url, context, shutdown).await,

@@ -14,22 +14,8 @@ use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, Limits};
-use thumbq_contract::{Sizes, SourceFormat, ThumbFormat, ThumbSize};
-
-/// How large an image the pipeline agrees to decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MediaLimits {
-    /// Widest and tallest accepted image, in pixels.
-    pub max_side_px: u32,
-    /// Largest accepted area, in pixels (width × height).
-    pub max_pixels: u64,
-}
-
-impl Default for MediaLimits {
-    fn default() -> Self {
-        Self { max_side_px: 20_000, max_pixels: 100_000_000 }
-    }
-}
+pub use thumbq_contract::MediaLimits;
+use thumbq_contract::{DimensionError, Sizes, SourceFormat, ThumbFormat, ThumbSize};
 
 /// One finished thumbnail, encoded.
 #[derive(Debug)]
@@ -44,10 +30,8 @@ pub struct Thumbnail {
 /// Why an upload cannot be made into thumbnails; every message is for a person.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("the image is {width}×{height} pixels, larger than the limit of {max_side} pixels a side")]
-    TooWide { width: u32, height: u32, max_side: u32 },
-    #[error("the image has {} megapixels, more than the limit of {} megapixels", pixels / 1_000_000, max_pixels / 1_000_000)]
-    TooManyPixels { pixels: u64, max_pixels: u64 },
+    #[error(transparent)]
+    OverLimits(#[from] DimensionError),
     #[error("the image is too large to decode within the memory limit")]
     OverMemoryLimit,
     /// The decoder's `detail` is for the logs; people read that the file is damaged.
@@ -103,7 +87,7 @@ pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits) -> Resul
         SourceFormat::Gif => ImageFormat::Gif,
         SourceFormat::Webp => ImageFormat::WebP,
     };
-    let name = format_name(format);
+    let name = format.name();
     let failed = |error| describe(error, name);
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     let mut decoder_limits = Limits::default();
@@ -114,13 +98,7 @@ pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits) -> Resul
     reader.limits(decoder_limits);
     let mut decoder = reader.into_decoder().map_err(failed)?;
     let (width, height) = decoder.dimensions();
-    if width > limits.max_side_px || height > limits.max_side_px {
-        return Err(PipelineError::TooWide { width, height, max_side: limits.max_side_px });
-    }
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > limits.max_pixels {
-        return Err(PipelineError::TooManyPixels { pixels, max_pixels: limits.max_pixels });
-    }
+    limits.check_dimensions(width, height)?;
     // A broken EXIF block is no reason to refuse a photo: show it unturned.
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(failed)?;
@@ -140,15 +118,6 @@ fn describe(error: image::ImageError, format: &'static str) -> PipelineError {
         ImageError::Decoding(detail) => PipelineError::Corrupt { format, detail: detail.to_string() },
         ImageError::IoError(detail) => PipelineError::Corrupt { format, detail: detail.to_string() },
         other => PipelineError::Internal(other.to_string()),
-    }
-}
-
-fn format_name(format: SourceFormat) -> &'static str {
-    match format {
-        SourceFormat::Jpeg => "JPEG",
-        SourceFormat::Png => "PNG",
-        SourceFormat::Gif => "GIF",
-        SourceFormat::Webp => "WebP",
     }
 }
 
@@ -240,9 +209,9 @@ mod tests {
     #[test]
     fn an_image_over_the_pixel_limit_is_refused_before_decoding() {
         let png = encoded(&gradient(400, 300), ImageFormat::Png);
-        let limits = MediaLimits { max_side_px: 20_000, max_pixels: 100_000 };
+        let limits = MediaLimits { max_pixels: 100_000, ..MediaLimits::default() };
         let error = make_thumbnails(&png, SourceFormat::Png, &Sizes::default(), &limits).unwrap_err();
-        assert!(matches!(error, PipelineError::TooManyPixels { pixels: 120_000, .. }), "{error}");
+        assert!(matches!(error, PipelineError::OverLimits(DimensionError::TooManyPixels { width: 400, height: 300, .. })), "{error}");
     }
 
     #[test]

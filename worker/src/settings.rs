@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use thumbq_contract::{Sizes, Topology};
 
-use crate::pipeline::MediaLimits;
+use thumbq_contract::MediaLimits;
 
 /// Everything a worker can be told at start. A bad value stops the start with
 /// a message that names the flag.
@@ -34,15 +34,15 @@ pub struct Settings {
     pub sizes: Sizes,
 
     /// Largest image accepted, in pixels (width × height).
-    #[arg(long, env = "THUMBQ_MAX_PIXELS", default_value_t = MediaLimits::default().max_pixels, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "THUMBQ_MAX_PIXELS", default_value_t = MediaLimits::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
 
     /// Widest or tallest image accepted, in pixels.
-    #[arg(long, env = "THUMBQ_MAX_SIDE_PX", default_value_t = MediaLimits::default().max_side_px, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "THUMBQ_MAX_SIDE_PX", default_value_t = MediaLimits::DEFAULT_MAX_SIDE_PX, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_side_px: u32,
 
     /// Largest original the worker reads, in bytes; it must be at least the web server's upload limit.
-    #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = 50 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = MediaLimits::DEFAULT_MAX_FILE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_upload_bytes: u64,
 
     /// A job running longer than this, in seconds, is abandoned and tried again later.
@@ -67,16 +67,16 @@ impl Settings {
             queue: queue.into(),
             concurrency: 2,
             sizes: Sizes::default(),
-            max_pixels: MediaLimits::default().max_pixels,
-            max_side_px: MediaLimits::default().max_side_px,
-            max_upload_bytes: 50 * 1024 * 1024,
+            max_pixels: MediaLimits::DEFAULT_MAX_PIXELS,
+            max_side_px: MediaLimits::DEFAULT_MAX_SIDE_PX,
+            max_upload_bytes: MediaLimits::DEFAULT_MAX_FILE_BYTES,
             job_time_limit_secs: 120,
             shutdown_timeout_secs: 10,
         }
     }
 
     pub fn limits(&self) -> MediaLimits {
-        MediaLimits { max_side_px: self.max_side_px, max_pixels: self.max_pixels }
+        MediaLimits { max_file_bytes: self.max_upload_bytes, max_side_px: self.max_side_px, max_pixels: self.max_pixels }
     }
 
     pub fn topology(&self) -> Topology {

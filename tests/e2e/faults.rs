@@ -1,0 +1,151 @@
+//! Nothing is lost: broker outages, killed workers, SIGTERM.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use thumbq_contract::ImageId;
+
+use crate::harness::{Mode, Options, TestApp, amqp_url, wait_for};
+use crate::images;
+use crate::processes::{BrokerProxy, WorkerProcess, embedded_claims};
+
+#[tokio::test]
+async fn uploads_during_a_broker_outage_are_accepted_and_all_get_thumbnails_once_it_is_back() {
+    let proxy = BrokerProxy::start().await;
+    let app = TestApp::spawn_with(Options { web_amqp_url: Some(proxy.url.clone()), ..Options::default() }).await;
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+
+    proxy.cut();
+    let mut ids = Vec::new();
+    for number in 0..10 {
+        ids.push(app.upload_one(&format!("outage-{number}.jpg"), images::jpeg(320, 240)).await);
+    }
+
+    let readiness = app.get("/readyz").await;
+    assert_eq!(readiness.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let report = readiness.text().await.unwrap();
+    assert!(report.contains("broker: unreachable"), "{report}");
+    assert!(report.contains("jobs waiting on disk: 10"), "{report}");
+    assert_eq!(app.count_done(&ids), 0, "no job reached the worker while the link was cut");
+
+    proxy.restore();
+    for id in &ids {
+        assert_eq!(app.wait_until_settled(*id).await["state"], "done");
+    }
+    let report = app.get("/readyz").await.text().await.unwrap();
+    assert!(report.contains("jobs waiting on disk: 0"), "{report}");
+    eprintln!("outage: {} uploads accepted while the broker link was cut, {} lost", ids.len(), ids.len() - app.count_done(&ids));
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_loses_nothing_with_rabbitmq() {
+    a_worker_killed_mid_job_loses_nothing(Mode::RabbitMq).await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_loses_nothing_in_the_embedded_queue() {
+    a_worker_killed_mid_job_loses_nothing(Mode::Embedded).await;
+}
+
+async fn a_worker_killed_mid_job_loses_nothing(mode: Mode) {
+    let amqp = match mode {
+        Mode::RabbitMq => Some(amqp_url()),
+        Mode::Embedded => None,
+    };
+    let app = TestApp::spawn_with(Options { with_worker: false, amqp_url: amqp, ..Options::default() }).await;
+    let mut ids = Vec::new();
+    for number in 0..4 {
+        ids.push(app.upload_one(&format!("big-{number}.jpg"), images::jpeg(4000, 3000)).await);
+    }
+
+    let doomed = WorkerProcess::start(&app, 2);
+    wait_for(Duration::from_secs(30), "the worker to take jobs", || async {
+        let holding = match mode {
+            Mode::RabbitMq => app.queue_depth().await < 4,
+            Mode::Embedded => embedded_claims(app.data_dir.path()) > 0,
+        };
+        holding.then_some(())
+    })
+    .await;
+    assert!(app.count_done(&ids) < ids.len(), "the worker still had jobs in hand");
+    doomed.kill();
+
+    let _rescuer = WorkerProcess::start(&app, 2);
+    for id in &ids {
+        assert_eq!(app.wait_until_settled(*id).await["state"], "done", "image {id}");
+    }
+    for (_, bytes) in app.wait_for_thumbnails(ids[0]).await {
+        images::decode(&bytes); // whole files only
+    }
+}
+
+#[tokio::test]
+async fn on_sigterm_a_worker_finishes_the_jobs_it_holds_and_exits_cleanly() {
+    let app = TestApp::spawn_without_worker().await;
+    let mut ids = Vec::new();
+    for number in 0..3 {
+        ids.push(app.upload_one(&format!("term-{number}.jpg"), images::jpeg(4000, 3000)).await);
+    }
+    let worker = WorkerProcess::start(&app, 1);
+    wait_for(Duration::from_secs(30), "the worker to take a job", || async { (app.queue_depth().await < 3).then_some(()) }).await;
+
+    let status = worker.terminate(Duration::from_secs(60)).await;
+
+    assert!(status.success(), "the worker exits 0, not {status}");
+    let done = app.count_done(&ids);
+    assert!(done >= 1, "the job in hand was finished");
+    assert_eq!(app.queue_depth().await as usize, ids.len() - done, "finished jobs were acked, the rest wait on the queue");
+}
+
+#[tokio::test]
+async fn two_hundred_uploads_survive_workers_killed_again_and_again_and_a_cut_broker_link() {
+    const UPLOADS: usize = 200;
+    let proxy = BrokerProxy::start().await;
+    let app = TestApp::spawn_with(Options { with_worker: false, web_amqp_url: Some(proxy.url.clone()), ..Options::default() }).await;
+    let mut workers = vec![WorkerProcess::start(&app, 2), WorkerProcess::start(&app, 2)];
+    let jpeg = images::jpeg(640, 480);
+
+    let mut ids: Vec<ImageId> = Vec::with_capacity(UPLOADS);
+    let mut accepted_during_outage = 0;
+    let mut kills = 0;
+    for number in 0..UPLOADS {
+        if number == 60 {
+            proxy.cut();
+        }
+        if number == 100 {
+            proxy.restore();
+        }
+        if (60..100).contains(&number) {
+            accepted_during_outage += 1;
+        }
+        ids.push(app.upload_one(&format!("soak-{number}.jpg"), jpeg.clone()).await);
+        // Every 40 uploads, kill a worker whatever it is doing and start another.
+        if number % 40 == 39 {
+            workers.remove(0).kill();
+            workers.push(WorkerProcess::start(&app, 2));
+            kills += 1;
+        }
+    }
+    // And twice more while the backlog drains.
+    for _ in 0..2 {
+        let before = app.count_done(&ids);
+        wait_for(Duration::from_secs(120), "progress before the next kill", || async {
+            (app.count_done(&ids) >= (before + 20).min(UPLOADS)).then_some(())
+        })
+        .await;
+        workers.remove(0).kill();
+        workers.push(WorkerProcess::start(&app, 2));
+        kills += 1;
+    }
+
+    wait_for(Duration::from_secs(300), "every upload to have its thumbnails", || async {
+        (app.count_done(&ids) == UPLOADS).then_some(())
+    })
+    .await;
+    let mut states = std::collections::BTreeMap::new();
+    for id in &ids {
+        *states.entry(app.status(*id).await["state"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    eprintln!("soak: {UPLOADS} uploads, {accepted_during_outage} during the outage, {kills} workers killed, states {states:?}");
+    assert_eq!(states.get("done"), Some(&UPLOADS), "none lost, none pending, none failed: {states:?}");
+}
