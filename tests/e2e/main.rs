@@ -11,5 +11,6 @@ mod processes;
 
 mod config;
 mod faults;
+mod hostile;
 mod refusals;
 mod thumbnails;

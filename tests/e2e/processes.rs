@@ -42,6 +42,16 @@ impl WorkerProcess {
         Self { child: command.spawn().expect("the worker starts") }
     }
 
+    /// The process's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_memory_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("the worker's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmHWM line")
+    }
+
     /// SIGKILL: the process gets no chance to finish or settle anything.
     pub fn kill(mut self) {
         self.child.kill().expect("the worker can be killed");

@@ -53,7 +53,11 @@ async fn a_browser_form_post_is_redirected_to_the_image_page_which_shows_placeho
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let page = response.headers()[header::LOCATION].to_str().unwrap().to_owned();
     let id = page.strip_prefix("/images/").expect("a redirect to the image page").to_owned();
-    let html = app.get(&page).await.text().await.unwrap();
+    let response = app.get(&page).await;
+    let policy = response.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    assert!(policy.starts_with("default-src 'none'") && policy.contains("script-src 'self'"), "{policy}");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    let html = response.text().await.unwrap();
     assert_eq!(html.matches("<span class=\"placeholder\" role=\"status\">Making the").count(), 3, "three placeholders:\n{html}");
     assert!(html.contains(&format!("data-thumb=\"/thumbs/{id}/large\"")));
     assert!(html.contains("/static/app.js"));
@@ -109,6 +113,9 @@ async fn thumbnails_are_turned_the_way_the_exif_orientation_says() {
     let mut upright = std::collections::HashMap::new();
     for (kind, orientation, id) in uploads {
         let thumbnails = app.wait_for_thumbnails(id).await;
+        for (_, bytes) in &thumbnails {
+            assert!(!bytes.windows(6).any(|window| window == b"Exif\0\0"), "{kind}_{orientation}: no EXIF (nor GPS) in thumbnails");
+        }
         let small = decode(&thumbnails[0].1);
         match kind {
             "Landscape" => assert!(small.width() > small.height(), "{kind}_{orientation} is wider than tall"),

@@ -32,6 +32,8 @@ pub struct Thumbnail {
 pub enum PipelineError {
     #[error(transparent)]
     OverLimits(#[from] DimensionError),
+    #[error("the image's dimensions are over the limits")]
+    DimensionsOverLimits,
     #[error("the image is too large to decode within the memory limit")]
     OverMemoryLimit,
     /// The decoder's `detail` is for the logs; people read that the file is damaged.
@@ -111,7 +113,7 @@ fn describe(error: image::ImageError, format: &'static str) -> PipelineError {
     use image::error::LimitErrorKind;
     match error {
         ImageError::Limits(limit) => match limit.kind() {
-            LimitErrorKind::DimensionError => PipelineError::Corrupt { format, detail: "its dimensions are over the limits".into() },
+            LimitErrorKind::DimensionError => PipelineError::DimensionsOverLimits,
             _ => PipelineError::OverMemoryLimit,
         },
         ImageError::Unsupported(detail) => PipelineError::Unsupported { format, detail: detail.to_string() },
