@@ -21,8 +21,9 @@ impl Topology {
     /// The default name of the resize queue.
     pub const DEFAULT_QUEUE: &'static str = "thumbq.resize";
 
-    /// The broker's own limit on redeliveries, a backstop behind the workers'
-    /// [`crate::ResizeJob::MAX_ATTEMPTS`], which give up (and say why) first.
+    /// The broker's own limit on redeliveries: one more than the workers'
+    /// [`crate::ResizeJob::MAX_ATTEMPTS`], so that after a worker died on the
+    /// last try, one more delivery lets a worker record why the job was given up.
     pub const DELIVERY_LIMIT: i64 = crate::ResizeJob::MAX_ATTEMPTS as i64 + 1;
 
     pub fn new(queue: impl Into<String>) -> Self {

@@ -149,3 +149,25 @@ async fn two_hundred_uploads_survive_workers_killed_again_and_again_and_a_cut_br
     eprintln!("soak: {UPLOADS} uploads, {accepted_during_outage} during the outage, {kills} workers killed, states {states:?}");
     assert_eq!(states.get("done"), Some(&UPLOADS), "none lost, none pending, none failed: {states:?}");
 }
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_is_given_up_after_its_tries_with_a_reason_and_dead_lettered() {
+    let mut app = TestApp::spawn_without_worker().await;
+    let id = app.upload_one("unwritable.jpg", images::jpeg(300, 200)).await;
+    // A file where the thumbnails' directory must go: every try fails with an I/O error, a retryable one.
+    std::fs::write(app.data_dir.path().join("thumbs").join(id.to_string()), b"in the way").unwrap();
+
+    app.start_worker().await;
+    let status = app.wait_until_settled(id).await;
+
+    assert_eq!(status["state"], "failed");
+    let reason = status["error"].as_str().unwrap();
+    assert!(reason.contains("after 5 tries"), "{reason}");
+    let dead = wait_for(Duration::from_secs(20), "the job to reach the dead-letter queue", || async {
+        let depth = app.queue_depth_of(&format!("{}.dead", app.queue)).await;
+        (depth == 1).then_some(depth)
+    })
+    .await;
+    assert_eq!(dead, 1);
+    assert_eq!(app.queue_depth().await, 0, "it does not loop on the resize queue");
+}

@@ -205,11 +205,16 @@ impl TestApp {
 
     /// How many jobs wait in this test's resize queue.
     pub async fn queue_depth(&self) -> u32 {
+        self.queue_depth_of(&self.queue).await
+    }
+
+    /// How many messages wait in `queue`.
+    pub async fn queue_depth_of(&self, queue: &str) -> u32 {
         let connection = thumbq_broker::connect(&amqp_url(), "thumbq-tests").await.expect("the broker");
         let channel = connection.create_channel().await.expect("a channel");
         let options = QueueDeclareOptions { passive: true, ..Default::default() };
-        let queue = channel.queue_declare(self.queue.as_str().into(), options, FieldTable::default()).await.expect("the queue exists");
-        queue.message_count()
+        let declared = channel.queue_declare(queue.into(), options, FieldTable::default()).await.expect("the queue exists");
+        declared.message_count()
     }
 
     /// Every file below the data directory, as paths relative to it.

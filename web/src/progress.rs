@@ -41,7 +41,7 @@ pub async fn progress(storage: &Storage, id: ImageId) -> std::io::Result<Option<
     if let Some(record) = failure(storage, id).await? {
         return Ok(Some(Progress::Failed(record)));
     }
-    if !tokio::fs::try_exists(storage.path(&StorageKey::Original(id))).await? {
+    if !is_file(&storage.path(&StorageKey::Original(id))).await? {
         return Ok(None);
     }
     for size in ThumbSize::ALL {
@@ -56,11 +56,21 @@ pub async fn progress(storage: &Storage, id: ImageId) -> std::io::Result<Option<
 pub async fn thumbnail(storage: &Storage, id: ImageId, size: ThumbSize) -> std::io::Result<Option<(PathBuf, ThumbFormat)>> {
     for format in ThumbFormat::ALL {
         let path = storage.path(&StorageKey::Thumbnail(id, size, format));
-        if tokio::fs::try_exists(&path).await? {
+        if is_file(&path).await? {
             return Ok(Some((path, format)));
         }
     }
     Ok(None)
+}
+
+/// Whether `path` is a file; a missing one, or one below something that is
+/// not a directory, is simply not there.
+pub async fn is_file(path: &std::path::Path) -> std::io::Result<bool> {
+    match tokio::fs::metadata(path).await {
+        Ok(metadata) => Ok(metadata.is_file()),
+        Err(error) if matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 /// The failure record of `id`, if its job failed for good.

@@ -43,7 +43,7 @@ pub async fn thumbnail(
         let body = format!("No thumbnail will be made: {}\n", failure.reason);
         return Ok((StatusCode::GONE, [(header::CACHE_CONTROL, "no-store")], body).into_response());
     }
-    if tokio::fs::try_exists(app.storage.path(&StorageKey::Original(id))).await? {
+    if progress::is_file(&app.storage.path(&StorageKey::Original(id))).await? {
         let headers = [(header::RETRY_AFTER, RETRY_AFTER_SECONDS), (header::CACHE_CONTROL, "no-store")];
         return Ok((StatusCode::NOT_FOUND, headers, "The thumbnail is being made.\n").into_response());
     }

@@ -57,14 +57,9 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
     let id = job.image_id;
     let last_attempt = attempt + 1 >= ResizeJob::MAX_ATTEMPTS;
     if attempt >= ResizeJob::MAX_ATTEMPTS {
+        // Only a worker that died on the last try gets here: the broker allows
+        // one delivery more than the tries, so that this one can say why.
         return give_up(context, id, GAVE_UP);
-    }
-    if last_attempt {
-        // Should this last try kill the worker too, the reason is already there;
-        // a success removes it.
-        if let Err(error) = record_failure(&context.storage, id, GAVE_UP) {
-            tracing::warn!(image.id = %id, %error, "Could not record the job's failure ahead of its last try.");
-        }
     }
     match process(context, job) {
         Ok(Outcome::Made { duration }) => {

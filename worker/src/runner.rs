@@ -43,3 +43,57 @@ pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, tim
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thumbq_contract::{ImageId, MediaLimits, Sizes, SourceFormat, Storage, StorageKey};
+
+    fn context(dir: &std::path::Path) -> Arc<JobContext> {
+        let storage = Storage::new(dir);
+        storage.create_dirs().unwrap();
+        Arc::new(JobContext { storage, sizes: Sizes::default(), limits: MediaLimits::default() })
+    }
+
+    fn large_jpeg() -> Vec<u8> {
+        let image = image::RgbImage::from_fn(3000, 2000, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, 7]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(image).write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    #[tokio::test]
+    async fn a_job_over_its_time_limit_is_abandoned_and_goes_back_to_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(dir.path());
+        let id = ImageId::new();
+        std::fs::write(context.storage.path(&StorageKey::Original(id)), large_jpeg()).unwrap();
+        let job = ResizeJob::new(id, SourceFormat::Jpeg, 0);
+
+        let settlement = run_job(context, &job.to_bytes(), 0, Duration::from_millis(1)).await;
+
+        assert_eq!(settlement, Settlement::Requeue);
+    }
+
+    #[tokio::test]
+    async fn a_job_delivered_after_its_last_try_is_given_up_with_a_reason_without_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(dir.path());
+        let id = ImageId::new();
+        std::fs::write(context.storage.path(&StorageKey::Original(id)), large_jpeg()).unwrap();
+        let job = ResizeJob::new(id, SourceFormat::Jpeg, 0);
+
+        let settlement = run_job(Arc::clone(&context), &job.to_bytes(), ResizeJob::MAX_ATTEMPTS, Duration::from_secs(60)).await;
+
+        assert_eq!(settlement, Settlement::DeadLetter);
+        let record = std::fs::read_to_string(context.storage.path(&StorageKey::Failure(id))).unwrap();
+        assert!(record.contains("again and again"), "{record}");
+        assert!(!context.storage.path(&StorageKey::Thumbnail(id, thumbq_contract::ThumbSize::Small, thumbq_contract::ThumbFormat::Jpeg)).exists());
+    }
+
+    #[tokio::test]
+    async fn a_message_that_is_not_a_job_is_dead_lettered() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(run_job(context(dir.path()), b"{\"hello\":1}", 0, Duration::from_secs(5)).await, Settlement::DeadLetter);
+    }
+}
