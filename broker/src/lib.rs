@@ -3,7 +3,10 @@
 //! - [`connect`] opens a connection that names the process in the broker's UI.
 //! - [`declare_topology`] declares the queues of [`Topology`], identically on both sides.
 //! - [`Publisher`] publishes jobs and returns only once the broker confirmed it stored them.
+//! - [`Spool`] is the durable queue on disk: the outbox, and the embedded queue.
+//! - [`Deployment`] holds the settings every process must agree on.
 
+mod deployment;
 mod publisher;
 pub mod spool;
 
@@ -13,6 +16,7 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use thumbq_contract::topology::ArgumentValue;
 use thumbq_contract::Topology;
 
+pub use deployment::{Deployment, check_url};
 pub use lapin;
 pub use publisher::{PublishError, Publisher};
 pub use spool::{Claim, Spool};
@@ -66,9 +70,4 @@ fn field_table(arguments: Vec<(&'static str, ArgumentValue)>) -> FieldTable {
         table.insert(name.into(), value);
     }
     table
-}
-
-/// Checks an AMQP URL given in the settings; the error says what is wrong with it.
-pub fn check_url(url: &str) -> Result<String, String> {
-    url.parse::<lapin::uri::AMQPUri>().map(|_| url.to_owned())
 }

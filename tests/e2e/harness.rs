@@ -7,6 +7,7 @@ use reqwest::multipart::{Form, Part};
 use reqwest::{Response, StatusCode, header};
 use thumbq_broker::lapin::options::{QueueDeclareOptions, QueueDeleteOptions, ExchangeDeleteOptions};
 use thumbq_broker::lapin::types::FieldTable;
+use thumbq_broker::Deployment;
 use thumbq_contract::{ImageId, Topology};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -87,7 +88,7 @@ impl TestApp {
         let data_dir = tempfile::tempdir().expect("a temporary directory");
         let queue = format!("thumbq.test.{}", uuid::Uuid::now_v7().simple());
         let web_amqp_url = options.web_amqp_url.clone().or_else(|| options.amqp_url.clone());
-        let mut settings = thumbq_web::Settings::for_tests(data_dir.path(), web_amqp_url, &queue);
+        let mut settings = thumbq_web::Settings::for_tests(Deployment::new(data_dir.path(), web_amqp_url, &queue));
         settings.max_upload_bytes = options.max_upload_bytes;
         let web = thumbq_web::Application::build(settings).await.expect("the web server starts");
         let address = format!("http://{}", web.local_addr());
@@ -104,7 +105,7 @@ impl TestApp {
     }
 
     pub async fn start_worker(&mut self) {
-        let settings = thumbq_worker::Settings::for_tests(self.data_dir.path(), self.amqp_url.clone(), &self.queue);
+        let settings = thumbq_worker::Settings::for_tests(Deployment::new(self.data_dir.path(), self.amqp_url.clone(), &self.queue));
         let (stop, shutdown) = watch::channel(false);
         let handle = tokio::spawn(thumbq_worker::run(settings, shutdown));
         self.worker = Some((stop, handle));

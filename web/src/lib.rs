@@ -29,7 +29,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use thumbq_broker::{Publisher, Spool};
-use thumbq_contract::Storage;
 use tokio::net::TcpListener;
 
 use crate::dispatch::Dispatcher;
@@ -48,13 +47,13 @@ impl Application {
     /// connected lazily, so the server starts (and says it is not ready) while
     /// RabbitMQ is down.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let storage = Storage::new(&settings.data_dir);
+        let storage = settings.deployment.storage();
         storage
             .create_dirs()
-            .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+            .with_context(|| format!("cannot create the data directory {}", settings.deployment.data_dir.display()))?;
         let listener =
             TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
-        let dispatcher = match &settings.amqp_url {
+        let dispatcher = match &settings.deployment.amqp_url {
             Some(url) => {
                 let publisher = Publisher::new(url, "thumbq-web", settings.topology(), settings.publish_timeout());
                 // Connecting now declares the queues and shows a wrong URL at

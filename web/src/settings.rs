@@ -1,9 +1,9 @@
 //! The web server's settings, from flags or environment variables.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use thumbq_broker::Deployment;
 use thumbq_contract::{MediaLimits, Sizes, Topology};
 
 /// Everything the web server can be told at start. A bad value stops the start
@@ -15,18 +15,9 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
-    /// Directory holding uploads and thumbnails, shared with the workers.
-    #[arg(long, env = "THUMBQ_DATA_DIR", default_value = "data")]
-    pub data_dir: PathBuf,
-
-    /// RabbitMQ to publish resize jobs to, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
-    /// Without it, jobs go to the embedded queue in the data directory.
-    #[arg(long, env = "THUMBQ_AMQP_URL", value_parser = thumbq_broker::check_url)]
-    pub amqp_url: Option<String>,
-
-    /// Name of the resize queue; the dead-letter queue is named after it.
-    #[arg(long, env = "THUMBQ_QUEUE", default_value = Topology::DEFAULT_QUEUE, value_parser = Topology::check_queue_name)]
-    pub queue: String,
+    /// The data directory, the broker and the queue, shared with the other processes.
+    #[command(flatten)]
+    pub deployment: Deployment,
 
     /// Largest accepted file, in bytes.
     #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = MediaLimits::DEFAULT_MAX_FILE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
@@ -41,7 +32,7 @@ pub struct Settings {
     pub max_side_px: u32,
 
     /// Most files accepted in one request.
-    #[arg(long, env = "THUMBQ_MAX_FILES", default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    #[arg(long = "max-files", env = "THUMBQ_MAX_FILES", default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub max_files_per_request: u16,
 
     /// Bounding box of each thumbnail size, longest side in pixels.
@@ -54,14 +45,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings for a server on a free port, with every other value at its default.
-    /// `amqp_url` `None` is embedded mode.
-    pub fn for_tests(data_dir: impl Into<PathBuf>, amqp_url: Option<String>, queue: impl Into<String>) -> Self {
+    /// Settings for tests: a free port, and every value but the deployment at its default.
+    pub fn for_tests(deployment: Deployment) -> Self {
         Self {
             bind: "127.0.0.1:0".parse().expect("a valid address"),
-            data_dir: data_dir.into(),
-            amqp_url,
-            queue: queue.into(),
+            deployment,
             max_upload_bytes: MediaLimits::DEFAULT_MAX_FILE_BYTES,
             max_pixels: MediaLimits::DEFAULT_MAX_PIXELS,
             max_side_px: MediaLimits::DEFAULT_MAX_SIDE_PX,
@@ -80,6 +68,6 @@ impl Settings {
     }
 
     pub fn topology(&self) -> Topology {
-        Topology::new(self.queue.clone())
+        self.deployment.topology()
     }
 }

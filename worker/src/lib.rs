@@ -16,23 +16,22 @@ pub mod runner;
 pub mod settings;
 
 use anyhow::Context;
-use thumbq_contract::Storage;
 use tokio::sync::watch;
 
 pub use settings::Settings;
 
 /// Runs a worker until `shutdown` is set to `true`, then finishes its jobs in flight.
 pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let storage = Storage::new(&settings.data_dir);
+    let storage = settings.deployment.storage();
     storage
         .create_dirs()
-        .with_context(|| format!("cannot use the data directory {}", settings.data_dir.display()))?;
+        .with_context(|| format!("cannot use the data directory {}", settings.deployment.data_dir.display()))?;
     let context = job::JobContext {
         storage,
         sizes: settings.sizes,
         limits: settings.limits(),
     };
-    match settings.amqp_url.clone() {
+    match settings.deployment.amqp_url.clone() {
         Some(url) => consumer::run(settings, url, context, shutdown).await,
         None => embedded::run(settings, context, shutdown).await,
     }

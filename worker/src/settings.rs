@@ -1,29 +1,18 @@
 //! The worker's settings, from flags or environment variables.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use thumbq_contract::{Sizes, Topology};
-
-use thumbq_contract::MediaLimits;
+use thumbq_broker::Deployment;
+use thumbq_contract::{MediaLimits, Sizes, Topology};
 
 /// Everything a worker can be told at start. A bad value stops the start with
 /// a message that names the flag.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "thumbq-worker", version, about = "Makes thumbnails for the resize jobs on the queue.")]
 pub struct Settings {
-    /// Directory holding uploads and thumbnails, shared with the web server.
-    #[arg(long, env = "THUMBQ_DATA_DIR", default_value = "data")]
-    pub data_dir: PathBuf,
-
-    /// RabbitMQ to take resize jobs from, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
-    /// Without it, jobs come from the embedded queue in the data directory.
-    #[arg(long, env = "THUMBQ_AMQP_URL", value_parser = thumbq_broker::check_url)]
-    pub amqp_url: Option<String>,
-
-    /// Name of the resize queue; the dead-letter queue is named after it.
-    #[arg(long, env = "THUMBQ_QUEUE", default_value = Topology::DEFAULT_QUEUE, value_parser = Topology::check_queue_name)]
-    pub queue: String,
+    /// The data directory, the broker and the queue, shared with the other processes.
+    #[command(flatten)]
+    pub deployment: Deployment,
 
     /// Jobs worked on at once; also the broker's prefetch. Default: one per core.
     #[arg(long, env = "THUMBQ_CONCURRENCY", default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -59,12 +48,10 @@ fn default_concurrency() -> u16 {
 }
 
 impl Settings {
-    /// Settings for tests, with every other value at its default; `amqp_url` `None` is embedded mode.
-    pub fn for_tests(data_dir: impl Into<PathBuf>, amqp_url: Option<String>, queue: impl Into<String>) -> Self {
+    /// Settings for tests, with every value but the deployment at its default.
+    pub fn for_tests(deployment: Deployment) -> Self {
         Self {
-            data_dir: data_dir.into(),
-            amqp_url,
-            queue: queue.into(),
+            deployment,
             concurrency: 2,
             sizes: Sizes::default(),
             max_pixels: MediaLimits::DEFAULT_MAX_PIXELS,
@@ -80,7 +67,7 @@ impl Settings {
     }
 
     pub fn topology(&self) -> Topology {
-        Topology::new(self.queue.clone())
+        self.deployment.topology()
     }
 
     pub fn job_time_limit(&self) -> Duration {

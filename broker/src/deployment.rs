@@ -1,0 +1,43 @@
+//! The settings every process of one deployment must agree on.
+
+use std::path::PathBuf;
+
+use thumbq_contract::{Storage, Topology};
+
+/// Where the web server and the workers meet: the data directory, the broker
+/// and the queue. Both binaries flatten this into their own settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Deployment {
+    /// Directory holding uploads, thumbnails and the spools, shared by every process.
+    #[arg(long, env = "THUMBQ_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// RabbitMQ to pass jobs through, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
+    /// Without it, jobs go through the embedded queue in the data directory.
+    #[arg(long, env = "THUMBQ_AMQP_URL", value_parser = check_url)]
+    pub amqp_url: Option<String>,
+
+    /// Name of the resize queue; the dead-letter queue is named after it.
+    #[arg(long, env = "THUMBQ_QUEUE", default_value = Topology::DEFAULT_QUEUE, value_parser = Topology::check_queue_name)]
+    pub queue: String,
+}
+
+impl Deployment {
+    /// `amqp_url` `None` is embedded mode.
+    pub fn new(data_dir: impl Into<PathBuf>, amqp_url: Option<String>, queue: impl Into<String>) -> Self {
+        Self { data_dir: data_dir.into(), amqp_url, queue: queue.into() }
+    }
+
+    pub fn storage(&self) -> Storage {
+        Storage::new(&self.data_dir)
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::new(self.queue.clone())
+    }
+}
+
+/// Checks an AMQP URL given in the settings; the error says what is wrong with it.
+pub fn check_url(url: &str) -> Result<String, String> {
+    url.parse::<lapin::uri::AMQPUri>().map(|_| url.to_owned())
+}
