@@ -3,8 +3,9 @@
 //!
 //! Each test gets its own data directory and its own queue, so tests run in
 //! parallel without stealing each other's jobs. A test that cannot reach
-//! RabbitMQ fails and says how to start it; none is skipped.
+//! RabbitMQ or Chromium fails and says how to get it; none is skipped.
 
+mod browser;
 mod harness;
 mod images;
 mod processes;
@@ -12,5 +13,6 @@ mod processes;
 mod config;
 mod faults;
 mod hostile;
+mod in_browser;
 mod refusals;
 mod thumbnails;

@@ -1,0 +1,93 @@
+//! Debian's headless Chromium, driven over WebDriver by chromedriver.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder};
+
+use crate::harness::wait_for;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A headless Chromium session; the driver process is stopped when dropped.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    pub async fn start() -> Self {
+        for program in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(program).exists(),
+                "{program} is missing. These tests need Debian's Chromium and its driver: run `scripts/test`, \
+                 which installs them, or `apt-get install -y chromium chromium-driver`."
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        wait_for(Duration::from_secs(20), "chromedriver to listen", || async {
+            TcpStream::connect(("127.0.0.1", port)).ok().map(drop)
+        })
+        .await;
+        let profile = tempfile::tempdir().expect("a profile directory");
+        // Without the background-networking flags Chromium keeps trying to reach
+        // Google's services, which a closed network refuses.
+        let arguments = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1280,1000",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": CHROMIUM, "args": arguments }));
+        let client = ClientBuilder::rustls()
+            .expect("a TLS setup")
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a Chromium session");
+        Self { client, driver, _profile: profile }
+    }
+
+    /// Runs `script` in the page and returns its result.
+    pub async fn eval(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, Vec::new()).await.expect("the script runs")
+    }
+
+    /// Saves a screenshot where CI keeps artifacts: `target/test-artifacts/{name}.png`.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let directory = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+        std::fs::create_dir_all(&directory).expect("an artifacts directory");
+        let path = directory.join(format!("{name}.png"));
+        std::fs::write(&path, self.client.screenshot().await.expect("a screenshot")).expect("the screenshot is saved");
+        path
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
