@@ -1,60 +1,146 @@
-// thumbq's pages work without this script; with it, thumbnails appear as soon
-// as a worker writes them, without reloading the page.
+// thumbq's pages work without this script. With it:
+// - uploads from the home page show a card per file, with real progress, a
+//   local preview, then the thumbnail as soon as it exists;
+// - thumbnails appear the moment a worker writes them: pushed over
+//   Server-Sent Events (/events), or, where those are not available, by
+//   polling each thumbnail URL until 404 turns into 200 (or 410: failed).
 "use strict";
 
-// Poll soon after the upload (small images are ready in tens of milliseconds),
-// then back off. The server's Retry-After caps the wait, so it sets the pace.
-const FIRST_DELAY_MS = 150;
-const GROWTH = 1.6;
-const MAX_DELAY_MS = 4000;
+// ---- Following thumbnails -------------------------------------------------
+
+// Poll soon (small images are ready in tens of milliseconds), then back off.
+// The server's Retry-After caps the wait, so it sets the pace.
+const FIRST_POLL_MS = 150;
+const POLL_GROWTH = 1.6;
+const MAX_POLL_MS = 4000;
 const GIVE_UP_AFTER_MS = 15 * 60 * 1000;
 
-function watchThumbnail(figure) {
-  const url = figure.dataset.thumb;
-  const started = Date.now();
-  let delay = FIRST_DELAY_MS;
+const live = {
+  figures: new Map(), // image id -> Set of pending figures
+  source: null,
+  mode: "push",
+  reopen: null,
+};
 
-  async function poll() {
-    let response = null;
-    try {
-      response = await fetch(url, { method: "HEAD", cache: "no-store" });
-    } catch {
-      // The network or the server is away for a moment: keep trying.
+// Follows every pending thumbnail inside `root`.
+function follow(root) {
+  const fresh = [];
+  root.querySelectorAll("[data-thumb][data-state=pending]").forEach((figure) => {
+    const id = figure.closest("[data-image]")?.dataset.image;
+    if (!id) return;
+    if (!live.figures.has(id)) live.figures.set(id, new Set());
+    live.figures.get(id).add(figure);
+    fresh.push(figure);
+  });
+  if (fresh.length === 0) return;
+  if (live.mode === "poll" || !("EventSource" in window)) {
+    setMode("poll");
+    fresh.forEach(poll);
+  } else {
+    // One stream for all the images on the page, opened anew when images are added.
+    clearTimeout(live.reopen);
+    live.reopen = setTimeout(openStream, 30);
+  }
+}
+
+function setMode(mode) {
+  live.mode = mode;
+  document.body.dataset.live = mode;
+}
+
+function openStream() {
+  live.source?.close();
+  const ids = [...live.figures.keys()];
+  if (ids.length === 0) return;
+  const source = new EventSource(`/events?ids=${ids.join(",")}`);
+  live.source = source;
+  setMode("push");
+  // Whatever finished before the stream opened is found by one look at each thumbnail.
+  source.addEventListener("open", () => pendingFigures().forEach(checkOnce));
+  source.addEventListener("resync", () => pendingFigures().forEach(checkOnce));
+  source.addEventListener("image", (message) => {
+    const { id, state } = JSON.parse(message.data);
+    for (const figure of live.figures.get(id) ?? []) {
+      if (state === "done") checkOnce(figure);
+      else failureReason(figure.dataset.thumb).then((reason) => showFailure(figure, reason));
     }
-    if (response && response.ok) return showThumbnail(figure, url);
-    if (response && response.status === 410) return showFailure(figure, await failureReason(url));
-    if (response && response.status === 404 && !response.headers.has("Retry-After")) {
-      return showFailure(figure, "This image no longer exists.");
+  });
+  source.addEventListener("error", () => {
+    // A refused stream (no RabbitMQ behind this server) is closed for good: poll instead.
+    // A dropped one reconnects by itself and looks again on "open".
+    if (source.readyState === EventSource.CLOSED && live.source === source) {
+      live.source = null;
+      setMode("poll");
+      pendingFigures().forEach(poll);
     }
+  });
+}
+
+function pendingFigures() {
+  return [...live.figures.values()].flatMap((figures) => [...figures]).filter((figure) => figure.dataset.state === "pending");
+}
+
+// Asks once whether a thumbnail is there; true when it was settled.
+async function checkOnce(figure) {
+  let response = null;
+  try {
+    response = await fetch(figure.dataset.thumb, { method: "HEAD", cache: "no-store" });
+  } catch {
+    return { settled: false, response };
+  }
+  if (response.ok) {
+    showThumbnail(figure);
+    return { settled: true, response };
+  }
+  if (response.status === 410) {
+    showFailure(figure, await failureReason(figure.dataset.thumb));
+    return { settled: true, response };
+  }
+  if (response.status === 404 && !response.headers.has("Retry-After")) {
+    showFailure(figure, "This image no longer exists.");
+    return { settled: true, response };
+  }
+  return { settled: false, response };
+}
+
+function poll(figure) {
+  const started = Date.now();
+  let delay = FIRST_POLL_MS;
+  async function again() {
+    if (figure.dataset.state !== "pending") return;
+    const { settled, response } = await checkOnce(figure);
+    if (settled) return;
     if (Date.now() - started > GIVE_UP_AFTER_MS) {
       return showFailure(figure, "This is taking much longer than it should. Reload the page to try again.");
     }
     const hintMs = Number(response?.headers.get("Retry-After")) * 1000;
-    delay = Math.min(delay * GROWTH, hintMs > 0 ? hintMs : MAX_DELAY_MS, MAX_DELAY_MS);
-    setTimeout(poll, delay);
+    delay = Math.min(delay * POLL_GROWTH, hintMs > 0 ? hintMs : MAX_POLL_MS, MAX_POLL_MS);
+    setTimeout(again, delay);
   }
-  setTimeout(poll, delay);
+  setTimeout(again, delay);
 }
 
 async function failureReason(url) {
   try {
     const text = (await (await fetch(url, { cache: "no-store" })).text()).trim();
-    return text || "The image could not be processed.";
+    return text.replace(/^No thumbnail will be made: /, "") || "The image could not be processed.";
   } catch {
     return "The image could not be processed.";
   }
 }
 
-function showThumbnail(figure, url) {
+function showThumbnail(figure) {
+  if (figure.dataset.state !== "pending") return;
+  figure.dataset.state = "loading";
   const image = new Image();
-  image.alt = `${figure.querySelector("figcaption")?.textContent ?? "thumbnail"}`;
+  image.alt = figure.querySelector("figcaption")?.textContent ?? "thumbnail";
   image.onload = () => {
     figure.querySelector(".frame").replaceChildren(image);
     figure.dataset.state = "ready";
     updateStatus(figure.closest("[data-image]"));
   };
   image.onerror = () => showFailure(figure, "The thumbnail could not be shown.");
-  image.src = url;
+  image.src = figure.dataset.thumb;
 }
 
 function showFailure(figure, reason) {
@@ -75,42 +161,220 @@ function showFailure(figure, reason) {
 function updateStatus(image) {
   if (!image) return;
   const figures = [...image.querySelectorAll("[data-thumb]")];
+  const cardStatus = image.querySelector(".card-status");
+  if (cardStatus) {
+    // An upload card: keep its link to the image page.
+    const words = image.dataset.state === "failed" ? `Failed: ${image.dataset.reason} ` : "Ready. ";
+    if (image.dataset.state === "failed" || figures.every((figure) => figure.dataset.state === "ready")) {
+      const text = document.createElement("span");
+      text.textContent = words;
+      if (image.dataset.state === "failed") {
+        text.className = "failure";
+        text.setAttribute("role", "alert");
+      } else {
+        image.dataset.state = "done";
+      }
+      cardStatus.firstChild.replaceWith(text);
+    }
+    return;
+  }
   const status = image.querySelector(".status");
   if (image.dataset.state === "failed") {
-    const message = `This image could not be processed: ${image.dataset.reason.replace(/^No thumbnail will be made: /, "")}`;
     let alert = image.querySelector(".failure");
     if (!alert) {
       alert = document.createElement(status ? "strong" : "p");
       alert.className = "failure";
       alert.setAttribute("role", "alert");
-      (status ?? image).prepend(alert);
       if (status) status.replaceChildren(alert);
+      else image.append(alert);
     }
-    alert.textContent = message;
+    alert.textContent = `This image could not be processed: ${image.dataset.reason}`;
   } else if (figures.every((figure) => figure.dataset.state === "ready")) {
     image.dataset.state = "done";
     if (status) status.textContent = "All thumbnails are ready.";
   }
 }
 
-// Refuses files the server would refuse, before sending a byte.
-function checkUploadForm(form) {
+// ---- Uploading from the home page -----------------------------------------
+
+const PARALLEL_UPLOADS = 3;
+const ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+const uploads = { waiting: [], running: 0 };
+
+function setUpUploads(form) {
   const input = form.querySelector("input[type=file]");
+  const cards = document.querySelector("#uploads");
   const maxBytes = Number(input.dataset.maxBytes);
-  form.addEventListener("submit", (event) => {
-    const tooLarge = [...input.files].filter((file) => file.size > maxBytes);
-    let message = form.querySelector(".failure");
-    if (tooLarge.length === 0) return message?.remove();
-    event.preventDefault();
-    if (!message) {
-      message = document.createElement("p");
-      message.className = "failure";
-      message.setAttribute("role", "alert");
-      form.append(message);
+  input.required = false;
+
+  const add = (files) => {
+    for (const file of files) {
+      const card = newCard(file);
+      cards.prepend(card);
+      const problem = clientSideProblem(file, maxBytes);
+      if (problem) setCardError(card, problem, null);
+      else queueUpload(card, file);
     }
-    message.textContent = `Too large: ${tooLarge.map((file) => file.name).join(", ")}.`;
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    add([...input.files]);
+    form.reset();
+  });
+  input.addEventListener("change", () => {
+    add([...input.files]);
+    form.reset();
+  });
+  // Drop anywhere on the page.
+  let depth = 0;
+  document.addEventListener("dragenter", (event) => {
+    if (!event.dataTransfer?.types.includes("Files")) return;
+    depth += 1;
+    document.body.classList.add("dragging");
+  });
+  document.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) document.body.classList.remove("dragging");
+  });
+  document.addEventListener("dragover", (event) => event.preventDefault());
+  document.addEventListener("drop", (event) => {
+    event.preventDefault();
+    depth = 0;
+    document.body.classList.remove("dragging");
+    add([...(event.dataTransfer?.files ?? [])]);
   });
 }
 
-document.querySelectorAll("[data-thumb][data-state=pending]").forEach(watchThumbnail);
-document.querySelectorAll("form.upload").forEach(checkUploadForm);
+function clientSideProblem(file, maxBytes) {
+  if (!ACCEPTED_TYPES.includes(file.type)) return `“${file.name}” is not a JPEG, PNG, GIF or WebP image.`;
+  if (file.size === 0) return `“${file.name}” is empty.`;
+  if (file.size > maxBytes) return `“${file.name}” is larger than the limit of ${Math.round(maxBytes / 1048576)} MB.`;
+  return null;
+}
+
+function newCard(file) {
+  const card = document.createElement("li");
+  card.className = "card";
+  card.dataset.state = "uploading";
+  const preview = document.createElement("div");
+  preview.className = "frame";
+  if (ACCEPTED_TYPES.includes(file.type)) {
+    const local = new Image();
+    local.alt = `Preview of ${file.name}`;
+    local.src = URL.createObjectURL(file);
+    local.onload = () => URL.revokeObjectURL(local.src);
+    preview.append(local);
+  }
+  const name = document.createElement("p");
+  name.className = "name";
+  name.textContent = file.name;
+  const progress = document.createElement("progress");
+  progress.max = 100;
+  progress.value = 0;
+  progress.setAttribute("aria-label", `Upload of ${file.name}`);
+  const status = document.createElement("p");
+  status.className = "card-status";
+  status.setAttribute("aria-live", "polite");
+  status.textContent = "Waiting to upload…";
+  card.append(preview, name, progress, status);
+  return card;
+}
+
+function queueUpload(card, file) {
+  uploads.waiting.push({ card, file });
+  pump();
+}
+
+function pump() {
+  while (uploads.running < PARALLEL_UPLOADS && uploads.waiting.length > 0) {
+    const { card, file } = uploads.waiting.shift();
+    uploads.running += 1;
+    upload(card, file).finally(() => {
+      uploads.running -= 1;
+      pump();
+    });
+  }
+}
+
+function upload(card, file) {
+  return new Promise((resolve) => {
+    const request = new XMLHttpRequest();
+    const body = new FormData();
+    body.append("file", file, file.name);
+    const progress = card.querySelector("progress");
+    const status = card.querySelector(".card-status");
+    card.dataset.state = "uploading";
+    status.textContent = "Uploading…";
+    request.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) progress.value = Math.round((event.loaded / event.total) * 100);
+    });
+    request.addEventListener("load", () => {
+      let answer = null;
+      try {
+        answer = JSON.parse(request.responseText);
+      } catch {
+        // Not JSON: a proxy's error page, say.
+      }
+      if (request.status === 202 && answer?.images?.[0]) {
+        showAccepted(card, answer.images[0]);
+      } else {
+        setCardError(card, answer?.error ?? `The server answered ${request.status}.`, file);
+      }
+      resolve();
+    });
+    request.addEventListener("error", () => {
+      setCardError(card, "The upload was interrupted.", file);
+      resolve();
+    });
+    request.open("POST", "/images");
+    request.setRequestHeader("Accept", "application/json");
+    request.send(body);
+  });
+}
+
+function showAccepted(card, image) {
+  card.dataset.state = "processing";
+  card.dataset.image = image.id;
+  card.querySelector("progress").value = 100;
+  const figure = document.createElement("figure");
+  figure.className = "thumb thumb-small";
+  figure.dataset.thumb = image.thumbnails.small;
+  figure.dataset.state = "pending";
+  const caption = document.createElement("figcaption");
+  caption.textContent = "small thumbnail";
+  const frame = card.querySelector(".frame");
+  frame.remove();
+  figure.append(frame, caption);
+  card.prepend(figure);
+  const status = card.querySelector(".card-status");
+  status.replaceChildren("Making thumbnails… ");
+  const link = document.createElement("a");
+  link.href = image.page;
+  link.textContent = "Open";
+  status.append(link);
+  follow(card);
+}
+
+function setCardError(card, message, file) {
+  card.dataset.state = "failed";
+  const status = card.querySelector(".card-status");
+  const text = document.createElement("span");
+  text.className = "failure";
+  text.setAttribute("role", "alert");
+  text.textContent = message;
+  status.replaceChildren(text);
+  if (file) {
+    const retry = document.createElement("button");
+    retry.type = "button";
+    retry.className = "retry";
+    retry.textContent = "Try again";
+    retry.addEventListener("click", () => queueUpload(card, file));
+    status.append(" ", retry);
+  }
+}
+
+// ---- Start -----------------------------------------------------------------
+
+document.querySelectorAll("form.upload").forEach(setUpUploads);
+follow(document);

@@ -7,6 +7,7 @@
 //! - [`Deployment`] holds the settings every process must agree on.
 
 mod deployment;
+pub mod events;
 mod publisher;
 pub mod spool;
 
@@ -27,7 +28,7 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> 
     Connection::connect(url, properties).await
 }
 
-/// Declares the resize queue and its dead-letter exchange and queue.
+/// Declares the resize queue, its dead-letter exchange and queue, and the events exchange.
 ///
 /// Declaring is idempotent, so every process does it on every (re)connect.
 pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<(), lapin::Error> {
@@ -56,6 +57,14 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
         .await?;
     channel
         .queue_declare(topology.resize_queue().into(), durable, field_table(topology.resize_queue_arguments()))
+        .await?;
+    channel
+        .exchange_declare(
+            topology.events_exchange().as_str().into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions { durable: true, ..Default::default() },
+            FieldTable::default(),
+        )
         .await?;
     Ok(())
 }

@@ -9,7 +9,9 @@
 //! - [`format`]: the accepted upload formats, recognised by their first bytes.
 //! - [`limits`]: how large an image may be, for both sides.
 //! - [`failure`]: how a worker records that a job failed for good.
+//! - [`event`]: what a worker announces when an image is finished.
 
+pub mod event;
 pub mod failure;
 pub mod format;
 pub mod job;
@@ -18,6 +20,7 @@ pub mod sizes;
 pub mod storage;
 pub mod topology;
 
+pub use event::{EventState, ImageEvent};
 pub use failure::FailureRecord;
 pub use format::{SourceFormat, ThumbFormat};
 pub use job::{JobDecodeError, ResizeJob};

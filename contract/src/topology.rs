@@ -54,6 +54,12 @@ impl Topology {
         format!("{}.dlx", self.queue)
     }
 
+    /// The fanout exchange workers announce finished images on; each web
+    /// server binds a queue of its own to it and tells the browsers.
+    pub fn events_exchange(&self) -> String {
+        format!("{}.events", self.queue)
+    }
+
     /// The durable queue where dead-lettered jobs wait for an operator.
     pub fn dead_letter_queue(&self) -> String {
         format!("{}.dead", self.queue)

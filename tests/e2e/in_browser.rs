@@ -5,65 +5,132 @@ use std::time::Duration;
 use fantoccini::Locator;
 
 use crate::browser::Browser;
-use crate::harness::{TestApp, wait_for};
+use crate::harness::{Mode, TestApp, wait_for};
 use crate::images;
 
 fn fixture_path(name: &str) -> String {
     format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-#[tokio::test]
-async fn a_person_picks_a_photo_and_watches_its_three_thumbnails_appear() {
-    let mut app = TestApp::spawn_without_worker().await;
-    let browser = Browser::start().await;
-
-    browser.client.goto(&app.url("/")).await.unwrap();
+/// Picks `files` in the home page's file input, as a person does with the file dialog.
+async fn pick_files(browser: &Browser, files: &[String]) {
     let input = browser.client.find(Locator::Css("input[type=file]")).await.unwrap();
-    input.send_keys(&fixture_path("exif-orientation/Landscape_6.jpg")).await.unwrap();
-    browser.client.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    input.send_keys(&files.join("\n")).await.unwrap();
+}
 
-    wait_for(Duration::from_secs(20), "the image page", || async {
-        let url = browser.client.current_url().await.ok()?;
-        url.path().starts_with("/images/").then_some(())
+/// For each thumbnail shown on the page, the milliseconds from the upload's
+/// answer to the thumbnail's arrival, read from the browser's resource timings.
+async fn upload_to_thumbnail_ms(browser: &Browser) -> Vec<f64> {
+    let timings = browser
+        .eval(
+            "const entries = performance.getEntriesByType('resource');
+             const uploads = entries.filter(e => e.initiatorType === 'xmlhttprequest' && e.name.endsWith('/images'));
+             const thumbs = entries.filter(e => e.initiatorType === 'img' && e.name.includes('/thumbs/'));
+             return thumbs.map(t => t.responseEnd - Math.max(...uploads.filter(u => u.responseEnd <= t.startTime).map(u => u.responseEnd)));",
+        )
+        .await;
+    let mut timings: Vec<f64> = serde_json::from_value(timings).unwrap();
+    timings.sort_by(f64::total_cmp);
+    timings
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    sorted[sorted.len() / 2]
+}
+
+async fn pick_photos_and_watch_them_arrive(mode: Mode, expected_live: &str) -> Vec<f64> {
+    let app = TestApp::spawn_in(mode).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+
+    let files: Vec<String> = (1..=5).map(|n| fixture_path(&format!("exif-orientation/Landscape_{n}.jpg"))).collect();
+    pick_files(&browser, &files).await;
+
+    wait_for(Duration::from_secs(60), "five upload cards with their thumbnail", || async {
+        let done = browser.eval("return document.querySelectorAll('#uploads .card[data-state=done] .thumb[data-state=ready] img').length").await;
+        (done == 5).then_some(())
     })
     .await;
-    let placeholders = browser.eval("return document.querySelectorAll('.thumb[data-state=pending]').length").await;
-    assert_eq!(placeholders, 3, "three placeholders while no worker runs");
+    assert_eq!(browser.eval("return document.body.dataset.live").await, expected_live);
+    let progress = browser.eval("return [...document.querySelectorAll('#uploads progress')].map(p => p.value)").await;
+    assert_eq!(progress, serde_json::json!([100, 100, 100, 100, 100]), "each card's bar went to the end");
+    let timings = upload_to_thumbnail_ms(&browser).await;
+    browser.screenshot(&format!("home-after-upload-{expected_live}")).await;
 
-    app.start_worker().await;
-    wait_for(Duration::from_secs(30), "three thumbnails shown", || async {
+    // Each card leads to its image page, with all three sizes.
+    let link = browser.client.find(Locator::Css("#uploads .card a")).await.unwrap();
+    link.click().await.unwrap();
+    wait_for(Duration::from_secs(30), "three thumbnails on the image page", || async {
         let shown = browser
             .eval("return [...document.querySelectorAll('.thumb[data-state=ready] img')].filter(img => img.complete && img.naturalWidth > 0).length")
             .await;
         (shown == 3).then_some(())
     })
     .await;
+    let sizes = browser.eval("return [...document.querySelectorAll('.thumb img')].map(img => [img.naturalWidth, img.naturalHeight])").await;
+    assert_eq!(sizes, serde_json::json!([[200, 133], [600, 400], [1200, 800]]), "upright, each in its box");
+    browser.close().await;
+    timings
+}
+
+#[tokio::test]
+async fn a_person_picks_photos_and_their_thumbnails_are_pushed_to_the_page() {
+    let timings = pick_photos_and_watch_them_arrive(Mode::RabbitMq, "push").await;
+    eprintln!("upload answer to thumbnail shown, pushed over SSE: median {:.0} ms of {timings:?}", median(&timings));
+}
+
+#[tokio::test]
+async fn without_live_events_the_page_polls_and_still_shows_every_thumbnail() {
+    // The embedded queue has no events exchange: /events answers 503 and the page polls.
+    let timings = pick_photos_and_watch_them_arrive(Mode::Embedded, "poll").await;
+    eprintln!("upload answer to thumbnail shown, by polling: median {:.0} ms of {timings:?}", median(&timings));
+}
+
+#[tokio::test]
+async fn an_image_page_opened_early_shows_placeholders_then_the_three_thumbnails() {
+    let mut app = TestApp::spawn_without_worker().await;
+    let id = app.upload_one("photo.jpg", images::fixture("exif-orientation/Portrait_6.jpg")).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
+    assert_eq!(browser.eval("return document.querySelectorAll('.thumb[data-state=pending]').length").await, 3);
+
+    app.start_worker().await;
+    wait_for(Duration::from_secs(30), "three thumbnails shown", || async {
+        let shown = browser.eval("return document.querySelectorAll('.thumb[data-state=ready] img').length").await;
+        (shown == 3).then_some(())
+    })
+    .await;
     let status = browser.client.find(Locator::Css(".status")).await.unwrap().text().await.unwrap();
     assert_eq!(status, "All thumbnails are ready.");
-    let widths = browser.eval("return [...document.querySelectorAll('.thumb img')].map(img => [img.naturalWidth, img.naturalHeight])").await;
-    assert_eq!(widths, serde_json::json!([[200, 133], [600, 400], [1200, 800]]), "turned upright, each in its box");
-    let screenshot = browser.screenshot("image-page-ready").await;
-    eprintln!("screenshot: {}", screenshot.display());
+    browser.screenshot("image-page-ready").await;
     browser.close().await;
 }
 
 #[tokio::test]
 async fn a_person_who_uploads_a_broken_image_reads_why_it_failed() {
     let app = TestApp::spawn().await;
-    let id = app.upload_one("broken.jpg", images::corrupt_jpeg()).await;
     let browser = Browser::start().await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    let broken = app.data_dir.path().join("broken.jpg");
+    std::fs::write(&broken, images::corrupt_jpeg()).unwrap();
+    let text = app.data_dir.path().join("notes.txt");
+    std::fs::write(&text, "not a photo").unwrap();
 
-    // Open the page at once: it shows placeholders, then the failure when the worker gives up.
-    browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
-    let message = wait_for(Duration::from_secs(30), "the failure to be shown", || async {
-        let alert = browser.client.find(Locator::Css("[role=alert]")).await.ok()?;
-        alert.text().await.ok().filter(|text| !text.is_empty())
+    pick_files(&browser, &[broken.display().to_string(), text.display().to_string()]).await;
+
+    let messages = wait_for(Duration::from_secs(30), "both cards to say what went wrong", || async {
+        let messages = browser.eval("return [...document.querySelectorAll('#uploads [role=alert]')].map(alert => alert.textContent)").await;
+        (messages.as_array()?.len() == 2).then_some(messages.to_string())
     })
     .await;
+    assert!(messages.contains("“notes.txt” is not a JPEG, PNG, GIF or WebP image"), "refused in the browser: {messages}");
+    assert!(messages.contains("not a valid JPEG image"), "failed in the worker, with its reason: {messages}");
+    assert_eq!(browser.eval("return document.querySelectorAll('.thumb[data-state=pending]').length").await, 0, "nothing keeps spinning");
+    browser.screenshot("home-with-failures").await;
 
-    assert!(message.contains("could not be processed") && message.contains("not a valid JPEG"), "{message}");
-    let spinning = browser.eval("return document.querySelectorAll('.thumb[data-state=pending]').length").await;
-    assert_eq!(spinning, 0, "no placeholder keeps spinning");
-    browser.screenshot("image-page-failed").await;
+    let page = browser.eval("return document.querySelector('#uploads .card a').href").await;
+    browser.client.goto(page.as_str().unwrap()).await.unwrap();
+    let alert = browser.client.find(Locator::Css("[role=alert]")).await.unwrap().text().await.unwrap();
+    assert!(alert.contains("could not be processed"), "{alert}");
     browser.close().await;
 }

@@ -180,3 +180,39 @@ async fn a_job_run_twice_changes_nothing() {
     let second = app.wait_for_thumbnails(id).await;
     assert!(first.iter().zip(&second).all(|(a, b)| a.1 == b.1), "the same bytes are served");
 }
+
+#[tokio::test]
+async fn a_page_following_an_image_hears_over_sse_the_moment_it_is_done() {
+    let mut app = TestApp::spawn_without_worker().await;
+    let id = app.upload_one("pushed.jpg", images::jpeg(800, 600)).await;
+    let other = app.upload_one("someone-else.jpg", images::jpeg(800, 600)).await;
+    let mut stream = app.get(&format!("/events?ids={id}")).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.headers()[header::CONTENT_TYPE], "text/event-stream");
+
+    app.start_worker().await;
+    let event = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let mut received = String::new();
+        while let Some(chunk) = stream.chunk().await.expect("the stream stays open") {
+            received.push_str(&String::from_utf8_lossy(&chunk));
+            if received.contains("event: image") {
+                return received;
+            }
+        }
+        panic!("the stream ended before any event: {received}")
+    })
+    .await
+    .expect("an image event within 30 s");
+
+    assert!(event.contains(&format!(r#"data: {{"id":"{id}","state":"done"}}"#)), "{event}");
+    assert!(!event.contains(&other.to_string()), "a page hears only of the images it follows");
+}
+
+#[tokio::test]
+async fn without_rabbitmq_the_events_endpoint_says_to_poll() {
+    let app = TestApp::spawn_in(Mode::Embedded).await;
+    let id = app.upload_one("embedded.jpg", images::jpeg(100, 100)).await;
+    let response = app.get(&format!("/events?ids={id}")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.text().await.unwrap().contains("poll"));
+}

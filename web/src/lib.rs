@@ -10,12 +10,14 @@
 //! - [`dispatch`]: where jobs go: RabbitMQ, the outbox while it is away, or the embedded queue.
 //! - [`progress`]: what is known of an image (pending, done, failed), read from the data directory.
 //! - [`pages`], [`thumbs`], [`api`], [`assets`], [`health`]: what is served.
+//! - [`events`]: live updates for pages, relayed from the workers' announcements.
 //! - [`error`]: the error every handler returns, and what the user sees of it.
 
 pub mod api;
 pub mod assets;
 pub mod dispatch;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod pages;
 pub mod progress;
@@ -40,6 +42,7 @@ pub use settings::Settings;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -69,8 +72,10 @@ impl Application {
                 Dispatcher::embedded(Spool::open(storage.job_spool()).context("cannot open the embedded queue")?)
             }
         };
-        let state = AppState { storage, dispatcher: Arc::new(dispatcher), settings: Arc::new(settings) };
-        Ok(Self { listener, state })
+        let events = settings.deployment.amqp_url.as_ref().map(|_| tokio::sync::broadcast::channel(1024).0);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let state = AppState { storage, dispatcher: Arc::new(dispatcher), events, stopping, settings: Arc::new(settings) };
+        Ok(Self { listener, state, stop })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -79,8 +84,13 @@ impl Application {
 
     /// Serves until `shutdown` completes, then lets requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let relay = tokio::spawn(Arc::clone(&self.state.dispatcher).relay(stopped));
+        let stop = self.stop;
+        let stopped = self.state.stopping.clone();
+        let relay = tokio::spawn(Arc::clone(&self.state.dispatcher).relay(stopped.clone()));
+        if let (Some(events), Some(url)) = (&self.state.events, &self.state.settings.deployment.amqp_url) {
+            let topology = self.state.settings.topology();
+            tokio::spawn(thumbq_broker::events::listen(url.clone(), topology, events.clone(), stopped));
+        }
         let shutdown = async move {
             shutdown.await;
             let _ = stop.send(true);

@@ -18,7 +18,11 @@ struct IndexPage {
     max_upload: String,
     max_upload_bytes: u64,
     max_files: u16,
+    recent: Vec<ImageView>,
 }
+
+/// How many recent uploads the home page shows.
+const RECENT_UPLOADS: usize = 12;
 
 /// `GET /`: the upload form. It works without JavaScript.
 pub async fn index(State(app): State<AppState>) -> Result<Html<String>, AppError> {
@@ -29,8 +33,29 @@ pub async fn index(State(app): State<AppState>) -> Result<Html<String>, AppError
         max_upload: human_bytes(settings.max_upload_bytes),
         max_upload_bytes: settings.max_upload_bytes,
         max_files: settings.max_files_per_request,
+        recent: recent_images(&app).await?,
     };
     Ok(Html(page.render().map_err(anyhow::Error::from)?))
+}
+
+/// The newest uploads, newest first: ids are UUID v7, so their order is upload order.
+async fn recent_images(app: &AppState) -> Result<Vec<ImageView>, AppError> {
+    let mut ids = Vec::new();
+    let mut entries = tokio::fs::read_dir(app.storage.root().join("originals")).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        if let Some(id) = entry.file_name().to_str().and_then(|name| name.parse::<ImageId>().ok()) {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    let mut images = Vec::with_capacity(RECENT_UPLOADS);
+    for id in ids.into_iter().take(RECENT_UPLOADS) {
+        // An image removed meanwhile is simply left out.
+        if let Ok(image) = ImageView::load(app, id).await {
+            images.push(image);
+        }
+    }
+    Ok(images)
 }
 
 /// One image as the pages show it.

@@ -11,13 +11,17 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::dispatch::Dispatcher;
-use crate::{Settings, api, assets, health, pages, thumbs, upload};
+use crate::{Settings, api, assets, events, health, pages, thumbs, upload};
 
 /// What every handler may use.
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Storage,
     pub dispatcher: Arc<Dispatcher>,
+    /// Finished-image events from the workers; `None` without RabbitMQ.
+    pub events: Option<tokio::sync::broadcast::Sender<thumbq_contract::ImageEvent>>,
+    /// Becomes true when the server starts shutting down; long-lived responses end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
     pub settings: Arc<Settings>,
 }
 
@@ -42,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/images/{id}", get(pages::image))
         .route("/thumbs/{id}/{size}", get(thumbs::thumbnail))
         .route("/api/images/{id}", get(api::image_status))
+        .route("/events", get(events::events))
         .route("/static/{file}", get(assets::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

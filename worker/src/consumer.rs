@@ -8,14 +8,16 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use thumbq_broker::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use thumbq_broker::lapin::types::{AMQPValue, FieldTable};
+use thumbq_broker::lapin::Channel;
 use thumbq_broker::lapin::message::Delivery;
 use thumbq_broker::{connect, declare_topology};
+use thumbq_contract::Topology;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::Settings;
 use crate::job::{JobContext, Settlement};
-use crate::runner::run_job;
+use crate::runner::{Ran, run_job};
 
 /// Consumes jobs until `shutdown` changes to `true`, then drains and returns.
 pub async fn run(settings: Settings, amqp_url: String, context: JobContext, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -61,7 +63,10 @@ async fn consume(
     let outcome = loop {
         tokio::select! {
             delivery = deliveries.next() => match delivery {
-                Some(Ok(delivery)) => { in_flight.spawn(handle(Arc::clone(context), delivery, settings.job_time_limit())); }
+                Some(Ok(delivery)) => {
+                    let announcer = Announcer { channel: channel.clone(), topology: topology.clone() };
+                    in_flight.spawn(handle(Arc::clone(context), delivery, settings.job_time_limit(), announcer));
+                }
                 Some(Err(error)) => break Err(error.into()),
                 None => break Err(anyhow::anyhow!("the broker ended the consumer")),
             },
@@ -86,16 +91,26 @@ async fn consume(
     outcome
 }
 
-/// Runs one delivery's job and settles its message.
-async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Duration) {
-    let settlement = run_job(context, &delivery.data, earlier_deliveries(&delivery), time_limit).await;
+/// Where finished images are announced.
+struct Announcer {
+    channel: Channel,
+    topology: Topology,
+}
+
+/// Runs one delivery's job, settles its message and announces the result.
+async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Duration, announcer: Announcer) {
+    let Ran { settlement, event } = run_job(context, &delivery.data, earlier_deliveries(&delivery), time_limit).await;
     let sent = match settlement {
         Settlement::Ack => delivery.ack(BasicAckOptions::default()).await,
         Settlement::Requeue => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
         Settlement::DeadLetter => delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await,
     };
     match sent {
-        Ok(true) => {}
+        Ok(true) => {
+            if let Some(event) = event {
+                thumbq_broker::events::announce(&announcer.channel, &announcer.topology, event).await;
+            }
+        }
         // The channel is gone: the broker will redeliver, and the job is idempotent.
         Ok(false) => tracing::warn!(?settlement, "Could not settle a message; the broker will redeliver it."),
         Err(error) => tracing::warn!(?settlement, %error, "Could not settle a message; the broker will redeliver it."),

@@ -4,23 +4,42 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use thumbq_contract::ResizeJob;
+use thumbq_contract::{EventState, ImageEvent, ResizeJob};
 
 use crate::job::{self, JobContext, Settlement};
+
+/// How a message's job ended, and what to announce of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ran {
+    pub settlement: Settlement,
+    /// What pages should hear: `None` when the job goes back to the queue, or the message was no job.
+    pub event: Option<ImageEvent>,
+}
 
 /// Decodes the message and runs its job on a blocking thread.
 ///
 /// A job over `time_limit` is abandoned (its thread finishes in the
 /// background) and goes back to the queue, where its tries are counted; a
 /// panic fails the job for good instead of taking the worker down.
-pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, time_limit: Duration) -> Settlement {
+pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, time_limit: Duration) -> Ran {
     let job = match ResizeJob::from_bytes(payload) {
         Ok(job) => job,
         Err(error) => {
             tracing::error!(%error, "A message on the queue is not a resize job; dead-lettering it.");
-            return Settlement::DeadLetter;
+            return Ran { settlement: Settlement::DeadLetter, event: None };
         }
     };
+    let id = job.image_id;
+    let settlement = settle(context, job, attempt, time_limit).await;
+    let state = match settlement {
+        Settlement::Ack => Some(EventState::Done),
+        Settlement::DeadLetter => Some(EventState::Failed),
+        Settlement::Requeue => None,
+    };
+    Ran { settlement, event: state.map(|state| ImageEvent { image_id: id, state }) }
+}
+
+async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_limit: Duration) -> Settlement {
     let id = job.image_id;
     let task = {
         let context = Arc::clone(&context);
@@ -70,9 +89,9 @@ mod tests {
         std::fs::write(context.storage.path(&StorageKey::Original(id)), large_jpeg()).unwrap();
         let job = ResizeJob::new(id, SourceFormat::Jpeg, 0);
 
-        let settlement = run_job(context, &job.to_bytes(), 0, Duration::from_millis(1)).await;
+        let ran = run_job(context, &job.to_bytes(), 0, Duration::from_millis(1)).await;
 
-        assert_eq!(settlement, Settlement::Requeue);
+        assert_eq!(ran, Ran { settlement: Settlement::Requeue, event: None });
     }
 
     #[tokio::test]
@@ -83,9 +102,10 @@ mod tests {
         std::fs::write(context.storage.path(&StorageKey::Original(id)), large_jpeg()).unwrap();
         let job = ResizeJob::new(id, SourceFormat::Jpeg, 0);
 
-        let settlement = run_job(Arc::clone(&context), &job.to_bytes(), ResizeJob::MAX_ATTEMPTS, Duration::from_secs(60)).await;
+        let ran = run_job(Arc::clone(&context), &job.to_bytes(), ResizeJob::MAX_ATTEMPTS, Duration::from_secs(60)).await;
 
-        assert_eq!(settlement, Settlement::DeadLetter);
+        assert_eq!(ran.settlement, Settlement::DeadLetter);
+        assert_eq!(ran.event, Some(ImageEvent { image_id: id, state: EventState::Failed }));
         let record = std::fs::read_to_string(context.storage.path(&StorageKey::Failure(id))).unwrap();
         assert!(record.contains("again and again"), "{record}");
         assert!(!context.storage.path(&StorageKey::Thumbnail(id, thumbq_contract::ThumbSize::Small, thumbq_contract::ThumbFormat::Jpeg)).exists());
@@ -94,6 +114,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_that_is_not_a_job_is_dead_lettered() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(run_job(context(dir.path()), b"{\"hello\":1}", 0, Duration::from_secs(5)).await, Settlement::DeadLetter);
+        let ran = run_job(context(dir.path()), b"{\"hello\":1}", 0, Duration::from_secs(5)).await;
+        assert_eq!(ran, Ran { settlement: Settlement::DeadLetter, event: None });
     }
 }
