@@ -75,6 +75,15 @@ impl Publisher {
         outcome
     }
 
+    /// The resize queue's waiting messages and consumers, as the broker counts them.
+    pub async fn queue_status(&self) -> Result<(u32, u32), PublishError> {
+        let channel = self.channel().await?;
+        let options = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+        let inspect = channel.queue_declare(self.topology.resize_queue().into(), options, lapin::types::FieldTable::default());
+        let queue = timeout(self.timeout, inspect).await.map_err(|_| PublishError::Timeout(self.timeout))??;
+        Ok((queue.message_count(), queue.consumer_count()))
+    }
+
     /// Connects now if not connected, for readiness checks.
     pub async fn check_connection(&self) -> Result<(), PublishError> {
         self.channel().await.map(drop)

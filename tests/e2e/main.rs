@@ -14,5 +14,6 @@ mod config;
 mod faults;
 mod hostile;
 mod in_browser;
+mod operations;
 mod refusals;
 mod thumbnails;

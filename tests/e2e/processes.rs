@@ -26,6 +26,11 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     pub fn start(app: &TestApp, concurrency: u16) -> Self {
+        Self::start_with(app, concurrency, &[])
+    }
+
+    /// Starts a worker with extra environment variables.
+    pub fn start_with(app: &TestApp, concurrency: u16, environment: &[(&str, &str)]) -> Self {
         let log = std::fs::File::create(app.data_dir.path().join(format!("worker-{}.log", uuid::Uuid::now_v7().simple()))).expect("a log file");
         let mut command = Command::new(binary("thumbq-worker"));
         command
@@ -39,6 +44,7 @@ impl WorkerProcess {
         if let Some(url) = &app.amqp_url {
             command.env("THUMBQ_AMQP_URL", url);
         }
+        command.envs(environment.iter().copied());
         Self { child: command.spawn().expect("the worker starts") }
     }
 

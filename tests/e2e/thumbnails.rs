@@ -169,11 +169,11 @@ async fn a_job_run_twice_changes_nothing() {
     let first = app.wait_for_thumbnails(id).await;
 
     let job = thumbq_contract::ResizeJob::new(id, thumbq_contract::SourceFormat::Jpeg, 0);
-    let context = thumbq_worker::job::JobContext {
-        storage: thumbq_contract::Storage::new(app.data_dir.path()),
-        sizes: thumbq_contract::Sizes::default(),
-        limits: thumbq_contract::MediaLimits::default(),
-    };
+    let context = thumbq_worker::job::JobContext::new(
+        thumbq_contract::Storage::new(app.data_dir.path()),
+        thumbq_contract::Sizes::default(),
+        thumbq_contract::MediaLimits::default(),
+    );
     let outcome = thumbq_worker::job::process(&context, &job).unwrap();
 
     assert_eq!(outcome, thumbq_worker::job::Outcome::AlreadyDone);

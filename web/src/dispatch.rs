@@ -12,6 +12,8 @@ use thumbq_broker::{PublishError, Publisher, Spool};
 use thumbq_contract::ResizeJob;
 use tokio::sync::{Notify, watch};
 
+use crate::metrics::WebMetrics;
+
 /// How a job was queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -26,6 +28,7 @@ pub enum Route {
 pub struct Dispatcher {
     mode: Mode,
     outbox_filled: Notify,
+    metrics: WebMetrics,
 }
 
 enum Mode {
@@ -42,16 +45,45 @@ pub struct Readiness {
 }
 
 impl Dispatcher {
-    pub fn broker(publisher: Publisher, outbox: Spool) -> Self {
-        Self { mode: Mode::Broker { publisher, outbox: Arc::new(outbox) }, outbox_filled: Notify::new() }
+    pub fn broker(publisher: Publisher, outbox: Spool, metrics: WebMetrics) -> Self {
+        Self { mode: Mode::Broker { publisher, outbox: Arc::new(outbox) }, outbox_filled: Notify::new(), metrics }
     }
 
-    pub fn embedded(jobs: Spool) -> Self {
-        Self { mode: Mode::Embedded { jobs: Arc::new(jobs) }, outbox_filled: Notify::new() }
+    pub fn embedded(jobs: Spool, metrics: WebMetrics) -> Self {
+        Self { mode: Mode::Embedded { jobs: Arc::new(jobs) }, outbox_filled: Notify::new(), metrics }
+    }
+
+    /// Queues `job`, counting the route it took.
+    pub async fn dispatch(&self, job: &ResizeJob) -> std::io::Result<Route> {
+        let route = self.route(job).await?;
+        self.metrics.dispatched(match route {
+            Route::Published => "published",
+            Route::Outbox => "outbox",
+            Route::Embedded => "embedded",
+        });
+        Ok(route)
+    }
+
+    /// The resize queue's waiting messages and consumers on RabbitMQ, if it is there.
+    pub async fn queue_status(&self) -> Option<(u32, u32)> {
+        match &self.mode {
+            Mode::Broker { publisher, .. } => publisher.queue_status().await.ok(),
+            Mode::Embedded { .. } => None,
+        }
+    }
+
+    /// Publishes, timing the confirm.
+    async fn publish(&self, publisher: &Publisher, job: &ResizeJob) -> Result<(), PublishError> {
+        let started = std::time::Instant::now();
+        let published = publisher.publish(job).await;
+        if published.is_ok() {
+            self.metrics.publish_confirm_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        published
     }
 
     /// Queues `job`. Fails only when the job cannot even be written to disk.
-    pub async fn dispatch(&self, job: &ResizeJob) -> std::io::Result<Route> {
+    async fn route(&self, job: &ResizeJob) -> std::io::Result<Route> {
         match &self.mode {
             Mode::Embedded { jobs } => {
                 push(jobs, job).await?;
@@ -60,7 +92,7 @@ impl Dispatcher {
             Mode::Broker { publisher, outbox } => {
                 // While older jobs wait in the outbox, newer ones queue behind them.
                 if outbox_len(outbox).await? == 0 {
-                    match publisher.publish(job).await {
+                    match self.publish(publisher, job).await {
                         Ok(()) => return Ok(Route::Published),
                         Err(error) => tracing::warn!(image.id = %job.image_id, %error, "RabbitMQ did not take the job; keeping it in the outbox."),
                     }
@@ -84,7 +116,7 @@ impl Dispatcher {
             };
             let wait = match claim {
                 Ok(Ok(Some(claim))) => match ResizeJob::from_bytes(&claim.payload) {
-                    Ok(job) => match publisher.publish(&job).await {
+                    Ok(job) => match self.publish(publisher, &job).await {
                         Ok(()) => {
                             let _ = blocking(outbox, move |outbox| outbox.ack(claim)).await;
                             tracing::info!(image.id = %job.image_id, "Relayed a job from the outbox to RabbitMQ.");
@@ -122,6 +154,15 @@ impl Dispatcher {
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
         }
+    }
+
+    /// Jobs waiting on disk, or 0 when that cannot be read.
+    pub async fn readiness_waiting(&self) -> usize {
+        let spool = match &self.mode {
+            Mode::Embedded { jobs } => jobs,
+            Mode::Broker { outbox, .. } => outbox,
+        };
+        outbox_len(spool).await.unwrap_or(0)
     }
 
     pub async fn readiness(&self) -> std::io::Result<Readiness> {

@@ -59,6 +59,22 @@ impl AppError {
         }
     }
 
+    /// A short name for metrics' labels.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            Self::NotFound | Self::UnknownImage => "not_found",
+            Self::NoFile => "no_file",
+            Self::TooManyFiles { .. } => "too_many_files",
+            Self::NotAnImage { .. } => "not_an_image",
+            Self::EmptyFile { .. } => "empty",
+            Self::TooLarge { .. } => "too_large",
+            Self::OverPixelLimits { .. } => "over_pixel_limits",
+            Self::DamagedHeader { .. } => "damaged_header",
+            Self::BadForm { .. } => "bad_form",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     /// Logs causes the user is not shown, once, and sets the status.
     fn finish(&self, mut response: Response) -> Response {
         if let Self::Internal(cause) = self {

@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (it can take uploads).
+//! `GET /healthz` (the process answers), `GET /readyz` (it can take uploads)
+//! and `GET /metrics` (Prometheus).
 
 use std::fmt::Write;
 
@@ -43,4 +44,11 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
     }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, report)
+}
+
+pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
+    let waiting = app.dispatcher.readiness_waiting().await;
+    let queue = app.dispatcher.queue_status().await;
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], app.metrics.render(waiting, queue))
 }

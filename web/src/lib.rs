@@ -11,6 +11,7 @@
 //! - [`progress`]: what is known of an image (pending, done, failed), read from the data directory.
 //! - [`pages`], [`thumbs`], [`api`], [`assets`], [`health`]: what is served.
 //! - [`events`]: live updates for pages, relayed from the workers' announcements.
+//! - [`metrics`]: counters for `GET /metrics`.
 //! - [`error`]: the error every handler returns, and what the user sees of it.
 
 pub mod api;
@@ -19,6 +20,7 @@ pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod pages;
 pub mod progress;
 pub mod routes;
@@ -56,6 +58,7 @@ impl Application {
             .with_context(|| format!("cannot create the data directory {}", settings.deployment.data_dir.display()))?;
         let listener =
             TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let metrics = metrics::WebMetrics::default();
         let dispatcher = match &settings.deployment.amqp_url {
             Some(url) => {
                 let publisher = Publisher::new(url, "thumbq-web", settings.topology(), settings.publish_timeout());
@@ -65,16 +68,16 @@ impl Application {
                     tracing::warn!(%error, "RabbitMQ is not reachable yet; jobs wait in the outbox until it is.");
                 }
                 let outbox = Spool::open(storage.outbox_spool()).context("cannot open the outbox")?;
-                Dispatcher::broker(publisher, outbox)
+                Dispatcher::broker(publisher, outbox, metrics.clone())
             }
             None => {
                 tracing::info!("No AMQP URL is set: jobs go to the embedded queue in the data directory.");
-                Dispatcher::embedded(Spool::open(storage.job_spool()).context("cannot open the embedded queue")?)
+                Dispatcher::embedded(Spool::open(storage.job_spool()).context("cannot open the embedded queue")?, metrics.clone())
             }
         };
         let events = settings.deployment.amqp_url.as_ref().map(|_| tokio::sync::broadcast::channel(1024).0);
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let state = AppState { storage, dispatcher: Arc::new(dispatcher), events, stopping, settings: Arc::new(settings) };
+        let state = AppState { storage, dispatcher: Arc::new(dispatcher), events, stopping, metrics, settings: Arc::new(settings) };
         Ok(Self { listener, state, stop })
     }
 

@@ -4,11 +4,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, header};
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::{get, post};
 use thumbq_contract::Storage;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 use crate::dispatch::Dispatcher;
 use crate::{Settings, api, assets, events, health, pages, thumbs, upload};
@@ -20,6 +24,7 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// Finished-image events from the workers; `None` without RabbitMQ.
     pub events: Option<tokio::sync::broadcast::Sender<thumbq_contract::ImageEvent>>,
+    pub metrics: crate::metrics::WebMetrics,
     /// Becomes true when the server starts shutting down; long-lived responses end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
     pub settings: Arc<Settings>,
@@ -50,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{file}", get(assets::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(request_limit))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
@@ -58,6 +64,13 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
-        .layer(TraceLayer::new_for_http())
+        // Every request gets an id (or keeps the one a proxy gave it), logged on
+        // each of its lines and sent back in `x-request-id`.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let id = request.headers().get(X_REQUEST_ID).and_then(|id| id.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", request.id = %id, method = %request.method(), path = %request.uri().path())
+        }))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }

@@ -31,7 +31,15 @@ pub const FILE_FIELD: &str = "file";
 /// page of all of them; a client asking for JSON gets 202 and links to poll.
 pub async fn upload(State(app): State<AppState>, headers: HeaderMap, multipart: Multipart) -> Response {
     let wants_json = wants_json(&headers);
-    match accept(&app, multipart).await {
+    let outcome = accept(&app, multipart).await;
+    match &outcome {
+        Ok((ids, bytes)) => app.metrics.accepted(ids.len() as u64, *bytes),
+        Err(error) => {
+            let sent = headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse().ok()).unwrap_or(0);
+            app.metrics.refused(error.reason_label(), sent);
+        }
+    }
+    match outcome.map(|(ids, _)| ids) {
         Ok(ids) if wants_json => accepted_json(&ids),
         Ok(ids) => match ids.as_slice() {
             [id] => Redirect::to(&format!("/images/{id}")).into_response(),
@@ -42,8 +50,8 @@ pub async fn upload(State(app): State<AppState>, headers: HeaderMap, multipart: 
     }
 }
 
-/// Receives every file, then publishes every job; returns the new ids.
-async fn accept(app: &AppState, mut multipart: Multipart) -> Result<Vec<ImageId>, AppError> {
+/// Receives every file, then queues every job; returns the new ids and their bytes.
+async fn accept(app: &AppState, mut multipart: Multipart) -> Result<(Vec<ImageId>, u64), AppError> {
     let settings = &app.settings;
     let mut received = Vec::new();
     while let Some(field) = multipart.next_field().await.map_err(bad_form)? {
@@ -64,6 +72,7 @@ async fn accept(app: &AppState, mut multipart: Multipart) -> Result<Vec<ImageId>
         return Err(AppError::NoFile);
     }
 
+    let bytes = received.iter().map(|file| file.size).sum();
     let mut originals = Vec::with_capacity(received.len());
     for file in received {
         originals.push(file.store(&app.storage).await?);
@@ -74,7 +83,7 @@ async fn accept(app: &AppState, mut multipart: Multipart) -> Result<Vec<ImageId>
     for (id, route) in ids.iter().zip(routes) {
         tracing::info!(image.id = %id, ?route, "Accepted an upload and queued its resize job.");
     }
-    Ok(ids)
+    Ok((ids, bytes))
 }
 
 /// Streams one form field to `incoming/`, checking its size and format as it goes.
@@ -113,7 +122,7 @@ async fn receive_file(storage: &Storage, mut field: Field<'_>, number: usize, li
     out.sync_all().await?;
     drop(out);
     check_dimensions(part.path(), format, file, limits).await?;
-    Ok(ReceivedFile { id, format, part })
+    Ok(ReceivedFile { id, format, size, part })
 }
 
 /// Refuses an image whose header says it is over the pixel limits, before any
@@ -134,6 +143,7 @@ async fn check_dimensions(path: &std::path::Path, format: SourceFormat, file: St
 struct ReceivedFile {
     id: ImageId,
     format: SourceFormat,
+    size: u64,
     part: RemoveOnDrop,
 }
 

@@ -10,14 +10,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thumbq_contract::{FailureRecord, ImageId, ResizeJob, Sizes, Storage, StorageKey, ThumbFormat, ThumbSize};
 
+use crate::metrics::WorkerMetrics;
 use crate::pipeline::{self, MediaLimits, PipelineError};
 
 /// What a job needs besides its message.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JobContext {
     pub storage: Storage,
     pub sizes: Sizes,
     pub limits: MediaLimits,
+    pub metrics: WorkerMetrics,
+}
+
+impl JobContext {
+    pub fn new(storage: Storage, sizes: Sizes, limits: MediaLimits) -> Self {
+        Self { storage, sizes, limits, metrics: WorkerMetrics::default() }
+    }
 }
 
 /// How a job ended when it did not succeed.
@@ -64,10 +72,16 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
     match process(context, job) {
         Ok(Outcome::Made { duration }) => {
             tracing::info!(image.id = %id, duration_ms = duration.as_millis() as u64, "Made the thumbnails.");
+            context.metrics.job("done");
+            let uploaded = UNIX_EPOCH + Duration::from_millis(job.uploaded_at_ms);
+            if let Ok(waited) = SystemTime::now().duration_since(uploaded) {
+                context.metrics.upload_to_ready(waited);
+            }
             Settlement::Ack
         }
         Ok(Outcome::AlreadyDone) => {
             tracing::info!(image.id = %id, "The thumbnails were already there; nothing to do.");
+            context.metrics.job("already_done");
             Settlement::Ack
         }
         Err(JobError::Retry(error)) if last_attempt => {
@@ -76,6 +90,7 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
         }
         Err(JobError::Retry(error)) => {
             tracing::warn!(image.id = %id, %error, attempt, "The job failed for now; it goes back to the queue.");
+            context.metrics.job("retried");
             Settlement::Requeue
         }
         Err(JobError::Abort(reason)) => give_up(context, id, &reason),
@@ -87,6 +102,7 @@ pub fn give_up(context: &JobContext, id: ImageId, reason: &str) -> Settlement {
     match record_failure(&context.storage, id, reason) {
         Ok(()) => {
             tracing::info!(image.id = %id, reason, "The job cannot succeed; its failure is recorded.");
+            context.metrics.job("failed");
             Settlement::DeadLetter
         }
         Err(error) => {
@@ -106,7 +122,7 @@ pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobErro
         return Ok(Outcome::AlreadyDone);
     }
     let original = read_original(context, id)?;
-    let thumbnails = pipeline::make_thumbnails(&original, job.format, &context.sizes, &context.limits).map_err(|error| {
+    let (thumbnails, times) = pipeline::make_thumbnails_timed(&original, job.format, &context.sizes, &context.limits).map_err(|error| {
         if let PipelineError::Corrupt { detail, .. } = &error {
             tracing::info!(image.id = %id, detail, "The decoder refused the image.");
         }
@@ -115,10 +131,15 @@ pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobErro
     drop(original);
     std::fs::create_dir_all(storage.path(&StorageKey::Thumbnail(id, ThumbSize::Small, ThumbFormat::Jpeg)).with_file_name(""))
         .map_err(JobError::Retry)?;
+    let writing = Instant::now();
     for thumbnail in &thumbnails {
         let path = storage.path(&StorageKey::Thumbnail(id, thumbnail.size, thumbnail.format));
         write_atomically(&path, &thumbnail.bytes).map_err(JobError::Retry)?;
     }
+    context.metrics.stage("decode", times.decode);
+    context.metrics.stage("resize", times.resize);
+    context.metrics.stage("encode", times.encode);
+    context.metrics.stage("write", writing.elapsed());
     remove_failure(storage, id)?;
     Ok(Outcome::Made { duration: started.elapsed() })
 }

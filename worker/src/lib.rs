@@ -7,10 +7,12 @@
 //! - [`runner`]: one job off the async runtime, with a time limit and a panic boundary.
 //! - [`job`]: the step: one job, from original to written thumbnails, and its settlement.
 //! - [`pipeline`]: the pure image work: decode, orient, resize, encode.
+//! - [`metrics`]: counters, served on `--metrics-bind`.
 
 pub mod consumer;
 pub mod embedded;
 pub mod job;
+pub mod metrics;
 pub mod pipeline;
 pub mod runner;
 pub mod settings;
@@ -26,11 +28,15 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     storage
         .create_dirs()
         .with_context(|| format!("cannot use the data directory {}", settings.deployment.data_dir.display()))?;
-    let context = job::JobContext {
-        storage,
-        sizes: settings.sizes,
-        limits: settings.limits(),
-    };
+    let context = job::JobContext::new(storage, settings.sizes, settings.limits());
+    if let Some(bind) = settings.metrics_bind {
+        let (metrics, shutdown) = (context.metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = metrics::serve(bind, metrics, shutdown).await {
+                tracing::error!(%error, "Cannot serve the worker's metrics.");
+            }
+        });
+    }
     match settings.deployment.amqp_url.clone() {
         Some(url) => consumer::run(settings, url, context, shutdown).await,
         None => embedded::run(settings, context, shutdown).await,

@@ -9,6 +9,7 @@
 //! faster and, with a Lanczos filter at these ratios, as sharp.
 
 use std::io::Cursor;
+use std::time::{Duration, Instant};
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::codecs::jpeg::JpegEncoder;
@@ -45,14 +46,30 @@ pub enum PipelineError {
     Internal(String),
 }
 
+/// Time spent in each stage of the pipeline, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    pub decode: Duration,
+    pub resize: Duration,
+    pub encode: Duration,
+}
+
 /// Makes the three thumbnails of `bytes`, largest first.
-pub fn make_thumbnails(
+pub fn make_thumbnails(bytes: &[u8], format: SourceFormat, sizes: &Sizes, limits: &MediaLimits) -> Result<Vec<Thumbnail>, PipelineError> {
+    make_thumbnails_timed(bytes, format, sizes, limits).map(|(thumbnails, _)| thumbnails)
+}
+
+/// [`make_thumbnails`], saying how long each stage took.
+pub fn make_thumbnails_timed(
     bytes: &[u8],
     format: SourceFormat,
     sizes: &Sizes,
     limits: &MediaLimits,
-) -> Result<Vec<Thumbnail>, PipelineError> {
+) -> Result<(Vec<Thumbnail>, StageTimes), PipelineError> {
+    let mut times = StageTimes::default();
+    let started = Instant::now();
     let image = decode(bytes, format, limits)?;
+    times.decode = started.elapsed();
     let format = if has_transparency(&image) { ThumbFormat::Png } else { ThumbFormat::Jpeg };
     // 8 bits a channel is all a thumbnail needs, and all the JPEG encoder takes.
     let mut previous = match format {
@@ -64,6 +81,7 @@ pub fn make_thumbnails(
     let mut thumbnails = Vec::with_capacity(ThumbSize::ALL.len());
     for size in ThumbSize::ALL.into_iter().rev() {
         let (width, height) = sizes.fit(size, previous.width(), previous.height());
+        let started = Instant::now();
         let resized = if (width, height) == (previous.width(), previous.height()) {
             previous.clone()
         } else {
@@ -73,11 +91,14 @@ pub fn make_thumbnails(
                 .map_err(|error| PipelineError::Internal(error.to_string()))?;
             target
         };
+        times.resize += started.elapsed();
+        let started = Instant::now();
         let bytes = encode(&resized, format)?;
+        times.encode += started.elapsed();
         thumbnails.push(Thumbnail { size, format, width, height, bytes });
         previous = resized;
     }
-    Ok(thumbnails)
+    Ok((thumbnails, times))
 }
 
 /// Decodes `bytes`, refusing from the header alone what is over the limits,

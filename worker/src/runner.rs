@@ -71,7 +71,7 @@ mod tests {
     fn context(dir: &std::path::Path) -> Arc<JobContext> {
         let storage = Storage::new(dir);
         storage.create_dirs().unwrap();
-        Arc::new(JobContext { storage, sizes: Sizes::default(), limits: MediaLimits::default() })
+        Arc::new(JobContext::new(storage, Sizes::default(), MediaLimits::default()))
     }
 
     fn large_jpeg() -> Vec<u8> {

@@ -38,6 +38,10 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_JOB_TIME_LIMIT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub job_time_limit_secs: u64,
 
+    /// Where to serve GET /metrics (Prometheus) and /healthz, e.g. 127.0.0.1:9464; off when unset.
+    #[arg(long, env = "THUMBQ_METRICS_BIND")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
+
     /// On SIGTERM, how long to let jobs in flight finish before leaving them to the broker, in seconds.
     #[arg(long, env = "THUMBQ_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
@@ -58,6 +62,7 @@ impl Settings {
             max_side_px: MediaLimits::DEFAULT_MAX_SIDE_PX,
             max_upload_bytes: MediaLimits::DEFAULT_MAX_FILE_BYTES,
             job_time_limit_secs: 120,
+            metrics_bind: None,
             shutdown_timeout_secs: 10,
         }
     }

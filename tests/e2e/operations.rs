@@ -1,0 +1,83 @@
+//! What operators rely on: metrics that move, readiness that tells the truth.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::harness::{Options, TestApp, wait_for};
+use crate::images;
+use crate::processes::{BrokerProxy, WorkerProcess};
+
+/// The value of the sample named `sample` (with its labels) in a Prometheus text page, 0 if absent.
+fn sample(page: &str, sample: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn the_web_and_worker_metrics_count_uploads_refusals_and_jobs() {
+    let app = TestApp::spawn_without_worker().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let bind = format!("127.0.0.1:{port}");
+    let _worker = WorkerProcess::start_with(&app, 1, &[("THUMBQ_METRICS_BIND", &bind)]);
+
+    let id = app.upload_one("counted.jpg", images::jpeg(640, 480)).await;
+    let refused = app.upload_json(&[("counted.txt", b"plain text".to_vec(), "text/plain")]).await;
+    assert_eq!(refused.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(app.wait_until_settled(id).await["state"], "done");
+
+    let web = app.get("/metrics").await;
+    assert!(web.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let web = web.text().await.unwrap();
+    assert_eq!(sample(&web, r#"thumbq_web_uploads_total{outcome="accepted"}"#), 1.0, "{web}");
+    assert_eq!(sample(&web, r#"thumbq_web_upload_refusals_total{reason="not_an_image"}"#), 1.0, "{web}");
+    assert_eq!(sample(&web, r#"thumbq_web_jobs_dispatched_total{route="published"}"#), 1.0, "{web}");
+    assert_eq!(sample(&web, "thumbq_web_publish_confirm_seconds_count"), 1.0, "{web}");
+    assert!(sample(&web, "thumbq_web_accepted_bytes_total") > 1000.0, "{web}");
+    assert_eq!(sample(&web, "thumbq_web_queue_consumers"), 1.0, "one worker consumes: {web}");
+
+    let client = reqwest::Client::new();
+    let worker = wait_for(Duration::from_secs(10), "the worker's metrics", || async {
+        client.get(format!("http://{bind}/metrics")).send().await.ok()?.text().await.ok()
+    })
+    .await;
+    assert_eq!(sample(&worker, r#"thumbq_worker_jobs_total{outcome="done"}"#), 1.0, "{worker}");
+    for stage in ["decode", "resize", "encode", "write"] {
+        assert_eq!(sample(&worker, &format!(r#"thumbq_worker_job_stage_seconds_count{{stage="{stage}"}}"#)), 1.0, "{stage}: {worker}");
+    }
+    assert_eq!(sample(&worker, "thumbq_worker_upload_to_ready_seconds_count"), 1.0, "{worker}");
+}
+
+#[tokio::test]
+async fn readiness_turns_503_when_the_broker_link_is_cut_and_back_to_200_when_it_returns() {
+    let proxy = BrokerProxy::start().await;
+    let app = TestApp::spawn_with(Options { with_worker: false, web_amqp_url: Some(proxy.url.clone()), ..Options::default() }).await;
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+
+    proxy.cut();
+    let report = wait_for(Duration::from_secs(20), "/readyz to say 503", || async {
+        let response = app.get("/readyz").await;
+        (response.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(response)
+    })
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(report.contains("broker: unreachable"), "{report}");
+
+    proxy.restore();
+    wait_for(Duration::from_secs(20), "/readyz to say 200 again", || async { (app.get("/readyz").await.status() == StatusCode::OK).then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let app = TestApp::spawn_without_worker().await;
+    let first = app.get("/healthz").await;
+    let second = app.get("/healthz").await;
+    let id = |response: &reqwest::Response| response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(id(&first), id(&second));
+    let given = app.client.get(app.url("/healthz")).header("x-request-id", "from-the-proxy").send().await.unwrap();
+    assert_eq!(id(&given), "from-the-proxy", "an id given by a proxy is kept");
+}
