@@ -6,6 +6,7 @@
 //! - [`Spool`] is the durable queue on disk: the outbox, and the embedded queue.
 //! - [`Deployment`] holds the settings every process must agree on.
 
+pub mod admin;
 mod deployment;
 pub mod events;
 mod publisher;

@@ -48,11 +48,13 @@ pub struct Options {
     pub amqp_url: Option<String>,
     /// Another AMQP URL for the web server alone (a proxy the test can cut).
     pub web_amqp_url: Option<String>,
+    /// Opens the dashboard.
+    pub admin_token: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { with_worker: true, max_upload_bytes: 50 * 1024 * 1024, amqp_url: Some(amqp_url()), web_amqp_url: None }
+        Self { with_worker: true, max_upload_bytes: 50 * 1024 * 1024, amqp_url: Some(amqp_url()), web_amqp_url: None, admin_token: None }
     }
 }
 
@@ -90,6 +92,7 @@ impl TestApp {
         let web_amqp_url = options.web_amqp_url.clone().or_else(|| options.amqp_url.clone());
         let mut settings = thumbq_web::Settings::for_tests(Deployment::new(data_dir.path(), web_amqp_url, &queue));
         settings.max_upload_bytes = options.max_upload_bytes;
+        settings.admin_token = options.admin_token.clone();
         let web = thumbq_web::Application::build(settings).await.expect("the web server starts");
         let address = format!("http://{}", web.local_addr());
         tokio::spawn(web.run_until_stopped(std::future::pending()));

@@ -81,3 +81,51 @@ async fn every_answer_carries_a_request_id() {
     let given = app.client.get(app.url("/healthz")).header("x-request-id", "from-the-proxy").send().await.unwrap();
     assert_eq!(id(&given), "from-the-proxy", "an id given by a proxy is kept");
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_dead_lettered_jobs_and_replays_them_once_their_cause_is_fixed() {
+    let mut app = TestApp::spawn_with(Options { with_worker: false, admin_token: Some("s3cret".into()), ..Options::default() }).await;
+    let id = app.upload_one("blocked.jpg", images::jpeg(300, 200)).await;
+    let blocker = app.data_dir.path().join("thumbs").join(id.to_string());
+    std::fs::write(&blocker, b"in the way").unwrap();
+    app.start_worker().await;
+    let failed = app.wait_until_settled(id).await;
+    let reason = failed["error"].as_str().unwrap().to_owned();
+    let dead_queue = format!("{}.dead", app.queue);
+    wait_for(Duration::from_secs(20), "the job to be dead-lettered", || async { (app.queue_depth_of(&dead_queue).await == 1).then_some(()) }).await;
+
+    let anonymous = app.get("/admin").await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert!(anonymous.headers().contains_key("www-authenticate"), "the browser is asked for the token");
+    let wrong = app.client.get(app.url("/admin")).basic_auth("ops", Some("guess")).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let page = app.client.get(app.url("/admin")).basic_auth("ops", Some("s3cret")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains(&reason.replace('\'', "&#39;").replace('"', "&#34;")) || page.contains("after 5 tries"), "{page}");
+    assert!(page.contains(&format!("/images/{id}")), "{page}");
+    assert_eq!(app.queue_depth_of(&dead_queue).await, 1, "looking does not take jobs away");
+
+    std::fs::remove_file(&blocker).unwrap();
+    let replay = app
+        .client
+        .post(app.url("/admin/replay"))
+        .basic_auth("ops", Some("s3cret"))
+        .form(&[("reason", reason.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::SEE_OTHER);
+    assert_eq!(replay.headers()["location"], "/admin?replayed=1");
+
+    assert_eq!(app.wait_until_settled(id).await["state"], "done");
+    assert_eq!(app.queue_depth_of(&dead_queue).await, 0);
+}
+
+#[tokio::test]
+async fn without_an_admin_token_there_is_no_dashboard() {
+    let app = TestApp::spawn_without_worker().await;
+    assert_eq!(app.get("/admin").await.status(), StatusCode::NOT_FOUND);
+    let replay = app.client.post(app.url("/admin/replay")).form(&[("reason", "")]).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::NOT_FOUND);
+}

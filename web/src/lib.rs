@@ -12,8 +12,10 @@
 //! - [`pages`], [`thumbs`], [`api`], [`assets`], [`health`]: what is served.
 //! - [`events`]: live updates for pages, relayed from the workers' announcements.
 //! - [`metrics`]: counters for `GET /metrics`.
+//! - [`admin`]: the operators' dashboard, behind a token.
 //! - [`error`]: the error every handler returns, and what the user sees of it.
 
+pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod dispatch;
@@ -77,7 +79,15 @@ impl Application {
         };
         let events = settings.deployment.amqp_url.as_ref().map(|_| tokio::sync::broadcast::channel(1024).0);
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let state = AppState { storage, dispatcher: Arc::new(dispatcher), events, stopping, metrics, settings: Arc::new(settings) };
+        let state = AppState {
+            storage,
+            dispatcher: Arc::new(dispatcher),
+            events,
+            stopping,
+            metrics,
+            recent_finishes: Arc::default(),
+            settings: Arc::new(settings),
+        };
         Ok(Self { listener, state, stop })
     }
 
@@ -93,6 +103,16 @@ impl Application {
         if let (Some(events), Some(url)) = (&self.state.events, &self.state.settings.deployment.amqp_url) {
             let topology = self.state.settings.topology();
             tokio::spawn(thumbq_broker::events::listen(url.clone(), topology, events.clone(), stopped));
+            let (mut finishes, times) = (events.subscribe(), Arc::clone(&self.state.recent_finishes));
+            tokio::spawn(async move {
+                loop {
+                    match finishes.recv().await {
+                        Ok(_) => admin::record_finish(&times),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            });
         }
         let shutdown = async move {
             shutdown.await;

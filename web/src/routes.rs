@@ -15,7 +15,7 @@ use tower_http::trace::TraceLayer;
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 use crate::dispatch::Dispatcher;
-use crate::{Settings, api, assets, events, health, pages, thumbs, upload};
+use crate::{Settings, admin, api, assets, events, health, pages, thumbs, upload};
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -25,6 +25,8 @@ pub struct AppState {
     /// Finished-image events from the workers; `None` without RabbitMQ.
     pub events: Option<tokio::sync::broadcast::Sender<thumbq_contract::ImageEvent>>,
     pub metrics: crate::metrics::WebMetrics,
+    /// When images finished in the last minute, for the dashboard's rate.
+    pub recent_finishes: Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>>,
     /// Becomes true when the server starts shutting down; long-lived responses end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
     pub settings: Arc<Settings>,
@@ -56,6 +58,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/admin", get(admin::dashboard))
+        .route("/admin/replay", post(admin::replay))
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(request_limit))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))

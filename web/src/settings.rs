@@ -39,6 +39,11 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_SIZES", default_value_t = Sizes::default())]
     pub sizes: Sizes,
 
+    /// Token that opens the operators' dashboard at /admin (HTTP Basic auth, any user name);
+    /// the dashboard is off when unset.
+    #[arg(long, env = "THUMBQ_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// How long to wait for the broker to confirm a job before keeping it in the outbox, in milliseconds.
     #[arg(long, env = "THUMBQ_PUBLISH_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
     pub publish_timeout_ms: u64,
@@ -56,6 +61,7 @@ impl Settings {
             max_files_per_request: 50,
             sizes: Sizes::default(),
             publish_timeout_ms: 2_000,
+            admin_token: None,
         }
     }
 

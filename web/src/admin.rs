@@ -1,0 +1,163 @@
+//! `/admin`: the operators' dashboard, behind a token from the settings.
+//!
+//! It reads RabbitMQ over AMQP only (see `thumbq_broker::admin`): jobs
+//! waiting, consumers, jobs finished per second, and the dead-lettered jobs
+//! grouped by the reason they failed, each group replayable once its cause
+//! is fixed. Off without a token; needs RabbitMQ.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use base64::Engine;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::AppError;
+use crate::progress;
+
+/// How far back the finish rate looks.
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct Dashboard {
+    waiting: u32,
+    consumers: u32,
+    finished_per_second: String,
+    dead_total: usize,
+    dead_unreadable: usize,
+    reasons: Vec<DeadGroup>,
+    replayed: Option<usize>,
+}
+
+struct DeadGroup {
+    reason: String,
+    count: usize,
+    examples: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub struct DashboardQuery {
+    replayed: Option<usize>,
+}
+
+pub async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(query): Query<DashboardQuery>) -> Result<Response, AppError> {
+    if let Some(refusal) = check_access(&app, &headers) {
+        return Ok(refusal);
+    }
+    let Some(url) = &app.settings.deployment.amqp_url else {
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, "The dashboard reads RabbitMQ; this server runs on the embedded queue.\n").into_response());
+    };
+    let report = thumbq_broker::admin::report(url, &app.settings.topology())
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot read the queues: {error}"))?;
+    let mut groups: BTreeMap<String, DeadGroup> = BTreeMap::new();
+    for job in &report.dead {
+        let reason = failure_reason(&app, job.image_id).await;
+        let group = groups.entry(reason.clone()).or_insert_with(|| DeadGroup { reason, count: 0, examples: Vec::new() });
+        group.count += 1;
+        if group.examples.len() < 5 {
+            group.examples.push(job.image_id.to_string());
+        }
+    }
+    let finished = app.recent_finishes.lock().map(|times| times.len()).unwrap_or(0);
+    let page = Dashboard {
+        waiting: report.waiting,
+        consumers: report.consumers,
+        finished_per_second: format!("{:.2}", finished as f64 / RATE_WINDOW.as_secs_f64()),
+        dead_total: report.dead.len() + report.dead_unreadable,
+        dead_unreadable: report.dead_unreadable,
+        reasons: groups.into_values().collect(),
+        replayed: query.replayed,
+    };
+    Ok(Html(page.render().map_err(anyhow::Error::from)?).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ReplayForm {
+    /// Replay only the jobs that failed for this reason; all when absent or empty.
+    reason: Option<String>,
+}
+
+pub async fn replay(State(app): State<AppState>, headers: HeaderMap, Form(form): Form<ReplayForm>) -> Result<Response, AppError> {
+    if let Some(refusal) = check_access(&app, &headers) {
+        return Ok(refusal);
+    }
+    // A form post from another site would carry the browser's credentials along.
+    if headers.get("sec-fetch-site").is_some_and(|site| site != "same-origin" && site != "none") {
+        return Ok((StatusCode::FORBIDDEN, "Replays are only taken from the dashboard itself.\n").into_response());
+    }
+    let Some(url) = &app.settings.deployment.amqp_url else {
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, "The dashboard reads RabbitMQ; this server runs on the embedded queue.\n").into_response());
+    };
+    let wanted = form.reason.filter(|reason| !reason.is_empty());
+    let storage = app.storage.clone();
+    let replayed = thumbq_broker::admin::replay(url, &app.settings.topology(), |job| {
+        let record = storage.path(&thumbq_contract::StorageKey::Failure(job.image_id));
+        let reason = std::fs::read(&record)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<thumbq_contract::FailureRecord>(&bytes).ok())
+            .map(|record| record.reason)
+            .unwrap_or_else(|| UNKNOWN_REASON.to_owned());
+        let chosen = wanted.as_ref().is_none_or(|wanted| *wanted == reason);
+        if chosen {
+            // The image is pending again, so its page waits for the new try.
+            let _ = std::fs::remove_file(&record);
+        }
+        chosen
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("cannot replay: {error}"))?;
+    tracing::info!(jobs = replayed.len(), "Replayed dead-lettered jobs.");
+    Ok(Redirect::to(&format!("/admin?replayed={}", replayed.len())).into_response())
+}
+
+const UNKNOWN_REASON: &str = "No reason was recorded.";
+
+async fn failure_reason(app: &AppState, id: thumbq_contract::ImageId) -> String {
+    match progress::failure(&app.storage, id).await {
+        Ok(Some(record)) => record.reason,
+        _ => UNKNOWN_REASON.to_owned(),
+    }
+}
+
+/// `None` when the request may see the dashboard; otherwise the answer to give.
+fn check_access(app: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = &app.settings.admin_token else {
+        return Some(AppError::NotFound.into_response());
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|value| {
+        if let Some(bearer) = value.strip_prefix("Bearer ") {
+            return Some(bearer.to_owned());
+        }
+        let basic = base64::engine::general_purpose::STANDARD.decode(value.strip_prefix("Basic ")?).ok()?;
+        let basic = String::from_utf8(basic).ok()?;
+        basic.split_once(':').map(|(_, password)| password.to_owned())
+    });
+    if given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
+        return None;
+    }
+    let challenge = [(header::WWW_AUTHENTICATE, r#"Basic realm="thumbq admin", charset="UTF-8""#)];
+    Some((StatusCode::UNAUTHORIZED, challenge, "The dashboard needs the admin token (as the password).\n").into_response())
+}
+
+/// Compares without stopping at the first difference, so timing does not tell how much matched.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
+}
+
+/// Keeps the times of the last minute's finished images, for the rate.
+pub fn record_finish(times: &std::sync::Mutex<std::collections::VecDeque<Instant>>) {
+    if let Ok(mut times) = times.lock() {
+        let now = Instant::now();
+        times.push_back(now);
+        while times.front().is_some_and(|oldest| now.duration_since(*oldest) > RATE_WINDOW) {
+            times.pop_front();
+        }
+    }
+}
