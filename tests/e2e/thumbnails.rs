@@ -216,3 +216,23 @@ async fn without_rabbitmq_the_events_endpoint_says_to_poll() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.text().await.unwrap().contains("poll"));
 }
+
+#[tokio::test]
+async fn the_original_is_served_under_the_type_its_bytes_say_and_can_never_run_as_a_page() {
+    let app = TestApp::spawn_without_worker().await;
+    let png = images::transparent_png(40, 30);
+    // Declared as HTML by the client: the bytes decide.
+    let response = app.upload_json(&[("page.html", png.clone(), "text/html")]).await;
+    let body: serde_json::Value = response.json().await.unwrap();
+    let id = body["images"][0]["id"].as_str().unwrap();
+
+    let original = app.get(&format!("/originals/{id}")).await;
+
+    assert_eq!(original.status(), StatusCode::OK);
+    assert_eq!(original.headers()[header::CONTENT_TYPE], "image/png");
+    assert_eq!(original.headers()["x-content-type-options"], "nosniff");
+    assert!(original.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().starts_with("sandbox"));
+    assert_eq!(original.bytes().await.unwrap().to_vec(), png);
+    let html = app.get(&format!("/images/{id}")).await.text().await.unwrap();
+    assert!(html.contains(&format!("href=\"/originals/{id}\"")), "the image page links to the original");
+}

@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/images", post(upload::upload).get(pages::batch))
         .route("/images/{id}", get(pages::image))
         .route("/thumbs/{id}/{size}", get(thumbs::thumbnail))
+        .route("/originals/{id}", get(thumbs::original))
         .route("/api/images/{id}", get(api::image_status))
         .route("/events", get(events::events))
         .route("/static/{file}", get(assets::asset))

@@ -49,3 +49,27 @@ pub async fn thumbnail(
     }
     Err(AppError::NotFound)
 }
+
+/// `GET /originals/{id}`: the upload as it was sent, under the type its bytes
+/// say it is. The bytes are the client's, so the answer may never run as a
+/// page or script: `nosniff` (on every answer) and a sandboxing CSP.
+pub async fn original(State(app): State<AppState>, Path(id): Path<String>, request: Request) -> Result<Response, AppError> {
+    let id: ImageId = id.parse().map_err(|_| AppError::NotFound)?;
+    let path = app.storage.path(&StorageKey::Original(id));
+    if !progress::is_file(&path).await? {
+        return Err(AppError::NotFound);
+    }
+    let mut head = [0u8; thumbq_contract::SourceFormat::SNIFF_LEN];
+    let read = {
+        use tokio::io::AsyncReadExt;
+        let mut file = tokio::fs::File::open(&path).await?;
+        file.read(&mut head).await?
+    };
+    let format = thumbq_contract::SourceFormat::sniff(&head[..read]).ok_or(AppError::NotFound)?;
+    let mut response = ServeFile::new(path).oneshot(request).await.map_err(|error| anyhow::anyhow!(error))?;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(StorageKey::Original(id).cache_control()));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+    Ok(response.map(Body::new))
+}

@@ -43,7 +43,9 @@ async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_lim
     let id = job.image_id;
     let task = {
         let context = Arc::clone(&context);
-        tokio::task::spawn_blocking(move || job::run(&context, &job, attempt))
+        // Every log line of the job, wherever it is written, names the image.
+        let span = tracing::info_span!("job", image.id = %id, attempt);
+        tokio::task::spawn_blocking(move || span.in_scope(|| job::run(&context, &job, attempt)))
     };
     match tokio::time::timeout(time_limit, task).await {
         Ok(Ok(settlement)) => settlement,
