@@ -68,7 +68,14 @@ pub fn make_thumbnails_timed(
 ) -> Result<(Vec<Thumbnail>, StageTimes), PipelineError> {
     let mut times = StageTimes::default();
     let started = Instant::now();
-    let image = decode(bytes, format, limits)?;
+    let largest_box = ThumbSize::ALL.into_iter().map(|size| sizes.max_side(size)).max().unwrap_or(0);
+    let image = match format {
+        SourceFormat::Jpeg => match decode_jpeg_reduced(bytes, limits, largest_box)? {
+            Some(image) => image,
+            None => decode(bytes, format, limits)?,
+        },
+        _ => decode(bytes, format, limits)?,
+    };
     times.decode = started.elapsed();
     let format = if has_transparency(&image) { ThumbFormat::Png } else { ThumbFormat::Jpeg };
     // 8 bits a channel is all a thumbnail needs, and all the JPEG encoder takes.
@@ -127,6 +134,41 @@ pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits) -> Resul
     let mut image = DynamicImage::from_decoder(decoder).map_err(failed)?;
     image.apply_orientation(orientation);
     Ok(image)
+}
+
+/// Decodes a large JPEG at a reduced scale in the DCT domain (1/2, 1/4 or
+/// 1/8), which skips most of the decoding work, keeping at least √2 times the
+/// largest thumbnail's side (twice its pixels) so the resize filter still has
+/// room to smooth away aliasing. `None` when that would not help (a small
+/// image) or this path does not handle the image (CMYK): decode it fully then.
+fn decode_jpeg_reduced(bytes: &[u8], limits: &MediaLimits, largest_box: u32) -> Result<Option<DynamicImage>, PipelineError> {
+    let corrupt = |error: jpeg_decoder::Error| PipelineError::Corrupt { format: "JPEG", detail: error.to_string() };
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    decoder.read_info().map_err(corrupt)?;
+    let Some(info) = decoder.info() else { return Ok(None) };
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    limits.check_dimensions(width, height)?;
+    let keep = (f64::from(largest_box) * std::f64::consts::SQRT_2).ceil() as u32;
+    let longest = width.max(height);
+    if longest / 2 < keep || !matches!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8) {
+        return Ok(None);
+    }
+    let wanted = |side: u32| u16::try_from((u64::from(side) * u64::from(keep)).div_ceil(u64::from(longest))).unwrap_or(u16::MAX);
+    let (scaled_width, scaled_height) = decoder.scale(wanted(width), wanted(height)).map_err(corrupt)?;
+    let pixels = decoder.decode().map_err(corrupt)?;
+    let (scaled_width, scaled_height) = (u32::from(scaled_width), u32::from(scaled_height));
+    let image = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => image::RgbImage::from_raw(scaled_width, scaled_height, pixels).map(DynamicImage::ImageRgb8),
+        _ => image::GrayImage::from_raw(scaled_width, scaled_height, pixels).map(DynamicImage::ImageLuma8),
+    };
+    let Some(mut image) = image else { return Ok(None) };
+    // The orientation is in the EXIF block, which this decoder does not read.
+    let orientation = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg)
+        .into_decoder()
+        .and_then(|mut decoder| decoder.orientation())
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    image.apply_orientation(orientation);
+    Ok(Some(image))
 }
 
 fn describe(error: image::ImageError, format: &'static str) -> PipelineError {
@@ -202,6 +244,26 @@ mod tests {
             let decoded = image::load_from_memory_with_format(&thumbnail.bytes, ImageFormat::Jpeg).unwrap();
             assert_eq!((decoded.width(), decoded.height()), (thumbnail.width, thumbnail.height));
         }
+    }
+
+    #[test]
+    fn a_large_jpeg_decoded_at_reduced_scale_looks_like_one_decoded_in_full() {
+        let jpeg = encoded(&gradient(4000, 3000), ImageFormat::Jpeg);
+        let reduced = decode_jpeg_reduced(&jpeg, &MediaLimits::default(), 1200).unwrap().expect("the reduced path applies");
+        assert_eq!((reduced.width(), reduced.height()), (2000, 1500), "half scale keeps √2 × 1200 px");
+
+        let thumbnails = make_thumbnails(&jpeg, SourceFormat::Jpeg, &Sizes::default(), &MediaLimits::default()).unwrap();
+        let small = image::load_from_memory(&thumbnails[2].bytes).unwrap().to_rgb8();
+        assert_eq!(small.dimensions(), (200, 150));
+        let full = decode(&jpeg, SourceFormat::Jpeg, &MediaLimits::default()).unwrap();
+        let mut reference = DynamicImage::new(200, 150, image::ColorType::Rgb8);
+        Resizer::new()
+            .resize(&DynamicImage::ImageRgb8(full.into_rgb8()), &mut reference, &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)))
+            .unwrap();
+        let reference = reference.to_rgb8();
+        let difference: u64 = small.as_raw().iter().zip(reference.as_raw()).map(|(a, b)| u64::from(a.abs_diff(*b))).sum();
+        let mean = difference as f64 / small.as_raw().len() as f64;
+        assert!(mean < 4.0, "mean difference {mean:.2} per channel");
     }
 
     #[test]
