@@ -48,10 +48,16 @@ function setMode(mode) {
   document.body.dataset.live = mode;
 }
 
+// A slow look at every pending thumbnail even while events flow: an event
+// lost on the way (a web server reconnecting to RabbitMQ, say) costs seconds, not forever.
+const SAFETY_POLL_MS = 15000;
+
 function openStream() {
   live.source?.close();
-  const ids = [...live.figures.keys()];
+  // Only images still pending: the stream's list stays short on a long-lived page.
+  const ids = [...live.figures.keys()].filter((id) => [...live.figures.get(id)].some((figure) => figure.dataset.state === "pending"));
   if (ids.length === 0) return;
+  if (!live.safetyPoll) live.safetyPoll = setInterval(() => pendingFigures().forEach(checkOnce), SAFETY_POLL_MS);
   const source = new EventSource(`/events?ids=${ids.join(",")}`);
   live.source = source;
   setMode("push");
@@ -246,8 +252,8 @@ function setUpUploads(form) {
   });
 }
 
+// Only what the browser knows for sure; whether the bytes are an image the server decides.
 function clientSideProblem(file, maxBytes) {
-  if (!ACCEPTED_TYPES.includes(file.type)) return `“${file.name}” is not a JPEG, PNG, GIF or WebP image.`;
   if (file.size === 0) return `“${file.name}” is empty.`;
   if (file.size > maxBytes) return `“${file.name}” is larger than the limit of ${Math.round(maxBytes / 1048576)} MB.`;
   return null;

@@ -49,8 +49,12 @@ impl Spool {
         }
         let owner = uuid::Uuid::now_v7().simple().to_string();
         fs::create_dir_all(root.join("claimed").join(&owner))?;
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(root.join("owners").join(format!("{owner}.lock")))?;
+        // Locked before it appears in owners/, so that no other process can
+        // take this new owner for a dead one and recover its claims.
+        let unlisted = root.join("claimed").join(&owner).join("owner.lock.tmp");
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&unlisted)?;
         lock.try_lock().map_err(io::Error::other)?;
+        fs::rename(&unlisted, root.join("owners").join(format!("{owner}.lock")))?;
         let spool = Self { root, owner, _owner_lock: lock };
         spool.recover_orphans()?;
         Ok(spool)
@@ -73,7 +77,8 @@ impl Spool {
                     let attempts = attempts_of(&key);
                     return Ok(Some(Claim { payload, attempts, key, path: to }));
                 }
-                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                // Another process took it first; unless our own directory is gone.
+                Err(error) if error.kind() == io::ErrorKind::NotFound && self.claimed_dir().is_dir() => continue,
                 Err(error) => return Err(error),
             }
         }
@@ -82,23 +87,27 @@ impl Spool {
 
     /// The job is done: forget it.
     pub fn ack(&self, claim: Claim) -> io::Result<()> {
-        fs::remove_file(&claim.path)
+        fs::remove_file(&claim.path)?;
+        sync_dir(&self.claimed_dir())
     }
 
     /// Puts the job back where it was, at the head of the queue (the outbox
     /// keeps upload order while it waits for the broker).
     pub fn unclaim(&self, claim: Claim) -> io::Result<()> {
-        fs::rename(&claim.path, self.ready_path(&claim.key))
+        fs::rename(&claim.path, self.ready_path(&claim.key))?;
+        sync_dir(&self.root.join("ready"))
     }
 
     /// Puts the job back at the end of the queue, counting the failed attempt.
     pub fn retry_later(&self, claim: Claim) -> io::Result<()> {
-        fs::rename(&claim.path, self.ready_path(&new_key(claim.attempts + 1)))
+        fs::rename(&claim.path, self.ready_path(&new_key(claim.attempts + 1)))?;
+        sync_dir(&self.root.join("ready"))
     }
 
     /// Gives up on the job; it stays in `dead/` for an operator.
     pub fn dead_letter(&self, claim: Claim) -> io::Result<()> {
-        fs::rename(&claim.path, self.root.join("dead").join(format!("{}.job", claim.key)))
+        fs::rename(&claim.path, self.root.join("dead").join(format!("{}.job", claim.key)))?;
+        sync_dir(&self.root.join("dead"))
     }
 
     /// How many jobs wait.
@@ -150,6 +159,8 @@ impl Spool {
     }
 
     fn write_ready(&self, key: &str, payload: &[u8]) -> io::Result<()> {
+        // (Also below: every rename is followed by an fsync of the directory it
+        // lands in, so that it survives a power cut.)
         // Written in this owner's directory first, so that a crash mid-write
         // leaves a partial file nobody will take for a job.
         let temporary = self.claimed_dir().join(format!("{key}.tmp"));
@@ -158,7 +169,7 @@ impl Spool {
         file.sync_all()?;
         drop(file);
         fs::rename(&temporary, self.ready_path(key))?;
-        File::open(self.root.join("ready"))?.sync_all()
+        sync_dir(&self.root.join("ready"))
     }
 
     fn ready_keys(&self) -> io::Result<Vec<String>> {
@@ -184,6 +195,11 @@ impl Spool {
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// Makes the renames into `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 fn new_key(attempts: u32) -> String {

@@ -173,6 +173,7 @@ async fn a_job_run_twice_changes_nothing() {
         thumbq_contract::Storage::new(app.data_dir.path()),
         thumbq_contract::Sizes::default(),
         thumbq_contract::MediaLimits::default(),
+        1,
     );
     let outcome = thumbq_worker::job::process(&context, &job).unwrap();
 

@@ -8,6 +8,7 @@
 //! hanging up, leaves no file behind.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
@@ -77,12 +78,20 @@ async fn accept(app: &AppState, mut multipart: Multipart) -> Result<(Vec<ImageId
     for file in received {
         originals.push(file.store(&app.storage).await?);
     }
-    let dispatches = originals.iter().map(|original| app.dispatcher.dispatch(&original.job));
-    let routes = futures_util::future::join_all(dispatches).await.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let ids = originals.into_iter().map(StoredOriginal::keep).collect::<Vec<_>>();
-    for (id, route) in ids.iter().zip(routes) {
-        tracing::info!(image.id = %id, ?route, "Accepted an upload and queued its resize job.");
-    }
+    // Queued in a task of its own: a client hanging up now must not cancel
+    // it halfway, leaving a queued job whose original the guards delete.
+    let dispatcher = Arc::clone(&app.dispatcher);
+    let ids = tokio::spawn(async move {
+        let mut ids = Vec::with_capacity(originals.len());
+        for original in originals {
+            let route = dispatcher.dispatch(&original.job).await?;
+            tracing::info!(image.id = %original.job.image_id, ?route, "Accepted an upload and queued its resize job.");
+            ids.push(original.keep());
+        }
+        Ok::<_, std::io::Error>(ids)
+    })
+    .await
+    .map_err(anyhow::Error::from)??;
     Ok((ids, bytes))
 }
 
@@ -153,8 +162,11 @@ impl ReceivedFile {
         let path = storage.path(&StorageKey::Original(self.id));
         tokio::fs::rename(self.part.path(), &path).await?;
         self.part.disarm();
-        let job = ResizeJob::new(self.id, self.format, now_ms());
-        Ok(StoredOriginal { file: RemoveOnDrop::new(path), job })
+        let stored = StoredOriginal { file: RemoveOnDrop::new(path), job: ResizeJob::new(self.id, self.format, now_ms()) };
+        // The rename, too, must survive a power cut before the upload counts as stored.
+        let originals = storage.root().join("originals");
+        tokio::task::spawn_blocking(move || thumbq_broker::spool::sync_dir(&originals)).await.map_err(std::io::Error::other)??;
+        Ok(stored)
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use thumbq_broker::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use thumbq_broker::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
 use thumbq_broker::lapin::types::{AMQPValue, FieldTable};
 use thumbq_broker::lapin::Channel;
 use thumbq_broker::lapin::message::Delivery;
@@ -102,8 +102,9 @@ async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Durati
     let Ran { settlement, event } = run_job(context, &delivery.data, earlier_deliveries(&delivery), time_limit).await;
     let sent = match settlement {
         Settlement::Ack => delivery.ack(BasicAckOptions::default()).await,
-        Settlement::Requeue => delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
-        Settlement::DeadLetter => delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await,
+        // basic.reject, not nack: newer RabbitMQ counts only rejects in x-delivery-count.
+        Settlement::Requeue => delivery.reject(BasicRejectOptions { requeue: true }).await,
+        Settlement::DeadLetter => delivery.reject(BasicRejectOptions { requeue: false }).await,
     };
     match sent {
         Ok(true) => {

@@ -20,11 +20,16 @@ pub struct JobContext {
     pub sizes: Sizes,
     pub limits: MediaLimits,
     pub metrics: WorkerMetrics,
+    /// One permit per job allowed to run at once. A job's thread holds its
+    /// permit until it really ends, even after its message was given up on
+    /// for running too long, so abandoned jobs still count against the bound.
+    pub cpu_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl JobContext {
-    pub fn new(storage: Storage, sizes: Sizes, limits: MediaLimits) -> Self {
-        Self { storage, sizes, limits, metrics: WorkerMetrics::default() }
+    pub fn new(storage: Storage, sizes: Sizes, limits: MediaLimits, concurrency: u16) -> Self {
+        let cpu_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
+        Self { storage, sizes, limits, metrics: WorkerMetrics::default(), cpu_slots }
     }
 }
 
@@ -195,7 +200,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     temporary.write_all(bytes)?;
     temporary.as_file().sync_all()?;
     temporary.persist(path).map_err(|error| error.error)?;
-    Ok(())
+    // The rename itself must survive a power cut too.
+    thumbq_broker::spool::sync_dir(directory)
 }
 
 fn record_failure(storage: &Storage, id: ImageId, reason: &str) -> std::io::Result<()> {

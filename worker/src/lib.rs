@@ -28,7 +28,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     storage
         .create_dirs()
         .with_context(|| format!("cannot use the data directory {}", settings.deployment.data_dir.display()))?;
-    let context = job::JobContext::new(storage, settings.sizes, settings.limits());
+    let context = job::JobContext::new(storage, settings.sizes, settings.limits(), settings.concurrency);
     if let Some(bind) = settings.metrics_bind {
         let (metrics, shutdown) = (context.metrics.clone(), shutdown.clone());
         tokio::spawn(async move {

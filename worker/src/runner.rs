@@ -41,11 +41,17 @@ pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, tim
 
 async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_limit: Duration) -> Settlement {
     let id = job.image_id;
+    let Ok(slot) = Arc::clone(&context.cpu_slots).acquire_owned().await else {
+        return Settlement::Requeue;
+    };
     let task = {
         let context = Arc::clone(&context);
         // Every log line of the job, wherever it is written, names the image.
         let span = tracing::info_span!("job", image.id = %id, attempt);
-        tokio::task::spawn_blocking(move || span.in_scope(|| job::run(&context, &job, attempt)))
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            span.in_scope(|| job::run(&context, &job, attempt))
+        })
     };
     match tokio::time::timeout(time_limit, task).await {
         Ok(Ok(settlement)) => settlement,
@@ -73,7 +79,7 @@ mod tests {
     fn context(dir: &std::path::Path) -> Arc<JobContext> {
         let storage = Storage::new(dir);
         storage.create_dirs().unwrap();
-        Arc::new(JobContext::new(storage, Sizes::default(), MediaLimits::default()))
+        Arc::new(JobContext::new(storage, Sizes::default(), MediaLimits::default(), 1))
     }
 
     fn large_jpeg() -> Vec<u8> {
