@@ -252,8 +252,11 @@ function setUpUploads(form) {
   });
 }
 
-// Only what the browser knows for sure; whether the bytes are an image the server decides.
+// What the browser can tell at once. A type it reports is only a guess from
+// the name, so only a known non-image type is refused here; a file of no known
+// type goes to the server, which judges the bytes.
 function clientSideProblem(file, maxBytes) {
+  if (file.type && !ACCEPTED_TYPES.includes(file.type)) return `“${file.name}” is not a JPEG, PNG, GIF or WebP image.`;
   if (file.size === 0) return `“${file.name}” is empty.`;
   if (file.size > maxBytes) return `“${file.name}” is larger than the limit of ${Math.round(maxBytes / 1048576)} MB.`;
   return null;

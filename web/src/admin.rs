@@ -47,15 +47,14 @@ pub struct DashboardQuery {
 }
 
 pub async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(query): Query<DashboardQuery>) -> Result<Response, AppError> {
-    if let Some(refusal) = check_access(&app, &headers) {
-        return Ok(refusal);
-    }
-    let Some(url) = &app.settings.deployment.amqp_url else {
-        return Ok((StatusCode::SERVICE_UNAVAILABLE, "The dashboard reads RabbitMQ; this server runs on the embedded queue.\n").into_response());
+    let url = match broker_url(&app, &headers) {
+        Ok(url) => url,
+        Err(refusal) => return Ok(refusal),
     };
-    let report = thumbq_broker::admin::report(url, &app.settings.topology())
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot read the queues: {error}"))?;
+    let report = match thumbq_broker::admin::report(url, &app.settings.topology()).await {
+        Ok(report) => report,
+        Err(error) => return Ok(broker_unavailable(&error)),
+    };
     let mut groups: BTreeMap<String, DeadGroup> = BTreeMap::new();
     for job in &report.dead {
         let reason = failure_reason(&app, job.image_id).await;
@@ -85,25 +84,24 @@ pub struct ReplayForm {
 }
 
 pub async fn replay(State(app): State<AppState>, headers: HeaderMap, Form(form): Form<ReplayForm>) -> Result<Response, AppError> {
-    if let Some(refusal) = check_access(&app, &headers) {
-        return Ok(refusal);
-    }
+    let url = match broker_url(&app, &headers) {
+        Ok(url) => url,
+        Err(refusal) => return Ok(refusal),
+    };
     // A form post from another site would carry the browser's credentials along.
     if headers.get("sec-fetch-site").is_some_and(|site| site != "same-origin" && site != "none") {
         return Ok((StatusCode::FORBIDDEN, "Replays are only taken from the dashboard itself.\n").into_response());
     }
-    let Some(url) = &app.settings.deployment.amqp_url else {
-        return Ok((StatusCode::SERVICE_UNAVAILABLE, "The dashboard reads RabbitMQ; this server runs on the embedded queue.\n").into_response());
-    };
     let wanted = form.reason.filter(|reason| !reason.is_empty());
     let storage = app.storage.clone();
     let replayed = thumbq_broker::admin::replay(url, &app.settings.topology(), |job| {
         let record = storage.path(&thumbq_contract::StorageKey::Failure(job.image_id));
-        let reason = std::fs::read(&record)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<thumbq_contract::FailureRecord>(&bytes).ok())
-            .map(|record| record.reason)
-            .unwrap_or_else(|| UNKNOWN_REASON.to_owned());
+        // Read as progress::failure reads it, so the groups match the dashboard's.
+        let reason = match std::fs::read(&record) {
+            Ok(bytes) => serde_json::from_slice::<thumbq_contract::FailureRecord>(&bytes)
+                .map_or_else(|_| progress::UNREADABLE_FAILURE.to_owned(), |record| record.reason),
+            Err(_) => UNKNOWN_REASON.to_owned(),
+        };
         let chosen = wanted.as_ref().is_none_or(|wanted| *wanted == reason);
         if chosen {
             // The image is pending again, so its page waits for the new try.
@@ -111,19 +109,38 @@ pub async fn replay(State(app): State<AppState>, headers: HeaderMap, Form(form):
         }
         chosen
     })
-    .await
-    .map_err(|error| anyhow::anyhow!("cannot replay: {error}"))?;
+    .await;
+    let replayed = match replayed {
+        Ok(replayed) => replayed,
+        Err(error) => return Ok(broker_unavailable(&error)),
+    };
     tracing::info!(jobs = replayed.len(), "Replayed dead-lettered jobs.");
     Ok(Redirect::to(&format!("/admin?replayed={}", replayed.len())).into_response())
 }
 
 const UNKNOWN_REASON: &str = "No reason was recorded.";
 
+/// 503 when RabbitMQ cannot be read: the operator's problem to see, not a bug of ours.
+fn broker_unavailable(error: &thumbq_broker::lapin::Error) -> Response {
+    tracing::warn!(%error, "The dashboard cannot reach RabbitMQ.");
+    (StatusCode::SERVICE_UNAVAILABLE, format!("RabbitMQ cannot be reached: {error}\n")).into_response()
+}
+
 async fn failure_reason(app: &AppState, id: thumbq_contract::ImageId) -> String {
     match progress::failure(&app.storage, id).await {
         Ok(Some(record)) => record.reason,
         _ => UNKNOWN_REASON.to_owned(),
     }
+}
+
+/// The broker to read, when the request may use the dashboard; otherwise the answer to give.
+fn broker_url<'a>(app: &'a AppState, headers: &HeaderMap) -> Result<&'a str, Response> {
+    if let Some(refusal) = check_access(app, headers) {
+        return Err(refusal);
+    }
+    app.settings.deployment.amqp_url.as_deref().ok_or_else(|| {
+        (StatusCode::SERVICE_UNAVAILABLE, "The dashboard reads RabbitMQ; this server runs on the embedded queue.\n").into_response()
+    })
 }
 
 /// `None` when the request may see the dashboard; otherwise the answer to give.

@@ -73,11 +73,14 @@ pub async fn is_file(path: &std::path::Path) -> std::io::Result<bool> {
     }
 }
 
+/// The reason shown for a failure record that cannot be read.
+pub const UNREADABLE_FAILURE: &str = "The image could not be processed.";
+
 /// The failure record of `id`, if its job failed for good.
 pub async fn failure(storage: &Storage, id: ImageId) -> std::io::Result<Option<FailureRecord>> {
     match tokio::fs::read(storage.path(&StorageKey::Failure(id))).await {
         Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| FailureRecord {
-            reason: "The image could not be processed.".into(),
+            reason: UNREADABLE_FAILURE.into(),
             failed_at_ms: 0,
         }))),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),

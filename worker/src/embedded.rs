@@ -14,6 +14,8 @@ use crate::runner::run_job;
 
 /// How long an idle lane waits before looking at the spool again.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How long a lane waits after the spool could not be read (a full disk, say).
+const AFTER_READ_ERROR: Duration = Duration::from_secs(1);
 /// How often claims of dead worker processes are put back.
 const ORPHAN_CHECK: Duration = Duration::from_secs(1);
 
@@ -51,7 +53,7 @@ async fn lane(spool: Arc<Spool>, context: Arc<JobContext>, time_limit: Duration,
             }
             Err(error) => {
                 tracing::warn!(%error, "Cannot read the embedded queue; trying again in a second.");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(AFTER_READ_ERROR).await;
                 continue;
             }
         };
