@@ -36,14 +36,7 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
     let durable = QueueDeclareOptions { durable: true, ..Default::default() };
     let dead_letter_exchange = topology.dead_letter_exchange();
     let dead_letter_queue = topology.dead_letter_queue();
-    channel
-        .exchange_declare(
-            dead_letter_exchange.as_str().into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions { durable: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await?;
+    declare_fanout(channel, &dead_letter_exchange).await?;
     channel
         .queue_declare(dead_letter_queue.as_str().into(), durable, field_table(topology.dead_letter_queue_arguments()))
         .await?;
@@ -59,15 +52,12 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
     channel
         .queue_declare(topology.resize_queue().into(), durable, field_table(topology.resize_queue_arguments()))
         .await?;
-    channel
-        .exchange_declare(
-            topology.events_exchange().as_str().into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions { durable: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(())
+    declare_fanout(channel, &topology.events_exchange()).await
+}
+
+async fn declare_fanout(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
+    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    channel.exchange_declare(name.into(), ExchangeKind::Fanout, durable, FieldTable::default()).await
 }
 
 fn field_table(arguments: Vec<(&'static str, ArgumentValue)>) -> FieldTable {

@@ -156,23 +156,21 @@ impl Dispatcher {
         }
     }
 
-    /// Jobs waiting on disk, or 0 when that cannot be read.
-    pub async fn readiness_waiting(&self) -> usize {
+    /// Jobs waiting on disk: in the outbox, or in the embedded queue.
+    pub async fn waiting_on_disk(&self) -> std::io::Result<usize> {
         let spool = match &self.mode {
             Mode::Embedded { jobs } => jobs,
             Mode::Broker { outbox, .. } => outbox,
         };
-        outbox_len(spool).await.unwrap_or(0)
+        outbox_len(spool).await
     }
 
     pub async fn readiness(&self) -> std::io::Result<Readiness> {
-        match &self.mode {
-            Mode::Embedded { jobs } => Ok(Readiness { broker: None, waiting_on_disk: outbox_len(jobs).await? }),
-            Mode::Broker { publisher, outbox } => Ok(Readiness {
-                broker: Some(publisher.check_connection().await),
-                waiting_on_disk: outbox_len(outbox).await?,
-            }),
-        }
+        let broker = match &self.mode {
+            Mode::Embedded { .. } => None,
+            Mode::Broker { publisher, .. } => Some(publisher.check_connection().await),
+        };
+        Ok(Readiness { broker, waiting_on_disk: self.waiting_on_disk().await? })
     }
 }
 

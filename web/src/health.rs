@@ -47,7 +47,7 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
 }
 
 pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
-    let waiting = app.dispatcher.readiness_waiting().await;
+    let waiting = app.dispatcher.waiting_on_disk().await.unwrap_or(0);
     let queue = app.dispatcher.queue_status().await;
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(axum::http::header::CONTENT_TYPE, content_type)], app.metrics.render(waiting, queue))
