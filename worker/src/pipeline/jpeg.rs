@@ -1,0 +1,202 @@
+//! JPEG through libjpeg-turbo: decoding at a reduced scale in the DCT, the
+//! few markers we read ourselves, and encoding.
+//!
+//! Scaling in the DCT skips most of the decoder's work on a large photo: at
+//! 1/2 scale libjpeg-turbo runs a 4×4 inverse DCT per block and needs no
+//! chroma upsampling. We keep enough pixels for the resize filter to do the
+//! real downscaling (see [`super::REDUCED_DECODE_MARGIN`]).
+
+use image::metadata::Orientation;
+use image::{DynamicImage, GrayImage, RgbImage};
+use thumbq_contract::MediaLimits;
+use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
+
+use super::decode::Decoded;
+use super::{PipelineError, colour};
+
+/// Progressive scans allowed in one file. Real encoders write at most a few
+/// dozen; a file with thousands makes the decoder redo the whole image for
+/// each (the "progressive scan bomb"). libjpeg-turbo's own tools suggest 500.
+const MAX_PROGRESSIVE_SCANS: u32 = 500;
+
+/// JPEG quality of the thumbnails: visually lossless at this size, a fraction of the bytes.
+pub const QUALITY: i32 = 85;
+
+/// Decodes `bytes` at the smallest scale n/8 that keeps the longest side at
+/// least `keep_side` pixels, after checking the header's dimensions against
+/// `limits`. CMYK images come out in sRGB; other images carry their ICC
+/// profile for the caller to convert after resizing, when there are fewer pixels.
+pub fn decode(bytes: &[u8], limits: &MediaLimits, keep_side: u32) -> Result<Decoded, PipelineError> {
+    let mut decompressor = Decompressor::new().map_err(internal)?;
+    decompressor.set_scan_limit(MAX_PROGRESSIVE_SCANS).map_err(internal)?;
+    let header = decompressor.read_header(bytes).map_err(corrupt)?;
+    let (width, height) = (dimension(header.width)?, dimension(header.height)?);
+    limits.check_dimensions(width, height)?;
+    let markers = Markers::read(bytes);
+
+    let scale = if header.is_lossless { ScalingFactor::ONE } else { scale_keeping(width.max(height), keep_side) };
+    decompressor.set_scaling_factor(scale).map_err(internal)?;
+    let scaled = header.scaled(scale);
+    let format = match header.colorspace {
+        Colorspace::Gray => PixelFormat::GRAY,
+        Colorspace::CMYK | Colorspace::YCCK => PixelFormat::CMYK,
+        _ => PixelFormat::RGB,
+    };
+    // The buffer is at most the header's pixels, which the limits allowed.
+    let pitch = scaled.width * format.size();
+    let mut pixels = vec![0; pitch * scaled.height];
+    let output = Image { pixels: pixels.as_mut_slice(), width: scaled.width, pitch, height: scaled.height, format };
+    decompressor.decompress(bytes, output).map_err(corrupt)?;
+
+    let (scaled_width, scaled_height) = (dimension(scaled.width)?, dimension(scaled.height)?);
+    let mismatch = || PipelineError::Internal("the decoded buffer does not match its dimensions".into());
+    let (image, icc) = match format {
+        PixelFormat::GRAY => (DynamicImage::ImageLuma8(GrayImage::from_raw(scaled_width, scaled_height, pixels).ok_or_else(mismatch)?), None),
+        PixelFormat::CMYK => {
+            let rgb = colour::cmyk_to_srgb(&pixels, markers.adobe, markers.icc.as_deref());
+            (DynamicImage::ImageRgb8(RgbImage::from_raw(scaled_width, scaled_height, rgb).ok_or_else(mismatch)?), None)
+        }
+        _ => (DynamicImage::ImageRgb8(RgbImage::from_raw(scaled_width, scaled_height, pixels).ok_or_else(mismatch)?), markers.icc),
+    };
+    Ok(Decoded { image, width, height, orientation: markers.orientation, icc })
+}
+
+/// The smallest scale n/8 at which `longest` is still at least `keep_side` pixels.
+fn scale_keeping(longest: u32, keep_side: u32) -> ScalingFactor {
+    (1..8)
+        .map(|eighths| ScalingFactor::new(eighths, 8))
+        .find(|scale| scale.scale(longest as usize) >= keep_side as usize)
+        .unwrap_or(ScalingFactor::ONE)
+}
+
+/// Encodes an 8-bit RGB or grey image with 4:2:0 chroma subsampling and
+/// optimised Huffman tables (a few percent smaller, for little time at thumbnail sizes).
+pub fn encode(compressor: &mut Compressor, image: &DynamicImage) -> Result<Vec<u8>, PipelineError> {
+    let (format, subsampling) = match image {
+        DynamicImage::ImageLuma8(_) => (PixelFormat::GRAY, Subsamp::Gray),
+        DynamicImage::ImageRgb8(_) => (PixelFormat::RGB, Subsamp::Sub2x2),
+        other => return Err(PipelineError::Internal(format!("no JPEG encoding for {:?} pixels", other.color()))),
+    };
+    compressor.set_subsamp(subsampling).map_err(internal)?;
+    let (width, pitch, height) = (image.width() as usize, image.width() as usize * format.size(), image.height() as usize);
+    compressor.compress_to_vec(Image { pixels: image.as_bytes(), width, pitch, height, format }).map_err(internal)
+}
+
+/// A compressor set up for thumbnails, reused for the three sizes.
+pub fn compressor() -> Result<Compressor, PipelineError> {
+    let mut compressor = Compressor::new().map_err(internal)?;
+    compressor.set_quality(QUALITY).map_err(internal)?;
+    compressor.set_optimize(true).map_err(internal)?;
+    Ok(compressor)
+}
+
+/// What we read from the markers before the image data; libjpeg-turbo's
+/// TurboJPEG interface does not give us these.
+#[derive(Debug)]
+struct Markers {
+    /// From the EXIF block (APP1); unturned when it is missing or broken.
+    orientation: Orientation,
+    /// The ICC profile, put together from its APP2 chunks in order.
+    icc: Option<Vec<u8>>,
+    /// An Adobe APP14 marker: Adobe software stores CMYK inverted.
+    adobe: bool,
+}
+
+impl Markers {
+    /// Walks the marker segments up to the first scan. A malformed segment
+    /// ends the walk: libjpeg-turbo decides whether the file is usable.
+    fn read(bytes: &[u8]) -> Self {
+        let mut markers = Markers { orientation: Orientation::NoTransforms, icc: None, adobe: false };
+        let mut icc_chunks: Vec<(u8, &[u8])> = Vec::new();
+        let mut at = 2; // after SOI
+        while let [0xFF, marker, ..] = bytes.get(at..).unwrap_or_default() {
+            let marker = *marker;
+            match marker {
+                // Fill bytes, and markers that stand alone.
+                0xFF => at += 1,
+                0x01 | 0xD0..=0xD8 => at += 2,
+                // Start of scan, end of image: no more metadata.
+                0xDA | 0xD9 => break,
+                _ => {
+                    let Some(&[high, low]) = bytes.get(at + 2..at + 4) else { break };
+                    let length = usize::from(u16::from_be_bytes([high, low]));
+                    let Some(payload) = bytes.get(at + 4..at + 2 + length).filter(|_| length >= 2) else { break };
+                    match marker {
+                        0xE1 => {
+                            if let Some(exif) = payload.strip_prefix(b"Exif\0\0") {
+                                markers.orientation = Orientation::from_exif_chunk(exif).unwrap_or(Orientation::NoTransforms);
+                            }
+                        }
+                        0xE2 => {
+                            if let Some([sequence, _count, chunk @ ..]) = payload.strip_prefix(b"ICC_PROFILE\0") {
+                                icc_chunks.push((*sequence, chunk));
+                            }
+                        }
+                        0xEE => markers.adobe |= payload.starts_with(b"Adobe"),
+                        _ => {}
+                    }
+                    at += 2 + length;
+                }
+            }
+        }
+        icc_chunks.sort_by_key(|(sequence, _)| *sequence);
+        if !icc_chunks.is_empty() {
+            markers.icc = Some(icc_chunks.into_iter().flat_map(|(_, chunk)| chunk.iter().copied()).collect());
+        }
+        markers
+    }
+}
+
+fn dimension(value: usize) -> Result<u32, PipelineError> {
+    u32::try_from(value).map_err(|_| PipelineError::DimensionsOverLimits)
+}
+
+fn corrupt(error: turbojpeg::Error) -> PipelineError {
+    PipelineError::Corrupt { format: "JPEG", detail: error.to_string() }
+}
+
+fn internal(error: turbojpeg::Error) -> PipelineError {
+    PipelineError::Internal(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scale_keeps_at_least_the_wanted_side() {
+        assert_eq!(scale_keeping(4000, 1697), ScalingFactor::new(4, 8));
+        assert_eq!(scale_keeping(4000, 2400), ScalingFactor::new(5, 8));
+        assert_eq!(scale_keeping(6000, 2400), ScalingFactor::new(4, 8), "3/8 would keep 2250");
+        assert_eq!(scale_keeping(6000, 1697), ScalingFactor::new(3, 8));
+        assert_eq!(scale_keeping(1000, 2400), ScalingFactor::ONE, "a small image is decoded whole");
+    }
+
+    fn segment(marker: u8, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0xFF, marker];
+        bytes.extend_from_slice(&u16::try_from(payload.len() + 2).unwrap().to_be_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    #[test]
+    fn icc_chunks_are_joined_in_sequence_order_and_adobe_is_noticed() {
+        let mut bytes = vec![0xFF, 0xD8];
+        bytes.extend(segment(0xE2, b"ICC_PROFILE\0\x02\x02world"));
+        bytes.extend(segment(0xE2, b"ICC_PROFILE\0\x01\x02hello "));
+        bytes.extend(segment(0xEE, b"Adobe\0\x64\0\0\0\0\x02"));
+        bytes.extend([0xFF, 0xDA, 0, 2]);
+        let markers = Markers::read(&bytes);
+        assert_eq!(markers.icc.as_deref(), Some(&b"hello world"[..]));
+        assert!(markers.adobe);
+        assert_eq!(markers.orientation, Orientation::NoTransforms);
+    }
+
+    #[test]
+    fn a_segment_running_past_the_end_stops_the_walk_without_a_panic() {
+        let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE2, 0xFF, 0xFF];
+        bytes.extend_from_slice(b"ICC_PROFILE");
+        let markers = Markers::read(&bytes);
+        assert!(markers.icc.is_none());
+    }
+}
