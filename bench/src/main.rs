@@ -1,106 +1,122 @@
-//! `cargo run --release -p thumbq-bench`: the thumbnail pipeline against
-//! libvips' `vipsthumbnail`, on images it makes itself, in one run, so the
-//! ratios hold whatever the machine. Both sides get one core: our pipeline
-//! runs one job on one thread; vips runs with `VIPS_CONCURRENCY=1`.
+//! `scripts/bench` (`cargo run --release -p thumbq-bench`): the thumbnail
+//! pipeline and the worker against libvips, on images made here, measured side
+//! by side in one run so that the ratios hold whatever the machine. It prints
+//! Markdown tables, ready for the README:
 //!
-//! The reference is what an ops team would script: three `vipsthumbnail`
-//! processes, one per size. Timings are medians of several runs.
+//! - [`speed`]: one image's three thumbnails, ours against three
+//!   `vipsthumbnail` processes and against libvips in-process, each on one core;
+//! - [`quality`]: SSIM of both sides' thumbnails against a careful reference,
+//!   a zone plate included to catch aliasing;
+//! - [`memory`]: the peak and the steady resident size of a real worker process;
+//! - [`scaling`]: a queue of mixed images through one lane, two lanes, two processes.
+//!
+//! Timings are printed, never asserted.
 
-use std::io::Cursor;
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+mod images;
+mod libvips;
+mod machine;
+mod memory;
+mod quality;
+mod scaling;
+mod speed;
+mod ssim;
+mod table;
+mod worker;
 
-use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
-use thumbq_contract::{MediaLimits, Sizes, SourceFormat, ThumbSize};
-use thumbq_worker::pipeline::{make_thumbnails, make_thumbnails_timed};
+use std::cell::LazyCell;
+use std::path::PathBuf;
 
-const RUNS: usize = 7;
+use anyhow::Context;
+use clap::Parser;
 
-fn main() {
-    let sizes = Sizes::default();
-    let limits = MediaLimits::default();
-    let workdir = tempfile::tempdir().expect("a temporary directory");
-    let vips = Command::new("vipsthumbnail").arg("--version").output().is_ok();
-    if !vips {
-        eprintln!("vipsthumbnail is missing (Debian: apt-get install -y libvips-tools; scripts/bench installs it): showing our numbers alone.");
+use crate::images::TestImage;
+use crate::libvips::Libvips;
+use crate::machine::CpuShare;
+
+#[derive(Debug, Parser)]
+#[command(about = "Measures thumbq's pipeline and worker against libvips and prints Markdown tables.")]
+struct Options {
+    /// The tables to measure, in this order.
+    #[arg(long, value_delimiter = ',', default_value = "speed,quality,memory,scaling")]
+    only: Vec<Table>,
+
+    /// Timed runs per measurement in the speed table; it shows medians.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..))]
+    runs: u16,
+
+    /// Jobs in the queue of the scaling table.
+    #[arg(long, default_value_t = 200)]
+    scaling_jobs: usize,
+
+    /// `bench/vips_reference.c`, compiled; default: `bench/vips-reference` in the target directory.
+    #[arg(long, env = "THUMBQ_BENCH_VIPS_REFERENCE")]
+    vips_reference: Option<PathBuf>,
+
+    /// The worker binary; default: `thumbq-worker` beside this program.
+    #[arg(long, env = "THUMBQ_BENCH_WORKER")]
+    worker: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Table {
+    Speed,
+    Quality,
+    Memory,
+    Scaling,
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = Options::parse();
+    let here = std::env::current_exe()?.parent().context("this program is in a directory")?.to_owned();
+    let reference = options.vips_reference.unwrap_or_else(|| here.join("../bench/vips-reference"));
+    let libvips = Libvips::find(&reference);
+    let worker = options.worker.unwrap_or_else(|| here.join("thumbq-worker"));
+    let workdir = tempfile::tempdir()?;
+
+    let photo_12mp = LazyCell::new(|| TestImage::photo_jpeg("12 MP JPEG", 4000, 3000));
+    let photo_24mp = LazyCell::new(|| TestImage::photo_jpeg("24 MP JPEG", 6000, 4000));
+    let photo_png = LazyCell::new(|| TestImage::photo_png("2 MP PNG", 1732, 1155));
+    let zone_plate = LazyCell::new(|| TestImage::zone_plate("zone plate, 16 MP grey JPEG", 4000));
+
+    println!("## thumbq benchmark\n");
+    println!(
+        "On {}, {}; ours: `thumbq_worker::pipeline` and `target/release/thumbq-worker`.",
+        machine::describe(),
+        libvips.version.as_deref().unwrap_or("libvips not installed")
+    );
+    for table in options.only {
+        let share = CpuShare::start();
+        match table {
+            Table::Speed => speed::run(&[&photo_12mp, &photo_24mp, &photo_png], &libvips, usize::from(options.runs), workdir.path())?,
+            Table::Quality => quality::run(&[&photo_12mp, &photo_24mp, &photo_png, &zone_plate], libvips.in_process.as_ref(), workdir.path())?,
+            Table::Memory | Table::Scaling if !worker.is_file() => {
+                eprintln!(
+                    "The worker binary is not at {} (cargo build --release -p thumbq-worker; scripts/bench builds it): no {table:?} table.",
+                    worker.display()
+                );
+                continue;
+            }
+            Table::Memory => {
+                let small = [
+                    TestImage::photo_jpeg("0.3 MP JPEG", 640, 480),
+                    TestImage::photo_jpeg("0.8 MP JPEG", 1024, 768),
+                    TestImage::photo_png("0.5 MP PNG", 800, 600),
+                    TestImage::transparent_png("0.1 MP transparent PNG", 400, 300),
+                ];
+                memory::run(&worker, &photo_24mp, &small.iter().collect::<Vec<_>>())?;
+            }
+            Table::Scaling => {
+                let [photo_6mp, photo_2mp, photo_small, transparent] = [
+                    TestImage::photo_jpeg("6 MP JPEG", 3000, 2000),
+                    TestImage::photo_jpeg("2 MP JPEG", 1600, 1200),
+                    TestImage::photo_jpeg("0.3 MP JPEG", 640, 480),
+                    TestImage::transparent_png("0.5 MP transparent PNG", 800, 600),
+                ];
+                let mix = [&*photo_12mp, &photo_6mp, &photo_2mp, &photo_small, &*photo_png, &transparent];
+                scaling::run(&worker, &mix, options.scaling_jobs)?;
+            }
+        }
+        share.note();
     }
-
-    println!("| image | ours (ms) | decode / resize / encode (ms) | vipsthumbnail ×3 (ms) | speed-up |");
-    println!("|---|---:|---:|---:|---:|");
-    for (name, bytes, format) in [
-        ("12 MP JPEG", photo_like(4000, 3000, ImageFormat::Jpeg), SourceFormat::Jpeg),
-        ("24 MP JPEG", photo_like(6000, 4000, ImageFormat::Jpeg), SourceFormat::Jpeg),
-        ("2 MP PNG", photo_like(1732, 1155, ImageFormat::Png), SourceFormat::Png),
-    ] {
-        let input = workdir.path().join(format!("input.{}", if format == SourceFormat::Png { "png" } else { "jpg" }));
-        std::fs::write(&input, &bytes).expect("the input is written");
-
-        make_thumbnails(&bytes, format, &sizes, &limits).expect("a warm-up run");
-        let mut stages = Vec::new();
-        let ours = median(RUNS, || {
-            let started = Instant::now();
-            let (_, times) = make_thumbnails_timed(&bytes, format, &sizes, &limits).expect("thumbnails");
-            stages.push(times);
-            started.elapsed()
-        });
-        stages.sort_by_key(|times| times.decode + times.resize + times.encode);
-        let typical = stages[stages.len() / 2];
-
-        let reference = vips.then(|| median(RUNS, || vipsthumbnail_three_sizes(&input, workdir.path(), &sizes)));
-        println!(
-            "| {name} | {:.0} | {:.0} / {:.0} / {:.0} | {} | {} |",
-            ms(ours),
-            ms(typical.decode),
-            ms(typical.resize),
-            ms(typical.encode),
-            reference.map_or("–".into(), |reference| format!("{:.0}", ms(reference))),
-            reference.map_or("–".into(), |reference| format!("{:.2}×", ms(reference) / ms(ours))),
-        );
-    }
-}
-
-/// Three `vipsthumbnail` processes, one per size, as a script would run them.
-fn vipsthumbnail_three_sizes(input: &Path, workdir: &Path, sizes: &Sizes) -> Duration {
-    let started = Instant::now();
-    for size in ThumbSize::ALL {
-        let side = sizes.max_side(size);
-        let output = workdir.join(format!("vips-{size}.jpg[Q=85,strip]"));
-        let status = Command::new("vipsthumbnail")
-            .env("VIPS_CONCURRENCY", "1")
-            .arg(input)
-            .arg("--size")
-            .arg(format!("{side}x{side}"))
-            .arg("-o")
-            .arg(&output)
-            .status()
-            .expect("vipsthumbnail runs");
-        assert!(status.success(), "vipsthumbnail failed");
-    }
-    started.elapsed()
-}
-
-fn median(runs: usize, mut run: impl FnMut() -> Duration) -> Duration {
-    let mut times: Vec<Duration> = (0..runs).map(|_| run()).collect();
-    times.sort();
-    times[runs / 2]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-/// A photo-like test image: smooth light, textured areas and sharp edges.
-fn photo_like(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
-    let image = RgbImage::from_fn(width, height, |x, y| {
-        let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
-        let sky = 255.0 * (1.0 - fy);
-        let texture = ((x as f32 * 0.37).sin() * (y as f32 * 0.23).cos() * 40.0) + ((x ^ y) % 17) as f32;
-        let edge = if (fx - 0.5).abs() < 0.1 && fy > 0.4 { -120.0 } else { 0.0 };
-        let channel = |base: f32| (base + texture + edge).clamp(0.0, 255.0) as u8;
-        Rgb([channel(sky * 0.6 + 60.0 * fx), channel(120.0 + 80.0 * fy), channel(sky)])
-    });
-    let mut out = Cursor::new(Vec::new());
-    DynamicImage::ImageRgb8(image).write_to(&mut out, format).expect("the test image encodes");
-    out.into_inner()
+    Ok(())
 }

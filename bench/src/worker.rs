@@ -1,0 +1,177 @@
+//! Real worker processes on the embedded queue, fed the way the web server
+//! feeds them: no broker, no web server, nothing in between.
+//!
+//! A [`Queue`] is a fresh data directory. [`Queue::enqueue`] stores an
+//! upload under its `StorageKey` and pushes its `ResizeJob` to the job spool,
+//! as `web/src/dispatch.rs` does in embedded mode; [`Queue::wait_until_done`]
+//! watches for the thumbnail files, which are the state the web server reads too.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use tempfile::TempDir;
+use thumbq_broker::Spool;
+use thumbq_contract::{ImageId, ResizeJob, Storage, StorageKey, ThumbFormat, ThumbSize};
+
+use crate::images::TestImage;
+
+/// How often the thumbnails are looked for. It only bounds how late a
+/// finished queue is noticed; the wait itself ends on the files.
+const LOOK_EVERY: Duration = Duration::from_millis(5);
+
+/// A data directory with its job spool, deleted when dropped.
+pub struct Queue {
+    storage: Storage,
+    spool: Spool,
+    dir: TempDir,
+}
+
+impl Queue {
+    pub fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let storage = Storage::new(dir.path());
+        storage.create_dirs()?;
+        let spool = Spool::open(storage.job_spool())?;
+        Ok(Self { storage, spool, dir })
+    }
+
+    /// Stores `image` as a new upload and queues its job; returns its id.
+    pub fn enqueue(&self, image: &TestImage) -> anyhow::Result<ImageId> {
+        let id = ImageId::new();
+        std::fs::write(self.storage.path(&StorageKey::Original(id)), &image.bytes)?;
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+        self.spool.push(&ResizeJob::new(id, image.format, now_ms).to_bytes())?;
+        Ok(id)
+    }
+
+    /// Queues `count` jobs, going round `images`.
+    pub fn enqueue_mix(&self, images: &[&TestImage], count: usize) -> anyhow::Result<Vec<ImageId>> {
+        images.iter().cycle().take(count).map(|image| self.enqueue(image)).collect()
+    }
+
+    /// Returns once every image of `ids` has its three thumbnails; fails when
+    /// one of them failed, a worker exited, or `within` has passed.
+    pub fn wait_until_done(&self, ids: &[ImageId], workers: &mut [WorkerProcess], within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        // Jobs are taken oldest first, so the first unfinished one is the one
+        // to watch: each look costs a few file checks, not one per job.
+        let mut unfinished = ids.iter().peekable();
+        while let Some(&id) = unfinished.peek() {
+            if self.is_done(*id) {
+                unfinished.next();
+                continue;
+            }
+            if let Ok(record) = std::fs::read_to_string(self.storage.path(&StorageKey::Failure(*id))) {
+                bail!("the job of image {id} failed: {record}");
+            }
+            for worker in workers.iter_mut() {
+                worker.check_running()?;
+            }
+            if Instant::now() > deadline {
+                bail!("{} of {} jobs were not done within {within:?}", unfinished.len(), ids.len());
+            }
+            std::thread::sleep(LOOK_EVERY);
+        }
+        Ok(())
+    }
+
+    /// Whether every size of `id` is there, as a JPEG or a PNG.
+    fn is_done(&self, id: ImageId) -> bool {
+        ThumbSize::ALL.into_iter().all(|size| {
+            [ThumbFormat::Jpeg, ThumbFormat::Png]
+                .into_iter()
+                .any(|format| self.storage.path(&StorageKey::Thumbnail(id, size, format)).exists())
+        })
+    }
+}
+
+/// A `thumbq-worker` process on a [`Queue`], stopped (SIGTERM) when dropped.
+pub struct WorkerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+/// Memory of a process, from `/proc/{pid}/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// Resident set size now (`VmRSS`).
+    pub resident_kib: u64,
+    /// The largest resident set size so far (`VmHWM`, the high-water mark).
+    pub peak_kib: u64,
+}
+
+impl WorkerProcess {
+    /// Starts `binary` on `queue` in embedded mode with `concurrency` jobs at once.
+    pub fn start(binary: &Path, queue: &Queue, concurrency: u16) -> anyhow::Result<Self> {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let log = queue.dir.path().join(format!("worker-{}.log", STARTED.fetch_add(1, Ordering::Relaxed)));
+        let output = File::create(&log)?;
+        let mut command = Command::new(binary);
+        // Every setting but these at its default; no AMQP URL is embedded mode.
+        for (name, _) in std::env::vars_os().filter(|(name, _)| name.to_string_lossy().starts_with("THUMBQ_")) {
+            command.env_remove(name);
+        }
+        let child = command
+            .env("RUST_LOG", "warn")
+            .arg("--data-dir")
+            .arg(queue.storage.root())
+            .arg("--concurrency")
+            .arg(concurrency.to_string())
+            .stdin(Stdio::null())
+            .stdout(output.try_clone()?)
+            .stderr(output)
+            .spawn()
+            .with_context(|| format!("{} does not start", binary.display()))?;
+        Ok(Self { child, log })
+    }
+
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = status.lines().find_map(|line| line.strip_prefix(name)).with_context(|| format!("no {name} in /proc/PID/status"))?;
+            Ok(line.trim_start_matches(':').trim().trim_end_matches("kB").trim().parse()?)
+        };
+        Ok(Memory { resident_kib: field("VmRSS")?, peak_kib: field("VmHWM")? })
+    }
+
+    /// Fails with the end of the worker's log if it has exited.
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                bail!("the worker exited ({status}); the end of its log:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+            }
+        }
+    }
+
+    /// Asks the worker to stop as its operators do (SIGTERM) and waits for it;
+    /// kills it if it has not stopped within 10 s.
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SAFETY: kill only sends a signal; the pid is still our child's, as it is not reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(LOOK_EVERY);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
