@@ -3,7 +3,6 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, GrayImage, ImageFormat, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 use thumbq_contract::SourceFormat;
 
@@ -16,7 +15,7 @@ pub struct TestImage {
 }
 
 impl TestImage {
-    /// A photo-like JPEG at quality 90, as a camera or phone saves one.
+    /// A photo-like JPEG at quality 90 with 4:2:0 chroma, as a camera or phone saves one.
     pub fn photo_jpeg(name: &str, width: u32, height: u32) -> Self {
         let photo = DynamicImage::ImageRgb8(photo_like(width, height));
         Self { name: name.into(), bytes: jpeg(&photo, 90), format: SourceFormat::Jpeg }
@@ -84,10 +83,16 @@ fn photo_like(width: u32, height: u32) -> RgbImage {
     })
 }
 
+/// Written by libjpeg-turbo: the `image` crate's encoder only writes 4:4:4
+/// chroma, which cameras do not, and which costs both sides more to decode.
 fn jpeg(image: &DynamicImage, quality: u8) -> Vec<u8> {
-    let mut out = Vec::new();
-    image.write_with_encoder(JpegEncoder::new_with_quality(&mut out, quality)).expect("the test image encodes");
-    out
+    let (format, subsampling) = match image {
+        DynamicImage::ImageLuma8(_) => (turbojpeg::PixelFormat::GRAY, turbojpeg::Subsamp::Gray),
+        _ => (turbojpeg::PixelFormat::RGB, turbojpeg::Subsamp::Sub2x2),
+    };
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let pixels = turbojpeg::Image { pixels: image.as_bytes(), width, pitch: width * format.size(), height, format };
+    turbojpeg::compress(pixels, i32::from(quality), subsampling).expect("the test image encodes").to_vec()
 }
 
 fn png(image: &DynamicImage) -> Vec<u8> {

@@ -61,10 +61,13 @@ pub fn decode(bytes: &[u8], limits: &MediaLimits, keep_side: u32) -> Result<Deco
     Ok(Decoded { image, width, height, orientation: markers.orientation, icc })
 }
 
-/// The smallest scale n/8 at which `longest` is still at least `keep_side` pixels.
+/// The smallest of 1/8, 1/4 and 1/2 at which `longest` is still at least
+/// `keep_side` pixels, else the full size. The scales in between (3/8, 5/8…)
+/// run no faster here, and alias: on a zone plate, decoding at 5/8 left the
+/// large thumbnail with an SSIM of 0.964, against 0.992 decoded in full.
 fn scale_keeping(longest: u32, keep_side: u32) -> ScalingFactor {
-    (1..8)
-        .map(|eighths| ScalingFactor::new(eighths, 8))
+    [ScalingFactor::ONE_EIGHTH, ScalingFactor::ONE_QUARTER, ScalingFactor::ONE_HALF]
+        .into_iter()
         .find(|scale| scale.scale(longest as usize) >= keep_side as usize)
         .unwrap_or(ScalingFactor::ONE)
 }
@@ -165,10 +168,9 @@ mod tests {
 
     #[test]
     fn the_scale_keeps_at_least_the_wanted_side() {
-        assert_eq!(scale_keeping(4000, 1697), ScalingFactor::new(4, 8));
-        assert_eq!(scale_keeping(4000, 2400), ScalingFactor::new(5, 8));
-        assert_eq!(scale_keeping(6000, 2400), ScalingFactor::new(4, 8), "3/8 would keep 2250");
-        assert_eq!(scale_keeping(6000, 1697), ScalingFactor::new(3, 8));
+        assert_eq!(scale_keeping(6000, 2400), ScalingFactor::ONE_HALF);
+        assert_eq!(scale_keeping(4000, 2400), ScalingFactor::ONE, "5/8 would alias");
+        assert_eq!(scale_keeping(20000, 2400), ScalingFactor::ONE_EIGHTH);
         assert_eq!(scale_keeping(1000, 2400), ScalingFactor::ONE, "a small image is decoded whole");
     }
 
