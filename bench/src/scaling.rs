@@ -9,11 +9,7 @@ use crate::table;
 use crate::worker::{Queue, WorkerProcess};
 
 /// How the workers are set up: a label, how many processes, and each one's concurrency.
-const SETUPS: [(&str, usize, u16); 3] = [
-    ("1 process, concurrency 1", 1, 1),
-    ("1 process, concurrency 2", 1, 2),
-    ("2 processes, concurrency 1 each", 2, 1),
-];
+const SETUPS: [(&str, usize, u16); 3] = [("1 process, concurrency 1", 1, 1), ("1 process, concurrency 2", 1, 2), ("2 processes, concurrency 1 each", 2, 1)];
 
 pub fn run(worker: &Path, mix: &[&TestImage], jobs: usize) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());

@@ -81,11 +81,9 @@ impl Queue {
 
     /// Whether every size of `id` is there, as a JPEG or a PNG.
     fn is_done(&self, id: ImageId) -> bool {
-        ThumbSize::ALL.into_iter().all(|size| {
-            [ThumbFormat::Jpeg, ThumbFormat::Png]
-                .into_iter()
-                .any(|format| self.storage.path(&StorageKey::Thumbnail(id, size, format)).exists())
-        })
+        ThumbSize::ALL
+            .into_iter()
+            .all(|size| [ThumbFormat::Jpeg, ThumbFormat::Png].into_iter().any(|format| self.storage.path(&StorageKey::Thumbnail(id, size, format)).exists()))
     }
 }
 

@@ -78,10 +78,8 @@ async fn replay_on(channel: &Channel, topology: &Topology, mut select: impl FnMu
             }
         };
         // A fresh message: its tries start again from nought.
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_message_id(job.image_id.to_string().into());
+        let properties =
+            BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()).with_message_id(job.image_id.to_string().into());
         let options = BasicPublishOptions { mandatory: true, ..Default::default() };
         let confirm = channel.basic_publish("".into(), topology.resize_queue().into(), options, &job.to_bytes(), properties).await?.await?;
         if matches!(confirm, Confirmation::Ack(None)) {

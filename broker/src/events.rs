@@ -55,9 +55,7 @@ async fn listen_once(url: &str, topology: &Topology, events: &broadcast::Sender<
     // A queue of this process's own, gone when the process is.
     let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
     let queue = channel.queue_declare("".into(), options, FieldTable::default()).await?;
-    channel
-        .queue_bind(queue.name().clone(), topology.events_exchange().as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default())
-        .await?;
+    channel.queue_bind(queue.name().clone(), topology.events_exchange().as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default()).await?;
     let consume = BasicConsumeOptions { no_ack: true, ..Default::default() };
     let mut deliveries = channel.basic_consume(queue.name().clone(), "".into(), consume, FieldTable::default()).await?;
     tracing::info!("Listening for image events.");

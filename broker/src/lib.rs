@@ -15,8 +15,8 @@ pub mod spool;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
-use thumbq_contract::topology::ArgumentValue;
 use thumbq_contract::Topology;
+use thumbq_contract::topology::ArgumentValue;
 
 pub use deployment::{Deployment, check_url};
 pub use lapin;
@@ -37,21 +37,11 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
     let dead_letter_exchange = topology.dead_letter_exchange();
     let dead_letter_queue = topology.dead_letter_queue();
     declare_fanout(channel, &dead_letter_exchange).await?;
+    channel.queue_declare(dead_letter_queue.as_str().into(), durable, field_table(topology.dead_letter_queue_arguments())).await?;
     channel
-        .queue_declare(dead_letter_queue.as_str().into(), durable, field_table(topology.dead_letter_queue_arguments()))
+        .queue_bind(dead_letter_queue.as_str().into(), dead_letter_exchange.as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default())
         .await?;
-    channel
-        .queue_bind(
-            dead_letter_queue.as_str().into(),
-            dead_letter_exchange.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_declare(topology.resize_queue().into(), durable, field_table(topology.resize_queue_arguments()))
-        .await?;
+    channel.queue_declare(topology.resize_queue().into(), durable, field_table(topology.resize_queue_arguments())).await?;
     declare_fanout(channel, &topology.events_exchange()).await
 }
 

@@ -56,12 +56,7 @@ impl Publisher {
         // for a queue that does not exist.
         let options = BasicPublishOptions { mandatory: true, ..Default::default() };
         let payload = job.to_bytes();
-        let publish = async {
-            channel
-                .basic_publish("".into(), self.topology.resize_queue().into(), options, &payload, properties)
-                .await?
-                .await
-        };
+        let publish = async { channel.basic_publish("".into(), self.topology.resize_queue().into(), options, &payload, properties).await?.await };
         let outcome = match timeout(self.timeout, publish).await {
             Err(_elapsed) => Err(PublishError::Timeout(self.timeout)),
             Ok(Err(error)) => Err(PublishError::Channel(error)),

@@ -281,10 +281,7 @@ mod tests {
             spools[0].push(b"x").unwrap();
         }
         let claimed: usize = std::thread::scope(|scope| {
-            let workers: Vec<_> = spools
-                .iter()
-                .map(|spool| scope.spawn(move || std::iter::from_fn(|| spool.claim().unwrap()).count()))
-                .collect();
+            let workers: Vec<_> = spools.iter().map(|spool| scope.spawn(move || std::iter::from_fn(|| spool.claim().unwrap()).count())).collect();
             workers.into_iter().map(|worker| worker.join().unwrap()).sum()
         });
         assert_eq!(claimed, 200);

@@ -35,11 +35,7 @@ impl MediaLimits {
 
 impl Default for MediaLimits {
     fn default() -> Self {
-        Self {
-            max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
-            max_side_px: Self::DEFAULT_MAX_SIDE_PX,
-            max_pixels: Self::DEFAULT_MAX_PIXELS,
-        }
+        Self { max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES, max_side_px: Self::DEFAULT_MAX_SIDE_PX, max_pixels: Self::DEFAULT_MAX_PIXELS }
     }
 }
 

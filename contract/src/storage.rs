@@ -147,7 +147,9 @@ mod tests {
     fn ids_parse_only_from_their_canonical_form() {
         let canonical = "0190b6a4-7c1e-7000-8000-000000000001";
         assert_eq!(canonical.parse::<ImageId>().unwrap().to_string(), canonical);
-        for bad in ["../../etc/passwd", "", "0190b6a47c1e70008000000000000001", "{0190b6a4-7c1e-7000-8000-000000000001}", "0190b6a4-7c1e-7000-8000-00000000000/"] {
+        for bad in
+            ["../../etc/passwd", "", "0190b6a47c1e70008000000000000001", "{0190b6a4-7c1e-7000-8000-000000000001}", "0190b6a4-7c1e-7000-8000-00000000000/"]
+        {
             assert!(bad.parse::<ImageId>().is_err(), "{bad}");
         }
     }

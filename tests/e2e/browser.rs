@@ -29,16 +29,8 @@ impl Browser {
             );
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        wait_for(Duration::from_secs(20), "chromedriver to listen", || async {
-            TcpStream::connect(("127.0.0.1", port)).ok().map(drop)
-        })
-        .await;
+        let driver = Command::new(CHROMEDRIVER).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("chromedriver starts");
+        wait_for(Duration::from_secs(20), "chromedriver to listen", || async { TcpStream::connect(("127.0.0.1", port)).ok().map(drop) }).await;
         let profile = tempfile::tempdir().expect("a profile directory");
         // Without the background-networking flags Chromium keeps trying to reach
         // Google's services, which a closed network refuses.

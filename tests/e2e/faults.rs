@@ -129,19 +129,14 @@ async fn two_hundred_uploads_survive_workers_killed_again_and_again_and_a_cut_br
     // And twice more while the backlog drains.
     for _ in 0..2 {
         let before = app.count_done(&ids);
-        wait_for(Duration::from_secs(120), "progress before the next kill", || async {
-            (app.count_done(&ids) >= (before + 20).min(UPLOADS)).then_some(())
-        })
-        .await;
+        wait_for(Duration::from_secs(120), "progress before the next kill", || async { (app.count_done(&ids) >= (before + 20).min(UPLOADS)).then_some(()) })
+            .await;
         workers.remove(0).kill();
         workers.push(WorkerProcess::start(&app, 2));
         kills += 1;
     }
 
-    wait_for(Duration::from_secs(300), "every upload to have its thumbnails", || async {
-        (app.count_done(&ids) == UPLOADS).then_some(())
-    })
-    .await;
+    wait_for(Duration::from_secs(300), "every upload to have its thumbnails", || async { (app.count_done(&ids) == UPLOADS).then_some(()) }).await;
     let mut states = std::collections::BTreeMap::new();
     for id in &ids {
         *states.entry(app.status(*id).await["state"].as_str().unwrap().to_owned()).or_insert(0) += 1;

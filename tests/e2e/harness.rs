@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::multipart::{Form, Part};
 use reqwest::{Response, StatusCode, header};
-use thumbq_broker::lapin::options::{QueueDeclareOptions, QueueDeleteOptions, ExchangeDeleteOptions};
-use thumbq_broker::lapin::types::FieldTable;
 use thumbq_broker::Deployment;
+use thumbq_broker::lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use thumbq_broker::lapin::types::FieldTable;
 use thumbq_contract::{ImageId, Topology};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -96,10 +96,7 @@ impl TestApp {
         let web = thumbq_web::Application::build(settings).await.expect("the web server starts");
         let address = format!("http://{}", web.local_addr());
         tokio::spawn(web.run_until_stopped(std::future::pending()));
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("an HTTP client");
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
         let mut app = Self { address, client, data_dir, queue, amqp_url: options.amqp_url, worker: None };
         if options.with_worker {
             app.start_worker().await;
@@ -142,13 +139,7 @@ impl TestApp {
             let part = Part::bytes(bytes.clone()).file_name(name.to_string()).mime_str(content_type).expect("a valid MIME type");
             form = form.part("file", part);
         }
-        self.client
-            .post(self.url("/images"))
-            .header(header::ACCEPT, accept)
-            .multipart(form)
-            .send()
-            .await
-            .expect("the server answers")
+        self.client.post(self.url("/images")).header(header::ACCEPT, accept).multipart(form).send().await.expect("the server answers")
     }
 
     /// Uploads one file as JSON and returns its id.

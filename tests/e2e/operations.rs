@@ -107,14 +107,7 @@ async fn the_dashboard_shows_dead_lettered_jobs_and_replays_them_once_their_caus
     assert_eq!(app.queue_depth_of(&dead_queue).await, 1, "looking does not take jobs away");
 
     std::fs::remove_file(&blocker).unwrap();
-    let replay = app
-        .client
-        .post(app.url("/admin/replay"))
-        .basic_auth("ops", Some("s3cret"))
-        .form(&[("reason", reason.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let replay = app.client.post(app.url("/admin/replay")).basic_auth("ops", Some("s3cret")).form(&[("reason", reason.as_str())]).send().await.unwrap();
     assert_eq!(replay.status(), StatusCode::SEE_OTHER);
     assert_eq!(replay.headers()["location"], "/admin?replayed=1");
 

@@ -87,9 +87,7 @@ impl Drop for WorkerProcess {
 /// Claimed jobs in the embedded queue: files below `spool/jobs/claimed/`.
 pub fn embedded_claims(data_dir: &Path) -> usize {
     let claimed = data_dir.join("spool/jobs/claimed");
-    std::fs::read_dir(claimed)
-        .map(|owners| owners.flatten().map(|owner| std::fs::read_dir(owner.path()).map_or(0, |jobs| jobs.count())).sum())
-        .unwrap_or(0)
+    std::fs::read_dir(claimed).map(|owners| owners.flatten().map(|owner| std::fs::read_dir(owner.path()).map_or(0, |jobs| jobs.count())).sum()).unwrap_or(0)
 }
 
 /// A TCP proxy in front of RabbitMQ that a test can cut and restore.

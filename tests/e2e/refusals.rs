@@ -22,10 +22,7 @@ async fn a_text_file_posing_as_a_jpeg_is_refused_and_leaves_nothing_on_disk_or_o
 #[tokio::test]
 async fn one_bad_file_among_good_ones_refuses_the_whole_request() {
     let app = TestApp::spawn_without_worker().await;
-    let files = [
-        ("good.jpg", images::jpeg(100, 100), "image/jpeg"),
-        ("drawing.svg", b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".to_vec(), "image/svg+xml"),
-    ];
+    let files = [("good.jpg", images::jpeg(100, 100), "image/jpeg"), ("drawing.svg", b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".to_vec(), "image/svg+xml")];
 
     let response = app.upload_form(&files).await;
 

@@ -138,9 +138,11 @@ fn broker_url<'a>(app: &'a AppState, headers: &HeaderMap) -> Result<&'a str, Res
     if let Some(refusal) = check_access(app, headers) {
         return Err(refusal);
     }
-    app.settings.deployment.amqp_url.as_deref().ok_or_else(|| {
-        (StatusCode::SERVICE_UNAVAILABLE, "The dashboard reads RabbitMQ; this server runs on the embedded queue.\n").into_response()
-    })
+    app.settings
+        .deployment
+        .amqp_url
+        .as_deref()
+        .ok_or_else(|| (StatusCode::SERVICE_UNAVAILABLE, "The dashboard reads RabbitMQ; this server runs on the embedded queue.\n").into_response())
 }
 
 /// `None` when the request may see the dashboard; otherwise the answer to give.

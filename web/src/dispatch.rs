@@ -188,10 +188,7 @@ async fn outbox_len(spool: &Arc<Spool>) -> std::io::Result<usize> {
 }
 
 /// Runs a spool operation (file system calls with fsync) off the async runtime.
-async fn blocking<T: Send + 'static>(
-    spool: &Arc<Spool>,
-    operation: impl FnOnce(&Spool) -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
+async fn blocking<T: Send + 'static>(spool: &Arc<Spool>, operation: impl FnOnce(&Spool) -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
     let spool = Arc::clone(spool);
     tokio::task::spawn_blocking(move || operation(&spool)).await.map_err(std::io::Error::other)?
 }

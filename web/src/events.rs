@@ -30,12 +30,7 @@ pub async fn events(State(app): State<AppState>, Query(query): Query<EventsQuery
     let Some(sender) = &app.events else {
         return (StatusCode::SERVICE_UNAVAILABLE, "Live updates need RabbitMQ; poll the thumbnail URLs instead.\n").into_response();
     };
-    let wanted: HashSet<ImageId> = query
-        .ids
-        .split(',')
-        .take(usize::from(app.settings.max_files_per_request))
-        .filter_map(|id| id.trim().parse().ok())
-        .collect();
+    let wanted: HashSet<ImageId> = query.ids.split(',').take(usize::from(app.settings.max_files_per_request)).filter_map(|id| id.trim().parse().ok()).collect();
     if wanted.is_empty() {
         return (StatusCode::BAD_REQUEST, "Name the images to follow: /events?ids=…\n").into_response();
     }

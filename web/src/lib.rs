@@ -55,11 +55,8 @@ impl Application {
     /// RabbitMQ is down.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let storage = settings.deployment.storage();
-        storage
-            .create_dirs()
-            .with_context(|| format!("cannot create the data directory {}", settings.deployment.data_dir.display()))?;
-        let listener =
-            TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
+        storage.create_dirs().with_context(|| format!("cannot create the data directory {}", settings.deployment.data_dir.display()))?;
+        let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
         let metrics = metrics::WebMetrics::default();
         let dispatcher = match &settings.deployment.amqp_url {
             Some(url) => {
@@ -79,15 +76,8 @@ impl Application {
         };
         let events = settings.deployment.amqp_url.as_ref().map(|_| tokio::sync::broadcast::channel(1024).0);
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let state = AppState {
-            storage,
-            dispatcher: Arc::new(dispatcher),
-            events,
-            stopping,
-            metrics,
-            recent_finishes: Arc::default(),
-            settings: Arc::new(settings),
-        };
+        let state =
+            AppState { storage, dispatcher: Arc::new(dispatcher), events, stopping, metrics, recent_finishes: Arc::default(), settings: Arc::new(settings) };
         Ok(Self { listener, state, stop })
     }
 

@@ -3,9 +3,7 @@ use thumbq_web::{Application, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
     let settings = Settings::parse();
     let app = Application::build(settings).await?;
     tracing::info!(address = %app.local_addr(), "Serving thumbq; open http://{}/ in a browser.", app.local_addr());

@@ -8,8 +8,8 @@ use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::{get, post};
 use thumbq_contract::Storage;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -41,10 +41,7 @@ pub fn router(state: AppState) -> Router {
     // Each file is held to its own limit while it streams (see `upload`); this
     // bounds the whole request, multipart framing included.
     let settings = &state.settings;
-    let request_limit = settings
-        .max_upload_bytes
-        .saturating_mul(u64::from(settings.max_files_per_request))
-        .saturating_add(1024 * 1024);
+    let request_limit = settings.max_upload_bytes.saturating_mul(u64::from(settings.max_files_per_request)).saturating_add(1024 * 1024);
     let request_limit = usize::try_from(request_limit).unwrap_or(usize::MAX);
 
     Router::new()
@@ -64,10 +61,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(request_limit))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY)))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         // Every request gets an id (or keeps the one a proxy gave it), logged on
         // each of its lines and sent back in `x-request-id`.

@@ -22,11 +22,7 @@ use crate::progress;
 /// Seconds a client should wait before asking again for a pending thumbnail.
 const RETRY_AFTER_SECONDS: &str = "1";
 
-pub async fn thumbnail(
-    State(app): State<AppState>,
-    Path((id, size)): Path<(String, String)>,
-    request: Request,
-) -> Result<Response, AppError> {
+pub async fn thumbnail(State(app): State<AppState>, Path((id, size)): Path<(String, String)>, request: Request) -> Result<Response, AppError> {
     let id: ImageId = id.parse().map_err(|_| AppError::NotFound)?;
     let size = ThumbSize::from_name(&size).ok_or(AppError::NotFound)?;
 

@@ -143,9 +143,7 @@ async fn check_dimensions(path: &std::path::Path, format: SourceFormat, file: St
         return Err(AppError::DamagedHeader { file, format: format.name() });
     };
     let side = |pixels: usize| u32::try_from(pixels).unwrap_or(u32::MAX);
-    limits
-        .check_dimensions(side(size.width), side(size.height))
-        .map_err(|reason| AppError::OverPixelLimits { file, reason })
+    limits.check_dimensions(side(size.width), side(size.height)).map_err(|reason| AppError::OverPixelLimits { file, reason })
 }
 
 /// A file fully received into `incoming/` and recognised.
@@ -228,10 +226,7 @@ fn bad_form(error: axum::extract::multipart::MultipartError) -> AppError {
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|accept| accept.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/json"))
+    headers.get(header::ACCEPT).and_then(|accept| accept.to_str().ok()).is_some_and(|accept| accept.contains("application/json"))
 }
 
 fn now_ms() -> u64 {
@@ -253,12 +248,7 @@ pub struct AcceptedImage {
 
 impl AcceptedImage {
     pub fn new(id: ImageId) -> Self {
-        Self {
-            id: id.to_string(),
-            page: format!("/images/{id}"),
-            status: format!("/api/images/{id}"),
-            thumbnails: thumbnail_urls(id),
-        }
+        Self { id: id.to_string(), page: format!("/images/{id}"), status: format!("/api/images/{id}"), thumbnails: thumbnail_urls(id) }
     }
 }
 

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use thumbq_broker::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
-use thumbq_broker::lapin::types::{AMQPValue, FieldTable};
 use thumbq_broker::lapin::Channel;
 use thumbq_broker::lapin::message::Delivery;
+use thumbq_broker::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use thumbq_broker::lapin::types::{AMQPValue, FieldTable};
 use thumbq_broker::{connect, declare_topology};
 use thumbq_contract::Topology;
 use tokio::sync::watch;
@@ -53,9 +53,7 @@ async fn consume(
     // Per-consumer prefetch: the broker hands this worker at most as many jobs
     // as it works on at once, so the others stay free for other workers.
     channel.basic_qos(settings.concurrency, BasicQosOptions { global: false }).await?;
-    let mut deliveries = channel
-        .basic_consume(topology.resize_queue().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
-        .await?;
+    let mut deliveries = channel.basic_consume(topology.resize_queue().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
     tracing::info!(queue = topology.resize_queue(), concurrency = settings.concurrency, "Waiting for resize jobs.");
     *backoff = Backoff::default();
 
@@ -79,10 +77,7 @@ async fn consume(
         // is redelivered to another worker when this connection closes.
         let _ = channel.basic_cancel(deliveries.tag(), BasicCancelOptions::default()).await;
         tracing::info!(jobs = in_flight.len(), "Stopping: finishing the jobs in flight.");
-        let drained = tokio::time::timeout(settings.shutdown_timeout(), async {
-            while in_flight.join_next().await.is_some() {}
-        })
-        .await;
+        let drained = tokio::time::timeout(settings.shutdown_timeout(), async { while in_flight.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(jobs = in_flight.len(), "Jobs still in flight at the shutdown timeout go back to the queue.");
         }

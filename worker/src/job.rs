@@ -134,8 +134,7 @@ pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobErro
         JobError::Abort(reason_for(&error))
     })?;
     drop(original);
-    std::fs::create_dir_all(storage.path(&StorageKey::Thumbnail(id, ThumbSize::Small, ThumbFormat::Jpeg)).with_file_name(""))
-        .map_err(JobError::Retry)?;
+    std::fs::create_dir_all(storage.path(&StorageKey::Thumbnail(id, ThumbSize::Small, ThumbFormat::Jpeg)).with_file_name("")).map_err(JobError::Retry)?;
     let writing = Instant::now();
     for thumbnail in &thumbnails {
         let path = storage.path(&StorageKey::Thumbnail(id, thumbnail.size, thumbnail.format));
@@ -159,9 +158,7 @@ fn remove_failure(storage: &Storage, id: ImageId) -> Result<(), JobError> {
 }
 
 fn all_thumbnails_exist(storage: &Storage, id: ImageId) -> bool {
-    ThumbSize::ALL.into_iter().all(|size| {
-        ThumbFormat::ALL.into_iter().any(|format| storage.path(&StorageKey::Thumbnail(id, size, format)).exists())
-    })
+    ThumbSize::ALL.into_iter().all(|size| ThumbFormat::ALL.into_iter().any(|format| storage.path(&StorageKey::Thumbnail(id, size, format)).exists()))
 }
 
 /// Reads the original whole, after checking its size: the only allocation

@@ -25,9 +25,7 @@ pub use settings::Settings;
 /// Runs a worker until `shutdown` is set to `true`, then finishes its jobs in flight.
 pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let storage = settings.deployment.storage();
-    storage
-        .create_dirs()
-        .with_context(|| format!("cannot use the data directory {}", settings.deployment.data_dir.display()))?;
+    storage.create_dirs().with_context(|| format!("cannot use the data directory {}", settings.deployment.data_dir.display()))?;
     let context = job::JobContext::new(storage, settings.sizes, settings.limits(), settings.concurrency);
     if let Some(bind) = settings.metrics_bind {
         let (metrics, shutdown) = (context.metrics.clone(), shutdown.clone());

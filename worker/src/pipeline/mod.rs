@@ -75,12 +75,7 @@ pub fn make_thumbnails(bytes: &[u8], format: SourceFormat, sizes: &Sizes, limits
 }
 
 /// [`make_thumbnails`], saying how long each stage took.
-pub fn make_thumbnails_timed(
-    bytes: &[u8],
-    format: SourceFormat,
-    sizes: &Sizes,
-    limits: &MediaLimits,
-) -> Result<(Vec<Thumbnail>, StageTimes), PipelineError> {
+pub fn make_thumbnails_timed(bytes: &[u8], format: SourceFormat, sizes: &Sizes, limits: &MediaLimits) -> Result<(Vec<Thumbnail>, StageTimes), PipelineError> {
     let mut times = StageTimes::default();
     let started = Instant::now();
     let largest_box = ThumbSize::ALL.into_iter().map(|size| sizes.max_side(size)).max().unwrap_or(0);
@@ -164,9 +159,7 @@ fn resize(resizer: &mut Resizer, source: &DynamicImage, width: u32, height: u32)
     }
     let mut target = DynamicImage::new(width, height, source.color());
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
-    resizer
-        .resize(source, &mut target, &options)
-        .map_err(|error| PipelineError::Internal(error.to_string()))?;
+    resizer.resize(source, &mut target, &options).map_err(|error| PipelineError::Internal(error.to_string()))?;
     Ok(target)
 }
 
