@@ -1,0 +1,372 @@
+//! Golden tests of the thumbnail pipeline over public test images.
+//!
+//! The images are in `tests/fixtures/` at the top of the repository, each set
+//! with a README saying where it came from and a licence file. Tests that loop
+//! over a folder pick up files added to it, and report every file at fault at
+//! once. The references measured with libvips say how they were measured.
+
+mod support;
+
+use std::io::Cursor;
+
+use image::codecs::gif::GifDecoder;
+use image::codecs::png::PngDecoder;
+use image::codecs::webp::WebPDecoder;
+use image::imageops::{self, FilterType};
+use image::{AnimationDecoder, ImageFormat, ImageResult, RgbaImage};
+use thumbq_contract::{SourceFormat, ThumbFormat};
+use thumbq_worker::pipeline::PipelineError;
+
+use support::{
+    Findings, Fixture, Outcome, checked_thumbnails, fixture_files, fixture_files_where, make, make_as, mean_absolute_difference, mean_colour,
+    readable_sentence, small_thumbnail, three_thumbnails, worst_channel,
+};
+
+/// What a file the pipeline cannot use must come to: an error whose message
+/// is a sentence for people, and not an internal fault.
+fn readable_refusal(outcome: Outcome) -> Result<(), String> {
+    match outcome {
+        Outcome::Refused(PipelineError::Internal(detail)) => Err(format!("refused as an internal fault, not as a bad file: {detail}")),
+        Outcome::Refused(error) => readable_sentence(&error.to_string()),
+        other => Err(format!("expected a refusal, got: {other}")),
+    }
+}
+
+fn is_corrupt_pngsuite_file(fixture: &Fixture) -> bool {
+    fixture.file_name().starts_with('x')
+}
+
+// PngSuite: every colour type, bit depth and interlacing, and fourteen broken files.
+
+#[test]
+fn every_valid_pngsuite_image_makes_three_thumbnails_of_the_fitted_sizes_that_decode() {
+    let mut findings = Findings::default();
+    for fixture in fixture_files("pngsuite", &["png"]).iter().filter(|fixture| !is_corrupt_pngsuite_file(fixture)) {
+        findings.check(&fixture.name, three_thumbnails(fixture).map(drop));
+    }
+    findings.assert_none("valid PngSuite images", 161);
+}
+
+#[test]
+fn a_pngsuite_thumbnail_is_a_png_exactly_when_the_image_has_transparency() {
+    let mut findings = Findings::default();
+    for fixture in fixture_files("pngsuite", &["png"]).iter().filter(|fixture| !is_corrupt_pngsuite_file(fixture)) {
+        let result = (|| {
+            let source = image::load_from_memory_with_format(&fixture.bytes, ImageFormat::Png).map_err(|error| error.to_string())?;
+            // At 8 bits, as thumbnails are: a 16-bit alpha of 65534 is opaque there.
+            let transparent = source.to_rgba8().pixels().any(|pixel| pixel.0[3] < u8::MAX);
+            let expected = if transparent { ThumbFormat::Png } else { ThumbFormat::Jpeg };
+            match make(&fixture.bytes) {
+                Outcome::Made(thumbnails) => match thumbnails.iter().find(|thumbnail| thumbnail.format != expected) {
+                    Some(thumbnail) => Err(format!("the {} thumbnail is {:?}, expected {expected:?}", thumbnail.size, thumbnail.format)),
+                    None => Ok(()),
+                },
+                other => Err(other.to_string()),
+            }
+        })();
+        findings.check(&fixture.name, result);
+    }
+    findings.assert_none("valid PngSuite images", 161);
+}
+
+#[test]
+fn every_corrupt_pngsuite_image_is_refused_with_a_readable_sentence_never_a_panic() {
+    // Six of them have a broken signature, which the upload's sniffing already
+    // refuses; the pipeline gets every one as PNG anyway, as a worker must
+    // never count on the file being what the job says.
+    let mut findings = Findings::default();
+    for fixture in fixture_files("pngsuite", &["png"]).iter().filter(|fixture| is_corrupt_pngsuite_file(fixture)) {
+        findings.check(&fixture.name, readable_refusal(make_as(&fixture.bytes, SourceFormat::Png)));
+    }
+    findings.assert_none("corrupt PngSuite images", 14);
+}
+
+// EXIF orientation: the same photo stored turned each of the eight ways.
+
+/// How far, at most, a right-side-up small thumbnail may be from the
+/// orientation-1 one, as the worst channel's mean absolute difference in
+/// 8-bit levels. Measured: 2.17 at most (Landscape_0; the samples were turned
+/// in pixels and re-encoded, so they are not bit-identical), while the
+/// orientation-1 thumbnail turned 180° or mirrored differs by 40.9 at least
+/// (Portrait mirrored left to right). 6 is about three times the first and a
+/// seventh of the second.
+const RIGHT_SIDE_UP_AT_MOST: f64 = 6.0;
+
+const ORIENTATION_SETS: [&str; 2] = ["Landscape", "Portrait"];
+
+fn orientation_sample(set: &str, orientation: u8) -> Fixture {
+    Fixture::read(&format!("exif-orientation/{set}_{orientation}.jpg"))
+}
+
+#[test]
+fn all_eighteen_exif_orientation_samples_come_out_right_side_up() {
+    let mut findings = Findings::default();
+    for set in ORIENTATION_SETS {
+        let reference = small_thumbnail(&orientation_sample(set, 1)).expect("the orientation-1 sample makes thumbnails").to_rgba8();
+        let (width, height) = reference.dimensions();
+        let wider = set == "Landscape";
+        assert_eq!(width > height, wider, "{set}_1's small thumbnail is {width}×{height}");
+        // Orientation 0 is not a valid EXIF value: it must be shown as stored, like 1.
+        for orientation in 0..=8 {
+            let sample = orientation_sample(set, orientation);
+            let result = small_thumbnail(&sample).and_then(|thumbnail| {
+                let thumbnail = thumbnail.to_rgba8();
+                if thumbnail.dimensions() != (width, height) {
+                    return Err(format!("the small thumbnail is {:?}, the orientation-1 one {:?}", thumbnail.dimensions(), (width, height)));
+                }
+                let difference = mean_absolute_difference(&thumbnail, &reference);
+                if worst_channel(difference) > RIGHT_SIDE_UP_AT_MOST {
+                    return Err(format!("differs from the orientation-1 thumbnail by {difference:.2?} levels per channel"));
+                }
+                Ok(())
+            });
+            findings.check(&sample.name, result);
+        }
+    }
+    findings.assert_none("orientation samples", 18);
+}
+
+#[test]
+fn the_orientation_comparison_tells_a_wrongly_turned_image_apart() {
+    // The comparison above means something only if these photos look
+    // different turned the wrong way: a symmetric picture would pass it
+    // whatever the pipeline did.
+    for set in ORIENTATION_SETS {
+        let reference = small_thumbnail(&orientation_sample(set, 1)).expect("the orientation-1 sample makes thumbnails").to_rgba8();
+        let wrongly_turned: [(&str, RgbaImage); 3] = [
+            ("turned 180°", imageops::rotate180(&reference)),
+            ("mirrored left to right", imageops::flip_horizontal(&reference)),
+            ("mirrored top to bottom", imageops::flip_vertical(&reference)),
+        ];
+        for (how, wrong) in wrongly_turned {
+            let difference = worst_channel(mean_absolute_difference(&wrong, &reference));
+            assert!(
+                difference > 3.0 * RIGHT_SIDE_UP_AT_MOST,
+                "{set}_1 {how} differs by only {difference:.2} levels: the comparison cannot tell it from right side up"
+            );
+        }
+    }
+}
+
+// Colour: CMYK JPEGs against what browsers show, 16-bit PNGs against libvips.
+
+/// The mean colour of a file's small thumbnail as a reference renders it,
+/// unless said otherwise libvips 8.14.1:
+/// red, green and blue in 8-bit levels, each pixel weighted by its alpha.
+/// Measured with
+///
+/// ```sh
+/// vipsthumbnail FILE --size '200x200>' -o ref.v    # never enlarged, like ours
+/// vips colourspace ref.v ref8.v srgb                # 16-bit to 8-bit sRGB
+/// vips stats ref8.v stats.csv                       # column 5 (mean) of rows 2-4
+/// ```
+///
+/// and, for an image with alpha, `vips premultiply ref8.v pre.v` and
+/// `vips stats pre.v stats.csv`, each colour's mean divided by the alpha's
+/// mean and multiplied by 255.
+struct ReferenceMean {
+    fixture: &'static str,
+    mean: [f64; 3],
+}
+
+/// How far our small thumbnail's mean colour may be from libvips's, per
+/// channel, in 8-bit levels, for an image whose colours leave no choice (sRGB
+/// or no profile). Measured on these files and on two ordinary JPEGs, the
+/// pipeline differs from libvips by 0.73 at most (p_16.png's green, JPEG's
+/// chroma subsampling); 3 is four times that. A swapped channel or a wrong
+/// 16-to-8-bit scaling is off by tens.
+const SAME_COLOURS_WITHIN: f64 = 3.0;
+
+/// How far a CMYK JPEG without a profile may be from Pillow's RGB copy of
+/// the same picture (`pil_sample_rgb.jpg`), per channel. Without a profile
+/// there is no one right rendering: we use the plain conversion that Chromium,
+/// Firefox and Pillow use, so a thumbnail looks like the original does in the
+/// browser. Measured: 5.56 levels off at most (blue; red letters on black
+/// lose most to the thumbnail's 4:2:0 JPEG, the reference is a JPEG too).
+/// Not accepted: a press profile's rendering, libvips's (54.05, 35.34, 44.30),
+/// 26 to 41 levels off; and the negative an Adobe file gives when its
+/// inversion is not undone, (189.46, 168.48, 165.16).
+const CMYK_COLOURS_WITHIN: f64 = 8.0;
+
+fn colours_match(reference: &ReferenceMean, within: f64) -> Result<(), String> {
+    let thumbnail = small_thumbnail(&Fixture::read(reference.fixture))?;
+    let mean = mean_colour(&thumbnail);
+    let off = mean.iter().zip(reference.mean).map(|(ours, theirs)| (ours - theirs).abs()).fold(0.0, f64::max);
+    if off > within {
+        return Err(format!("mean colour {mean:.2?}, reference {:.2?}: {off:.2} levels off, more than {within}", reference.mean));
+    }
+    Ok(())
+}
+
+/// The only CMYK JPEG in the corpora (Adobe, YCCK-coded, no ICC profile): red
+/// letters on a rich black. The mean is Pillow's RGB copy's, `vips stats pillow/pil_sample_rgb.jpg`.
+const CMYK_SAMPLE: ReferenceMean = ReferenceMean { fixture: "pillow/pil_sample_cmyk.jpg", mean: [28.00, 4.49, 3.50] };
+
+#[test]
+fn a_cmyk_jpeg_comes_out_in_the_colours_browsers_give_it() {
+    let mut findings = Findings::default();
+    findings.check(CMYK_SAMPLE.fixture, colours_match(&CMYK_SAMPLE, CMYK_COLOURS_WITHIN));
+    findings.assert_none("CMYK JPEGs", 1);
+}
+
+#[test]
+fn a_cmyk_jpeg_is_not_shown_as_its_negative() {
+    // Coarser than the test above, so that a failure there says whether the
+    // colours are inverted or only rendered another way. Every rendering of
+    // this dark picture has every channel's mean under 60 (libvips, with or
+    // without black-point compensation, Pillow's own RGB copy
+    // pil_sample_rgb.jpg at (28.00, 4.49, 3.50), the textbook formula); its
+    // negative is over 160 on each channel.
+    let thumbnail = small_thumbnail(&Fixture::read(CMYK_SAMPLE.fixture)).expect("the CMYK sample makes thumbnails");
+    let mean = mean_colour(&thumbnail);
+    assert!(mean.iter().all(|channel| *channel < 100.0), "the CMYK sample's mean colour is {mean:.2?}: it is shown inverted");
+}
+
+#[test]
+fn sixteen_bit_pngs_keep_the_colours_libvips_gives_them() {
+    let references = [
+        // Despite its name, an opaque 8-bit grey image stored as RGBA.
+        ReferenceMean { fixture: "pillow/p_16.png", mean: [95.62, 95.62, 95.62] },
+        // 16-bit RGB with the sRGB2014 profile.
+        ReferenceMean { fixture: "libjpeg-turbo/monkey16.png", mean: [82.26, 98.49, 110.70] },
+        ReferenceMean { fixture: "image-rs-image/png/16bpc/basn2c16.png", mean: [127.50, 127.50, 43.77] },
+        // 16-bit RGBA, mostly transparent: a PNG thumbnail.
+        ReferenceMean { fixture: "image-rs-image/png/16bpc/basn6a16.png", mean: [127.50, 127.50, 63.75] },
+        // 16-bit grey, interlaced.
+        ReferenceMean { fixture: "image-rs-image/png/16bpc/basi0g16.png", mean: [143.85, 143.85, 143.85] },
+        // A 16-bit APNG whose first frame is pure red: a swapped channel shows at once.
+        ReferenceMean { fixture: "image-rs-image/png/apng/rgba16.png", mean: [255.0, 0.0, 0.0] },
+        // Ordinary 8-bit JPEGs, baseline and progressive (with an ICC profile), as a control.
+        ReferenceMean { fixture: "libjpeg-turbo/testorig.jpg", mean: [146.42, 90.48, 81.48] },
+        ReferenceMean { fixture: "image-rs-image/jpg/progressive/cat.jpg", mean: [137.48, 143.20, 128.05] },
+    ];
+    let mut findings = Findings::default();
+    for reference in &references {
+        findings.check(reference.fixture, colours_match(reference, SAME_COLOURS_WITHIN));
+    }
+    findings.assert_none("images compared with libvips", references.len());
+}
+
+// The JPEG, WebP, GIF and PNG files of the other corpora.
+
+/// Files the pipeline may refuse, with what their uploader reads then. Every
+/// other JPEG, WebP, GIF and PNG of these corpora must make thumbnails.
+/// (The corpora have no lossless JPEG.)
+const MAY_BE_REFUSED: [&str; 1] = [
+    // 12-bit precision: neither libjpeg-turbo's 8-bit interface nor the
+    // `image` crate decodes it. The uploader reads "The file is not a valid
+    // JPEG image; it may be damaged or incomplete."
+    "libjpeg-turbo/monkey12.jpg",
+];
+
+#[test]
+fn every_jpeg_webp_gif_and_png_of_the_corpora_makes_three_thumbnails_or_a_readable_refusal() {
+    let mut findings = Findings::default();
+    for set in ["libjpeg-turbo", "image-rs-image"] {
+        for fixture in fixture_files(set, &["jpg", "jpeg", "webp", "gif", "png"]) {
+            let may_be_refused = MAY_BE_REFUSED.contains(&fixture.name.as_str());
+            let result = match make(&fixture.bytes) {
+                Outcome::Made(thumbnails) => checked_thumbnails(&fixture, &thumbnails).map(drop),
+                refused @ Outcome::Refused(_) if may_be_refused => readable_refusal(refused),
+                other => Err(other.to_string()),
+            };
+            findings.check(&fixture.name, result);
+        }
+    }
+    findings.assert_none("JPEG, WebP, GIF and PNG files", 34);
+}
+
+#[test]
+fn no_hostile_or_broken_image_makes_the_pipeline_panic() {
+    // Pillow's bombs, truncated files and broken headers: each may make
+    // thumbnails or be refused, but with a sentence people can read.
+    let mut findings = Findings::default();
+    for fixture in fixture_files("pillow", &["jpg", "webp", "gif", "png"]) {
+        let result = match make(&fixture.bytes) {
+            Outcome::Made(thumbnails) => checked_thumbnails(&fixture, &thumbnails).map(drop),
+            Outcome::NotAccepted => Ok(()),
+            refused => readable_refusal(refused),
+        };
+        findings.check(&fixture.name, result);
+    }
+    findings.assert_none("Pillow images", 25);
+}
+
+/// Every frame of an animation as the `image` crate composes it, or `None`
+/// for a file that is not an animation of at least two frames.
+fn frames(fixture: &Fixture) -> Option<Vec<RgbaImage>> {
+    let cursor = Cursor::new(fixture.bytes.as_slice());
+    let frames: ImageResult<Vec<RgbaImage>> = match SourceFormat::sniff(&fixture.bytes)? {
+        SourceFormat::Gif => GifDecoder::new(cursor).ok()?.into_frames().map(|frame| frame.map(|frame| frame.into_buffer())).collect(),
+        SourceFormat::Webp => WebPDecoder::new(cursor).ok()?.into_frames().map(|frame| frame.map(|frame| frame.into_buffer())).collect(),
+        SourceFormat::Png => {
+            let decoder = PngDecoder::new(cursor).ok()?;
+            if !decoder.is_apng().ok()? {
+                return None;
+            }
+            decoder.apng().ok()?.into_frames().map(|frame| frame.map(|frame| frame.into_buffer())).collect()
+        }
+        SourceFormat::Jpeg => return None,
+    };
+    frames.ok().filter(|frames| frames.len() >= 2)
+}
+
+/// How far, at most, the small thumbnail of an animation may be from its
+/// first frame resized by the `image` crate (another Lanczos filter), as the
+/// worst channel's mean absolute difference. Measured: 0.00 where there is no
+/// resizing, 1.76 for a lossy WebP, 5.62 for iss634.gif, a dithered GIF whose
+/// JPEG thumbnail cannot keep the dithering's noise (it looks the same; the
+/// test checked by eye). 8 leaves room for that, and the first frame must
+/// still be nearer than every other frame, or as near where frames are alike.
+const FIRST_FRAME_WITHIN: f64 = 8.0;
+
+#[test]
+fn an_animated_gif_webp_or_png_shows_its_first_frame() {
+    let mut findings = Findings::default();
+    for set in ["image-rs-image", "pillow"] {
+        for fixture in fixture_files(set, &["webp", "gif", "png"]) {
+            // The `image` crate cannot split a 16-bit APNG (rgba16.png) into frames: it is left out.
+            let Some(frames) = frames(&fixture) else {
+                continue;
+            };
+            let result = small_thumbnail(&fixture).and_then(|thumbnail| {
+                let thumbnail = thumbnail.to_rgba8();
+                let differences: Vec<f64> = frames
+                    .iter()
+                    .map(|frame| {
+                        let frame = imageops::resize(frame, thumbnail.width(), thumbnail.height(), FilterType::Lanczos3);
+                        worst_channel(mean_absolute_difference(&thumbnail, &frame))
+                    })
+                    .collect();
+                let first = differences[0];
+                let nearest_other = differences[1..].iter().copied().fold(f64::INFINITY, f64::min);
+                if first > FIRST_FRAME_WITHIN || first > nearest_other {
+                    return Err(format!("differs from each frame by {differences:.2?} levels: not the first frame"));
+                }
+                Ok(())
+            });
+            findings.check(&fixture.name, result);
+        }
+    }
+    findings.assert_none("animations", 10);
+}
+
+// Files that are not of an accepted format.
+
+#[test]
+fn files_of_other_formats_and_text_are_refused_by_the_sniffing_as_unsupported() {
+    let mut findings = Findings::default();
+    let other_formats = fixture_files("image-rs-image", &["bmp", "tif", "tiff", "ico", "qoi", "pbm"]);
+    // The fixtures' own READMEs and licences are text files.
+    let text = ["pngsuite", "pillow", "exif-orientation", "libjpeg-turbo", "image-rs-image"]
+        .into_iter()
+        .flat_map(|set| fixture_files_where(set, |name| name.starts_with("LICENSE") || name.starts_with("README")));
+    for fixture in other_formats.into_iter().chain(text) {
+        let result = match SourceFormat::sniff(&fixture.bytes) {
+            None => Ok(()),
+            Some(format) => Err(format!("recognised as {}", format.name())),
+        };
+        findings.check(&fixture.name, result);
+    }
+    findings.assert_none("files of other formats", 15);
+}
