@@ -127,13 +127,12 @@ pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobErro
         return Ok(Outcome::AlreadyDone);
     }
     let original = read_original(context, id)?;
-    let (thumbnails, times) = pipeline::make_thumbnails_timed(&original, job.format, &context.sizes, &context.limits).map_err(|error| {
+    let (thumbnails, times) = pipeline::make_thumbnails_timed(original, job.format, &context.sizes, &context.limits).map_err(|error| {
         if let PipelineError::Corrupt { detail, .. } = &error {
             tracing::info!(image.id = %id, detail, "The decoder refused the image.");
         }
         JobError::Abort(reason_for(&error))
     })?;
-    drop(original);
     std::fs::create_dir_all(storage.path(&StorageKey::Thumbnail(id, ThumbSize::Small, ThumbFormat::Jpeg)).with_file_name("")).map_err(JobError::Retry)?;
     let writing = Instant::now();
     for thumbnail in &thumbnails {

@@ -22,7 +22,7 @@ const MAX_PROGRESSIVE_SCANS: u32 = 500;
 /// JPEG quality of the thumbnails: visually lossless at this size, a fraction of the bytes.
 pub const QUALITY: i32 = 85;
 
-/// Decodes `bytes` at the smallest scale n/8 that keeps the longest side at
+/// Decodes `bytes` at the smallest scale of 1/8, 1/4 and 1/2 that keeps the longest side at
 /// least `keep_side` pixels, after checking the header's dimensions against
 /// `limits`. CMYK images come out in sRGB; other images carry their ICC
 /// profile for the caller to convert after resizing, when there are fewer pixels.

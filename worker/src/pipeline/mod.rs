@@ -17,6 +17,7 @@ mod colour;
 mod decode;
 mod jpeg;
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
@@ -74,13 +75,22 @@ pub fn make_thumbnails(bytes: &[u8], format: SourceFormat, sizes: &Sizes, limits
     make_thumbnails_timed(bytes, format, sizes, limits).map(|(thumbnails, _)| thumbnails)
 }
 
-/// [`make_thumbnails`], saying how long each stage took.
-pub fn make_thumbnails_timed(bytes: &[u8], format: SourceFormat, sizes: &Sizes, limits: &MediaLimits) -> Result<(Vec<Thumbnail>, StageTimes), PipelineError> {
+/// [`make_thumbnails`], saying how long each stage took. Given the upload's
+/// bytes to own (a `Vec`), it frees them once decoded: a job's peak memory
+/// is then the decoded pixels or the file, not both with the resize buffers.
+pub fn make_thumbnails_timed<'a>(
+    bytes: impl Into<Cow<'a, [u8]>>,
+    format: SourceFormat,
+    sizes: &Sizes,
+    limits: &MediaLimits,
+) -> Result<(Vec<Thumbnail>, StageTimes), PipelineError> {
+    let bytes = bytes.into();
     let mut times = StageTimes::default();
     let started = Instant::now();
     let largest_box = ThumbSize::ALL.into_iter().map(|size| sizes.max_side(size)).max().unwrap_or(0);
     let keep_side = (f64::from(largest_box) * REDUCED_DECODE_MARGIN).ceil() as u32;
-    let decoded = decode::decode(bytes, format, limits, keep_side)?;
+    let decoded = decode::decode(&bytes, format, limits, keep_side)?;
+    drop(bytes);
     let source = eight_bit(decoded.image);
     times.decode = started.elapsed();
 
