@@ -7,6 +7,8 @@
 
 mod support;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+
 use std::io::Cursor;
 
 use image::codecs::gif::GifDecoder;
@@ -21,6 +23,37 @@ use support::{
     Findings, Fixture, Outcome, checked_thumbnails, fixture_files, fixture_files_where, make, make_as, mean_absolute_difference, mean_colour,
     readable_sentence, small_thumbnail, three_thumbnails, worst_channel,
 };
+
+/// The most any one allocation in these tests may ask for. The pipeline
+/// must bound its allocations before decoding; a request over this means a
+/// decoder believed a hostile header (the fuzzer found a WebP whose chunk
+/// asked for 3.4 GB), and the test binary aborts saying how many bytes.
+const LARGEST_ALLOCATION: usize = 512 << 20;
+
+struct BoundedAllocator;
+
+// SAFETY: every call goes to the system allocator unchanged, or returns null,
+// which callers of a GlobalAlloc must handle (Rust's collections abort).
+unsafe impl GlobalAlloc for BoundedAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > LARGEST_ALLOCATION { std::ptr::null_mut() } else { unsafe { System.alloc(layout) } }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > LARGEST_ALLOCATION { std::ptr::null_mut() } else { unsafe { System.alloc_zeroed(layout) } }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size > LARGEST_ALLOCATION { std::ptr::null_mut() } else { unsafe { System.realloc(pointer, layout, new_size) } }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(pointer, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: BoundedAllocator = BoundedAllocator;
 
 /// What a file the pipeline cannot use must come to: an error whose message
 /// is a sentence for people, and not an internal fault.
@@ -290,6 +323,24 @@ fn no_hostile_or_broken_image_makes_the_pipeline_panic() {
         findings.check(&fixture.name, result);
     }
     findings.assert_none("Pillow images", 25);
+}
+
+#[test]
+fn every_input_that_once_failed_the_fuzzer_is_now_answered_cleanly() {
+    // Each makes three thumbnails or is refused with a sentence; none may
+    // panic, or ask for more memory than LARGEST_ALLOCATION.
+    let mut findings = Findings::default();
+    let regressions = support::fuzz_regressions();
+    for fixture in &regressions {
+        let result = match make(&fixture.bytes) {
+            Outcome::Made(thumbnails) if thumbnails.len() == 3 => Ok(()),
+            Outcome::NotAccepted => Ok(()),
+            made @ Outcome::Made(_) => Err(made.to_string()),
+            refused => readable_refusal(refused),
+        };
+        findings.check(&fixture.name, result);
+    }
+    findings.assert_none("fuzz regressions", 1);
 }
 
 /// Every frame of an animation as the `image` crate composes it, or `None`

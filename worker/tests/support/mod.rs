@@ -50,6 +50,21 @@ pub fn fixture_files_where(set: &str, wanted: impl Fn(&str) -> bool) -> Vec<Fixt
     names.iter().map(|name| Fixture::read(name)).collect()
 }
 
+/// Every input in `worker/fuzz/regressions/`: files that once made the fuzz target fail.
+pub fn fuzz_regressions() -> Vec<Fixture> {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let entries = std::fs::read_dir(&folder).unwrap_or_else(|error| panic!("cannot list {}: {error}", folder.display()));
+    let mut paths: Vec<PathBuf> = entries.map(|entry| entry.expect("a directory entry").path()).collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+            Fixture { name: format!("fuzz/regressions/{}", path.file_name().unwrap_or_default().to_string_lossy()), bytes }
+        })
+        .collect()
+}
+
 fn fixtures_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
