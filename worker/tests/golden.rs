@@ -287,8 +287,8 @@ fn sixteen_bit_pngs_keep_the_colours_libvips_gives_them() {
 /// (The corpora have no lossless JPEG.)
 const MAY_BE_REFUSED: [&str; 1] = [
     // 12-bit precision: neither libjpeg-turbo's 8-bit interface nor the
-    // `image` crate decodes it. The uploader reads "The file is not a valid
-    // JPEG image; it may be damaged or incomplete."
+    // `image` crate decodes it. The uploader reads "This kind of JPEG image
+    // is not supported (12-bit samples)."
     "libjpeg-turbo/monkey12.jpg",
 ];
 

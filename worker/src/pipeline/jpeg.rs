@@ -27,12 +27,16 @@ pub const QUALITY: i32 = 85;
 /// `limits`. CMYK images come out in sRGB; other images carry their ICC
 /// profile for the caller to convert after resizing, when there are fewer pixels.
 pub fn decode(bytes: &[u8], limits: &MediaLimits, keep_side: u32) -> Result<Decoded, PipelineError> {
+    let markers = Markers::read(bytes);
+    // libjpeg-turbo's 8-bit interface (and the `image` crate) cannot decode more.
+    if let Some(precision) = markers.precision.filter(|precision| *precision > 8) {
+        return Err(PipelineError::Unsupported { format: "JPEG", detail: format!("{precision}-bit samples") });
+    }
     let mut decompressor = Decompressor::new().map_err(internal)?;
     decompressor.set_scan_limit(MAX_PROGRESSIVE_SCANS).map_err(internal)?;
     let header = decompressor.read_header(bytes).map_err(corrupt)?;
     let (width, height) = (dimension(header.width)?, dimension(header.height)?);
     limits.check_dimensions(width, height)?;
-    let markers = Markers::read(bytes);
 
     let scale = if header.is_lossless { ScalingFactor::ONE } else { scale_keeping(width.max(height), keep_side) };
     decompressor.set_scaling_factor(scale).map_err(internal)?;
@@ -103,13 +107,15 @@ struct Markers {
     icc: Option<Vec<u8>>,
     /// An Adobe APP14 marker: Adobe software stores CMYK inverted.
     adobe: bool,
+    /// Bits per sample, from the frame header (SOFn).
+    precision: Option<u8>,
 }
 
 impl Markers {
     /// Walks the marker segments up to the first scan. A malformed segment
     /// ends the walk: libjpeg-turbo decides whether the file is usable.
     fn read(bytes: &[u8]) -> Self {
-        let mut markers = Markers { orientation: Orientation::NoTransforms, icc: None, adobe: false };
+        let mut markers = Markers { orientation: Orientation::NoTransforms, icc: None, adobe: false, precision: None };
         let mut icc_chunks: Vec<(u8, &[u8])> = Vec::new();
         let mut at = 2; // after SOI
         while let [0xFF, marker, ..] = bytes.get(at..).unwrap_or_default() {
@@ -136,6 +142,8 @@ impl Markers {
                             }
                         }
                         0xEE => markers.adobe |= payload.starts_with(b"Adobe"),
+                        // Start of frame, all kinds but DHT (C4), JPG (C8) and DAC (CC), which share the range.
+                        0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => markers.precision = payload.first().copied(),
                         _ => {}
                     }
                     at += 2 + length;
@@ -192,6 +200,16 @@ mod tests {
         assert_eq!(markers.icc.as_deref(), Some(&b"hello world"[..]));
         assert!(markers.adobe);
         assert_eq!(markers.orientation, Orientation::NoTransforms);
+        assert_eq!(markers.precision, None);
+    }
+
+    #[test]
+    fn a_twelve_bit_jpeg_is_refused_as_unsupported_not_as_damaged() {
+        let mut bytes = vec![0xFF, 0xD8];
+        bytes.extend(segment(0xC1, &[12, 0, 16, 0, 16, 1, 1, 0x11, 0]));
+        bytes.extend([0xFF, 0xDA, 0, 2]);
+        let error = decode(&bytes, &MediaLimits::default(), 2400).unwrap_err();
+        assert_eq!(error.to_string(), "this kind of JPEG image is not supported (12-bit samples)");
     }
 
     #[test]
