@@ -5,9 +5,11 @@
 //! - [`Publisher`] publishes jobs and returns only once the broker confirmed it stored them.
 //! - [`Spool`] is the durable queue on disk: the outbox, and the embedded queue.
 //! - [`Deployment`] holds the settings every process must agree on.
+//! - [`durable`] writes files that survive a crash, whole or not at all.
 
 pub mod admin;
 mod deployment;
+pub mod durable;
 pub mod events;
 mod publisher;
 pub mod spool;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
-use thumbq_contract::{ResizeJob, Topology};
+use thumbq_contract::{ImageEvent, ResizeJob, Topology};
 use tokio::sync::Mutex;
 use tokio::time::timeout;
 
@@ -68,6 +68,14 @@ impl Publisher {
             self.forget(&channel).await;
         }
         outcome
+    }
+
+    /// Announces `event` to every web server, best effort (see [`crate::events::announce`]).
+    pub async fn announce(&self, event: ImageEvent) {
+        match self.channel().await {
+            Ok(channel) => crate::events::announce(&channel, &self.topology, event).await,
+            Err(error) => tracing::debug!(%error, image.id = %event.image_id, "Could not announce an image event."),
+        }
     }
 
     /// The resize queue's waiting messages and consumers, as the broker counts them.

@@ -110,6 +110,30 @@ impl Spool {
         sync_dir(&self.root.join("dead"))
     }
 
+    /// Removes every waiting or dead job whose payload `matches` (the jobs
+    /// of a deleted image, say); returns how many. A job claimed meanwhile is
+    /// left to whoever claimed it.
+    pub fn discard(&self, matches: impl Fn(&[u8]) -> bool) -> io::Result<usize> {
+        let mut discarded = 0;
+        for dir in ["ready", "dead"] {
+            let dir = self.root.join(dir);
+            for entry in fs::read_dir(&dir)? {
+                let path = entry?.path();
+                let payload = match fs::read(&path) {
+                    Ok(payload) => payload,
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                    Err(error) => return Err(error),
+                };
+                if matches(&payload) {
+                    crate::durable::remove_if_present(&path)?;
+                    discarded += 1;
+                }
+            }
+            sync_dir(&dir)?;
+        }
+        Ok(discarded)
+    }
+
     /// How many jobs wait.
     pub fn len(&self) -> io::Result<usize> {
         Ok(self.ready_keys()?.len())
@@ -197,10 +221,7 @@ impl Spool {
     }
 }
 
-/// Makes the renames into `dir` durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub use crate::durable::sync_dir;
 
 fn new_key(attempts: u32) -> String {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());
@@ -254,6 +275,21 @@ mod tests {
         spool.dead_letter(again).unwrap();
         assert!(spool.claim().unwrap().is_none());
         assert_eq!(fs::read_dir(dir.path().join("dead")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn discarded_jobs_are_gone_from_the_waiting_and_the_dead() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        for payload in [b"keep", b"drop", b"drop"] {
+            spool.push(payload).unwrap();
+        }
+        let dead = spool.claim().unwrap().unwrap();
+        spool.dead_letter(dead).unwrap();
+        spool.push(b"drop").unwrap();
+        assert_eq!(spool.discard(|payload| payload == b"drop").unwrap(), 3);
+        assert!(spool.claim().unwrap().is_none());
+        assert_eq!(fs::read_dir(dir.path().join("dead")).unwrap().count(), 1, "the dead job that did not match stays");
     }
 
     #[test]

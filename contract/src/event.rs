@@ -1,4 +1,4 @@
-//! What a worker announces when an image is finished, so that pages update at once.
+//! What is announced when an image is finished or deleted, so that pages update at once.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,8 @@ pub enum EventState {
     Done,
     /// The job failed for good; the failure record says why.
     Failed,
+    /// Its owner (or an operator) deleted the image; announced by the web server.
+    Deleted,
 }
 
 impl ImageEvent {

@@ -10,12 +10,14 @@
 //! - [`limits`]: how large an image may be, for both sides.
 //! - [`failure`]: how a worker records that a job failed for good.
 //! - [`event`]: what a worker announces when an image is finished.
+//! - [`owner`]: who owns an image, known by a hash of their secret key.
 
 pub mod event;
 pub mod failure;
 pub mod format;
 pub mod job;
 pub mod limits;
+pub mod owner;
 pub mod sizes;
 pub mod storage;
 pub mod topology;
@@ -25,6 +27,7 @@ pub use failure::FailureRecord;
 pub use format::{SourceFormat, ThumbFormat};
 pub use job::{JobDecodeError, ResizeJob};
 pub use limits::{DimensionError, MediaLimits};
+pub use owner::{OwnerId, OwnerRecord};
 pub use sizes::{Sizes, SizesError, ThumbSize};
 pub use storage::{ImageId, Storage, StorageKey};
 pub use topology::Topology;

@@ -6,22 +6,37 @@
 //! ```text
 //! incoming/{id}.part              an upload being received (web)
 //! originals/{id}                  the upload as received, once complete (web)
+//! owners/{id}.json                who owns the image: the hash of their key (web)
+//! by-owner/{owner}/{id}           one empty file per image of an owner: their list (web)
 //! thumbs/{id}/{size}.{jpg|png}    the thumbnails (worker)
 //! failed/{id}.json                why the job failed for good (worker)
+//! deleted/{hash of id}            a deleted image's tombstone: late jobs write nothing (web)
 //! spool/jobs/                     the job queue in embedded mode (no RabbitMQ)
 //! spool/outbox/                   jobs waiting for RabbitMQ to come back (web)
 //! ```
+//!
+//! A tombstone is named by a hash of the id, so that once an image is deleted
+//! no file in the data directory names it, and the list of tombstones gives
+//! no one the links of deleted images.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
+use uuid::timestamp::{Timestamp, context::NoContext};
 
-use crate::{ThumbFormat, ThumbSize};
+use crate::{OwnerId, ThumbFormat, ThumbSize};
 
-/// The server-made identity of an upload: a UUID v7, so ids sort by upload time.
+/// The server-made identity of an upload: a UUID v7 whose 74 bits below the
+/// millisecond timestamp are all random.
+///
+/// The id is the link to an unlisted image, so it must not be guessable:
+/// `Uuid::now_v7` would put a counter in those bits, and an uploader could
+/// find a neighbour's image from their own id. Ids still sort by upload time
+/// to the millisecond.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ImageId(Uuid);
@@ -30,7 +45,15 @@ impl ImageId {
     /// A fresh id for a new upload.
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
-        Self(Uuid::now_v7())
+        Self(Uuid::new_v7(Timestamp::now(NoContext)))
+    }
+
+    /// When the image was uploaded, in milliseconds since the Unix epoch.
+    pub fn uploaded_at_ms(&self) -> u64 {
+        self.0.get_timestamp().map_or(0, |timestamp| {
+            let (seconds, nanos) = timestamp.to_unix();
+            seconds * 1000 + u64::from(nanos) / 1_000_000
+        })
     }
 }
 
@@ -64,6 +87,12 @@ pub enum StorageKey {
     Thumbnail(ImageId, ThumbSize, ThumbFormat),
     /// The [`crate::FailureRecord`] of a job that failed for good.
     Failure(ImageId),
+    /// The [`crate::OwnerRecord`] of an image: the hash of its owner's key.
+    Owner(ImageId),
+    /// An empty file that puts an image in its owner's list.
+    OwnedImage(OwnerId, ImageId),
+    /// Says that an image was deleted, so that a job still running for it writes nothing.
+    Tombstone(ImageId),
 }
 
 impl StorageKey {
@@ -74,17 +103,31 @@ impl StorageKey {
             Self::Original(id) => format!("originals/{id}").into(),
             Self::Thumbnail(id, size, format) => format!("thumbs/{id}/{size}.{}", format.extension()).into(),
             Self::Failure(id) => format!("failed/{id}.json").into(),
+            Self::Owner(id) => format!("owners/{id}.json").into(),
+            Self::OwnedImage(owner, id) => format!("by-owner/{owner}/{id}").into(),
+            Self::Tombstone(id) => format!("deleted/{}", tombstone_name(*id)).into(),
         }
     }
 
-    /// The `Cache-Control` to serve the file with. Thumbnails never change once
-    /// written, so a browser may keep them forever.
+    /// The `Cache-Control` to serve the file with.
+    ///
+    /// A thumbnail's URL never changes, but the image can be deleted: an hour
+    /// bounds how long a shared cache may keep serving a deleted thumbnail,
+    /// and after it browsers revalidate cheaply (`Last-Modified`, 304).
+    /// The original is its owner's alone: no shared cache may keep it.
     pub fn cache_control(&self) -> &'static str {
         match self {
-            Self::Thumbnail(..) | Self::Original(_) => "public, max-age=31536000, immutable",
-            Self::Incoming(_) | Self::Failure(_) => "no-store",
+            Self::Thumbnail(..) => "public, max-age=3600",
+            Self::Original(_) => "private, no-cache",
+            Self::Incoming(_) | Self::Failure(_) | Self::Owner(_) | Self::OwnedImage(..) | Self::Tombstone(_) => "no-store",
         }
     }
+}
+
+/// The hex SHA-256 of the id: a tombstone's name, which does not give the id back.
+fn tombstone_name(id: ImageId) -> String {
+    let digest = Sha256::digest(format!("thumbq tombstone {id}"));
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// The data directory: the only place thumbq reads and writes files.
@@ -107,6 +150,16 @@ impl Storage {
         self.root.join(key.relative_path())
     }
 
+    /// The directory of an image's thumbnails.
+    pub fn thumbnail_dir(&self, id: ImageId) -> PathBuf {
+        self.root.join("thumbs").join(id.to_string())
+    }
+
+    /// The directory that lists an owner's images, one [`StorageKey::OwnedImage`] each.
+    pub fn owner_index(&self, owner: &OwnerId) -> PathBuf {
+        self.root.join("by-owner").join(owner.to_string())
+    }
+
     /// The directory of the job queue in embedded mode, shared by web and workers.
     pub fn job_spool(&self) -> PathBuf {
         self.root.join("spool").join("jobs")
@@ -119,7 +172,7 @@ impl Storage {
 
     /// Creates the directories every process expects to exist.
     pub fn create_dirs(&self) -> std::io::Result<()> {
-        for dir in ["incoming", "originals", "thumbs", "failed"] {
+        for dir in ["incoming", "originals", "owners", "by-owner", "thumbs", "failed", "deleted"] {
             std::fs::create_dir_all(self.root.join(dir))?;
         }
         Ok(())
@@ -155,9 +208,24 @@ mod tests {
     }
 
     #[test]
-    fn fresh_ids_sort_by_creation_time() {
-        let first = ImageId::new();
-        let second = ImageId::new();
-        assert!(first < second);
+    fn fresh_ids_carry_their_upload_time_and_74_random_bits() {
+        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let ids: Vec<ImageId> = (0..64).map(|_| ImageId::new()).collect();
+        let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert!(ids.iter().all(|id| (before..=after).contains(&id.uploaded_at_ms())));
+        // Ids made in the same millisecond share their first 48 bits; below
+        // the version and variant bits, every bit must vary among them.
+        let random_bits = |id: &ImageId| id.0.as_u128() & ((0xfff << 64) | ((1 << 62) - 1));
+        let (ones, zeros) = ids.iter().fold((0u128, 0u128), |(ones, zeros), id| (ones | random_bits(id), zeros | !random_bits(id)));
+        assert_eq!(((ones & zeros) & ((0xfff << 64) | ((1 << 62) - 1))).count_ones(), 74, "each random bit was seen both set and clear");
+    }
+
+    #[test]
+    fn a_tombstone_does_not_name_its_image() {
+        let id = ImageId::new();
+        let path = StorageKey::Tombstone(id).relative_path();
+        assert!(path.starts_with("deleted"));
+        assert!(!path.to_string_lossy().contains(&id.to_string()));
+        assert_ne!(path, StorageKey::Tombstone(ImageId::new()).relative_path());
     }
 }

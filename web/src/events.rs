@@ -1,5 +1,5 @@
 //! `GET /events?ids=a,b`: Server-Sent Events telling a page the moment one of
-//! its images is done or failed.
+//! its images is done, failed or deleted.
 //!
 //! Workers announce on RabbitMQ's events exchange; each web server listens
 //! (`thumbq_broker::events::listen`) and passes every event to the pages that
@@ -55,6 +55,7 @@ fn stream(
                     let state = match event.state {
                         EventState::Done => "done",
                         EventState::Failed => "failed",
+                        EventState::Deleted => "deleted",
                     };
                     let data = serde_json::json!({ "id": event.image_id.to_string(), "state": state }).to_string();
                     return Some((Ok(Event::default().event("image").data(data)), (receiver, wanted, stopping)));

@@ -96,7 +96,7 @@ struct Announcer {
 async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Duration, announcer: Announcer) {
     let Ran { settlement, event } = run_job(context, &delivery.data, earlier_deliveries(&delivery), time_limit).await;
     let sent = match settlement {
-        Settlement::Ack => delivery.ack(BasicAckOptions::default()).await,
+        Settlement::Ack | Settlement::Forget => delivery.ack(BasicAckOptions::default()).await,
         // basic.reject, not nack: newer RabbitMQ counts only rejects in x-delivery-count.
         Settlement::Requeue => delivery.reject(BasicRejectOptions { requeue: true }).await,
         Settlement::DeadLetter => delivery.reject(BasicRejectOptions { requeue: false }).await,

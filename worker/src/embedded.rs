@@ -60,7 +60,7 @@ async fn lane(spool: Arc<Spool>, context: Arc<JobContext>, time_limit: Duration,
         let settlement = run_job(Arc::clone(&context), &claim.payload, claim.attempts, time_limit).await.settlement;
         let spool = Arc::clone(&spool);
         let settled = tokio::task::spawn_blocking(move || match settlement {
-            Settlement::Ack => spool.ack(claim),
+            Settlement::Ack | Settlement::Forget => spool.ack(claim),
             Settlement::Requeue => spool.retry_later(claim),
             Settlement::DeadLetter => spool.dead_letter(claim),
         })

@@ -3,11 +3,16 @@
 //! [`run`] reads the original, makes the thumbnails, writes each atomically,
 //! and says how the message is to be settled. Running a job twice is
 //! harmless: the same files are written again, whole, by rename.
+//!
+//! An image can be deleted while its job runs. The web server writes the
+//! tombstone before it removes any file; the job looks for the tombstone
+//! before it starts and again after it has written, removing what it wrote.
+//! Whatever the order of the two, no file of a deleted image survives.
 
-use std::io::Write;
-use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use thumbq_broker::durable::write_atomically;
 use thumbq_contract::{FailureRecord, ImageId, ResizeJob, Sizes, Storage, StorageKey, ThumbFormat, ThumbSize};
 
 use crate::metrics::WorkerMetrics;
@@ -23,13 +28,16 @@ pub struct JobContext {
     /// One permit per job allowed to run at once. A job's thread holds its
     /// permit until it really ends, even after its message was given up on
     /// for running too long, so abandoned jobs still count against the bound.
-    pub cpu_slots: std::sync::Arc<tokio::sync::Semaphore>,
+    pub cpu_slots: Arc<tokio::sync::Semaphore>,
+    /// Called once the thumbnails are made, before they are written: a test
+    /// deletes the image here to force the race with a delete.
+    pub before_writing: Option<Arc<dyn Fn(ImageId) + Send + Sync>>,
 }
 
 impl JobContext {
     pub fn new(storage: Storage, sizes: Sizes, limits: MediaLimits, concurrency: u16) -> Self {
-        let cpu_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
-        Self { storage, sizes, limits, metrics: WorkerMetrics::default(), cpu_slots }
+        let cpu_slots = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
+        Self { storage, sizes, limits, metrics: WorkerMetrics::default(), cpu_slots, before_writing: None }
     }
 }
 
@@ -51,6 +59,8 @@ pub enum Outcome {
     Made { duration: Duration },
     /// Every thumbnail was there already (a redelivered job): nothing was done.
     AlreadyDone,
+    /// The image was deleted: nothing of it was left behind.
+    Deleted,
 }
 
 /// How the consumer must settle the message of a job.
@@ -59,6 +69,8 @@ pub enum Settlement {
     Ack,
     Requeue,
     DeadLetter,
+    /// Acked without a word: the image was deleted, there is nothing to announce.
+    Forget,
 }
 
 /// What people read when a job was tried [`ResizeJob::MAX_ATTEMPTS`] times without an answer.
@@ -89,6 +101,7 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
             context.metrics.job("already_done");
             Settlement::Ack
         }
+        Ok(Outcome::Deleted) => forget_deleted(context, id),
         Err(JobError::Retry(error)) if last_attempt => {
             tracing::warn!(image.id = %id, %error, attempt, "The job failed on its last try.");
             give_up(context, id, &format!("The thumbnails could not be made after {} tries; the last error was: {error}.", attempt + 1))
@@ -105,6 +118,8 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
 /// Records why `id` will get no thumbnails, and says to dead-letter its job.
 pub fn give_up(context: &JobContext, id: ImageId, reason: &str) -> Settlement {
     match record_failure(&context.storage, id, reason) {
+        // Deleted meanwhile: the record is removed again, and nobody needs the job.
+        Ok(()) if is_deleted(&context.storage, id) => forget_deleted(context, id),
         Ok(()) => {
             tracing::info!(image.id = %id, reason, "The job cannot succeed; its failure is recorded.");
             context.metrics.job("failed");
@@ -117,27 +132,73 @@ pub fn give_up(context: &JobContext, id: ImageId, reason: &str) -> Settlement {
     }
 }
 
+/// Removes whatever a job of a deleted image may have written, and says to ack its job.
+fn forget_deleted(context: &JobContext, id: ImageId) -> Settlement {
+    match remove_written(&context.storage, id) {
+        Ok(()) => {
+            tracing::info!(image.id = %id, "The image was deleted; nothing of it is kept.");
+            context.metrics.job("deleted");
+            Settlement::Forget
+        }
+        Err(error) => {
+            tracing::warn!(image.id = %id, %error, "Could not remove the files of a deleted image; the job goes back to the queue.");
+            Settlement::Requeue
+        }
+    }
+}
+
+/// Whether the image was deleted. When the disk cannot tell, it counts as
+/// deleted only for the question "may this job leave files behind?": the
+/// caller removes what it wrote, and the job is tried again.
+fn is_deleted(storage: &Storage, id: ImageId) -> bool {
+    !matches!(storage.path(&StorageKey::Tombstone(id)).try_exists(), Ok(false))
+}
+
+/// Removes the thumbnails and failure record of `id`.
+fn remove_written(storage: &Storage, id: ImageId) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(storage.thumbnail_dir(id)) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    thumbq_broker::durable::remove_if_present(&storage.path(&StorageKey::Failure(id)))
+}
+
 /// Makes and writes the thumbnails of `job`'s image.
 pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobError> {
     let started = Instant::now();
     let storage = &context.storage;
     let id = job.image_id;
+    if is_deleted(storage, id) {
+        return Ok(Outcome::Deleted);
+    }
     if all_thumbnails_exist(storage, id) {
         remove_failure(storage, id)?;
         return Ok(Outcome::AlreadyDone);
     }
-    let original = read_original(context, id)?;
+    let original = match read_original(context, id) {
+        // The original goes after the tombstone is written: look again.
+        Err(JobError::Abort(_)) if is_deleted(storage, id) => return Ok(Outcome::Deleted),
+        read => read?,
+    };
     let (thumbnails, times) = pipeline::make_thumbnails_timed(original, job.format, &context.sizes, &context.limits).map_err(|error| {
         if let PipelineError::Corrupt { detail, .. } = &error {
             tracing::info!(image.id = %id, detail, "The decoder refused the image.");
         }
         JobError::Abort(reason_for(&error))
     })?;
-    std::fs::create_dir_all(storage.path(&StorageKey::Thumbnail(id, ThumbSize::Small, ThumbFormat::Jpeg)).with_file_name("")).map_err(JobError::Retry)?;
+    if let Some(hook) = &context.before_writing {
+        hook(id);
+    }
+    std::fs::create_dir_all(storage.thumbnail_dir(id)).map_err(JobError::Retry)?;
     let writing = Instant::now();
     for thumbnail in &thumbnails {
         let path = storage.path(&StorageKey::Thumbnail(id, thumbnail.size, thumbnail.format));
         write_atomically(&path, &thumbnail.bytes).map_err(JobError::Retry)?;
+    }
+    // Deleted while we worked: the delete may have run before these files
+    // existed, so they are ours to remove.
+    if is_deleted(storage, id) {
+        return Ok(Outcome::Deleted);
     }
     context.metrics.stage("decode", times.decode);
     context.metrics.stage("resize", times.resize);
@@ -188,18 +249,6 @@ fn reason_for(error: &PipelineError) -> String {
     reason
 }
 
-/// Writes `bytes` to `path` so that a reader sees either no file or the whole
-/// file: a temporary file in the same directory, flushed to disk, then renamed.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let directory = path.parent().unwrap_or(Path::new("."));
-    let mut temporary = tempfile::Builder::new().prefix(".tmp-").tempfile_in(directory)?;
-    temporary.write_all(bytes)?;
-    temporary.as_file().sync_all()?;
-    temporary.persist(path).map_err(|error| error.error)?;
-    // The rename itself must survive a power cut too.
-    thumbq_broker::spool::sync_dir(directory)
-}
-
 fn record_failure(storage: &Storage, id: ImageId, reason: &str) -> std::io::Result<()> {
     let record = FailureRecord { reason: reason.to_owned(), failed_at_ms: now_ms() };
     let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
@@ -208,4 +257,90 @@ fn record_failure(storage: &Storage, id: ImageId, reason: &str) -> std::io::Resu
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    use thumbq_contract::{MediaLimits, SourceFormat};
+
+    fn context(dir: &Path) -> JobContext {
+        let storage = Storage::new(dir);
+        storage.create_dirs().unwrap();
+        JobContext::new(storage, Sizes::default(), MediaLimits::default(), 1)
+    }
+
+    fn png() -> Vec<u8> {
+        let image = image::RgbImage::from_fn(640, 480, |x, y| image::Rgb([x as u8, y as u8, 99]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(image).write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    /// What the web server does to delete: the tombstone first, then the files.
+    fn delete(storage: &Storage, id: ImageId) {
+        write_atomically(&storage.path(&StorageKey::Tombstone(id)), b"").unwrap();
+        std::fs::remove_file(storage.path(&StorageKey::Original(id))).unwrap();
+        let _ = std::fs::remove_dir_all(storage.thumbnail_dir(id));
+    }
+
+    fn files_naming(dir: &Path, id: ImageId) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_owned()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                if entry.path().to_string_lossy().contains(&id.to_string()) {
+                    found.push(entry.path().display().to_string());
+                }
+                if entry.path().is_dir() {
+                    stack.push(entry.path());
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn an_image_deleted_while_its_thumbnails_are_made_keeps_none_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut context = context(dir.path());
+        let id = ImageId::new();
+        std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
+        let storage = context.storage.clone();
+        // The delete runs after the original was read and before anything is written.
+        context.before_writing = Some(Arc::new(move |id| delete(&storage, id)));
+
+        let settlement = run(&context, &ResizeJob::new(id, SourceFormat::Png, 0), 0);
+
+        assert_eq!(settlement, Settlement::Forget);
+        assert_eq!(files_naming(dir.path(), id), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_job_of_an_image_deleted_before_it_started_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(dir.path());
+        let id = ImageId::new();
+        std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
+        delete(&context.storage, id);
+
+        let settlement = run(&context, &ResizeJob::new(id, SourceFormat::Png, 0), 0);
+
+        assert_eq!(settlement, Settlement::Forget);
+        assert_eq!(files_naming(dir.path(), id), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_job_whose_original_vanished_without_a_delete_still_fails_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(dir.path());
+        let id = ImageId::new();
+
+        let settlement = run(&context, &ResizeJob::new(id, SourceFormat::Png, 0), 0);
+
+        assert_eq!(settlement, Settlement::DeadLetter);
+        assert!(context.storage.path(&StorageKey::Failure(id)).exists());
+    }
 }

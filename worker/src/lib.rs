@@ -24,9 +24,15 @@ pub use settings::Settings;
 
 /// Runs a worker until `shutdown` is set to `true`, then finishes its jobs in flight.
 pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    run_with(settings, |_| {}, shutdown).await
+}
+
+/// [`run`], with the job context changed by `prepare` first (tests set hooks there).
+pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobContext), shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let storage = settings.deployment.storage();
     storage.create_dirs().with_context(|| format!("cannot use the data directory {}", settings.deployment.data_dir.display()))?;
-    let context = job::JobContext::new(storage, settings.sizes, settings.limits(), settings.concurrency);
+    let mut context = job::JobContext::new(storage, settings.sizes, settings.limits(), settings.concurrency);
+    prepare(&mut context);
     if let Some(bind) = settings.metrics_bind {
         let (metrics, shutdown) = (context.metrics.clone(), shutdown.clone());
         tokio::spawn(async move {
