@@ -3,7 +3,9 @@
 //   local preview, then the thumbnail as soon as it exists;
 // - thumbnails appear the moment a worker writes them: pushed over
 //   Server-Sent Events (/events), or, where those are not available, by
-//   polling each thumbnail URL until 404 turns into 200 (or 410: failed).
+//   polling each thumbnail URL until 404 turns into 200 (or 410: failed, or deleted);
+// - an upload card has a delete button, and a page shows at once when one of
+//   its images was deleted (by its owner elsewhere, say).
 "use strict";
 
 // ---- Following thumbnails -------------------------------------------------
@@ -68,6 +70,7 @@ function openStream() {
     const { id, state } = JSON.parse(message.data);
     for (const figure of live.figures.get(id) ?? []) {
       if (state === "done") checkOnce(figure);
+      else if (state === "deleted") showDeleted(figure.closest("[data-image]"));
       else failureReason(figure.dataset.thumb).then((reason) => showFailure(figure, reason));
     }
   });
@@ -96,6 +99,10 @@ async function checkOnce(figure) {
   }
   if (response.ok) {
     showThumbnail(figure);
+    return { settled: true, response };
+  }
+  if (response.status === 410 && response.headers.get("X-Image-State") === "deleted") {
+    showDeleted(figure.closest("[data-image]"));
     return { settled: true, response };
   }
   if (response.status === 410) {
@@ -163,6 +170,29 @@ function showFailure(figure, reason) {
   updateStatus(image);
 }
 
+// Shows that an image is gone: its thumbnails, its buttons and links to it.
+function showDeleted(image) {
+  if (!image || image.dataset.state === "deleted") return;
+  image.dataset.state = "deleted";
+  image.querySelectorAll("[data-thumb]").forEach((figure) => {
+    const placeholder = document.createElement("span");
+    placeholder.className = "placeholder";
+    placeholder.textContent = "Deleted";
+    figure.querySelector(".frame").replaceChildren(placeholder);
+    figure.dataset.state = "deleted";
+  });
+  image.querySelectorAll("form.delete, button.delete, a[href^='/images/'], a[href^='/originals/']").forEach((element) => element.remove());
+  const words = "This image was deleted.";
+  const status = image.querySelector(".card-status, .status");
+  if (status) status.replaceChildren(words);
+  else {
+    const note = document.createElement("p");
+    note.className = "status";
+    note.textContent = words;
+    image.append(note);
+  }
+}
+
 // Says on the page what the thumbnails say one by one.
 function updateStatus(image) {
   if (!image) return;
@@ -206,12 +236,16 @@ function updateStatus(image) {
 const PARALLEL_UPLOADS = 3;
 const ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"];
 
-const uploads = { waiting: [], running: 0 };
+// `keyed`: whether this browser holds its owner key (an HttpOnly cookie,
+// which the page says it has). Until it does, one upload at a time: the
+// first answer brings the key, and every later upload must carry the same.
+const uploads = { waiting: [], running: 0, keyed: false };
 
 function setUpUploads(form) {
   const input = form.querySelector("input[type=file]");
   const cards = document.querySelector("#uploads");
   const maxBytes = Number(input.dataset.maxBytes);
+  uploads.keyed = form.dataset.keyed === "true";
   input.required = false;
 
   const add = (files) => {
@@ -296,7 +330,7 @@ function queueUpload(card, file) {
 }
 
 function pump() {
-  while (uploads.running < PARALLEL_UPLOADS && uploads.waiting.length > 0) {
+  while (uploads.running < (uploads.keyed ? PARALLEL_UPLOADS : 1) && uploads.waiting.length > 0) {
     const { card, file } = uploads.waiting.shift();
     uploads.running += 1;
     upload(card, file).finally(() => {
@@ -326,6 +360,7 @@ function upload(card, file) {
         // Not JSON: a proxy's error page, say.
       }
       if (request.status === 202 && answer?.images?.[0]) {
+        uploads.keyed = true;
         showAccepted(card, answer.images[0]);
       } else {
         setCardError(card, answer?.error ?? `The server answered ${request.status}.`, file);
@@ -362,7 +397,29 @@ function showAccepted(card, image) {
   link.href = image.page;
   link.textContent = "Open";
   status.append(link);
+  card.append(deleteButton(card, image.page));
   follow(card);
+}
+
+// The card's delete button: the same as the page's form, without leaving the page.
+function deleteButton(card, page) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "delete";
+  button.textContent = "Delete";
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const response = await fetch(page, { method: "DELETE" });
+      if (response.status === 204 || response.status === 410) return showDeleted(card);
+      const answer = await response.json().catch(() => null);
+      setCardError(card, answer?.error ?? `The server answered ${response.status}.`, null);
+    } catch {
+      setCardError(card, "The image could not be deleted: the connection failed.", null);
+    }
+    button.disabled = false;
+  });
+  return button;
 }
 
 function setCardError(card, message, file) {

@@ -3,22 +3,24 @@
 //! It reads RabbitMQ over AMQP only (see `thumbq_broker::admin`): jobs
 //! waiting, consumers, jobs finished per second, and the dead-lettered jobs
 //! grouped by the reason they failed, each group replayable once its cause
-//! is fixed. Off without a token; needs RabbitMQ.
+//! is fixed; and takedowns: any image deleted by its id or link, for abuse
+//! reports. Off without a token; the dashboard needs RabbitMQ, takedowns do not.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine;
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::delete::{self, Reason};
 use crate::error::AppError;
-use crate::progress;
+use crate::{progress, same_origin};
 
 /// How far back the finish rate looks.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -33,6 +35,7 @@ struct Dashboard {
     dead_unreadable: usize,
     reasons: Vec<DeadGroup>,
     replayed: Option<usize>,
+    takedown: Option<String>,
 }
 
 struct DeadGroup {
@@ -44,6 +47,9 @@ struct DeadGroup {
 #[derive(Deserialize)]
 pub struct DashboardQuery {
     replayed: Option<usize>,
+    /// What the last takedown did: `done`, `already` or `unknown`.
+    takedown: Option<String>,
+    image: Option<String>,
 }
 
 pub async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(query): Query<DashboardQuery>) -> Result<Response, AppError> {
@@ -73,6 +79,7 @@ pub async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(qu
         dead_unreadable: report.dead_unreadable,
         reasons: groups.into_values().collect(),
         replayed: query.replayed,
+        takedown: takedown_notice(query.takedown.as_deref(), query.image.as_deref()),
     };
     Ok(Html(page.render().map_err(anyhow::Error::from)?).into_response())
 }
@@ -116,6 +123,52 @@ pub async fn replay(State(app): State<AppState>, headers: HeaderMap, Form(form):
     };
     tracing::info!(jobs = replayed.len(), "Replayed dead-lettered jobs.");
     Ok(Redirect::to(&format!("/admin?replayed={}", replayed.len())).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct TakedownForm {
+    /// An image's id, or any link to it (its page, a thumbnail, the original).
+    image: String,
+}
+
+/// `POST /admin/takedown`: deletes any image, as its owner would, and logs
+/// who asked (the request id, with the operator's address in the access log)
+/// and when. Credentials are checked before the form is read.
+pub async fn takedown(State(app): State<AppState>, request: Request) -> Result<Response, AppError> {
+    if let Some(refusal) = check_access(&app, request.headers()) {
+        return Ok(refusal);
+    }
+    same_origin::check(request.headers())?;
+    let request_id = request.headers().get("x-request-id").and_then(|id| id.to_str().ok()).unwrap_or("-").to_owned();
+    let Form(form) = Form::<TakedownForm>::from_request(request, &app)
+        .await
+        .map_err(|rejection| AppError::BadForm { status: rejection.status(), message: rejection.body_text() })?;
+    let Some(id) = image_id_in(&form.image) else {
+        return Ok(Redirect::to("/admin?takedown=unknown").into_response());
+    };
+    let known = progress::is_file(&app.storage.path(&thumbq_contract::StorageKey::Original(id))).await?
+        || progress::is_file(&app.storage.path(&thumbq_contract::StorageKey::Owner(id))).await?;
+    if !known {
+        let outcome = if progress::is_deleted(&app.storage, id).await? { "already" } else { "unknown" };
+        return Ok(Redirect::to(&format!("/admin?takedown={outcome}&image={id}")).into_response());
+    }
+    delete::erase(&app, id, Reason::Takedown).await?;
+    tracing::warn!(image.id = %id, request.id = %request_id, at_ms = progress::now_ms(), "Took an image down at an operator's request.");
+    Ok(Redirect::to(&format!("/admin?takedown=done&image={id}")).into_response())
+}
+
+/// The first image id in `text`: a bare id, or one inside a link.
+fn image_id_in(text: &str) -> Option<thumbq_contract::ImageId> {
+    text.split(|c: char| matches!(c, '/' | '?' | '#' | '&' | '=' | ',') || c.is_whitespace()).find_map(|part| part.parse().ok())
+}
+
+fn takedown_notice(outcome: Option<&str>, image: Option<&str>) -> Option<String> {
+    let image = image.and_then(image_id_in).map(|id| id.to_string()).unwrap_or_default();
+    match outcome? {
+        "done" => Some(format!("Took down image {image}: its original, thumbnails and queued jobs are deleted.")),
+        "already" => Some(format!("Image {image} was deleted already.")),
+        _ => Some("No image has that id; nothing was deleted. Paste the image's id, or a link to its page or a thumbnail.".to_owned()),
+    }
 }
 
 const UNKNOWN_REASON: &str = "No reason was recorded.";
@@ -178,5 +231,24 @@ pub fn record_finish(times: &std::sync::Mutex<std::collections::VecDeque<Instant
         while times.front().is_some_and(|oldest| now.duration_since(*oldest) > RATE_WINDOW) {
             times.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_takedown_finds_the_id_in_any_link_to_the_image() {
+        let id: thumbq_contract::ImageId = "0190b6a4-7c1e-7000-8000-000000000001".parse().unwrap();
+        for text in [
+            "0190b6a4-7c1e-7000-8000-000000000001",
+            " https://thumbq.example/images/0190b6a4-7c1e-7000-8000-000000000001 ",
+            "http://127.0.0.1:8080/thumbs/0190b6a4-7c1e-7000-8000-000000000001/large",
+            "/images?ids=0190b6a4-7c1e-7000-8000-000000000001,other",
+        ] {
+            assert_eq!(image_id_in(text), Some(id), "{text}");
+        }
+        assert_eq!(image_id_in("https://thumbq.example/"), None);
     }
 }

@@ -22,6 +22,8 @@ pub struct ImageStatus {
 
 pub async fn image_status(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<ImageStatus>, JsonError> {
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
-    let progress = progress::progress(&app.storage, id).await?.ok_or(AppError::UnknownImage)?;
+    let Some(progress) = progress::progress(&app.storage, id).await? else {
+        return Err(crate::delete::absent(&app, id).await?.into());
+    };
     Ok(Json(ImageStatus { id: id.to_string(), state: progress.name(), thumbnails: thumbnail_urls(id), error: progress.failure_reason().map(str::to_owned) }))
 }

@@ -1,19 +1,47 @@
 //! `GET /static/{file}`: the script and style sheet, built into the binary so
 //! that a deployment is one file and no CDN is ever involved.
+//!
+//! Each is sent with `no-cache` and an `ETag` of its bytes: a browser asks
+//! every time, and a new release is picked up at once, but an unchanged file
+//! costs only a 304.
+
+use std::sync::LazyLock;
 
 use axum::extract::Path;
-use axum::http::header;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
 
-const ASSETS: [(&str, &str, &str); 2] = [
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../../static/app.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
-];
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static str,
+    etag: String,
+}
 
-pub async fn asset(Path(file): Path<String>) -> Result<Response, AppError> {
-    let (_, content_type, body) = ASSETS.iter().find(|(name, ..)| *name == file).ok_or(AppError::NotFound)?;
-    // `no-cache` still lets the browser reuse its copy after a cheap revalidation.
-    Ok(([(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "no-cache")], *body).into_response())
+static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
+    let asset = |name, content_type, body: &'static str| {
+        let digest = Sha256::digest(body.as_bytes());
+        let etag = format!("\"{}\"", digest[..12].iter().map(|byte| format!("{byte:02x}")).collect::<String>());
+        Asset { name, content_type, body, etag }
+    };
+    [
+        asset("app.js", "text/javascript; charset=utf-8", include_str!("../../static/app.js")),
+        asset("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
+    ]
+});
+
+pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
+    let asset = ASSETS.iter().find(|asset| asset.name == file).ok_or(AppError::NotFound)?;
+    let cached = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim().trim_start_matches("W/") == asset.etag || tag.trim() == "*"));
+    let validators = [(header::ETAG, asset.etag.clone()), (header::CACHE_CONTROL, "no-cache".to_owned())];
+    if cached {
+        return Ok((StatusCode::NOT_MODIFIED, validators).into_response());
+    }
+    Ok(([(header::CONTENT_TYPE, asset.content_type)], validators, asset.body).into_response())
 }

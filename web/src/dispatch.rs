@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thumbq_broker::{PublishError, Publisher, Spool};
-use thumbq_contract::ResizeJob;
+use thumbq_contract::{ImageEvent, ImageId, ResizeJob};
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::WebMetrics;
@@ -62,6 +62,24 @@ impl Dispatcher {
             Route::Embedded => "embedded",
         });
         Ok(route)
+    }
+
+    /// Removes the jobs of `id` still waiting on disk, in the outbox or the
+    /// embedded queue; returns how many. Jobs already on RabbitMQ stay there:
+    /// a worker acks them without work once the image is gone.
+    pub async fn discard(&self, id: ImageId) -> std::io::Result<usize> {
+        let spool = match &self.mode {
+            Mode::Embedded { jobs } => jobs,
+            Mode::Broker { outbox, .. } => outbox,
+        };
+        blocking(spool, move |spool| spool.discard(|payload| ResizeJob::from_bytes(payload).is_ok_and(|job| job.image_id == id))).await
+    }
+
+    /// Tells every web server's pages about `event`, through RabbitMQ; best effort.
+    pub async fn announce(&self, event: ImageEvent) {
+        if let Mode::Broker { publisher, .. } = &self.mode {
+            publisher.announce(event).await;
+        }
     }
 
     /// The resize queue's waiting messages and consumers on RabbitMQ, if it is there.

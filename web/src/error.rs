@@ -17,6 +17,21 @@ pub enum AppError {
     /// 404 "There is no image with this id."
     #[error("There is no image with this id.")]
     UnknownImage,
+    /// 410 "This image was deleted."
+    #[error("This image was deleted.")]
+    Deleted,
+    /// 401: deleting needs the owner's key, and none came (no cookie, no bearer token).
+    #[error("Deleting an image needs the key it was uploaded with: this browser's cookie, or its delete_token as `Authorization: Bearer …`.")]
+    NoKey,
+    /// 401: a bearer token that thumbq never made.
+    #[error("The bearer token is not a thumbq key: send the delete_token of an upload as it was given.")]
+    BadKey,
+    /// 403: the key is not the one this image was uploaded with.
+    #[error("This image was uploaded by someone else; only they can delete it.")]
+    NotYours,
+    /// 403: a request to change something came from another site's page.
+    #[error("This request came from another site; thumbq takes it only from its own pages.")]
+    CrossSite,
     /// 400: the form had no file in it.
     #[error("Choose at least one image to upload.")]
     NoFile,
@@ -50,6 +65,9 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound | Self::UnknownImage => StatusCode::NOT_FOUND,
+            Self::Deleted => StatusCode::GONE,
+            Self::NoKey | Self::BadKey => StatusCode::UNAUTHORIZED,
+            Self::NotYours | Self::CrossSite => StatusCode::FORBIDDEN,
             Self::NoFile | Self::EmptyFile { .. } => StatusCode::BAD_REQUEST,
             Self::TooManyFiles { .. } | Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotAnImage { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -63,6 +81,10 @@ impl AppError {
     pub fn reason_label(&self) -> &'static str {
         match self {
             Self::NotFound | Self::UnknownImage => "not_found",
+            Self::Deleted => "deleted",
+            Self::NoKey | Self::BadKey => "no_key",
+            Self::NotYours => "not_yours",
+            Self::CrossSite => "cross_site",
             Self::NoFile => "no_file",
             Self::TooManyFiles { .. } => "too_many_files",
             Self::NotAnImage { .. } => "not_an_image",
@@ -81,6 +103,9 @@ impl AppError {
             tracing::error!(error = ?cause, "A request failed inside the server.");
         }
         *response.status_mut() = self.status();
+        if matches!(self, Self::NoKey | Self::BadKey) {
+            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static(r#"Bearer realm="thumbq""#));
+        }
         response
     }
 }

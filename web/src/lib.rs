@@ -7,6 +7,10 @@
 //! - [`settings`]: flags and environment variables.
 //! - [`routes`]: the router, its layers and the shared state.
 //! - [`upload`]: streaming multipart uploads to disk and queueing their jobs.
+//! - [`owner`]: who owns an image: keys, cookies and the owner's list.
+//! - [`delete`]: deleting an image, for its owner, an operator or the retention sweeper.
+//! - [`same_origin`]: requests that change something come only from our own pages.
+//! - [`retention`]: deletes uploads older than `--retention-days`.
 //! - [`dispatch`]: where jobs go: RabbitMQ, the outbox while it is away, or the embedded queue.
 //! - [`progress`]: what is known of an image (pending, done, failed), read from the data directory.
 //! - [`pages`], [`thumbs`], [`api`], [`assets`], [`health`]: what is served.
@@ -18,14 +22,18 @@
 pub mod admin;
 pub mod api;
 pub mod assets;
+pub mod delete;
 pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod health;
 pub mod metrics;
+pub mod owner;
 pub mod pages;
 pub mod progress;
+pub mod retention;
 pub mod routes;
+pub mod same_origin;
 pub mod settings;
 pub mod thumbs;
 pub mod upload;
@@ -34,10 +42,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use thumbq_broker::{Publisher, Spool};
 use tokio::net::TcpListener;
-
-use crate::dispatch::Dispatcher;
 
 pub use routes::{AppState, router};
 pub use settings::Settings;
@@ -54,30 +59,8 @@ impl Application {
     /// connected lazily, so the server starts (and says it is not ready) while
     /// RabbitMQ is down.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let storage = settings.deployment.storage();
-        storage.create_dirs().with_context(|| format!("cannot create the data directory {}", settings.deployment.data_dir.display()))?;
         let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
-        let metrics = metrics::WebMetrics::default();
-        let dispatcher = match &settings.deployment.amqp_url {
-            Some(url) => {
-                let publisher = Publisher::new(url, "thumbq-web", settings.topology(), settings.publish_timeout());
-                // Connecting now declares the queues and shows a wrong URL at
-                // once; a broker that is down is no reason not to start.
-                if let Err(error) = publisher.check_connection().await {
-                    tracing::warn!(%error, "RabbitMQ is not reachable yet; jobs wait in the outbox until it is.");
-                }
-                let outbox = Spool::open(storage.outbox_spool()).context("cannot open the outbox")?;
-                Dispatcher::broker(publisher, outbox, metrics.clone())
-            }
-            None => {
-                tracing::info!("No AMQP URL is set: jobs go to the embedded queue in the data directory.");
-                Dispatcher::embedded(Spool::open(storage.job_spool()).context("cannot open the embedded queue")?, metrics.clone())
-            }
-        };
-        let events = settings.deployment.amqp_url.as_ref().map(|_| tokio::sync::broadcast::channel(1024).0);
-        let (stop, stopping) = tokio::sync::watch::channel(false);
-        let state =
-            AppState { storage, dispatcher: Arc::new(dispatcher), events, stopping, metrics, recent_finishes: Arc::default(), settings: Arc::new(settings) };
+        let (state, stop) = AppState::build(settings).await?;
         Ok(Self { listener, state, stop })
     }
 
@@ -90,6 +73,9 @@ impl Application {
         let stop = self.stop;
         let stopped = self.state.stopping.clone();
         let relay = tokio::spawn(Arc::clone(&self.state.dispatcher).relay(stopped.clone()));
+        if let Some(days) = self.state.settings.retention_days {
+            tokio::spawn(retention::sweep_until_stopped(self.state.clone(), days, stopped.clone()));
+        }
         if let (Some(events), Some(url)) = (&self.state.events, &self.state.settings.deployment.amqp_url) {
             let topology = self.state.settings.topology();
             tokio::spawn(thumbq_broker::events::listen(url.clone(), topology, events.clone(), stopped));

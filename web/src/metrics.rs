@@ -20,6 +20,7 @@ pub struct WebMetrics {
     /// Seconds from publishing a job to RabbitMQ's confirm.
     pub publish_confirm_seconds: Histogram,
     dispatched: Family<Labels, Counter>,
+    deletions: Family<Labels, Counter>,
     waiting_on_disk: Gauge,
     queue_messages: Gauge,
     queue_consumers: Gauge,
@@ -33,6 +34,7 @@ impl Default for WebMetrics {
         let refused_bytes = Counter::default();
         let publish_confirm_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let dispatched = Family::default();
+        let deletions = Family::default();
         let waiting_on_disk = Gauge::default();
         let queue_messages = Gauge::default();
         let queue_consumers = Gauge::default();
@@ -43,6 +45,7 @@ impl Default for WebMetrics {
         registry.register("refused_bytes", "Bytes received in refused requests", refused_bytes.clone());
         registry.register("publish_confirm_seconds", "Time from publishing a job to RabbitMQ's confirm", publish_confirm_seconds.clone());
         registry.register("jobs_dispatched", "Jobs queued, by route (published, outbox, embedded)", dispatched.clone());
+        registry.register("images_deleted", "Images deleted, by who asked (owner, takedown, retention)", deletions.clone());
         registry.register("jobs_waiting_on_disk", "Jobs in the outbox (or the embedded queue)", waiting_on_disk.clone());
         registry.register("queue_messages", "Jobs waiting in the resize queue on RabbitMQ", queue_messages.clone());
         registry.register("queue_consumers", "Workers consuming the resize queue", queue_consumers.clone());
@@ -54,6 +57,7 @@ impl Default for WebMetrics {
             refused_bytes,
             publish_confirm_seconds,
             dispatched,
+            deletions,
             waiting_on_disk,
             queue_messages,
             queue_consumers,
@@ -74,6 +78,15 @@ impl WebMetrics {
 
     pub fn dispatched(&self, route: &'static str) {
         self.dispatched.get_or_create(&[("route", route)]).inc();
+    }
+
+    pub fn deleted(&self, reason: crate::delete::Reason) {
+        let reason = match reason {
+            crate::delete::Reason::Owner => "owner",
+            crate::delete::Reason::Takedown => "takedown",
+            crate::delete::Reason::Retention => "retention",
+        };
+        self.deletions.get_or_create(&[("reason", reason)]).inc();
     }
 
     /// The text exposition, with the gauges read just now.

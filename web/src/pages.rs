@@ -1,13 +1,19 @@
-//! The HTML pages: the upload form, an image's page and a page of several images.
+//! The HTML pages: the upload form with the visitor's own uploads, an image's
+//! page and a page of several images.
+//!
+//! No page lists anyone's images but the visitor's own: an image's page is
+//! reached by its link only.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::response::Html;
+use axum::http::{HeaderMap, header};
+use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
-use thumbq_contract::{ImageId, SourceFormat, ThumbSize};
+use thumbq_contract::{ImageId, OwnerId, SourceFormat, ThumbSize};
 
 use crate::AppState;
 use crate::error::{AppError, human_bytes};
+use crate::owner;
 use crate::progress::{self, Progress};
 
 #[derive(Template)]
@@ -18,44 +24,58 @@ struct IndexPage {
     max_upload: String,
     max_upload_bytes: u64,
     max_files: u16,
-    recent: Vec<ImageView>,
+    yours: Vec<ImageView>,
+    your_total: usize,
+    newer_page: Option<usize>,
+    older_page: Option<usize>,
+    just_deleted: bool,
+    /// Whether the visitor already holds an owner key; the page's script
+    /// uploads one file at a time until it does, so that all get the same key.
+    keyed: bool,
 }
 
-/// How many recent uploads the home page shows.
-const RECENT_UPLOADS: usize = 12;
+/// How many of the visitor's uploads one home page shows.
+pub const UPLOADS_PER_PAGE: usize = 24;
 
-/// `GET /`: the upload form. It works without JavaScript.
-pub async fn index(State(app): State<AppState>) -> Result<Html<String>, AppError> {
+#[derive(Deserialize)]
+pub struct IndexQuery {
+    /// Which page of the visitor's uploads, from 1 (the newest).
+    page: Option<usize>,
+    /// Set after the delete button's form: the page says it is done.
+    deleted: Option<u8>,
+}
+
+/// `GET /`: the upload form, and the visitor's own uploads, newest first. It works without JavaScript.
+pub async fn index(State(app): State<AppState>, headers: HeaderMap, Query(query): Query<IndexQuery>) -> Result<Response, AppError> {
     let settings = &app.settings;
+    let caller = owner::caller(&headers);
+    let page_number = query.page.unwrap_or(1).max(1);
+    let ids = match &caller {
+        Some(owner) => owner::images_of(&app.storage, owner).await?,
+        None => Vec::new(),
+    };
+    let mut yours = Vec::with_capacity(UPLOADS_PER_PAGE);
+    for id in ids.iter().skip((page_number - 1).saturating_mul(UPLOADS_PER_PAGE)).take(UPLOADS_PER_PAGE) {
+        // An image deleted meanwhile is simply left out.
+        if let Ok(image) = ImageView::load(&app, *id, caller.as_ref()).await {
+            yours.push(image);
+        }
+    }
+    let pages = ids.len().div_ceil(UPLOADS_PER_PAGE);
     let page = IndexPage {
         accept: "image/jpeg,image/png,image/gif,image/webp",
         accepted_formats: SourceFormat::ACCEPTED,
         max_upload: human_bytes(settings.max_upload_bytes),
         max_upload_bytes: settings.max_upload_bytes,
         max_files: settings.max_files_per_request,
-        recent: recent_images(&app).await?,
+        yours,
+        your_total: ids.len(),
+        newer_page: (page_number > 1).then(|| (page_number - 1).min(pages.max(1))),
+        older_page: (page_number < pages).then_some(page_number + 1),
+        just_deleted: query.deleted.is_some(),
+        keyed: caller.is_some(),
     };
-    Ok(Html(page.render().map_err(anyhow::Error::from)?))
-}
-
-/// The newest uploads, newest first: ids are UUID v7, so their order is upload order.
-async fn recent_images(app: &AppState) -> Result<Vec<ImageView>, AppError> {
-    let mut ids = Vec::new();
-    let mut entries = tokio::fs::read_dir(app.storage.root().join("originals")).await?;
-    while let Some(entry) = entries.next_entry().await? {
-        if let Some(id) = entry.file_name().to_str().and_then(|name| name.parse::<ImageId>().ok()) {
-            ids.push(id);
-        }
-    }
-    ids.sort_unstable_by(|a, b| b.cmp(a));
-    let mut images = Vec::with_capacity(RECENT_UPLOADS);
-    for id in ids.into_iter().take(RECENT_UPLOADS) {
-        // An image removed meanwhile is simply left out.
-        if let Ok(image) = ImageView::load(app, id).await {
-            images.push(image);
-        }
-    }
-    Ok(images)
+    personal(&page)
 }
 
 /// One image as the pages show it.
@@ -64,6 +84,8 @@ pub struct ImageView {
     pub state: &'static str,
     pub failure: Option<String>,
     pub thumbnails: Vec<ThumbnailView>,
+    /// Whether the visitor owns it: only then do pages offer the original and a delete button.
+    pub owned: bool,
 }
 
 /// One thumbnail slot: the image once ready, a placeholder until then.
@@ -75,8 +97,10 @@ pub struct ThumbnailView {
 }
 
 impl ImageView {
-    async fn load(app: &AppState, id: ImageId) -> Result<Self, AppError> {
-        let progress = progress::progress(&app.storage, id).await?.ok_or(AppError::UnknownImage)?;
+    async fn load(app: &AppState, id: ImageId, caller: Option<&OwnerId>) -> Result<Self, AppError> {
+        let Some(progress) = progress::progress(&app.storage, id).await? else {
+            return Err(crate::delete::absent(app, id).await?);
+        };
         let mut thumbnails = Vec::with_capacity(ThumbSize::ALL.len());
         for size in ThumbSize::ALL {
             thumbnails.push(ThumbnailView {
@@ -86,7 +110,8 @@ impl ImageView {
                 ready: progress::thumbnail(&app.storage, id, size).await?.is_some(),
             });
         }
-        Ok(Self { id: id.to_string(), state: progress.name(), failure: progress.failure_reason().map(str::to_owned), thumbnails })
+        let owned = owner::owns(&app.storage, caller, id).await?;
+        Ok(Self { id: id.to_string(), state: progress.name(), failure: progress.failure_reason().map(str::to_owned), thumbnails, owned })
     }
 
     pub fn pending(&self) -> bool {
@@ -101,10 +126,10 @@ struct ImagePage {
 }
 
 /// `GET /images/{id}`: the three sizes, each a placeholder until its thumbnail is ready.
-pub async fn image(State(app): State<AppState>, Path(id): Path<String>) -> Result<Html<String>, AppError> {
+pub async fn image(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
-    let page = ImagePage { image: ImageView::load(&app, id).await? };
-    Ok(Html(page.render().map_err(anyhow::Error::from)?))
+    let page = ImagePage { image: ImageView::load(&app, id, owner::caller(&headers).as_ref()).await? };
+    personal(&page)
 }
 
 #[derive(Template)]
@@ -112,6 +137,8 @@ pub async fn image(State(app): State<AppState>, Path(id): Path<String>) -> Resul
 struct BatchPage {
     images: Vec<ImageView>,
     any_pending: bool,
+    all_yours: bool,
+    deleted: usize,
 }
 
 #[derive(Deserialize)]
@@ -119,15 +146,32 @@ pub struct BatchQuery {
     ids: String,
 }
 
-/// `GET /images?ids=a,b,c`: the images of one multi-file upload.
-pub async fn batch(State(app): State<AppState>, Query(query): Query<BatchQuery>) -> Result<Html<String>, AppError> {
-    let mut images = Vec::new();
+/// `GET /images?ids=a,b,c`: the images of one multi-file upload; those
+/// deleted since are counted, not shown.
+pub async fn batch(State(app): State<AppState>, Query(query): Query<BatchQuery>, headers: HeaderMap) -> Result<Response, AppError> {
+    let caller = owner::caller(&headers);
+    let (mut images, mut deleted) = (Vec::new(), 0);
     for id in query.ids.split(',').take(usize::from(app.settings.max_files_per_request)) {
         let id: ImageId = id.trim().parse().map_err(|_| AppError::UnknownImage)?;
-        images.push(ImageView::load(&app, id).await?);
+        match ImageView::load(&app, id, caller.as_ref()).await {
+            Ok(image) => images.push(image),
+            Err(AppError::Deleted) => deleted += 1,
+            Err(error) => return Err(error),
+        }
+    }
+    if images.is_empty() && deleted > 0 {
+        return Err(AppError::Deleted);
     }
     let any_pending = images.iter().any(ImageView::pending);
-    Ok(Html(BatchPage { images, any_pending }.render().map_err(anyhow::Error::from)?))
+    let all_yours = images.iter().all(|image| image.owned);
+    personal(&BatchPage { images, any_pending, all_yours, deleted })
+}
+
+/// A page whose content depends on who asks (their uploads, their buttons):
+/// no shared cache may keep it, and a browser asks again each time.
+fn personal(page: &impl Template) -> Result<Response, AppError> {
+    let html = Html(page.render().map_err(anyhow::Error::from)?);
+    Ok(([(header::CACHE_CONTROL, "private, no-cache"), (header::VARY, "Cookie, Authorization")], html).into_response())
 }
 
 /// Every path no route claims.

@@ -63,6 +63,16 @@ pub async fn thumbnail(storage: &Storage, id: ImageId, size: ThumbSize) -> std::
     Ok(None)
 }
 
+/// Whether `id` was deleted: its tombstone is there.
+pub async fn is_deleted(storage: &Storage, id: ImageId) -> std::io::Result<bool> {
+    is_file(&storage.path(&StorageKey::Tombstone(id))).await
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
 /// Whether `path` is a file; a missing one, or one below something that is
 /// not a directory, is simply not there.
 pub async fn is_file(path: &std::path::Path) -> std::io::Result<bool> {

@@ -15,7 +15,7 @@ use tower_http::trace::TraceLayer;
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 use crate::dispatch::Dispatcher;
-use crate::{Settings, admin, api, assets, events, health, pages, thumbs, upload};
+use crate::{Settings, admin, api, assets, delete, events, health, pages, thumbs, upload};
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -32,9 +32,56 @@ pub struct AppState {
     pub settings: Arc<Settings>,
 }
 
+impl AppState {
+    /// Prepares the data directory and the way jobs go; returns the state and
+    /// the switch that tells long-lived responses the server is stopping.
+    /// Handler tests call it and serve the router without a socket.
+    pub async fn build(settings: Settings) -> anyhow::Result<(Self, tokio::sync::watch::Sender<bool>)> {
+        use anyhow::Context;
+        use thumbq_broker::{Publisher, Spool};
+
+        let storage = settings.deployment.storage();
+        storage.create_dirs().with_context(|| format!("cannot create the data directory {}", settings.deployment.data_dir.display()))?;
+        let metrics = crate::metrics::WebMetrics::default();
+        let dispatcher = match &settings.deployment.amqp_url {
+            Some(url) => {
+                let publisher = Publisher::new(url, "thumbq-web", settings.topology(), settings.publish_timeout());
+                // Connecting now declares the queues and shows a wrong URL at
+                // once; a broker that is down is no reason not to start.
+                if let Err(error) = publisher.check_connection().await {
+                    tracing::warn!(%error, "RabbitMQ is not reachable yet; jobs wait in the outbox until it is.");
+                }
+                let outbox = Spool::open(storage.outbox_spool()).context("cannot open the outbox")?;
+                Dispatcher::broker(publisher, outbox, metrics.clone())
+            }
+            None => {
+                tracing::info!("No AMQP URL is set: jobs go to the embedded queue in the data directory.");
+                Dispatcher::embedded(Spool::open(storage.job_spool()).context("cannot open the embedded queue")?, metrics.clone())
+            }
+        };
+        let events = settings.deployment.amqp_url.as_ref().map(|_| tokio::sync::broadcast::channel(1024).0);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let state =
+            Self { storage, dispatcher: Arc::new(dispatcher), events, stopping, metrics, recent_finishes: Arc::default(), settings: Arc::new(settings) };
+        Ok((state, stop))
+    }
+
+    /// Passes `event` to this server's pages at once, and to every other web
+    /// server's through RabbitMQ (pages take a repeated event in their stride).
+    pub async fn announce(&self, event: thumbq_contract::ImageEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+        self.dispatcher.announce(event).await;
+    }
+}
+
 /// Pages may load scripts, styles and images from this server only.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
      connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The largest body a small form (delete, takedown) may have.
+const FORM_LIMIT_BYTES: usize = 16 * 1024;
 
 /// Builds the whole application; tests call it with their own state.
 pub fn router(state: AppState) -> Router {
@@ -47,7 +94,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::index))
         .route("/images", post(upload::upload).get(pages::batch))
-        .route("/images/{id}", get(pages::image))
+        .route("/images/{id}", get(pages::image).delete(delete::delete))
+        .route("/images/{id}/delete", post(delete::delete_form).layer(DefaultBodyLimit::max(FORM_LIMIT_BYTES)))
         .route("/thumbs/{id}/{size}", get(thumbs::thumbnail))
         .route("/originals/{id}", get(thumbs::original))
         .route("/api/images/{id}", get(api::image_status))
@@ -58,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/admin", get(admin::dashboard))
         .route("/admin/replay", post(admin::replay))
+        .route("/admin/takedown", post(admin::takedown).layer(DefaultBodyLimit::max(FORM_LIMIT_BYTES)))
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(request_limit))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))

@@ -44,6 +44,14 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Marks the owner cookie `Secure`; set it when the server is reached over TLS (behind a proxy, say).
+    #[arg(long, env = "THUMBQ_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// Deletes uploads this many days old, as their owner would; off when unset.
+    #[arg(long, env = "THUMBQ_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_days: Option<u32>,
+
     /// How long to wait for the broker to confirm a job before keeping it in the outbox, in milliseconds.
     #[arg(long, env = "THUMBQ_PUBLISH_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
     pub publish_timeout_ms: u64,
@@ -62,6 +70,8 @@ impl Settings {
             sizes: Sizes::default(),
             publish_timeout_ms: 2_000,
             admin_token: None,
+            secure_cookies: false,
+            retention_days: None,
         }
     }
 

@@ -6,10 +6,12 @@
 //! every job is queued (confirmed by RabbitMQ, or on disk in the outbox) does
 //! the client hear "accepted". Whatever goes wrong, including the client
 //! hanging up, leaves no file behind.
+//!
+//! Every upload has an owner: the key the request presents (bearer token,
+//! then cookie), or a new one given back as a cookie and as `delete_token`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::multipart::Field;
@@ -17,11 +19,13 @@ use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
-use thumbq_contract::{ImageId, MediaLimits, ResizeJob, SourceFormat, Storage, StorageKey, ThumbSize};
+use thumbq_contract::{ImageId, MediaLimits, OwnerId, ResizeJob, SourceFormat, Storage, StorageKey, ThumbSize};
 use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
 use crate::error::{AppError, JsonError};
+use crate::owner::{self, KeySource, OwnerKey, presented_key};
+use crate::progress::now_ms;
 
 /// The form field that carries the files.
 pub const FILE_FIELD: &str = "file";
@@ -32,7 +36,22 @@ pub const FILE_FIELD: &str = "file";
 /// page of all of them; a client asking for JSON gets 202 and links to poll.
 pub async fn upload(State(app): State<AppState>, headers: HeaderMap, multipart: Multipart) -> Response {
     let wants_json = wants_json(&headers);
-    let outcome = accept(&app, multipart).await;
+    let (key, source) = match presented_key(&headers) {
+        Ok(Some((key, source))) => (key, Some(source)),
+        Ok(None) => (OwnerKey::generate(), None),
+        Err(error) if wants_json => return JsonError(error).into_response(),
+        Err(error) => return error.into_response(),
+    };
+    let mut response = respond(&app, &headers, wants_json, accept(&app, multipart, key.owner()).await, &key);
+    // A browser keeps (or renews) its key; a client that sent a bearer token has it.
+    if source != Some(KeySource::Bearer) && (response.status().is_redirection() || response.status().is_success()) {
+        response.headers_mut().append(header::SET_COOKIE, key.cookie(app.settings.secure_cookies));
+    }
+    response
+}
+
+/// Counts the outcome and answers as the client asked: JSON, or pages.
+fn respond(app: &AppState, headers: &HeaderMap, wants_json: bool, outcome: Result<(Vec<ImageId>, u64), AppError>, key: &OwnerKey) -> Response {
     match &outcome {
         Ok((ids, bytes)) => app.metrics.accepted(ids.len() as u64, *bytes),
         Err(error) => {
@@ -41,7 +60,7 @@ pub async fn upload(State(app): State<AppState>, headers: HeaderMap, multipart: 
         }
     }
     match outcome.map(|(ids, _)| ids) {
-        Ok(ids) if wants_json => accepted_json(&ids),
+        Ok(ids) if wants_json => accepted_json(&ids, key),
         Ok(ids) => match ids.as_slice() {
             [id] => Redirect::to(&format!("/images/{id}")).into_response(),
             _ => Redirect::to(&format!("/images?ids={}", join_ids(&ids))).into_response(),
@@ -52,7 +71,7 @@ pub async fn upload(State(app): State<AppState>, headers: HeaderMap, multipart: 
 }
 
 /// Receives every file, then queues every job; returns the new ids and their bytes.
-async fn accept(app: &AppState, mut multipart: Multipart) -> Result<(Vec<ImageId>, u64), AppError> {
+async fn accept(app: &AppState, mut multipart: Multipart, owner: OwnerId) -> Result<(Vec<ImageId>, u64), AppError> {
     let settings = &app.settings;
     let mut received = Vec::new();
     while let Some(field) = multipart.next_field().await.map_err(bad_form)? {
@@ -76,7 +95,7 @@ async fn accept(app: &AppState, mut multipart: Multipart) -> Result<(Vec<ImageId
     let bytes = received.iter().map(|file| file.size).sum();
     let mut originals = Vec::with_capacity(received.len());
     for file in received {
-        originals.push(file.store(&app.storage).await?);
+        originals.push(file.store(&app.storage, owner).await?);
     }
     // Queued in a task of its own: a client hanging up now must not cancel
     // it halfway, leaving a queued job whose original the guards delete.
@@ -155,12 +174,16 @@ struct ReceivedFile {
 }
 
 impl ReceivedFile {
-    /// Moves the file to `originals/`, where workers can find it.
-    async fn store(self, storage: &Storage) -> std::io::Result<StoredOriginal> {
-        let path = storage.path(&StorageKey::Original(self.id));
+    /// Records its owner, then moves the file to `originals/`, where workers can find it.
+    async fn store(self, storage: &Storage, owner: OwnerId) -> std::io::Result<StoredOriginal> {
+        let id = self.id;
+        let owner_files = RemoveOnDrop::new(storage.path(&StorageKey::Owner(id))).and(storage.path(&StorageKey::OwnedImage(owner, id)));
+        let recording = storage.clone();
+        tokio::task::spawn_blocking(move || owner::record_owner(&recording, owner, id)).await.map_err(std::io::Error::other)??;
+        let path = storage.path(&StorageKey::Original(id));
         tokio::fs::rename(self.part.path(), &path).await?;
         self.part.disarm();
-        let stored = StoredOriginal { file: RemoveOnDrop::new(path), job: ResizeJob::new(self.id, self.format, now_ms()) };
+        let stored = StoredOriginal { file: owner_files.and(path), job: ResizeJob::new(id, self.format, now_ms()) };
         // The rename, too, must survive a power cut before the upload counts as stored.
         let originals = storage.root().join("originals");
         tokio::task::spawn_blocking(move || thumbq_broker::spool::sync_dir(&originals)).await.map_err(std::io::Error::other)??;
@@ -181,28 +204,35 @@ impl StoredOriginal {
     }
 }
 
-/// A file deleted when this is dropped, unless disarmed: so that an error, or
+/// Files deleted when this is dropped, unless disarmed: so that an error, or
 /// a client hanging up mid-request (which drops the handler's future), leaves
 /// nothing behind.
-struct RemoveOnDrop(Option<PathBuf>);
+struct RemoveOnDrop(Vec<PathBuf>);
 
 impl RemoveOnDrop {
     fn new(path: PathBuf) -> Self {
-        Self(Some(path))
+        Self(vec![path])
     }
 
+    /// Guards one more file.
+    fn and(mut self, path: PathBuf) -> Self {
+        self.0.push(path);
+        self
+    }
+
+    /// The first file guarded.
     fn path(&self) -> &std::path::Path {
-        self.0.as_deref().expect("only disarm takes the path")
+        &self.0[0]
     }
 
     fn disarm(mut self) {
-        self.0 = None;
+        self.0.clear();
     }
 }
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        if let Some(path) = &self.0 {
+        for path in &self.0 {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -229,26 +259,35 @@ fn wants_json(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|accept| accept.to_str().ok()).is_some_and(|accept| accept.contains("application/json"))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
-
 fn join_ids(ids: &[ImageId]) -> String {
     ids.iter().map(ImageId::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// The links a client needs to follow one accepted image.
+/// The links a client needs to follow one accepted image, and the key to delete it.
 #[derive(Debug, Serialize)]
 pub struct AcceptedImage {
     pub id: String,
     pub page: String,
     pub status: String,
     pub thumbnails: std::collections::BTreeMap<&'static str, String>,
+    /// The original, for its owner only.
+    pub original: String,
+    /// The owner's key: `Authorization: Bearer {delete_token}` deletes the
+    /// image (`DELETE {page}`), fetches its original, and, sent with later
+    /// uploads, makes them the same owner's.
+    pub delete_token: String,
 }
 
 impl AcceptedImage {
-    pub fn new(id: ImageId) -> Self {
-        Self { id: id.to_string(), page: format!("/images/{id}"), status: format!("/api/images/{id}"), thumbnails: thumbnail_urls(id) }
+    pub fn new(id: ImageId, key: &OwnerKey) -> Self {
+        Self {
+            id: id.to_string(),
+            page: format!("/images/{id}"),
+            status: format!("/api/images/{id}"),
+            thumbnails: thumbnail_urls(id),
+            original: format!("/originals/{id}"),
+            delete_token: key.as_str().to_owned(),
+        }
     }
 }
 
@@ -257,8 +296,8 @@ pub fn thumbnail_urls(id: ImageId) -> std::collections::BTreeMap<&'static str, S
     ThumbSize::ALL.into_iter().map(|size| (size.name(), format!("/thumbs/{id}/{size}"))).collect()
 }
 
-fn accepted_json(ids: &[ImageId]) -> Response {
-    let images: Vec<_> = ids.iter().copied().map(AcceptedImage::new).collect();
+fn accepted_json(ids: &[ImageId], key: &OwnerKey) -> Response {
+    let images: Vec<_> = ids.iter().map(|id| AcceptedImage::new(*id, key)).collect();
     let location = images[0].page.clone();
     (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(serde_json::json!({ "images": images }))).into_response()
 }

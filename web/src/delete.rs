@@ -1,0 +1,105 @@
+//! Deleting an image: by its owner (`DELETE /images/{id}`, or the delete
+//! button's form), by an operator's takedown, or by the retention sweeper.
+//! All of them go through [`erase`].
+//!
+//! [`erase`] writes the tombstone before it removes anything: a worker still
+//! making the image's thumbnails looks for it after writing and removes what
+//! it wrote (see `thumbq_worker::job`), so nothing of a deleted image survives
+//! in any order of events. Jobs still waiting in a spool are discarded; jobs
+//! on RabbitMQ are acked without work when a worker takes them.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use thumbq_broker::durable::{remove_if_present, sync_dir, write_atomically};
+use thumbq_contract::{EventState, ImageEvent, ImageId, StorageKey};
+
+use crate::error::{AppError, JsonError};
+use crate::owner::{self, presented_key};
+use crate::{AppState, progress, same_origin};
+
+/// Why an image was deleted, for the log.
+#[derive(Debug, Clone, Copy)]
+pub enum Reason {
+    Owner,
+    Takedown,
+    Retention,
+}
+
+/// `DELETE /images/{id}`: 204 for the owner; 401 without a key, 403 with another's.
+pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode, JsonError> {
+    delete_as_owner(&app, &id, &headers).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /images/{id}/delete`: the delete button, a form that needs no script.
+/// Back to the home page, which says it is done.
+pub async fn delete_form(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
+    delete_as_owner(&app, &id, &headers).await?;
+    Ok(Redirect::to("/?deleted=1").into_response())
+}
+
+async fn delete_as_owner(app: &AppState, id: &str, headers: &HeaderMap) -> Result<(), AppError> {
+    same_origin::check(headers)?;
+    let (key, _) = presented_key(headers)?.ok_or(AppError::NoKey)?;
+    let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
+    match owner::owner_of(&app.storage, id).await? {
+        Some(owner) if owner.same_as(&key.owner()) => erase(app, id, Reason::Owner).await.map_err(AppError::from),
+        Some(_) => Err(AppError::NotYours),
+        // Uploaded before owners were recorded: only an operator can take it down.
+        None if progress::is_file(&app.storage.path(&StorageKey::Original(id))).await? => Err(AppError::NotYours),
+        None => Err(absent(app, id).await?),
+    }
+}
+
+/// What to answer about an image that is not there: 410 once deleted, 404 otherwise.
+pub async fn absent(app: &AppState, id: ImageId) -> std::io::Result<AppError> {
+    Ok(if progress::is_deleted(&app.storage, id).await? { AppError::Deleted } else { AppError::UnknownImage })
+}
+
+/// Removes every trace of `id`: the tombstone first, then waiting jobs, the
+/// original, thumbnails, failure record, and last the owner's entries (so that
+/// a delete cut short can be asked again). Pages following the image hear it.
+pub async fn erase(app: &AppState, id: ImageId, reason: Reason) -> std::io::Result<()> {
+    let storage = app.storage.clone();
+    let owner = owner::owner_of(&storage, id).await.unwrap_or(None);
+    tokio::task::spawn_blocking({
+        let storage = storage.clone();
+        move || write_atomically(&storage.path(&StorageKey::Tombstone(id)), &progress::now_ms().to_string().into_bytes())
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    let discarded = app.dispatcher.discard(id).await?;
+    tokio::task::spawn_blocking(move || {
+        remove_if_present(&storage.path(&StorageKey::Original(id)))?;
+        sync_dir(&storage.root().join("originals"))?;
+        remove_thumbnails(&storage, id)?;
+        remove_if_present(&storage.path(&StorageKey::Failure(id)))?;
+        match owner {
+            Some(owner) => owner::forget_owner(&storage, owner, id),
+            None => remove_if_present(&storage.path(&StorageKey::Owner(id))),
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    tracing::info!(image.id = %id, ?reason, discarded_jobs = discarded, "Deleted an image.");
+    app.metrics.deleted(reason);
+    app.announce(ImageEvent { image_id: id, state: EventState::Deleted }).await;
+    Ok(())
+}
+
+/// Removes the thumbnail directory. A worker may be writing into it right
+/// now; what it adds after this is its own to remove (it sees the tombstone).
+fn remove_thumbnails(storage: &thumbq_contract::Storage, id: ImageId) -> std::io::Result<()> {
+    let directory = storage.thumbnail_dir(id);
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir_all(&directory) {
+            Ok(()) => return Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // A file appeared while the directory was being emptied.
+            Err(_) if tries < 3 => tries += 1,
+            Err(error) => return Err(error),
+        }
+    }
+}

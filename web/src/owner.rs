@@ -1,0 +1,187 @@
+//! Who is asking, and whether they own an image.
+//!
+//! An owner is whoever holds an [`OwnerKey`]: 256 random bits, given to a
+//! browser in an `HttpOnly` cookie at its first upload and to API clients as
+//! `delete_token`. The server keeps only its hash, the [`OwnerId`], in each
+//! image's owner record and in the owner's list (`by-owner/`).
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use thumbq_broker::durable::{remove_if_present, sync_dir, write_atomically};
+use thumbq_contract::{ImageId, OwnerId, OwnerRecord, Storage, StorageKey};
+
+use crate::error::AppError;
+
+/// The cookie that holds a browser's key.
+pub const COOKIE: &str = "thumbq_owner";
+
+/// How long a browser keeps its key: 400 days, the most browsers allow.
+const COOKIE_MAX_AGE_SECONDS: u32 = 400 * 24 * 3600;
+
+/// An owner's secret: 32 random bytes, written as 43 characters of URL-safe base64.
+#[derive(Clone)]
+pub struct OwnerKey(String);
+
+impl OwnerKey {
+    /// A fresh key from the operating system's random source.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the operating system's random source works");
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// A key exactly as [`OwnerKey::generate`] writes it, or `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        (bytes.len() == 32 && text.len() == 43).then(|| Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn owner(&self) -> OwnerId {
+        OwnerId::of_secret(self.0.as_bytes())
+    }
+
+    /// The `Set-Cookie` that gives this key to a browser; `secure` behind TLS.
+    pub fn cookie(&self, secure: bool) -> HeaderValue {
+        let secure = if secure { "; Secure" } else { "" };
+        let cookie = format!("{COOKIE}={}; Path=/; Max-Age={COOKIE_MAX_AGE_SECONDS}; HttpOnly; SameSite=Lax{secure}", self.0);
+        HeaderValue::try_from(cookie).expect("a key is URL-safe base64")
+    }
+}
+
+/// Never logs the secret.
+impl std::fmt::Debug for OwnerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OwnerKey(…)")
+    }
+}
+
+/// Where the key of a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    Bearer,
+    Cookie,
+}
+
+/// The key a request presents: `Authorization: Bearer` first, then the cookie.
+///
+/// A bearer token that is no key is an error (the client meant to prove
+/// something and cannot); a cookie that is no key is ignored, as if absent.
+pub fn presented_key(headers: &HeaderMap) -> Result<Option<(OwnerKey, KeySource)>, AppError> {
+    if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+        let token = authorization.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).ok_or(AppError::BadKey)?;
+        return OwnerKey::parse(token.trim()).map(|key| Some((key, KeySource::Bearer))).ok_or(AppError::BadKey);
+    }
+    let from_cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .find_map(OwnerKey::parse);
+    Ok(from_cookie.map(|key| (key, KeySource::Cookie)))
+}
+
+/// The owner a request proves to be, if any; for pages, where a bad token only means "a stranger".
+pub fn caller(headers: &HeaderMap) -> Option<OwnerId> {
+    presented_key(headers).ok().flatten().map(|(key, _)| key.owner())
+}
+
+/// Who owns `id`, from its owner record; `None` when there is none.
+pub async fn owner_of(storage: &Storage, id: ImageId) -> std::io::Result<Option<OwnerId>> {
+    match tokio::fs::read(storage.path(&StorageKey::Owner(id))).await {
+        Ok(bytes) => serde_json::from_slice::<OwnerRecord>(&bytes).map(|record| Some(record.owner)).map_err(std::io::Error::other),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether `caller` owns `id`.
+pub async fn owns(storage: &Storage, caller: Option<&OwnerId>, id: ImageId) -> std::io::Result<bool> {
+    let Some(caller) = caller else { return Ok(false) };
+    Ok(owner_of(storage, id).await?.is_some_and(|owner| owner.same_as(caller)))
+}
+
+/// Writes the owner record of `id` and adds it to its owner's list, durably.
+/// Blocking: call it off the async runtime.
+pub fn record_owner(storage: &Storage, owner: OwnerId, id: ImageId) -> std::io::Result<()> {
+    let record = serde_json::to_vec(&OwnerRecord { owner }).map_err(std::io::Error::other)?;
+    write_atomically(&storage.path(&StorageKey::Owner(id)), &record)?;
+    let index = storage.owner_index(&owner);
+    std::fs::create_dir_all(&index)?;
+    std::fs::File::create(storage.path(&StorageKey::OwnedImage(owner, id)))?;
+    sync_dir(&index)?;
+    sync_dir(&storage.root().join("by-owner"))
+}
+
+/// Removes what [`record_owner`] wrote. Blocking.
+pub fn forget_owner(storage: &Storage, owner: OwnerId, id: ImageId) -> std::io::Result<()> {
+    remove_if_present(&storage.path(&StorageKey::OwnedImage(owner, id)))?;
+    // The owner's list goes with its last image; one that gained an image meanwhile stays.
+    let _ = std::fs::remove_dir(storage.owner_index(&owner));
+    remove_if_present(&storage.path(&StorageKey::Owner(id)))
+}
+
+/// The images of `owner`, newest first.
+pub async fn images_of(storage: &Storage, owner: &OwnerId) -> std::io::Result<Vec<ImageId>> {
+    let mut ids = Vec::new();
+    let mut entries = match tokio::fs::read_dir(storage.owner_index(owner)).await {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+        Err(error) => return Err(error),
+    };
+    while let Some(entry) = entries.next_entry().await? {
+        if let Some(id) = entry.file_name().to_str().and_then(|name| name.parse::<ImageId>().ok()) {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_256_random_bits_and_only_their_own_form_parses() {
+        let key = OwnerKey::generate();
+        assert_eq!(key.as_str().len(), 43);
+        assert_ne!(key.as_str(), OwnerKey::generate().as_str());
+        assert!(OwnerKey::parse(key.as_str()).is_some());
+        for bad in ["", "abc", &format!("{}=", key.as_str()), &key.as_str()[1..], "../../../../../../../../../../../etc/passwd"] {
+            assert!(OwnerKey::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_bearer_token_comes_before_the_cookie_and_a_bad_one_is_refused() {
+        let (cookie, bearer) = (OwnerKey::generate(), OwnerKey::generate());
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::try_from(format!("theme=dark; {COOKIE}={}", cookie.as_str())).unwrap());
+        let (found, source) = presented_key(&headers).unwrap().unwrap();
+        assert_eq!((found.as_str(), source), (cookie.as_str(), KeySource::Cookie));
+
+        headers.insert(header::AUTHORIZATION, HeaderValue::try_from(format!("Bearer {}", bearer.as_str())).unwrap());
+        let (found, source) = presented_key(&headers).unwrap().unwrap();
+        assert_eq!((found.as_str(), source), (bearer.as_str(), KeySource::Bearer));
+
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer nonsense"));
+        assert!(matches!(presented_key(&headers), Err(AppError::BadKey)));
+    }
+
+    #[test]
+    fn the_cookie_is_http_only_same_site_lax_and_secure_behind_tls() {
+        let key = OwnerKey::generate();
+        let plain = key.cookie(false);
+        let plain = plain.to_str().unwrap();
+        assert!(plain.starts_with(&format!("{COOKIE}={}", key.as_str())));
+        assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Lax") && plain.contains("Path=/"));
+        assert!(!plain.contains("Secure"));
+        assert!(key.cookie(true).to_str().unwrap().ends_with("; Secure"));
+    }
+}

@@ -1,0 +1,338 @@
+//! Who may see and delete what, tested on the router itself with `oneshot`:
+//! no socket, no broker (jobs go to the embedded queue in a temporary directory).
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode, header};
+use thumbq_broker::Deployment;
+use thumbq_contract::ImageId;
+use thumbq_web::{AppState, Settings, router};
+use tower::ServiceExt;
+
+const PNG: &[u8] = include_bytes!("../../tests/fixtures/pngsuite/basn2c08.png");
+const BOUNDARY: &str = "thumbq-test-boundary";
+
+struct TestServer {
+    state: AppState,
+    data_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(change: impl FnOnce(&mut Settings)) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::for_tests(Deployment::new(data_dir.path(), None, "thumbq.unused"));
+        change(&mut settings);
+        let (state, _stop) = AppState::build(settings).await.unwrap();
+        Self { state, data_dir }
+    }
+
+    fn app(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    async fn send(&self, request: Request<Body>) -> Response<Body> {
+        self.app().oneshot(request).await.unwrap()
+    }
+
+    /// Uploads `count` PNGs as an API client, with `headers`; returns the answer's JSON and the response's cookie.
+    async fn upload(&self, count: usize, headers: &[(header::HeaderName, &str)]) -> (serde_json::Value, Option<String>) {
+        let mut body = Vec::new();
+        for n in 0..count {
+            body.extend(
+                format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p{n}.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
+            );
+            body.extend(PNG);
+            body.extend(b"\r\n");
+        }
+        body.extend(format!("--{BOUNDARY}--\r\n").as_bytes());
+        let mut request = Request::post("/images")
+            .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
+            .header(header::ACCEPT, "application/json");
+        for (name, value) in headers {
+            request = request.header(name, *value);
+        }
+        let response = self.send(request.body(Body::from(body)).unwrap()).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let cookie = response.headers().get(header::SET_COOKIE).map(|value| value.to_str().unwrap().to_owned());
+        (json(response).await, cookie)
+    }
+
+    async fn get(&self, path: &str, headers: &[(header::HeaderName, &str)]) -> Response<Body> {
+        let mut request = Request::get(path);
+        for (name, value) in headers {
+            request = request.header(name, *value);
+        }
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+
+    async fn delete(&self, path: &str, headers: &[(header::HeaderName, &str)]) -> Response<Body> {
+        let mut request = Request::delete(path);
+        for (name, value) in headers {
+            request = request.header(name, *value);
+        }
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+
+    /// Every file and directory below the data directory whose path names `id`.
+    fn files_naming(&self, id: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut stack = vec![self.data_dir.path().to_owned()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.to_string_lossy().contains(id) {
+                    found.push(path.display().to_string());
+                }
+                if path.is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+        found
+    }
+
+    /// How many jobs wait in the embedded queue that name `id`.
+    fn queued_jobs_of(&self, id: &str) -> usize {
+        let ready = self.data_dir.path().join("spool/jobs/ready");
+        std::fs::read_dir(ready).unwrap().flatten().filter(|entry| std::fs::read_to_string(entry.path()).unwrap().contains(id)).count()
+    }
+}
+
+async fn json(response: Response<Body>) -> serde_json::Value {
+    serde_json::from_slice(&text(response).await.into_bytes()).unwrap()
+}
+
+async fn text(response: Response<Body>) -> String {
+    String::from_utf8(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap()
+}
+
+/// `thumbq_owner=…` from a `Set-Cookie` value, as a browser sends it back.
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn an_upload_gives_a_browser_an_http_only_cookie_and_an_api_client_its_delete_token() {
+    let server = TestServer::start().await;
+    let (answer, cookie) = server.upload(1, &[]).await;
+    let cookie = cookie.expect("a first upload sets the owner cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "no TLS here: {cookie}");
+    let token = answer["images"][0]["delete_token"].as_str().unwrap();
+    assert_eq!(cookie_pair(&cookie), format!("thumbq_owner={token}"), "the cookie and the token are the same key");
+    assert_eq!(token.len(), 43, "256 bits in URL-safe base64");
+
+    // What the server keeps is the key's hash, never the key.
+    let id = answer["images"][0]["id"].as_str().unwrap();
+    let record = std::fs::read_to_string(server.data_dir.path().join(format!("owners/{id}.json"))).unwrap();
+    assert!(!record.contains(token));
+
+    let secure = TestServer::start_with(|settings| settings.secure_cookies = true).await;
+    let (_, cookie) = secure.upload(1, &[]).await;
+    assert!(cookie.unwrap().ends_with("; Secure"));
+}
+
+#[tokio::test]
+async fn an_api_client_that_sends_its_token_back_owns_its_later_uploads_with_it() {
+    let server = TestServer::start().await;
+    let (first, _) = server.upload(1, &[]).await;
+    let token = first["images"][0]["delete_token"].as_str().unwrap().to_owned();
+    let (second, cookie) = server.upload(2, &[(header::AUTHORIZATION, &bearer(&token))]).await;
+    assert!(cookie.is_none(), "a client with a bearer token is not given a cookie");
+    for image in second["images"].as_array().unwrap() {
+        assert_eq!(image["delete_token"], token.as_str());
+        let response = server.delete(image["page"].as_str().unwrap(), &[(header::AUTHORIZATION, &bearer(&token))]).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+
+    let response = server.get("/", &[(header::AUTHORIZATION, "Bearer not-a-key")]).await;
+    assert_eq!(response.status(), StatusCode::OK, "a page treats a bad token as a stranger");
+    let mut request = Request::post("/images").header(header::AUTHORIZATION, "Bearer not-a-key").header(header::ACCEPT, "application/json");
+    request = request.header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"));
+    let response = server.send(request.body(Body::from(format!("--{BOUNDARY}--\r\n"))).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "an upload with a token thumbq never made is refused");
+}
+
+#[tokio::test]
+async fn only_the_owner_gets_the_original_and_no_shared_cache_keeps_it() {
+    let server = TestServer::start().await;
+    let (answer, cookie) = server.upload(1, &[]).await;
+    let (id, token) = (answer["images"][0]["id"].as_str().unwrap(), answer["images"][0]["delete_token"].as_str().unwrap());
+    let original = format!("/originals/{id}");
+
+    for owner in [(header::COOKIE, cookie_pair(&cookie.unwrap())), (header::AUTHORIZATION, bearer(token))] {
+        let response = server.get(&original, &[(owner.0, &owner.1)]).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "private, no-cache");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "image/png");
+        assert_eq!(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap(), PNG);
+    }
+    let (stranger, _) = server.upload(1, &[]).await;
+    let stranger = bearer(stranger["images"][0]["delete_token"].as_str().unwrap());
+    for headers in [vec![], vec![(header::AUTHORIZATION, stranger.as_str())]] {
+        let response = server.get(&original, &headers).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "as for an id that never existed");
+    }
+    assert_eq!(server.get(&format!("/originals/{}", ImageId::new()), &[]).await.status(), StatusCode::NOT_FOUND);
+
+    // The page shows the original's link and the delete button to the owner only.
+    let owner_page = text(server.get(&format!("/images/{id}"), &[(header::AUTHORIZATION, &bearer(token))]).await).await;
+    assert!(owner_page.contains(&original) && owner_page.contains(&format!("/images/{id}/delete")));
+    let stranger_page = text(server.get(&format!("/images/{id}"), &[(header::AUTHORIZATION, &stranger)]).await).await;
+    assert!(!stranger_page.contains(&original) && !stranger_page.contains("/delete"));
+}
+
+#[tokio::test]
+async fn the_home_page_lists_your_uploads_only_newest_first_and_paged() {
+    let per_page = thumbq_web::pages::UPLOADS_PER_PAGE;
+    let server = TestServer::start().await;
+    let (mine, cookie) = server.upload(per_page + 2, &[]).await;
+    let (theirs, _) = server.upload(1, &[]).await;
+    let their_id = theirs["images"][0]["id"].as_str().unwrap();
+    let mut my_ids: Vec<&str> = mine["images"].as_array().unwrap().iter().map(|image| image["id"].as_str().unwrap()).collect();
+    my_ids.sort_unstable_by(|a, b| b.cmp(a));
+    let cookie = cookie_pair(&cookie.unwrap());
+    let shown_on = |page: &str| -> Vec<&str> {
+        let mut shown: Vec<(usize, &str)> = my_ids.iter().filter_map(|id| page.find(&format!("data-image=\"{id}\"")).map(|at| (at, *id))).collect();
+        shown.sort_unstable();
+        shown.into_iter().map(|(_, id)| id).collect()
+    };
+
+    let first_page = text(server.get("/", &[(header::COOKIE, &cookie)]).await).await;
+    assert!(!first_page.contains(their_id), "another uploader's image is never listed");
+    assert!(first_page.contains(&format!("({})", my_ids.len())));
+    assert_eq!(shown_on(&first_page), my_ids[..per_page], "the newest, newest first");
+    assert!(first_page.contains("href=\"/?page=2\""));
+    let second_page = text(server.get("/?page=2", &[(header::COOKIE, &cookie)]).await).await;
+    assert_eq!(shown_on(&second_page), my_ids[per_page..]);
+
+    let response = server.get("/", &[(header::COOKIE, &cookie)]).await;
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "private, no-cache", "no shared cache keeps someone's list");
+    let strangers_page = text(server.get("/", &[]).await).await;
+    assert!(my_ids.iter().chain([&their_id]).all(|id| !strangers_page.contains(id)), "a visitor without a key sees no upload");
+}
+
+#[tokio::test]
+async fn only_the_owner_can_delete_and_then_nothing_of_the_image_is_left() {
+    let server = TestServer::start().await;
+    let (answer, _) = server.upload(1, &[]).await;
+    let image = &answer["images"][0];
+    let (id, token) = (image["id"].as_str().unwrap(), image["delete_token"].as_str().unwrap());
+    let page = format!("/images/{id}");
+    assert_eq!(server.queued_jobs_of(id), 1);
+    let (stranger, _) = server.upload(1, &[]).await;
+    let stranger = bearer(stranger["images"][0]["delete_token"].as_str().unwrap());
+
+    let response = server.delete(&page, &[]).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+    assert_eq!(server.delete(&page, &[(header::AUTHORIZATION, &stranger)]).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(server.get(&page, &[]).await.status(), StatusCode::OK, "nothing changed");
+    assert_eq!(server.queued_jobs_of(id), 1);
+
+    assert_eq!(server.delete(&page, &[(header::AUTHORIZATION, &bearer(token))]).await.status(), StatusCode::NO_CONTENT);
+
+    assert_eq!(server.files_naming(id), Vec::<String>::new(), "no file under the data directory names the image");
+    assert_eq!(server.queued_jobs_of(id), 0, "its waiting job went with it");
+    for path in [page.clone(), format!("/api/images/{id}"), format!("/thumbs/{id}/small")] {
+        assert_eq!(server.get(&path, &[]).await.status(), StatusCode::GONE, "{path}");
+    }
+    assert_eq!(server.get(&format!("/thumbs/{id}/large"), &[]).await.headers()["x-image-state"], "deleted");
+    assert_eq!(server.get(&format!("/originals/{id}"), &[(header::AUTHORIZATION, &bearer(token))]).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(server.delete(&page, &[(header::AUTHORIZATION, &bearer(token))]).await.status(), StatusCode::GONE);
+    assert!(!text(server.get("/", &[(header::AUTHORIZATION, &bearer(token))]).await).await.contains(id));
+}
+
+#[tokio::test]
+async fn the_delete_button_works_without_a_script_but_not_from_another_site() {
+    let server = TestServer::start().await;
+    let (answer, cookie) = server.upload(1, &[]).await;
+    let id = answer["images"][0]["id"].as_str().unwrap();
+    let cookie = cookie_pair(&cookie.unwrap());
+    let form = |origin: &str, site: Option<&str>| {
+        let mut request = Request::post(format!("/images/{id}/delete"))
+            .header(header::COOKIE, &cookie)
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        request.body(Body::empty()).unwrap()
+    };
+
+    for (origin, site) in [("https://evil.example", None), ("https://evil.example", Some("cross-site")), ("http://127.0.0.1:8080", Some("same-site"))] {
+        let response = server.send(form(origin, site)).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{origin} {site:?}");
+        assert_eq!(server.get(&format!("/images/{id}"), &[]).await.status(), StatusCode::OK, "still there");
+    }
+
+    let response = server.send(form("http://127.0.0.1:8080", Some("same-origin"))).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/?deleted=1");
+    assert!(text(server.get("/?deleted=1", &[(header::COOKIE, &cookie)]).await).await.contains("The image was deleted"));
+    assert_eq!(server.files_naming(id), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_operator_takes_any_image_down_with_the_admin_token_only() {
+    let server = TestServer::start_with(|settings| settings.admin_token = Some("s3cret".into())).await;
+    let (answer, _) = server.upload(1, &[]).await;
+    let id = answer["images"][0]["id"].as_str().unwrap();
+    let takedown = |authorization: Option<&str>| {
+        let mut request = Request::post("/admin/takedown").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(authorization) = authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        let link = format!("image=http%3A%2F%2F127.0.0.1%3A8080%2Fimages%2F{id}");
+        request.body(Body::from(link)).unwrap()
+    };
+
+    assert_eq!(server.send(takedown(None)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.send(takedown(Some("Bearer wrong"))).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.get(&format!("/images/{id}"), &[]).await.status(), StatusCode::OK);
+
+    let response = server.send(takedown(Some("Bearer s3cret"))).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], format!("/admin?takedown=done&image={id}"));
+    assert_eq!(server.files_naming(id), Vec::<String>::new());
+    assert_eq!(server.get(&format!("/images/{id}"), &[]).await.status(), StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn the_retention_sweep_deletes_only_uploads_past_their_days() {
+    let server = TestServer::start().await;
+    let (answer, _) = server.upload(2, &[]).await;
+    let now = thumbq_web::progress::now_ms();
+    assert_eq!(thumbq_web::retention::sweep(&server.state, 1, now).await.unwrap(), 0, "a fresh upload is kept");
+    let two_days_later = now + 2 * 24 * 3600 * 1000;
+    assert_eq!(thumbq_web::retention::sweep(&server.state, 1, two_days_later).await.unwrap(), 2);
+    for image in answer["images"].as_array().unwrap() {
+        assert_eq!(server.files_naming(image["id"].as_str().unwrap()), Vec::<String>::new());
+    }
+}
+
+#[tokio::test]
+async fn thumbnails_may_be_cached_an_hour_and_assets_revalidate_by_etag() {
+    let server = TestServer::start().await;
+    let response = server.get("/static/app.js", &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let etag = response.headers()[header::ETAG].to_str().unwrap().to_owned();
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
+    let again = server.get("/static/app.js", &[(header::IF_NONE_MATCH, &etag)]).await;
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert!(text(again).await.is_empty());
+    assert_ne!(server.get("/static/style.css", &[]).await.headers()[header::ETAG], etag.as_str());
+    assert_eq!(
+        thumbq_contract::StorageKey::Thumbnail(ImageId::new(), thumbq_contract::ThumbSize::Small, thumbq_contract::ThumbFormat::Jpeg).cache_control(),
+        "public, max-age=3600"
+    );
+}
