@@ -105,10 +105,40 @@ impl TestApp {
     }
 
     pub async fn start_worker(&mut self) {
+        self.start_worker_with(|_| {}).await;
+    }
+
+    /// Starts the worker with its job context changed by `prepare` (a hook, say).
+    pub async fn start_worker_with(&mut self, prepare: impl FnOnce(&mut thumbq_worker::job::JobContext) + Send + 'static) {
         let settings = thumbq_worker::Settings::for_tests(Deployment::new(self.data_dir.path(), self.amqp_url.clone(), &self.queue));
         let (stop, shutdown) = watch::channel(false);
-        let handle = tokio::spawn(thumbq_worker::run(settings, shutdown));
+        let handle = tokio::spawn(thumbq_worker::run_with(settings, prepare, shutdown));
         self.worker = Some((stop, handle));
+    }
+
+    /// Stops the worker and waits until it has settled every job it held.
+    pub async fn stop_worker(&mut self) {
+        let (stop, handle) = self.worker.take().expect("a worker is running");
+        let _ = stop.send(true);
+        tokio::time::timeout(Duration::from_secs(60), handle)
+            .await
+            .expect("the worker stops within a minute")
+            .expect("the worker task ends")
+            .expect("the worker ends well");
+    }
+
+    /// GET as the owner of `token` (a `delete_token`).
+    pub async fn get_as(&self, path: &str, token: &str) -> Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("the server answers")
+    }
+
+    /// DELETE, with the owner key `token` when given.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        let mut request = self.client.delete(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("the server answers")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -144,10 +174,34 @@ impl TestApp {
 
     /// Uploads one file as JSON and returns its id.
     pub async fn upload_one(&self, name: &str, bytes: Vec<u8>) -> ImageId {
+        self.upload_owned(name, bytes).await.0
+    }
+
+    /// Uploads one file as JSON and returns its id and its owner's key (`delete_token`).
+    pub async fn upload_owned(&self, name: &str, bytes: Vec<u8>) -> (ImageId, String) {
         let response = self.upload_json(&[(name, bytes, "application/octet-stream")]).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", response.text().await.unwrap_or_default());
         let body: serde_json::Value = response.json().await.expect("a JSON answer");
-        body["images"][0]["id"].as_str().expect("an id").parse().expect("a valid id")
+        let id = body["images"][0]["id"].as_str().expect("an id").parse().expect("a valid id");
+        (id, body["images"][0]["delete_token"].as_str().expect("a delete token").to_owned())
+    }
+
+    /// Every file or directory below the data directory whose path names `id`.
+    pub fn paths_naming(&self, id: ImageId) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![self.data_dir.path().to_owned()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).expect("a readable directory").flatten() {
+                let path = entry.path();
+                if path.to_string_lossy().contains(&id.to_string()) {
+                    found.push(path.clone());
+                }
+                if path.is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+        found
     }
 
     /// The image's state from `/api/images/{id}`.
@@ -159,12 +213,11 @@ impl TestApp {
 
     /// Waits until the image's state is no longer `pending`, and returns the status.
     pub async fn wait_until_settled(&self, id: ImageId) -> serde_json::Value {
-        let status = wait_for(Duration::from_secs(60), &format!("image {id} to leave `pending`"), || async {
+        wait_for(Duration::from_secs(60), &format!("image {id} to leave `pending`"), || async {
             let status = self.status(id).await;
             (status["state"] != "pending").then_some(status)
         })
-        .await;
-        status
+        .await
     }
 
     /// Waits for every thumbnail of `id` to answer 200, and returns their bytes, smallest first.

@@ -134,3 +134,93 @@ async fn a_person_who_uploads_a_broken_image_reads_why_it_failed() {
     assert!(alert.contains("could not be processed"), "{alert}");
     browser.close().await;
 }
+
+/// The ids of the images listed under "Your uploads".
+async fn listed_uploads(browser: &Browser) -> Vec<String> {
+    let ids = browser.eval("return [...document.querySelectorAll('.yours li.image')].map(item => item.dataset.image)").await;
+    serde_json::from_value(ids).unwrap()
+}
+
+#[tokio::test]
+async fn two_browsers_see_only_their_own_uploads_and_the_owner_deletes_with_the_buttons() {
+    let app = TestApp::spawn().await;
+    let alice = Browser::start().await;
+    alice.client.goto(&app.url("/")).await.unwrap();
+    let files: Vec<String> = (1..=3).map(|n| fixture_path(&format!("exif-orientation/Landscape_{n}.jpg"))).collect();
+    pick_files(&alice, &files).await;
+    wait_for(Duration::from_secs(60), "three upload cards with their thumbnail", || async {
+        let done = alice.eval("return document.querySelectorAll('#uploads .card[data-state=done]').length").await;
+        (done == 3).then_some(())
+    })
+    .await;
+    let cookie = alice.client.get_named_cookie("thumbq_owner").await.expect("the first upload gave the browser its key");
+    assert_eq!(cookie.http_only(), Some(true), "the key is out of scripts' reach");
+
+    // An upload card's delete button, without leaving the page.
+    let card_button = alice.client.find(Locator::Css("#uploads .card button.delete")).await.unwrap();
+    card_button.click().await.unwrap();
+    let deleted_from_card = wait_for(Duration::from_secs(30), "the card to say its image was deleted", || async {
+        let id = alice.eval("return document.querySelector('#uploads .card[data-state=deleted]')?.dataset.image ?? null").await;
+        id.as_str().map(str::to_owned)
+    })
+    .await;
+    alice.screenshot("alice-card-deleted").await;
+
+    alice.client.goto(&app.url("/")).await.unwrap();
+    let listed = listed_uploads(&alice).await;
+    assert_eq!(listed.len(), 2, "under “Your uploads”: {listed:?}");
+    assert!(!listed.contains(&deleted_from_card));
+    alice.screenshot("alice-your-uploads").await;
+
+    // The list's delete button: a plain form, back to the home page.
+    let (gone, kept) = (listed[0].clone(), listed[1].clone());
+    alice.client.find(Locator::Css(&format!(".yours li[data-image='{gone}'] form.delete button"))).await.unwrap().click().await.unwrap();
+    wait_for(Duration::from_secs(30), "the home page to say the image was deleted", || async {
+        let notice = alice.eval("return document.querySelector('.notice')?.textContent ?? ''").await;
+        notice.as_str().is_some_and(|notice| notice.contains("deleted")).then_some(())
+    })
+    .await;
+    assert_eq!(listed_uploads(&alice).await, vec![kept.clone()]);
+    alice.screenshot("alice-after-delete").await;
+    alice.close().await;
+
+    let bob = Browser::start().await;
+    bob.client.goto(&app.url("/")).await.unwrap();
+    assert_eq!(listed_uploads(&bob).await, Vec::<String>::new());
+    let source = bob.client.source().await.unwrap();
+    assert!(![&kept, &gone, &deleted_from_card].iter().any(|id| source.contains(id.as_str())), "Bob's home page names none of Alice's images");
+    bob.screenshot("bob-home").await;
+
+    // With the link, Bob sees the thumbnails, and neither the original nor a delete button.
+    bob.client.goto(&app.url(&format!("/images/{kept}"))).await.unwrap();
+    assert_eq!(bob.eval("return document.querySelectorAll('.thumb[data-state=ready] img').length").await, 3);
+    assert_eq!(bob.eval("return document.querySelectorAll('form.delete, a[href^=\"/originals/\"]').length").await, 0);
+    bob.screenshot("bob-sees-a-shared-link").await;
+    bob.client.goto(&app.url(&format!("/images/{gone}"))).await.unwrap();
+    assert!(bob.client.source().await.unwrap().contains("This image was deleted."));
+    bob.close().await;
+}
+
+#[tokio::test]
+async fn a_page_following_an_image_shows_at_once_that_its_owner_deleted_it() {
+    let app = TestApp::spawn_without_worker().await;
+    let (id, owner) = app.upload_owned("pending.jpg", images::fixture("exif-orientation/Portrait_3.jpg")).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
+    wait_for(Duration::from_secs(20), "the page's event stream to open", || async {
+        (browser.eval("return live.source?.readyState === EventSource.OPEN").await == true).then_some(())
+    })
+    .await;
+
+    assert_eq!(app.delete(&format!("/images/{id}"), Some(&owner)).await.status(), reqwest::StatusCode::NO_CONTENT);
+
+    wait_for(Duration::from_secs(10), "the page to show the image deleted", || async {
+        (browser.eval("return document.querySelector('[data-image]').dataset.state").await == "deleted").then_some(())
+    })
+    .await;
+    let status = browser.client.find(Locator::Css(".status")).await.unwrap().text().await.unwrap();
+    assert_eq!(status, "This image was deleted.");
+    assert_eq!(browser.eval("return document.querySelectorAll('.thumb[data-state=deleted]').length").await, 3);
+    browser.screenshot("image-page-deleted-live").await;
+    browser.close().await;
+}

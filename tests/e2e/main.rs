@@ -15,5 +15,6 @@ mod faults;
 mod hostile;
 mod in_browser;
 mod operations;
+mod ownership;
 mod refusals;
 mod thumbnails;

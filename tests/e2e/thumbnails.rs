@@ -37,7 +37,8 @@ async fn a_jpeg_upload_gets_three_thumbnails(mode: Mode) {
         assert_eq!(head.status(), StatusCode::OK, "HEAD answers like GET");
         assert_eq!(head.headers()[header::CONTENT_TYPE], "image/jpeg");
         assert_eq!(head.headers()["x-content-type-options"], "nosniff");
-        assert!(head.headers()[header::CACHE_CONTROL].to_str().unwrap().contains("immutable"));
+        assert_eq!(head.headers()[header::CACHE_CONTROL], "public, max-age=3600", "cached, but not past a deletion by much");
+        assert!(head.headers().contains_key(header::LAST_MODIFIED), "so that a browser can revalidate");
     }
     let status = app.status(id.parse().unwrap()).await;
     assert_eq!(status["state"], "done");
@@ -226,14 +227,15 @@ async fn the_original_is_served_under_the_type_its_bytes_say_and_can_never_run_a
     let response = app.upload_json(&[("page.html", png.clone(), "text/html")]).await;
     let body: serde_json::Value = response.json().await.unwrap();
     let id = body["images"][0]["id"].as_str().unwrap();
+    let owner = body["images"][0]["delete_token"].as_str().unwrap();
 
-    let original = app.get(&format!("/originals/{id}")).await;
+    let original = app.get_as(&format!("/originals/{id}"), owner).await;
 
     assert_eq!(original.status(), StatusCode::OK);
     assert_eq!(original.headers()[header::CONTENT_TYPE], "image/png");
     assert_eq!(original.headers()["x-content-type-options"], "nosniff");
     assert!(original.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().starts_with("sandbox"));
     assert_eq!(original.bytes().await.unwrap().to_vec(), png);
-    let html = app.get(&format!("/images/{id}")).await.text().await.unwrap();
-    assert!(html.contains(&format!("href=\"/originals/{id}\"")), "the image page links to the original");
+    let html = app.get_as(&format!("/images/{id}"), owner).await.text().await.unwrap();
+    assert!(html.contains(&format!("href=\"/originals/{id}\"")), "the image page links the owner to the original");
 }
