@@ -62,7 +62,9 @@ pub async fn absent(app: &AppState, id: ImageId) -> std::io::Result<AppError> {
 /// a delete cut short can be asked again). Pages following the image hear it.
 pub async fn erase(app: &AppState, id: ImageId, reason: Reason) -> std::io::Result<()> {
     let storage = app.storage.clone();
-    let owner = owner::owner_of(&storage, id).await.unwrap_or(None);
+    // An unreadable owner record stops the erase, to be asked again: going on
+    // would leave the owner's list naming the image.
+    let owner = owner::owner_of(&storage, id).await?;
     tokio::task::spawn_blocking({
         let storage = storage.clone();
         move || write_atomically(&storage.path(&StorageKey::Tombstone(id)), &progress::now_ms().to_string().into_bytes())
@@ -98,7 +100,10 @@ fn remove_thumbnails(storage: &thumbq_contract::Storage, id: ImageId) -> std::io
             Ok(()) => return Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             // A file appeared while the directory was being emptied.
-            Err(_) if tries < 3 => tries += 1,
+            Err(_) if tries < 3 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             Err(error) => return Err(error),
         }
     }

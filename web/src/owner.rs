@@ -16,6 +16,10 @@ use crate::error::AppError;
 /// The cookie that holds a browser's key.
 pub const COOKIE: &str = "thumbq_owner";
 
+/// Its name behind TLS: a `__Host-` cookie is `Secure`, for this host only
+/// and the whole path, so a sibling subdomain cannot plant a key of its own.
+pub const SECURE_COOKIE: &str = "__Host-thumbq_owner";
+
 /// How long a browser keeps its key: 400 days, the most browsers allow.
 const COOKIE_MAX_AGE_SECONDS: u32 = 400 * 24 * 3600;
 
@@ -47,8 +51,8 @@ impl OwnerKey {
 
     /// The `Set-Cookie` that gives this key to a browser; `secure` behind TLS.
     pub fn cookie(&self, secure: bool) -> HeaderValue {
-        let secure = if secure { "; Secure" } else { "" };
-        let cookie = format!("{COOKIE}={}; Path=/; Max-Age={COOKIE_MAX_AGE_SECONDS}; HttpOnly; SameSite=Lax{secure}", self.0);
+        let (name, secure) = if secure { (SECURE_COOKIE, "; Secure") } else { (COOKIE, "") };
+        let cookie = format!("{name}={}; Path=/; Max-Age={COOKIE_MAX_AGE_SECONDS}; HttpOnly; SameSite=Lax{secure}", self.0);
         HeaderValue::try_from(cookie).expect("a key is URL-safe base64")
     }
 }
@@ -71,17 +75,26 @@ pub enum KeySource {
 ///
 /// A bearer token that is no key is an error (the client meant to prove
 /// something and cannot); a cookie that is no key is ignored, as if absent.
+/// Another scheme (the dashboard's Basic credentials, which a browser then
+/// sends everywhere below `/`, or a proxy's) is not about owners: the cookie decides.
 pub fn presented_key(headers: &HeaderMap) -> Result<Option<(OwnerKey, KeySource)>, AppError> {
-    if let Some(authorization) = headers.get(header::AUTHORIZATION) {
-        let token = authorization.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).ok_or(AppError::BadKey)?;
-        return OwnerKey::parse(token.trim()).map(|key| Some((key, KeySource::Bearer))).ok_or(AppError::BadKey);
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|value| {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    if let Some(token) = bearer {
+        return OwnerKey::parse(token).map(|key| Some((key, KeySource::Bearer))).ok_or(AppError::BadKey);
     }
     let from_cookie = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE || name == SECURE_COOKIE).then_some(value)
+        })
         .find_map(OwnerKey::parse);
     Ok(from_cookie.map(|key| (key, KeySource::Cookie)))
 }
@@ -118,11 +131,10 @@ pub fn record_owner(storage: &Storage, owner: OwnerId, id: ImageId) -> std::io::
     sync_dir(&storage.root().join("by-owner"))
 }
 
-/// Removes what [`record_owner`] wrote. Blocking.
+/// Removes what [`record_owner`] wrote. Blocking. The owner's (empty) list
+/// stays: removing it could race an upload adding to it.
 pub fn forget_owner(storage: &Storage, owner: OwnerId, id: ImageId) -> std::io::Result<()> {
     remove_if_present(&storage.path(&StorageKey::OwnedImage(owner, id)))?;
-    // The owner's list goes with its last image; one that gained an image meanwhile stays.
-    let _ = std::fs::remove_dir(storage.owner_index(&owner));
     remove_if_present(&storage.path(&StorageKey::Owner(id)))
 }
 
@@ -172,6 +184,11 @@ mod tests {
 
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer nonsense"));
         assert!(matches!(presented_key(&headers), Err(AppError::BadKey)));
+
+        // The dashboard's Basic credentials ride along on every request: the cookie still counts.
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic OnNlY3JldA=="));
+        let (found, source) = presented_key(&headers).unwrap().unwrap();
+        assert_eq!((found.as_str(), source), (cookie.as_str(), KeySource::Cookie));
     }
 
     #[test]
@@ -182,6 +199,7 @@ mod tests {
         assert!(plain.starts_with(&format!("{COOKIE}={}", key.as_str())));
         assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Lax") && plain.contains("Path=/"));
         assert!(!plain.contains("Secure"));
-        assert!(key.cookie(true).to_str().unwrap().ends_with("; Secure"));
+        let secure = key.cookie(true);
+        assert!(secure.to_str().unwrap().starts_with("__Host-thumbq_owner=") && secure.to_str().unwrap().ends_with("; Secure"));
     }
 }

@@ -31,7 +31,7 @@ pub async fn sweep_until_stopped(app: AppState, days: u32, mut stopping: watch::
     }
 }
 
-/// Deletes every upload more than `days` old at `now_ms`; returns how many.
+/// Deletes every upload more than `days` old at `now_ms`; returns how many were deleted.
 pub async fn sweep(app: &AppState, days: u32, now_ms: u64) -> std::io::Result<usize> {
     let cutoff_ms = now_ms.saturating_sub(u64::from(days) * 24 * 3600 * 1000);
     let mut expired = Vec::new();
@@ -43,8 +43,13 @@ pub async fn sweep(app: &AppState, days: u32, now_ms: u64) -> std::io::Result<us
             expired.push(id);
         }
     }
+    let mut deleted = 0;
     for id in &expired {
-        erase(app, *id, Reason::Retention).await?;
+        // One image that cannot be deleted now must not keep the others.
+        match erase(app, *id, Reason::Retention).await {
+            Ok(()) => deleted += 1,
+            Err(error) => tracing::warn!(image.id = %id, %error, "Could not delete an upload past its retention; trying again next sweep."),
+        }
     }
-    Ok(expired.len())
+    Ok(deleted)
 }
