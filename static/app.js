@@ -22,7 +22,17 @@ const live = {
   source: null,
   mode: "push",
   reopen: null,
+  // Figures no stream has covered yet: one look each when the next stream opens.
+  unchecked: new Set(),
+  // Set when a stream dropped: events may have been missed, so everything pending is looked at once.
+  dropped: false,
 };
+
+// A 404 without Retry-After says the image does not exist; a proxy's hiccup
+// can say it too, so it counts only when it keeps saying it.
+const GONE_AFTER_404S = 4;
+// An image that fails to load is tried again this many times before it counts as failed.
+const IMAGE_LOAD_TRIES = 3;
 
 // Follows every pending thumbnail inside `root`.
 function follow(root) {
@@ -32,6 +42,7 @@ function follow(root) {
     if (!id) return;
     if (!live.figures.has(id)) live.figures.set(id, new Set());
     live.figures.get(id).add(figure);
+    live.unchecked.add(figure);
     fresh.push(figure);
   });
   if (fresh.length === 0) return;
@@ -63,8 +74,15 @@ function openStream() {
   const source = new EventSource(`/events?ids=${ids.join(",")}`);
   live.source = source;
   setMode("push");
-  // Whatever finished before the stream opened is found by one look at each thumbnail.
-  source.addEventListener("open", () => pendingFigures().forEach(checkOnce));
+  // Whatever finished before the stream opened is found by one look at each
+  // thumbnail not looked at since: opening anew for every image added must not
+  // look at all the earlier ones again each time (n² requests for n uploads).
+  source.addEventListener("open", () => {
+    const figures = live.dropped ? pendingFigures() : [...live.unchecked].filter((figure) => figure.dataset.state === "pending");
+    live.unchecked.clear();
+    live.dropped = false;
+    figures.forEach(checkOnce);
+  });
   source.addEventListener("resync", () => pendingFigures().forEach(checkOnce));
   source.addEventListener("image", (message) => {
     const { id, state } = JSON.parse(message.data);
@@ -81,6 +99,8 @@ function openStream() {
       live.source = null;
       setMode("poll");
       pendingFigures().forEach(poll);
+    } else if (live.source === source) {
+      live.dropped = true;
     }
   });
 }
@@ -110,9 +130,14 @@ async function checkOnce(figure) {
     return { settled: true, response };
   }
   if (response.status === 404 && !response.headers.has("Retry-After")) {
-    showFailure(figure, "This image no longer exists.");
-    return { settled: true, response };
+    figure.dataset.missing = String(Number(figure.dataset.missing ?? 0) + 1);
+    if (Number(figure.dataset.missing) >= GONE_AFTER_404S) {
+      showFailure(figure, "This image no longer exists.");
+      return { settled: true, response };
+    }
+    return { settled: false, response };
   }
+  delete figure.dataset.missing;
   return { settled: false, response };
 }
 
@@ -126,8 +151,10 @@ function poll(figure) {
     if (Date.now() - started > GIVE_UP_AFTER_MS) {
       return showFailure(figure, "This is taking much longer than it should. Reload the page to try again.");
     }
-    const hintMs = Number(response?.headers.get("Retry-After")) * 1000;
-    delay = Math.min(delay * POLL_GROWTH, hintMs > 0 ? hintMs : MAX_POLL_MS, MAX_POLL_MS);
+    // The server's Retry-After is the least wait, not the most: backing off
+    // still reaches its maximum when it says "1" every time.
+    const hintMs = Number(response?.headers.get("Retry-After")) * 1000 || 0;
+    delay = Math.min(Math.max(delay * POLL_GROWTH, hintMs), MAX_POLL_MS);
     setTimeout(again, delay);
   }
   setTimeout(again, delay);
@@ -152,7 +179,15 @@ function showThumbnail(figure) {
     figure.dataset.state = "ready";
     updateStatus(figure.closest("[data-image]"));
   };
-  image.onerror = () => showFailure(figure, "The thumbnail could not be shown.");
+  let tries = 0;
+  image.onerror = () => {
+    tries += 1;
+    if (tries >= IMAGE_LOAD_TRIES) return showFailure(figure, "The thumbnail could not be shown.");
+    // A dropped connection, say: try again a little later, bypassing the cache.
+    setTimeout(() => {
+      image.src = `${figure.dataset.thumb}?try=${tries}`;
+    }, 500 * tries);
+  };
   image.src = figure.dataset.thumb;
 }
 
@@ -407,16 +442,22 @@ function deleteButton(card, page) {
   button.type = "button";
   button.className = "delete";
   button.textContent = "Delete";
+  const problem = document.createElement("p");
+  problem.className = "failure";
+  problem.setAttribute("role", "alert");
   button.addEventListener("click", async () => {
     button.disabled = true;
+    problem.remove();
     try {
       const response = await fetch(page, { method: "DELETE" });
       if (response.status === 204 || response.status === 410) return showDeleted(card);
       const answer = await response.json().catch(() => null);
-      setCardError(card, answer?.error ?? `The server answered ${response.status}.`, null);
+      problem.textContent = `Not deleted: ${answer?.error ?? `the server answered ${response.status}.`}`;
     } catch {
-      setCardError(card, "The image could not be deleted: the connection failed.", null);
+      problem.textContent = "Not deleted: the connection failed.";
     }
+    // The image is still there: say why below the button, and leave the card as it was.
+    button.after(problem);
     button.disabled = false;
   });
   return button;

@@ -35,6 +35,8 @@ impl Queue {
         let dir = tempfile::tempdir()?;
         let storage = Storage::new(dir.path());
         storage.create_dirs()?;
+        // What a web server with the default settings writes at its first start.
+        storage.init_manifest(&thumbq_contract::Manifest::new(&thumbq_contract::Sizes::default(), &thumbq_contract::MediaLimits::default()))?;
         let spool = Spool::open(storage.job_spool())?;
         Ok(Self { storage, spool, dir })
     }

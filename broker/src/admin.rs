@@ -1,5 +1,10 @@
 //! What the operators' dashboard reads from and does to RabbitMQ, over AMQP
-//! alone (passive declares and basic.get), so it needs no management plugin.
+//! alone (passive declares, and basic.get for a replay), so it needs no
+//! management plugin.
+//!
+//! Looking never touches a message: each requeue would count as a delivery,
+//! and RabbitMQ 4 drops a quorum queue's message after 20 of them. A replay
+//! moves the jobs it does not take into fresh messages instead of requeueing them.
 
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -18,14 +23,11 @@ pub struct QueueReport {
     pub waiting: u32,
     /// Workers consuming the resize queue.
     pub consumers: u32,
-    /// The jobs in the dead-letter queue.
-    pub dead: Vec<ResizeJob>,
-    /// Messages in the dead-letter queue that are not jobs at all.
-    pub dead_unreadable: usize,
+    /// Messages in the dead-letter queue.
+    pub dead: u32,
 }
 
-/// Reads the queues. The dead-lettered messages are taken and put back, so
-/// their order in the dead-letter queue may change.
+/// Reads the queues' counts, with passive declares only.
 pub async fn report(url: &str, topology: &Topology) -> Result<QueueReport, lapin::Error> {
     let link = AdminLink::open(url, topology).await?;
     let report = read_report(&link.channel, topology).await;
@@ -36,26 +38,13 @@ pub async fn report(url: &str, topology: &Topology) -> Result<QueueReport, lapin
 async fn read_report(channel: &Channel, topology: &Topology) -> Result<QueueReport, lapin::Error> {
     let passive = QueueDeclareOptions { passive: true, ..Default::default() };
     let queue = channel.queue_declare(topology.resize_queue().into(), passive, FieldTable::default()).await?;
-    let mut dead = Vec::new();
-    let mut dead_unreadable = 0;
-    let mut held = Vec::new();
-    while held.len() < MAX_DEAD_MESSAGES {
-        let Some(message) = channel.basic_get(topology.dead_letter_queue().as_str().into(), BasicGetOptions::default()).await? else { break };
-        match ResizeJob::from_bytes(&message.delivery.data) {
-            Ok(job) => dead.push(job),
-            Err(_) => dead_unreadable += 1,
-        }
-        held.push(message.delivery);
-    }
-    for delivery in held {
-        delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
-    }
-    Ok(QueueReport { waiting: queue.message_count(), consumers: queue.consumer_count(), dead, dead_unreadable })
+    let dead = channel.queue_declare(topology.dead_letter_queue().as_str().into(), passive, FieldTable::default()).await?;
+    Ok(QueueReport { waiting: queue.message_count(), consumers: queue.consumer_count(), dead: dead.message_count() })
 }
 
 /// Moves the dead-lettered jobs that `select` picks back to the resize queue,
-/// each confirmed there before it leaves the dead-letter queue; the rest stay.
-/// Returns the jobs replayed.
+/// each confirmed there before it leaves the dead-letter queue; the rest stay,
+/// as fresh messages at the queue's end. Returns the jobs replayed.
 pub async fn replay(url: &str, topology: &Topology, select: impl FnMut(&ResizeJob) -> bool) -> Result<Vec<ResizeJob>, lapin::Error> {
     let link = AdminLink::open(url, topology).await?;
     let replayed = replay_on(&link.channel, topology, select).await;
@@ -65,32 +54,34 @@ pub async fn replay(url: &str, topology: &Topology, select: impl FnMut(&ResizeJo
 
 async fn replay_on(channel: &Channel, topology: &Topology, mut select: impl FnMut(&ResizeJob) -> bool) -> Result<Vec<ResizeJob>, lapin::Error> {
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    let dead_letter_queue = topology.dead_letter_queue();
+    // Each message is looked at once: the count taken now, before kept ones are put back at the end.
+    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    let waiting = channel.queue_declare(dead_letter_queue.as_str().into(), passive, FieldTable::default()).await?.message_count() as usize;
     let mut replayed = Vec::new();
-    let mut kept = Vec::new();
-    while replayed.len() + kept.len() < MAX_DEAD_MESSAGES {
-        let Some(message) = channel.basic_get(topology.dead_letter_queue().as_str().into(), BasicGetOptions::default()).await? else { break };
+    for _ in 0..waiting.min(MAX_DEAD_MESSAGES) {
+        let Some(message) = channel.basic_get(dead_letter_queue.as_str().into(), BasicGetOptions::default()).await? else { break };
         let delivery = message.delivery;
-        let job = match ResizeJob::from_bytes(&delivery.data) {
-            Ok(job) if select(&job) => job,
-            _ => {
-                kept.push(delivery);
-                continue;
-            }
+        let chosen = ResizeJob::from_bytes(&delivery.data).ok().filter(|job| select(job));
+        // A fresh message either way: a replayed job's tries start again from
+        // nought, and a kept one's requeues are not counted against it.
+        let (queue, payload) = match &chosen {
+            Some(job) => (topology.resize_queue(), job.to_bytes()),
+            None => (dead_letter_queue.as_str(), delivery.data.clone()),
         };
-        // A fresh message: its tries start again from nought.
-        let properties =
-            BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()).with_message_id(job.image_id.to_string().into());
+        let mut properties = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
+        if let Some(job) = &chosen {
+            properties = properties.with_message_id(job.image_id.to_string().into());
+        }
         let options = BasicPublishOptions { mandatory: true, ..Default::default() };
-        let confirm = channel.basic_publish("".into(), topology.resize_queue().into(), options, &job.to_bytes(), properties).await?.await?;
+        let confirm = channel.basic_publish("".into(), queue.into(), options, &payload, properties).await?.await?;
         if matches!(confirm, Confirmation::Ack(None)) {
             delivery.ack(BasicAckOptions::default()).await?;
-            replayed.push(job);
+            replayed.extend(chosen);
         } else {
-            kept.push(delivery);
+            // Not stored anew: it stays where it was.
+            delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
         }
-    }
-    for delivery in kept {
-        delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
     }
     Ok(replayed)
 }

@@ -28,6 +28,12 @@ pub struct Spool {
     owner: String,
     /// Held locked while this handle lives; the lock dies with the process.
     _owner_lock: File,
+    /// The waiting keys as last listed, oldest first: claims take from here,
+    /// and the directory is listed again only once it is used up, so that
+    /// draining n jobs costs O(n), not O(n²).
+    listed: std::sync::Mutex<std::collections::VecDeque<String>>,
+    /// How many times `ready/` was listed for claims (the tests check it stays small).
+    listings: std::sync::atomic::AtomicUsize,
 }
 
 /// A job taken from the spool, to be acked, put back or dead-lettered.
@@ -55,20 +61,52 @@ impl Spool {
         let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&unlisted)?;
         lock.try_lock().map_err(io::Error::other)?;
         fs::rename(&unlisted, root.join("owners").join(format!("{owner}.lock")))?;
-        let spool = Self { root, owner, _owner_lock: lock };
+        let spool = Self { root, owner, _owner_lock: lock, listed: Default::default(), listings: Default::default() };
         spool.recover_orphans()?;
         Ok(spool)
     }
 
     /// Adds a job; when this returns, the job is on disk and survives a crash.
     pub fn push(&self, payload: &[u8]) -> io::Result<()> {
-        self.write_ready(&new_key(0), payload)
+        let key = new_key(0);
+        self.write_ready(&key, payload)?;
+        self.lock_listed().push_back(key);
+        Ok(())
+    }
+
+    /// Adds a job already claimed by this process: a write-ahead record of
+    /// work in progress (a publish to RabbitMQ, say). Ack it when done, or
+    /// unclaim it to leave it waiting; if the process dies first, another
+    /// one's [`Spool::recover_orphans`] puts it back in the queue.
+    pub fn push_claimed(&self, payload: &[u8]) -> io::Result<Claim> {
+        let key = new_key(0);
+        let temporary = self.claimed_dir().join(format!("{key}.tmp"));
+        let path = self.claimed_dir().join(format!("{key}.job"));
+        let mut file = File::create(&temporary)?;
+        file.write_all(payload)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temporary, &path)?;
+        sync_dir(&self.claimed_dir())?;
+        Ok(Claim { payload: payload.to_owned(), attempts: 0, key, path })
     }
 
     /// Takes the oldest waiting job, if any. Another process may take the same
     /// file at the same moment: the rename decides, and the loser tries the next.
     pub fn claim(&self) -> io::Result<Option<Claim>> {
-        for key in self.ready_keys()? {
+        let mut listed_again = false;
+        loop {
+            let next = self.lock_listed().pop_front();
+            let Some(key) = next else {
+                if listed_again {
+                    return Ok(None);
+                }
+                let keys = self.ready_keys()?;
+                self.listings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                *self.lock_listed() = keys.into();
+                listed_again = true;
+                continue;
+            };
             let from = self.ready_path(&key);
             let to = self.claimed_dir().join(format!("{key}.job"));
             match fs::rename(&from, &to) {
@@ -82,7 +120,10 @@ impl Spool {
                 Err(error) => return Err(error),
             }
         }
-        Ok(None)
+    }
+
+    fn lock_listed(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<String>> {
+        self.listed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The job is done: forget it.
@@ -95,13 +136,18 @@ impl Spool {
     /// keeps upload order while it waits for the broker).
     pub fn unclaim(&self, claim: Claim) -> io::Result<()> {
         fs::rename(&claim.path, self.ready_path(&claim.key))?;
-        sync_dir(&self.root.join("ready"))
+        sync_dir(&self.root.join("ready"))?;
+        self.lock_listed().push_front(claim.key);
+        Ok(())
     }
 
     /// Puts the job back at the end of the queue, counting the failed attempt.
     pub fn retry_later(&self, claim: Claim) -> io::Result<()> {
-        fs::rename(&claim.path, self.ready_path(&new_key(claim.attempts + 1)))?;
-        sync_dir(&self.root.join("ready"))
+        let key = new_key(claim.attempts + 1);
+        fs::rename(&claim.path, self.ready_path(&key))?;
+        sync_dir(&self.root.join("ready"))?;
+        self.lock_listed().push_back(key);
+        Ok(())
     }
 
     /// Gives up on the job; it stays in `dead/` for an operator.
@@ -139,8 +185,21 @@ impl Spool {
         Ok(self.ready_keys()?.len())
     }
 
+    /// Whether no job waits; reads only as far as the first one.
     pub fn is_empty(&self) -> io::Result<bool> {
-        Ok(self.len()? == 0)
+        for entry in fs::read_dir(self.root.join("ready"))? {
+            if entry?.file_name().to_str().is_some_and(|name| name.ends_with(".job")) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// How many jobs were set aside in `dead/`.
+    pub fn dead_len(&self) -> io::Result<usize> {
+        Ok(fs::read_dir(self.root.join("dead"))?
+            .filter(|entry| entry.as_ref().is_ok_and(|entry| entry.file_name().to_string_lossy().ends_with(".job")))
+            .count())
     }
 
     /// Puts back the claims of processes that died; returns how many.
@@ -275,6 +334,37 @@ mod tests {
         spool.dead_letter(again).unwrap();
         assert!(spool.claim().unwrap().is_none());
         assert_eq!(fs::read_dir(dir.path().join("dead")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn draining_many_jobs_lists_the_directory_a_constant_number_of_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        // Pushed by another process, so this one must list them.
+        let other = Spool::open(dir.path()).unwrap();
+        for n in 0..3000u32 {
+            other.push(&n.to_be_bytes()).unwrap();
+        }
+        let mut order = Vec::new();
+        while let Some(claim) = spool.claim().unwrap() {
+            order.push(u32::from_be_bytes(claim.payload.clone().try_into().unwrap()));
+            spool.ack(claim).unwrap();
+        }
+        assert_eq!(order, (0..3000).collect::<Vec<_>>(), "oldest first, none lost");
+        assert!(spool.listings.load(std::sync::atomic::Ordering::Relaxed) <= 3, "listed {} times", spool.listings.load(std::sync::atomic::Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_job_claimed_at_push_returns_to_the_queue_when_its_process_dies() {
+        let dir = tempfile::tempdir().unwrap();
+        let survivor = Spool::open(dir.path()).unwrap();
+        let doomed = Spool::open(dir.path()).unwrap();
+        let claim = doomed.push_claimed(b"publishing").unwrap();
+        assert!(survivor.claim().unwrap().is_none(), "claimed, not waiting");
+        drop(claim);
+        drop(doomed);
+        assert_eq!(survivor.recover_orphans().unwrap(), 1);
+        assert_eq!(survivor.claim().unwrap().unwrap().payload, b"publishing");
     }
 
     #[test]

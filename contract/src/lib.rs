@@ -10,6 +10,7 @@
 //! - [`limits`]: how large an image may be, for both sides.
 //! - [`failure`]: how a worker records that a job failed for good.
 //! - [`event`]: what a worker announces when an image is finished.
+//! - [`manifest`]: `thumbq.json`, what the data directory was set up with.
 //! - [`owner`]: who owns an image, known by a hash of their secret key.
 
 pub mod event;
@@ -17,6 +18,7 @@ pub mod failure;
 pub mod format;
 pub mod job;
 pub mod limits;
+pub mod manifest;
 pub mod owner;
 pub mod sizes;
 pub mod storage;
@@ -27,6 +29,7 @@ pub use failure::FailureRecord;
 pub use format::{SourceFormat, ThumbFormat};
 pub use job::{JobDecodeError, ResizeJob};
 pub use limits::{DimensionError, MediaLimits};
+pub use manifest::Manifest;
 pub use owner::{OwnerId, OwnerRecord};
 pub use sizes::{Sizes, SizesError, ThumbSize};
 pub use storage::{ImageId, Storage, StorageKey};

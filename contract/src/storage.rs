@@ -4,6 +4,7 @@
 //! ever becomes part of a path. The layout, below the data directory:
 //!
 //! ```text
+//! thumbq.json                     the data directory's manifest (web, at its first start)
 //! incoming/{id}.part              an upload being received (web)
 //! originals/{id}                  the upload as received, once complete (web)
 //! owners/{id}.json                who owns the image: the hash of their key (web)
@@ -168,6 +169,34 @@ impl Storage {
     /// The directory where the web server keeps jobs RabbitMQ has not confirmed yet.
     pub fn outbox_spool(&self) -> PathBuf {
         self.root.join("spool").join("outbox")
+    }
+
+    /// The manifest's path.
+    pub fn manifest_path(&self) -> PathBuf {
+        self.root.join("thumbq.json")
+    }
+
+    /// The manifest, or `None` when this is not (yet) a thumbq data directory.
+    pub fn read_manifest(&self) -> std::io::Result<Option<crate::Manifest>> {
+        match std::fs::read(self.manifest_path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Writes the manifest whole (by rename), unless one is there already; returns the one in force.
+    pub fn init_manifest(&self, manifest: &crate::Manifest) -> std::io::Result<crate::Manifest> {
+        if let Some(existing) = self.read_manifest()? {
+            return Ok(existing);
+        }
+        std::fs::create_dir_all(&self.root)?;
+        let temporary = self.root.join(format!(".thumbq.json.{}", std::process::id()));
+        std::fs::write(&temporary, serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?)?;
+        std::fs::File::open(&temporary)?.sync_all()?;
+        std::fs::rename(&temporary, self.manifest_path())?;
+        std::fs::File::open(&self.root)?.sync_all()?;
+        Ok(manifest.clone())
     }
 
     /// Creates the directories every process expects to exist.

@@ -22,3 +22,53 @@ fn bad_settings_are_refused_at_start_with_a_message_naming_them() {
         assert!(stderr.contains(flag), "{program} with {variable}={value} names {flag}:\n{stderr}");
     }
 }
+
+#[test]
+fn an_empty_admin_token_stops_the_web_server_instead_of_opening_the_dashboard() {
+    for token in ["", "too-short"] {
+        let output = Command::new(binary("thumbq-web")).env("THUMBQ_ADMIN_TOKEN", token).output().expect("the binary runs");
+        assert!(!output.status.success());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("at least 16 characters"), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+#[test]
+fn a_worker_refuses_a_directory_that_is_not_set_up_or_set_up_otherwise() {
+    let worker = |data_dir: &std::path::Path, environment: &[(&str, &str)]| {
+        let mut command = Command::new(binary("thumbq-worker"));
+        command.env_clear().env("THUMBQ_DATA_DIR", data_dir).envs(environment.iter().copied());
+        let output = command.output().expect("the worker runs");
+        assert!(!output.status.success(), "the worker must not start");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+
+    let empty = tempfile::tempdir().unwrap();
+    let said = worker(empty.path(), &[]);
+    assert!(said.contains("is not a thumbq data directory") && said.contains("mounted"), "{said}");
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0, "it set nothing up there");
+
+    let set_up = tempfile::tempdir().unwrap();
+    let storage = thumbq_contract::Storage::new(set_up.path());
+    storage.init_manifest(&thumbq_contract::Manifest::new(&thumbq_contract::Sizes::default(), &thumbq_contract::MediaLimits::default())).unwrap();
+    let said = worker(set_up.path(), &[("THUMBQ_SIZES", "small=100,medium=600,large=1200")]);
+    assert!(said.contains("--sizes"), "{said}");
+    let said = worker(set_up.path(), &[("THUMBQ_MAX_PIXELS", "1000")]);
+    assert!(said.contains("--max-pixels"), "{said}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let said = worker(set_up.path(), &[("THUMBQ_METRICS_BIND", &address)]);
+    assert!(said.contains("--metrics-bind"), "{said}");
+}
+
+#[tokio::test]
+async fn a_web_server_refuses_a_data_directory_set_up_with_other_sizes() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let deployment = thumbq_broker::Deployment::new(data_dir.path(), None, "thumbq.unused");
+    let first = thumbq_web::Settings::for_tests(deployment.clone());
+    drop(thumbq_web::Application::build(first).await.expect("the first start sets the directory up"));
+    let mut other = thumbq_web::Settings::for_tests(deployment);
+    other.sizes = "small=100,medium=600,large=1200".parse().unwrap();
+    let refused = thumbq_web::Application::build(other).await.err().expect("a server with other sizes does not start");
+    assert!(refused.to_string().contains("set up with --sizes small=200"), "{refused}");
+}

@@ -22,7 +22,7 @@ async fn uploads_during_a_broker_outage_are_accepted_and_all_get_thumbnails_once
     }
 
     let readiness = app.get("/readyz").await;
-    assert_eq!(readiness.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(readiness.status(), StatusCode::OK, "uploads are still taken: a load balancer must keep sending them");
     let report = readiness.text().await.unwrap();
     assert!(report.contains("broker: unreachable"), "{report}");
     assert!(report.contains("jobs waiting on disk: 10"), "{report}");

@@ -50,11 +50,23 @@ pub struct Options {
     pub web_amqp_url: Option<String>,
     /// Opens the dashboard.
     pub admin_token: Option<String>,
+    /// Changes any other setting of the web server.
+    pub web: fn(&mut thumbq_web::Settings),
+    /// Where the data directory is made; the system's temporary directory when `None`.
+    pub data_dir_in: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { with_worker: true, max_upload_bytes: 50 * 1024 * 1024, amqp_url: Some(amqp_url()), web_amqp_url: None, admin_token: None }
+        Self {
+            with_worker: true,
+            max_upload_bytes: 50 * 1024 * 1024,
+            amqp_url: Some(amqp_url()),
+            web_amqp_url: None,
+            admin_token: None,
+            web: |_| {},
+            data_dir_in: None,
+        }
     }
 }
 
@@ -87,12 +99,16 @@ impl TestApp {
 
     pub async fn spawn_with(options: Options) -> Self {
         require_rabbitmq().await;
-        let data_dir = tempfile::tempdir().expect("a temporary directory");
+        let data_dir = match &options.data_dir_in {
+            Some(parent) => tempfile::tempdir_in(parent).expect("a temporary directory"),
+            None => tempfile::tempdir().expect("a temporary directory"),
+        };
         let queue = format!("thumbq.test.{}", uuid::Uuid::now_v7().simple());
         let web_amqp_url = options.web_amqp_url.clone().or_else(|| options.amqp_url.clone());
         let mut settings = thumbq_web::Settings::for_tests(Deployment::new(data_dir.path(), web_amqp_url, &queue));
         settings.max_upload_bytes = options.max_upload_bytes;
         settings.admin_token = options.admin_token.clone();
+        (options.web)(&mut settings);
         let web = thumbq_web::Application::build(settings).await.expect("the web server starts");
         let address = format!("http://{}", web.local_addr());
         tokio::spawn(web.run_until_stopped(std::future::pending()));
@@ -272,7 +288,7 @@ impl TestApp {
                 let path = entry.path();
                 if path.is_dir() {
                     walk(root, &path, found);
-                } else if path.file_name().is_some_and(|name| name != ".readyz" && !name.to_string_lossy().ends_with(".lock")) {
+                } else if path.file_name().is_some_and(|name| name != ".readyz" && name != "thumbq.json" && !name.to_string_lossy().ends_with(".lock")) {
                     found.push(path.strip_prefix(root).expect("below the root").to_owned());
                 }
             }

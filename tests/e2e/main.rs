@@ -10,6 +10,7 @@ mod harness;
 mod images;
 mod processes;
 
+mod abuse;
 mod config;
 mod faults;
 mod hostile;

@@ -51,24 +51,27 @@ async fn the_web_and_worker_metrics_count_uploads_refusals_and_jobs() {
 }
 
 #[tokio::test]
-async fn readiness_turns_503_when_the_broker_link_is_cut_and_back_to_200_when_it_returns() {
+async fn readiness_stays_200_while_the_broker_link_is_cut_and_says_uploads_wait_in_the_outbox() {
     let proxy = BrokerProxy::start().await;
     let app = TestApp::spawn_with(Options { with_worker: false, web_amqp_url: Some(proxy.url.clone()), ..Options::default() }).await;
-    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    let report = app.get("/readyz").await.text().await.unwrap();
+    assert!(report.contains("broker: reachable") && report.contains("free space: "), "{report}");
 
     proxy.cut();
-    let report = wait_for(Duration::from_secs(20), "/readyz to say 503", || async {
+    let report = wait_for(Duration::from_secs(20), "/readyz to say the broker is unreachable", || async {
         let response = app.get("/readyz").await;
-        (response.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(response)
+        assert_eq!(response.status(), StatusCode::OK, "this instance still takes uploads");
+        let report = response.text().await.unwrap();
+        report.contains("broker: unreachable").then_some(report)
     })
-    .await
-    .text()
-    .await
-    .unwrap();
-    assert!(report.contains("broker: unreachable"), "{report}");
+    .await;
+    assert!(report.contains("outbox"), "{report}");
 
     proxy.restore();
-    wait_for(Duration::from_secs(20), "/readyz to say 200 again", || async { (app.get("/readyz").await.status() == StatusCode::OK).then_some(()) }).await;
+    wait_for(Duration::from_secs(20), "/readyz to say the broker is reachable again", || async {
+        app.get("/readyz").await.text().await.unwrap().contains("broker: reachable").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -84,7 +87,7 @@ async fn every_answer_carries_a_request_id() {
 
 #[tokio::test]
 async fn the_dashboard_shows_dead_lettered_jobs_and_replays_them_once_their_cause_is_fixed() {
-    let mut app = TestApp::spawn_with(Options { with_worker: false, admin_token: Some("s3cret".into()), ..Options::default() }).await;
+    let mut app = TestApp::spawn_with(Options { with_worker: false, admin_token: Some("s3cret-admin-token-0123".into()), ..Options::default() }).await;
     let id = app.upload_one("blocked.jpg", images::jpeg(300, 200)).await;
     let blocker = app.data_dir.path().join("thumbs").join(id.to_string());
     std::fs::write(&blocker, b"in the way").unwrap();
@@ -99,15 +102,21 @@ async fn the_dashboard_shows_dead_lettered_jobs_and_replays_them_once_their_caus
     assert!(anonymous.headers().contains_key("www-authenticate"), "the browser is asked for the token");
     let wrong = app.client.get(app.url("/admin")).basic_auth("ops", Some("guess")).send().await.unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    let page = app.client.get(app.url("/admin")).basic_auth("ops", Some("s3cret")).send().await.unwrap();
+    let page = app.client.get(app.url("/admin")).basic_auth("ops", Some("s3cret-admin-token-0123")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let page = page.text().await.unwrap();
     assert!(page.contains(&reason.replace('\'', "&#39;").replace('"', "&#34;")) || page.contains("after 5 tries"), "{page}");
     assert!(page.contains(&format!("/images/{id}")), "{page}");
     assert_eq!(app.queue_depth_of(&dead_queue).await, 1, "looking does not take jobs away");
+    for _ in 0..25 {
+        let page = app.client.get(app.url("/admin")).basic_auth("ops", Some("s3cret-admin-token-0123")).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+    }
+    assert!(!dead_message_was_redelivered(&dead_queue).await, "looking never takes a message and puts it back (RabbitMQ 4 drops it after 20)");
 
     std::fs::remove_file(&blocker).unwrap();
-    let replay = app.client.post(app.url("/admin/replay")).basic_auth("ops", Some("s3cret")).form(&[("reason", reason.as_str())]).send().await.unwrap();
+    let replay =
+        app.client.post(app.url("/admin/replay")).basic_auth("ops", Some("s3cret-admin-token-0123")).form(&[("reason", reason.as_str())]).send().await.unwrap();
     assert_eq!(replay.status(), StatusCode::SEE_OTHER);
     assert_eq!(replay.headers()["location"], "/admin?replayed=1");
 
@@ -121,4 +130,15 @@ async fn without_an_admin_token_there_is_no_dashboard() {
     assert_eq!(app.get("/admin").await.status(), StatusCode::NOT_FOUND);
     let replay = app.client.post(app.url("/admin/replay")).form(&[("reason", "")]).send().await.unwrap();
     assert_eq!(replay.status(), StatusCode::NOT_FOUND);
+}
+
+/// Whether the first message of `queue` was ever delivered before; puts it back.
+async fn dead_message_was_redelivered(queue: &str) -> bool {
+    use thumbq_broker::lapin::options::{BasicGetOptions, BasicRejectOptions};
+    let connection = thumbq_broker::connect(&crate::harness::amqp_url(), "thumbq-tests").await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let message = channel.basic_get(queue.into(), BasicGetOptions::default()).await.unwrap().expect("a dead-lettered message");
+    let redelivered = message.delivery.redelivered;
+    message.delivery.reject(BasicRejectOptions { requeue: true }).await.unwrap();
+    redelivered
 }

@@ -84,6 +84,83 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// A `thumbq-web` process on a data directory and queue; killed when dropped.
+pub struct WebProcess {
+    child: Child,
+    pub address: String,
+}
+
+impl WebProcess {
+    /// Starts the web server with `environment` on top of the data directory, queue and broker of `app`
+    /// (`amqp_url` instead of the app's, when given); returns once it listens.
+    pub async fn start(app: &TestApp, amqp_url: Option<&str>, environment: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port();
+        let log = std::fs::File::create(app.data_dir.path().join(format!("web-{}.log", uuid::Uuid::now_v7().simple()))).expect("a log file");
+        let mut command = Command::new(binary("thumbq-web"));
+        command
+            .env_clear()
+            .env("THUMBQ_DATA_DIR", app.data_dir.path())
+            .env("THUMBQ_QUEUE", &app.queue)
+            .env("THUMBQ_BIND", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(url) = amqp_url.map(str::to_owned).or_else(|| app.amqp_url.clone()) {
+            command.env("THUMBQ_AMQP_URL", url);
+        }
+        command.envs(environment.iter().copied());
+        let mut process = Self { child: command.spawn().expect("the web server starts"), address: format!("127.0.0.1:{port}") };
+        wait_for(Duration::from_secs(30), "the web server to listen", || {
+            let exited = process.child.try_wait().expect("the web server's status");
+            assert!(exited.is_none(), "the web server exited at start: {exited:?}");
+            let listening = std::net::TcpStream::connect(&process.address).is_ok();
+            async move { listening.then_some(()) }
+        })
+        .await;
+        process
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// The process's resident memory now (VmRSS), in KiB.
+    pub fn resident_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("the web server's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmRSS line")
+    }
+
+    /// SIGKILL: the process gets no chance to finish anything.
+    pub fn kill(mut self) {
+        self.child.kill().expect("the web server can be killed");
+        self.child.wait().expect("the killed web server is reaped");
+    }
+
+    /// SIGTERM; returns how long the process took to exit.
+    pub async fn terminate(mut self, deadline: Duration) -> Duration {
+        let started = std::time::Instant::now();
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
+        assert!(sent.success(), "SIGTERM was delivered");
+        wait_for(deadline, "the web server to exit after SIGTERM", || {
+            let status = self.child.try_wait().expect("the web server's status");
+            async move { status }
+        })
+        .await;
+        started.elapsed()
+    }
+}
+
+impl Drop for WebProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Claimed jobs in the embedded queue: files below `spool/jobs/claimed/`.
 pub fn embedded_claims(data_dir: &Path) -> usize {
     let claimed = data_dir.join("spool/jobs/claimed");
@@ -95,6 +172,8 @@ pub struct BrokerProxy {
     pub url: String,
     up: Arc<AtomicBool>,
     cuts: watch::Sender<u64>,
+    /// While true, bytes from clients are held, not passed on: a publish waits for a confirm that does not come.
+    paused: watch::Sender<bool>,
 }
 
 impl BrokerProxy {
@@ -104,18 +183,23 @@ impl BrokerProxy {
         let url = format!("amqp://guest:guest@{}/%2f", listener.local_addr().expect("an address"));
         let up = Arc::new(AtomicBool::new(true));
         let (cuts, _) = watch::channel(0);
-        let proxy = Self { url, up: Arc::clone(&up), cuts: cuts.clone() };
+        let (paused, _) = watch::channel(false);
+        let proxy = Self { url, up: Arc::clone(&up), cuts: cuts.clone(), paused: paused.clone() };
         tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 if !up.load(Ordering::SeqCst) {
                     continue; // Dropped at once: the broker looks unreachable.
                 }
                 let mut cut = cuts.subscribe();
                 let upstream = upstream.clone();
+                let paused = paused.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&upstream).await else { return };
+                    let Ok(server) = TcpStream::connect(&upstream).await else { return };
+                    let (client_read, mut client_write) = client.into_split();
+                    let (mut server_read, server_write) = server.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        () = forward(client_read, server_write, paused) => {}
+                        _ = tokio::io::copy(&mut server_read, &mut client_write) => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -132,5 +216,28 @@ impl BrokerProxy {
 
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// Holds every byte clients send from now on, without closing anything.
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+}
+
+/// Copies `from` to `to`, holding what arrives while `paused` is true.
+async fn forward(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, mut paused: watch::Receiver<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let Ok(read) = from.read(&mut buffer).await else { return };
+        if read == 0 {
+            return;
+        }
+        if paused.wait_for(|paused| !*paused).await.is_err() {
+            return;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
     }
 }

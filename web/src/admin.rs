@@ -31,8 +31,8 @@ struct Dashboard {
     waiting: u32,
     consumers: u32,
     finished_per_second: String,
-    dead_total: usize,
-    dead_unreadable: usize,
+    dead_total: u32,
+    set_aside: usize,
     reasons: Vec<DeadGroup>,
     replayed: Option<usize>,
     takedown: Option<String>,
@@ -53,21 +53,22 @@ pub struct DashboardQuery {
 }
 
 pub async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(query): Query<DashboardQuery>) -> Result<Response, AppError> {
-    let url = match broker_url(&app, &headers) {
+    let url = match broker_url(&app, &headers).await {
         Ok(url) => url,
-        Err(refusal) => return Ok(refusal),
+        Err(refusal) => return Ok(*refusal),
     };
     let report = match thumbq_broker::admin::report(url, &app.settings.topology()).await {
         Ok(report) => report,
         Err(error) => return Ok(broker_unavailable(&error)),
     };
+    // The reasons come from the failure records, not from the dead-letter
+    // queue: reading that queue would count as deliveries of its messages.
     let mut groups: BTreeMap<String, DeadGroup> = BTreeMap::new();
-    for job in &report.dead {
-        let reason = failure_reason(&app, job.image_id).await;
+    for (id, reason) in failure_records(&app).await? {
         let group = groups.entry(reason.clone()).or_insert_with(|| DeadGroup { reason, count: 0, examples: Vec::new() });
         group.count += 1;
         if group.examples.len() < 5 {
-            group.examples.push(job.image_id.to_string());
+            group.examples.push(id.to_string());
         }
     }
     let finished = app.recent_finishes.lock().map(|times| times.len()).unwrap_or(0);
@@ -75,8 +76,8 @@ pub async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(qu
         waiting: report.waiting,
         consumers: report.consumers,
         finished_per_second: format!("{:.2}", finished as f64 / RATE_WINDOW.as_secs_f64()),
-        dead_total: report.dead.len() + report.dead_unreadable,
-        dead_unreadable: report.dead_unreadable,
+        dead_total: report.dead,
+        set_aside: app.dispatcher.dead_on_disk().await?,
         reasons: groups.into_values().collect(),
         replayed: query.replayed,
         takedown: takedown_notice(query.takedown.as_deref(), query.image.as_deref()),
@@ -90,15 +91,18 @@ pub struct ReplayForm {
     reason: Option<String>,
 }
 
-pub async fn replay(State(app): State<AppState>, headers: HeaderMap, Form(form): Form<ReplayForm>) -> Result<Response, AppError> {
-    let url = match broker_url(&app, &headers) {
+/// `POST /admin/replay`. Credentials are checked before the form is read, and
+/// only a request from the dashboard's own page is taken: a form post from
+/// another site would carry the browser's credentials along.
+pub async fn replay(State(app): State<AppState>, request: Request) -> Result<Response, AppError> {
+    let url = match broker_url(&app, request.headers()).await {
         Ok(url) => url,
-        Err(refusal) => return Ok(refusal),
+        Err(refusal) => return Ok(*refusal),
     };
-    // A form post from another site would carry the browser's credentials along.
-    if headers.get("sec-fetch-site").is_some_and(|site| site != "same-origin" && site != "none") {
-        return Ok((StatusCode::FORBIDDEN, "Replays are only taken from the dashboard itself.\n").into_response());
-    }
+    same_origin::check(request.headers())?;
+    let Form(form) = Form::<ReplayForm>::from_request(request, &app)
+        .await
+        .map_err(|rejection| AppError::BadForm { status: rejection.status(), message: rejection.body_text() })?;
     let wanted = form.reason.filter(|reason| !reason.is_empty());
     let storage = app.storage.clone();
     let replayed = thumbq_broker::admin::replay(url, &app.settings.topology(), |job| {
@@ -135,7 +139,7 @@ pub struct TakedownForm {
 /// who asked (the request id, with the operator's address in the access log)
 /// and when. Credentials are checked before the form is read.
 pub async fn takedown(State(app): State<AppState>, request: Request) -> Result<Response, AppError> {
-    if let Some(refusal) = check_access(&app, request.headers()) {
+    if let Some(refusal) = check_access(&app, request.headers()).await {
         return Ok(refusal);
     }
     same_origin::check(request.headers())?;
@@ -179,27 +183,47 @@ fn broker_unavailable(error: &thumbq_broker::lapin::Error) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, format!("RabbitMQ cannot be reached: {error}\n")).into_response()
 }
 
-async fn failure_reason(app: &AppState, id: thumbq_contract::ImageId) -> String {
-    match progress::failure(&app.storage, id).await {
-        Ok(Some(record)) => record.reason,
-        _ => UNKNOWN_REASON.to_owned(),
+/// The most failure records one look at the dashboard reads.
+const MAX_FAILURES_SHOWN: usize = 10_000;
+
+/// The images whose job failed for good, with the reason, newest first.
+async fn failure_records(app: &AppState) -> Result<Vec<(thumbq_contract::ImageId, String)>, AppError> {
+    let mut ids: Vec<thumbq_contract::ImageId> = Vec::new();
+    let mut entries = tokio::fs::read_dir(app.storage.root().join("failed")).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        if let Some(id) = entry.file_name().to_str().and_then(|name| name.strip_suffix(".json")).and_then(|id| id.parse().ok()) {
+            ids.push(id);
+        }
     }
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    let mut records = Vec::new();
+    for id in ids.into_iter().take(MAX_FAILURES_SHOWN) {
+        if let Some(record) = progress::failure(&app.storage, id).await? {
+            records.push((id, record.reason));
+        }
+    }
+    Ok(records)
 }
 
 /// The broker to read, when the request may use the dashboard; otherwise the answer to give.
-fn broker_url<'a>(app: &'a AppState, headers: &HeaderMap) -> Result<&'a str, Response> {
-    if let Some(refusal) = check_access(app, headers) {
-        return Err(refusal);
+async fn broker_url<'a>(app: &'a AppState, headers: &HeaderMap) -> Result<&'a str, Box<Response>> {
+    if let Some(refusal) = check_access(app, headers).await {
+        return Err(Box::new(refusal));
     }
     app.settings
         .deployment
         .amqp_url
         .as_deref()
-        .ok_or_else(|| (StatusCode::SERVICE_UNAVAILABLE, "The dashboard reads RabbitMQ; this server runs on the embedded queue.\n").into_response())
+        .ok_or_else(|| Box::new((StatusCode::SERVICE_UNAVAILABLE, "The dashboard reads RabbitMQ; this server runs on the embedded queue.\n").into_response()))
 }
 
-/// `None` when the request may see the dashboard; otherwise the answer to give.
-fn check_access(app: &AppState, headers: &HeaderMap) -> Option<Response> {
+/// A wrong password costs its sender this long: guessing stays slow even
+/// over many connections, while the dashboard answers the right one at once.
+const FAILED_LOGIN_DELAY: Duration = Duration::from_secs(1);
+
+/// `None` when the request may see the dashboard; otherwise the answer to
+/// give. Failed logins are logged, with the request id, and slowed down.
+async fn check_access(app: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &app.settings.admin_token else {
         return Some(AppError::NotFound.into_response());
     };
@@ -211,8 +235,13 @@ fn check_access(app: &AppState, headers: &HeaderMap) -> Option<Response> {
         let basic = String::from_utf8(basic).ok()?;
         basic.split_once(':').map(|(_, password)| password.to_owned())
     });
+    let tried = given.is_some();
     if given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
         return None;
+    }
+    if tried {
+        tracing::warn!("A dashboard login failed: wrong token.");
+        tokio::time::sleep(FAILED_LOGIN_DELAY).await;
     }
     let challenge = [(header::WWW_AUTHENTICATE, r#"Basic realm="thumbq admin", charset="UTF-8""#)];
     Some((StatusCode::UNAUTHORIZED, challenge, "The dashboard needs the admin token (as the password).\n").into_response())

@@ -1,8 +1,11 @@
 //! Where the web server sends each job, so that an accepted upload always ends up queued.
 //!
-//! - With RabbitMQ: publish and wait for the confirm. If the broker is down or
-//!   does not confirm in time, the job goes to the outbox spool on disk, and
-//!   [`Dispatcher::relay`] publishes it, oldest first, once the broker is back.
+//! - With RabbitMQ: the job is written to the outbox as claimed by this
+//!   process, then published; the broker's confirm deletes it. If the broker
+//!   is down or does not confirm in time, it is left waiting in the outbox,
+//!   and [`Dispatcher::relay`] publishes it, oldest first, once the broker is
+//!   back. If this process dies meanwhile (even by SIGKILL), the claim outlives
+//!   it, and the relay of any web server sharing the directory takes it over.
 //! - Embedded (no AMQP URL): the job goes to the spool the workers read.
 
 use std::sync::Arc;
@@ -109,13 +112,26 @@ impl Dispatcher {
             }
             Mode::Broker { publisher, outbox } => {
                 // While older jobs wait in the outbox, newer ones queue behind them.
-                if outbox_len(outbox).await? == 0 {
+                if blocking(outbox, |outbox| outbox.is_empty()).await? {
+                    let payload = job.to_bytes();
+                    let claim = blocking(outbox, move |outbox| outbox.push_claimed(&payload)).await?;
                     match self.publish(publisher, job).await {
-                        Ok(()) => return Ok(Route::Published),
-                        Err(error) => tracing::warn!(image.id = %job.image_id, %error, "RabbitMQ did not take the job; keeping it in the outbox."),
+                        Ok(()) => {
+                            // Confirmed: the record is no longer needed. Should deleting it
+                            // fail, the job is published twice, which is harmless.
+                            if let Err(error) = blocking(outbox, move |outbox| outbox.ack(claim)).await {
+                                tracing::warn!(image.id = %job.image_id, %error, "Could not clear a published job from the outbox.");
+                            }
+                            return Ok(Route::Published);
+                        }
+                        Err(error) => {
+                            tracing::warn!(image.id = %job.image_id, %error, "RabbitMQ did not take the job; keeping it in the outbox.");
+                            blocking(outbox, move |outbox| outbox.unclaim(claim)).await?;
+                        }
                     }
+                } else {
+                    push(outbox, job).await?;
                 }
-                push(outbox, job).await?;
                 self.outbox_filled.notify_one();
                 Ok(Route::Outbox)
             }
@@ -127,7 +143,17 @@ impl Dispatcher {
     pub async fn relay(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let Mode::Broker { publisher, outbox } = &self.mode else { return };
         let mut pause = RETRY_FIRST;
+        let mut last_recovery = std::time::Instant::now();
         loop {
+            // The jobs of a web process that died mid-publish, here or on another machine sharing the directory.
+            if last_recovery.elapsed() >= IDLE_CHECK {
+                last_recovery = std::time::Instant::now();
+                match blocking(outbox, |outbox| outbox.recover_orphans()).await {
+                    Ok(0) => {}
+                    Ok(jobs) => tracing::warn!(jobs, "Took over the outbox jobs of a web process that stopped."),
+                    Err(error) => tracing::warn!(%error, "Could not look for the outbox jobs of stopped web processes."),
+                }
+            }
             let claim = {
                 let outbox = Arc::clone(outbox);
                 tokio::task::spawn_blocking(move || outbox.claim()).await
@@ -136,21 +162,30 @@ impl Dispatcher {
                 Ok(Ok(Some(claim))) => match ResizeJob::from_bytes(&claim.payload) {
                     Ok(job) => match self.publish(publisher, &job).await {
                         Ok(()) => {
-                            let _ = blocking(outbox, move |outbox| outbox.ack(claim)).await;
+                            // Should the delete fail, the job is published again later: harmless.
+                            if let Err(error) = blocking(outbox, move |outbox| outbox.ack(claim)).await {
+                                tracing::warn!(image.id = %job.image_id, %error, "Could not clear a relayed job from the outbox.");
+                            }
                             tracing::info!(image.id = %job.image_id, "Relayed a job from the outbox to RabbitMQ.");
                             pause = RETRY_FIRST;
                             continue;
                         }
                         Err(error) => {
-                            let _ = blocking(outbox, move |outbox| outbox.unclaim(claim)).await;
+                            // Should this fail, the claim stays with this process until it stops, then is recovered.
+                            if let Err(error) = blocking(outbox, move |outbox| outbox.unclaim(claim)).await {
+                                tracing::warn!(%error, "Could not put a job back in the outbox.");
+                            }
                             tracing::debug!(%error, "RabbitMQ is still unavailable; the outbox waits.");
                             pause = (pause * 2).min(RETRY_MAX);
                             pause
                         }
                     },
                     Err(error) => {
-                        tracing::error!(%error, "A file in the outbox is not a job; setting it aside.");
-                        let _ = blocking(outbox, move |outbox| outbox.dead_letter(claim)).await;
+                        tracing::error!(%error, "A file in the outbox is not a job; setting it aside in outbox/dead for an operator.");
+                        self.metrics.outbox_dead();
+                        if let Err(error) = blocking(outbox, move |outbox| outbox.dead_letter(claim)).await {
+                            tracing::warn!(%error, "Could not set a file in the outbox aside.");
+                        }
                         continue;
                     }
                 },
@@ -172,6 +207,15 @@ impl Dispatcher {
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
         }
+    }
+
+    /// Files set aside in the outbox's (or embedded queue's) `dead/`.
+    pub async fn dead_on_disk(&self) -> std::io::Result<usize> {
+        let spool = match &self.mode {
+            Mode::Embedded { jobs } => jobs,
+            Mode::Broker { outbox, .. } => outbox,
+        };
+        blocking(spool, |spool| spool.dead_len()).await
     }
 
     /// Jobs waiting on disk: in the outbox, or in the embedded queue.

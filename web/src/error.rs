@@ -53,6 +53,21 @@ pub enum AppError {
     /// 422: the file starts like an image but its header cannot be read.
     #[error("“{file}” looks like a {format} image, but its header is damaged. Nothing was uploaded.")]
     DamagedHeader { file: String, format: &'static str },
+    /// 413: more parts in the form than files it may carry, with room for a few fields.
+    #[error("The form has more than {limit} parts. Nothing was uploaded.")]
+    TooManyParts { limit: usize },
+    /// 413: the form's part headers and non-file fields together are larger than a form needs.
+    #[error("The form's part headers and fields are too large. Nothing was uploaded.")]
+    FormOverhead,
+    /// 408: the upload sent no byte for too long; what was received is deleted.
+    #[error("The upload stopped: nothing arrived for {idle_secs} seconds. Nothing was uploaded; please try again.")]
+    UploadStalled { idle_secs: u64 },
+    /// 429 with `Retry-After`: this client uploaded too much too fast.
+    #[error("Too many uploads from your address: please wait {retry_after_secs} seconds and try again.")]
+    TooManyUploads { retry_after_secs: u64 },
+    /// 507: the disk is (nearly) full; nothing was kept.
+    #[error("The server has no room for uploads right now. Nothing was uploaded; please try again later.")]
+    DiskFull,
     /// 400 or 413: the request is not a readable multipart form (the message says why).
     #[error("The upload could not be read: {message}")]
     BadForm { status: StatusCode, message: String },
@@ -73,6 +88,10 @@ impl AppError {
             Self::NotAnImage { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::OverPixelLimits { .. } | Self::DamagedHeader { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadForm { status, .. } => *status,
+            Self::TooManyParts { .. } | Self::FormOverhead => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UploadStalled { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::TooManyUploads { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -93,6 +112,11 @@ impl AppError {
             Self::OverPixelLimits { .. } => "over_pixel_limits",
             Self::DamagedHeader { .. } => "damaged_header",
             Self::BadForm { .. } => "bad_form",
+            Self::TooManyParts { .. } => "too_many_parts",
+            Self::FormOverhead => "form_overhead",
+            Self::UploadStalled { .. } => "stalled",
+            Self::TooManyUploads { .. } => "rate_limited",
+            Self::DiskFull => "disk_full",
             Self::Internal(_) => "internal",
         }
     }
@@ -103,15 +127,36 @@ impl AppError {
             tracing::error!(error = ?cause, "A request failed inside the server.");
         }
         *response.status_mut() = self.status();
-        if matches!(self, Self::NoKey | Self::BadKey) {
-            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static(r#"Bearer realm="thumbq""#));
+        let headers = response.headers_mut();
+        // An error depends on who asked (a stranger's 404 for an original, say): no cache keeps it.
+        headers.entry(axum::http::header::CACHE_CONTROL).or_insert(axum::http::HeaderValue::from_static("no-store"));
+        match self {
+            Self::NoKey | Self::BadKey => {
+                headers.insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static(r#"Bearer realm="thumbq""#));
+            }
+            Self::TooManyUploads { retry_after_secs } => {
+                headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after_secs));
+            }
+            Self::DiskFull => {
+                headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
+            }
+            // The rest of the body is not read: the connection cannot be reused.
+            Self::UploadStalled { .. } => {
+                headers.insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }
 }
 
+/// A full disk is the user's 507, not a bug of ours; any other I/O error is.
 impl From<std::io::Error> for AppError {
     fn from(error: std::io::Error) -> Self {
+        if crate::disk::is_full(&error) {
+            tracing::warn!(%error, "The disk is full: refusing the upload.");
+            return Self::DiskFull;
+        }
         Self::Internal(error.into())
     }
 }

@@ -12,8 +12,11 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the data directory is writable and, with RabbitMQ configured,
-/// the broker takes jobs. The body says what is wrong, and how many jobs wait on disk.
+/// Ready when this instance can accept uploads: the data directory is
+/// writable and its disk above the watermark. A broker that is away does not
+/// make it unready: uploads then wait in the outbox, which is its whole point,
+/// and a load balancer must keep sending them. The body says the broker's
+/// state, the backlog on disk and the free space.
 pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
     let mut ready = true;
     let mut report = String::new();
@@ -25,14 +28,26 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
             let _ = writeln!(report, "data directory: not writable: {error}");
         }
     }
+    match free_bytes(&app).await {
+        Ok(free) if free < app.settings.min_free_bytes => {
+            ready = false;
+            let _ = writeln!(report, "free space: {free} bytes, below the watermark of {} bytes: uploads are refused", app.settings.min_free_bytes);
+        }
+        Ok(free) => {
+            let _ = writeln!(report, "free space: {free} bytes");
+        }
+        Err(error) => {
+            ready = false;
+            let _ = writeln!(report, "free space: unknown: {error}");
+        }
+    }
     match app.dispatcher.readiness().await {
         Ok(readiness) => {
             match readiness.broker {
                 None => report.push_str("broker: embedded queue (no AMQP URL set)\n"),
                 Some(Ok(())) => report.push_str("broker: reachable\n"),
                 Some(Err(error)) => {
-                    ready = false;
-                    let _ = writeln!(report, "broker: unreachable: {error}");
+                    let _ = writeln!(report, "broker: unreachable ({error}): uploads are kept in the outbox until it is back");
                 }
             }
             let _ = writeln!(report, "jobs waiting on disk: {}", readiness.waiting_on_disk);
@@ -49,6 +64,12 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
 pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
     let waiting = app.dispatcher.waiting_on_disk().await.unwrap_or(0);
     let queue = app.dispatcher.queue_status().await;
+    let free = free_bytes(&app).await.ok();
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    ([(axum::http::header::CONTENT_TYPE, content_type)], app.metrics.render(waiting, queue))
+    ([(axum::http::header::CONTENT_TYPE, content_type)], app.metrics.render(waiting, queue, free))
+}
+
+async fn free_bytes(app: &AppState) -> std::io::Result<u64> {
+    let root = app.storage.root().to_owned();
+    tokio::task::spawn_blocking(move || crate::disk::free_bytes(&root)).await.map_err(std::io::Error::other)?
 }

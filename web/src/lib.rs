@@ -6,11 +6,15 @@
 //!
 //! - [`settings`]: flags and environment variables.
 //! - [`routes`]: the router, its layers and the shared state.
+//! - [`server`]: the accept loop: header timeout, connection cap, bounded graceful shutdown.
 //! - [`upload`]: streaming multipart uploads to disk and queueing their jobs.
+//! - [`form`]: the bounds of a multipart form besides its files: progress, parts, overhead.
+//! - [`client`], [`rate_limit`], [`disk`]: who is uploading, how fast they may, and whether there is room.
 //! - [`owner`]: who owns an image: keys, cookies and the owner's list.
 //! - [`delete`]: deleting an image, for its owner, an operator or the retention sweeper.
 //! - [`same_origin`]: requests that change something come only from our own pages.
 //! - [`retention`]: deletes uploads older than `--retention-days`.
+//! - [`cleanup`]: removes the parts of uploads a crashed process left in `incoming/`.
 //! - [`dispatch`]: where jobs go: RabbitMQ, the outbox while it is away, or the embedded queue.
 //! - [`progress`]: what is known of an image (pending, done, failed), read from the data directory.
 //! - [`pages`], [`thumbs`], [`api`], [`assets`], [`health`]: what is served.
@@ -22,18 +26,24 @@
 pub mod admin;
 pub mod api;
 pub mod assets;
+pub mod cleanup;
+pub mod client;
 pub mod delete;
+pub mod disk;
 pub mod dispatch;
 pub mod error;
 pub mod events;
+pub mod form;
 pub mod health;
 pub mod metrics;
 pub mod owner;
 pub mod pages;
 pub mod progress;
+pub mod rate_limit;
 pub mod retention;
 pub mod routes;
 pub mod same_origin;
+pub mod server;
 pub mod settings;
 pub mod thumbs;
 pub mod upload;
@@ -59,8 +69,10 @@ impl Application {
     /// connected lazily, so the server starts (and says it is not ready) while
     /// RabbitMQ is down.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
+        // The data directory is set up before the port opens: whoever waits for the port finds it ready.
+        let bind = settings.bind;
         let (state, stop) = AppState::build(settings).await?;
+        let listener = TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
         Ok(Self { listener, state, stop })
     }
 
@@ -73,6 +85,18 @@ impl Application {
         let stop = self.stop;
         let stopped = self.state.stopping.clone();
         let relay = tokio::spawn(Arc::clone(&self.state.dispatcher).relay(stopped.clone()));
+        tokio::spawn({
+            let (limiter, mut stopped) = (Arc::clone(&self.state.upload_limiter), stopped.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(std::time::Duration::from_secs(60)) => limiter.forget_idle_clients(),
+                        _ = stopped.wait_for(|stop| *stop) => return,
+                    }
+                }
+            }
+        });
+        tokio::spawn(cleanup::sweep_until_stopped(self.state.clone(), stopped.clone()));
         if let Some(days) = self.state.settings.retention_days {
             tokio::spawn(retention::sweep_until_stopped(self.state.clone(), days, stopped.clone()));
         }
@@ -94,9 +118,10 @@ impl Application {
             shutdown.await;
             let _ = stop.send(true);
         };
-        let served = axum::serve(self.listener, router(self.state)).with_graceful_shutdown(shutdown).await;
+        let limits = self.state.settings.connection_limits();
+        server::serve(self.listener, router(self.state), limits, shutdown).await;
         let _ = relay.await;
-        served
+        Ok(())
     }
 }
 

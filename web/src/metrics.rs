@@ -21,9 +21,11 @@ pub struct WebMetrics {
     pub publish_confirm_seconds: Histogram,
     dispatched: Family<Labels, Counter>,
     deletions: Family<Labels, Counter>,
+    outbox_dead: Counter,
     waiting_on_disk: Gauge,
     queue_messages: Gauge,
     queue_consumers: Gauge,
+    free_bytes: Gauge,
 }
 
 impl Default for WebMetrics {
@@ -35,9 +37,11 @@ impl Default for WebMetrics {
         let publish_confirm_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let dispatched = Family::default();
         let deletions = Family::default();
+        let outbox_dead = Counter::default();
         let waiting_on_disk = Gauge::default();
         let queue_messages = Gauge::default();
         let queue_consumers = Gauge::default();
+        let free_bytes = Gauge::default();
         let mut registry = Registry::with_prefix("thumbq_web");
         registry.register("uploads", "Files accepted, by outcome", uploads.clone());
         registry.register("upload_refusals", "Requests refused, by reason", refusals.clone());
@@ -46,9 +50,11 @@ impl Default for WebMetrics {
         registry.register("publish_confirm_seconds", "Time from publishing a job to RabbitMQ's confirm", publish_confirm_seconds.clone());
         registry.register("jobs_dispatched", "Jobs queued, by route (published, outbox, embedded)", dispatched.clone());
         registry.register("images_deleted", "Images deleted, by who asked (owner, takedown, retention)", deletions.clone());
+        registry.register("outbox_set_aside", "Files in the outbox that were no job, moved to its dead/ for an operator", outbox_dead.clone());
         registry.register("jobs_waiting_on_disk", "Jobs in the outbox (or the embedded queue)", waiting_on_disk.clone());
         registry.register("queue_messages", "Jobs waiting in the resize queue on RabbitMQ", queue_messages.clone());
         registry.register("queue_consumers", "Workers consuming the resize queue", queue_consumers.clone());
+        registry.register("data_dir_free_bytes", "Free space on the data directory's disk", free_bytes.clone());
         Self {
             registry: std::sync::Arc::new(registry),
             uploads,
@@ -58,9 +64,11 @@ impl Default for WebMetrics {
             publish_confirm_seconds,
             dispatched,
             deletions,
+            outbox_dead,
             waiting_on_disk,
             queue_messages,
             queue_consumers,
+            free_bytes,
         }
     }
 }
@@ -80,6 +88,10 @@ impl WebMetrics {
         self.dispatched.get_or_create(&[("route", route)]).inc();
     }
 
+    pub fn outbox_dead(&self) {
+        self.outbox_dead.inc();
+    }
+
     pub fn deleted(&self, reason: crate::delete::Reason) {
         let reason = match reason {
             crate::delete::Reason::Owner => "owner",
@@ -90,8 +102,11 @@ impl WebMetrics {
     }
 
     /// The text exposition, with the gauges read just now.
-    pub fn render(&self, waiting_on_disk: usize, queue: Option<(u32, u32)>) -> String {
+    pub fn render(&self, waiting_on_disk: usize, queue: Option<(u32, u32)>, free_bytes: Option<u64>) -> String {
         self.waiting_on_disk.set(waiting_on_disk as i64);
+        if let Some(free) = free_bytes {
+            self.free_bytes.set(i64::try_from(free).unwrap_or(i64::MAX));
+        }
         if let Some((messages, consumers)) = queue {
             self.queue_messages.set(i64::from(messages));
             self.queue_consumers.set(i64::from(consumers));

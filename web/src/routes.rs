@@ -5,11 +5,12 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
 use thumbq_contract::Storage;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -27,6 +28,8 @@ pub struct AppState {
     pub metrics: crate::metrics::WebMetrics,
     /// When images finished in the last minute, for the dashboard's rate.
     pub recent_finishes: Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>>,
+    /// How fast each client may upload.
+    pub upload_limiter: Arc<crate::rate_limit::UploadLimiter>,
     /// Becomes true when the server starts shutting down; long-lived responses end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
     pub settings: Arc<Settings>,
@@ -42,6 +45,16 @@ impl AppState {
 
         let storage = settings.deployment.storage();
         storage.create_dirs().with_context(|| format!("cannot create the data directory {}", settings.deployment.data_dir.display()))?;
+        let ours = thumbq_contract::Manifest::new(&settings.sizes, &settings.limits());
+        let manifest = storage.init_manifest(&ours).with_context(|| format!("cannot read or write {}", storage.manifest_path().display()))?;
+        if manifest != ours {
+            anyhow::bail!(
+                "the data directory {} was set up with {manifest}, and this server has {ours}: start every process with the same settings, \
+                 or remove {} to set it up with these",
+                settings.deployment.data_dir.display(),
+                storage.manifest_path().display()
+            );
+        }
         let metrics = crate::metrics::WebMetrics::default();
         let dispatcher = match &settings.deployment.amqp_url {
             Some(url) => {
@@ -61,8 +74,17 @@ impl AppState {
         };
         let events = settings.deployment.amqp_url.as_ref().map(|_| tokio::sync::broadcast::channel(1024).0);
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let state =
-            Self { storage, dispatcher: Arc::new(dispatcher), events, stopping, metrics, recent_finishes: Arc::default(), settings: Arc::new(settings) };
+        let upload_limiter = Arc::new(crate::rate_limit::UploadLimiter::new(settings.uploads_per_minute, settings.upload_burst));
+        let state = Self {
+            storage,
+            dispatcher: Arc::new(dispatcher),
+            events,
+            stopping,
+            metrics,
+            recent_finishes: Arc::default(),
+            upload_limiter,
+            settings: Arc::new(settings),
+        };
         Ok((state, stop))
     }
 
@@ -80,35 +102,43 @@ impl AppState {
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
      connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// The largest body a small form (delete, takedown) may have.
-const FORM_LIMIT_BYTES: usize = 16 * 1024;
+/// The largest body of any request but an upload: the forms (delete, replay, takedown) are tiny.
+pub const SMALL_BODY_BYTES: usize = 16 * 1024;
 
 /// Builds the whole application; tests call it with their own state.
 pub fn router(state: AppState) -> Router {
     // Each file is held to its own limit while it streams (see `upload`); this
-    // bounds the whole request, multipart framing included.
+    // bounds the whole request, multipart framing included. It is the only
+    // large body taken: every other route keeps to `SMALL_BODY_BYTES`.
     let settings = &state.settings;
-    let request_limit = settings.max_upload_bytes.saturating_mul(u64::from(settings.max_files_per_request)).saturating_add(1024 * 1024);
-    let request_limit = usize::try_from(request_limit).unwrap_or(usize::MAX);
+    let upload_limit = settings.max_upload_bytes.saturating_mul(u64::from(settings.max_files_per_request)).saturating_add(1024 * 1024);
+    let upload_limit = usize::try_from(upload_limit).unwrap_or(usize::MAX);
+    // An upload is bounded by its progress (see `upload`), a live-update stream
+    // lasts as long as its page; every other request by this.
+    let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout());
 
-    Router::new()
+    let timed = Router::new()
         .route("/", get(pages::index))
-        .route("/images", post(upload::upload).get(pages::batch))
         .route("/images/{id}", get(pages::image).delete(delete::delete))
-        .route("/images/{id}/delete", post(delete::delete_form).layer(DefaultBodyLimit::max(FORM_LIMIT_BYTES)))
+        .route("/images/{id}/delete", post(delete::delete_form))
         .route("/thumbs/{id}/{size}", get(thumbs::thumbnail))
         .route("/originals/{id}", get(thumbs::original))
         .route("/api/images/{id}", get(api::image_status))
-        .route("/events", get(events::events))
         .route("/static/{file}", get(assets::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/admin", get(admin::dashboard))
         .route("/admin/replay", post(admin::replay))
-        .route("/admin/takedown", post(admin::takedown).layer(DefaultBodyLimit::max(FORM_LIMIT_BYTES)))
+        .route("/admin/takedown", post(admin::takedown))
+        .layer(timeout.clone());
+
+    Router::new()
+        .merge(timed)
+        .route("/images", get(pages::batch).layer(timeout).post(upload::upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .route("/events", get(events::events))
         .fallback(pages::not_found)
-        .layer(DefaultBodyLimit::max(request_limit))
+        .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY)))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))

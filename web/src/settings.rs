@@ -39,10 +39,48 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_SIZES", default_value_t = Sizes::default())]
     pub sizes: Sizes,
 
-    /// Token that opens the operators' dashboard at /admin (HTTP Basic auth, any user name);
-    /// the dashboard is off when unset.
-    #[arg(long, env = "THUMBQ_ADMIN_TOKEN", hide_env_values = true)]
+    /// Token that opens the operators' dashboard at /admin (HTTP Basic auth, any user name),
+    /// at least 16 characters; the dashboard is off when unset.
+    #[arg(long, env = "THUMBQ_ADMIN_TOKEN", hide_env_values = true, value_parser = admin_token)]
     pub admin_token: Option<String>,
+
+    /// Seconds a client has to send a request's headers before its connection is closed.
+    #[arg(long, env = "THUMBQ_HEADER_TIMEOUT_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub header_timeout_secs: u64,
+
+    /// Seconds any request may take, except an upload and a live-update stream (408 past it).
+    #[arg(long, env = "THUMBQ_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
+
+    /// Seconds an upload may go without sending a byte before it is closed with 408; an upload
+    /// that keeps sending has no time limit.
+    #[arg(long, env = "THUMBQ_UPLOAD_IDLE_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upload_idle_timeout_secs: u64,
+
+    /// Seconds shutdown waits for the requests in flight before it closes their connections.
+    #[arg(long, env = "THUMBQ_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_timeout_secs: u64,
+
+    /// Most connections open at once; more wait until one closes.
+    #[arg(long, env = "THUMBQ_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Upload requests one client may make per minute, once its burst is spent (429 beyond).
+    #[arg(long, env = "THUMBQ_UPLOADS_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub uploads_per_minute: u32,
+
+    /// Upload requests one client may make at once before the per-minute rate applies.
+    #[arg(long, env = "THUMBQ_UPLOAD_BURST", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
+    pub upload_burst: u32,
+
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the client (comma-separated);
+    /// without them the client is the socket's peer.
+    #[arg(long, env = "THUMBQ_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// Uploads are refused (507) while the data directory's disk has less free space than this, in bytes.
+    #[arg(long, env = "THUMBQ_MIN_FREE_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub min_free_bytes: u64,
 
     /// Marks the owner cookie `Secure`; set it when the server is reached over TLS (behind a proxy, say).
     #[arg(long, env = "THUMBQ_SECURE_COOKIES")]
@@ -72,7 +110,34 @@ impl Settings {
             admin_token: None,
             secure_cookies: false,
             retention_days: None,
+            header_timeout_secs: 20,
+            request_timeout_secs: 30,
+            upload_idle_timeout_secs: 30,
+            shutdown_timeout_secs: 30,
+            max_connections: 512,
+            // Tests upload in bulk from one address; the rate limit's own test lowers these.
+            uploads_per_minute: 6000,
+            upload_burst: 10_000,
+            trusted_proxies: Vec::new(),
+            // Tests share the machine's disk: only a full disk refuses.
+            min_free_bytes: 0,
         }
+    }
+
+    pub fn connection_limits(&self) -> crate::server::ConnectionLimits {
+        crate::server::ConnectionLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            max_connections: self.max_connections as usize,
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn upload_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.upload_idle_timeout_secs)
     }
 
     pub fn limits(&self) -> MediaLimits {
@@ -85,5 +150,32 @@ impl Settings {
 
     pub fn topology(&self) -> Topology {
         self.deployment.topology()
+    }
+}
+
+/// The shortest admin token taken: a short one is guessed, an empty one opened the dashboard to anyone.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+fn admin_token(text: &str) -> Result<String, String> {
+    if text.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+        return Err(format!("the admin token must have at least {MIN_ADMIN_TOKEN_CHARS} characters (unset it to turn the dashboard off)"));
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn an_empty_or_short_admin_token_stops_the_start() {
+        for token in ["", "short"] {
+            let error = Settings::try_parse_from(["thumbq-web", "--admin-token", token]).unwrap_err();
+            assert!(error.to_string().contains("at least 16 characters"), "{error}");
+        }
+        let settings = Settings::try_parse_from(["thumbq-web", "--admin-token", "a-long-enough-token"]).unwrap();
+        assert_eq!(settings.admin_token.as_deref(), Some("a-long-enough-token"));
     }
 }

@@ -14,8 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::multipart::Field;
-use axum::extract::{Multipart, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
@@ -24,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
 use crate::error::{AppError, JsonError};
+use crate::form::{BoundedField, BoundedForm};
 use crate::owner::{self, KeySource, OwnerKey, presented_key};
 use crate::progress::now_ms;
 
@@ -34,15 +34,19 @@ pub const FILE_FIELD: &str = "file";
 ///
 /// A browser's form post is redirected (303) to the new image's page, or to a
 /// page of all of them; a client asking for JSON gets 202 and links to poll.
-pub async fn upload(State(app): State<AppState>, headers: HeaderMap, multipart: Multipart) -> Response {
+///
+/// Before a byte of the body is read: the client's key, its rate limit and
+/// the disk's free space are checked.
+pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
+    let headers = request.headers().clone();
     let wants_json = wants_json(&headers);
-    let (key, source) = match presented_key(&headers) {
-        Ok(Some((key, source))) => (key, Some(source)),
-        Ok(None) => (OwnerKey::generate(), None),
-        Err(error) if wants_json => return JsonError(error).into_response(),
-        Err(error) => return error.into_response(),
+    let admitted = admit(&app, request).await;
+    let ((key, source), form) = match admitted {
+        Ok(admitted) => admitted,
+        Err(error) => return respond(&app, &headers, wants_json, Err(error), None),
     };
-    let mut response = respond(&app, &headers, wants_json, accept(&app, multipart, key.owner()).await, &key);
+    let outcome = accept(&app, form, key.owner()).await;
+    let mut response = respond(&app, &headers, wants_json, outcome, Some((&key, source)));
     // A browser keeps (or renews) its key; a client that sent a bearer token has it.
     if source != Some(KeySource::Bearer) && (response.status().is_redirection() || response.status().is_success()) {
         response.headers_mut().append(header::SET_COOKIE, key.cookie(app.settings.secure_cookies));
@@ -50,8 +54,49 @@ pub async fn upload(State(app): State<AppState>, headers: HeaderMap, multipart: 
     response
 }
 
+/// The checks made before the body is read; the owner's key (and where it came from) and the form.
+async fn admit(app: &AppState, request: Request) -> Result<((OwnerKey, Option<KeySource>), BoundedForm), AppError> {
+    // Another site's form must not upload in a visitor's name, nor give them a new key.
+    crate::same_origin::check(request.headers())?;
+    let key = match presented_key(request.headers())? {
+        Some((key, source)) => (key, Some(source)),
+        None => (OwnerKey::generate(), None),
+    };
+    let (parts, body) = request.into_parts();
+    if let Some(client) = crate::client::address(&parts, &app.settings.trusted_proxies) {
+        app.upload_limiter.check(client)?;
+    }
+    check_free_space(app).await?;
+    let request = Request::from_parts(parts, body);
+    let settings = &app.settings;
+    // Each file is one part; a few more for fields a form may add.
+    let max_parts = usize::from(settings.max_files_per_request) + 8;
+    let form = BoundedForm::from_request(request, settings.upload_idle_timeout(), max_parts).await?;
+    Ok((key, form))
+}
+
+/// 507 while the disk is below the watermark: refused before anything is written.
+async fn check_free_space(app: &AppState) -> Result<(), AppError> {
+    let root = app.storage.root().to_owned();
+    let free = tokio::task::spawn_blocking(move || crate::disk::free_bytes(&root)).await.map_err(anyhow::Error::from)??;
+    if free < app.settings.min_free_bytes {
+        tracing::warn!(free_bytes = free, min_free_bytes = app.settings.min_free_bytes, "The disk is below its watermark: refusing an upload.");
+        return Err(AppError::DiskFull);
+    }
+    Ok(())
+}
+
 /// Counts the outcome and answers as the client asked: JSON, or pages.
-fn respond(app: &AppState, headers: &HeaderMap, wants_json: bool, outcome: Result<(Vec<ImageId>, u64), AppError>, key: &OwnerKey) -> Response {
+///
+/// The JSON carries the key as `delete_token` unless it came in the cookie:
+/// that one stays where the browser keeps it, out of scripts' reach.
+fn respond(
+    app: &AppState,
+    headers: &HeaderMap,
+    wants_json: bool,
+    outcome: Result<(Vec<ImageId>, u64), AppError>,
+    key: Option<(&OwnerKey, Option<KeySource>)>,
+) -> Response {
     match &outcome {
         Ok((ids, bytes)) => app.metrics.accepted(ids.len() as u64, *bytes),
         Err(error) => {
@@ -60,7 +105,10 @@ fn respond(app: &AppState, headers: &HeaderMap, wants_json: bool, outcome: Resul
         }
     }
     match outcome.map(|(ids, _)| ids) {
-        Ok(ids) if wants_json => accepted_json(&ids, key),
+        Ok(ids) if wants_json => {
+            let (key, source) = key.expect("an accepted upload has its owner's key");
+            accepted_json(&ids, (source != Some(KeySource::Cookie)).then_some(key))
+        }
         Ok(ids) => match ids.as_slice() {
             [id] => Redirect::to(&format!("/images/{id}")).into_response(),
             _ => Redirect::to(&format!("/images?ids={}", join_ids(&ids))).into_response(),
@@ -71,10 +119,10 @@ fn respond(app: &AppState, headers: &HeaderMap, wants_json: bool, outcome: Resul
 }
 
 /// Receives every file, then queues every job; returns the new ids and their bytes.
-async fn accept(app: &AppState, mut multipart: Multipart, owner: OwnerId) -> Result<(Vec<ImageId>, u64), AppError> {
+async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId) -> Result<(Vec<ImageId>, u64), AppError> {
     let settings = &app.settings;
     let mut received = Vec::new();
-    while let Some(field) = multipart.next_field().await.map_err(bad_form)? {
+    while let Some(field) = form.next_field().await? {
         if field.name() != Some(FILE_FIELD) {
             continue;
         }
@@ -115,7 +163,7 @@ async fn accept(app: &AppState, mut multipart: Multipart, owner: OwnerId) -> Res
 }
 
 /// Streams one form field to `incoming/`, checking its size and format as it goes.
-async fn receive_file(storage: &Storage, mut field: Field<'_>, number: usize, limits: &MediaLimits) -> Result<ReceivedFile, AppError> {
+async fn receive_file(storage: &Storage, mut field: BoundedField<'_>, number: usize, limits: &MediaLimits) -> Result<ReceivedFile, AppError> {
     let limit_bytes = limits.max_file_bytes;
     let file = display_name(field.file_name(), number);
     let id = ImageId::new();
@@ -124,7 +172,7 @@ async fn receive_file(storage: &Storage, mut field: Field<'_>, number: usize, li
     let mut head = Vec::with_capacity(SourceFormat::SNIFF_LEN);
     let mut format = None;
     let mut size: u64 = 0;
-    while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
+    while let Some(chunk) = field.chunk().await? {
         size += chunk.len() as u64;
         if size > limit_bytes {
             return Err(AppError::TooLarge { file, limit_bytes });
@@ -175,19 +223,25 @@ struct ReceivedFile {
 
 impl ReceivedFile {
     /// Records its owner, then moves the file to `originals/`, where workers can find it.
+    ///
+    /// All in one blocking task: if the client hangs up meanwhile, the task
+    /// still runs to its end, and the guard it returns, dropped with it,
+    /// removes what it wrote.
     async fn store(self, storage: &Storage, owner: OwnerId) -> std::io::Result<StoredOriginal> {
-        let id = self.id;
-        let owner_files = RemoveOnDrop::new(storage.path(&StorageKey::Owner(id))).and(storage.path(&StorageKey::OwnedImage(owner, id)));
-        let recording = storage.clone();
-        tokio::task::spawn_blocking(move || owner::record_owner(&recording, owner, id)).await.map_err(std::io::Error::other)??;
-        let path = storage.path(&StorageKey::Original(id));
-        tokio::fs::rename(self.part.path(), &path).await?;
-        self.part.disarm();
-        let stored = StoredOriginal { file: owner_files.and(path), job: ResizeJob::new(id, self.format, now_ms()) };
-        // The rename, too, must survive a power cut before the upload counts as stored.
-        let originals = storage.root().join("originals");
-        tokio::task::spawn_blocking(move || thumbq_broker::spool::sync_dir(&originals)).await.map_err(std::io::Error::other)??;
-        Ok(stored)
+        let (id, format, part, storage) = (self.id, self.format, self.part, storage.clone());
+        let file = tokio::task::spawn_blocking(move || {
+            let original = storage.path(&StorageKey::Original(id));
+            let written = RemoveOnDrop::new(storage.path(&StorageKey::Owner(id))).and(storage.path(&StorageKey::OwnedImage(owner, id))).and(original.clone());
+            owner::record_owner(&storage, owner, id)?;
+            std::fs::rename(part.path(), &original)?;
+            part.disarm();
+            // The rename, too, must survive a power cut before the upload counts as stored.
+            thumbq_broker::durable::sync_dir(&storage.root().join("originals"))?;
+            Ok::<_, std::io::Error>(written)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(StoredOriginal { file, job: ResizeJob::new(id, format, now_ms()) })
     }
 }
 
@@ -251,10 +305,6 @@ fn display_name(client_name: Option<&str>, number: usize) -> String {
     name
 }
 
-fn bad_form(error: axum::extract::multipart::MultipartError) -> AppError {
-    AppError::BadForm { status: error.status(), message: error.body_text() }
-}
-
 fn wants_json(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|accept| accept.to_str().ok()).is_some_and(|accept| accept.contains("application/json"))
 }
@@ -274,19 +324,21 @@ pub struct AcceptedImage {
     pub original: String,
     /// The owner's key: `Authorization: Bearer {delete_token}` deletes the
     /// image (`DELETE {page}`), fetches its original, and, sent with later
-    /// uploads, makes them the same owner's.
-    pub delete_token: String,
+    /// uploads, makes them the same owner's. Absent when the request's key
+    /// came in the browser's cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_token: Option<String>,
 }
 
 impl AcceptedImage {
-    pub fn new(id: ImageId, key: &OwnerKey) -> Self {
+    pub fn new(id: ImageId, key: Option<&OwnerKey>) -> Self {
         Self {
             id: id.to_string(),
             page: format!("/images/{id}"),
             status: format!("/api/images/{id}"),
             thumbnails: thumbnail_urls(id),
             original: format!("/originals/{id}"),
-            delete_token: key.as_str().to_owned(),
+            delete_token: key.map(|key| key.as_str().to_owned()),
         }
     }
 }
@@ -296,7 +348,7 @@ pub fn thumbnail_urls(id: ImageId) -> std::collections::BTreeMap<&'static str, S
     ThumbSize::ALL.into_iter().map(|size| (size.name(), format!("/thumbs/{id}/{size}"))).collect()
 }
 
-fn accepted_json(ids: &[ImageId], key: &OwnerKey) -> Response {
+fn accepted_json(ids: &[ImageId], key: Option<&OwnerKey>) -> Response {
     let images: Vec<_> = ids.iter().map(|id| AcceptedImage::new(*id, key)).collect();
     let location = images[0].page.clone();
     (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(serde_json::json!({ "images": images }))).into_response()

@@ -135,9 +135,32 @@ async fn an_upload_gives_a_browser_an_http_only_cookie_and_an_api_client_its_del
     let record = std::fs::read_to_string(server.data_dir.path().join(format!("owners/{id}.json"))).unwrap();
     assert!(!record.contains(token));
 
+    // Later uploads with the cookie keep the key where the browser holds it, out of scripts' reach.
+    let (again, _) = server.upload(1, &[(header::COOKIE, &cookie_pair(&cookie))]).await;
+    assert!(again["images"][0].get("delete_token").is_none(), "{again}");
+
     let secure = TestServer::start_with(|settings| settings.secure_cookies = true).await;
     let (_, cookie) = secure.upload(1, &[]).await;
-    assert!(cookie.unwrap().ends_with("; Secure"));
+    let cookie = cookie.unwrap();
+    assert!(cookie.starts_with("__Host-thumbq_owner=") && cookie.ends_with("; Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn another_site_cannot_upload_in_a_visitors_name_nor_replace_their_key() {
+    let server = TestServer::start().await;
+    let mut body = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n\r\n").into_bytes();
+    body.extend(PNG);
+    body.extend(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let request = Request::post("/images")
+        .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
+        .header(header::ORIGIN, "https://evil.example")
+        .header(header::HOST, "127.0.0.1:8080")
+        .body(Body::from(body))
+        .unwrap();
+    let response = server.send(request).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(!response.headers().contains_key(header::SET_COOKIE));
+    assert!(std::fs::read_dir(server.data_dir.path().join("originals")).unwrap().next().is_none());
 }
 
 #[tokio::test]
@@ -284,7 +307,7 @@ async fn the_delete_button_works_without_a_script_but_not_from_another_site() {
 
 #[tokio::test]
 async fn an_operator_takes_any_image_down_with_the_admin_token_only() {
-    let server = TestServer::start_with(|settings| settings.admin_token = Some("s3cret".into())).await;
+    let server = TestServer::start_with(|settings| settings.admin_token = Some("s3cret-admin-token-0123".into())).await;
     let (answer, _) = server.upload(1, &[]).await;
     let id = answer["images"][0]["id"].as_str().unwrap();
     let takedown = |authorization: Option<&str>| {
@@ -300,7 +323,7 @@ async fn an_operator_takes_any_image_down_with_the_admin_token_only() {
     assert_eq!(server.send(takedown(Some("Bearer wrong"))).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(server.get(&format!("/images/{id}"), &[]).await.status(), StatusCode::OK);
 
-    let response = server.send(takedown(Some("Bearer s3cret"))).await;
+    let response = server.send(takedown(Some("Bearer s3cret-admin-token-0123"))).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()[header::LOCATION], format!("/admin?takedown=done&image={id}"));
     assert_eq!(server.files_naming(id), Vec::<String>::new());

@@ -50,6 +50,9 @@ async fn consume(
     let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect(amqp_url, "thumbq-worker")).await??;
     let channel = connection.create_channel().await?;
     declare_topology(&channel, &topology).await?;
+    // Postponed jobs go back as fresh messages, each confirmed before its original is acked.
+    let republisher = connection.create_channel().await?;
+    republisher.confirm_select(thumbq_broker::lapin::options::ConfirmSelectOptions::default()).await?;
     // Per-consumer prefetch: the broker hands this worker at most as many jobs
     // as it works on at once, so the others stay free for other workers.
     channel.basic_qos(settings.concurrency, BasicQosOptions { global: false }).await?;
@@ -62,7 +65,7 @@ async fn consume(
         tokio::select! {
             delivery = deliveries.next() => match delivery {
                 Some(Ok(delivery)) => {
-                    let announcer = Announcer { channel: channel.clone(), topology: topology.clone() };
+                    let announcer = Announcer { channel: channel.clone(), republisher: republisher.clone(), topology: topology.clone() };
                     in_flight.spawn(handle(Arc::clone(context), delivery, settings.job_time_limit(), announcer));
                 }
                 Some(Err(error)) => break Err(error.into()),
@@ -86,16 +89,27 @@ async fn consume(
     outcome
 }
 
-/// Where finished images are announced.
+/// Where finished images are announced, and postponed jobs put back.
 struct Announcer {
     channel: Channel,
+    republisher: Channel,
     topology: Topology,
 }
 
 /// Runs one delivery's job, settles its message and announces the result.
 async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Duration, announcer: Announcer) {
-    let Ran { settlement, event } = run_job(context, &delivery.data, earlier_deliveries(&delivery), time_limit).await;
+    let Ran { settlement, event } = run_job(Arc::clone(&context), &delivery.data, earlier_deliveries(&delivery), time_limit).await;
     let sent = match settlement {
+        Settlement::Postpone => {
+            tokio::time::sleep(context.disk_full_retry).await;
+            match republish(&announcer, &delivery.data).await {
+                Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                Err(error) => {
+                    tracing::warn!(%error, "Could not put a postponed job back as a fresh message; requeueing it.");
+                    delivery.reject(BasicRejectOptions { requeue: true }).await
+                }
+            }
+        }
         Settlement::Ack | Settlement::Forget => delivery.ack(BasicAckOptions::default()).await,
         // basic.reject, not nack: newer RabbitMQ counts only rejects in x-delivery-count.
         Settlement::Requeue => delivery.reject(BasicRejectOptions { requeue: true }).await,
@@ -110,6 +124,22 @@ async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Durati
         // The channel is gone: the broker will redeliver, and the job is idempotent.
         Ok(false) => tracing::warn!(?settlement, "Could not settle a message; the broker will redeliver it."),
         Err(error) => tracing::warn!(?settlement, %error, "Could not settle a message; the broker will redeliver it."),
+    }
+}
+
+/// Publishes `payload` anew on the resize queue and waits for the broker's confirm.
+async fn republish(announcer: &Announcer, payload: &[u8]) -> Result<(), thumbq_broker::lapin::Error> {
+    use thumbq_broker::lapin::options::BasicPublishOptions;
+    use thumbq_broker::lapin::{BasicProperties, Confirmation};
+    let properties = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
+    let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+    let confirm = announcer.republisher.basic_publish("".into(), announcer.topology.resize_queue().into(), options, payload, properties).await?.await?;
+    match confirm {
+        Confirmation::Ack(None) => Ok(()),
+        _ => Err(thumbq_broker::lapin::Error::from(thumbq_broker::lapin::ErrorKind::InvalidChannelState(
+            thumbq_broker::lapin::ChannelState::Error,
+            "the broker did not take the postponed job",
+        ))),
     }
 }
 

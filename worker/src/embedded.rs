@@ -58,9 +58,17 @@ async fn lane(spool: Arc<Spool>, context: Arc<JobContext>, time_limit: Duration,
             }
         };
         let settlement = run_job(Arc::clone(&context), &claim.payload, claim.attempts, time_limit).await.settlement;
+        if settlement == Settlement::Postpone {
+            // Held meanwhile, so no other lane takes it at once; put back with its tries as they were.
+            tokio::select! {
+                () = tokio::time::sleep(context.disk_full_retry) => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+        }
         let spool = Arc::clone(&spool);
         let settled = tokio::task::spawn_blocking(move || match settlement {
             Settlement::Ack | Settlement::Forget => spool.ack(claim),
+            Settlement::Postpone => spool.unclaim(claim),
             Settlement::Requeue => spool.retry_later(claim),
             Settlement::DeadLetter => spool.dead_letter(claim),
         })

@@ -32,12 +32,14 @@ pub struct JobContext {
     /// Called once the thumbnails are made, before they are written: a test
     /// deletes the image here to force the race with a delete.
     pub before_writing: Option<Arc<dyn Fn(ImageId) + Send + Sync>>,
+    /// How long a job waits when the disk is full before it is tried again.
+    pub disk_full_retry: Duration,
 }
 
 impl JobContext {
     pub fn new(storage: Storage, sizes: Sizes, limits: MediaLimits, concurrency: u16) -> Self {
         let cpu_slots = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
-        Self { storage, sizes, limits, metrics: WorkerMetrics::default(), cpu_slots, before_writing: None }
+        Self { storage, sizes, limits, metrics: WorkerMetrics::default(), cpu_slots, before_writing: None, disk_full_retry: Duration::from_secs(30) }
     }
 }
 
@@ -71,7 +73,13 @@ pub enum Settlement {
     DeadLetter,
     /// Acked without a word: the image was deleted, there is nothing to announce.
     Forget,
+    /// The disk is full: the job waits [`JobContext::disk_full_retry`], then
+    /// goes back to the queue as a fresh message, its tries not counted.
+    Postpone,
 }
+
+/// What people read when the original was still missing at the last try.
+pub const UPLOAD_GONE: &str = "The upload is gone: there is no original to make thumbnails from.";
 
 /// What people read when a job was tried [`ResizeJob::MAX_ATTEMPTS`] times without an answer.
 pub const GAVE_UP: &str = "The thumbnails could not be made: the worker stopped or timed out on this image again and again.";
@@ -102,6 +110,15 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
             Settlement::Ack
         }
         Ok(Outcome::Deleted) => forget_deleted(context, id),
+        // A write that failed may have left thumbnails of an image deleted meanwhile.
+        Err(JobError::Retry(_)) if is_deleted(&context.storage, id) => forget_deleted(context, id),
+        // A full disk is the operator's to fix, not the image's fault: never a reason to give up.
+        Err(JobError::Retry(error)) if is_disk_full(&error) => {
+            tracing::warn!(image.id = %id, %error, retry_in_secs = context.disk_full_retry.as_secs(), "The disk is full; the job waits and is tried again.");
+            context.metrics.job("postponed");
+            Settlement::Postpone
+        }
+        Err(JobError::Retry(error)) if last_attempt && error.kind() == std::io::ErrorKind::NotFound => give_up(context, id, UPLOAD_GONE),
         Err(JobError::Retry(error)) if last_attempt => {
             tracing::warn!(image.id = %id, %error, attempt, "The job failed on its last try.");
             give_up(context, id, &format!("The thumbnails could not be made after {} tries; the last error was: {error}.", attempt + 1))
@@ -125,6 +142,7 @@ pub fn give_up(context: &JobContext, id: ImageId, reason: &str) -> Settlement {
             context.metrics.job("failed");
             Settlement::DeadLetter
         }
+        Err(error) if is_disk_full(&error) => Settlement::Postpone,
         Err(error) => {
             tracing::warn!(image.id = %id, %error, "Could not record the job's failure; it goes back to the queue.");
             Settlement::Requeue
@@ -145,6 +163,11 @@ fn forget_deleted(context: &JobContext, id: ImageId) -> Settlement {
             Settlement::Requeue
         }
     }
+}
+
+/// Whether an error means the disk (or the quota) is full.
+pub fn is_disk_full(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }
 
 /// Whether the image was deleted. When the disk cannot tell, it counts as
@@ -177,7 +200,7 @@ pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobErro
     }
     let original = match read_original(context, id) {
         // The original goes after the tombstone is written: look again.
-        Err(JobError::Abort(_)) if is_deleted(storage, id) => return Ok(Outcome::Deleted),
+        Err(JobError::Retry(_)) if is_deleted(storage, id) => return Ok(Outcome::Deleted),
         read => read?,
     };
     let (thumbnails, times) = pipeline::make_thumbnails_timed(original, job.format, &context.sizes, &context.limits).map_err(|error| {
@@ -227,8 +250,9 @@ fn read_original(context: &JobContext, id: ImageId) -> Result<Vec<u8>, JobError>
     let path = context.storage.path(&StorageKey::Original(id));
     let length = match std::fs::metadata(&path) {
         Ok(metadata) => metadata.len(),
+        // Tried again: on shared storage a new file can show up late.
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Err(JobError::Abort("The upload is gone: there is no original to make thumbnails from.".into()));
+            return Err(JobError::Retry(std::io::Error::new(std::io::ErrorKind::NotFound, UPLOAD_GONE)));
         }
         Err(error) => return Err(JobError::Retry(error)),
     };
@@ -333,14 +357,17 @@ mod tests {
     }
 
     #[test]
-    fn a_job_whose_original_vanished_without_a_delete_still_fails_with_a_reason() {
+    fn a_missing_original_is_waited_for_and_at_the_last_try_fails_with_a_reason() {
         let dir = tempfile::tempdir().unwrap();
         let context = context(dir.path());
         let id = ImageId::new();
+        let job = ResizeJob::new(id, SourceFormat::Png, 0);
 
-        let settlement = run(&context, &ResizeJob::new(id, SourceFormat::Png, 0), 0);
+        assert_eq!(run(&context, &job, 0), Settlement::Requeue, "shared storage may show it late");
+        assert!(!context.storage.path(&StorageKey::Failure(id)).exists());
 
-        assert_eq!(settlement, Settlement::DeadLetter);
-        assert!(context.storage.path(&StorageKey::Failure(id)).exists());
+        assert_eq!(run(&context, &job, ResizeJob::MAX_ATTEMPTS - 1), Settlement::DeadLetter);
+        let record = std::fs::read_to_string(context.storage.path(&StorageKey::Failure(id))).unwrap();
+        assert!(record.contains("The upload is gone"), "{record}");
     }
 }

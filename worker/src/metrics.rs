@@ -1,7 +1,6 @@
 //! The worker's counters, served in Prometheus' text format on its own small
 //! HTTP listener (`--metrics-bind`), since a worker has no web server.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,8 +62,7 @@ impl WorkerMetrics {
 }
 
 /// Serves `GET /metrics` and `GET /healthz` on `bind` until shutdown.
-pub async fn serve(bind: SocketAddr, metrics: WorkerMetrics, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(bind).await?;
+pub async fn serve(listener: tokio::net::TcpListener, metrics: WorkerMetrics, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "Serving the worker's metrics.");
     let router = Router::new()
         .route(

@@ -34,7 +34,7 @@ pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, tim
     let state = match settlement {
         Settlement::Ack => Some(EventState::Done),
         Settlement::DeadLetter => Some(EventState::Failed),
-        Settlement::Requeue | Settlement::Forget => None,
+        Settlement::Requeue | Settlement::Forget | Settlement::Postpone => None,
     };
     Ran { settlement, event: state.map(|state| ImageEvent { image_id: id, state }) }
 }

@@ -45,6 +45,10 @@ pub struct Settings {
     /// On SIGTERM, how long to let jobs in flight finish before leaving them to the broker, in seconds.
     #[arg(long, env = "THUMBQ_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+
+    /// When the disk is full, how long a job waits before it is tried again, in seconds; its tries are not counted.
+    #[arg(long, env = "THUMBQ_DISK_FULL_RETRY_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub disk_full_retry_secs: u64,
 }
 
 fn default_concurrency() -> u16 {
@@ -64,6 +68,7 @@ impl Settings {
             job_time_limit_secs: 120,
             metrics_bind: None,
             shutdown_timeout_secs: 10,
+            disk_full_retry_secs: 1,
         }
     }
 

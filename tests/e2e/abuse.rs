@@ -1,0 +1,359 @@
+//! A hostile or broken client gets a bounded, clear answer, and the server
+//! stays up: slow headers, stalled uploads, endless part headers, bodies sent
+//! to routes that take none, too many connections or uploads, a full disk,
+//! and a web server killed mid-publish.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+use crate::harness::{Options, TestApp, wait_for};
+use crate::images;
+use crate::processes::{BrokerProxy, WebProcess};
+
+fn host(app: &TestApp) -> String {
+    app.address.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the peer closes the connection (or resets it); returns what arrived.
+async fn read_to_close(stream: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return received,
+            Ok(read) => received.extend_from_slice(&buffer[..read]),
+        }
+    }
+}
+
+/// The status code of an HTTP/1.1 answer's first line.
+fn status_of(answer: &[u8]) -> Option<u16> {
+    std::str::from_utf8(answer.get(9..12)?).ok()?.parse().ok()
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).map(|entries| entries.flatten().map(|entry| entry.path()).collect()).unwrap_or_default()
+}
+
+/// The start of a multipart upload of one file: headers and the part's header.
+fn upload_head(host: &str, content_length: u64) -> String {
+    format!(
+        "POST /images HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nContent-Type: multipart/form-data; boundary=XYZ\r\nContent-Length: {content_length}\r\n\r\n\
+         --XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn connections_that_trickle_their_headers_are_closed_within_the_header_timeout() {
+    let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.header_timeout_secs = 2, ..Options::default() }).await;
+    let started = Instant::now();
+    let mut connections = JoinSet::new();
+    for _ in 0..100 {
+        let address = host(&app);
+        connections.spawn(async move {
+            let stream = TcpStream::connect(&address).await.expect("a connection");
+            let (mut reader, mut writer) = stream.into_split();
+            let trickle = tokio::spawn(async move {
+                let _ = writer.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
+                while writer.write_all(b"a").await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            });
+            read_to_close(&mut reader).await;
+            trickle.abort();
+        });
+    }
+    // Meanwhile the server answers everyone else.
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    let all_closed = tokio::time::timeout(Duration::from_secs(2 + 5), async { while connections.join_next().await.is_some() {} }).await;
+    assert!(all_closed.is_ok(), "every trickling connection is closed within the header timeout plus 5 s");
+    eprintln!("100 connections trickling headers: all closed after {:.1} s (header timeout 2 s)", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test]
+async fn an_upload_that_stops_sending_gets_408_and_leaves_no_part_behind() {
+    let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.upload_idle_timeout_secs = 2, ..Options::default() }).await;
+    let mut stream = TcpStream::connect(host(&app)).await.unwrap();
+    stream.write_all(upload_head(&host(&app), 10_000_000).as_bytes()).await.unwrap();
+    stream.write_all(&images::jpeg(1200, 900)[..20_000]).await.unwrap();
+    let incoming = app.data_dir.path().join("incoming");
+    wait_for(Duration::from_secs(10), "the upload's part on disk", || async {
+        files_in(&incoming).iter().any(|path| path.extension().is_some_and(|e| e == "part")).then_some(())
+    })
+    .await;
+
+    let started = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(2 + 5), read_to_close(&mut stream)).await.expect("an answer within the idle timeout plus 5 s");
+    assert_eq!(status_of(&answer), Some(408), "{}", String::from_utf8_lossy(&answer));
+    assert!(String::from_utf8_lossy(&answer).contains("nothing arrived for 2 seconds"));
+    assert!(!files_in(&incoming).iter().any(|path| path.extension().is_some_and(|e| e == "part")), "the part is removed");
+    assert!(files_in(&app.data_dir.path().join("originals")).is_empty());
+    eprintln!("stalled upload: 408 after {:.1} s of silence (idle timeout 2 s)", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test]
+async fn a_part_header_that_never_ends_is_cut_off_with_memory_bounded() {
+    let app = TestApp::spawn_without_worker().await;
+    let web = WebProcess::start(&app, None, &[]).await;
+    let before_kib = web.resident_kib();
+    let stream = TcpStream::connect(&web.address).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST /images HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nContent-Type: multipart/form-data; boundary=XYZ\r\nContent-Length: {}\r\n\r\n\
+         --XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\nX-Endless: ",
+        200 * 1024 * 1024
+    );
+    let sender = tokio::spawn(async move {
+        let mut sent = 0u64;
+        if writer.write_all(head.as_bytes()).await.is_err() {
+            return sent;
+        }
+        let chunk = vec![b'a'; 64 * 1024];
+        while sent < 64 * 1024 * 1024 && writer.write_all(&chunk).await.is_ok() {
+            sent += chunk.len() as u64;
+        }
+        sent
+    });
+    let answer = tokio::time::timeout(Duration::from_secs(30), read_to_close(&mut reader)).await.expect("the server ends it");
+    let sent = sender.await.unwrap();
+    let grown_kib = web.resident_kib().saturating_sub(before_kib);
+    if let Some(status) = status_of(&answer) {
+        assert_eq!(status, 413, "{}", String::from_utf8_lossy(&answer));
+    }
+    assert!(sent < 64 * 1024 * 1024, "the server stopped reading long before 64 MiB of header ({sent} bytes sent)");
+    assert!(grown_kib < 48 * 1024, "the web server grew by {grown_kib} KiB");
+    assert_eq!(reqwest::get(web.url("/healthz")).await.unwrap().status(), StatusCode::OK);
+    eprintln!("endless part header: answered {:?} after {} KiB sent; web RSS grew {} KiB", status_of(&answer), sent / 1024, grown_kib);
+}
+
+#[tokio::test]
+async fn the_dashboard_checks_credentials_before_it_reads_a_body_and_takes_small_bodies_only() {
+    let app = TestApp::spawn_with(Options { with_worker: false, admin_token: Some("an-admin-token-of-some-length".into()), ..Options::default() }).await;
+    for path in ["/admin/replay", "/admin/takedown"] {
+        let mut stream = TcpStream::connect(host(&app)).await.unwrap();
+        let head =
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n", 200 * 1024 * 1024);
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // Not a byte of the 200 MiB: the answer must come without it.
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut stream)).await.expect("an answer before any body");
+        assert_eq!(status_of(&answer), Some(401), "{path}: {}", String::from_utf8_lossy(&answer));
+    }
+    let big = "image=".to_owned() + &"x".repeat(1024 * 1024);
+    let response = app
+        .client
+        .post(app.url("/admin/takedown"))
+        .bearer_auth("an-admin-token-of-some-length")
+        .body(big)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "forms are small");
+    let response = app.client.delete(app.url(&format!("/images/{}", thumbq_contract::ImageId::new()))).body(vec![0u8; 1024 * 1024]).send().await.unwrap();
+    assert!(response.status().is_client_error());
+}
+
+#[tokio::test]
+async fn a_client_over_its_upload_rate_gets_429_with_retry_after_and_others_do_not() {
+    let app = TestApp::spawn_with(Options {
+        with_worker: false,
+        web: |settings| {
+            settings.upload_burst = 3;
+            settings.uploads_per_minute = 1;
+        },
+        ..Options::default()
+    })
+    .await;
+    for n in 0..3 {
+        let response = app.upload_json(&[(&format!("{n}.jpg"), images::jpeg(64, 64), "image/jpeg")]).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let refused = app.upload_json(&[("4.jpg", images::jpeg(64, 64), "image/jpeg")]).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("Too many uploads"), "{body}");
+
+    // Another address on this machine has a bucket of its own.
+    let neighbour = reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(images::jpeg(64, 64)).file_name("n.jpg"));
+    let response = neighbour.post(app.url("/images")).header("accept", "application/json").multipart(form).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_until_one_closes_and_the_server_stays_up() {
+    let app = TestApp::spawn_with(Options {
+        with_worker: false,
+        web: |settings| {
+            settings.max_connections = 4;
+            settings.header_timeout_secs = 60;
+        },
+        ..Options::default()
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(host(&app)).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap(); // never finished
+        idle.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    assert!(client.get(app.url("/healthz")).send().await.is_err(), "a fifth connection waits");
+
+    idle.pop();
+    let answered = wait_for(Duration::from_secs(10), "a new connection to be served", || async {
+        client.get(app.url("/healthz")).send().await.ok().map(|response| response.status())
+    })
+    .await;
+    assert_eq!(answered, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_requests_in_flight_at_most_its_timeout() {
+    let app = TestApp::spawn_without_worker().await;
+    let web = WebProcess::start(&app, None, &[("THUMBQ_SHUTDOWN_TIMEOUT_SECS", "2"), ("THUMBQ_UPLOAD_IDLE_TIMEOUT_SECS", "600")]).await;
+    let mut stalled = TcpStream::connect(&web.address).await.unwrap();
+    stalled.write_all(upload_head(&web.address, 10_000_000).as_bytes()).await.unwrap();
+    stalled.write_all(&images::jpeg(800, 600)[..10_000]).await.unwrap();
+    let incoming = app.data_dir.path().join("incoming");
+    wait_for(Duration::from_secs(10), "the upload's part on disk", || async { (!files_in(&incoming).is_empty()).then_some(()) }).await;
+
+    let took = web.terminate(Duration::from_secs(2 + 5)).await;
+
+    assert!(files_in(&incoming).iter().all(|path| path.extension().is_none_or(|e| e != "part")), "the cut upload left no part");
+    assert!(files_in(&app.data_dir.path().join("originals")).is_empty(), "and nothing was accepted");
+    eprintln!("shutdown with a stalled upload in flight: exited after {:.1} s (timeout 2 s)", took.as_secs_f64());
+}
+
+#[tokio::test]
+async fn a_web_server_killed_while_publishing_leaves_a_job_another_one_takes_over() {
+    let mut app = TestApp::spawn_without_worker().await;
+    let proxy = BrokerProxy::start().await;
+    let web = WebProcess::start(&app, Some(&proxy.url), &[("THUMBQ_PUBLISH_TIMEOUT_MS", "60000")]).await;
+    wait_for(Duration::from_secs(20), "the killed-to-be server to reach RabbitMQ", || async {
+        reqwest::get(web.url("/readyz")).await.ok()?.text().await.ok()?.contains("broker: reachable").then_some(())
+    })
+    .await;
+    proxy.pause();
+    let upload = {
+        let url = web.url("/images");
+        tokio::spawn(async move {
+            let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(images::jpeg(640, 480)).file_name("k.jpg"));
+            reqwest::Client::new().post(url).header("accept", "application/json").multipart(form).send().await.map(|response| response.status())
+        })
+    };
+    // The original is stored and the job is in the outbox, claimed, waiting for a confirm that does not come.
+    let originals = app.data_dir.path().join("originals");
+    let id: thumbq_contract::ImageId = wait_for(Duration::from_secs(20), "the upload to reach the publish", || async {
+        let claimed = files_in(&app.data_dir.path().join("spool/outbox/claimed"))
+            .iter()
+            .flat_map(|owner| files_in(owner))
+            .any(|job| job.extension().is_some_and(|e| e == "job"));
+        let original = files_in(&originals).first().and_then(|path| path.file_name()?.to_str()?.parse().ok());
+        original.filter(|_| claimed)
+    })
+    .await;
+
+    web.kill();
+    assert!(upload.await.unwrap().is_err(), "the client never heard “accepted”");
+
+    // The other web server's relay finds the dead process's claim and publishes it.
+    app.start_worker().await;
+    let thumbnails = app.wait_for_thumbnails(id).await;
+    assert_eq!(thumbnails.len(), 3);
+    eprintln!("web server SIGKILLed mid-publish: its job was taken over and image {id} got its thumbnails");
+}
+
+/// A tmpfs of `size_mib` mounted on a fresh directory, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size_mib: u32) -> Self {
+        let uid = std::process::Command::new("id").arg("-u").output().expect("id runs");
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "the full-disk test mounts a small tmpfs, which needs root: run `scripts/test` as root (CI does), or `sudo -E cargo test --test e2e full_disk`"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"]).arg(dir.path()).status().unwrap();
+        assert!(mounted.success(), "mount -t tmpfs failed");
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the file system until `leave` bytes are free; returns the filler's path.
+    fn fill_leaving(&self, leave: u64) -> PathBuf {
+        let filler = self.path().join(format!("filler-{}", uuid::Uuid::now_v7().simple()));
+        let free = rustix_free(self.path());
+        std::fs::write(&filler, vec![0u8; free.saturating_sub(leave) as usize]).unwrap();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+fn rustix_free(path: &Path) -> u64 {
+    thumbq_web::disk::free_bytes(path).unwrap()
+}
+
+#[tokio::test]
+async fn on_a_full_disk_uploads_get_507_nothing_is_kept_and_a_worker_waits_instead_of_failing() {
+    let tmpfs = Tmpfs::mount(48);
+
+    // Below the watermark: refused before a byte is written.
+    let guarded = TestApp::spawn_with(Options {
+        with_worker: false,
+        data_dir_in: Some(tmpfs.path().to_owned()),
+        web: |settings| settings.min_free_bytes = 8 * 1024 * 1024,
+        ..Options::default()
+    })
+    .await;
+    let filler = tmpfs.fill_leaving(6 * 1024 * 1024);
+    let refused = guarded.upload_json(&[("full.jpg", images::jpeg(64, 64), "image/jpeg")]).await;
+    assert_eq!(refused.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert!(refused.text().await.unwrap().contains("no room for uploads"));
+    let readiness = guarded.get("/readyz").await;
+    assert_eq!(readiness.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(readiness.text().await.unwrap().contains("below the watermark"));
+    assert!(guarded.get("/metrics").await.text().await.unwrap().contains("thumbq_web_data_dir_free_bytes"));
+    std::fs::remove_file(&filler).unwrap();
+
+    // Out of space in the middle of a file: the same answer, and no part left behind.
+    let mut app = TestApp::spawn_with(Options { with_worker: false, data_dir_in: Some(tmpfs.path().to_owned()), ..Options::default() }).await;
+    let (id, _) = app.upload_owned("fits.jpg", images::jpeg(640, 480)).await;
+    let filler = tmpfs.fill_leaving(512 * 1024);
+    let mut big = images::jpeg(64, 64);
+    big.extend(std::iter::repeat_n(0u8, 3 * 1024 * 1024));
+    let response = app.upload_json(&[("big.jpg", big, "image/jpeg")]).await;
+    assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE, "{:?}", response.text().await);
+    assert!(files_in(&app.data_dir.path().join("incoming")).iter().all(|path| path.extension().is_none_or(|e| e != "part")));
+
+    // A worker out of space waits and tries again: the image stays pending, never failed.
+    let rest = tmpfs.fill_leaving(0);
+    app.start_worker().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = app.status(id).await;
+    assert_eq!(status["state"], "pending", "{status}");
+    std::fs::remove_file(&rest).unwrap();
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(app.wait_until_settled(id).await["state"], "done");
+    app.stop_worker().await;
+}

@@ -1,0 +1,89 @@
+//! The accept loop: hyper's connection builder with the limits `axum::serve`
+//! does not set.
+//!
+//! - A client has `--header-timeout-secs` to send a request's headers; a
+//!   connection that trickles them is closed (hyper needs a timer for that).
+//! - At most `--max-connections` connections are open: beyond them, new ones
+//!   wait in the listen backlog until one closes, and the server never runs
+//!   out of file descriptors.
+//! - On shutdown the listener closes, connections finish their requests in
+//!   flight, and those still open after `--shutdown-timeout-secs` are closed.
+//!   A request cut then never heard "accepted", and leaves nothing behind.
+//! - Every request knows its peer's address (`ConnectInfo`), for the rate limit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+/// How the accept loop treats connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then drains.
+pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, shutdown: impl Future<Output = ()>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(%error, "Could not accept a connection.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = router.clone().map_request(move |mut request: axum::http::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, client.address = %peer, "A connection ended with an error.");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let open = graceful.count();
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.shutdown_timeout) => {
+            tracing::warn!(connections = open, "Closing the connections still open after the shutdown timeout.");
+        }
+    }
+}
+
+/// The peer of a request, as the accept loop saw it.
+pub fn peer(request: &axum::http::request::Parts) -> Option<SocketAddr> {
+    request.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(address)| *address)
+}
