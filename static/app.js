@@ -10,8 +10,8 @@
 
 // ---- Following thumbnails -------------------------------------------------
 
-// Poll soon (small images are ready in tens of milliseconds), then back off.
-// The server's Retry-After caps the wait, so it sets the pace.
+// Poll soon (small images are ready in tens of milliseconds), then back off
+// up to MAX_POLL_MS; the server's Retry-After is the least wait between looks.
 const FIRST_POLL_MS = 150;
 const POLL_GROWTH = 1.6;
 const MAX_POLL_MS = 4000;
@@ -26,6 +26,7 @@ const live = {
   unchecked: new Set(),
   // Set when a stream dropped: events may have been missed, so everything pending is looked at once.
   dropped: false,
+  retiring: [],
 };
 
 // A 404 without Retry-After says the image does not exist; a proxy's hiccup
@@ -66,10 +67,12 @@ function setMode(mode) {
 const SAFETY_POLL_MS = 15000;
 
 function openStream() {
-  live.source?.close();
   // Only images still pending: the stream's list stays short on a long-lived page.
   const ids = [...live.figures.keys()].filter((id) => [...live.figures.get(id)].some((figure) => figure.dataset.state === "pending"));
-  if (ids.length === 0) return;
+  // Earlier streams stay open until the new one is: no event falls between them.
+  if (live.source) live.retiring.push(live.source);
+  live.source = null;
+  if (ids.length === 0) return retireStreams();
   if (!live.safetyPoll) live.safetyPoll = setInterval(() => pendingFigures().forEach(checkOnce), SAFETY_POLL_MS);
   const source = new EventSource(`/events?ids=${ids.join(",")}`);
   live.source = source;
@@ -78,6 +81,7 @@ function openStream() {
   // thumbnail not looked at since: opening anew for every image added must not
   // look at all the earlier ones again each time (n² requests for n uploads).
   source.addEventListener("open", () => {
+    retireStreams();
     const figures = live.dropped ? pendingFigures() : [...live.unchecked].filter((figure) => figure.dataset.state === "pending");
     live.unchecked.clear();
     live.dropped = false;
@@ -96,6 +100,7 @@ function openStream() {
     // A refused stream (no RabbitMQ behind this server) is closed for good: poll instead.
     // A dropped one reconnects by itself and looks again on "open".
     if (source.readyState === EventSource.CLOSED && live.source === source) {
+      retireStreams();
       live.source = null;
       setMode("poll");
       pendingFigures().forEach(poll);
@@ -103,6 +108,11 @@ function openStream() {
       live.dropped = true;
     }
   });
+}
+
+function retireStreams() {
+  live.retiring.forEach((stream) => stream.close());
+  live.retiring = [];
 }
 
 function pendingFigures() {
@@ -151,10 +161,10 @@ function poll(figure) {
     if (Date.now() - started > GIVE_UP_AFTER_MS) {
       return showFailure(figure, "This is taking much longer than it should. Reload the page to try again.");
     }
-    // The server's Retry-After is the least wait, not the most: backing off
-    // still reaches its maximum when it says "1" every time.
+    // The server's Retry-After is the least wait: backing off still reaches
+    // its maximum when it says "1" every time, and a longer one is honoured.
     const hintMs = Number(response?.headers.get("Retry-After")) * 1000 || 0;
-    delay = Math.min(Math.max(delay * POLL_GROWTH, hintMs), MAX_POLL_MS);
+    delay = Math.max(Math.min(delay * POLL_GROWTH, MAX_POLL_MS), hintMs);
     setTimeout(again, delay);
   }
   setTimeout(again, delay);

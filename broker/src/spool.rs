@@ -68,10 +68,9 @@ impl Spool {
 
     /// Adds a job; when this returns, the job is on disk and survives a crash.
     pub fn push(&self, payload: &[u8]) -> io::Result<()> {
-        let key = new_key(0);
-        self.write_ready(&key, payload)?;
-        self.lock_listed().push_back(key);
-        Ok(())
+        // Not added to this handle's list: a process that only pushes (the web
+        // server) would keep it growing; whoever claims lists the directory.
+        self.write_ready(&new_key(0), payload)
     }
 
     /// Adds a job already claimed by this process: a write-ahead record of
@@ -80,13 +79,8 @@ impl Spool {
     /// one's [`Spool::recover_orphans`] puts it back in the queue.
     pub fn push_claimed(&self, payload: &[u8]) -> io::Result<Claim> {
         let key = new_key(0);
-        let temporary = self.claimed_dir().join(format!("{key}.tmp"));
         let path = self.claimed_dir().join(format!("{key}.job"));
-        let mut file = File::create(&temporary)?;
-        file.write_all(payload)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&temporary, &path)?;
+        self.write_whole(&key, payload, &path)?;
         sync_dir(&self.claimed_dir())?;
         Ok(Claim { payload: payload.to_owned(), attempts: 0, key, path })
     }
@@ -103,7 +97,8 @@ impl Spool {
                 }
                 let keys = self.ready_keys()?;
                 self.listings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                *self.lock_listed() = keys.into();
+                // Keys put back meanwhile may be listed twice: the second rename just misses.
+                self.lock_listed().extend(keys);
                 listed_again = true;
                 continue;
             };
@@ -244,15 +239,27 @@ impl Spool {
     fn write_ready(&self, key: &str, payload: &[u8]) -> io::Result<()> {
         // (Also below: every rename is followed by an fsync of the directory it
         // lands in, so that it survives a power cut.)
-        // Written in this owner's directory first, so that a crash mid-write
-        // leaves a partial file nobody will take for a job.
-        let temporary = self.claimed_dir().join(format!("{key}.tmp"));
-        let mut file = File::create(&temporary)?;
-        file.write_all(payload)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&temporary, self.ready_path(key))?;
+        self.write_whole(key, payload, &self.ready_path(key))?;
         sync_dir(&self.root.join("ready"))
+    }
+
+    /// Writes `payload` to `path` whole: first to a temporary file in this
+    /// owner's directory, so that a crash mid-write leaves a partial file
+    /// nobody takes for a job, and one that a failed write (a full disk)
+    /// does not leave behind.
+    fn write_whole(&self, key: &str, payload: &[u8], path: &Path) -> io::Result<()> {
+        let temporary = self.claimed_dir().join(format!("{key}.tmp"));
+        let written = File::create(&temporary).and_then(|mut file| {
+            file.write_all(payload)?;
+            file.sync_all()
+        });
+        match written.and_then(|()| fs::rename(&temporary, path)) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let _ = fs::remove_file(&temporary);
+                Err(error)
+            }
+        }
     }
 
     fn ready_keys(&self) -> io::Result<Vec<String>> {

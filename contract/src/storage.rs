@@ -191,12 +191,23 @@ impl Storage {
             return Ok(existing);
         }
         std::fs::create_dir_all(&self.root)?;
-        let temporary = self.root.join(format!(".thumbq.json.{}", std::process::id()));
+        let temporary = self.root.join(format!(".thumbq.json.{}", Uuid::now_v7().simple()));
         std::fs::write(&temporary, serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?)?;
         std::fs::File::open(&temporary)?.sync_all()?;
-        std::fs::rename(&temporary, self.manifest_path())?;
-        std::fs::File::open(&self.root)?.sync_all()?;
-        Ok(manifest.clone())
+        // A link, not a rename: of two first starts at once, one wins, and the
+        // other reads what it wrote instead of overwriting it.
+        let linked = std::fs::hard_link(&temporary, self.manifest_path());
+        let _ = std::fs::remove_file(&temporary);
+        match linked {
+            Ok(()) => {
+                std::fs::File::open(&self.root)?.sync_all()?;
+                Ok(manifest.clone())
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                self.read_manifest()?.ok_or_else(|| std::io::Error::other("thumbq.json vanished as it was written"))
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Creates the directories every process expects to exist.

@@ -53,13 +53,23 @@ async fn connections_that_trickle_their_headers_are_closed_within_the_header_tim
     let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.header_timeout_secs = 2, ..Options::default() }).await;
     let started = Instant::now();
     let mut connections = JoinSet::new();
-    for _ in 0..100 {
+    for n in 0..100 {
         let address = host(&app);
         connections.spawn(async move {
             let stream = TcpStream::connect(&address).await.expect("a connection");
             let (mut reader, mut writer) = stream.into_split();
+            // One in four sends nothing at all, one in four the start of an HTTP/2 preface.
+            let opening: &[u8] = match n % 4 {
+                0 => b"",
+                1 => b"PRI * HTTP/2.0\r\n",
+                _ => b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ",
+            };
+            let silent = n % 4 == 0;
             let trickle = tokio::spawn(async move {
-                let _ = writer.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
+                let _ = writer.write_all(opening).await;
+                if silent {
+                    std::future::pending::<()>().await;
+                }
                 while writer.write_all(b"a").await.is_ok() {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }

@@ -35,7 +35,7 @@ pub struct Dispatcher {
 }
 
 enum Mode {
-    Broker { publisher: Publisher, outbox: Arc<Spool> },
+    Broker { publisher: Box<Publisher>, outbox: Arc<Spool> },
     Embedded { jobs: Arc<Spool> },
 }
 
@@ -49,7 +49,7 @@ pub struct Readiness {
 
 impl Dispatcher {
     pub fn broker(publisher: Publisher, outbox: Spool, metrics: WebMetrics) -> Self {
-        Self { mode: Mode::Broker { publisher, outbox: Arc::new(outbox) }, outbox_filled: Notify::new(), metrics }
+        Self { mode: Mode::Broker { publisher: Box::new(publisher), outbox: Arc::new(outbox) }, outbox_filled: Notify::new(), metrics }
     }
 
     pub fn embedded(jobs: Spool, metrics: WebMetrics) -> Self {

@@ -131,7 +131,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin", get(admin::dashboard))
         .route("/admin/replay", post(admin::replay))
         .route("/admin/takedown", post(admin::takedown))
-        .layer(timeout.clone());
+        .layer(timeout);
 
     Router::new()
         .merge(timed)

@@ -134,7 +134,8 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId) -> Result
             return Err(AppError::TooManyFiles { limit: settings.max_files_per_request });
         }
         let number = received.len() + 1;
-        received.push(receive_file(&app.storage, field, number, &settings.limits()).await?);
+        let earlier: Vec<PathBuf> = received.iter().map(|file: &ReceivedFile| file.part.path().to_owned()).collect();
+        received.push(receive_file(&app.storage, field, number, &settings.limits(), &earlier).await?);
     }
     if received.is_empty() {
         return Err(AppError::NoFile);
@@ -163,7 +164,16 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId) -> Result
 }
 
 /// Streams one form field to `incoming/`, checking its size and format as it goes.
-async fn receive_file(storage: &Storage, mut field: BoundedField<'_>, number: usize, limits: &MediaLimits) -> Result<ReceivedFile, AppError> {
+///
+/// The parts of the request's `earlier` files are touched now and then, so
+/// that the sweeper of leftovers (see `cleanup`) sees them as alive.
+async fn receive_file(
+    storage: &Storage,
+    mut field: BoundedField<'_>,
+    number: usize,
+    limits: &MediaLimits,
+    earlier: &[PathBuf],
+) -> Result<ReceivedFile, AppError> {
     let limit_bytes = limits.max_file_bytes;
     let file = display_name(field.file_name(), number);
     let id = ImageId::new();
@@ -172,7 +182,12 @@ async fn receive_file(storage: &Storage, mut field: BoundedField<'_>, number: us
     let mut head = Vec::with_capacity(SourceFormat::SNIFF_LEN);
     let mut format = None;
     let mut size: u64 = 0;
+    let mut touched = std::time::Instant::now();
     while let Some(chunk) = field.chunk().await? {
+        if touched.elapsed() > crate::cleanup::TOUCH_EVERY {
+            touched = std::time::Instant::now();
+            touch(earlier).await;
+        }
         size += chunk.len() as u64;
         if size > limit_bytes {
             return Err(AppError::TooLarge { file, limit_bytes });
@@ -199,6 +214,17 @@ async fn receive_file(storage: &Storage, mut field: BoundedField<'_>, number: us
     drop(out);
     check_dimensions(part.path(), format, file, limits).await?;
     Ok(ReceivedFile { id, format, size, part })
+}
+
+/// Marks `parts` as still being written.
+async fn touch(parts: &[PathBuf]) {
+    let parts = parts.to_vec();
+    let _ = tokio::task::spawn_blocking(move || {
+        for part in parts {
+            let _ = std::fs::File::options().write(true).open(&part).and_then(|file| file.set_modified(std::time::SystemTime::now()));
+        }
+    })
+    .await;
 }
 
 /// Refuses an image whose header says it is over the pixel limits, before any

@@ -34,12 +34,23 @@ pub struct JobContext {
     pub before_writing: Option<Arc<dyn Fn(ImageId) + Send + Sync>>,
     /// How long a job waits when the disk is full before it is tried again.
     pub disk_full_retry: Duration,
+    /// How long a job whose original is missing waits before its next try, times the tries so far.
+    pub missing_original_wait: Duration,
 }
 
 impl JobContext {
     pub fn new(storage: Storage, sizes: Sizes, limits: MediaLimits, concurrency: u16) -> Self {
         let cpu_slots = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
-        Self { storage, sizes, limits, metrics: WorkerMetrics::default(), cpu_slots, before_writing: None, disk_full_retry: Duration::from_secs(30) }
+        Self {
+            storage,
+            sizes,
+            limits,
+            metrics: WorkerMetrics::default(),
+            cpu_slots,
+            before_writing: None,
+            disk_full_retry: Duration::from_secs(30),
+            missing_original_wait: Duration::from_secs(1),
+        }
     }
 }
 
@@ -119,6 +130,13 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
             Settlement::Postpone
         }
         Err(JobError::Retry(error)) if last_attempt && error.kind() == std::io::ErrorKind::NotFound => give_up(context, id, UPLOAD_GONE),
+        // Shared storage may show a new file late: wait a little more each try before the next.
+        Err(JobError::Retry(error)) if error.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(image.id = %id, attempt, "The original is not there (yet); trying again shortly.");
+            std::thread::sleep(context.missing_original_wait * (attempt + 1));
+            context.metrics.job("retried");
+            Settlement::Requeue
+        }
         Err(JobError::Retry(error)) if last_attempt => {
             tracing::warn!(image.id = %id, %error, attempt, "The job failed on its last try.");
             give_up(context, id, &format!("The thumbnails could not be made after {} tries; the last error was: {error}.", attempt + 1))
