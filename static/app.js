@@ -284,7 +284,11 @@ const ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"];
 // `keyed`: whether this browser holds its owner key (an HttpOnly cookie,
 // which the page says it has). Until it does, one upload at a time: the
 // first answer brings the key, and every later upload must carry the same.
-const uploads = { waiting: [], running: 0, keyed: false };
+const uploads = { waiting: [], running: 0, keyed: false, seen: new Set(), started: Date.now() };
+
+// A transient failure (the network, the server busy or out of room) is tried
+// again by itself this many times, waiting longer each time.
+const AUTOMATIC_RETRIES = 3;
 
 function setUpUploads(form) {
   const input = form.querySelector("input[type=file]");
@@ -295,12 +299,19 @@ function setUpUploads(form) {
 
   const add = (files) => {
     for (const file of files) {
+      // The same file picked twice in one batch is uploaded once.
+      const identity = `${file.name}\u0000${file.size}\u0000${file.lastModified}`;
+      if (uploads.seen.has(identity)) continue;
+      uploads.seen.add(identity);
+      // In the order chosen.
       const card = newCard(file);
-      cards.prepend(card);
+      cards.append(card);
       const problem = clientSideProblem(file, maxBytes);
       if (problem) setCardError(card, problem, null);
       else queueUpload(card, file);
     }
+    cards.querySelector(".card[data-state=uploading], .card[data-state=waiting]")?.scrollIntoView({ block: "nearest" });
+    updateSummary();
   };
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -329,6 +340,63 @@ function setUpUploads(form) {
     document.body.classList.remove("dragging");
     add([...(event.dataTransfer?.files ?? [])]);
   });
+  // Images pasted from the clipboard (Ctrl/Cmd+V), except into a text field.
+  document.addEventListener("paste", (event) => {
+    if (event.target instanceof HTMLInputElement && event.target.type === "text") return;
+    const files = [...(event.clipboardData?.files ?? [])];
+    if (files.length === 0) return;
+    event.preventDefault();
+    add(files);
+  });
+  // Leaving the page would end the uploads still running: ask first.
+  window.addEventListener("beforeunload", (event) => {
+    if (!uploadsActive()) return;
+    event.preventDefault();
+    event.returnValue = "";
+  });
+  new MutationObserver(updateSummary).observe(cards, { subtree: true, attributes: true, attributeFilter: ["data-state"], childList: true });
+}
+
+function uploadsActive() {
+  return uploads.running > 0 || uploads.waiting.length > 0;
+}
+
+// "4 of 10 uploaded · 3 thumbnails ready · 1 refused", with a bar over the batch's bytes.
+function updateSummary() {
+  const summary = document.querySelector("#summary");
+  if (!summary) return;
+  const cards = [...document.querySelectorAll("#uploads .card")].filter((card) => card.dataset.state !== "removed");
+  if (cards.length === 0) {
+    summary.hidden = true;
+    return;
+  }
+  summary.hidden = false;
+  const count = (...states) => cards.filter((card) => states.includes(card.dataset.state)).length;
+  const uploaded = count("processing", "done", "deleted");
+  const ready = count("done");
+  const refused = count("failed");
+  const parts = [`${uploaded} of ${cards.length} uploaded`, `${ready} thumbnail${ready === 1 ? "" : "s"} ready`];
+  if (refused > 0) parts.push(`${refused} failed`);
+  const total = cards.reduce((sum, card) => sum + Number(card.dataset.bytes ?? 0), 0);
+  const sent = cards.reduce((sum, card) => sum + Number(card.dataset.sent ?? 0), 0);
+  const finished = count("done", "failed", "deleted") === cards.length;
+  if (finished) {
+    parts.unshift("All done");
+  } else if (uploadsActive() && sent > 0) {
+    const elapsed = (Date.now() - uploads.started) / 1000;
+    const left = Math.max(0, Math.round(((total - sent) / sent) * elapsed));
+    parts.push(`${humanBytes(sent)} of ${humanBytes(total)}${left > 0 ? `, about ${left} s left` : ""}`);
+  }
+  summary.dataset.state = finished ? "done" : "working";
+  summary.querySelector(".summary-text").textContent = parts.join(" · ");
+  const bar = summary.querySelector("progress");
+  bar.max = Math.max(total, 1);
+  bar.value = finished ? bar.max : sent;
+}
+
+function humanBytes(bytes) {
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${(bytes / 1048576).toFixed(1)} MB`;
 }
 
 // What the browser can tell at once. A type it reports is only a guess from
@@ -352,6 +420,14 @@ function newCard(file) {
     local.alt = `Preview of ${file.name}`;
     local.src = URL.createObjectURL(file);
     local.onload = () => URL.revokeObjectURL(local.src);
+    // Not an image the browser can show (a text file named .jpg, say): no broken picture.
+    local.onerror = () => {
+      URL.revokeObjectURL(local.src);
+      const placeholder = document.createElement("span");
+      placeholder.className = "placeholder";
+      placeholder.textContent = "No preview";
+      local.replaceWith(placeholder);
+    };
     preview.append(local);
   }
   const name = document.createElement("p");
@@ -365,13 +441,34 @@ function newCard(file) {
   status.className = "card-status";
   status.setAttribute("aria-live", "polite");
   status.textContent = "Waiting to upload…";
-  card.append(preview, name, progress, status);
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "remove";
+  remove.textContent = "Remove";
+  remove.setAttribute("aria-label", `Remove ${file.name}`);
+  remove.addEventListener("click", () => removeCard(card));
+  card.dataset.state = "waiting";
+  card.dataset.bytes = String(file.size);
+  card.dataset.sent = "0";
+  card.append(preview, name, progress, status, remove);
   return card;
 }
 
 function queueUpload(card, file) {
+  if (!uploadsActive()) uploads.started = Date.now();
+  card.dataset.state = "waiting";
   uploads.waiting.push({ card, file });
   pump();
+}
+
+// Takes a card away: a waiting file is never sent, one being sent is cancelled
+// (the server keeps nothing of it), a failed one is just gone from the batch.
+function removeCard(card) {
+  uploads.waiting = uploads.waiting.filter((entry) => entry.card !== card);
+  card.request?.abort();
+  card.dataset.state = "removed";
+  card.remove();
+  updateSummary();
 }
 
 function pump() {
@@ -385,9 +482,10 @@ function pump() {
   }
 }
 
-function upload(card, file) {
+function upload(card, file, tries = 0) {
   return new Promise((resolve) => {
     const request = new XMLHttpRequest();
+    card.request = request;
     const body = new FormData();
     body.append("file", file, file.name);
     const progress = card.querySelector("progress");
@@ -395,8 +493,24 @@ function upload(card, file) {
     card.dataset.state = "uploading";
     status.textContent = "Uploading…";
     request.upload.addEventListener("progress", (event) => {
-      if (event.lengthComputable) progress.value = Math.round((event.loaded / event.total) * 100);
+      if (!event.lengthComputable) return;
+      progress.value = Math.round((event.loaded / event.total) * 100);
+      card.dataset.sent = String(Math.min(file.size, event.loaded));
+      updateSummary();
     });
+    const transient = (status) => status === 0 || status === 429 || status === 507 || status >= 500;
+    const failed = (message, status) => {
+      card.request = null;
+      card.dataset.sent = "0";
+      if (transient(status) && tries < AUTOMATIC_RETRIES) {
+        status_(card, `${message} Trying again…`);
+        const wait = Number(request.getResponseHeader?.("Retry-After")) * 1000 || 1000 * 2 ** tries;
+        setTimeout(() => upload(card, file, tries + 1).then(resolve), Math.min(wait, 30000));
+        return;
+      }
+      setCardError(card, message, transient(status) ? file : null);
+      resolve();
+    };
     request.addEventListener("load", () => {
       let answer = null;
       try {
@@ -406,16 +520,16 @@ function upload(card, file) {
       }
       if (request.status === 202 && answer?.images?.[0]) {
         uploads.keyed = true;
+        card.request = null;
+        card.dataset.sent = String(file.size);
         showAccepted(card, answer.images[0]);
+        resolve();
       } else {
-        setCardError(card, answer?.error ?? `The server answered ${request.status}.`, file);
+        failed(answer?.error ?? `The server answered ${request.status}.`, request.status);
       }
-      resolve();
     });
-    request.addEventListener("error", () => {
-      setCardError(card, "The upload was interrupted.", file);
-      resolve();
-    });
+    request.addEventListener("error", () => failed("The upload was interrupted.", 0));
+    request.addEventListener("abort", () => resolve());
     request.open("POST", "/images");
     request.setRequestHeader("Accept", "application/json");
     request.send(body);
@@ -441,6 +555,12 @@ function showAccepted(card, image) {
   const link = document.createElement("a");
   link.href = image.page;
   link.textContent = "Open";
+  // While others still upload, the page opens in a new tab: leaving would end them.
+  link.addEventListener("click", (event) => {
+    if (!uploadsActive()) return;
+    event.preventDefault();
+    window.open(link.href, "_blank", "noopener");
+  });
   status.append(link);
   card.append(deleteButton(card, image.page));
   follow(card);
@@ -473,6 +593,12 @@ function deleteButton(card, page) {
   return button;
 }
 
+function status_(card, message) {
+  card.querySelector(".card-status").textContent = message;
+}
+
+// A failed card says why. A transient failure (`file` given) offers "Try again";
+// a file refused for what it is offers only "Remove": trying again would fail again.
 function setCardError(card, message, file) {
   card.dataset.state = "failed";
   const status = card.querySelector(".card-status");

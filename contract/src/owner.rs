@@ -78,10 +78,13 @@ impl<'de> Deserialize<'de> for OwnerId {
     }
 }
 
-/// What `owners/{id}.json` holds.
+/// What `owners/{id}.json` holds: who owns the image, and what it is called.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerRecord {
     pub owner: OwnerId,
+    /// The file name it was sent under, cleaned for display (never part of a path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[cfg(test)]

@@ -21,6 +21,11 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// A browser with more command-line arguments (a window size, a colour scheme).
+    pub async fn start_with(extra: &[&str]) -> Self {
         for program in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(program).exists(),
@@ -34,19 +39,22 @@ impl Browser {
         let profile = tempfile::tempdir().expect("a profile directory");
         // Without the background-networking flags Chromium keeps trying to reach
         // Google's services, which a closed network refuses.
-        let arguments = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1280,1000",
-            &format!("--user-data-dir={}", profile.path().display()),
+        let mut arguments = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--hide-scrollbars".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
         ];
+        if !extra.iter().any(|argument| argument.starts_with("--window-size")) {
+            arguments.push("--window-size=1280,1000".to_owned());
+        }
+        arguments.extend(extra.iter().map(|argument| (*argument).to_owned()));
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": CHROMIUM, "args": arguments }));
         let client = ClientBuilder::rustls()

@@ -93,7 +93,8 @@ async fn every_bad_input_ends_in_a_clear_refusal_or_a_clean_state() {
         match expect {
             Refused(wanted) => {
                 assert_eq!(status, wanted, "{name}: {body}");
-                assert!(body["error"].as_str().is_some_and(|message| message.contains("Nothing was uploaded")), "{name}: {body}");
+                assert!(body["error"].as_str().is_some_and(|message| message.ends_with('.')), "{name}: {body}");
+                assert_eq!(body["refused"][0]["status"], wanted.as_u16(), "{name}: each refused file says why: {body}");
                 outcomes.push(format!("{name}: {status}"));
             }
             Done | Failed => {

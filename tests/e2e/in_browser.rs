@@ -224,3 +224,105 @@ async fn a_page_following_an_image_shows_at_once_that_its_owner_deleted_it() {
     browser.screenshot("image-page-deleted-live").await;
     browser.close().await;
 }
+
+/// Holds every upload request the page sends until `releaseUploads()` is called in it.
+const HOLD_UPLOADS: &str = "
+    const send = XMLHttpRequest.prototype.send;
+    window.heldUploads = [];
+    XMLHttpRequest.prototype.send = function (body) { window.heldUploads.push(() => send.call(this, body)); };
+    window.releaseUploads = () => { XMLHttpRequest.prototype.send = send; window.heldUploads.splice(0).forEach((go) => go()); };";
+
+#[tokio::test]
+async fn a_batch_reads_as_one_keeps_its_order_and_names_and_offers_the_right_action_for_each_failure() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.eval(HOLD_UPLOADS).await;
+    let notes = app.data_dir.path().join("notes.jpg");
+    std::fs::write(&notes, "not a photo, whatever its name").unwrap();
+    let mut files: Vec<String> = (1..=4).map(|n| fixture_path(&format!("exif-orientation/Landscape_{n}.jpg"))).collect();
+    files.insert(2, notes.display().to_string());
+    files.push(files[0].clone()); // picked twice: uploaded once
+    pick_files(&browser, &files).await;
+
+    let names = browser.eval("return [...document.querySelectorAll('#uploads .card .name')].map(name => name.textContent)").await;
+    assert_eq!(
+        names,
+        serde_json::json!(["Landscape_1.jpg", "Landscape_2.jpg", "notes.jpg", "Landscape_3.jpg", "Landscape_4.jpg"]),
+        "in the order chosen, once each"
+    );
+    let leaving =
+        browser.eval("const event = new Event('beforeunload', { cancelable: true }); window.dispatchEvent(event); return event.defaultPrevented").await;
+    assert_eq!(leaving, true, "leaving the page while files upload asks first");
+    // A file removed before it was sent is never sent.
+    browser.client.find(Locator::Css("#uploads .card:nth-child(5) button.remove")).await.unwrap().click().await.unwrap();
+    browser.eval("window.releaseUploads(); return null").await;
+
+    let summary = wait_for(Duration::from_secs(60), "the summary to say all done", || async {
+        let text = browser.eval("return document.querySelector('#summary .summary-text').textContent").await;
+        text.as_str().filter(|text| text.starts_with("All done")).map(str::to_owned)
+    })
+    .await;
+    assert_eq!(summary, "All done · 3 of 4 uploaded · 3 thumbnails ready · 1 failed");
+    let refused = browser.client.find(Locator::Css("#uploads .card[data-state=failed]")).await.unwrap();
+    assert!(refused.text().await.unwrap().contains("is not a JPEG, PNG, GIF or WebP image"));
+    assert!(refused.find(Locator::Css("button.retry")).await.is_err(), "trying a refused file again would fail again: no “Try again”");
+    browser.screenshot("batch-all-done").await;
+    refused.find(Locator::Css("button.remove")).await.unwrap().click().await.unwrap();
+    assert_eq!(browser.eval("return document.querySelectorAll('#uploads .card').length").await, 3);
+    let stored = std::fs::read_dir(app.data_dir.path().join("originals")).unwrap().count();
+    assert_eq!(stored, 3, "the removed file and the refused one were never kept");
+
+    // The name stays with the image: on its page, in its title and its thumbnails' alt text.
+    let page = browser.eval("return document.querySelector('#uploads .card a').href").await;
+    browser.client.goto(page.as_str().unwrap()).await.unwrap();
+    assert_eq!(browser.client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap(), "Landscape_1.jpg");
+    assert!(browser.client.title().await.unwrap().starts_with("Landscape_1.jpg"));
+    let alt = browser.eval("return document.querySelector('.thumb img').alt").await;
+    assert!(alt.as_str().unwrap().starts_with("Landscape_1.jpg"), "{alt}");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn images_pasted_or_dropped_onto_the_page_are_uploaded() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::start_with(&["--window-size=390,844"]).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    let made = "
+        const file = async (name, hue) => {
+            const canvas = document.createElement('canvas');
+            canvas.width = 320; canvas.height = 240;
+            const context = canvas.getContext('2d');
+            context.fillStyle = `hsl(${hue} 70% 50%)`; context.fillRect(0, 0, 320, 240);
+            const blob = await new Promise((done) => canvas.toBlob(done, 'image/png'));
+            return new File([blob], name, { type: 'image/png' });
+        };
+        const pasted = new DataTransfer();
+        pasted.items.add(await file('pasted.png', 20));
+        document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: pasted, bubbles: true }));
+        const dropped = new DataTransfer();
+        dropped.items.add(await file('dropped.png', 200));
+        document.dispatchEvent(new DragEvent('drop', { dataTransfer: dropped, bubbles: true, cancelable: true }));
+        return null;";
+    browser.client.execute(&format!("return (async () => {{ {made} }})()"), Vec::new()).await.unwrap();
+    wait_for(Duration::from_secs(60), "both cards done", || async {
+        let done = browser.eval("return [...document.querySelectorAll('#uploads .card[data-state=done] .name')].map(name => name.textContent).sort()").await;
+        (done == serde_json::json!(["dropped.png", "pasted.png"])).then_some(())
+    })
+    .await;
+    browser.screenshot("phone-pasted-and-dropped").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_pages_have_a_dark_scheme() {
+    let app = TestApp::spawn().await;
+    let id = app.upload_one("dark.jpg", images::fixture("exif-orientation/Landscape_2.jpg")).await;
+    app.wait_for_thumbnails(id).await;
+    let browser = Browser::start_with(&["--blink-settings=preferredColorScheme=0"]).await;
+    browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
+    let background = browser.eval("return getComputedStyle(document.documentElement).backgroundColor").await;
+    assert_eq!(background, "rgb(18, 21, 28)", "the dark paper");
+    browser.screenshot("image-page-dark").await;
+    browser.close().await;
+}

@@ -20,18 +20,34 @@ async fn a_text_file_posing_as_a_jpeg_is_refused_and_leaves_nothing_on_disk_or_o
 }
 
 #[tokio::test]
-async fn one_bad_file_among_good_ones_refuses_the_whole_request() {
+async fn one_bad_file_among_good_ones_is_refused_by_name_and_the_good_ones_are_kept() {
     let app = TestApp::spawn_without_worker().await;
-    let files = [("good.jpg", images::jpeg(100, 100), "image/jpeg"), ("drawing.svg", b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".to_vec(), "image/svg+xml")];
+    let svg = b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".to_vec();
+    let files = [
+        ("good.jpg", images::jpeg(100, 100), "image/jpeg"),
+        ("drawing.svg", svg.clone(), "image/svg+xml"),
+        ("also good.jpg", images::jpeg(90, 60), "image/jpeg"),
+    ];
 
+    // A browser's form without JavaScript: the page of the kept ones, listing the refused one.
     let response = app.upload_form(&files).await;
-
-    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(response.status(), StatusCode::OK);
     let html = response.text().await.unwrap();
-    assert!(html.contains("drawing.svg"), "the page names the file:\n{html}");
-    assert!(html.contains("Nothing was uploaded"));
-    assert_eq!(app.stored_files(), Vec::<std::path::PathBuf>::new());
-    assert_eq!(app.queue_depth().await, 0);
+    assert!(html.contains("1 file was not uploaded") && html.contains("“drawing.svg” is not a JPEG, PNG, GIF or WebP image"), "{html}");
+    assert!(html.contains("good.jpg") && html.contains("also good.jpg"), "the kept ones, by name:\n{html}");
+    assert_eq!(app.queue_depth().await, 2);
+
+    // An API client: 202, each kept one, and each refused one with its status.
+    let response = app.upload_json(&files).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let names: Vec<&str> = body["images"].as_array().unwrap().iter().map(|image| image["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["good.jpg", "also good.jpg"]);
+    assert_eq!(body["refused"][0]["file"], "drawing.svg");
+    assert_eq!(body["refused"][0]["status"], 415);
+    assert_eq!(app.queue_depth().await, 4);
+    let originals = app.stored_files().into_iter().filter(|path| path.starts_with("originals")).count();
+    assert_eq!(originals, 4, "no refused file is kept");
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@ use crate::upload::thumbnail_urls;
 #[derive(Debug, Serialize)]
 pub struct ImageStatus {
     pub id: String,
+    /// The name it was uploaded under; `null` for images from before names were kept.
+    pub name: Option<String>,
     /// `pending`, `done` or `failed`.
     pub state: &'static str,
     pub thumbnails: std::collections::BTreeMap<&'static str, String>,
@@ -25,5 +27,12 @@ pub async fn image_status(State(app): State<AppState>, Path(id): Path<String>) -
     let Some(progress) = progress::progress(&app.storage, id).await? else {
         return Err(crate::delete::absent(&app, id).await?.into());
     };
-    Ok(Json(ImageStatus { id: id.to_string(), state: progress.name(), thumbnails: thumbnail_urls(id), error: progress.failure_reason().map(str::to_owned) }))
+    let name = crate::owner::record_of(&app.storage, id).await?.and_then(|record| record.name);
+    Ok(Json(ImageStatus {
+        id: id.to_string(),
+        name,
+        state: progress.name(),
+        thumbnails: thumbnail_urls(id),
+        error: progress.failure_reason().map(str::to_owned),
+    }))
 }

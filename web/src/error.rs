@@ -39,19 +39,19 @@ pub enum AppError {
     #[error("Upload at most {limit} files at once. Nothing was uploaded.")]
     TooManyFiles { limit: u16 },
     /// 415: the bytes are not of a format we accept, whatever the name or header said.
-    #[error("“{file}” is not a JPEG, PNG, GIF or WebP image. Nothing was uploaded.")]
+    #[error("“{file}” is not a JPEG, PNG, GIF or WebP image.")]
     NotAnImage { file: String },
     /// 400: a file with no bytes.
-    #[error("“{file}” is empty. Nothing was uploaded.")]
+    #[error("“{file}” is empty.")]
     EmptyFile { file: String },
     /// 413: a file over the size limit; what was received is deleted.
-    #[error("“{file}” is larger than the limit of {}. Nothing was uploaded.", human_bytes(*limit_bytes))]
+    #[error("“{file}” is larger than the limit of {}.", human_bytes(*limit_bytes))]
     TooLarge { file: String, limit_bytes: u64 },
     /// 422: the header says the image is over the pixel limits (a decompression bomb, say); nothing is decoded.
-    #[error("“{file}” cannot be accepted: {reason}. Nothing was uploaded.")]
+    #[error("“{file}” cannot be accepted: {reason}.")]
     OverPixelLimits { file: String, reason: thumbq_contract::DimensionError },
     /// 422: the file starts like an image but its header cannot be read.
-    #[error("“{file}” looks like a {format} image, but its header is damaged. Nothing was uploaded.")]
+    #[error("“{file}” looks like a {format} image, but its header is damaged.")]
     DamagedHeader { file: String, format: &'static str },
     /// 413: more parts in the form than files it may carry, with room for a few fields.
     #[error("The form has more than {limit} parts. Nothing was uploaded.")]
@@ -94,6 +94,11 @@ impl AppError {
             Self::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// Whether this refuses one file for what it is, so that the request's other files can still be kept.
+    pub fn is_about_one_file(&self) -> bool {
+        matches!(self, Self::NotAnImage { .. } | Self::EmptyFile { .. } | Self::TooLarge { .. } | Self::OverPixelLimits { .. } | Self::DamagedHeader { .. })
     }
 
     /// A short name for metrics' labels.

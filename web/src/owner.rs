@@ -104,13 +104,18 @@ pub fn caller(headers: &HeaderMap) -> Option<OwnerId> {
     presented_key(headers).ok().flatten().map(|(key, _)| key.owner())
 }
 
-/// Who owns `id`, from its owner record; `None` when there is none.
-pub async fn owner_of(storage: &Storage, id: ImageId) -> std::io::Result<Option<OwnerId>> {
+/// The owner record of `id`; `None` when there is none.
+pub async fn record_of(storage: &Storage, id: ImageId) -> std::io::Result<Option<OwnerRecord>> {
     match tokio::fs::read(storage.path(&StorageKey::Owner(id))).await {
-        Ok(bytes) => serde_json::from_slice::<OwnerRecord>(&bytes).map(|record| Some(record.owner)).map_err(std::io::Error::other),
+        Ok(bytes) => serde_json::from_slice::<OwnerRecord>(&bytes).map(Some).map_err(std::io::Error::other),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error),
     }
+}
+
+/// Who owns `id`, from its owner record; `None` when there is none.
+pub async fn owner_of(storage: &Storage, id: ImageId) -> std::io::Result<Option<OwnerId>> {
+    Ok(record_of(storage, id).await?.map(|record| record.owner))
 }
 
 /// Whether `caller` owns `id`.
@@ -119,10 +124,11 @@ pub async fn owns(storage: &Storage, caller: Option<&OwnerId>, id: ImageId) -> s
     Ok(owner_of(storage, id).await?.is_some_and(|owner| owner.same_as(caller)))
 }
 
-/// Writes the owner record of `id` and adds it to its owner's list, durably.
+/// Writes the owner record of `id` (its owner and the name it was sent
+/// under) and adds it to its owner's list, durably.
 /// Blocking: call it off the async runtime.
-pub fn record_owner(storage: &Storage, owner: OwnerId, id: ImageId) -> std::io::Result<()> {
-    let record = serde_json::to_vec(&OwnerRecord { owner }).map_err(std::io::Error::other)?;
+pub fn record_owner(storage: &Storage, owner: OwnerId, id: ImageId, name: &str) -> std::io::Result<()> {
+    let record = serde_json::to_vec(&OwnerRecord { owner, name: Some(name.to_owned()) }).map_err(std::io::Error::other)?;
     write_atomically(&storage.path(&StorageKey::Owner(id)), &record)?;
     let index = storage.owner_index(&owner);
     std::fs::create_dir_all(&index)?;

@@ -81,6 +81,8 @@ pub async fn index(State(app): State<AppState>, headers: HeaderMap, Query(query)
 /// One image as the pages show it.
 pub struct ImageView {
     pub id: String,
+    /// The name it was uploaded under, or a stand-in from its id.
+    pub name: String,
     pub state: &'static str,
     pub failure: Option<String>,
     pub thumbnails: Vec<ThumbnailView>,
@@ -110,8 +112,10 @@ impl ImageView {
                 ready: progress::thumbnail(&app.storage, id, size).await?.is_some(),
             });
         }
-        let owned = owner::owns(&app.storage, caller, id).await?;
-        Ok(Self { id: id.to_string(), state: progress.name(), failure: progress.failure_reason().map(str::to_owned), thumbnails, owned })
+        let record = owner::record_of(&app.storage, id).await?;
+        let owned = caller.is_some_and(|caller| record.as_ref().is_some_and(|record| record.owner.same_as(caller)));
+        let name = record.and_then(|record| record.name).unwrap_or_else(|| format!("Image {}", &id.to_string()[..8]));
+        Ok(Self { id: id.to_string(), name, state: progress.name(), failure: progress.failure_reason().map(str::to_owned), thumbnails, owned })
     }
 
     pub fn pending(&self) -> bool {
@@ -139,6 +143,8 @@ struct BatchPage {
     any_pending: bool,
     all_yours: bool,
     deleted: usize,
+    /// Why the files of the same upload that were not kept were refused.
+    refused: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -149,11 +155,18 @@ pub struct BatchQuery {
 /// `GET /images?ids=a,b,c`: the images of one multi-file upload; those
 /// deleted since are counted, not shown.
 pub async fn batch(State(app): State<AppState>, Query(query): Query<BatchQuery>, headers: HeaderMap) -> Result<Response, AppError> {
-    let caller = owner::caller(&headers);
-    let (mut images, mut deleted) = (Vec::new(), 0);
+    let mut ids = Vec::new();
     for id in query.ids.split(',').take(usize::from(app.settings.max_files_per_request)) {
-        let id: ImageId = id.trim().parse().map_err(|_| AppError::UnknownImage)?;
-        match ImageView::load(&app, id, caller.as_ref()).await {
+        ids.push(id.trim().parse().map_err(|_| AppError::UnknownImage)?);
+    }
+    batch_page(&app, &ids, owner::caller(&headers).as_ref(), Vec::new()).await
+}
+
+/// The page of the images of one upload, with the reasons its other files were refused.
+pub async fn batch_page(app: &AppState, ids: &[ImageId], caller: Option<&OwnerId>, refused: Vec<String>) -> Result<Response, AppError> {
+    let (mut images, mut deleted) = (Vec::new(), 0);
+    for &id in ids {
+        match ImageView::load(app, id, caller).await {
             Ok(image) => images.push(image),
             Err(AppError::Deleted) => deleted += 1,
             Err(error) => return Err(error),
@@ -164,7 +177,7 @@ pub async fn batch(State(app): State<AppState>, Query(query): Query<BatchQuery>,
     }
     let any_pending = images.iter().any(ImageView::pending);
     let all_yours = images.iter().all(|image| image.owned);
-    personal(&BatchPage { images, any_pending, all_yours, deleted })
+    personal(&BatchPage { images, any_pending, all_yours, deleted, refused })
 }
 
 /// A page whose content depends on who asks (their uploads, their buttons):

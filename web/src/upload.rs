@@ -43,10 +43,10 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
     let admitted = admit(&app, request).await;
     let ((key, source), form) = match admitted {
         Ok(admitted) => admitted,
-        Err(error) => return respond(&app, &headers, wants_json, Err(error), None),
+        Err(error) => return respond(&app, &headers, wants_json, Err(error), None).await,
     };
     let outcome = accept(&app, form, key.owner()).await;
-    let mut response = respond(&app, &headers, wants_json, outcome, Some((&key, source)));
+    let mut response = respond(&app, &headers, wants_json, outcome, Some((&key, source))).await;
     // A browser keeps (or renews) its key; a client that sent a bearer token has it.
     if source != Some(KeySource::Bearer) && (response.status().is_redirection() || response.status().is_success()) {
         response.headers_mut().append(header::SET_COOKIE, key.cookie(app.settings.secure_cookies));
@@ -89,39 +89,83 @@ async fn check_free_space(app: &AppState) -> Result<(), AppError> {
 /// Counts the outcome and answers as the client asked: JSON, or pages.
 ///
 /// The JSON carries the key as `delete_token` unless it came in the cookie:
-/// that one stays where the browser keeps it, out of scripts' reach.
-fn respond(
+/// that one stays where the browser keeps it, out of scripts' reach. When
+/// some files were refused and others kept, the answer is still 202 (JSON)
+/// or the page of the kept ones listing the refused ones (a form); when none
+/// was kept, it has the status of the first refusal.
+async fn respond(
     app: &AppState,
     headers: &HeaderMap,
     wants_json: bool,
-    outcome: Result<(Vec<ImageId>, u64), AppError>,
+    outcome: Result<Accepted, AppError>,
     key: Option<(&OwnerKey, Option<KeySource>)>,
 ) -> Response {
-    match &outcome {
-        Ok((ids, bytes)) => app.metrics.accepted(ids.len() as u64, *bytes),
+    let sent = headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let accepted = match outcome {
+        Ok(accepted) => accepted,
         Err(error) => {
-            let sent = headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse().ok()).unwrap_or(0);
             app.metrics.refused(error.reason_label(), sent);
+            return if wants_json { JsonError(error).into_response() } else { error.into_response() };
         }
+    };
+    for refusal in &accepted.refused {
+        app.metrics.refused(refusal.error.reason_label(), 0);
     }
-    match outcome.map(|(ids, _)| ids) {
-        Ok(ids) if wants_json => {
-            let (key, source) = key.expect("an accepted upload has its owner's key");
-            accepted_json(&ids, (source != Some(KeySource::Cookie)).then_some(key))
+    let refused: Vec<_> = accepted
+        .refused
+        .iter()
+        .map(|refusal| serde_json::json!({ "file": refusal.file, "error": refusal.error.to_string(), "status": refusal.error.status().as_u16() }))
+        .collect();
+    if accepted.images.is_empty() {
+        let first = accepted.refused.into_iter().next().map(|refusal| refusal.error).unwrap_or(AppError::NoFile);
+        if wants_json {
+            let mut response = Json(serde_json::json!({ "error": first.to_string(), "refused": refused })).into_response();
+            *response.status_mut() = first.status();
+            return response;
         }
-        Ok(ids) => match ids.as_slice() {
-            [id] => Redirect::to(&format!("/images/{id}")).into_response(),
-            _ => Redirect::to(&format!("/images?ids={}", join_ids(&ids))).into_response(),
-        },
-        Err(error) if wants_json => JsonError(error).into_response(),
-        Err(error) => error.into_response(),
+        return first.into_response();
+    }
+    app.metrics.accepted(accepted.images.len() as u64, accepted.bytes);
+    let ids: Vec<ImageId> = accepted.images.iter().map(|(id, _)| *id).collect();
+    if wants_json {
+        let (key, source) = key.expect("an accepted upload has its owner's key");
+        return accepted_json(&accepted.images, (source != Some(KeySource::Cookie)).then_some(key), refused);
+    }
+    if !accepted.refused.is_empty() {
+        let refusals = accepted.refused.iter().map(|refusal| refusal.error.to_string()).collect();
+        let caller = key.map(|(key, _)| key.owner());
+        return crate::pages::batch_page(app, &ids, caller.as_ref(), refusals).await.unwrap_or_else(IntoResponse::into_response);
+    }
+    match ids.as_slice() {
+        [id] => Redirect::to(&format!("/images/{id}")).into_response(),
+        _ => Redirect::to(&format!("/images?ids={}", join_ids(&ids))).into_response(),
     }
 }
 
-/// Receives every file, then queues every job; returns the new ids and their bytes.
-async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId) -> Result<(Vec<ImageId>, u64), AppError> {
+/// What became of the files of one request.
+pub struct Accepted {
+    /// The files stored and queued, with the names they were sent under.
+    pub images: Vec<(ImageId, String)>,
+    /// The files refused for what they are; the others are kept all the same.
+    pub refused: Vec<Refusal>,
+    /// Bytes of the files stored.
+    pub bytes: u64,
+}
+
+/// One file refused, and why.
+pub struct Refusal {
+    pub file: String,
+    pub error: AppError,
+}
+
+/// Receives every file, then queues a job for each good one. A file refused
+/// for what it is (not an image, empty, too large) is read to its end and
+/// reported, and the request's other files are kept; a problem with the
+/// request itself (a broken form, too many files, a full disk) keeps nothing.
+async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId) -> Result<Accepted, AppError> {
     let settings = &app.settings;
     let mut received = Vec::new();
+    let mut refused = Vec::new();
     while let Some(field) = form.next_field().await? {
         if field.name() != Some(FILE_FIELD) {
             continue;
@@ -130,14 +174,17 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId) -> Result
         if field.file_name().is_some_and(str::is_empty) {
             continue;
         }
-        if received.len() >= usize::from(settings.max_files_per_request) {
+        if received.len() + refused.len() >= usize::from(settings.max_files_per_request) {
             return Err(AppError::TooManyFiles { limit: settings.max_files_per_request });
         }
-        let number = received.len() + 1;
+        let number = received.len() + refused.len() + 1;
         let earlier: Vec<PathBuf> = received.iter().map(|file: &ReceivedFile| file.part.path().to_owned()).collect();
-        received.push(receive_file(&app.storage, field, number, &settings.limits(), &earlier).await?);
+        match receive_file(&app.storage, field, number, &settings.limits(), &earlier).await? {
+            Ok(file) => received.push(file),
+            Err(refusal) => refused.push(refusal),
+        }
     }
-    if received.is_empty() {
+    if received.is_empty() && refused.is_empty() {
         return Err(AppError::NoFile);
     }
 
@@ -149,33 +196,52 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId) -> Result
     // Queued in a task of its own: a client hanging up now must not cancel
     // it halfway, leaving a queued job whose original the guards delete.
     let dispatcher = Arc::clone(&app.dispatcher);
-    let ids = tokio::spawn(async move {
-        let mut ids = Vec::with_capacity(originals.len());
+    let images = tokio::spawn(async move {
+        let mut images = Vec::with_capacity(originals.len());
         for original in originals {
             let route = dispatcher.dispatch(&original.job).await?;
             tracing::info!(image.id = %original.job.image_id, ?route, "Accepted an upload and queued its resize job.");
-            ids.push(original.keep());
+            images.push(original.keep());
         }
-        Ok::<_, std::io::Error>(ids)
+        Ok::<_, std::io::Error>(images)
     })
     .await
     .map_err(anyhow::Error::from)??;
-    Ok((ids, bytes))
+    Ok(Accepted { images, refused, bytes })
 }
 
-/// Streams one form field to `incoming/`, checking its size and format as it goes.
-///
-/// The parts of the request's `earlier` files are touched now and then, so
-/// that the sweeper of leftovers (see `cleanup`) sees them as alive.
+/// Receives one file; a refusal for what the file is comes back as `Ok(Err)`,
+/// after the rest of it was read and dropped, so that the next file can be read.
 async fn receive_file(
     storage: &Storage,
     mut field: BoundedField<'_>,
     number: usize,
     limits: &MediaLimits,
     earlier: &[PathBuf],
+) -> Result<Result<ReceivedFile, Refusal>, AppError> {
+    let name = display_name(field.file_name(), number);
+    match stream_file(storage, &mut field, name.clone(), limits, earlier).await {
+        Ok(file) => Ok(Ok(file)),
+        Err(error) if error.is_about_one_file() => {
+            while field.chunk().await?.is_some() {}
+            Ok(Err(Refusal { file: name, error }))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Streams one form field to `incoming/`, checking its size and format as it goes.
+///
+/// The parts of the request's `earlier` files are touched now and then, so
+/// that the sweeper of leftovers (see `cleanup`) sees them as alive.
+async fn stream_file(
+    storage: &Storage,
+    field: &mut BoundedField<'_>,
+    file: String,
+    limits: &MediaLimits,
+    earlier: &[PathBuf],
 ) -> Result<ReceivedFile, AppError> {
     let limit_bytes = limits.max_file_bytes;
-    let file = display_name(field.file_name(), number);
     let id = ImageId::new();
     let part = RemoveOnDrop::new(storage.path(&StorageKey::Incoming(id)));
     let mut out = tokio::fs::File::create(part.path()).await?;
@@ -212,8 +278,8 @@ async fn receive_file(
     // The upload is acknowledged only once its bytes are on disk.
     out.sync_all().await?;
     drop(out);
-    check_dimensions(part.path(), format, file, limits).await?;
-    Ok(ReceivedFile { id, format, size, part })
+    check_dimensions(part.path(), format, file.clone(), limits).await?;
+    Ok(ReceivedFile { id, format, size, part, name: file })
 }
 
 /// Marks `parts` as still being written.
@@ -245,6 +311,8 @@ struct ReceivedFile {
     format: SourceFormat,
     size: u64,
     part: RemoveOnDrop,
+    /// The name it was sent under, for people: never part of a path.
+    name: String,
 }
 
 impl ReceivedFile {
@@ -254,11 +322,12 @@ impl ReceivedFile {
     /// still runs to its end, and the guard it returns, dropped with it,
     /// removes what it wrote.
     async fn store(self, storage: &Storage, owner: OwnerId) -> std::io::Result<StoredOriginal> {
-        let (id, format, part, storage) = (self.id, self.format, self.part, storage.clone());
+        let (id, format, part, name, storage) = (self.id, self.format, self.part, self.name, storage.clone());
+        let kept_name = name.clone();
         let file = tokio::task::spawn_blocking(move || {
             let original = storage.path(&StorageKey::Original(id));
             let written = RemoveOnDrop::new(storage.path(&StorageKey::Owner(id))).and(storage.path(&StorageKey::OwnedImage(owner, id))).and(original.clone());
-            owner::record_owner(&storage, owner, id)?;
+            owner::record_owner(&storage, owner, id, &name)?;
             std::fs::rename(part.path(), &original)?;
             part.disarm();
             // The rename, too, must survive a power cut before the upload counts as stored.
@@ -267,7 +336,7 @@ impl ReceivedFile {
         })
         .await
         .map_err(std::io::Error::other)??;
-        Ok(StoredOriginal { file, job: ResizeJob::new(id, format, now_ms()) })
+        Ok(StoredOriginal { file, job: ResizeJob::new(id, format, now_ms()), name: kept_name })
     }
 }
 
@@ -275,12 +344,13 @@ impl ReceivedFile {
 struct StoredOriginal {
     file: RemoveOnDrop,
     job: ResizeJob,
+    name: String,
 }
 
 impl StoredOriginal {
-    fn keep(self) -> ImageId {
+    fn keep(self) -> (ImageId, String) {
         self.file.disarm();
-        self.job.image_id
+        (self.job.image_id, self.name)
     }
 }
 
@@ -343,6 +413,8 @@ fn join_ids(ids: &[ImageId]) -> String {
 #[derive(Debug, Serialize)]
 pub struct AcceptedImage {
     pub id: String,
+    /// The name the file was sent under, for people.
+    pub name: String,
     pub page: String,
     pub status: String,
     pub thumbnails: std::collections::BTreeMap<&'static str, String>,
@@ -357,9 +429,10 @@ pub struct AcceptedImage {
 }
 
 impl AcceptedImage {
-    pub fn new(id: ImageId, key: Option<&OwnerKey>) -> Self {
+    pub fn new(id: ImageId, name: String, key: Option<&OwnerKey>) -> Self {
         Self {
             id: id.to_string(),
+            name,
             page: format!("/images/{id}"),
             status: format!("/api/images/{id}"),
             thumbnails: thumbnail_urls(id),
@@ -374,10 +447,10 @@ pub fn thumbnail_urls(id: ImageId) -> std::collections::BTreeMap<&'static str, S
     ThumbSize::ALL.into_iter().map(|size| (size.name(), format!("/thumbs/{id}/{size}"))).collect()
 }
 
-fn accepted_json(ids: &[ImageId], key: Option<&OwnerKey>) -> Response {
-    let images: Vec<_> = ids.iter().map(|id| AcceptedImage::new(*id, key)).collect();
+fn accepted_json(images: &[(ImageId, String)], key: Option<&OwnerKey>, refused: Vec<serde_json::Value>) -> Response {
+    let images: Vec<_> = images.iter().map(|(id, name)| AcceptedImage::new(*id, name.clone(), key)).collect();
     let location = images[0].page.clone();
-    (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(serde_json::json!({ "images": images }))).into_response()
+    (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(serde_json::json!({ "images": images, "refused": refused }))).into_response()
 }
 
 #[cfg(test)]
