@@ -617,7 +617,27 @@ function setCardError(card, message, file) {
   }
 }
 
+// ---- The dashboard -----------------------------------------------------------
+
+// A notice of what was just done (a replay, a takedown) is shown once: a reload
+// shows the dashboard as it is, not the notice again. The numbers refresh by themselves.
+function setUpDashboard(main) {
+  if (location.search) history.replaceState(null, "", location.pathname);
+  setInterval(async () => {
+    if (document.activeElement?.closest("form")) return; // someone is typing
+    try {
+      const response = await fetch(location.pathname, { cache: "no-store" });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html").querySelector("main[data-dashboard]");
+      if (fresh) main.replaceChildren(...fresh.childNodes);
+    } catch {
+      // The next look will do.
+    }
+  }, 10000);
+}
+
 // ---- Start -----------------------------------------------------------------
 
 document.querySelectorAll("form.upload").forEach(setUpUploads);
+document.querySelectorAll("main[data-dashboard]").forEach(setUpDashboard);
 follow(document);

@@ -326,3 +326,20 @@ async fn the_pages_have_a_dark_scheme() {
     browser.screenshot("image-page-dark").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn the_dashboard_fits_a_phone_and_says_which_failures_a_replay_can_mend() {
+    let app = TestApp::spawn_with(crate::harness::Options { admin_token: Some("a-phone-dashboard-token".into()), ..Default::default() }).await;
+    let broken = app.upload_one("broken.jpg", images::corrupt_jpeg()).await;
+    assert_eq!(app.wait_until_settled(broken).await["state"], "failed");
+    let browser = Browser::start_with(&["--window-size=390,844"]).await;
+    let address = app.address.trim_start_matches("http://");
+    browser.client.goto(&format!("http://ops:a-phone-dashboard-token@{address}/admin")).await.unwrap();
+    let ids = browser.eval("return [...document.querySelectorAll('.dead .ids code')].map(code => code.textContent)").await;
+    assert_eq!(ids, serde_json::json!([broken.to_string()]), "whole ids, to copy");
+    assert_eq!(browser.eval("return document.querySelectorAll('.dead form').length").await, 0, "no replay for the image's own fault");
+    let overflow = browser.eval("return document.documentElement.scrollWidth - window.innerWidth").await;
+    assert!(overflow.as_i64().unwrap() <= 0, "the page itself does not scroll sideways ({overflow} px)");
+    browser.screenshot("dashboard-phone").await;
+    browser.close().await;
+}

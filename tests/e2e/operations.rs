@@ -89,13 +89,15 @@ async fn every_answer_carries_a_request_id() {
 async fn the_dashboard_shows_dead_lettered_jobs_and_replays_them_once_their_cause_is_fixed() {
     let mut app = TestApp::spawn_with(Options { with_worker: false, admin_token: Some("s3cret-admin-token-0123".into()), ..Options::default() }).await;
     let id = app.upload_one("blocked.jpg", images::jpeg(300, 200)).await;
+    let broken = app.upload_one("broken.jpg", images::corrupt_jpeg()).await;
     let blocker = app.data_dir.path().join("thumbs").join(id.to_string());
     std::fs::write(&blocker, b"in the way").unwrap();
     app.start_worker().await;
+    assert_eq!(app.wait_until_settled(broken).await["state"], "failed");
     let failed = app.wait_until_settled(id).await;
     let reason = failed["error"].as_str().unwrap().to_owned();
     let dead_queue = format!("{}.dead", app.queue);
-    wait_for(Duration::from_secs(20), "the job to be dead-lettered", || async { (app.queue_depth_of(&dead_queue).await == 1).then_some(()) }).await;
+    wait_for(Duration::from_secs(20), "the jobs to be dead-lettered", || async { (app.queue_depth_of(&dead_queue).await == 2).then_some(()) }).await;
 
     let anonymous = app.get("/admin").await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
@@ -106,8 +108,10 @@ async fn the_dashboard_shows_dead_lettered_jobs_and_replays_them_once_their_caus
     assert_eq!(page.status(), StatusCode::OK);
     let page = page.text().await.unwrap();
     assert!(page.contains(&reason.replace('\'', "&#39;").replace('"', "&#34;")) || page.contains("after 5 tries"), "{page}");
-    assert!(page.contains(&format!("/images/{id}")), "{page}");
-    assert_eq!(app.queue_depth_of(&dead_queue).await, 1, "looking does not take jobs away");
+    assert!(page.contains(&format!("/images/{id}")) && page.contains(&format!("<code>{broken}</code>")), "full ids: {page}");
+    assert!(page.contains("the image's fault") && page.contains("Replaying would fail again."), "a broken image is not offered for replay: {page}");
+    assert!(page.contains(" UTC"), "failure times: {page}");
+    assert_eq!(app.queue_depth_of(&dead_queue).await, 2, "looking does not take jobs away");
     for _ in 0..25 {
         let page = app.client.get(app.url("/admin")).basic_auth("ops", Some("s3cret-admin-token-0123")).send().await.unwrap();
         assert_eq!(page.status(), StatusCode::OK);
@@ -121,7 +125,10 @@ async fn the_dashboard_shows_dead_lettered_jobs_and_replays_them_once_their_caus
     assert_eq!(replay.headers()["location"], "/admin?replayed=1");
 
     assert_eq!(app.wait_until_settled(id).await["state"], "done");
-    assert_eq!(app.queue_depth_of(&dead_queue).await, 0);
+    assert_eq!(app.queue_depth_of(&dead_queue).await, 1);
+    let replay_all = app.client.post(app.url("/admin/replay")).basic_auth("ops", Some("s3cret-admin-token-0123")).form(&[("reason", "")]).send().await.unwrap();
+    assert_eq!(replay_all.headers()["location"], "/admin?replayed=0", "the broken image's job would only fail again");
+    assert_eq!(app.status(broken).await["state"], "failed");
 }
 
 #[tokio::test]

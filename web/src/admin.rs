@@ -42,6 +42,11 @@ struct DeadGroup {
     reason: String,
     count: usize,
     examples: Vec<String>,
+    /// Whether a replay may help (the fault was ours, not the image's).
+    retryable: bool,
+    /// When the newest of the group failed, in UTC.
+    last_failed: String,
+    last_failed_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -64,9 +69,21 @@ pub async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(qu
     // The reasons come from the failure records, not from the dead-letter
     // queue: reading that queue would count as deliveries of its messages.
     let mut groups: BTreeMap<String, DeadGroup> = BTreeMap::new();
-    for (id, reason) in failure_records(&app).await? {
-        let group = groups.entry(reason.clone()).or_insert_with(|| DeadGroup { reason, count: 0, examples: Vec::new() });
+    for (id, record) in failure_records(&app).await? {
+        let group = groups.entry(record.reason.clone()).or_insert_with(|| DeadGroup {
+            reason: record.reason.clone(),
+            count: 0,
+            examples: Vec::new(),
+            retryable: record.retryable,
+            last_failed: String::new(),
+            last_failed_ms: 0,
+        });
         group.count += 1;
+        group.retryable &= record.retryable;
+        if record.failed_at_ms >= group.last_failed_ms {
+            group.last_failed_ms = record.failed_at_ms;
+            group.last_failed = utc(record.failed_at_ms);
+        }
         if group.examples.len() < 5 {
             group.examples.push(id.to_string());
         }
@@ -108,12 +125,13 @@ pub async fn replay(State(app): State<AppState>, request: Request) -> Result<Res
     let replayed = thumbq_broker::admin::replay(url, &app.settings.topology(), |job| {
         let record = storage.path(&thumbq_contract::StorageKey::Failure(job.image_id));
         // Read as progress::failure reads it, so the groups match the dashboard's.
-        let reason = match std::fs::read(&record) {
+        let (reason, retryable) = match std::fs::read(&record) {
             Ok(bytes) => serde_json::from_slice::<thumbq_contract::FailureRecord>(&bytes)
-                .map_or_else(|_| progress::UNREADABLE_FAILURE.to_owned(), |record| record.reason),
-            Err(_) => UNKNOWN_REASON.to_owned(),
+                .map_or_else(|_| (progress::UNREADABLE_FAILURE.to_owned(), true), |record| (record.reason, record.retryable)),
+            Err(_) => (UNKNOWN_REASON.to_owned(), true),
         };
-        let chosen = wanted.as_ref().is_none_or(|wanted| *wanted == reason);
+        // A failure of the image itself would only fail again.
+        let chosen = retryable && wanted.as_ref().is_none_or(|wanted| *wanted == reason);
         if chosen {
             // The image is pending again, so its page waits for the new try.
             let _ = std::fs::remove_file(&record);
@@ -186,8 +204,8 @@ fn broker_unavailable(error: &thumbq_broker::lapin::Error) -> Response {
 /// The most failure records one look at the dashboard reads.
 const MAX_FAILURES_SHOWN: usize = 10_000;
 
-/// The images whose job failed for good, with the reason, newest first.
-async fn failure_records(app: &AppState) -> Result<Vec<(thumbq_contract::ImageId, String)>, AppError> {
+/// The images whose job failed for good, with their records, newest first.
+async fn failure_records(app: &AppState) -> Result<Vec<(thumbq_contract::ImageId, thumbq_contract::FailureRecord)>, AppError> {
     let mut ids: Vec<thumbq_contract::ImageId> = Vec::new();
     let mut entries = tokio::fs::read_dir(app.storage.root().join("failed")).await?;
     while let Some(entry) = entries.next_entry().await? {
@@ -199,7 +217,7 @@ async fn failure_records(app: &AppState) -> Result<Vec<(thumbq_contract::ImageId
     let mut records = Vec::new();
     for id in ids.into_iter().take(MAX_FAILURES_SHOWN) {
         if let Some(record) = progress::failure(&app.storage, id).await? {
-            records.push((id, record.reason));
+            records.push((id, record));
         }
     }
     Ok(records)
@@ -252,6 +270,22 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
 }
 
+/// "2026-12-02 05:30:12 UTC" from milliseconds since the Unix epoch.
+fn utc(ms: u64) -> String {
+    let (days, seconds) = ((ms / 1000) / 86_400, (ms / 1000) % 86_400);
+    // Civil from days (Howard Hinnant's algorithm), for dates after 1970.
+    let z = days as i64 + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", seconds / 3600, seconds % 3600 / 60, seconds % 60)
+}
+
 /// Keeps the times of the last minute's finished images, for the rate.
 pub fn record_finish(times: &std::sync::Mutex<std::collections::VecDeque<Instant>>) {
     if let Ok(mut times) = times.lock() {
@@ -266,6 +300,13 @@ pub fn record_finish(times: &std::sync::Mutex<std::collections::VecDeque<Instant
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_times_read_as_utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_796_189_412_000), "2026-12-02 05:30:12 UTC");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
 
     #[test]
     fn a_takedown_finds_the_id_in_any_link_to_the_image() {

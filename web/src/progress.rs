@@ -89,7 +89,9 @@ pub const UNREADABLE_FAILURE: &str = "The image could not be processed.";
 /// The failure record of `id`, if its job failed for good.
 pub async fn failure(storage: &Storage, id: ImageId) -> std::io::Result<Option<FailureRecord>> {
     match tokio::fs::read(storage.path(&StorageKey::Failure(id))).await {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| FailureRecord { reason: UNREADABLE_FAILURE.into(), failed_at_ms: 0 }))),
+        Ok(bytes) => {
+            Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| FailureRecord { reason: UNREADABLE_FAILURE.into(), failed_at_ms: 0, retryable: true })))
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error),
     }

@@ -103,7 +103,7 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
     if attempt >= ResizeJob::MAX_ATTEMPTS {
         // Only a worker that died on the last try gets here: the broker allows
         // one delivery more than the tries, so that this one can say why.
-        return give_up(context, id, GAVE_UP);
+        return give_up(context, id, GAVE_UP, Fault::Ours);
     }
     match process(context, job) {
         Ok(Outcome::Made { duration }) => {
@@ -129,7 +129,7 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
             context.metrics.job("postponed");
             Settlement::Postpone
         }
-        Err(JobError::Retry(error)) if last_attempt && error.kind() == std::io::ErrorKind::NotFound => give_up(context, id, UPLOAD_GONE),
+        Err(JobError::Retry(error)) if last_attempt && error.kind() == std::io::ErrorKind::NotFound => give_up(context, id, UPLOAD_GONE, Fault::Image),
         // Shared storage may show a new file late: wait a little more each try before the next.
         Err(JobError::Retry(error)) if error.kind() == std::io::ErrorKind::NotFound => {
             tracing::info!(image.id = %id, attempt, "The original is not there (yet); trying again shortly.");
@@ -139,20 +139,29 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
         }
         Err(JobError::Retry(error)) if last_attempt => {
             tracing::warn!(image.id = %id, %error, attempt, "The job failed on its last try.");
-            give_up(context, id, &format!("The thumbnails could not be made after {} tries; the last error was: {error}.", attempt + 1))
+            give_up(context, id, &format!("The thumbnails could not be made after {} tries; the last error was: {error}.", attempt + 1), Fault::Ours)
         }
         Err(JobError::Retry(error)) => {
             tracing::warn!(image.id = %id, %error, attempt, "The job failed for now; it goes back to the queue.");
             context.metrics.job("retried");
             Settlement::Requeue
         }
-        Err(JobError::Abort(reason)) => give_up(context, id, &reason),
+        Err(JobError::Abort(reason)) => give_up(context, id, &reason, Fault::Image),
     }
 }
 
+/// Whose fault a failure is, which says whether trying again may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The image's (not an image, damaged, over the limits): no replay will help.
+    Image,
+    /// thumbq's or its machine's: a replay may, once the cause is fixed.
+    Ours,
+}
+
 /// Records why `id` will get no thumbnails, and says to dead-letter its job.
-pub fn give_up(context: &JobContext, id: ImageId, reason: &str) -> Settlement {
-    match record_failure(&context.storage, id, reason) {
+pub fn give_up(context: &JobContext, id: ImageId, reason: &str, fault: Fault) -> Settlement {
+    match record_failure(&context.storage, id, reason, fault) {
         // Deleted meanwhile: the record is removed again, and nobody needs the job.
         Ok(()) if is_deleted(&context.storage, id) => forget_deleted(context, id),
         Ok(()) => {
@@ -291,8 +300,8 @@ fn reason_for(error: &PipelineError) -> String {
     reason
 }
 
-fn record_failure(storage: &Storage, id: ImageId, reason: &str) -> std::io::Result<()> {
-    let record = FailureRecord { reason: reason.to_owned(), failed_at_ms: now_ms() };
+fn record_failure(storage: &Storage, id: ImageId, reason: &str, fault: Fault) -> std::io::Result<()> {
+    let record = FailureRecord { reason: reason.to_owned(), failed_at_ms: now_ms(), retryable: fault == Fault::Ours };
     let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
     write_atomically(&storage.path(&StorageKey::Failure(id)), &bytes)
 }

@@ -59,7 +59,7 @@ async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_lim
             tracing::error!(image.id = %id, error = %panic, "The job panicked.");
             let context = Arc::clone(&context);
             tokio::task::spawn_blocking(move || {
-                job::give_up(&context, id, "The thumbnails could not be made because of an error in thumbq; it has been logged.")
+                job::give_up(&context, id, "The thumbnails could not be made because of an error in thumbq; it has been logged.", job::Fault::Ours)
             })
             .await
             .unwrap_or(Settlement::Requeue)
