@@ -354,7 +354,48 @@ function setUpUploads(form) {
     event.preventDefault();
     event.returnValue = "";
   });
-  new MutationObserver(updateSummary).observe(cards, { subtree: true, attributes: true, attributeFilter: ["data-state"], childList: true });
+  restoreCards(cards, maxBytes);
+  new MutationObserver(() => {
+    updateSummary();
+    saveCards(cards);
+  }).observe(cards, { subtree: true, attributes: true, attributeFilter: ["data-state"], childList: true });
+}
+
+// Back, or a reload, shows the batch as it stands: cards still being made
+// come back and go on; files that were still to be sent when the page was
+// left say so. (A page cannot send a file again without being given it.)
+const SAVED_CARDS = "thumbq.cards";
+
+function saveCards(cards) {
+  const unfinished = [...cards.querySelectorAll(".card")]
+    .filter((card) => ["waiting", "uploading", "processing"].includes(card.dataset.state))
+    .map((card) => ({ name: card.querySelector(".name")?.textContent ?? "", image: card.dataset.image, page: card.dataset.page, small: card.dataset.small }));
+  try {
+    sessionStorage.setItem(SAVED_CARDS, JSON.stringify(unfinished));
+  } catch {
+    // Storage full or off: the batch is just not restored.
+  }
+}
+
+function restoreCards(cards) {
+  let saved = [];
+  try {
+    saved = JSON.parse(sessionStorage.getItem(SAVED_CARDS) ?? "[]");
+  } catch {
+    return;
+  }
+  for (const entry of saved) {
+    const card = newCard(new File([], entry.name));
+    card.querySelector(".frame").replaceChildren();
+    cards.append(card);
+    if (entry.image) {
+      card.dataset.sent = card.dataset.bytes = "0";
+      showAccepted(card, { id: entry.image, page: entry.page, thumbnails: { small: entry.small } });
+    } else {
+      setCardError(card, `The upload of “${entry.name}” stopped when the page was left: pick it again.`, null);
+    }
+  }
+  updateSummary();
 }
 
 function uploadsActive() {
@@ -539,6 +580,8 @@ function upload(card, file, tries = 0) {
 function showAccepted(card, image) {
   card.dataset.state = "processing";
   card.dataset.image = image.id;
+  card.dataset.page = image.page;
+  card.dataset.small = image.thumbnails.small;
   card.querySelector("progress").value = 100;
   const figure = document.createElement("figure");
   figure.className = "thumb thumb-small";

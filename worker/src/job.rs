@@ -297,6 +297,13 @@ fn reason_for(error: &PipelineError) -> String {
         first.make_ascii_uppercase();
     }
     reason.push('.');
+    // Where a person can do something about it, say what.
+    let next = match error {
+        PipelineError::Corrupt { .. } | PipelineError::Unsupported { .. } => " Open it in a photo app, export it again as JPEG or PNG, and upload that.",
+        PipelineError::OverLimits(_) | PipelineError::DimensionsOverLimits | PipelineError::OverMemoryLimit => " Export a smaller copy and upload that.",
+        PipelineError::Internal(_) => "",
+    };
+    reason.push_str(next);
     reason
 }
 
