@@ -286,7 +286,8 @@ async fn a_batch_reads_as_one_keeps_its_order_and_names_and_offers_the_right_act
 #[tokio::test]
 async fn images_pasted_or_dropped_onto_the_page_are_uploaded() {
     let app = TestApp::spawn().await;
-    let browser = Browser::start_with(&["--window-size=390,844"]).await;
+    // At phone size, in the dark scheme.
+    let browser = Browser::start_with(&["--window-size=390,844", "--blink-settings=preferredColorScheme=0"]).await;
     browser.client.goto(&app.url("/")).await.unwrap();
     let made = "
         const file = async (name, hue) => {
@@ -310,7 +311,7 @@ async fn images_pasted_or_dropped_onto_the_page_are_uploaded() {
         (done == serde_json::json!(["dropped.png", "pasted.png"])).then_some(())
     })
     .await;
-    browser.screenshot("phone-pasted-and-dropped").await;
+    browser.screenshot("phone-dark-pasted-and-dropped").await;
     browser.close().await;
 }
 
