@@ -180,6 +180,17 @@ impl Spool {
         Ok(self.ready_keys()?.len())
     }
 
+    /// How many jobs are not done: waiting, or claimed by a process (being
+    /// published, say). A claim taken for a moment does not hide a job from the count.
+    pub fn unfinished_len(&self) -> io::Result<usize> {
+        let mut claimed = 0;
+        for owner in fs::read_dir(self.root.join("claimed"))? {
+            let Ok(jobs) = fs::read_dir(owner?.path()) else { continue };
+            claimed += jobs.filter(|entry| entry.as_ref().is_ok_and(|entry| entry.file_name().to_string_lossy().ends_with(".job"))).count();
+        }
+        Ok(self.len()? + claimed)
+    }
+
     /// Whether no job waits; reads only as far as the first one.
     pub fn is_empty(&self) -> io::Result<bool> {
         for entry in fs::read_dir(self.root.join("ready"))? {

@@ -11,6 +11,7 @@
 //! - [`failure`]: how a worker records that a job failed for good.
 //! - [`event`]: what a worker announces when an image is finished.
 //! - [`manifest`]: `thumbq.json`, what the data directory was set up with.
+//! - [`timeline`]: when each step of an image's way happened, and who did it.
 //! - [`owner`]: who owns an image, known by a hash of their secret key.
 
 pub mod event;
@@ -22,6 +23,7 @@ pub mod manifest;
 pub mod owner;
 pub mod sizes;
 pub mod storage;
+pub mod timeline;
 pub mod topology;
 
 pub use event::{EventState, ImageEvent};
@@ -33,4 +35,5 @@ pub use manifest::Manifest;
 pub use owner::{OwnerId, OwnerRecord};
 pub use sizes::{Sizes, SizesError, ThumbSize};
 pub use storage::{ImageId, Storage, StorageKey};
+pub use timeline::{Step, Timeline};
 pub use topology::Topology;

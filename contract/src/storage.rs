@@ -11,6 +11,7 @@
 //! by-owner/{owner}/{id}           one empty file per image of an owner: their list (web)
 //! thumbs/{id}/{size}.{jpg|png}    the thumbnails (worker)
 //! failed/{id}.json                why the job failed for good (worker)
+//! timelines/{id}/{web|worker}.json  when each step happened, each side's own file
 //! deleted/{hash of id}            a deleted image's tombstone: late jobs write nothing (web)
 //! spool/jobs/                     the job queue in embedded mode (no RabbitMQ)
 //! spool/outbox/                   jobs waiting for RabbitMQ to come back (web)
@@ -94,6 +95,8 @@ pub enum StorageKey {
     OwnedImage(OwnerId, ImageId),
     /// Says that an image was deleted, so that a job still running for it writes nothing.
     Tombstone(ImageId),
+    /// The steps of an image's way that one side (`web` or `worker`) took.
+    Timeline(ImageId, &'static str),
 }
 
 impl StorageKey {
@@ -107,6 +110,7 @@ impl StorageKey {
             Self::Owner(id) => format!("owners/{id}.json").into(),
             Self::OwnedImage(owner, id) => format!("by-owner/{owner}/{id}").into(),
             Self::Tombstone(id) => format!("deleted/{}", tombstone_name(*id)).into(),
+            Self::Timeline(id, side) => format!("timelines/{id}/{side}.json").into(),
         }
     }
 
@@ -120,7 +124,7 @@ impl StorageKey {
         match self {
             Self::Thumbnail(..) => "public, max-age=3600",
             Self::Original(_) => "private, no-cache",
-            Self::Incoming(_) | Self::Failure(_) | Self::Owner(_) | Self::OwnedImage(..) | Self::Tombstone(_) => "no-store",
+            Self::Incoming(_) | Self::Failure(_) | Self::Owner(_) | Self::OwnedImage(..) | Self::Tombstone(_) | Self::Timeline(..) => "no-store",
         }
     }
 }
@@ -154,6 +158,11 @@ impl Storage {
     /// The directory of an image's thumbnails.
     pub fn thumbnail_dir(&self, id: ImageId) -> PathBuf {
         self.root.join("thumbs").join(id.to_string())
+    }
+
+    /// The directory of an image's timelines.
+    pub fn timeline_dir(&self, id: ImageId) -> PathBuf {
+        self.root.join("timelines").join(id.to_string())
     }
 
     /// The directory that lists an owner's images, one [`StorageKey::OwnedImage`] each.

@@ -103,6 +103,12 @@ async fn an_image_page_opened_early_shows_placeholders_then_the_three_thumbnails
     let status = browser.client.find(Locator::Css(".status")).await.unwrap().text().await.unwrap();
     assert_eq!(status, "All thumbnails are ready.");
     browser.screenshot("image-page-ready").await;
+    // Once finished, the page draws the image's way, without a script.
+    browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
+    let steps = browser.eval("return [...document.querySelectorAll('.timeline .step')].map(step => step.textContent)").await;
+    assert_eq!(steps[0], "received");
+    assert_eq!(steps.as_array().unwrap().last().unwrap(), "large written", "{steps}");
+    browser.screenshot("image-page-timeline").await;
     browser.close().await;
 }
 

@@ -239,3 +239,29 @@ async fn the_original_is_served_under_the_type_its_bytes_say_and_can_never_run_a
     let html = app.get_as(&format!("/images/{id}"), owner).await.text().await.unwrap();
     assert!(html.contains(&format!("href=\"/originals/{id}\"")), "the image page links the owner to the original");
 }
+
+#[tokio::test]
+async fn an_images_timeline_lists_its_steps_in_order_with_the_worker_that_took_it() {
+    let app = TestApp::spawn().await;
+    let id = app.upload_one("timed.jpg", images::jpeg(1600, 1200)).await;
+    app.wait_for_thumbnails(id).await;
+
+    let status = app.status(id).await;
+    let steps: Vec<(String, u64, String)> = status["timeline"]
+        .as_array()
+        .expect("a timeline")
+        .iter()
+        .map(|step| (step["step"].as_str().unwrap().to_owned(), step["at"].as_u64().unwrap(), step["by"].as_str().unwrap().to_owned()))
+        .collect();
+    let names: Vec<&str> = steps.iter().map(|(step, ..)| step.as_str()).collect();
+    assert_eq!(
+        names,
+        ["received", "stored", "confirmed by RabbitMQ", "taken", "decoded", "resized", "encoded", "small written", "medium written", "large written"],
+        "{status}"
+    );
+    assert!(steps.windows(2).all(|pair| pair[0].1 <= pair[1].1), "in time order: {steps:?}");
+    assert!(steps[..3].iter().all(|(_, _, by)| by.starts_with("web@")), "{steps:?}");
+    assert!(steps[3..].iter().all(|(_, _, by)| by.starts_with("worker@") && by == &steps[3].2), "one worker took it: {steps:?}");
+    let gaps: Vec<String> = steps.windows(2).map(|pair| format!("{} → {}: {} ms", pair[0].0, pair[1].0, pair[1].1 - pair[0].1)).collect();
+    eprintln!("timeline of a 1600×1200 JPEG:\n  {}", gaps.join("\n  "));
+}

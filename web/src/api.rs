@@ -20,6 +20,8 @@ pub struct ImageStatus {
     pub thumbnails: std::collections::BTreeMap<&'static str, String>,
     /// Why the job failed, in words for a person; `null` unless `failed`.
     pub error: Option<String>,
+    /// When each step of the image's way happened, and which process took it.
+    pub timeline: Vec<thumbq_contract::Step>,
 }
 
 pub async fn image_status(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<ImageStatus>, JsonError> {
@@ -28,9 +30,11 @@ pub async fn image_status(State(app): State<AppState>, Path(id): Path<String>) -
         return Err(crate::delete::absent(&app, id).await?.into());
     };
     let name = crate::owner::record_of(&app.storage, id).await?.and_then(|record| record.name);
+    let timeline = progress::timeline(&app.storage, id).await;
     Ok(Json(ImageStatus {
         id: id.to_string(),
         name,
+        timeline,
         state: progress.name(),
         thumbnails: thumbnail_urls(id),
         error: progress.failure_reason().map(str::to_owned),

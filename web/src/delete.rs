@@ -76,6 +76,7 @@ pub async fn erase(app: &AppState, id: ImageId, reason: Reason) -> std::io::Resu
         remove_if_present(&storage.path(&StorageKey::Original(id)))?;
         sync_dir(&storage.root().join("originals"))?;
         remove_thumbnails(&storage, id)?;
+        thumbq_broker::durable::remove_dir_if_present(&storage.timeline_dir(id))?;
         remove_if_present(&storage.path(&StorageKey::Failure(id)))?;
         match owner {
             Some(owner) => owner::forget_owner(&storage, owner, id),

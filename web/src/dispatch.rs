@@ -218,13 +218,14 @@ impl Dispatcher {
         blocking(spool, |spool| spool.dead_len()).await
     }
 
-    /// Jobs waiting on disk: in the outbox, or in the embedded queue.
+    /// Jobs on disk and not done: in the outbox (waiting, or being published),
+    /// or in the embedded queue (waiting, or being worked on).
     pub async fn waiting_on_disk(&self) -> std::io::Result<usize> {
         let spool = match &self.mode {
             Mode::Embedded { jobs } => jobs,
             Mode::Broker { outbox, .. } => outbox,
         };
-        outbox_len(spool).await
+        blocking(spool, |spool| spool.unfinished_len()).await
     }
 
     pub async fn readiness(&self) -> std::io::Result<Readiness> {
@@ -243,10 +244,6 @@ const IDLE_CHECK: Duration = Duration::from_secs(2);
 async fn push(spool: &Arc<Spool>, job: &ResizeJob) -> std::io::Result<()> {
     let payload = job.to_bytes();
     blocking(spool, move |spool| spool.push(&payload)).await
-}
-
-async fn outbox_len(spool: &Arc<Spool>) -> std::io::Result<usize> {
-    blocking(spool, |spool| spool.len()).await
 }
 
 /// Runs a spool operation (file system calls with fsync) off the async runtime.

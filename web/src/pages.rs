@@ -127,12 +127,39 @@ impl ImageView {
 #[template(path = "image.html")]
 struct ImagePage {
     image: ImageView,
+    steps: Vec<StepView>,
+    total_ms: u64,
+}
+
+/// One step of the image's way, as its page draws it.
+struct StepView {
+    step: String,
+    by: String,
+    /// Milliseconds since the step before.
+    gap_ms: u64,
+    first: bool,
 }
 
 /// `GET /images/{id}`: the three sizes, each a placeholder until its thumbnail is ready.
 pub async fn image(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
-    let page = ImagePage { image: ImageView::load(&app, id, owner::caller(&headers).as_ref()).await? };
+    let image = ImageView::load(&app, id, owner::caller(&headers).as_ref()).await?;
+    let timeline = progress::timeline(&app.storage, id).await;
+    let total_ms = match (timeline.first(), timeline.last()) {
+        (Some(first), Some(last)) => last.at.saturating_sub(first.at),
+        _ => 0,
+    };
+    let steps = timeline
+        .iter()
+        .enumerate()
+        .map(|(index, step)| StepView {
+            step: step.step.clone(),
+            by: step.by.clone(),
+            gap_ms: index.checked_sub(1).map_or(0, |before| step.at.saturating_sub(timeline[before].at)),
+            first: index == 0,
+        })
+        .collect();
+    let page = ImagePage { image, steps, total_ms };
     personal(&page)
 }
 

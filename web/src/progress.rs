@@ -96,3 +96,16 @@ pub async fn failure(storage: &Storage, id: ImageId) -> std::io::Result<Option<F
         Err(error) => Err(error),
     }
 }
+
+/// The steps of `id`'s way, both sides', oldest first; empty when none were kept.
+pub async fn timeline(storage: &Storage, id: ImageId) -> Vec<thumbq_contract::Step> {
+    let mut sides = Vec::new();
+    for side in ["web", "worker"] {
+        if let Ok(bytes) = tokio::fs::read(storage.path(&StorageKey::Timeline(id, side))).await
+            && let Ok(timeline) = serde_json::from_slice::<thumbq_contract::Timeline>(&bytes)
+        {
+            sides.push(timeline);
+        }
+    }
+    thumbq_contract::Timeline::merged(sides)
+}

@@ -38,6 +38,7 @@ pub const FILE_FIELD: &str = "file";
 /// Before a byte of the body is read: the client's key, its rate limit and
 /// the disk's free space are checked.
 pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
+    let received_ms = now_ms();
     let headers = request.headers().clone();
     let wants_json = wants_json(&headers);
     let admitted = admit(&app, request).await;
@@ -45,7 +46,7 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
         Ok(admitted) => admitted,
         Err(error) => return respond(&app, &headers, wants_json, Err(error), None).await,
     };
-    let outcome = accept(&app, form, key.owner()).await;
+    let outcome = accept(&app, form, key.owner(), received_ms).await;
     let mut response = respond(&app, &headers, wants_json, outcome, Some((&key, source))).await;
     // A browser keeps (or renews) its key; a client that sent a bearer token has it.
     if source != Some(KeySource::Bearer) && (response.status().is_redirection() || response.status().is_success()) {
@@ -162,7 +163,7 @@ pub struct Refusal {
 /// for what it is (not an image, empty, too large) is read to its end and
 /// reported, and the request's other files are kept; a problem with the
 /// request itself (a broken form, too many files, a full disk) keeps nothing.
-async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId) -> Result<Accepted, AppError> {
+async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_ms: u64) -> Result<Accepted, AppError> {
     let settings = &app.settings;
     let mut received = Vec::new();
     let mut refused = Vec::new();
@@ -196,11 +197,13 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId) -> Result
     // Queued in a task of its own: a client hanging up now must not cancel
     // it halfway, leaving a queued job whose original the guards delete.
     let dispatcher = Arc::clone(&app.dispatcher);
+    let storage = app.storage.clone();
     let images = tokio::spawn(async move {
         let mut images = Vec::with_capacity(originals.len());
         for original in originals {
             let route = dispatcher.dispatch(&original.job).await?;
             tracing::info!(image.id = %original.job.image_id, ?route, "Accepted an upload and queued its resize job.");
+            record_steps(&storage, &original, received_ms, route).await;
             images.push(original.keep());
         }
         Ok::<_, std::io::Error>(images)
@@ -282,6 +285,32 @@ async fn stream_file(
     Ok(ReceivedFile { id, format, size, part, name: file })
 }
 
+/// This web server in timelines: `web@host:pid`.
+static PROCESS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| thumbq_contract::timeline::process_name("web"));
+
+/// Keeps the web server's steps of an image beside it, for its timeline.
+/// Best effort: a timeline that cannot be written costs the picture, not the upload.
+async fn record_steps(storage: &Storage, original: &StoredOriginal, received_ms: u64, route: crate::dispatch::Route) {
+    let mut timeline = thumbq_contract::Timeline::default();
+    timeline.push("received", received_ms, &PROCESS);
+    timeline.push("stored", original.stored_ms, &PROCESS);
+    let queued = match route {
+        crate::dispatch::Route::Published => "confirmed by RabbitMQ",
+        crate::dispatch::Route::Outbox => "kept in the outbox",
+        crate::dispatch::Route::Embedded => "queued on disk",
+    };
+    timeline.push(queued, now_ms(), &PROCESS);
+    let path = storage.path(&StorageKey::Timeline(original.job.image_id, "web"));
+    let written = tokio::task::spawn_blocking(move || {
+        let bytes = serde_json::to_vec(&timeline).map_err(std::io::Error::other)?;
+        thumbq_broker::durable::write_whole(&path, &bytes)
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::debug!(image.id = %original.job.image_id, "Could not keep the upload's timeline.");
+    }
+}
+
 /// Marks `parts` as still being written.
 async fn touch(parts: &[PathBuf]) {
     let parts = parts.to_vec();
@@ -336,7 +365,7 @@ impl ReceivedFile {
         })
         .await
         .map_err(std::io::Error::other)??;
-        Ok(StoredOriginal { file, job: ResizeJob::new(id, format, now_ms()), name: kept_name })
+        Ok(StoredOriginal { file, job: ResizeJob::new(id, format, now_ms()), name: kept_name, stored_ms: now_ms() })
     }
 }
 
@@ -345,6 +374,8 @@ struct StoredOriginal {
     file: RemoveOnDrop,
     job: ResizeJob,
     name: String,
+    /// When the original was on disk, fsynced.
+    stored_ms: u64,
 }
 
 impl StoredOriginal {

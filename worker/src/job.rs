@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thumbq_broker::durable::write_atomically;
+use thumbq_contract::timeline::{self, Timeline};
 use thumbq_contract::{FailureRecord, ImageId, ResizeJob, Sizes, Storage, StorageKey, ThumbFormat, ThumbSize};
 
 use crate::metrics::WorkerMetrics;
@@ -36,6 +37,8 @@ pub struct JobContext {
     pub disk_full_retry: Duration,
     /// How long a job whose original is missing waits before its next try, times the tries so far.
     pub missing_original_wait: Duration,
+    /// This worker in timelines: `worker@host:pid`.
+    pub name: String,
 }
 
 impl JobContext {
@@ -50,6 +53,7 @@ impl JobContext {
             before_writing: None,
             disk_full_retry: Duration::from_secs(30),
             missing_original_wait: Duration::from_secs(1),
+            name: timeline::process_name("worker"),
         }
     }
 }
@@ -206,16 +210,27 @@ fn is_deleted(storage: &Storage, id: ImageId) -> bool {
 
 /// Removes the thumbnails and failure record of `id`.
 fn remove_written(storage: &Storage, id: ImageId) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(storage.thumbnail_dir(id)) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-        _ => {}
-    }
+    thumbq_broker::durable::remove_dir_if_present(&storage.thumbnail_dir(id))?;
+    thumbq_broker::durable::remove_dir_if_present(&storage.timeline_dir(id))?;
     thumbq_broker::durable::remove_if_present(&storage.path(&StorageKey::Failure(id)))
+}
+
+/// Keeps the worker's steps beside the image, for its timeline. Best effort:
+/// a timeline that cannot be written costs the picture, not the job.
+fn record_steps(storage: &Storage, id: ImageId, timeline: &Timeline) {
+    let written = serde_json::to_vec(timeline)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| thumbq_broker::durable::write_whole(&storage.path(&StorageKey::Timeline(id, "worker")), &bytes));
+    if let Err(error) = written {
+        tracing::debug!(image.id = %id, %error, "Could not keep the job's timeline.");
+    }
 }
 
 /// Makes and writes the thumbnails of `job`'s image.
 pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobError> {
     let started = Instant::now();
+    let mut timeline = Timeline::default();
+    timeline.push("taken", timeline::now_ms(), &context.name);
     let storage = &context.storage;
     let id = job.image_id;
     if is_deleted(storage, id) {
@@ -230,21 +245,31 @@ pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobErro
         Err(JobError::Retry(_)) if is_deleted(storage, id) => return Ok(Outcome::Deleted),
         read => read?,
     };
+    let pipeline_started_ms = timeline::now_ms();
     let (thumbnails, times) = pipeline::make_thumbnails_timed(original, job.format, &context.sizes, &context.limits).map_err(|error| {
         if let PipelineError::Corrupt { detail, .. } = &error {
             tracing::info!(image.id = %id, detail, "The decoder refused the image.");
         }
         JobError::Abort(reason_for(&error))
     })?;
+    let ms = |duration: Duration| duration.as_millis() as u64;
+    let decoded_ms = pipeline_started_ms + ms(times.decode);
+    timeline.push("decoded", decoded_ms, &context.name);
+    timeline.push("resized", decoded_ms + ms(times.resize), &context.name);
+    timeline.push("encoded", decoded_ms + ms(times.resize) + ms(times.encode), &context.name);
     if let Some(hook) = &context.before_writing {
         hook(id);
     }
     std::fs::create_dir_all(storage.thumbnail_dir(id)).map_err(JobError::Retry)?;
     let writing = Instant::now();
-    for thumbnail in &thumbnails {
+    // Smallest first: the size a page shows first is the first on disk.
+    for thumbnail in thumbnails.iter().rev() {
         let path = storage.path(&StorageKey::Thumbnail(id, thumbnail.size, thumbnail.format));
         write_atomically(&path, &thumbnail.bytes).map_err(JobError::Retry)?;
+        timeline.push(&format!("{} written", thumbnail.size), timeline::now_ms(), &context.name);
     }
+    // Kept before the check below, which then covers it too.
+    record_steps(storage, id, &timeline);
     // Deleted while we worked: the delete may have run before these files
     // existed, so they are ours to remove.
     if is_deleted(storage, id) {
