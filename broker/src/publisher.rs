@@ -23,6 +23,8 @@ pub enum PublishError {
     Unroutable,
     #[error("the channel to the broker failed: {0}")]
     Channel(#[from] lapin::Error),
+    #[error("the broker could not be reached a moment ago; not trying again yet")]
+    Resting,
 }
 
 /// Publishes resize jobs over one confirm-mode channel, reconnecting when it breaks.
@@ -35,11 +37,17 @@ pub struct Publisher {
     topology: Topology,
     timeout: Duration,
     link: Mutex<Option<(Connection, Channel)>>,
+    /// When connecting last failed: for [`RETRY_CONNECT_AFTER`] after it,
+    /// publishes fail at once instead of each waiting out a connect of its own.
+    failed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long after a failed connect publishes go straight to the outbox.
+pub const RETRY_CONNECT_AFTER: Duration = Duration::from_secs(1);
 
 impl Publisher {
     pub fn new(url: impl Into<String>, connection_name: impl Into<String>, topology: Topology, timeout: Duration) -> Self {
-        Self { url: url.into(), connection_name: connection_name.into(), topology, timeout, link: Mutex::new(None) }
+        Self { url: url.into(), connection_name: connection_name.into(), topology, timeout, link: Mutex::new(None), failed_at: Default::default() }
     }
 
     /// Publishes `job` persistently and waits for the broker's confirm.
@@ -103,6 +111,12 @@ impl Publisher {
             return Ok(channel.clone());
         }
         *link = None;
+        // Publishes that queued behind a failed connect do not each try again:
+        // during an outage, many uploads at once must not wait in line.
+        let resting = self.failed_at.lock().map(|failed_at| failed_at.is_some_and(|at| at.elapsed() < RETRY_CONNECT_AFTER)).unwrap_or(false);
+        if resting {
+            return Err(PublishError::Resting);
+        }
         let open = async {
             let connection = connect(&self.url, &self.connection_name).await.map_err(PublishError::Unreachable)?;
             let channel = connection.create_channel().await?;
@@ -110,7 +124,11 @@ impl Publisher {
             channel.confirm_select(ConfirmSelectOptions::default()).await?;
             Ok::<_, PublishError>((connection, channel))
         };
-        let (connection, channel) = timeout(self.timeout, open).await.map_err(|_| PublishError::Timeout(self.timeout))??;
+        let opened = timeout(self.timeout, open).await.map_err(|_| PublishError::Timeout(self.timeout)).and_then(|opened| opened);
+        if let Ok(mut failed_at) = self.failed_at.lock() {
+            *failed_at = opened.is_err().then(std::time::Instant::now);
+        }
+        let (connection, channel) = opened?;
         tracing::info!(queue = self.topology.resize_queue(), "Connected to the broker for publishing.");
         *link = Some((connection, channel.clone()));
         Ok(channel)
@@ -122,5 +140,37 @@ impl Publisher {
         if link.as_ref().is_some_and(|(_, channel)| channel.id() == failed.id()) {
             *link = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn publishes_during_an_outage_fail_together_not_one_connect_after_another() {
+        // A "broker" that accepts connections and never answers: each connect waits out its timeout.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("amqp://guest:guest@{}/%2f", silent.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                held.push(stream);
+            }
+        });
+        let publisher = std::sync::Arc::new(Publisher::new(url, "thumbq-test", Topology::new("thumbq.unused"), Duration::from_millis(500)));
+        let job = ResizeJob::new(thumbq_contract::ImageId::new(), thumbq_contract::SourceFormat::Jpeg, 0);
+        let started = std::time::Instant::now();
+        let publishes: Vec<_> = (0..8)
+            .map(|_| {
+                let (publisher, job) = (std::sync::Arc::clone(&publisher), job.clone());
+                tokio::spawn(async move { publisher.publish(&job).await })
+            })
+            .collect();
+        for publish in publishes {
+            assert!(publish.await.unwrap().is_err());
+        }
+        // One connect's timeout for all eight, not eight of them in a row.
+        assert!(started.elapsed() < Duration::from_millis(500) * 3, "took {:?}", started.elapsed());
     }
 }
