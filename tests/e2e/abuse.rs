@@ -50,7 +50,16 @@ fn upload_head(host: &str, content_length: u64) -> String {
 
 #[tokio::test]
 async fn connections_that_trickle_their_headers_are_closed_within_the_header_timeout() {
-    let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.header_timeout_secs = 2, ..Options::default() }).await;
+    let app = TestApp::spawn_with(Options {
+        with_worker: false,
+        web: |settings| {
+            settings.header_timeout_secs = 2;
+            // All from one address here: let each connection meet the header timeout, not the per-client cap.
+            settings.max_connections_per_client = 1000;
+        },
+        ..Options::default()
+    })
+    .await;
     let started = Instant::now();
     let mut connections = JoinSet::new();
     for n in 0..100 {
@@ -366,4 +375,61 @@ async fn on_a_full_disk_uploads_get_507_nothing_is_kept_and_a_worker_waits_inste
     std::fs::remove_file(&filler).unwrap();
     assert_eq!(app.wait_until_settled(id).await["state"], "done");
     app.stop_worker().await;
+}
+
+#[tokio::test]
+async fn an_upload_that_trickles_a_byte_at_a_time_gets_408_too() {
+    let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.upload_idle_timeout_secs = 2, ..Options::default() }).await;
+    let stream = TcpStream::connect(host(&app)).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer.write_all(upload_head(&host(&app), 10_000_000).as_bytes()).await.unwrap();
+    let jpeg = images::jpeg(1200, 900);
+    writer.write_all(&jpeg[..20_000]).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        // Never silent for the idle timeout, and never near enough to finish.
+        for byte in &jpeg[20_000..] {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let answer = tokio::time::timeout(Duration::from_secs(2 * 2 + 5), read_to_close(&mut reader)).await.expect("an answer within two spans plus 5 s");
+    trickle.abort();
+    assert_eq!(status_of(&answer), Some(408), "{}", String::from_utf8_lossy(&answer));
+    assert!(String::from_utf8_lossy(&answer).contains("too slow"));
+    assert!(!files_in(&app.data_dir.path().join("incoming")).iter().any(|path| path.extension().is_some_and(|e| e == "part")));
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection() {
+    let app = TestApp::spawn_with(Options {
+        with_worker: false,
+        web: |settings| {
+            settings.max_connections_per_client = 3;
+            settings.header_timeout_secs = 60;
+        },
+        ..Options::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(host(&app)).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut one_more = TcpStream::connect(host(&app)).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut one_more)).await.expect("an answer at once");
+    assert_eq!(status_of(&answer), Some(503), "{}", String::from_utf8_lossy(&answer));
+    assert!(String::from_utf8_lossy(&answer).contains("Retry-After: 1"));
+
+    let neighbour = reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    assert_eq!(neighbour.get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK, "another address is served");
+    held.pop();
+    let again = wait_for(Duration::from_secs(10), "a slot of its own again", || async {
+        app.client.get(app.url("/healthz")).send().await.ok().map(|response| response.status())
+    })
+    .await;
+    assert_eq!(again, StatusCode::OK);
 }

@@ -62,6 +62,9 @@ pub enum AppError {
     /// 408: the upload sent no byte for too long; what was received is deleted.
     #[error("The upload stopped: nothing arrived for {idle_secs} seconds. Nothing was uploaded; please try again.")]
     UploadStalled { idle_secs: u64 },
+    /// 408: the upload kept sending, but too little to ever finish; what was received is deleted.
+    #[error("The upload was too slow: less than {} arrived in {secs} seconds. Nothing was uploaded; please try again on a better connection.", human_bytes(*min_bytes))]
+    UploadTooSlow { min_bytes: u64, secs: u64 },
     /// 429 with `Retry-After`: this client uploaded too much too fast.
     #[error("Too many uploads from your address: please wait {retry_after_secs} seconds and try again.")]
     TooManyUploads { retry_after_secs: u64 },
@@ -89,7 +92,7 @@ impl AppError {
             Self::OverPixelLimits { .. } | Self::DamagedHeader { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadForm { status, .. } => *status,
             Self::TooManyParts { .. } | Self::FormOverhead => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UploadStalled { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyUploads { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -119,7 +122,7 @@ impl AppError {
             Self::BadForm { .. } => "bad_form",
             Self::TooManyParts { .. } => "too_many_parts",
             Self::FormOverhead => "form_overhead",
-            Self::UploadStalled { .. } => "stalled",
+            Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => "stalled",
             Self::TooManyUploads { .. } => "rate_limited",
             Self::DiskFull => "disk_full",
             Self::Internal(_) => "internal",
@@ -146,7 +149,7 @@ impl AppError {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
             }
             // The rest of the body is not read: the connection cannot be reused.
-            Self::UploadStalled { .. } => {
+            Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => {
                 headers.insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
             }
             _ => {}

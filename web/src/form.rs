@@ -1,9 +1,10 @@
 //! A multipart form with bounds on everything besides its files' bytes, which
 //! `upload` bounds itself:
 //!
-//! - **Progress.** A form that sends nothing for the idle timeout ends with
-//!   408; one that keeps sending has no time limit (a big photo on a slow
-//!   phone link is legitimate).
+//! - **Progress.** A form that sends nothing for the idle timeout, or less
+//!   than [`MIN_BYTES_PER_WINDOW`] in any such span, ends with 408; one that
+//!   keeps sending has no time limit (a big photo on a slow phone link is
+//!   legitimate, one byte every half minute is not).
 //! - **Parts.** At most `max_parts` parts.
 //! - **Overhead.** Every byte that does not reach the handler as file data
 //!   (boundaries, part headers, skipped fields) counts against
@@ -26,6 +27,10 @@ use crate::error::AppError;
 /// ~400 KiB), which counts whole until the handler has taken its file data.
 pub const OVERHEAD_BYTES: u64 = 1024 * 1024;
 
+/// The least a form must send in each idle-timeout span: 16 KiB in 30 s is
+/// half a kilobyte a second, far below the slowest phone link.
+pub const MIN_BYTES_PER_WINDOW: u64 = 16 * 1024;
+
 pub struct BoundedForm {
     multipart: Multipart,
     budget: Arc<Budget>,
@@ -39,6 +44,23 @@ pub struct BoundedForm {
 struct Budget {
     delivered: AtomicU64,
     exceeded: AtomicBool,
+    /// Since when, and how many bytes of file data arrived, in the current span.
+    window: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl Budget {
+    /// Counts `bytes` of file data; false when the span just ended with too little.
+    fn progressed(&self, bytes: u64, span: Duration) -> bool {
+        let mut window = self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (started, received) = window.get_or_insert((std::time::Instant::now(), 0));
+        *received += bytes;
+        if started.elapsed() < span {
+            return true;
+        }
+        let enough = *received >= MIN_BYTES_PER_WINDOW;
+        *window = Some((std::time::Instant::now(), 0));
+        enough
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +128,9 @@ impl BoundedField<'_> {
         let chunk = chunk.map_err(|error| bad_form(&self.budget, error))?;
         if let Some(chunk) = &chunk {
             self.budget.delivered.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            if !self.budget.progressed(chunk.len() as u64, self.idle) {
+                return Err(AppError::UploadTooSlow { min_bytes: MIN_BYTES_PER_WINDOW, secs: self.idle.as_secs() });
+            }
         }
         Ok(chunk)
     }

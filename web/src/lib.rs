@@ -119,7 +119,8 @@ impl Application {
             let _ = stop.send(true);
         };
         let limits = self.state.settings.connection_limits();
-        server::serve(self.listener, router(self.state), limits, shutdown).await;
+        let trusted_proxies = self.state.settings.trusted_proxies.clone();
+        server::serve(self.listener, router(self.state), limits, &trusted_proxies, shutdown).await;
         let _ = relay.await;
         Ok(())
     }

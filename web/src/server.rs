@@ -9,6 +9,9 @@
 //! - On shutdown the listener closes, connections finish their requests in
 //!   flight, and those still open after `--shutdown-timeout-secs` are closed.
 //!   A request cut then never heard "accepted", and leaves nothing behind.
+//! - One address may hold at most `--max-connections-per-client` of them (a
+//!   trusted proxy, which speaks for many, is exempt): one more is answered
+//!   503 with `Retry-After` and closed, so a few clients cannot take every slot.
 //! - Every request knows its peer's address (`ConnectInfo`), for the rate limit.
 
 use std::net::SocketAddr;
@@ -31,11 +34,50 @@ use tower::ServiceExt;
 pub struct ConnectionLimits {
     pub header_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_client: usize,
     pub shutdown_timeout: Duration,
 }
 
+/// Open connections per client address, released when a connection ends.
+#[derive(Default)]
+struct PerClient(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PerClient {
+    /// Counts one more connection of `client`, unless it has `limit` already.
+    fn enter(self: &Arc<Self>, client: std::net::IpAddr, limit: usize) -> Option<ClientSlot> {
+        let mut open = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(client).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot { clients: Arc::clone(self), client })
+    }
+}
+
+struct ClientSlot {
+    clients: Arc<PerClient>,
+    client: std::net::IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// What a client over its connection cap hears before the connection closes.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 62\r\nConnection: close\r\n\r\nToo many connections from your address; try again in a moment.";
+
 /// Serves `router` on `listener` until `shutdown` completes, then drains.
-pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, trusted_proxies: &[std::net::IpAddr], shutdown: impl Future<Output = ()>) {
+    let per_client = Arc::new(PerClient::default());
     // HTTP/1 only: browsers speak HTTP/2 to a TLS proxy in front, never in
     // clear text; and guessing the version first reads bytes with no timer,
     // so a connection that sends nothing would hold its slot for ever.
@@ -62,6 +104,23 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let client = peer.ip().to_canonical();
+        let client_slot = if trusted_proxies.contains(&client) {
+            None
+        } else {
+            match per_client.enter(client, limits.max_connections_per_client) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::info!(client.address = %client, "Refused a connection over the client's cap.");
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt;
+                        let mut stream = stream;
+                        let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(TOO_MANY_CONNECTIONS)).await;
+                    });
+                    continue;
+                }
+            }
+        };
         let service = router.clone().map_request(move |mut request: axum::http::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             request
@@ -72,7 +131,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             if let Err(error) = connection.await {
                 tracing::debug!(%error, client.address = %peer, "A connection ended with an error.");
             }
-            drop(slot);
+            drop((slot, client_slot));
         });
     }
     drop(listener);

@@ -65,6 +65,10 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
+    /// Most connections one client address may hold at once (503 beyond); trusted proxies are exempt.
+    #[arg(long, env = "THUMBQ_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_client: u32,
+
     /// Upload requests one client may make per minute, once its burst is spent (429 beyond).
     #[arg(long, env = "THUMBQ_UPLOADS_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub uploads_per_minute: u32,
@@ -115,6 +119,7 @@ impl Settings {
             upload_idle_timeout_secs: 30,
             shutdown_timeout_secs: 30,
             max_connections: 512,
+            max_connections_per_client: 64,
             // Tests upload in bulk from one address; the rate limit's own test lowers these.
             uploads_per_minute: 6000,
             upload_burst: 10_000,
@@ -128,6 +133,7 @@ impl Settings {
         crate::server::ConnectionLimits {
             header_timeout: Duration::from_secs(self.header_timeout_secs),
             max_connections: self.max_connections as usize,
+            max_connections_per_client: self.max_connections_per_client as usize,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         }
     }
