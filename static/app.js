@@ -273,7 +273,45 @@ function updateStatus(image) {
   } else if (figures.every((figure) => figure.dataset.state === "ready")) {
     image.dataset.state = "done";
     if (status) status.textContent = "All thumbnails are ready.";
+    if (status) drawTimeline(image);
   }
+}
+
+// An image page opened while its thumbnails were being made draws the
+// image's way once they are there, as the server draws it for a finished one.
+async function drawTimeline(image) {
+  let answer = null;
+  try {
+    answer = await (await fetch(`/api/images/${image.dataset.image}`, { cache: "no-store" })).json();
+  } catch {
+    return;
+  }
+  const steps = answer?.timeline ?? [];
+  if (steps.length === 0) return;
+  const details = document.createElement("details");
+  details.className = "timeline";
+  details.open = true;
+  const summary = document.createElement("summary");
+  summary.textContent = `Its way through thumbq: ${steps[steps.length - 1].at - steps[0].at} ms`;
+  const list = document.createElement("ol");
+  steps.forEach((step, index) => {
+    const item = document.createElement("li");
+    if (index > 0) {
+      const gap = document.createElement("span");
+      gap.className = "gap";
+      gap.textContent = `+${step.at - steps[index - 1].at} ms`;
+      item.append(gap);
+    }
+    const name = document.createElement("span");
+    name.className = "step";
+    name.title = step.by;
+    name.textContent = step.step;
+    item.append(name);
+    list.append(item);
+  });
+  details.append(summary, list);
+  image.querySelector(".timeline")?.remove();
+  image.querySelector(".thumbs")?.before(details);
 }
 
 // ---- Uploading from the home page -----------------------------------------

@@ -102,6 +102,13 @@ async fn an_image_page_opened_early_shows_placeholders_then_the_three_thumbnails
     .await;
     let status = browser.client.find(Locator::Css(".status")).await.unwrap().text().await.unwrap();
     assert_eq!(status, "All thumbnails are ready.");
+    // Opened while pending, the page draws the image's way once it is done.
+    let drawn = wait_for(Duration::from_secs(10), "the timeline drawn live", || async {
+        let steps = browser.eval("return [...document.querySelectorAll('.timeline .step')].map(step => step.textContent)").await;
+        (steps.as_array().is_some_and(|steps| steps.len() == 10)).then_some(steps)
+    })
+    .await;
+    assert_eq!(drawn[3], "taken", "{drawn}");
     browser.screenshot("image-page-ready").await;
     // Once finished, the page draws the image's way, without a script.
     browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();

@@ -37,6 +37,9 @@ async fn the_web_and_worker_metrics_count_uploads_refusals_and_jobs() {
     assert_eq!(sample(&web, "thumbq_web_publish_confirm_seconds_count"), 1.0, "{web}");
     assert!(sample(&web, "thumbq_web_accepted_bytes_total") > 1000.0, "{web}");
     assert_eq!(sample(&web, "thumbq_web_queue_consumers"), 1.0, "one worker consumes: {web}");
+    for step in ["stored", "queued"] {
+        assert_eq!(sample(&web, &format!(r#"thumbq_web_upload_step_seconds_count{{step="{step}"}}"#)), 1.0, "{step}: {web}");
+    }
 
     let client = reqwest::Client::new();
     let worker = wait_for(Duration::from_secs(10), "the worker's metrics", || async {

@@ -20,6 +20,8 @@ pub struct WebMetrics {
     /// Seconds from publishing a job to RabbitMQ's confirm.
     pub publish_confirm_seconds: Histogram,
     dispatched: Family<Labels, Counter>,
+    /// Seconds of each step of the request path: `stored` (from the request's start), `queued` (from stored).
+    upload_steps: Family<Labels, Histogram>,
     deletions: Family<Labels, Counter>,
     outbox_dead: Counter,
     waiting_on_disk: Gauge,
@@ -37,6 +39,7 @@ impl Default for WebMetrics {
         let publish_confirm_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let dispatched = Family::default();
         let deletions = Family::default();
+        let upload_steps = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 14)));
         let outbox_dead = Counter::default();
         let waiting_on_disk = Gauge::default();
         let queue_messages = Gauge::default();
@@ -49,6 +52,11 @@ impl Default for WebMetrics {
         registry.register("refused_bytes", "Bytes received in refused requests", refused_bytes.clone());
         registry.register("publish_confirm_seconds", "Time from publishing a job to RabbitMQ's confirm", publish_confirm_seconds.clone());
         registry.register("jobs_dispatched", "Jobs queued, by route (published, outbox, embedded)", dispatched.clone());
+        registry.register(
+            "upload_step_seconds",
+            "Time each step of the request path took: stored (from the request's start), queued (from stored)",
+            upload_steps.clone(),
+        );
         registry.register("images_deleted", "Images deleted, by who asked (owner, takedown, retention)", deletions.clone());
         registry.register("outbox_set_aside", "Files in the outbox that were no job, moved to its dead/ for an operator", outbox_dead.clone());
         registry.register("jobs_waiting_on_disk", "Jobs in the outbox (or the embedded queue)", waiting_on_disk.clone());
@@ -63,6 +71,7 @@ impl Default for WebMetrics {
             refused_bytes,
             publish_confirm_seconds,
             dispatched,
+            upload_steps,
             deletions,
             outbox_dead,
             waiting_on_disk,
@@ -86,6 +95,10 @@ impl WebMetrics {
 
     pub fn dispatched(&self, route: &'static str) {
         self.dispatched.get_or_create(&[("route", route)]).inc();
+    }
+
+    pub fn upload_step(&self, step: &'static str, seconds: f64) {
+        self.upload_steps.get_or_create(&[("step", step)]).observe(seconds);
     }
 
     pub fn outbox_dead(&self) {

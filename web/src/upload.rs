@@ -197,13 +197,16 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
     // Queued in a task of its own: a client hanging up now must not cancel
     // it halfway, leaving a queued job whose original the guards delete.
     let dispatcher = Arc::clone(&app.dispatcher);
-    let storage = app.storage.clone();
+    let (storage, metrics) = (app.storage.clone(), app.metrics.clone());
     let images = tokio::spawn(async move {
         let mut images = Vec::with_capacity(originals.len());
         for original in originals {
             let route = dispatcher.dispatch(&original.job).await?;
             tracing::info!(image.id = %original.job.image_id, ?route, "Accepted an upload and queued its resize job.");
-            record_steps(&storage, &original, received_ms, route).await;
+            let queued_ms = now_ms();
+            metrics.upload_step("stored", original.stored_ms.saturating_sub(received_ms) as f64 / 1000.0);
+            metrics.upload_step("queued", queued_ms.saturating_sub(original.stored_ms) as f64 / 1000.0);
+            record_steps(&storage, &original, received_ms, queued_ms, route).await;
             images.push(original.keep());
         }
         Ok::<_, std::io::Error>(images)
@@ -290,7 +293,7 @@ static PROCESS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| thumbq
 
 /// Keeps the web server's steps of an image beside it, for its timeline.
 /// Best effort: a timeline that cannot be written costs the picture, not the upload.
-async fn record_steps(storage: &Storage, original: &StoredOriginal, received_ms: u64, route: crate::dispatch::Route) {
+async fn record_steps(storage: &Storage, original: &StoredOriginal, received_ms: u64, queued_ms: u64, route: crate::dispatch::Route) {
     let mut timeline = thumbq_contract::Timeline::default();
     timeline.push("received", received_ms, &PROCESS);
     timeline.push("stored", original.stored_ms, &PROCESS);
@@ -299,7 +302,7 @@ async fn record_steps(storage: &Storage, original: &StoredOriginal, received_ms:
         crate::dispatch::Route::Outbox => "kept in the outbox",
         crate::dispatch::Route::Embedded => "queued on disk",
     };
-    timeline.push(queued, now_ms(), &PROCESS);
+    timeline.push(queued, queued_ms, &PROCESS);
     let path = storage.path(&StorageKey::Timeline(original.job.image_id, "web"));
     let written = tokio::task::spawn_blocking(move || {
         let bytes = serde_json::to_vec(&timeline).map_err(std::io::Error::other)?;
