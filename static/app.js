@@ -322,7 +322,7 @@ const ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"];
 // `keyed`: whether this browser holds its owner key (an HttpOnly cookie,
 // which the page says it has). Until it does, one upload at a time: the
 // first answer brings the key, and every later upload must carry the same.
-const uploads = { waiting: [], running: 0, keyed: false, seen: new Set(), started: Date.now() };
+const uploads = { waiting: [], running: 0, keyed: false, seen: new Set(), started: Date.now(), batch: 0 };
 
 // A transient failure (the network, the server busy or out of room) is tried
 // again by itself this many times, waiting longer each time.
@@ -336,6 +336,8 @@ function setUpUploads(form) {
   input.required = false;
 
   const add = (files) => {
+    // Files added while nothing uploads start a new batch; added meanwhile, they join it.
+    if (!uploadsActive()) uploads.batch += 1;
     for (const file of files) {
       // The same file picked twice in one batch is uploaded once.
       const identity = `${file.name}\u0000${file.size}\u0000${file.lastModified}`;
@@ -343,10 +345,14 @@ function setUpUploads(form) {
       uploads.seen.add(identity);
       // In the order chosen.
       const card = newCard(file);
+      card.dataset.identity = identity;
+      card.dataset.batch = String(uploads.batch);
       cards.append(card);
       const problem = clientSideProblem(file, maxBytes);
-      if (problem) setCardError(card, problem, null);
-      else queueUpload(card, file);
+      if (problem) {
+        card.dataset.bytes = "0";
+        setCardError(card, problem, null);
+      } else queueUpload(card, file);
     }
     cards.querySelector(".card[data-state=uploading], .card[data-state=waiting]")?.scrollIntoView({ block: "nearest" });
     updateSummary();
@@ -423,8 +429,11 @@ function restoreCards(cards) {
     return;
   }
   for (const entry of saved) {
+    // Already on the page, under "Your uploads": followed there.
+    if (entry.image && document.querySelector(`.yours [data-image="${CSS.escape(entry.image)}"]`)) continue;
     const card = newCard(new File([], entry.name));
     card.querySelector(".frame").replaceChildren();
+    card.dataset.batch = String(uploads.batch);
     cards.append(card);
     if (entry.image) {
       card.dataset.sent = card.dataset.bytes = "0";
@@ -444,14 +453,16 @@ function uploadsActive() {
 function updateSummary() {
   const summary = document.querySelector("#summary");
   if (!summary) return;
-  const cards = [...document.querySelectorAll("#uploads .card")].filter((card) => card.dataset.state !== "removed");
+  // The batch in hand: the cards added since uploads last stood still.
+  const cards = [...document.querySelectorAll(`#uploads .card[data-batch="${uploads.batch}"]`)].filter((card) => card.dataset.state !== "removed");
   if (cards.length === 0) {
     summary.hidden = true;
     return;
   }
   summary.hidden = false;
   const count = (...states) => cards.filter((card) => states.includes(card.dataset.state)).length;
-  const uploaded = count("processing", "done", "deleted");
+  // A card that has an image was uploaded, whatever became of its thumbnails since.
+  const uploaded = cards.filter((card) => card.dataset.image).length;
   const ready = count("done");
   const refused = count("failed");
   const parts = [`${uploaded} of ${cards.length} uploaded`, `${ready} thumbnail${ready === 1 ? "" : "s"} ready`];
@@ -534,8 +545,10 @@ function newCard(file) {
 }
 
 function queueUpload(card, file) {
+  if (uploads.waiting.some((entry) => entry.card === card)) return;
   if (!uploadsActive()) uploads.started = Date.now();
   card.dataset.state = "waiting";
+  card.querySelector(".card-status").textContent = "Waiting to upload…";
   uploads.waiting.push({ card, file });
   pump();
 }
@@ -545,6 +558,8 @@ function queueUpload(card, file) {
 function removeCard(card) {
   uploads.waiting = uploads.waiting.filter((entry) => entry.card !== card);
   card.request?.abort();
+  // Removed, it may be picked again.
+  uploads.seen.delete(card.dataset.identity);
   card.dataset.state = "removed";
   card.remove();
   updateSummary();
@@ -577,14 +592,18 @@ function upload(card, file, tries = 0) {
       card.dataset.sent = String(Math.min(file.size, event.loaded));
       updateSummary();
     });
-    const transient = (status) => status === 0 || status === 429 || status === 507 || status >= 500;
+    const transient = (status) => status === 0 || status === 408 || status === 429 || status === 507 || status >= 500;
     const failed = (message, status) => {
       card.request = null;
       card.dataset.sent = "0";
       if (transient(status) && tries < AUTOMATIC_RETRIES) {
         status_(card, `${message} Trying again…`);
         const wait = Number(request.getResponseHeader?.("Retry-After")) * 1000 || 1000 * 2 ** tries;
-        setTimeout(() => upload(card, file, tries + 1).then(resolve), Math.min(wait, 30000));
+        setTimeout(() => {
+          // Removed meanwhile: it is not sent again.
+          if (!card.isConnected) return resolve();
+          upload(card, file, tries + 1).then(resolve);
+        }, Math.min(wait, 30000));
         return;
       }
       setCardError(card, message, transient(status) ? file : null);
@@ -705,7 +724,9 @@ function setCardError(card, message, file) {
 function setUpDashboard(main) {
   if (location.search) history.replaceState(null, "", location.pathname);
   setInterval(async () => {
-    if (document.activeElement?.closest("form")) return; // someone is typing
+    // Someone is typing, or has typed something not sent yet.
+    if (document.activeElement?.closest("form")) return;
+    if ([...main.querySelectorAll("input")].some((input) => input.value !== input.defaultValue)) return;
     try {
       const response = await fetch(location.pathname, { cache: "no-store" });
       if (!response.ok) return;

@@ -34,7 +34,7 @@ pub fn address(request: &Parts, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
 }
 
 /// The address a client is counted by: itself for IPv4, its /64 for IPv6.
-fn client_key(address: IpAddr) -> IpAddr {
+pub fn client_key(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !((1u128 << 64) - 1))),

@@ -75,8 +75,8 @@ pub async fn erase(app: &AppState, id: ImageId, reason: Reason) -> std::io::Resu
     tokio::task::spawn_blocking(move || {
         remove_if_present(&storage.path(&StorageKey::Original(id)))?;
         sync_dir(&storage.root().join("originals"))?;
-        remove_thumbnails(&storage, id)?;
-        thumbq_broker::durable::remove_dir_if_present(&storage.timeline_dir(id))?;
+        remove_dir_retrying(&storage.thumbnail_dir(id))?;
+        remove_dir_retrying(&storage.timeline_dir(id))?;
         remove_if_present(&storage.path(&StorageKey::Failure(id)))?;
         match owner {
             Some(owner) => owner::forget_owner(&storage, owner, id),
@@ -91,13 +91,13 @@ pub async fn erase(app: &AppState, id: ImageId, reason: Reason) -> std::io::Resu
     Ok(())
 }
 
-/// Removes the thumbnail directory. A worker may be writing into it right
-/// now; what it adds after this is its own to remove (it sees the tombstone).
-fn remove_thumbnails(storage: &thumbq_contract::Storage, id: ImageId) -> std::io::Result<()> {
-    let directory = storage.thumbnail_dir(id);
+/// Removes an image's directory (thumbnails, timelines). A worker may be
+/// writing into it right now; what it adds after this is its own to remove
+/// (it sees the tombstone).
+fn remove_dir_retrying(directory: &std::path::Path) -> std::io::Result<()> {
     let mut tries = 0;
     loop {
-        match std::fs::remove_dir_all(&directory) {
+        match std::fs::remove_dir_all(directory) {
             Ok(()) => return Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             // A file appeared while the directory was being emptied.

@@ -2,7 +2,7 @@
 //! `upload` bounds itself:
 //!
 //! - **Progress.** A form that sends nothing for the idle timeout, or less
-//!   than [`MIN_BYTES_PER_WINDOW`] in any such span, ends with 408; one that
+//!   than [`MIN_BYTES_PER_SECOND`] on average over any such span, ends with 408; one that
 //!   keeps sending has no time limit (a big photo on a slow phone link is
 //!   legitimate, one byte every half minute is not).
 //! - **Parts.** At most `max_parts` parts.
@@ -27,9 +27,9 @@ use crate::error::AppError;
 /// ~400 KiB), which counts whole until the handler has taken its file data.
 pub const OVERHEAD_BYTES: u64 = 1024 * 1024;
 
-/// The least a form must send in each idle-timeout span: 16 KiB in 30 s is
-/// half a kilobyte a second, far below the slowest phone link.
-pub const MIN_BYTES_PER_WINDOW: u64 = 16 * 1024;
+/// The least a form must send, on average over each idle-timeout span: half
+/// a kilobyte a second, far below the slowest phone link.
+pub const MIN_BYTES_PER_SECOND: u64 = 512;
 
 pub struct BoundedForm {
     multipart: Multipart,
@@ -57,7 +57,7 @@ impl Budget {
         if started.elapsed() < span {
             return true;
         }
-        let enough = *received >= MIN_BYTES_PER_WINDOW;
+        let enough = *received >= MIN_BYTES_PER_SECOND * span.as_secs().max(1);
         *window = Some((std::time::Instant::now(), 0));
         enough
     }
@@ -129,7 +129,7 @@ impl BoundedField<'_> {
         if let Some(chunk) = &chunk {
             self.budget.delivered.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             if !self.budget.progressed(chunk.len() as u64, self.idle) {
-                return Err(AppError::UploadTooSlow { min_bytes: MIN_BYTES_PER_WINDOW, secs: self.idle.as_secs() });
+                return Err(AppError::UploadTooSlow { min_bytes: MIN_BYTES_PER_SECOND * self.idle.as_secs().max(1), secs: self.idle.as_secs() });
             }
         }
         Ok(chunk)

@@ -129,6 +129,8 @@ struct ImagePage {
     image: ImageView,
     steps: Vec<StepView>,
     total_ms: u64,
+    /// The web server's last step: when the client had its answer.
+    answered_after: Option<String>,
 }
 
 /// One step of the image's way, as its page draws it.
@@ -159,7 +161,8 @@ pub async fn image(State(app): State<AppState>, Path(id): Path<String>, headers:
             first: index == 0,
         })
         .collect();
-    let page = ImagePage { image, steps, total_ms };
+    let answered_after = timeline.iter().rev().find(|step| step.by.starts_with("web@")).map(|step| step.step.clone());
+    let page = ImagePage { image, steps, total_ms, answered_after };
     personal(&page)
 }
 

@@ -104,8 +104,8 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let client = peer.ip().to_canonical();
-        let client_slot = if trusted_proxies.contains(&client) {
+        let client = crate::client::client_key(peer.ip().to_canonical());
+        let client_slot = if trusted_proxies.contains(&peer.ip().to_canonical()) {
             None
         } else {
             match per_client.enter(client, limits.max_connections_per_client) {

@@ -229,7 +229,19 @@ async fn receive_file(
     match stream_file(storage, &mut field, name.clone(), limits, earlier).await {
         Ok(file) => Ok(Ok(file)),
         Err(error) if error.is_about_one_file() => {
-            while field.chunk().await?.is_some() {}
+            // Read past, to reach the next file: as far as one file may be long.
+            // A refused file longer than that ends the request, as it always did.
+            let (mut drained, mut touched) = (0u64, std::time::Instant::now());
+            while let Some(chunk) = field.chunk().await? {
+                drained += chunk.len() as u64;
+                if drained > limits.max_file_bytes {
+                    return Err(error);
+                }
+                if touched.elapsed() > crate::cleanup::TOUCH_EVERY {
+                    touched = std::time::Instant::now();
+                    touch(earlier).await;
+                }
+            }
             Ok(Err(Refusal { file: name, error }))
         }
         Err(error) => Err(error),
@@ -303,10 +315,15 @@ async fn record_steps(storage: &Storage, original: &StoredOriginal, received_ms:
         crate::dispatch::Route::Embedded => "queued on disk",
     };
     timeline.push(queued, queued_ms, &PROCESS);
-    let path = storage.path(&StorageKey::Timeline(original.job.image_id, "web"));
+    let (id, storage) = (original.job.image_id, storage.clone());
     let written = tokio::task::spawn_blocking(move || {
         let bytes = serde_json::to_vec(&timeline).map_err(std::io::Error::other)?;
-        thumbq_broker::durable::write_whole(&path, &bytes)
+        thumbq_broker::durable::write_whole(&storage.path(&StorageKey::Timeline(id, "web")), &bytes)?;
+        // Deleted meanwhile (the owner saw it listed before this): what was just written goes too.
+        if storage.path(&StorageKey::Tombstone(id)).exists() {
+            thumbq_broker::durable::remove_dir_if_present(&storage.timeline_dir(id))?;
+        }
+        Ok::<_, std::io::Error>(())
     })
     .await;
     if !matches!(written, Ok(Ok(()))) {
@@ -428,7 +445,9 @@ fn display_name(client_name: Option<&str>, number: usize) -> String {
     if base.is_empty() {
         return format!("File {number}");
     }
-    let mut name: String = base.chars().filter(|c| !c.is_control()).take(80).collect();
+    // Nor the marks that reorder text: a name must read as what it is ("gpj.exe" shown as "exe.jpg").
+    let reorders = |c: &char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let mut name: String = base.chars().filter(|c| !c.is_control() && !reorders(c)).take(80).collect();
     if base.chars().count() > 80 {
         name.push('…');
     }
@@ -498,5 +517,6 @@ mod tests {
         assert_eq!(display_name(Some(""), 3), "File 3");
         assert_eq!(display_name(None, 2), "File 2");
         assert_eq!(display_name(Some("a\u{0}b\nc.png"), 1), "abc.png");
+        assert_eq!(display_name(Some("photo\u{202E}gpj.exe"), 1), "photogpj.exe");
     }
 }
