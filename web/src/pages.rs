@@ -161,7 +161,7 @@ pub async fn image(State(app): State<AppState>, Path(id): Path<String>, headers:
             first: index == 0,
         })
         .collect();
-    let answered_after = timeline.iter().rev().find(|step| step.by.starts_with("web@")).map(|step| step.step.clone());
+    let answered_after = timeline.iter().rev().find(|step| step.by.starts_with("web ")).map(|step| step.step.clone());
     let page = ImagePage { image, steps, total_ms, answered_after };
     personal(&page)
 }

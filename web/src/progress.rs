@@ -98,6 +98,10 @@ pub async fn failure(storage: &Storage, id: ImageId) -> std::io::Result<Option<F
 }
 
 /// The steps of `id`'s way, both sides', oldest first; empty when none were kept.
+///
+/// Anyone with the image's link sees them, so a process is named by its role
+/// and a short digest of `role@host:pid`: enough to tell two workers apart,
+/// and no host name or process id for a stranger (the files and logs keep them).
 pub async fn timeline(storage: &Storage, id: ImageId) -> Vec<thumbq_contract::Step> {
     let mut sides = Vec::new();
     for side in ["web", "worker"] {
@@ -107,5 +111,17 @@ pub async fn timeline(storage: &Storage, id: ImageId) -> Vec<thumbq_contract::St
             sides.push(timeline);
         }
     }
-    thumbq_contract::Timeline::merged(sides)
+    let mut steps = thumbq_contract::Timeline::merged(sides);
+    for step in &mut steps {
+        step.by = public_name(&step.by);
+    }
+    steps
+}
+
+/// `worker 3f2a9c` for `worker@host:1234`.
+fn public_name(by: &str) -> String {
+    use sha2::Digest;
+    let role = by.split('@').next().unwrap_or("process");
+    let digest = sha2::Sha256::digest(by.as_bytes());
+    format!("{role} {:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
 }
