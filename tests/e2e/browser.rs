@@ -86,8 +86,25 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Stops the driver, and the Chromium it started (its processes are the
+    /// ones running on this browser's own profile directory), also when a
+    /// test failed before it could close the session.
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let profile = format!("--user-data-dir={}", self._profile.path().display());
+        for pid in processes_with_argument(&profile) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
     }
+}
+
+/// The ids of the processes whose command line has `argument`.
+fn processes_with_argument(argument: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| line.split(|byte| *byte == 0).any(|part| part == argument.as_bytes())))
+        .collect()
 }
