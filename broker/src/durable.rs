@@ -41,6 +41,12 @@ pub fn remove_dir_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Whether an error means the disk (or the quota) is full: for the web
+/// server a 507, for a worker a reason to wait, never a failure of the image.
+pub fn is_disk_full(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
+
 /// Removes a file; one already gone is fine.
 pub fn remove_if_present(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {

@@ -223,7 +223,7 @@ async fn connections_over_the_cap_wait_until_one_closes_and_the_server_stays_up(
         stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap(); // never finished
         idle.push(stream);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The listener takes connections in the order they came: these four hold the slots.
     let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
     assert!(client.get(app.url("/healthz")).send().await.is_err(), "a fifth connection waits");
 
@@ -367,8 +367,14 @@ async fn on_a_full_disk_uploads_get_507_nothing_is_kept_and_a_worker_waits_inste
 
     // A worker out of space waits and tries again: the image stays pending, never failed.
     let rest = tmpfs.fill_leaving(0);
-    app.start_worker().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = std::sync::Arc::clone(&metrics);
+    app.start_worker_with(move |context| *seen.lock().unwrap() = Some(context.metrics.clone())).await;
+    wait_for(Duration::from_secs(30), "the worker to find the disk full and keep the job", || async {
+        let rendered = metrics.lock().unwrap().as_ref().map(|metrics: &thumbq_worker::metrics::WorkerMetrics| metrics.render()).unwrap_or_default();
+        rendered.contains(r#"thumbq_worker_jobs_total{outcome="postponed"}"#).then_some(())
+    })
+    .await;
     let status = app.status(id).await;
     assert_eq!(status["state"], "pending", "{status}");
     std::fs::remove_file(&rest).unwrap();
@@ -418,7 +424,7 @@ async fn one_address_cannot_hold_every_connection() {
         stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
         held.push(stream);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Taken in the order they came: these three are counted before the next.
     let mut one_more = TcpStream::connect(host(&app)).await.unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut one_more)).await.expect("an answer at once");
     assert_eq!(status_of(&answer), Some(503), "{}", String::from_utf8_lossy(&answer));

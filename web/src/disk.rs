@@ -9,8 +9,3 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     let stats = rustix::fs::statvfs(path).map_err(std::io::Error::from)?;
     Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
-
-/// Whether an error means the disk (or the quota) is full.
-pub fn is_full(error: &std::io::Error) -> bool {
-    matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
-}

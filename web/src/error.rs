@@ -161,7 +161,7 @@ impl AppError {
 /// A full disk is the user's 507, not a bug of ours; any other I/O error is.
 impl From<std::io::Error> for AppError {
     fn from(error: std::io::Error) -> Self {
-        if crate::disk::is_full(&error) {
+        if thumbq_broker::durable::is_disk_full(&error) {
             tracing::warn!(%error, "The disk is full: refusing the upload.");
             return Self::DiskFull;
         }

@@ -131,10 +131,15 @@ pub fn record_owner(storage: &Storage, owner: OwnerId, id: ImageId, name: &str) 
     let record = serde_json::to_vec(&OwnerRecord { owner, name: Some(name.to_owned()) }).map_err(std::io::Error::other)?;
     write_atomically(&storage.path(&StorageKey::Owner(id)), &record)?;
     let index = storage.owner_index(&owner);
+    let new_owner = !index.is_dir();
     std::fs::create_dir_all(&index)?;
     std::fs::File::create(storage.path(&StorageKey::OwnedImage(owner, id)))?;
     sync_dir(&index)?;
-    sync_dir(&storage.root().join("by-owner"))
+    // The list's own directory entry needs making durable only once, when it is new.
+    if new_owner {
+        sync_dir(&storage.root().join("by-owner"))?;
+    }
+    Ok(())
 }
 
 /// Removes what [`record_owner`] wrote. Blocking. The owner's (empty) list

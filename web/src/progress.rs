@@ -68,10 +68,7 @@ pub async fn is_deleted(storage: &Storage, id: ImageId) -> std::io::Result<bool>
     is_file(&storage.path(&StorageKey::Tombstone(id))).await
 }
 
-/// Now, in milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
+pub use thumbq_contract::timeline::now_ms;
 
 /// Whether `path` is a file; a missing one, or one below something that is
 /// not a directory, is simply not there.

@@ -128,7 +128,7 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
         // A write that failed may have left thumbnails of an image deleted meanwhile.
         Err(JobError::Retry(_)) if is_deleted(&context.storage, id) => forget_deleted(context, id),
         // A full disk is the operator's to fix, not the image's fault: never a reason to give up.
-        Err(JobError::Retry(error)) if is_disk_full(&error) => {
+        Err(JobError::Retry(error)) if thumbq_broker::durable::is_disk_full(&error) => {
             tracing::warn!(image.id = %id, %error, retry_in_secs = context.disk_full_retry.as_secs(), "The disk is full; the job waits and is tried again.");
             context.metrics.job("postponed");
             Settlement::Postpone
@@ -173,7 +173,7 @@ pub fn give_up(context: &JobContext, id: ImageId, reason: &str, fault: Fault) ->
             context.metrics.job("failed");
             Settlement::DeadLetter
         }
-        Err(error) if is_disk_full(&error) => Settlement::Postpone,
+        Err(error) if thumbq_broker::durable::is_disk_full(&error) => Settlement::Postpone,
         Err(error) => {
             tracing::warn!(image.id = %id, %error, "Could not record the job's failure; it goes back to the queue.");
             Settlement::Requeue
@@ -194,11 +194,6 @@ fn forget_deleted(context: &JobContext, id: ImageId) -> Settlement {
             Settlement::Requeue
         }
     }
-}
-
-/// Whether an error means the disk (or the quota) is full.
-pub fn is_disk_full(error: &std::io::Error) -> bool {
-    matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }
 
 /// Whether the image was deleted. When the disk cannot tell, it counts as
@@ -333,13 +328,9 @@ fn reason_for(error: &PipelineError) -> String {
 }
 
 fn record_failure(storage: &Storage, id: ImageId, reason: &str, fault: Fault) -> std::io::Result<()> {
-    let record = FailureRecord { reason: reason.to_owned(), failed_at_ms: now_ms(), retryable: fault == Fault::Ours };
+    let record = FailureRecord { reason: reason.to_owned(), failed_at_ms: timeline::now_ms(), retryable: fault == Fault::Ours };
     let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
     write_atomically(&storage.path(&StorageKey::Failure(id)), &bytes)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -418,7 +409,8 @@ mod tests {
     #[test]
     fn a_missing_original_is_waited_for_and_at_the_last_try_fails_with_a_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let context = context(dir.path());
+        let mut context = context(dir.path());
+        context.missing_original_wait = Duration::ZERO;
         let id = ImageId::new();
         let job = ResizeJob::new(id, SourceFormat::Png, 0);
 
