@@ -1,8 +1,8 @@
 // thumbq's pages work without this script. With it:
 // - uploads from the home page show a card per file, with real progress, a
 //   local preview, then the thumbnail as soon as it exists;
-// - thumbnails appear the moment a worker writes them: pushed over
-//   Server-Sent Events (/events), or, where those are not available, by
+// - thumbnails appear the moment a worker writes them, smallest first: pushed
+//   over Server-Sent Events (/events), or, where those are not available, by
 //   polling each thumbnail URL until 404 turns into 200 (or 410: failed, or deleted);
 // - an upload card has a delete button, and a page shows at once when one of
 //   its images was deleted (by its owner elsewhere, say).
@@ -51,9 +51,11 @@ function follow(root) {
     setMode("poll");
     fresh.forEach(poll);
   } else {
-    // One stream for all the images on the page, opened anew when images are added.
+    // One stream for all the images on the page, opened anew when images are
+    // added: once for all those added in the same turn, and at once, since
+    // the first thumbnail may be written a few dozen milliseconds from now.
     clearTimeout(live.reopen);
-    live.reopen = setTimeout(openStream, 30);
+    live.reopen = setTimeout(openStream, 0);
   }
 }
 
@@ -89,9 +91,12 @@ function openStream() {
   });
   source.addEventListener("resync", () => pendingFigures().forEach(checkOnce));
   source.addEventListener("image", (message) => {
-    const { id, state } = JSON.parse(message.data);
+    const { id, state, size } = JSON.parse(message.data);
     for (const figure of live.figures.get(id) ?? []) {
-      if (state === "done") checkOnce(figure);
+      // One size is on disk: load it at once, without asking first; the others wait for theirs.
+      if (state === "written") {
+        if (figure.dataset.size === size) showThumbnail(figure);
+      } else if (state === "done") checkOnce(figure);
       else if (state === "deleted") showDeleted(figure.closest("[data-image]"));
       else failureReason(figure.dataset.thumb).then((reason) => showFailure(figure, reason));
     }
@@ -642,6 +647,7 @@ function showAccepted(card, image) {
   card.querySelector("progress").value = 100;
   const figure = document.createElement("figure");
   figure.className = "thumb thumb-small";
+  figure.dataset.size = "small";
   figure.dataset.thumb = image.thumbnails.small;
   figure.dataset.state = "pending";
   const caption = document.createElement("figcaption");

@@ -14,12 +14,20 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Writes `bytes` to `path` atomically: a temporary file in the same
 /// directory, flushed to disk, then renamed, and the rename made durable.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomically_without_dir_sync(path, bytes)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// [`write_atomically`] but for the directory's sync: the file is whole and
+/// on disk, its rename not yet durable. For several files in one directory,
+/// made durable together by one [`sync_dir`] after the last.
+pub fn write_atomically_without_dir_sync(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let directory = path.parent().unwrap_or(Path::new("."));
     let mut temporary = tempfile::Builder::new().prefix(".tmp-").tempfile_in(directory)?;
     temporary.write_all(bytes)?;
     temporary.as_file().sync_all()?;
     temporary.persist(path).map_err(|error| error.error)?;
-    sync_dir(directory)
+    Ok(())
 }
 
 /// Writes `bytes` to `path` whole (by rename), without waiting for the disk:

@@ -2,20 +2,26 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ImageId;
+use crate::{ImageId, ThumbSize};
 
-/// Announced on the events exchange after a job is settled; best effort:
-/// pages that miss one still learn the state by polling.
+/// Announced on the events exchange; best effort: pages that miss one still
+/// learn the state by polling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageEvent {
     pub image_id: ImageId,
     pub state: EventState,
+    /// Which size, with [`EventState::Written`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<ThumbSize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventState {
-    /// All three thumbnails are written.
+    /// One size is written, before the job is settled: pages show it while
+    /// the larger ones are still being made.
+    Written,
+    /// All three thumbnails are written and the job is settled.
     Done,
     /// The job failed for good; the failure record says why.
     Failed,
@@ -24,11 +30,37 @@ pub enum EventState {
 }
 
 impl ImageEvent {
+    pub fn new(image_id: ImageId, state: EventState) -> Self {
+        Self { image_id, state, size: None }
+    }
+
+    pub fn written(image_id: ImageId, size: ThumbSize) -> Self {
+        Self { image_id, state: EventState::Written, size: Some(size) }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an event always serialises")
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         serde_json::from_slice(bytes).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_event_names_its_size_and_others_need_none() {
+        let id = ImageId::new();
+        let written = ImageEvent::written(id, ThumbSize::Small);
+        assert_eq!(ImageEvent::from_bytes(&written.to_bytes()), Some(written));
+        assert!(String::from_utf8(written.to_bytes()).unwrap().contains(r#""state":"written","size":"small""#));
+        // What workers announced before sizes were announced one by one.
+        let done = format!(r#"{{"image_id":"{id}","state":"done"}}"#);
+        assert_eq!(ImageEvent::from_bytes(done.as_bytes()), Some(ImageEvent::new(id, EventState::Done)));
+        // A state this side does not know yet is ignored, not misread.
+        assert_eq!(ImageEvent::from_bytes(format!(r#"{{"image_id":"{id}","state":"resized"}}"#).as_bytes()), None);
     }
 }

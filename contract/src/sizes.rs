@@ -4,7 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// One of the three thumbnail sizes every image gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ThumbSize {
     Small,
     Medium,

@@ -105,10 +105,11 @@ async fn an_image_page_opened_early_shows_placeholders_then_the_three_thumbnails
     // Opened while pending, the page draws the image's way once it is done.
     let drawn = wait_for(Duration::from_secs(10), "the timeline drawn live", || async {
         let steps = browser.eval("return [...document.querySelectorAll('.timeline .step')].map(step => step.textContent)").await;
-        (steps.as_array().is_some_and(|steps| steps.len() == 10)).then_some(steps)
+        (steps.as_array().is_some_and(|steps| steps.len() == 9)).then_some(steps)
     })
     .await;
     assert_eq!(drawn[3], "taken", "{drawn}");
+    assert_eq!(drawn[4], "decoded for the small size", "an idle worker makes the small size first: {drawn}");
     browser.screenshot("image-page-ready").await;
     // Once finished, the page draws the image's way, without a script.
     browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
@@ -116,6 +117,46 @@ async fn an_image_page_opened_early_shows_placeholders_then_the_three_thumbnails
     assert_eq!(steps[0], "received");
     assert_eq!(steps.as_array().unwrap().last().unwrap(), "large written", "{steps}");
     browser.screenshot("image-page-timeline").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_small_thumbnail_is_shown_while_the_large_one_is_still_being_made() {
+    let mut app = TestApp::spawn_without_worker().await;
+    // A worker that holds the large size back until the test lets it go.
+    let (go, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(held));
+    app.start_worker_with(move |context| {
+        context.before_writing = Some(std::sync::Arc::new(move |_, size| {
+            if size == thumbq_contract::ThumbSize::Large {
+                let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(60));
+            }
+        }));
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    let photo = std::env::temp_dir().join(format!("thumbq-progressive-{}.jpg", std::process::id()));
+    std::fs::write(&photo, images::jpeg(1600, 1200)).unwrap();
+    pick_files(&browser, &[photo.display().to_string()]).await;
+
+    wait_for(Duration::from_secs(30), "the card's small thumbnail, pushed before the large one exists", || async {
+        let shown = browser.eval("return document.querySelectorAll('#uploads .card .thumb-small[data-state=ready] img').length").await;
+        (shown == 1).then_some(())
+    })
+    .await;
+    let _ = std::fs::remove_file(&photo);
+    let page = browser.eval("return document.querySelector('#uploads .card a').href").await;
+    browser.client.goto(page.as_str().unwrap()).await.unwrap();
+    let states = || async { browser.eval("return [...document.querySelectorAll('.thumb')].map(figure => figure.dataset.state)").await };
+    assert_eq!(states().await, serde_json::json!(["ready", "ready", "pending"]), "small and medium are there, the large is not");
+    browser.screenshot("image-page-large-still-pending").await;
+
+    go.send(()).unwrap();
+    wait_for(Duration::from_secs(30), "the large thumbnail, once written", || async {
+        (states().await == serde_json::json!(["ready", "ready", "ready"])).then_some(())
+    })
+    .await;
     browser.close().await;
 }
 

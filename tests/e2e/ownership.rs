@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use thumbq_contract::ImageId;
+use thumbq_contract::{ImageId, ThumbSize};
 
 use crate::harness::{TestApp, wait_for};
 use crate::images;
@@ -59,7 +59,11 @@ async fn start_pausing_worker(app: &mut TestApp) -> PausedWorker {
     let (go, go_receiver) = mpsc::channel::<()>();
     let go_receiver = Arc::new(Mutex::new(go_receiver));
     app.start_worker_with(move |context| {
-        context.before_writing = Some(Arc::new(move |id| {
+        context.before_writing = Some(Arc::new(move |id, size| {
+            // Held once, before the first size is written.
+            if size != ThumbSize::Small {
+                return;
+            }
             let _ = reached_sender.send(id);
             // On the job's blocking thread: it waits here while the test deletes.
             let _ = go_receiver.lock().unwrap().recv_timeout(Duration::from_secs(60));

@@ -176,7 +176,7 @@ async fn a_job_run_twice_changes_nothing() {
         thumbq_contract::MediaLimits::default(),
         1,
     );
-    let outcome = thumbq_worker::job::process(&context, &job).unwrap();
+    let outcome = thumbq_worker::job::process(&context, &job, &thumbq_worker::job::Progress::silent()).unwrap();
 
     assert_eq!(outcome, thumbq_worker::job::Outcome::AlreadyDone);
     let second = app.wait_for_thumbnails(id).await;
@@ -253,15 +253,17 @@ async fn an_images_timeline_lists_its_steps_in_order_with_the_worker_that_took_i
         .iter()
         .map(|step| (step["step"].as_str().unwrap().to_owned(), step["at"].as_u64().unwrap(), step["by"].as_str().unwrap().to_owned()))
         .collect();
-    let names: Vec<&str> = steps.iter().map(|(step, ..)| step.as_str()).collect();
-    assert_eq!(
-        names,
-        ["received", "stored", "confirmed by RabbitMQ", "taken", "decoded", "resized", "encoded", "small written", "medium written", "large written"],
-        "{status}"
-    );
+    let by = |role: &str| -> Vec<&str> { steps.iter().filter(|(_, _, by)| by.starts_with(role)).map(|(step, ..)| step.as_str()).collect() };
+    // The two sides' steps interleave by time: a worker may take the job before the web server hears the confirm.
+    assert_eq!(by("web "), ["received", "stored", "confirmed by RabbitMQ"], "{status}");
+    // An idle worker makes the small size first, from a decode of its own.
+    assert_eq!(by("worker "), ["taken", "decoded for the small size", "small written", "decoded", "medium written", "large written"], "{status}");
+    assert_eq!(steps.len(), 9, "nobody else: {status}");
     assert!(steps.windows(2).all(|pair| pair[0].1 <= pair[1].1), "in time order: {steps:?}");
-    assert!(steps[..3].iter().all(|(_, _, by)| by.starts_with("web ")), "{steps:?}");
-    assert!(steps[3..].iter().all(|(_, _, by)| by.starts_with("worker ") && by == &steps[3].2), "one worker took it: {steps:?}");
+    let at = |name: &str| steps.iter().find(|(step, ..)| step == name).unwrap().1;
+    assert!(at("stored") <= at("taken"), "no job before its original: {steps:?}");
+    let workers: std::collections::HashSet<&str> = steps.iter().filter(|(_, _, by)| by.starts_with("worker ")).map(|(_, _, by)| by.as_str()).collect();
+    assert_eq!(workers.len(), 1, "one worker took it: {steps:?}");
     assert!(steps.iter().all(|(_, _, by)| !by.contains('@')), "no host or process id for whoever has the link: {steps:?}");
     let gaps: Vec<String> = steps.windows(2).map(|pair| format!("{} → {}: {} ms", pair[0].0, pair[1].0, pair[1].1 - pair[0].1)).collect();
     eprintln!("timeline of a 1600×1200 JPEG:\n  {}", gaps.join("\n  "));

@@ -87,7 +87,7 @@ pub async fn erase(app: &AppState, id: ImageId, reason: Reason) -> std::io::Resu
     .map_err(std::io::Error::other)??;
     tracing::info!(image.id = %id, ?reason, discarded_jobs = discarded, "Deleted an image.");
     app.metrics.deleted(reason);
-    app.announce(ImageEvent { image_id: id, state: EventState::Deleted }).await;
+    app.announce(ImageEvent::new(id, EventState::Deleted)).await;
     Ok(())
 }
 

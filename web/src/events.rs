@@ -1,5 +1,5 @@
 //! `GET /events?ids=a,b`: Server-Sent Events telling a page the moment one of
-//! its images is done, failed or deleted.
+//! its images has a size written, is done, failed or deleted.
 //!
 //! Workers announce on RabbitMQ's events exchange; each web server listens
 //! (`thumbq_broker::events::listen`) and passes every event to the pages that
@@ -53,11 +53,16 @@ fn stream(
             match received {
                 Ok(event) if wanted.contains(&event.image_id) => {
                     let state = match event.state {
+                        EventState::Written => "written",
                         EventState::Done => "done",
                         EventState::Failed => "failed",
                         EventState::Deleted => "deleted",
                     };
-                    let data = serde_json::json!({ "id": event.image_id.to_string(), "state": state }).to_string();
+                    let mut data = serde_json::json!({ "id": event.image_id.to_string(), "state": state });
+                    if let Some(size) = event.size {
+                        data["size"] = size.name().into();
+                    }
+                    let data = data.to_string();
                     return Some((Ok(Event::default().event("image").data(data)), (receiver, wanted, stopping)));
                 }
                 Ok(_) => continue,

@@ -8,15 +8,16 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use thumbq_broker::lapin::Channel;
 use thumbq_broker::lapin::message::Delivery;
-use thumbq_broker::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use thumbq_broker::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions};
 use thumbq_broker::lapin::types::{AMQPValue, FieldTable};
 use thumbq_broker::{connect, declare_topology};
-use thumbq_contract::Topology;
+use thumbq_contract::{ImageEvent, ImageId, ThumbSize, Topology};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::Settings;
-use crate::job::{JobContext, Settlement};
+use crate::job::{JobContext, Progress, Settlement};
+use crate::pipeline::Preview;
 use crate::runner::{Ran, run_job};
 
 /// Consumes jobs until `shutdown` changes to `true`, then drains and returns.
@@ -53,6 +54,8 @@ async fn consume(
     // Postponed jobs go back as fresh messages, each confirmed before its original is acked.
     let republisher = connection.create_channel().await?;
     republisher.confirm_select(thumbq_broker::lapin::options::ConfirmSelectOptions::default()).await?;
+    // A channel of its own for asking the queue's depth: a failed question closes only it.
+    let inspector = connection.create_channel().await?;
     // Per-consumer prefetch: the broker hands this worker at most as many jobs
     // as it works on at once, so the others stay free for other workers.
     channel.basic_qos(settings.concurrency, BasicQosOptions { global: false }).await?;
@@ -65,7 +68,7 @@ async fn consume(
         tokio::select! {
             delivery = deliveries.next() => match delivery {
                 Some(Ok(delivery)) => {
-                    let announcer = Announcer { channel: channel.clone(), republisher: republisher.clone(), topology: topology.clone() };
+                    let announcer = Announcer { channel: channel.clone(), republisher: republisher.clone(), inspector: inspector.clone(), topology: topology.clone() };
                     in_flight.spawn(handle(Arc::clone(context), delivery, settings.job_time_limit(), announcer));
                 }
                 Some(Err(error)) => break Err(error.into()),
@@ -93,12 +96,37 @@ async fn consume(
 struct Announcer {
     channel: Channel,
     republisher: Channel,
+    inspector: Channel,
     topology: Topology,
+}
+
+impl Announcer {
+    /// [`Preview::First`] when no other job is ready on the queue: the spare
+    /// time goes to showing the first thumbnail sooner. Asked of the broker
+    /// per job, one round trip beside the job's own work.
+    async fn preview(&self) -> Preview {
+        let options = QueueDeclareOptions { passive: true, ..Default::default() };
+        let inspect = self.inspector.queue_declare(self.topology.resize_queue().into(), options, FieldTable::default());
+        match tokio::time::timeout(Duration::from_millis(250), inspect).await {
+            Ok(Ok(queue)) if queue.message_count() == 0 => Preview::First,
+            _ => Preview::WithTheRest,
+        }
+    }
+
+    /// Announces each size as it is written, from the job's thread, without waiting.
+    fn written(&self) -> Box<dyn Fn(ImageId, ThumbSize) + Send + Sync> {
+        let (channel, topology, runtime) = (self.channel.clone(), self.topology.clone(), tokio::runtime::Handle::current());
+        Box::new(move |id, size| {
+            let (channel, topology) = (channel.clone(), topology.clone());
+            runtime.spawn(async move { thumbq_broker::events::announce(&channel, &topology, ImageEvent::written(id, size)).await });
+        })
+    }
 }
 
 /// Runs one delivery's job, settles its message and announces the result.
 async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Duration, announcer: Announcer) {
-    let Ran { settlement, event } = run_job(Arc::clone(&context), &delivery.data, earlier_deliveries(&delivery), time_limit).await;
+    let progress = Progress { preview: announcer.preview().await, written: announcer.written() };
+    let Ran { settlement, event } = run_job(Arc::clone(&context), &delivery.data, earlier_deliveries(&delivery), time_limit, progress).await;
     let sent = match settlement {
         Settlement::Postpone => {
             tokio::time::sleep(context.disk_full_retry).await;

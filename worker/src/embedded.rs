@@ -9,7 +9,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::Settings;
-use crate::job::{JobContext, Settlement};
+use crate::job::{JobContext, Progress, Settlement};
+use crate::pipeline::Preview;
 use crate::runner::run_job;
 
 /// How long an idle lane waits before looking at the spool again.
@@ -57,7 +58,9 @@ async fn lane(spool: Arc<Spool>, context: Arc<JobContext>, time_limit: Duration,
                 continue;
             }
         };
-        let settlement = run_job(Arc::clone(&context), &claim.payload, claim.attempts, time_limit).await.settlement;
+        // No events without RabbitMQ (pages poll), but the small size may still come first.
+        let progress = Progress { preview: preview_when_idle(&spool).await, ..Progress::silent() };
+        let settlement = run_job(Arc::clone(&context), &claim.payload, claim.attempts, time_limit, progress).await.settlement;
         if settlement == Settlement::Postpone {
             // Held meanwhile, so no other lane takes it at once; put back with its tries as they were.
             tokio::select! {
@@ -79,6 +82,16 @@ async fn lane(spool: Arc<Spool>, context: Arc<JobContext>, time_limit: Duration,
         }
     }
     Ok(())
+}
+
+/// [`Preview::First`] when no other job waits in the spool: the spare time
+/// goes to showing the first thumbnail sooner.
+async fn preview_when_idle(spool: &Arc<Spool>) -> Preview {
+    let spool = Arc::clone(spool);
+    match tokio::task::spawn_blocking(move || spool.is_empty()).await {
+        Ok(Ok(true)) => Preview::First,
+        _ => Preview::WithTheRest,
+    }
 }
 
 async fn recover_orphans(spool: Arc<Spool>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {

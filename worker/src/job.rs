@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use thumbq_broker::durable::write_atomically;
+use thumbq_broker::durable::{sync_dir, write_atomically, write_atomically_without_dir_sync};
 use thumbq_contract::timeline::{self, Timeline};
 use thumbq_contract::{FailureRecord, ImageId, ResizeJob, Sizes, Storage, StorageKey, ThumbFormat, ThumbSize};
 
 use crate::metrics::WorkerMetrics;
-use crate::pipeline::{self, MediaLimits, PipelineError};
+use crate::pipeline::{self, MediaLimits, PipelineError, Preview};
 
 /// What a job needs besides its message.
 #[derive(Clone)]
@@ -30,9 +30,9 @@ pub struct JobContext {
     /// permit until it really ends, even after its message was given up on
     /// for running too long, so abandoned jobs still count against the bound.
     pub cpu_slots: Arc<tokio::sync::Semaphore>,
-    /// Called once the thumbnails are made, before they are written: a test
-    /// deletes the image here to force the race with a delete.
-    pub before_writing: Option<Arc<dyn Fn(ImageId) + Send + Sync>>,
+    /// Called before each thumbnail is written: a test deletes the image
+    /// here to force the race with a delete, or holds back the large size.
+    pub before_writing: Option<Arc<dyn Fn(ImageId, ThumbSize) + Send + Sync>>,
     /// How long a job waits when the disk is full before it is tried again.
     pub disk_full_retry: Duration,
     /// How long a job whose original is missing waits before its next try, times the tries so far.
@@ -93,6 +93,23 @@ pub enum Settlement {
     Postpone,
 }
 
+/// What the consumer that took a job asks of it besides its message.
+pub struct Progress {
+    /// Whether the small size comes first, from a decode of its own: the
+    /// consumer asks for it when nothing else waits for this worker.
+    pub preview: Preview,
+    /// Told of each thumbnail as soon as it is written, before the job is
+    /// settled, so that pages can show it while the others are made.
+    pub written: Box<dyn Fn(ImageId, ThumbSize) + Send + Sync>,
+}
+
+impl Progress {
+    /// No preview, and nobody to tell.
+    pub fn silent() -> Self {
+        Self { preview: Preview::WithTheRest, written: Box::new(|_, _| {}) }
+    }
+}
+
 /// What people read when the original was still missing at the last try.
 pub const UPLOAD_GONE: &str = "The upload is gone: there is no original to make thumbnails from.";
 
@@ -101,7 +118,7 @@ pub const GAVE_UP: &str = "The thumbnails could not be made: the worker stopped 
 
 /// Runs `job`, tried `attempt` times before (0 the first time), and records a
 /// permanent failure where the web server will find it.
-pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
+pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32, progress: &Progress) -> Settlement {
     let id = job.image_id;
     let last_attempt = attempt + 1 >= ResizeJob::MAX_ATTEMPTS;
     if attempt >= ResizeJob::MAX_ATTEMPTS {
@@ -109,7 +126,7 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32) -> Settlement {
         // one delivery more than the tries, so that this one can say why.
         return give_up(context, id, GAVE_UP, Fault::Ours);
     }
-    match process(context, job) {
+    match process(context, job, progress) {
         Ok(Outcome::Made { duration }) => {
             tracing::info!(image.id = %id, duration_ms = duration.as_millis() as u64, "Made the thumbnails.");
             context.metrics.job("done");
@@ -221,8 +238,8 @@ fn record_steps(storage: &Storage, id: ImageId, timeline: &Timeline) {
     }
 }
 
-/// Makes and writes the thumbnails of `job`'s image.
-pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobError> {
+/// Makes and writes the thumbnails of `job`'s image, each as soon as it is made.
+pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Result<Outcome, JobError> {
     let started = Instant::now();
     let mut timeline = Timeline::default();
     timeline.push("taken", timeline::now_ms(), &context.name);
@@ -240,31 +257,49 @@ pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobErro
         Err(JobError::Retry(_)) if is_deleted(storage, id) => return Ok(Outcome::Deleted),
         read => read?,
     };
-    let pipeline_started_ms = timeline::now_ms();
-    let (thumbnails, times) = pipeline::make_thumbnails_timed(original, job.format, &context.sizes, &context.limits).map_err(|error| {
-        if let PipelineError::Corrupt { detail, .. } = &error {
-            tracing::info!(image.id = %id, detail, "The decoder refused the image.");
+    let thumbnail_dir = storage.thumbnail_dir(id);
+    std::fs::create_dir_all(&thumbnail_dir).map_err(JobError::Retry)?;
+    let mut writing = Duration::ZERO;
+    let write = |made: pipeline::Made| {
+        let thumbnail = match made {
+            pipeline::Made::Decoded(ThumbSize::Large) => {
+                timeline.push("decoded", timeline::now_ms(), &context.name);
+                return Ok(());
+            }
+            pipeline::Made::Decoded(size) => {
+                timeline.push(&format!("decoded for the {size} size"), timeline::now_ms(), &context.name);
+                return Ok(());
+            }
+            pipeline::Made::Thumbnail(thumbnail) => thumbnail,
+        };
+        if let Some(hook) = &context.before_writing {
+            hook(id, thumbnail.size);
         }
-        JobError::Abort(reason_for(&error))
-    })?;
-    let ms = |duration: Duration| duration.as_millis() as u64;
-    let decoded_ms = pipeline_started_ms + ms(times.decode);
-    timeline.push("decoded", decoded_ms, &context.name);
-    timeline.push("resized", decoded_ms + ms(times.resize), &context.name);
-    timeline.push("encoded", decoded_ms + ms(times.resize) + ms(times.encode), &context.name);
-    if let Some(hook) = &context.before_writing {
-        hook(id);
-    }
-    std::fs::create_dir_all(storage.thumbnail_dir(id)).map_err(JobError::Retry)?;
-    let writing = Instant::now();
-    // Smallest first: the size a page shows first is the first on disk.
-    for thumbnail in thumbnails.iter().rev() {
+        let started = Instant::now();
         let path = storage.path(&StorageKey::Thumbnail(id, thumbnail.size, thumbnail.format));
-        write_atomically(&path, &thumbnail.bytes).map_err(JobError::Retry)?;
+        // Whole or not at all, but not yet durable: one sync of the directory
+        // after the last makes all three so, before the job is acked.
+        write_atomically_without_dir_sync(&path, &thumbnail.bytes)?;
+        writing += started.elapsed();
         timeline.push(&format!("{} written", thumbnail.size), timeline::now_ms(), &context.name);
-    }
-    // Kept before the check below, which then covers it too.
-    record_steps(storage, id, &timeline);
+        // Kept as it grows: a page drawing the timeline of an image that just
+        // turned done finds the worker's steps there too.
+        record_steps(storage, id, &timeline);
+        (progress.written)(id, thumbnail.size);
+        Ok::<_, std::io::Error>(())
+    };
+    let times = pipeline::make_thumbnails_each(original, job.format, &context.sizes, &context.limits, progress.preview, write).map_err(|stop| match stop {
+        pipeline::Stop::Made(error) => JobError::Retry(error),
+        pipeline::Stop::Pipeline(error) => {
+            if let PipelineError::Corrupt { detail, .. } = &error {
+                tracing::info!(image.id = %id, detail, "The decoder refused the image.");
+            }
+            JobError::Abort(reason_for(&error))
+        }
+    })?;
+    let synced = Instant::now();
+    sync_dir(&thumbnail_dir).map_err(JobError::Retry)?;
+    writing += synced.elapsed();
     // Deleted while we worked: the delete may have run before these files
     // existed, so they are ours to remove.
     if is_deleted(storage, id) {
@@ -273,7 +308,7 @@ pub fn process(context: &JobContext, job: &ResizeJob) -> Result<Outcome, JobErro
     context.metrics.stage("decode", times.decode);
     context.metrics.stage("resize", times.resize);
     context.metrics.stage("encode", times.encode);
-    context.metrics.stage("write", writing.elapsed());
+    context.metrics.stage("write", writing);
     remove_failure(storage, id)?;
     Ok(Outcome::Made { duration: started.elapsed() })
 }
@@ -384,9 +419,9 @@ mod tests {
         std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
         let storage = context.storage.clone();
         // The delete runs after the original was read and before anything is written.
-        context.before_writing = Some(Arc::new(move |id| delete(&storage, id)));
+        context.before_writing = Some(Arc::new(move |id, _| delete(&storage, id)));
 
-        let settlement = run(&context, &ResizeJob::new(id, SourceFormat::Png, 0), 0);
+        let settlement = run(&context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &Progress::silent());
 
         assert_eq!(settlement, Settlement::Forget);
         assert_eq!(files_naming(dir.path(), id), Vec::<String>::new());
@@ -400,7 +435,7 @@ mod tests {
         std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
         delete(&context.storage, id);
 
-        let settlement = run(&context, &ResizeJob::new(id, SourceFormat::Png, 0), 0);
+        let settlement = run(&context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &Progress::silent());
 
         assert_eq!(settlement, Settlement::Forget);
         assert_eq!(files_naming(dir.path(), id), Vec::<String>::new());
@@ -414,10 +449,10 @@ mod tests {
         let id = ImageId::new();
         let job = ResizeJob::new(id, SourceFormat::Png, 0);
 
-        assert_eq!(run(&context, &job, 0), Settlement::Requeue, "shared storage may show it late");
+        assert_eq!(run(&context, &job, 0, &Progress::silent()), Settlement::Requeue, "shared storage may show it late");
         assert!(!context.storage.path(&StorageKey::Failure(id)).exists());
 
-        assert_eq!(run(&context, &job, ResizeJob::MAX_ATTEMPTS - 1), Settlement::DeadLetter);
+        assert_eq!(run(&context, &job, ResizeJob::MAX_ATTEMPTS - 1, &Progress::silent()), Settlement::DeadLetter);
         let record = std::fs::read_to_string(context.storage.path(&StorageKey::Failure(id))).unwrap();
         assert!(record.contains("The upload is gone"), "{record}");
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use thumbq_contract::{EventState, ImageEvent, ResizeJob};
 
-use crate::job::{self, JobContext, Settlement};
+use crate::job::{self, JobContext, Progress, Settlement};
 
 /// How a message's job ended, and what to announce of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct Ran {
 /// A job over `time_limit` is abandoned (its thread finishes in the
 /// background) and goes back to the queue, where its tries are counted; a
 /// panic fails the job for good instead of taking the worker down.
-pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, time_limit: Duration) -> Ran {
+pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, time_limit: Duration, progress: Progress) -> Ran {
     let job = match ResizeJob::from_bytes(payload) {
         Ok(job) => job,
         Err(error) => {
@@ -30,16 +30,16 @@ pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, tim
         }
     };
     let id = job.image_id;
-    let settlement = settle(context, job, attempt, time_limit).await;
+    let settlement = settle(context, job, attempt, time_limit, progress).await;
     let state = match settlement {
         Settlement::Ack => Some(EventState::Done),
         Settlement::DeadLetter => Some(EventState::Failed),
         Settlement::Requeue | Settlement::Forget | Settlement::Postpone => None,
     };
-    Ran { settlement, event: state.map(|state| ImageEvent { image_id: id, state }) }
+    Ran { settlement, event: state.map(|state| ImageEvent::new(id, state)) }
 }
 
-async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_limit: Duration) -> Settlement {
+async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_limit: Duration, progress: Progress) -> Settlement {
     let id = job.image_id;
     let Ok(slot) = Arc::clone(&context.cpu_slots).acquire_owned().await else {
         return Settlement::Requeue;
@@ -50,7 +50,7 @@ async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_lim
         let span = tracing::info_span!("job", image.id = %id, attempt);
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            span.in_scope(|| job::run(&context, &job, attempt))
+            span.in_scope(|| job::run(&context, &job, attempt, &progress))
         })
     };
     match tokio::time::timeout(time_limit, task).await {
@@ -97,7 +97,7 @@ mod tests {
         std::fs::write(context.storage.path(&StorageKey::Original(id)), large_jpeg()).unwrap();
         let job = ResizeJob::new(id, SourceFormat::Jpeg, 0);
 
-        let ran = run_job(context, &job.to_bytes(), 0, Duration::from_millis(1)).await;
+        let ran = run_job(context, &job.to_bytes(), 0, Duration::from_millis(1), Progress::silent()).await;
 
         assert_eq!(ran, Ran { settlement: Settlement::Requeue, event: None });
     }
@@ -110,10 +110,10 @@ mod tests {
         std::fs::write(context.storage.path(&StorageKey::Original(id)), large_jpeg()).unwrap();
         let job = ResizeJob::new(id, SourceFormat::Jpeg, 0);
 
-        let ran = run_job(Arc::clone(&context), &job.to_bytes(), ResizeJob::MAX_ATTEMPTS, Duration::from_secs(60)).await;
+        let ran = run_job(Arc::clone(&context), &job.to_bytes(), ResizeJob::MAX_ATTEMPTS, Duration::from_secs(60), Progress::silent()).await;
 
         assert_eq!(ran.settlement, Settlement::DeadLetter);
-        assert_eq!(ran.event, Some(ImageEvent { image_id: id, state: EventState::Failed }));
+        assert_eq!(ran.event, Some(ImageEvent::new(id, EventState::Failed)));
         let record = std::fs::read_to_string(context.storage.path(&StorageKey::Failure(id))).unwrap();
         assert!(record.contains("again and again"), "{record}");
         assert!(!context.storage.path(&StorageKey::Thumbnail(id, thumbq_contract::ThumbSize::Small, thumbq_contract::ThumbFormat::Jpeg)).exists());
@@ -122,7 +122,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_that_is_not_a_job_is_dead_lettered() {
         let dir = tempfile::tempdir().unwrap();
-        let ran = run_job(context(dir.path()), b"{\"hello\":1}", 0, Duration::from_secs(5)).await;
+        let ran = run_job(context(dir.path()), b"{\"hello\":1}", 0, Duration::from_secs(5), Progress::silent()).await;
         assert_eq!(ran, Ran { settlement: Settlement::DeadLetter, event: None });
     }
 }

@@ -29,6 +29,18 @@ pub struct Decoded {
     pub icc: Option<Vec<u8>>,
 }
 
+impl Decoded {
+    /// Whether turning it upright swaps its width and height.
+    pub fn is_turned(&self) -> bool {
+        matches!(self.orientation.to_exif(), 5..=8)
+    }
+
+    /// The original's size once upright, which each thumbnail's box is fitted to.
+    pub fn upright_size(&self) -> (u32, u32) {
+        if self.is_turned() { (self.height, self.width) } else { (self.width, self.height) }
+    }
+}
+
 /// Decodes `bytes`, keeping at least `keep_side` pixels on the longest side
 /// where the format can decode at a reduced scale.
 pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits, keep_side: u32) -> Result<Decoded, PipelineError> {

@@ -65,6 +65,21 @@ pub fn decode(bytes: &[u8], limits: &MediaLimits, keep_side: u32) -> Result<Deco
     Ok(Decoded { image, width, height, orientation: markers.orientation, icc })
 }
 
+/// Decodes `bytes` keeping at least `keep_side` pixels, only when that scale
+/// is at most a quarter of the one keeping `full_keep_side` (a sixteenth of
+/// the pixels): below that, a second decode saves too little to be worth it.
+/// `None` too when the file cannot be decoded this way (the full decode will say why).
+pub fn decode_if_reduced_below(bytes: &[u8], limits: &MediaLimits, keep_side: u32, full_keep_side: u32) -> Option<Decoded> {
+    let header = Decompressor::new().ok()?.read_header(bytes).ok()?;
+    let longest = header.width.max(header.height);
+    let side = u32::try_from(longest).ok()?;
+    let (reduced, full) = (scale_keeping(side, keep_side), scale_keeping(side, full_keep_side));
+    if header.is_lossless || reduced.scale(longest) * 4 > full.scale(longest) {
+        return None;
+    }
+    decode(bytes, limits, keep_side).ok()
+}
+
 /// The smallest of 1/8, 1/4 and 1/2 at which `longest` is still at least
 /// `keep_side` pixels, else the full size. The scales in between (3/8, 5/8…)
 /// run no faster here, and alias: on a zone plate, decoding at 5/8 left the

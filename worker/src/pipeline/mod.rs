@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::{DynamicImage, ImageEncoder};
+
+use self::decode::Decoded;
 pub use thumbq_contract::MediaLimits;
 use thumbq_contract::{DimensionError, Sizes, SourceFormat, ThumbFormat, ThumbSize};
 
@@ -75,65 +77,160 @@ pub fn make_thumbnails(bytes: &[u8], format: SourceFormat, sizes: &Sizes, limits
     make_thumbnails_timed(bytes, format, sizes, limits).map(|(thumbnails, _)| thumbnails)
 }
 
-/// [`make_thumbnails`], saying how long each stage took. Given the upload's
-/// bytes to own (a `Vec`), it frees them once decoded: a job's peak memory
-/// is then the decoded pixels or the file, not both with the resize buffers.
+/// [`make_thumbnails`], saying how long each stage took.
 pub fn make_thumbnails_timed<'a>(
     bytes: impl Into<Cow<'a, [u8]>>,
     format: SourceFormat,
     sizes: &Sizes,
     limits: &MediaLimits,
 ) -> Result<(Vec<Thumbnail>, StageTimes), PipelineError> {
+    let mut thumbnails = Vec::with_capacity(ThumbSize::ALL.len());
+    let times = make_thumbnails_each(bytes, format, sizes, limits, Preview::WithTheRest, |made| {
+        if let Made::Thumbnail(thumbnail) = made {
+            thumbnails.push(thumbnail);
+        }
+        Ok::<_, std::convert::Infallible>(())
+    })
+    .map_err(|stop| match stop {
+        Stop::Pipeline(error) => error,
+        Stop::Made(never) => match never {},
+    })?;
+    thumbnails.reverse();
+    Ok((thumbnails, times))
+}
+
+/// Whether the small thumbnail of a large JPEG comes first, from a decode of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preview {
+    /// Decoded once; the small size is made from the large one, with the others.
+    WithTheRest,
+    /// The small size first, from a JPEG decoded at 1/8 or 1/4 scale in the DCT,
+    /// and only then the full decode for the large size. It costs a second
+    /// decode (most of a JPEG decode is entropy decoding, which every scale
+    /// pays), and it makes the first thumbnail appear sooner: worth it when
+    /// the worker has nothing else waiting.
+    First,
+}
+
+/// What [`make_thumbnails_each`] hands over as it goes.
+#[derive(Debug)]
+pub enum Made {
+    /// The image is decoded, at a scale enough for this size and the smaller ones.
+    Decoded(ThumbSize),
+    /// One thumbnail, encoded.
+    Thumbnail(Thumbnail),
+}
+
+/// Why [`make_thumbnails_each`] stopped: the image, or what was done with a thumbnail.
+#[derive(Debug)]
+pub enum Stop<E> {
+    Pipeline(PipelineError),
+    Made(E),
+}
+
+/// Makes the thumbnails of `bytes`, smallest first, handing each to `made` as
+/// soon as it is encoded (and saying when the image is decoded), so that it can be written and announced before the
+/// larger ones exist. Given the upload's bytes to own (a `Vec`), it frees them
+/// once decoded: a job's peak memory is then the decoded pixels or the file,
+/// not both with the resize buffers. The times leave out `made`'s own.
+pub fn make_thumbnails_each<'a, E>(
+    bytes: impl Into<Cow<'a, [u8]>>,
+    format: SourceFormat,
+    sizes: &Sizes,
+    limits: &MediaLimits,
+    preview: Preview,
+    mut made: impl FnMut(Made) -> Result<(), E>,
+) -> Result<StageTimes, Stop<E>> {
     let bytes = bytes.into();
     let mut times = StageTimes::default();
-    let started = Instant::now();
-    let largest_box = ThumbSize::ALL.into_iter().map(|size| sizes.max_side(size)).max().unwrap_or(0);
-    let keep_side = (f64::from(largest_box) * REDUCED_DECODE_MARGIN).ceil() as u32;
-    let decoded = decode::decode(&bytes, format, limits, keep_side)?;
-    drop(bytes);
-    let source = eight_bit(decoded.image);
-    times.decode = started.elapsed();
-
-    let started = Instant::now();
     let mut resizer = Resizer::new();
-    // Sizes come from the original's upright size, so a reduced decode cannot change them by a rounding.
-    let turned = matches!(decoded.orientation.to_exif(), 5..=8);
-    let (upright_width, upright_height) = if turned { (decoded.height, decoded.width) } else { (decoded.width, decoded.height) };
-    let mut made: Vec<(ThumbSize, DynamicImage)> = Vec::with_capacity(ThumbSize::ALL.len());
-    for size in ThumbSize::ALL.into_iter().rev() {
-        let (width, height) = sizes.fit(size, upright_width, upright_height);
-        let image = match made.last() {
-            Some((_, previous)) => resize(&mut resizer, previous, width, height)?,
-            None => {
-                let (width, height) = if turned { (height, width) } else { (width, height) };
-                let mut large = resize(&mut resizer, &source, width, height)?;
-                large.apply_orientation(decoded.orientation);
-                match &decoded.icc {
-                    Some(icc) => colour::to_srgb(large, icc),
-                    None => large,
+    let mut compressor = jpeg::compressor().map_err(Stop::Pipeline)?;
+    let largest_box = ThumbSize::ALL.into_iter().map(|size| sizes.max_side(size)).max().unwrap_or(0);
+    let keep_side = |side: u32| (f64::from(side) * REDUCED_DECODE_MARGIN).ceil() as u32;
+
+    let small_first = match preview {
+        Preview::First if format == SourceFormat::Jpeg => {
+            let started = Instant::now();
+            // Only where it saves a real share of the decode; any problem with the file is the full decode's to report.
+            let decoded = jpeg::decode_if_reduced_below(&bytes, limits, keep_side(sizes.max_side(ThumbSize::Small)), keep_side(largest_box));
+            times.decode += started.elapsed();
+            match decoded {
+                Some(decoded) => {
+                    made(Made::Decoded(ThumbSize::Small)).map_err(Stop::Made)?;
+                    let started = Instant::now();
+                    let small = upright_in_box(&mut resizer, decoded, sizes, ThumbSize::Small).map_err(Stop::Pipeline)?;
+                    times.resize += started.elapsed();
+                    let thumbnail = encode(&mut compressor, ThumbSize::Small, &small, &mut times).map_err(Stop::Pipeline)?;
+                    made(Made::Thumbnail(thumbnail)).map_err(Stop::Made)?;
+                    true
                 }
+                None => false,
             }
-        };
-        made.push((size, image));
-    }
-    drop(source);
-    times.resize = started.elapsed();
+        }
+        _ => false,
+    };
 
     let started = Instant::now();
-    let format = if made[0].1.color().has_alpha() { ThumbFormat::Png } else { ThumbFormat::Jpeg };
-    let mut compressor = jpeg::compressor()?;
-    let thumbnails = made
-        .into_iter()
-        .map(|(size, image)| {
-            let bytes = match format {
-                ThumbFormat::Jpeg => jpeg::encode(&mut compressor, &image)?,
-                ThumbFormat::Png => encode_png(&image)?,
-            };
-            Ok(Thumbnail { size, format, width: image.width(), height: image.height(), bytes })
-        })
-        .collect::<Result<Vec<_>, PipelineError>>()?;
-    times.encode = started.elapsed();
-    Ok((thumbnails, times))
+    let decoded = decode::decode(&bytes, format, limits, keep_side(largest_box)).map_err(Stop::Pipeline)?;
+    drop(bytes);
+    let decoded = Decoded { image: eight_bit(decoded.image), ..decoded };
+    times.decode += started.elapsed();
+    made(Made::Decoded(ThumbSize::Large)).map_err(Stop::Made)?;
+
+    let started = Instant::now();
+    let upright = decoded.upright_size();
+    let large = upright_in_box(&mut resizer, decoded, sizes, ThumbSize::Large).map_err(Stop::Pipeline)?;
+    // Each smaller size from the one before: faster than from the original and,
+    // with a Lanczos filter at these ratios, as sharp.
+    let (width, height) = sizes.fit(ThumbSize::Medium, upright.0, upright.1);
+    let medium = resize(&mut resizer, &large, width, height).map_err(Stop::Pipeline)?;
+    let small = if small_first {
+        None
+    } else {
+        let (width, height) = sizes.fit(ThumbSize::Small, upright.0, upright.1);
+        Some(resize(&mut resizer, &medium, width, height).map_err(Stop::Pipeline)?)
+    };
+    times.resize += started.elapsed();
+
+    // One format for all three, chosen on the largest: an alpha channel is kept only where some pixel uses it.
+    let transparent = large.color().has_alpha();
+    for (size, image) in [(ThumbSize::Small, small.as_ref()), (ThumbSize::Medium, Some(&medium)), (ThumbSize::Large, Some(&large))] {
+        let Some(image) = image else { continue };
+        let thumbnail = if transparent { encode_png(size, image, &mut times) } else { encode(&mut compressor, size, image, &mut times) };
+        made(Made::Thumbnail(thumbnail.map_err(Stop::Pipeline)?)).map_err(Stop::Made)?;
+    }
+    Ok(times)
+}
+
+/// The thumbnail of `size` from a decoded image: resized to fit its box
+/// (computed on the original's upright size, so that a reduced decode cannot
+/// change it by a rounding), then turned upright and made sRGB, which both
+/// cost less on the thumbnail than on the original.
+fn upright_in_box(resizer: &mut Resizer, decoded: Decoded, sizes: &Sizes, size: ThumbSize) -> Result<DynamicImage, PipelineError> {
+    let (upright_width, upright_height) = decoded.upright_size();
+    let (width, height) = sizes.fit(size, upright_width, upright_height);
+    let (width, height) = if decoded.is_turned() { (height, width) } else { (width, height) };
+    let mut image = resize(resizer, &decoded.image, width, height)?;
+    drop(decoded.image);
+    image.apply_orientation(decoded.orientation);
+    Ok(match &decoded.icc {
+        Some(icc) => colour::to_srgb(image, icc),
+        None => image,
+    })
+}
+
+fn encode(compressor: &mut turbojpeg::Compressor, size: ThumbSize, image: &DynamicImage, times: &mut StageTimes) -> Result<Thumbnail, PipelineError> {
+    let started = Instant::now();
+    let bytes = jpeg::encode(compressor, image)?;
+    times.encode += started.elapsed();
+    Ok(Thumbnail { size, format: ThumbFormat::Jpeg, width: image.width(), height: image.height(), bytes })
+}
+
+fn encode_png(size: ThumbSize, image: &DynamicImage, times: &mut StageTimes) -> Result<Thumbnail, PipelineError> {
+    let started = Instant::now();
+    let bytes = png_bytes(image)?;
+    times.encode += started.elapsed();
+    Ok(Thumbnail { size, format: ThumbFormat::Png, width: image.width(), height: image.height(), bytes })
 }
 
 /// 8 bits a channel, all a thumbnail needs; an alpha channel is kept only
@@ -175,7 +272,7 @@ fn resize(resizer: &mut Resizer, source: &DynamicImage, width: u32, height: u32)
 
 /// PNG keeps the alpha channel. Fast compression: the `image` crate's
 /// default level takes ten times as long for files a few percent smaller.
-fn encode_png(image: &DynamicImage) -> Result<Vec<u8>, PipelineError> {
+fn png_bytes(image: &DynamicImage) -> Result<Vec<u8>, PipelineError> {
     let mut out = Vec::new();
     PngEncoder::new_with_quality(&mut out, CompressionType::Fast, PngFilter::Adaptive)
         .write_image(image.as_bytes(), image.width(), image.height(), image.color().into())
@@ -252,6 +349,47 @@ mod tests {
         }
     }
 
+    /// What `make_thumbnails_each` hands over, in order: size and dimensions.
+    fn made_in_order(bytes: &[u8], format: SourceFormat, preview: Preview) -> Vec<Thumbnail> {
+        let mut made = Vec::new();
+        make_thumbnails_each(bytes, format, &Sizes::default(), &MediaLimits::default(), preview, |step| {
+            if let Made::Thumbnail(thumbnail) = step {
+                made.push(thumbnail);
+            }
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        made
+    }
+
+    #[test]
+    fn thumbnails_are_handed_over_smallest_first_with_or_without_a_preview() {
+        let jpeg = encoded(&gradient(4000, 3000), ImageFormat::Jpeg);
+        for preview in [Preview::WithTheRest, Preview::First] {
+            let sizes: Vec<_> = made_in_order(&jpeg, SourceFormat::Jpeg, preview).iter().map(|t| (t.size, t.width, t.height)).collect();
+            assert_eq!(sizes, [(ThumbSize::Small, 200, 150), (ThumbSize::Medium, 600, 450), (ThumbSize::Large, 1200, 900)], "{preview:?}");
+        }
+    }
+
+    #[test]
+    fn a_small_thumbnail_from_its_own_reduced_decode_looks_like_the_one_made_with_the_rest() {
+        let jpeg = encoded(&gradient(4000, 3000), ImageFormat::Jpeg);
+        let preview = &made_in_order(&jpeg, SourceFormat::Jpeg, Preview::First)[0];
+        let reference = reference_thumbnail(&jpeg, preview.width, preview.height);
+        let mean = mean_difference(&image::load_from_memory(&preview.bytes).unwrap().into_luma8(), &reference);
+        assert!(mean < 1.5, "mean difference {mean:.2} in luma");
+    }
+
+    #[test]
+    fn an_image_too_small_for_a_reduced_decode_gets_no_second_decode() {
+        // 1/4 of 1000 is under the 400 pixels the small size keeps; 1/2 would save too little.
+        let jpeg = encoded(&gradient(1000, 750), ImageFormat::Jpeg);
+        assert!(jpeg::decode_if_reduced_below(&jpeg, &MediaLimits::default(), 400, 2400).is_none());
+        let large = encoded(&gradient(4000, 3000), ImageFormat::Jpeg);
+        let reduced = jpeg::decode_if_reduced_below(&large, &MediaLimits::default(), 400, 2400).unwrap();
+        assert_eq!((reduced.image.width(), reduced.image.height()), (500, 375));
+    }
+
     #[test]
     fn a_jpeg_is_turned_upright_before_its_box_is_fitted() {
         // A 1600×800 landscape stored sideways: 800×1600 pixels with EXIF orientation 6.
@@ -265,6 +403,8 @@ mod tests {
         let thumbnails = make_thumbnails(&with_exif, SourceFormat::Jpeg, &Sizes::default(), &MediaLimits::default()).unwrap();
         let dimensions: Vec<_> = thumbnails.iter().map(|t| (t.width, t.height)).collect();
         assert_eq!(dimensions, [(1200, 600), (600, 300), (200, 100)]);
+        let preview = &made_in_order(&with_exif, SourceFormat::Jpeg, Preview::First)[0];
+        assert_eq!((preview.size, preview.width, preview.height), (ThumbSize::Small, 200, 100), "the preview is turned too");
     }
 
     #[test]
