@@ -308,6 +308,16 @@ async fn a_batch_reads_as_one_keeps_its_order_and_names_and_offers_the_right_act
     let leaving =
         browser.eval("const event = new Event('beforeunload', { cancelable: true }); window.dispatchEvent(event); return event.defaultPrevented").await;
     assert_eq!(leaving, true, "leaving the page while files upload asks first");
+    // A wait that shows gets a preview of each photo, scaled down; a file that is no image gets none.
+    let previews = wait_for(Duration::from_secs(10), "local previews of the waiting files", || async {
+        let previews = browser
+            .eval("return [...document.querySelectorAll('#uploads .card .frame')].map(frame => frame.querySelector('canvas')?.width ?? frame.textContent)")
+            .await;
+        (previews.as_array().is_some_and(|all| all.iter().all(|preview| preview.as_u64().is_some_and(|width| width > 0) || preview == "No preview")))
+            .then_some(previews)
+    })
+    .await;
+    assert_eq!(previews, serde_json::json!([400, 400, "No preview", 400, 400]));
     // A file removed before it was sent is never sent.
     browser.client.find(Locator::Css("#uploads .card:nth-child(5) button.remove")).await.unwrap().click().await.unwrap();
     browser.eval("window.releaseUploads(); return null").await;
