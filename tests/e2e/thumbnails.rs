@@ -184,7 +184,7 @@ async fn a_job_run_twice_changes_nothing() {
 }
 
 #[tokio::test]
-async fn a_page_following_an_image_hears_over_sse_the_moment_it_is_done() {
+async fn a_page_following_an_image_hears_over_sse_each_size_as_it_lands_then_that_it_is_done() {
     let mut app = TestApp::spawn_without_worker().await;
     let id = app.upload_one("pushed.jpg", images::jpeg(800, 600)).await;
     let other = app.upload_one("someone-else.jpg", images::jpeg(800, 600)).await;
@@ -193,21 +193,24 @@ async fn a_page_following_an_image_hears_over_sse_the_moment_it_is_done() {
     assert_eq!(stream.headers()[header::CONTENT_TYPE], "text/event-stream");
 
     app.start_worker().await;
-    let event = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+    let done = format!(r#"data: {{"id":"{id}","state":"done"}}"#);
+    let events = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         let mut received = String::new();
         while let Some(chunk) = stream.chunk().await.expect("the stream stays open") {
             received.push_str(&String::from_utf8_lossy(&chunk));
-            if received.contains("event: image") {
+            if received.contains(&done) {
                 return received;
             }
         }
-        panic!("the stream ended before any event: {received}")
+        panic!("the stream ended before the image was done: {received}")
     })
     .await
-    .expect("an image event within 30 s");
+    .expect("the image done within 30 s");
 
-    assert!(event.contains(&format!(r#"data: {{"id":"{id}","state":"done"}}"#)), "{event}");
-    assert!(!event.contains(&other.to_string()), "a page hears only of the images it follows");
+    let data: Vec<&str> = events.lines().filter(|line| line.starts_with("data: ")).collect();
+    let written = |size: &str| format!(r#"data: {{"id":"{id}","size":"{size}","state":"written"}}"#);
+    assert_eq!(data, [written("small"), written("medium"), written("large"), done.clone()], "smallest first, then done: {events}");
+    assert!(!events.contains(&other.to_string()), "a page hears only of the images it follows");
 }
 
 #[tokio::test]

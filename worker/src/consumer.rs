@@ -113,12 +113,19 @@ impl Announcer {
         }
     }
 
-    /// Announces each size as it is written, from the job's thread, without waiting.
+    /// Announces each size as it is written, from the job's thread, without
+    /// waiting, and in the order written: one task publishes them all.
     fn written(&self) -> Box<dyn Fn(ImageId, ThumbSize) + Send + Sync> {
-        let (channel, topology, runtime) = (self.channel.clone(), self.topology.clone(), tokio::runtime::Handle::current());
+        let (channel, topology) = (self.channel.clone(), self.topology.clone());
+        let (sender, mut written) = tokio::sync::mpsc::unbounded_channel::<ImageEvent>();
+        // Ends once the job is over and its end of the channel dropped.
+        tokio::spawn(async move {
+            while let Some(event) = written.recv().await {
+                thumbq_broker::events::announce(&channel, &topology, event).await;
+            }
+        });
         Box::new(move |id, size| {
-            let (channel, topology) = (channel.clone(), topology.clone());
-            runtime.spawn(async move { thumbq_broker::events::announce(&channel, &topology, ImageEvent::written(id, size)).await });
+            let _ = sender.send(ImageEvent::written(id, size));
         })
     }
 }

@@ -258,6 +258,7 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
         read => read?,
     };
     let thumbnail_dir = storage.thumbnail_dir(id);
+    let new_dir = !thumbnail_dir.exists();
     std::fs::create_dir_all(&thumbnail_dir).map_err(JobError::Retry)?;
     let mut writing = Duration::ZERO;
     let write = |made: pipeline::Made| {
@@ -294,11 +295,18 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
             if let PipelineError::Corrupt { detail, .. } = &error {
                 tracing::info!(image.id = %id, detail, "The decoder refused the image.");
             }
-            JobError::Abort(reason_for(&error))
+            // A failed image has no thumbnails, not even a small one made first.
+            match thumbq_broker::durable::remove_dir_if_present(&thumbnail_dir) {
+                Ok(()) => JobError::Abort(reason_for(&error)),
+                Err(removing) => JobError::Retry(removing),
+            }
         }
     })?;
     let synced = Instant::now();
     sync_dir(&thumbnail_dir).map_err(JobError::Retry)?;
+    if new_dir && let Some(parent) = thumbnail_dir.parent() {
+        sync_dir(parent).map_err(JobError::Retry)?;
+    }
     writing += synced.elapsed();
     // Deleted while we worked: the delete may have run before these files
     // existed, so they are ours to remove.
