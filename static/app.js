@@ -529,6 +529,7 @@ function localPreview(file) {
       canvas.width = bitmap.width;
       canvas.height = bitmap.height;
       canvas.getContext("2d").drawImage(bitmap, 0, 0);
+      canvas.dataset.state = "ready";
       bitmap.close();
     })
     // Not an image the browser can show (a text file named .jpg, say): no broken picture.

@@ -311,7 +311,7 @@ async fn a_batch_reads_as_one_keeps_its_order_and_names_and_offers_the_right_act
     // A wait that shows gets a preview of each photo, scaled down; a file that is no image gets none.
     let previews = wait_for(Duration::from_secs(10), "local previews of the waiting files", || async {
         let previews = browser
-            .eval("return [...document.querySelectorAll('#uploads .card .frame')].map(frame => frame.querySelector('canvas')?.width ?? frame.textContent)")
+            .eval("return [...document.querySelectorAll('#uploads .card .frame')].map(frame => frame.querySelector('canvas[data-state=ready]')?.width ?? frame.textContent)")
             .await;
         (previews.as_array().is_some_and(|all| all.iter().all(|preview| preview.as_u64().is_some_and(|width| width > 0) || preview == "No preview")))
             .then_some(previews)
