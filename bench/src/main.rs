@@ -8,23 +8,41 @@
 //! - [`quality`]: SSIM of both sides' thumbnails against a careful reference,
 //!   a zone plate included to catch aliasing;
 //! - [`memory`]: the peak and the steady resident size of a real worker process;
-//! - [`scaling`]: a queue of mixed images through one lane, two lanes, two processes.
+//! - [`scaling`]: a queue of mixed images through one lane, two lanes, two processes;
+//! - [`offload`] (`--only offload`; minutes long, so not run by default; needs
+//!   RabbitMQ): the same 12 MP uploads under 1 to 32 concurrent clients, to
+//!   `thumbq-web` with its workers, to a server that makes the thumbnails
+//!   inside the request, and to one that only stores them; upload and cheap-page
+//!   latencies, time to thumbnails, and a chart (`--chart`, `docs/offload.svg`);
+//! - [`first_thumbnail`] (`--only first-thumbnail`; needs RabbitMQ and
+//!   Chromium): a 12 MP JPEG chosen on the home page in headless Chromium, to
+//!   its small thumbnail painted, with each step of its timeline on the way.
 //!
 //! Timings are printed, never asserted.
 
+mod browser;
+mod chart;
+mod first_thumbnail;
+mod http;
 mod images;
 mod libvips;
+mod load;
 mod machine;
 mod memory;
+mod offload;
+mod process;
 mod quality;
+mod rabbitmq;
+mod ready;
 mod scaling;
+mod servers;
 mod speed;
 mod ssim;
 mod table;
 mod worker;
 
 use std::cell::LazyCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
@@ -36,11 +54,12 @@ use crate::machine::CpuShare;
 #[derive(Debug, Parser)]
 #[command(about = "Measures thumbq's pipeline and worker against libvips and prints Markdown tables.")]
 struct Options {
-    /// The tables to measure, in this order.
+    /// The tables to measure, in this order; `offload` (minutes long, needs RabbitMQ) and
+    /// `first-thumbnail` (needs RabbitMQ and Chromium) only when named.
     #[arg(long, value_delimiter = ',', default_value = "speed,quality,memory,scaling")]
     only: Vec<Table>,
 
-    /// Timed runs per measurement in the speed table; it shows medians.
+    /// Timed runs per measurement in the speed and first-thumbnail tables; they show medians.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..))]
     runs: u16,
 
@@ -55,6 +74,35 @@ struct Options {
     /// The worker binary; default: `thumbq-worker` beside this program.
     #[arg(long, env = "THUMBQ_BENCH_WORKER")]
     worker: Option<PathBuf>,
+
+    /// The web server binary, for the offload table; default: `thumbq-web` beside this program.
+    #[arg(long, env = "THUMBQ_BENCH_WEB")]
+    web: Option<PathBuf>,
+
+    /// The offload table's comparison server; default: `thumbq-bench-inline` beside this program.
+    #[arg(long, env = "THUMBQ_BENCH_INLINE")]
+    inline_server: Option<PathBuf>,
+
+    /// Concurrent uploading clients at each point of the offload table.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    offload_clients: Vec<u16>,
+
+    /// Seconds of load at each point of the offload table.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    offload_seconds: u64,
+
+    /// The offloaded workers' nice value: on one machine they share the cores
+    /// with the web server, and a lower priority for them is what offloading allows.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    worker_nice: i32,
+
+    /// RabbitMQ for the offload table.
+    #[arg(long, env = "THUMBQ_BENCH_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+
+    /// Where the offload table's chart goes; default: `docs/offload.svg` in the workspace.
+    #[arg(long)]
+    chart: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -63,6 +111,8 @@ enum Table {
     Quality,
     Memory,
     Scaling,
+    Offload,
+    FirstThumbnail,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +121,16 @@ fn main() -> anyhow::Result<()> {
     let reference = options.vips_reference.unwrap_or_else(|| here.join("../bench/vips-reference"));
     let libvips = Libvips::find(&reference);
     let worker = options.worker.unwrap_or_else(|| here.join("thumbq-worker"));
+    let offload = offload::Options {
+        clients: options.offload_clients.iter().map(|&clients| usize::from(clients)).collect(),
+        seconds: options.offload_seconds,
+        worker_nice: options.worker_nice,
+        web: options.web.unwrap_or_else(|| here.join("thumbq-web")),
+        worker: worker.clone(),
+        inline_server: options.inline_server.unwrap_or_else(|| here.join("thumbq-bench-inline")),
+        amqp_url: options.amqp_url,
+        chart: options.chart.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).join("docs/offload.svg")),
+    };
     let workdir = tempfile::tempdir()?;
 
     let photo_12mp = LazyCell::new(|| TestImage::photo_jpeg("12 MP JPEG", 4000, 3000));
@@ -114,6 +174,11 @@ fn main() -> anyhow::Result<()> {
                 ];
                 let mix = [&*photo_12mp, &photo_6mp, &photo_2mp, &photo_small, &*photo_png, &transparent];
                 scaling::run(&worker, &mix, options.scaling_jobs)?;
+            }
+            Table::Offload => offload::run(&offload, &photo_12mp)?,
+            Table::FirstThumbnail => {
+                let first = first_thumbnail::Options { runs: usize::from(options.runs), web: &offload.web, worker: &worker, amqp_url: &offload.amqp_url };
+                first_thumbnail::run(&first, &photo_12mp)?;
             }
         }
         share.note();

@@ -6,10 +6,8 @@
 //! as `web/src/dispatch.rs` does in embedded mode; [`Queue::wait_until_done`]
 //! watches for the thumbnail files, which are the state the web server reads too.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -18,6 +16,7 @@ use thumbq_broker::Spool;
 use thumbq_contract::{ImageId, ResizeJob, Storage, StorageKey, ThumbFormat, ThumbSize};
 
 use crate::images::TestImage;
+use crate::process::Process;
 
 /// How often the thumbnails are looked for. It only bounds how late a
 /// finished queue is noticed; the wait itself ends on the files.
@@ -90,10 +89,7 @@ impl Queue {
 }
 
 /// A `thumbq-worker` process on a [`Queue`], stopped (SIGTERM) when dropped.
-pub struct WorkerProcess {
-    child: Child,
-    log: PathBuf,
-}
+pub struct WorkerProcess(Process);
 
 /// Memory of a process, from `/proc/{pid}/status`.
 #[derive(Debug, Clone, Copy)]
@@ -107,30 +103,14 @@ pub struct Memory {
 impl WorkerProcess {
     /// Starts `binary` on `queue` in embedded mode with `concurrency` jobs at once.
     pub fn start(binary: &Path, queue: &Queue, concurrency: u16) -> anyhow::Result<Self> {
-        static STARTED: AtomicUsize = AtomicUsize::new(0);
-        let log = queue.dir.path().join(format!("worker-{}.log", STARTED.fetch_add(1, Ordering::Relaxed)));
-        let output = File::create(&log)?;
-        let mut command = Command::new(binary);
         // Every setting but these at its default; no AMQP URL is embedded mode.
-        for (name, _) in std::env::vars_os().filter(|(name, _)| name.to_string_lossy().starts_with("THUMBQ_")) {
-            command.env_remove(name);
-        }
-        let child = command
-            .env("RUST_LOG", "warn")
-            .arg("--data-dir")
-            .arg(queue.storage.root())
-            .arg("--concurrency")
-            .arg(concurrency.to_string())
-            .stdin(Stdio::null())
-            .stdout(output.try_clone()?)
-            .stderr(output)
-            .spawn()
-            .with_context(|| format!("{} does not start", binary.display()))?;
-        Ok(Self { child, log })
+        let mut command = Command::new(binary);
+        command.env("THUMBQ_DATA_DIR", queue.storage.root()).env("THUMBQ_CONCURRENCY", concurrency.to_string());
+        Ok(Self(Process::start("thumbq-worker", command, queue.dir.path(), 0)?))
     }
 
     pub fn memory(&self) -> anyhow::Result<Memory> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))?;
         let field = |name: &str| -> anyhow::Result<u64> {
             let line = status.lines().find_map(|line| line.strip_prefix(name)).with_context(|| format!("no {name} in /proc/PID/status"))?;
             Ok(line.trim_start_matches(':').trim().trim_end_matches("kB").trim().parse()?)
@@ -140,38 +120,6 @@ impl WorkerProcess {
 
     /// Fails with the end of the worker's log if it has exited.
     fn check_running(&mut self) -> anyhow::Result<()> {
-        match self.child.try_wait()? {
-            None => Ok(()),
-            Some(status) => {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                bail!("the worker exited ({status}); the end of its log:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
-            }
-        }
-    }
-
-    /// Asks the worker to stop as its operators do (SIGTERM) and waits for it;
-    /// kills it if it has not stopped within 10 s.
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        // SAFETY: kill only sends a signal; the pid is still our child's, as it is not reaped yet.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(LOOK_EVERY);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        self.stop();
+        self.0.check_running()
     }
 }

@@ -1,0 +1,141 @@
+//! The servers one point of the offload table runs against, as child
+//! processes on a fresh data directory: `thumbq-web` with its workers, or the
+//! comparison server. Each is started with only the settings given here,
+//! waited for until it serves, and stopped as its operators would stop it
+//! (SIGTERM, then SIGKILL past a deadline), also when the bench fails midway.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tempfile::TempDir;
+use thumbq_contract::Topology;
+
+use crate::http::Connection;
+use crate::process::Process;
+
+/// How long a server has to start serving.
+const START_WITHIN: Duration = Duration::from_secs(30);
+
+/// How often a starting server is looked at.
+const LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// What the offloaded setup needs to know.
+pub struct Offloaded<'a> {
+    pub web: &'a Path,
+    pub worker: &'a Path,
+    pub amqp_url: &'a str,
+    /// The resize queue, unique to this run.
+    pub queue: &'a str,
+    pub workers: usize,
+    /// The workers' nice value (0 to 19).
+    pub worker_nice: i32,
+}
+
+/// The processes of one point and their data directory, deleted when dropped
+/// (12 MP uploads fill a disk fast).
+pub struct Servers {
+    /// Stopped before the directory below goes: fields drop in this order.
+    processes: Vec<Process>,
+    data_dir: TempDir,
+    address: String,
+}
+
+impl Servers {
+    /// `thumbq-web` on RabbitMQ, then its workers; returns once the web server
+    /// is ready and every worker consumes the queue.
+    pub async fn offloaded(setup: &Offloaded<'_>) -> anyhow::Result<Self> {
+        let data_dir = tempfile::tempdir()?;
+        let address = free_address()?;
+        let mut web = Command::new(setup.web);
+        web.env("THUMBQ_DATA_DIR", data_dir.path())
+            .env("THUMBQ_AMQP_URL", setup.amqp_url)
+            .env("THUMBQ_QUEUE", setup.queue)
+            .env("THUMBQ_BIND", &address)
+            // Every client of the bench comes from 127.0.0.1: neither the rate
+            // limit nor the per-client connection cap may answer for it.
+            .env("THUMBQ_UPLOADS_PER_MINUTE", "1000000")
+            .env("THUMBQ_UPLOAD_BURST", "1000000")
+            .env("THUMBQ_MAX_CONNECTIONS_PER_CLIENT", "10000")
+            // Low, but not nothing: a disk that does fill shows up as 507s in the table.
+            .env("THUMBQ_MIN_FREE_BYTES", (256u64 << 20).to_string());
+        let mut servers = Self { processes: Vec::new(), data_dir, address };
+        servers.processes.push(Process::start("thumbq-web", web, servers.data_dir.path(), 0)?);
+        // Ready means it wrote the data directory's manifest, which the workers need.
+        servers.wait_until_serving("/readyz").await?;
+        for _ in 0..setup.workers {
+            let mut worker = Command::new(setup.worker);
+            worker
+                .env("THUMBQ_DATA_DIR", servers.data_dir.path())
+                .env("THUMBQ_AMQP_URL", setup.amqp_url)
+                .env("THUMBQ_QUEUE", setup.queue)
+                .env("THUMBQ_CONCURRENCY", "1");
+            servers.processes.push(Process::start("thumbq-worker", worker, servers.data_dir.path(), setup.worker_nice)?);
+        }
+        servers.wait_for_consumers(setup).await?;
+        Ok(servers)
+    }
+
+    /// The comparison server (`thumbq-bench-inline`) in `mode` (`inline` or `store-only`).
+    pub async fn comparison(binary: &Path, mode: &str) -> anyhow::Result<Self> {
+        let data_dir = tempfile::tempdir()?;
+        let address = free_address()?;
+        let mut server = Command::new(binary);
+        server.arg("--mode").arg(mode).arg("--bind").arg(&address).arg("--data-dir").arg(data_dir.path().join("data"));
+        let process = Process::start("thumbq-bench-inline", server, data_dir.path(), 0)?;
+        let mut servers = Self { processes: vec![process], data_dir, address };
+        servers.wait_until_serving("/healthz").await?;
+        Ok(servers)
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Fails, with the end of its log, when a process has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        self.processes.iter_mut().try_for_each(Process::check_running)
+    }
+
+    /// Stops every process (SIGTERM, then SIGKILL past a deadline) and deletes the data directory.
+    pub fn stop(self) {
+        // Waiting for processes blocks: tell the runtime, so that its other tasks move elsewhere.
+        tokio::task::block_in_place(move || drop(self));
+    }
+
+    async fn wait_until_serving(&mut self, path: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_WITHIN;
+        let mut connection = Connection::new(&self.address);
+        loop {
+            self.check_running()?;
+            match connection.send(connection.get(path), LOOK_EVERY * 10).await {
+                Ok(answer) if answer.status.is_success() => return Ok(()),
+                _ if Instant::now() > deadline => bail!("{} did not answer {path} with 2xx within {START_WITHIN:?}", self.address),
+                _ => tokio::time::sleep(LOOK_EVERY).await,
+            }
+        }
+    }
+
+    async fn wait_for_consumers(&mut self, setup: &Offloaded<'_>) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_WITHIN;
+        let topology = Topology::new(setup.queue);
+        loop {
+            self.check_running()?;
+            let report = thumbq_broker::admin::report(setup.amqp_url, &topology).await.context("cannot read the resize queue")?;
+            if report.consumers as usize >= setup.workers {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} of {} workers consume {} after {START_WITHIN:?}", report.consumers, setup.workers, setup.queue);
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+    }
+}
+
+/// A port that was free a moment ago, as the end-to-end tests pick them.
+fn free_address() -> anyhow::Result<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    Ok(format!("127.0.0.1:{port}"))
+}
