@@ -8,7 +8,7 @@
 
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::{Channel, Confirmation, Connection};
 use thumbq_contract::{ResizeJob, Topology};
 
 use crate::{connect, declare_topology};
@@ -69,10 +69,10 @@ async fn replay_on(channel: &Channel, topology: &Topology, mut select: impl FnMu
             Some(job) => (topology.resize_queue(), job.to_bytes()),
             None => (dead_letter_queue.as_str(), delivery.data.clone()),
         };
-        let mut properties = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
-        if let Some(job) = &chosen {
-            properties = properties.with_message_id(job.image_id.to_string().into());
-        }
+        let properties = match &chosen {
+            Some(job) => crate::job_properties(job),
+            None => delivery.properties.clone(),
+        };
         let options = BasicPublishOptions { mandatory: true, ..Default::default() };
         let confirm = channel.basic_publish("".into(), queue.into(), options, &payload, properties).await?.await?;
         if matches!(confirm, Confirmation::Ack(None)) {

@@ -25,6 +25,21 @@ pub use lapin;
 pub use publisher::{PublishError, Publisher};
 pub use spool::{Claim, Spool};
 
+/// The properties of a job's message: persistent, JSON, named by its image,
+/// and carrying the upload's trace context in the `traceparent` header.
+pub fn job_properties(job: &thumbq_contract::ResizeJob) -> lapin::BasicProperties {
+    let mut properties = lapin::BasicProperties::default()
+        .with_delivery_mode(2) // persistent: survives a broker restart
+        .with_content_type("application/json".into())
+        .with_message_id(job.image_id.to_string().into());
+    if let Some(trace) = job.traceparent {
+        let mut headers = lapin::types::FieldTable::default();
+        headers.insert(thumbq_contract::trace::HEADER.into(), lapin::types::AMQPValue::LongString(trace.to_string().into()));
+        properties = properties.with_headers(headers);
+    }
+    properties
+}
+
 /// Opens a connection to `url`, named `name` in the broker's connection list.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());

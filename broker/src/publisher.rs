@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::{Channel, Confirmation, Connection};
 use thumbq_contract::{ImageEvent, ResizeJob, Topology};
 use tokio::sync::Mutex;
 use tokio::time::timeout;
@@ -56,10 +56,7 @@ impl Publisher {
     /// error or no answer within the timeout all mean "not stored".
     pub async fn publish(&self, job: &ResizeJob) -> Result<(), PublishError> {
         let channel = self.channel().await?;
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2) // persistent: survives a broker restart
-            .with_content_type("application/json".into())
-            .with_message_id(job.image_id.to_string().into());
+        let properties = crate::job_properties(job);
         // `mandatory` makes the broker return, rather than silently drop, a job
         // for a queue that does not exist.
         let options = BasicPublishOptions { mandatory: true, ..Default::default() };

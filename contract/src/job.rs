@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ImageId, SourceFormat};
+use crate::{ImageId, SourceFormat, TraceParent};
 
 /// Asks a worker to make the thumbnails of one stored upload.
 ///
@@ -17,6 +17,9 @@ pub struct ResizeJob {
     pub format: SourceFormat,
     /// When the upload was stored, in milliseconds since the Unix epoch, to measure upload→ready latency.
     pub uploaded_at_ms: u64,
+    /// The upload's trace context, also sent as the message's `traceparent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<TraceParent>,
 }
 
 /// Why a message body is not a job this worker can run.
@@ -37,7 +40,12 @@ impl ResizeJob {
     pub const MAX_ATTEMPTS: u32 = 5;
 
     pub fn new(image_id: ImageId, format: SourceFormat, uploaded_at_ms: u64) -> Self {
-        Self { version: Self::VERSION, image_id, format, uploaded_at_ms }
+        Self { version: Self::VERSION, image_id, format, uploaded_at_ms, traceparent: None }
+    }
+
+    /// The job of an upload traced as `trace`.
+    pub fn traced(self, trace: TraceParent) -> Self {
+        Self { traceparent: Some(trace), ..self }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -65,6 +73,19 @@ mod tests {
     fn a_job_survives_the_round_trip_through_bytes() {
         let job = ResizeJob::new(ImageId::new(), SourceFormat::Webp, 1_700_000_000_123);
         assert_eq!(ResizeJob::from_bytes(&job.to_bytes()).unwrap(), job);
+    }
+
+    #[test]
+    fn a_traced_job_keeps_its_trace_and_an_untraced_one_has_no_field_for_it() {
+        let trace = TraceParent::new();
+        let job = ResizeJob::new(ImageId::new(), SourceFormat::Jpeg, 5).traced(trace);
+        assert_eq!(ResizeJob::from_bytes(&job.to_bytes()).unwrap().traceparent, Some(trace));
+        assert!(String::from_utf8(job.to_bytes()).unwrap().contains(&format!(r#""traceparent":"{trace}""#)));
+        // A job from before traces, or with a broken one, is no job this worker can trust.
+        let untraced = ResizeJob::new(ImageId::new(), SourceFormat::Jpeg, 5);
+        assert_eq!(ResizeJob::from_bytes(&untraced.to_bytes()).unwrap().traceparent, None);
+        let broken = String::from_utf8(untraced.to_bytes()).unwrap().replace('}', r#","traceparent":"nonsense"}"#);
+        assert!(ResizeJob::from_bytes(broken.as_bytes()).is_err());
     }
 
     #[test]

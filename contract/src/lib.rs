@@ -25,6 +25,7 @@ pub mod sizes;
 pub mod storage;
 pub mod timeline;
 pub mod topology;
+pub mod trace;
 
 pub use event::{EventState, ImageEvent};
 pub use failure::FailureRecord;
@@ -37,3 +38,4 @@ pub use sizes::{Sizes, SizesError, ThumbSize};
 pub use storage::{ImageId, Storage, StorageKey};
 pub use timeline::{Step, Timeline};
 pub use topology::Topology;
+pub use trace::TraceParent;

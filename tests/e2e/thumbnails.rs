@@ -271,3 +271,30 @@ async fn an_images_timeline_lists_its_steps_in_order_with_the_worker_that_took_i
     let gaps: Vec<String> = steps.windows(2).map(|pair| format!("{} → {}: {} ms", pair[0].0, pair[1].0, pair[1].1 - pair[0].1)).collect();
     eprintln!("timeline of a 1600×1200 JPEG:\n  {}", gaps.join("\n  "));
 }
+
+#[tokio::test]
+async fn an_uploads_job_carries_its_trace_context_in_the_message_headers() {
+    use thumbq_broker::lapin::options::{BasicGetOptions, BasicRejectOptions};
+    use thumbq_broker::lapin::types::AMQPValue;
+
+    let app = TestApp::spawn_without_worker().await;
+    let (first, second) = (app.upload_one("traced.jpg", images::jpeg(320, 240)).await, app.upload_one("other.jpg", images::jpeg(320, 240)).await);
+    let connection = thumbq_broker::connect(&crate::harness::amqp_url(), "thumbq-tests").await.expect("the broker");
+    let channel = connection.create_channel().await.expect("a channel");
+    let (mut traces, mut held) = (Vec::new(), Vec::new());
+    for expected in [first, second] {
+        let message = channel.basic_get(app.queue.as_str().into(), BasicGetOptions::default()).await.expect("a get").expect("a waiting job").delivery;
+        let job = thumbq_contract::ResizeJob::from_bytes(&message.data).expect("a job");
+        assert_eq!(job.image_id, expected, "in upload order");
+        let header = message.properties.headers().as_ref().and_then(|headers| headers.inner().get(thumbq_contract::trace::HEADER).cloned());
+        let Some(AMQPValue::LongString(header)) = header else { panic!("no traceparent header: {:?}", message.properties) };
+        let trace: thumbq_contract::TraceParent = header.to_string().parse().expect("a W3C traceparent");
+        assert_eq!(job.traceparent, Some(trace), "the header and the job agree, so a job relayed from the outbox keeps it");
+        traces.push(trace.trace_id());
+        held.push(message);
+    }
+    assert_ne!(traces[0], traces[1], "each upload is a trace of its own");
+    for message in held {
+        message.reject(BasicRejectOptions { requeue: true }).await.expect("back on the queue");
+    }
+}

@@ -202,7 +202,8 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
         let mut images = Vec::with_capacity(originals.len());
         for original in originals {
             let route = dispatcher.dispatch(&original.job).await?;
-            tracing::info!(image.id = %original.job.image_id, ?route, "Accepted an upload and queued its resize job.");
+            let trace_id = original.job.traceparent.map(|trace| trace.trace_id()).unwrap_or_default();
+            tracing::info!(image.id = %original.job.image_id, trace_id, ?route, "Accepted an upload and queued its resize job.");
             let queued_ms = now_ms();
             metrics.upload_step("stored", original.stored_ms.saturating_sub(received_ms) as f64 / 1000.0);
             metrics.upload_step("queued", queued_ms.saturating_sub(original.stored_ms) as f64 / 1000.0);
@@ -385,7 +386,8 @@ impl ReceivedFile {
         })
         .await
         .map_err(std::io::Error::other)??;
-        Ok(StoredOriginal { file, job: ResizeJob::new(id, format, now_ms()), name: kept_name, stored_ms: now_ms() })
+        let job = ResizeJob::new(id, format, now_ms()).traced(thumbq_contract::TraceParent::new());
+        Ok(StoredOriginal { file, job, name: kept_name, stored_ms: now_ms() })
     }
 }
 

@@ -166,7 +166,10 @@ async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Durati
 async fn republish(announcer: &Announcer, payload: &[u8]) -> Result<(), thumbq_broker::lapin::Error> {
     use thumbq_broker::lapin::options::BasicPublishOptions;
     use thumbq_broker::lapin::{BasicProperties, Confirmation};
-    let properties = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
+    // A job that is no job would not have been postponed; its bytes go back as they came.
+    let properties = thumbq_contract::ResizeJob::from_bytes(payload)
+        .map(|job| thumbq_broker::job_properties(&job))
+        .unwrap_or_else(|_| BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()));
     let options = BasicPublishOptions { mandatory: true, ..Default::default() };
     let confirm = announcer.republisher.basic_publish("".into(), announcer.topology.resize_queue().into(), options, payload, properties).await?.await?;
     match confirm {

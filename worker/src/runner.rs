@@ -46,8 +46,10 @@ async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_lim
     };
     let task = {
         let context = Arc::clone(&context);
-        // Every log line of the job, wherever it is written, names the image.
-        let span = tracing::info_span!("job", image.id = %id, attempt);
+        // Every log line of the job, wherever it is written, names the image
+        // and the upload's trace, as the web server's lines about it do.
+        let trace_id = job.traceparent.map(|trace| trace.trace_id()).unwrap_or_default();
+        let span = tracing::info_span!("job", image.id = %id, trace_id, attempt);
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             span.in_scope(|| job::run(&context, &job, attempt, &progress))
