@@ -90,13 +90,17 @@ function openStream() {
     figures.forEach(checkOnce);
   });
   source.addEventListener("resync", () => pendingFigures().forEach(checkOnce));
-  source.addEventListener("image", (message) => {
-    const { id, state, size } = JSON.parse(message.data);
+  // One size is on disk: load it at once, without asking first; the others wait for theirs.
+  source.addEventListener("size", (message) => {
+    const { id, size } = JSON.parse(message.data);
     for (const figure of live.figures.get(id) ?? []) {
-      // One size is on disk: load it at once, without asking first; the others wait for theirs.
-      if (state === "written") {
-        if (figure.dataset.size === size) showThumbnail(figure);
-      } else if (state === "done") checkOnce(figure);
+      if (figure.dataset.size === size) showThumbnail(figure);
+    }
+  });
+  source.addEventListener("image", (message) => {
+    const { id, state } = JSON.parse(message.data);
+    for (const figure of live.figures.get(id) ?? []) {
+      if (state === "done") checkOnce(figure);
       else if (state === "deleted") showDeleted(figure.closest("[data-image]"));
       else failureReason(figure.dataset.thumb).then((reason) => showFailure(figure, reason));
     }
@@ -190,6 +194,8 @@ function showThumbnail(figure) {
   const image = new Image();
   image.alt = figure.querySelector("figcaption")?.textContent ?? "thumbnail";
   image.onload = () => {
+    // Settled otherwise meanwhile (failed, or deleted): that stands.
+    if (figure.dataset.state !== "loading") return;
     figure.querySelector(".frame").replaceChildren(image);
     figure.dataset.state = "ready";
     updateStatus(figure.closest("[data-image]"));

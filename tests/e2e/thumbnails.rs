@@ -207,6 +207,9 @@ async fn a_page_following_an_image_hears_over_sse_each_size_as_it_lands_then_tha
     .await
     .expect("the image done within 30 s");
 
+    // Sizes under `event: size`, which pages with an older script ignore; the end under `event: image`.
+    let names: Vec<&str> = events.lines().filter(|line| line.starts_with("event: ")).collect();
+    assert_eq!(names, ["event: size", "event: size", "event: size", "event: image"], "{events}");
     let data: Vec<&str> = events.lines().filter(|line| line.starts_with("data: ")).collect();
     let written = |size: &str| format!(r#"data: {{"id":"{id}","size":"{size}","state":"written"}}"#);
     assert_eq!(data, [written("small"), written("medium"), written("large"), done.clone()], "smallest first, then done: {events}");

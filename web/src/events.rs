@@ -62,8 +62,10 @@ fn stream(
                     if let Some(size) = event.size {
                         data["size"] = size.name().into();
                     }
-                    let data = data.to_string();
-                    return Some((Ok(Event::default().event("image").data(data)), (receiver, wanted, stopping)));
+                    // Sizes as they land go under a name of their own: a page with an
+                    // older script, which reads any unknown state as a failure, ignores them.
+                    let name = if event.state == EventState::Written { "size" } else { "image" };
+                    return Some((Ok(Event::default().event(name).data(data.to_string())), (receiver, wanted, stopping)));
                 }
                 Ok(_) => continue,
                 // Too slow a reader missed some: the page asks the server again.

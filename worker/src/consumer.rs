@@ -107,7 +107,8 @@ impl Announcer {
     async fn preview(&self) -> Preview {
         let options = QueueDeclareOptions { passive: true, ..Default::default() };
         let inspect = self.inspector.queue_declare(self.topology.resize_queue().into(), options, FieldTable::default());
-        match tokio::time::timeout(Duration::from_millis(250), inspect).await {
+        // A broker slower than this to answer is busy: no preview, and the job starts at once.
+        match tokio::time::timeout(Duration::from_millis(50), inspect).await {
             Ok(Ok(queue)) if queue.message_count() == 0 => Preview::First,
             _ => Preview::WithTheRest,
         }

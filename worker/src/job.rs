@@ -182,6 +182,12 @@ pub enum Fault {
 
 /// Records why `id` will get no thumbnails, and says to dead-letter its job.
 pub fn give_up(context: &JobContext, id: ImageId, reason: &str, fault: Fault) -> Settlement {
+    // A failed image has no thumbnails: not even a small one an earlier step
+    // wrote first. Should that fail, the failure is still recorded: it is what
+    // the page says, and a job must not loop on a directory it cannot remove.
+    if let Err(error) = thumbq_broker::durable::remove_dir_if_present(&context.storage.thumbnail_dir(id)) {
+        tracing::warn!(image.id = %id, %error, "Could not remove the thumbnails of an image that failed.");
+    }
     match record_failure(&context.storage, id, reason, fault) {
         // Deleted meanwhile: the record is removed again, and nobody needs the job.
         Ok(()) if is_deleted(&context.storage, id) => forget_deleted(context, id),
@@ -249,6 +255,8 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
         return Ok(Outcome::Deleted);
     }
     if all_thumbnails_exist(storage, id) {
+        // An earlier try may have been cut off between its last rename and its sync.
+        make_durable(&storage.thumbnail_dir(id)).map_err(JobError::Retry)?;
         remove_failure(storage, id)?;
         return Ok(Outcome::AlreadyDone);
     }
@@ -258,7 +266,6 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
         read => read?,
     };
     let thumbnail_dir = storage.thumbnail_dir(id);
-    let new_dir = !thumbnail_dir.exists();
     std::fs::create_dir_all(&thumbnail_dir).map_err(JobError::Retry)?;
     let mut writing = Duration::ZERO;
     let write = |made: pipeline::Made| {
@@ -295,18 +302,12 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
             if let PipelineError::Corrupt { detail, .. } = &error {
                 tracing::info!(image.id = %id, detail, "The decoder refused the image.");
             }
-            // A failed image has no thumbnails, not even a small one made first.
-            match thumbq_broker::durable::remove_dir_if_present(&thumbnail_dir) {
-                Ok(()) => JobError::Abort(reason_for(&error)),
-                Err(removing) => JobError::Retry(removing),
-            }
+            // `give_up` removes a small size made first: a failed image has no thumbnails.
+            JobError::Abort(reason_for(&error))
         }
     })?;
     let synced = Instant::now();
-    sync_dir(&thumbnail_dir).map_err(JobError::Retry)?;
-    if new_dir && let Some(parent) = thumbnail_dir.parent() {
-        sync_dir(parent).map_err(JobError::Retry)?;
-    }
+    make_durable(&thumbnail_dir).map_err(JobError::Retry)?;
     writing += synced.elapsed();
     // Deleted while we worked: the delete may have run before these files
     // existed, so they are ours to remove.
@@ -319,6 +320,13 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     context.metrics.stage("write", writing);
     remove_failure(storage, id)?;
     Ok(Outcome::Made { duration: started.elapsed() })
+}
+
+/// Makes the renames in an image's thumbnail directory durable, and the
+/// directory's own entry (an earlier try may have made it and been cut off).
+fn make_durable(thumbnail_dir: &std::path::Path) -> std::io::Result<()> {
+    sync_dir(thumbnail_dir)?;
+    thumbnail_dir.parent().map_or(Ok(()), sync_dir)
 }
 
 /// A job that succeeds after an earlier failure (a replay, or a last try
@@ -447,6 +455,21 @@ mod tests {
 
         assert_eq!(settlement, Settlement::Forget);
         assert_eq!(files_naming(dir.path(), id), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_image_given_up_on_keeps_no_thumbnail_written_before_the_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(dir.path());
+        let id = ImageId::new();
+        // A small size written first, then the job failed (a panic, say).
+        std::fs::create_dir_all(context.storage.thumbnail_dir(id)).unwrap();
+        std::fs::write(context.storage.path(&StorageKey::Thumbnail(id, ThumbSize::Small, ThumbFormat::Jpeg)), b"jpeg").unwrap();
+
+        assert_eq!(give_up(&context, id, "It broke.", Fault::Ours), Settlement::DeadLetter);
+
+        assert!(!context.storage.thumbnail_dir(id).exists());
+        assert!(context.storage.path(&StorageKey::Failure(id)).exists());
     }
 
     #[test]
