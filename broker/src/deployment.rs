@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use thumbq_store::{Store, StoreSettings};
 use thumbq_contract::{Storage, Topology};
 
 /// Where the web server and the workers meet: the data directory, the broker
@@ -20,16 +21,32 @@ pub struct Deployment {
     /// Name of the resize queue; the dead-letter queue is named after it.
     #[arg(long, env = "THUMBQ_QUEUE", default_value = Topology::DEFAULT_QUEUE, value_parser = Topology::check_queue_name)]
     pub queue: String,
+
+    #[command(flatten)]
+    pub store: StoreSettings,
 }
 
 impl Deployment {
     /// `amqp_url` `None` is embedded mode.
     pub fn new(data_dir: impl Into<PathBuf>, amqp_url: Option<String>, queue: impl Into<String>) -> Self {
-        Self { data_dir: data_dir.into(), amqp_url, queue: queue.into() }
+        Self { data_dir: data_dir.into(), amqp_url, queue: queue.into(), store: StoreSettings::default() }
     }
 
+    /// This deployment, storing in `store` rather than the data directory.
+    pub fn with_store(mut self, store: StoreSettings) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The local data directory: the spools and uploads being received, and
+    /// everything else unless `--store` names an S3 bucket.
     pub fn storage(&self) -> Storage {
         Storage::new(&self.data_dir)
+    }
+
+    /// Where originals, thumbnails and records are kept.
+    pub fn store(&self) -> Result<Store, String> {
+        Store::from_settings(&self.data_dir, &self.store)
     }
 
     pub fn topology(&self) -> Topology {

@@ -9,7 +9,7 @@
 
 pub mod admin;
 mod deployment;
-pub mod durable;
+pub use thumbq_store::durable;
 pub mod events;
 mod publisher;
 pub mod spool;

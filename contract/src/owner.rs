@@ -85,6 +85,9 @@ pub struct OwnerRecord {
     /// The file name it was sent under, cleaned for display (never part of a path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// What the upload's bytes said it is, to serve the original under its type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::SourceFormat>,
 }
 
 #[cfg(test)]

@@ -97,21 +97,39 @@ pub enum StorageKey {
     Tombstone(ImageId),
     /// The steps of an image's way that one side (`web` or `worker`) took.
     Timeline(ImageId, &'static str),
+    /// The data directory's (or bucket's) [`crate::Manifest`].
+    Manifest,
 }
 
+/// The sides that keep a timeline, each in a file of its own.
+pub const TIMELINE_SIDES: [&str; 2] = ["web", "worker"];
+
 impl StorageKey {
+    /// The name below the data directory or the bucket's prefix, `/`-separated.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Incoming(id) => format!("incoming/{id}.part"),
+            Self::Original(id) => format!("originals/{id}"),
+            Self::Thumbnail(id, size, format) => format!("thumbs/{id}/{size}.{}", format.extension()),
+            Self::Failure(id) => format!("failed/{id}.json"),
+            Self::Owner(id) => format!("owners/{id}.json"),
+            Self::OwnedImage(owner, id) => format!("by-owner/{owner}/{id}"),
+            Self::Tombstone(id) => format!("deleted/{}", tombstone_name(*id)),
+            Self::Timeline(id, side) => format!("timelines/{id}/{side}.json"),
+            Self::Manifest => "thumbq.json".to_owned(),
+        }
+    }
+
     /// The path below the data directory.
     pub fn relative_path(&self) -> PathBuf {
-        match self {
-            Self::Incoming(id) => format!("incoming/{id}.part").into(),
-            Self::Original(id) => format!("originals/{id}").into(),
-            Self::Thumbnail(id, size, format) => format!("thumbs/{id}/{size}.{}", format.extension()).into(),
-            Self::Failure(id) => format!("failed/{id}.json").into(),
-            Self::Owner(id) => format!("owners/{id}.json").into(),
-            Self::OwnedImage(owner, id) => format!("by-owner/{owner}/{id}").into(),
-            Self::Tombstone(id) => format!("deleted/{}", tombstone_name(*id)).into(),
-            Self::Timeline(id, side) => format!("timelines/{id}/{side}.json").into(),
-        }
+        self.name().into()
+    }
+
+    /// Every file a worker may write for an image: its thumbnails in either
+    /// format, its failure record and its timeline.
+    pub fn written_by_worker(id: ImageId) -> impl Iterator<Item = StorageKey> {
+        let thumbnails = ThumbSize::ALL.into_iter().flat_map(move |size| ThumbFormat::ALL.into_iter().map(move |format| Self::Thumbnail(id, size, format)));
+        thumbnails.chain([Self::Failure(id), Self::Timeline(id, "worker")])
     }
 
     /// The `Cache-Control` to serve the file with.
@@ -124,8 +142,42 @@ impl StorageKey {
         match self {
             Self::Thumbnail(..) => "public, max-age=3600",
             Self::Original(_) => "private, no-cache",
-            Self::Incoming(_) | Self::Failure(_) | Self::Owner(_) | Self::OwnedImage(..) | Self::Tombstone(_) | Self::Timeline(..) => "no-store",
+            Self::Incoming(_) | Self::Failure(_) | Self::Owner(_) | Self::OwnedImage(..) | Self::Tombstone(_) | Self::Timeline(..) | Self::Manifest => {
+                "no-store"
+            }
         }
+    }
+}
+
+/// A folder of stored files named by image id, listed whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Every original: every image there is.
+    Originals,
+    /// Every failure record.
+    Failures,
+    /// One owner's list of images.
+    OwnedBy(OwnerId),
+}
+
+impl Listing {
+    /// The folder's name, `/`-terminated, below the data directory or the bucket's prefix.
+    pub fn prefix(&self) -> String {
+        match self {
+            Self::Originals => "originals/".to_owned(),
+            Self::Failures => "failed/".to_owned(),
+            Self::OwnedBy(owner) => format!("by-owner/{owner}/"),
+        }
+    }
+
+    /// The image a file of this folder is about, from its name; `None` for a
+    /// file that is not one of ours (a temporary file, say).
+    pub fn image_of(&self, file_name: &str) -> Option<ImageId> {
+        let id = match self {
+            Self::Failures => file_name.strip_suffix(".json")?,
+            Self::Originals | Self::OwnedBy(_) => file_name,
+        };
+        id.parse().ok()
     }
 }
 

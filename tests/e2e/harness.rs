@@ -37,6 +37,8 @@ pub struct TestApp {
     pub queue: String,
     /// The broker web and worker use; `None` in embedded mode.
     pub amqp_url: Option<String>,
+    /// Where web and worker store, when not in the data directory (an S3 bucket).
+    pub store: thumbq_store::StoreSettings,
     worker: Option<(watch::Sender<bool>, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -54,6 +56,8 @@ pub struct Options {
     pub web: fn(&mut thumbq_web::Settings),
     /// Where the data directory is made; the system's temporary directory when `None`.
     pub data_dir_in: Option<PathBuf>,
+    /// Where web and in-process worker store; the data directory by default.
+    pub store: thumbq_store::StoreSettings,
 }
 
 impl Default for Options {
@@ -66,6 +70,7 @@ impl Default for Options {
             admin_token: None,
             web: |_| {},
             data_dir_in: None,
+            store: thumbq_store::StoreSettings::default(),
         }
     }
 }
@@ -105,7 +110,7 @@ impl TestApp {
         };
         let queue = format!("thumbq.test.{}", uuid::Uuid::now_v7().simple());
         let web_amqp_url = options.web_amqp_url.clone().or_else(|| options.amqp_url.clone());
-        let mut settings = thumbq_web::Settings::for_tests(Deployment::new(data_dir.path(), web_amqp_url, &queue));
+        let mut settings = thumbq_web::Settings::for_tests(Deployment::new(data_dir.path(), web_amqp_url, &queue).with_store(options.store.clone()));
         settings.max_upload_bytes = options.max_upload_bytes;
         settings.admin_token = options.admin_token.clone();
         (options.web)(&mut settings);
@@ -113,7 +118,7 @@ impl TestApp {
         let address = format!("http://{}", web.local_addr());
         tokio::spawn(web.run_until_stopped(std::future::pending()));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
-        let mut app = Self { address, client, data_dir, queue, amqp_url: options.amqp_url, worker: None };
+        let mut app = Self { address, client, data_dir, queue, amqp_url: options.amqp_url, store: options.store, worker: None };
         if options.with_worker {
             app.start_worker().await;
         }
@@ -126,7 +131,8 @@ impl TestApp {
 
     /// Starts the worker with its job context changed by `prepare` (a hook, say).
     pub async fn start_worker_with(&mut self, prepare: impl FnOnce(&mut thumbq_worker::job::JobContext) + Send + 'static) {
-        let settings = thumbq_worker::Settings::for_tests(Deployment::new(self.data_dir.path(), self.amqp_url.clone(), &self.queue));
+        let deployment = Deployment::new(self.data_dir.path(), self.amqp_url.clone(), &self.queue).with_store(self.store.clone());
+        let settings = thumbq_worker::Settings::for_tests(deployment);
         let (stop, shutdown) = watch::channel(false);
         let handle = tokio::spawn(thumbq_worker::run_with(settings, prepare, shutdown));
         self.worker = Some((stop, handle));
@@ -274,7 +280,8 @@ impl TestApp {
 
     /// How many messages wait in `queue`.
     pub async fn queue_depth_of(&self, queue: &str) -> u32 {
-        let connection = thumbq_broker::connect(&amqp_url(), "thumbq-tests").await.expect("the broker");
+        let url = self.amqp_url.clone().unwrap_or_else(amqp_url);
+        let connection = thumbq_broker::connect(&url, "thumbq-tests").await.expect("the broker");
         let channel = connection.create_channel().await.expect("a channel");
         let options = QueueDeclareOptions { passive: true, ..Default::default() };
         let declared = channel.queue_declare(queue.into(), options, FieldTable::default()).await.expect("the queue exists");
@@ -306,10 +313,11 @@ impl Drop for TestApp {
             let _ = stop.send(true);
         }
         let topology = Topology::new(self.queue.clone());
+        let url = self.amqp_url.clone().unwrap_or_else(amqp_url);
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
-                let connection = thumbq_broker::connect(&amqp_url(), "thumbq-tests-cleanup").await.ok()?;
+                let connection = thumbq_broker::connect(&url, "thumbq-tests-cleanup").await.ok()?;
                 let channel = connection.create_channel().await.ok()?;
                 for queue in [topology.resize_queue().to_owned(), topology.dead_letter_queue()] {
                     let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
@@ -339,4 +347,21 @@ where
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));
     }
+}
+
+/// Reads an event stream until it carries `wanted`; returns all it carried.
+/// Fails the test when the stream ends first or `deadline` passes.
+pub async fn read_events_until(mut stream: Response, wanted: &str, deadline: Duration) -> String {
+    tokio::time::timeout(deadline, async {
+        let mut received = String::new();
+        while let Some(chunk) = stream.chunk().await.expect("the stream stays open") {
+            received.push_str(&String::from_utf8_lossy(&chunk));
+            if received.contains(wanted) {
+                return received;
+            }
+        }
+        panic!("the stream ended before it carried {wanted}: {received}")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the stream did not carry {wanted} within {deadline:?}"))
 }

@@ -31,15 +31,27 @@ impl WorkerProcess {
 
     /// Starts a worker with extra environment variables.
     pub fn start_with(app: &TestApp, concurrency: u16, environment: &[(&str, &str)]) -> Self {
+        Self::spawn(app, Command::new(binary("thumbq-worker")), concurrency, environment)
+    }
+
+    /// Starts a worker inside the network namespace `namespace` (a simulated host).
+    pub fn start_in_namespace(app: &TestApp, namespace: &str, concurrency: u16, environment: &[(&str, &str)]) -> Self {
+        let mut command = Command::new("ip");
+        // `ip netns exec` enters the namespace and executes the worker: the pid is the worker's.
+        command.args(["netns", "exec", namespace]).arg(binary("thumbq-worker"));
+        Self::spawn(app, command, concurrency, environment)
+    }
+
+    fn spawn(app: &TestApp, mut command: Command, concurrency: u16, environment: &[(&str, &str)]) -> Self {
         let log = std::fs::File::create(app.data_dir.path().join(format!("worker-{}.log", uuid::Uuid::now_v7().simple()))).expect("a log file");
-        let mut command = Command::new(binary("thumbq-worker"));
         command
             .env_clear()
             .env("THUMBQ_DATA_DIR", app.data_dir.path())
             .env("THUMBQ_QUEUE", &app.queue)
             .env("THUMBQ_CONCURRENCY", concurrency.to_string())
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            // The log lines go to stdout; a panic's message to stderr: both kept.
+            .stdout(log.try_clone().expect("the log file"))
             .stderr(log);
         if let Some(url) = &app.amqp_url {
             command.env("THUMBQ_AMQP_URL", url);
@@ -56,6 +68,11 @@ impl WorkerProcess {
             .find_map(|line| line.strip_prefix("VmHWM:"))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("a VmHWM line")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("the worker's status").is_none()
     }
 
     /// SIGKILL: the process gets no chance to finish or settle anything.
@@ -178,8 +195,13 @@ pub struct BrokerProxy {
 
 impl BrokerProxy {
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// A proxy listening on `ip` (a simulated host's gateway, say) rather than loopback.
+    pub async fn start_on(ip: &str) -> Self {
         let upstream = std::env::var("THUMBQ_TEST_AMQP_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let listener = TcpListener::bind((ip, 0)).await.expect("a free port");
         let url = format!("amqp://guest:guest@{}/%2f", listener.local_addr().expect("an address"));
         let up = Arc::new(AtomicBool::new(true));
         let (cuts, _) = watch::channel(0);

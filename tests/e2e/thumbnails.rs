@@ -188,24 +188,13 @@ async fn a_page_following_an_image_hears_over_sse_each_size_as_it_lands_then_tha
     let mut app = TestApp::spawn_without_worker().await;
     let id = app.upload_one("pushed.jpg", images::jpeg(800, 600)).await;
     let other = app.upload_one("someone-else.jpg", images::jpeg(800, 600)).await;
-    let mut stream = app.get(&format!("/events?ids={id}")).await;
+    let stream = app.get(&format!("/events?ids={id}")).await;
     assert_eq!(stream.status(), StatusCode::OK);
     assert_eq!(stream.headers()[header::CONTENT_TYPE], "text/event-stream");
 
     app.start_worker().await;
     let done = format!(r#"data: {{"id":"{id}","state":"done"}}"#);
-    let events = tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        let mut received = String::new();
-        while let Some(chunk) = stream.chunk().await.expect("the stream stays open") {
-            received.push_str(&String::from_utf8_lossy(&chunk));
-            if received.contains(&done) {
-                return received;
-            }
-        }
-        panic!("the stream ended before the image was done: {received}")
-    })
-    .await
-    .expect("the image done within 30 s");
+    let events = crate::harness::read_events_until(stream, &done, std::time::Duration::from_secs(30)).await;
 
     // Sizes under `event: size`, which pages with an older script ignore; the end under `event: image`.
     let names: Vec<&str> = events.lines().filter(|line| line.starts_with("event: ")).collect();

@@ -121,20 +121,18 @@ pub async fn replay(State(app): State<AppState>, request: Request) -> Result<Res
         .await
         .map_err(|rejection| AppError::BadForm { status: rejection.status(), message: rejection.body_text() })?;
     let wanted = form.reason.filter(|reason| !reason.is_empty());
-    let storage = app.storage.clone();
+    // Read as the dashboard reads them, so that the groups match.
+    let records: std::collections::HashMap<_, _> = failure_records(&app).await?.into_iter().collect();
+    let mut chosen_images = Vec::new();
     let replayed = thumbq_broker::admin::replay(url, &app.settings.topology(), |job| {
-        let record = storage.path(&thumbq_contract::StorageKey::Failure(job.image_id));
-        // Read as progress::failure reads it, so the groups match the dashboard's.
-        let (reason, retryable) = match std::fs::read(&record) {
-            Ok(bytes) => serde_json::from_slice::<thumbq_contract::FailureRecord>(&bytes)
-                .map_or_else(|_| (progress::UNREADABLE_FAILURE.to_owned(), true), |record| (record.reason, record.retryable)),
-            Err(_) => (UNKNOWN_REASON.to_owned(), true),
+        let (reason, retryable) = match records.get(&job.image_id) {
+            Some(record) => (record.reason.clone(), record.retryable),
+            None => (UNKNOWN_REASON.to_owned(), true),
         };
         // A failure of the image itself would only fail again.
         let chosen = retryable && wanted.as_ref().is_none_or(|wanted| *wanted == reason);
         if chosen {
-            // The image is pending again, so its page waits for the new try.
-            let _ = std::fs::remove_file(&record);
+            chosen_images.push(job.image_id);
         }
         chosen
     })
@@ -143,6 +141,14 @@ pub async fn replay(State(app): State<AppState>, request: Request) -> Result<Res
         Ok(replayed) => replayed,
         Err(error) => return Ok(broker_unavailable(&error)),
     };
+    // The images are pending again, so that their pages wait for the new try.
+    // A record the new try already replaced (another failure, newer) stays.
+    for id in chosen_images {
+        let seen = records.get(&id).map(|record| record.failed_at_ms);
+        if progress::failure(&app.store, id).await?.map(|record| record.failed_at_ms) == seen {
+            app.store.remove(thumbq_contract::StorageKey::Failure(id)).await?;
+        }
+    }
     tracing::info!(jobs = replayed.len(), "Replayed dead-lettered jobs.");
     Ok(Redirect::to(&format!("/admin?replayed={}", replayed.len())).into_response())
 }
@@ -168,10 +174,9 @@ pub async fn takedown(State(app): State<AppState>, request: Request) -> Result<R
     let Some(id) = image_id_in(&form.image) else {
         return Ok(Redirect::to("/admin?takedown=unknown").into_response());
     };
-    let known = progress::is_file(&app.storage.path(&thumbq_contract::StorageKey::Original(id))).await?
-        || progress::is_file(&app.storage.path(&thumbq_contract::StorageKey::Owner(id))).await?;
+    let known = app.store.exists(thumbq_contract::StorageKey::Original(id)).await? || app.store.exists(thumbq_contract::StorageKey::Owner(id)).await?;
     if !known {
-        let outcome = if progress::is_deleted(&app.storage, id).await? { "already" } else { "unknown" };
+        let outcome = if progress::is_deleted(&app.store, id).await? { "already" } else { "unknown" };
         return Ok(Redirect::to(&format!("/admin?takedown={outcome}&image={id}")).into_response());
     }
     delete::erase(&app, id, Reason::Takedown).await?;
@@ -206,17 +211,11 @@ const MAX_FAILURES_SHOWN: usize = 10_000;
 
 /// The images whose job failed for good, with their records, newest first.
 async fn failure_records(app: &AppState) -> Result<Vec<(thumbq_contract::ImageId, thumbq_contract::FailureRecord)>, AppError> {
-    let mut ids: Vec<thumbq_contract::ImageId> = Vec::new();
-    let mut entries = tokio::fs::read_dir(app.storage.root().join("failed")).await?;
-    while let Some(entry) = entries.next_entry().await? {
-        if let Some(id) = entry.file_name().to_str().and_then(|name| name.strip_suffix(".json")).and_then(|id| id.parse().ok()) {
-            ids.push(id);
-        }
-    }
+    let mut ids = app.store.list(thumbq_contract::Listing::Failures).await?;
     ids.sort_unstable_by(|a, b| b.cmp(a));
     let mut records = Vec::new();
     for id in ids.into_iter().take(MAX_FAILURES_SHOWN) {
-        if let Some(record) = progress::failure(&app.storage, id).await? {
+        if let Some(record) = progress::failure(&app.store, id).await? {
             records.push((id, record));
         }
     }

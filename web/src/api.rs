@@ -26,11 +26,11 @@ pub struct ImageStatus {
 
 pub async fn image_status(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<ImageStatus>, JsonError> {
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
-    let Some(progress) = progress::progress(&app.storage, id).await? else {
+    let Some(progress) = progress::progress(&app.store, id).await? else {
         return Err(crate::delete::absent(&app, id).await?.into());
     };
-    let name = crate::owner::record_of(&app.storage, id).await?.and_then(|record| record.name);
-    let timeline = progress::timeline(&app.storage, id).await;
+    let name = crate::owner::record_of(&app.store, id).await?.and_then(|record| record.name);
+    let timeline = progress::timeline(&app.store, id).await;
     Ok(Json(ImageStatus {
         id: id.to_string(),
         name,

@@ -11,7 +11,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use thumbq_broker::durable::{remove_if_present, sync_dir, write_atomically};
+use thumbq_store::Durability;
 use thumbq_contract::{EventState, ImageEvent, ImageId, StorageKey};
 
 use crate::error::{AppError, JsonError};
@@ -43,69 +43,39 @@ async fn delete_as_owner(app: &AppState, id: &str, headers: &HeaderMap) -> Resul
     same_origin::check(headers)?;
     let (key, _) = presented_key(headers)?.ok_or(AppError::NoKey)?;
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
-    match owner::owner_of(&app.storage, id).await? {
+    match owner::owner_of(&app.store, id).await? {
         Some(owner) if owner.same_as(&key.owner()) => erase(app, id, Reason::Owner).await.map_err(AppError::from),
         Some(_) => Err(AppError::NotYours),
         // Uploaded before owners were recorded: only an operator can take it down.
-        None if progress::is_file(&app.storage.path(&StorageKey::Original(id))).await? => Err(AppError::NotYours),
+        None if app.store.exists(StorageKey::Original(id)).await? => Err(AppError::NotYours),
         None => Err(absent(app, id).await?),
     }
 }
 
 /// What to answer about an image that is not there: 410 once deleted, 404 otherwise.
 pub async fn absent(app: &AppState, id: ImageId) -> std::io::Result<AppError> {
-    Ok(if progress::is_deleted(&app.storage, id).await? { AppError::Deleted } else { AppError::UnknownImage })
+    Ok(if progress::is_deleted(&app.store, id).await? { AppError::Deleted } else { AppError::UnknownImage })
 }
 
 /// Removes every trace of `id`: the tombstone first, then waiting jobs, the
 /// original, thumbnails, failure record, and last the owner's entries (so that
 /// a delete cut short can be asked again). Pages following the image hear it.
 pub async fn erase(app: &AppState, id: ImageId, reason: Reason) -> std::io::Result<()> {
-    let storage = app.storage.clone();
+    let store = &app.store;
     // An unreadable owner record stops the erase, to be asked again: going on
     // would leave the owner's list naming the image.
-    let owner = owner::owner_of(&storage, id).await?;
-    tokio::task::spawn_blocking({
-        let storage = storage.clone();
-        move || write_atomically(&storage.path(&StorageKey::Tombstone(id)), &progress::now_ms().to_string().into_bytes())
-    })
-    .await
-    .map_err(std::io::Error::other)??;
+    let owner = owner::owner_of(store, id).await?;
+    store.put(StorageKey::Tombstone(id), progress::now_ms().to_string().into_bytes(), Durability::Now).await?;
     let discarded = app.dispatcher.discard(id).await?;
-    tokio::task::spawn_blocking(move || {
-        remove_if_present(&storage.path(&StorageKey::Original(id)))?;
-        sync_dir(&storage.root().join("originals"))?;
-        remove_dir_retrying(&storage.thumbnail_dir(id))?;
-        remove_dir_retrying(&storage.timeline_dir(id))?;
-        remove_if_present(&storage.path(&StorageKey::Failure(id)))?;
-        match owner {
-            Some(owner) => owner::forget_owner(&storage, owner, id),
-            None => remove_if_present(&storage.path(&StorageKey::Owner(id))),
-        }
-    })
-    .await
-    .map_err(std::io::Error::other)??;
+    store.remove(StorageKey::Original(id)).await?;
+    store.remove_thumbnails_and_timelines(id).await?;
+    store.remove(StorageKey::Failure(id)).await?;
+    match owner {
+        Some(owner) => owner::forget_owner(store, owner, id).await?,
+        None => store.remove(StorageKey::Owner(id)).await?,
+    }
     tracing::info!(image.id = %id, ?reason, discarded_jobs = discarded, "Deleted an image.");
     app.metrics.deleted(reason);
     app.announce(ImageEvent::new(id, EventState::Deleted)).await;
     Ok(())
-}
-
-/// Removes an image's directory (thumbnails, timelines). A worker may be
-/// writing into it right now; what it adds after this is its own to remove
-/// (it sees the tombstone).
-fn remove_dir_retrying(directory: &std::path::Path) -> std::io::Result<()> {
-    let mut tries = 0;
-    loop {
-        match std::fs::remove_dir_all(directory) {
-            Ok(()) => return Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            // A file appeared while the directory was being emptied.
-            Err(_) if tries < 3 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(error) => return Err(error),
-        }
-    }
 }

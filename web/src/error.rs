@@ -71,6 +71,9 @@ pub enum AppError {
     /// 507: the disk is (nearly) full; nothing was kept.
     #[error("The server has no room for uploads right now. Nothing was uploaded; please try again later.")]
     DiskFull,
+    /// 503 with `Retry-After`: the object store does not answer; nothing was kept (or changed).
+    #[error("Storage is unavailable for a moment. Nothing was changed; please try again shortly.")]
+    StoreUnavailable,
     /// 400 or 413: the request is not a readable multipart form (the message says why).
     #[error("The upload could not be read: {message}")]
     BadForm { status: StatusCode, message: String },
@@ -95,6 +98,7 @@ impl AppError {
             Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyUploads { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +129,7 @@ impl AppError {
             Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => "stalled",
             Self::TooManyUploads { .. } => "rate_limited",
             Self::DiskFull => "disk_full",
+            Self::StoreUnavailable => "store_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -148,6 +153,9 @@ impl AppError {
             Self::DiskFull => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
             }
+            Self::StoreUnavailable => {
+                headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+            }
             // The rest of the body is not read: the connection cannot be reused.
             Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => {
                 headers.insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
@@ -158,12 +166,17 @@ impl AppError {
     }
 }
 
-/// A full disk is the user's 507, not a bug of ours; any other I/O error is.
+/// A full disk is the user's 507 and an object store away a 503, not bugs
+/// of ours; any other I/O error is.
 impl From<std::io::Error> for AppError {
     fn from(error: std::io::Error) -> Self {
         if thumbq_broker::durable::is_disk_full(&error) {
             tracing::warn!(%error, "The disk is full: refusing the upload.");
             return Self::DiskFull;
+        }
+        if thumbq_store::is_unavailable(&error) {
+            tracing::warn!(%error, "The object store is unavailable: answering 503.");
+            return Self::StoreUnavailable;
         }
         Self::Internal(error.into())
     }

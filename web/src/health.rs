@@ -28,6 +28,16 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
             let _ = writeln!(report, "data directory: not writable: {error}");
         }
     }
+    if app.settings.deployment.store.store.is_some() {
+        match app.store.check().await {
+            Ok(()) => { let _ = writeln!(report, "store: {} reachable", app.store.describe()); }
+            Err(error) => {
+                // Uploads would be refused with 503: send them elsewhere.
+                ready = false;
+                let _ = writeln!(report, "store: {} unreachable: {error}", app.store.describe());
+            }
+        }
+    }
     match free_bytes(&app).await {
         Ok(free) if free < app.settings.min_free_bytes => {
             ready = false;

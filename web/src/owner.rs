@@ -8,8 +8,8 @@
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use thumbq_broker::durable::{remove_if_present, sync_dir, write_atomically};
-use thumbq_contract::{ImageId, OwnerId, OwnerRecord, Storage, StorageKey};
+use thumbq_store::{Durability, Store};
+use thumbq_contract::{ImageId, Listing, OwnerId, OwnerRecord, SourceFormat, StorageKey};
 
 use crate::error::AppError;
 
@@ -105,63 +105,43 @@ pub fn caller(headers: &HeaderMap) -> Option<OwnerId> {
 }
 
 /// The owner record of `id`; `None` when there is none.
-pub async fn record_of(storage: &Storage, id: ImageId) -> std::io::Result<Option<OwnerRecord>> {
-    match tokio::fs::read(storage.path(&StorageKey::Owner(id))).await {
-        Ok(bytes) => serde_json::from_slice::<OwnerRecord>(&bytes).map(Some).map_err(std::io::Error::other),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error),
+pub async fn record_of(store: &Store, id: ImageId) -> std::io::Result<Option<OwnerRecord>> {
+    match store.get(StorageKey::Owner(id)).await? {
+        Some(bytes) => serde_json::from_slice::<OwnerRecord>(&bytes).map(Some).map_err(std::io::Error::other),
+        None => Ok(None),
     }
 }
 
 /// Who owns `id`, from its owner record; `None` when there is none.
-pub async fn owner_of(storage: &Storage, id: ImageId) -> std::io::Result<Option<OwnerId>> {
-    Ok(record_of(storage, id).await?.map(|record| record.owner))
+pub async fn owner_of(store: &Store, id: ImageId) -> std::io::Result<Option<OwnerId>> {
+    Ok(record_of(store, id).await?.map(|record| record.owner))
 }
 
 /// Whether `caller` owns `id`.
-pub async fn owns(storage: &Storage, caller: Option<&OwnerId>, id: ImageId) -> std::io::Result<bool> {
+pub async fn owns(store: &Store, caller: Option<&OwnerId>, id: ImageId) -> std::io::Result<bool> {
     let Some(caller) = caller else { return Ok(false) };
-    Ok(owner_of(storage, id).await?.is_some_and(|owner| owner.same_as(caller)))
+    Ok(owner_of(store, id).await?.is_some_and(|owner| owner.same_as(caller)))
 }
 
-/// Writes the owner record of `id` (its owner and the name it was sent
-/// under) and adds it to its owner's list, durably.
-/// Blocking: call it off the async runtime.
-pub fn record_owner(storage: &Storage, owner: OwnerId, id: ImageId, name: &str) -> std::io::Result<()> {
-    let record = serde_json::to_vec(&OwnerRecord { owner, name: Some(name.to_owned()) }).map_err(std::io::Error::other)?;
-    write_atomically(&storage.path(&StorageKey::Owner(id)), &record)?;
-    let index = storage.owner_index(&owner);
-    let new_owner = !index.is_dir();
-    std::fs::create_dir_all(&index)?;
-    std::fs::File::create(storage.path(&StorageKey::OwnedImage(owner, id)))?;
-    sync_dir(&index)?;
-    // The list's own directory entry needs making durable only once, when it is new.
-    if new_owner {
-        sync_dir(&storage.root().join("by-owner"))?;
-    }
-    Ok(())
+/// Writes the owner record of `id` (its owner, the name it was sent under
+/// and its format) and adds it to its owner's list, durably.
+pub async fn record_owner(store: &Store, owner: OwnerId, id: ImageId, name: &str, format: SourceFormat) -> std::io::Result<()> {
+    let record = OwnerRecord { owner, name: Some(name.to_owned()), format: Some(format) };
+    let record = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+    store.put(StorageKey::Owner(id), record, Durability::Now).await?;
+    store.put(StorageKey::OwnedImage(owner, id), Vec::new(), Durability::Now).await
 }
 
-/// Removes what [`record_owner`] wrote. Blocking. The owner's (empty) list
-/// stays: removing it could race an upload adding to it.
-pub fn forget_owner(storage: &Storage, owner: OwnerId, id: ImageId) -> std::io::Result<()> {
-    remove_if_present(&storage.path(&StorageKey::OwnedImage(owner, id)))?;
-    remove_if_present(&storage.path(&StorageKey::Owner(id)))
+/// Removes what [`record_owner`] wrote. The owner's (empty) list stays:
+/// removing it could race an upload adding to it.
+pub async fn forget_owner(store: &Store, owner: OwnerId, id: ImageId) -> std::io::Result<()> {
+    store.remove(StorageKey::OwnedImage(owner, id)).await?;
+    store.remove(StorageKey::Owner(id)).await
 }
 
 /// The images of `owner`, newest first.
-pub async fn images_of(storage: &Storage, owner: &OwnerId) -> std::io::Result<Vec<ImageId>> {
-    let mut ids = Vec::new();
-    let mut entries = match tokio::fs::read_dir(storage.owner_index(owner)).await {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
-        Err(error) => return Err(error),
-    };
-    while let Some(entry) = entries.next_entry().await? {
-        if let Some(id) = entry.file_name().to_str().and_then(|name| name.parse::<ImageId>().ok()) {
-            ids.push(id);
-        }
-    }
+pub async fn images_of(store: &Store, owner: &OwnerId) -> std::io::Result<Vec<ImageId>> {
+    let mut ids = store.list(Listing::OwnedBy(*owner)).await?;
     ids.sort_unstable_by(|a, b| b.cmp(a));
     Ok(ids)
 }

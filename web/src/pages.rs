@@ -51,7 +51,7 @@ pub async fn index(State(app): State<AppState>, headers: HeaderMap, Query(query)
     let caller = owner::caller(&headers);
     let page_number = query.page.unwrap_or(1).max(1);
     let ids = match &caller {
-        Some(owner) => owner::images_of(&app.storage, owner).await?,
+        Some(owner) => owner::images_of(&app.store, owner).await?,
         None => Vec::new(),
     };
     let mut yours = Vec::with_capacity(UPLOADS_PER_PAGE);
@@ -100,7 +100,7 @@ pub struct ThumbnailView {
 
 impl ImageView {
     async fn load(app: &AppState, id: ImageId, caller: Option<&OwnerId>) -> Result<Self, AppError> {
-        let Some(progress) = progress::progress(&app.storage, id).await? else {
+        let Some(progress) = progress::progress(&app.store, id).await? else {
             return Err(crate::delete::absent(app, id).await?);
         };
         let mut thumbnails = Vec::with_capacity(ThumbSize::ALL.len());
@@ -109,10 +109,10 @@ impl ImageView {
                 size: size.name(),
                 url: format!("/thumbs/{id}/{size}"),
                 box_px: app.settings.sizes.max_side(size),
-                ready: progress::thumbnail(&app.storage, id, size).await?.is_some(),
+                ready: progress::thumbnail(&app.store, id, size).await?.is_some(),
             });
         }
-        let record = owner::record_of(&app.storage, id).await?;
+        let record = owner::record_of(&app.store, id).await?;
         let owned = caller.is_some_and(|caller| record.as_ref().is_some_and(|record| record.owner.same_as(caller)));
         let name = record.and_then(|record| record.name).unwrap_or_else(|| format!("Image {}", &id.to_string()[..8]));
         Ok(Self { id: id.to_string(), name, state: progress.name(), failure: progress.failure_reason().map(str::to_owned), thumbnails, owned })
@@ -146,7 +146,7 @@ struct StepView {
 pub async fn image(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
     let image = ImageView::load(&app, id, owner::caller(&headers).as_ref()).await?;
-    let timeline = progress::timeline(&app.storage, id).await;
+    let timeline = progress::timeline(&app.store, id).await;
     let total_ms = match (timeline.first(), timeline.last()) {
         (Some(first), Some(last)) => last.at.saturating_sub(first.at),
         _ => 0,

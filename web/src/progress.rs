@@ -1,12 +1,11 @@
-//! What is known of an image, read from the data directory.
+//! What is known of an image, read from the store.
 //!
 //! The files are the truth: an original means the image exists, a thumbnail
 //! file means that size is ready, a failure record means the job gave up.
 //! Nothing else needs to be kept in step with them.
 
-use std::path::PathBuf;
-
-use thumbq_contract::{FailureRecord, ImageId, Storage, StorageKey, ThumbFormat, ThumbSize};
+use thumbq_contract::{FailureRecord, ImageId, StorageKey, ThumbFormat, ThumbSize};
+use thumbq_store::Store;
 
 /// Where an image's job stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,61 +36,46 @@ impl Progress {
 }
 
 /// Where `id` stands, or `None` when there is no such image.
-pub async fn progress(storage: &Storage, id: ImageId) -> std::io::Result<Option<Progress>> {
-    if let Some(record) = failure(storage, id).await? {
+pub async fn progress(store: &Store, id: ImageId) -> std::io::Result<Option<Progress>> {
+    if let Some(record) = failure(store, id).await? {
         return Ok(Some(Progress::Failed(record)));
     }
-    if !is_file(&storage.path(&StorageKey::Original(id))).await? {
+    if !store.exists(StorageKey::Original(id)).await? {
         return Ok(None);
     }
     for size in ThumbSize::ALL {
-        if thumbnail(storage, id, size).await?.is_none() {
+        if thumbnail(store, id, size).await?.is_none() {
             return Ok(Some(Progress::Pending));
         }
     }
     Ok(Some(Progress::Done))
 }
 
-/// The thumbnail file of `size`, with its format, if a worker has written it.
-pub async fn thumbnail(storage: &Storage, id: ImageId, size: ThumbSize) -> std::io::Result<Option<(PathBuf, ThumbFormat)>> {
+/// The format of the thumbnail of `size`, if a worker has written it.
+pub async fn thumbnail(store: &Store, id: ImageId, size: ThumbSize) -> std::io::Result<Option<ThumbFormat>> {
     for format in ThumbFormat::ALL {
-        let path = storage.path(&StorageKey::Thumbnail(id, size, format));
-        if is_file(&path).await? {
-            return Ok(Some((path, format)));
+        if store.exists(StorageKey::Thumbnail(id, size, format)).await? {
+            return Ok(Some(format));
         }
     }
     Ok(None)
 }
 
 /// Whether `id` was deleted: its tombstone is there.
-pub async fn is_deleted(storage: &Storage, id: ImageId) -> std::io::Result<bool> {
-    is_file(&storage.path(&StorageKey::Tombstone(id))).await
+pub async fn is_deleted(store: &Store, id: ImageId) -> std::io::Result<bool> {
+    store.exists(StorageKey::Tombstone(id)).await
 }
 
 pub use thumbq_contract::timeline::now_ms;
-
-/// Whether `path` is a file; a missing one, or one below something that is
-/// not a directory, is simply not there.
-pub async fn is_file(path: &std::path::Path) -> std::io::Result<bool> {
-    match tokio::fs::metadata(path).await {
-        Ok(metadata) => Ok(metadata.is_file()),
-        Err(error) if matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => Ok(false),
-        Err(error) => Err(error),
-    }
-}
 
 /// The reason shown for a failure record that cannot be read.
 pub const UNREADABLE_FAILURE: &str = "The image could not be processed.";
 
 /// The failure record of `id`, if its job failed for good.
-pub async fn failure(storage: &Storage, id: ImageId) -> std::io::Result<Option<FailureRecord>> {
-    match tokio::fs::read(storage.path(&StorageKey::Failure(id))).await {
-        Ok(bytes) => {
-            Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| FailureRecord { reason: UNREADABLE_FAILURE.into(), failed_at_ms: 0, retryable: true })))
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error),
-    }
+pub async fn failure(store: &Store, id: ImageId) -> std::io::Result<Option<FailureRecord>> {
+    Ok(store.get(StorageKey::Failure(id)).await?.map(|bytes| {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| FailureRecord { reason: UNREADABLE_FAILURE.into(), failed_at_ms: 0, retryable: true })
+    }))
 }
 
 /// The steps of `id`'s way, both sides', oldest first; empty when none were kept.
@@ -99,10 +83,10 @@ pub async fn failure(storage: &Storage, id: ImageId) -> std::io::Result<Option<F
 /// Anyone with the image's link sees them, so a process is named by its role
 /// and a short digest of `role@host:pid`: enough to tell two workers apart,
 /// and no host name or process id for a stranger (the files and logs keep them).
-pub async fn timeline(storage: &Storage, id: ImageId) -> Vec<thumbq_contract::Step> {
+pub async fn timeline(store: &Store, id: ImageId) -> Vec<thumbq_contract::Step> {
     let mut sides = Vec::new();
-    for side in ["web", "worker"] {
-        if let Ok(bytes) = tokio::fs::read(storage.path(&StorageKey::Timeline(id, side))).await
+    for side in thumbq_contract::TIMELINE_SIDES {
+        if let Ok(Some(bytes)) = store.get(StorageKey::Timeline(id, side)).await
             && let Ok(timeline) = serde_json::from_slice::<thumbq_contract::Timeline>(&bytes)
         {
             sides.push(timeline);

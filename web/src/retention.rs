@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use thumbq_contract::ImageId;
 use tokio::sync::watch;
 
 use crate::AppState;
@@ -34,15 +33,8 @@ pub async fn sweep_until_stopped(app: AppState, days: u32, mut stopping: watch::
 /// Deletes every upload more than `days` old at `now_ms`; returns how many were deleted.
 pub async fn sweep(app: &AppState, days: u32, now_ms: u64) -> std::io::Result<usize> {
     let cutoff_ms = now_ms.saturating_sub(u64::from(days) * 24 * 3600 * 1000);
-    let mut expired = Vec::new();
-    let mut entries = tokio::fs::read_dir(app.storage.root().join("originals")).await?;
-    while let Some(entry) = entries.next_entry().await? {
-        if let Some(id) = entry.file_name().to_str().and_then(|name| name.parse::<ImageId>().ok())
-            && id.uploaded_at_ms() < cutoff_ms
-        {
-            expired.push(id);
-        }
-    }
+    let mut expired = app.store.list(thumbq_contract::Listing::Originals).await?;
+    expired.retain(|id| id.uploaded_at_ms() < cutoff_ms);
     let mut deleted = 0;
     for id in &expired {
         // One image that cannot be deleted now must not keep the others.

@@ -21,7 +21,10 @@ use crate::{Settings, admin, api, assets, delete, events, health, pages, thumbs,
 /// What every handler may use.
 #[derive(Clone)]
 pub struct AppState {
+    /// The local data directory: uploads being received, the spools, the disk's free space.
     pub storage: Storage,
+    /// Where originals, thumbnails and records are kept: the data directory or a bucket.
+    pub store: thumbq_store::Store,
     pub dispatcher: Arc<Dispatcher>,
     /// Finished-image events from the workers; `None` without RabbitMQ.
     pub events: Option<tokio::sync::broadcast::Sender<thumbq_contract::ImageEvent>>,
@@ -45,14 +48,14 @@ impl AppState {
 
         let storage = settings.deployment.storage();
         storage.create_dirs().with_context(|| format!("cannot create the data directory {}", settings.deployment.data_dir.display()))?;
+        let store = settings.deployment.store().map_err(anyhow::Error::msg)?;
         let ours = thumbq_contract::Manifest::new(&settings.sizes, &settings.limits());
-        let manifest = storage.init_manifest(&ours).with_context(|| format!("cannot read or write {}", storage.manifest_path().display()))?;
+        let manifest = store.init_manifest(&ours).await.with_context(|| format!("cannot read or write thumbq.json in {}", store.describe()))?;
         if manifest != ours {
             anyhow::bail!(
-                "the data directory {} was set up with {manifest}, and this server has {ours}: start every process with the same settings, \
-                 or remove {} to set it up with these",
-                settings.deployment.data_dir.display(),
-                storage.manifest_path().display()
+                "the store {} was set up with {manifest}, and this server has {ours}: start every process with the same settings, \
+                 or remove its thumbq.json to set it up with these",
+                store.describe(),
             );
         }
         let metrics = crate::metrics::WebMetrics::default();
@@ -77,6 +80,7 @@ impl AppState {
         let upload_limiter = Arc::new(crate::rate_limit::UploadLimiter::new(settings.uploads_per_minute, settings.upload_burst));
         let state = Self {
             storage,
+            store,
             dispatcher: Arc::new(dispatcher),
             events,
             stopping,

@@ -19,6 +19,8 @@ use thumbq_contract::{ImageId, StorageKey, ThumbSize};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
+use thumbq_store::Opened;
+
 use crate::AppState;
 use crate::error::AppError;
 use crate::{owner, progress};
@@ -30,24 +32,25 @@ pub async fn thumbnail(State(app): State<AppState>, Path((id, size)): Path<(Stri
     let id: ImageId = id.parse().map_err(|_| AppError::NotFound)?;
     let size = ThumbSize::from_name(&size).ok_or(AppError::NotFound)?;
 
-    if let Some((path, format)) = progress::thumbnail(&app.storage, id, size).await? {
-        // ServeFile answers HEAD, ranges and If-Modified-Since for us.
-        let mut response = ServeFile::new(path).oneshot(request).await.map_err(|error| anyhow::anyhow!(error))?;
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-        let cache = StorageKey::Thumbnail(id, size, format).cache_control();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-        return Ok(response.map(Body::new));
+    if let Some(format) = progress::thumbnail(&app.store, id, size).await? {
+        let key = StorageKey::Thumbnail(id, size, format);
+        // Deleted between the look and the read: answered below.
+        if let Some(mut response) = serve(&app, key, request).await? {
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(key.cache_control()));
+            return Ok(response);
+        }
     }
-    if let Some(failure) = progress::failure(&app.storage, id).await? {
+    if let Some(failure) = progress::failure(&app.store, id).await? {
         let body = format!("No thumbnail will be made: {}\n", failure.reason);
         return Ok((StatusCode::GONE, [(header::CACHE_CONTROL, "no-store"), (IMAGE_STATE, "failed")], body).into_response());
     }
-    if progress::is_file(&app.storage.path(&StorageKey::Original(id))).await? {
+    if app.store.exists(StorageKey::Original(id)).await? {
         let headers = [(header::RETRY_AFTER, RETRY_AFTER_SECONDS), (header::CACHE_CONTROL, "no-store")];
         return Ok((StatusCode::NOT_FOUND, headers, "The thumbnail is being made.\n").into_response());
     }
-    if progress::is_deleted(&app.storage, id).await? {
+    if progress::is_deleted(&app.store, id).await? {
         return Ok((StatusCode::GONE, [(header::CACHE_CONTROL, "no-store"), (IMAGE_STATE, "deleted")], "This image was deleted.\n").into_response());
     }
     Err(AppError::NotFound)
@@ -63,25 +66,59 @@ const IMAGE_STATE: header::HeaderName = header::HeaderName::from_static("x-image
 /// a page or script: `nosniff` (on every answer) and a sandboxing CSP.
 pub async fn original(State(app): State<AppState>, Path(id): Path<String>, request: Request) -> Result<Response, AppError> {
     let id: ImageId = id.parse().map_err(|_| AppError::NotFound)?;
-    if !owner::owns(&app.storage, owner::caller(request.headers()).as_ref(), id).await? {
+    if !owner::owns(&app.store, owner::caller(request.headers()).as_ref(), id).await? {
         return Err(AppError::NotFound);
     }
-    let path = app.storage.path(&StorageKey::Original(id));
-    if !progress::is_file(&path).await? {
-        return Err(AppError::NotFound);
-    }
-    let mut head = [0u8; thumbq_contract::SourceFormat::SNIFF_LEN];
-    let read = {
-        use tokio::io::AsyncReadExt;
-        let mut file = tokio::fs::File::open(&path).await?;
-        file.read(&mut head).await?
+    let Some(record) = owner::record_of(&app.store, id).await? else { return Err(AppError::NotFound) };
+    // Recognised at upload, from the same bytes; an older record without it is read again.
+    let format = match record.format {
+        Some(format) => format,
+        None => sniff_original(&app, id).await?.ok_or(AppError::NotFound)?,
     };
-    let format = thumbq_contract::SourceFormat::sniff(&head[..read]).ok_or(AppError::NotFound)?;
-    let mut response = ServeFile::new(path).oneshot(request).await.map_err(|error| anyhow::anyhow!(error))?;
+    let Some(mut response) = serve(&app, StorageKey::Original(id), request).await? else { return Err(AppError::NotFound) };
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(StorageKey::Original(id).cache_control()));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
     headers.insert(header::VARY, HeaderValue::from_static("Cookie, Authorization"));
-    Ok(response.map(Body::new))
+    Ok(response)
+}
+
+/// The format of an original, from its first bytes.
+async fn sniff_original(app: &AppState, id: ImageId) -> Result<Option<thumbq_contract::SourceFormat>, AppError> {
+    let Some(bytes) = app.store.get(StorageKey::Original(id)).await? else { return Ok(None) };
+    Ok(thumbq_contract::SourceFormat::sniff(&bytes[..bytes.len().min(thumbq_contract::SourceFormat::SNIFF_LEN)]))
+}
+
+/// `key` as an answer to `request` (GET or HEAD, conditional or not); `None` when it is not there.
+///
+/// A local file is served by `ServeFile` (HEAD, ranges, If-Modified-Since); an
+/// object in a bucket is streamed through, with its length and date, and a 304
+/// when the client's copy is as new.
+async fn serve(app: &AppState, key: StorageKey, request: Request) -> Result<Option<Response>, AppError> {
+    let head_only = request.method() == axum::http::Method::HEAD;
+    let if_modified_since = request
+        .headers()
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| httpdate::parse_http_date(value).ok());
+    match app.store.serve(key, if_modified_since, head_only).await? {
+        None => Ok(None),
+        Some(Opened::File(path)) => {
+            let response = ServeFile::new(path).oneshot(request).await.map_err(|error| anyhow::anyhow!(error))?;
+            Ok(Some(response.map(Body::new)))
+        }
+        Some(Opened::Object(object)) => {
+            let status = if object.modified { StatusCode::OK } else { StatusCode::NOT_MODIFIED };
+            let mut response = Response::builder()
+                .status(status)
+                .header(header::LAST_MODIFIED, httpdate::fmt_http_date(object.last_modified))
+                .header(header::ACCEPT_RANGES, "none");
+            if object.modified {
+                response = response.header(header::CONTENT_LENGTH, object.size);
+            }
+            let body = object.body.map_or_else(Body::empty, Body::from_stream);
+            Ok(Some(response.body(body).map_err(anyhow::Error::from)?))
+        }
+    }
 }

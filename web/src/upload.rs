@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
 use thumbq_contract::{ImageId, MediaLimits, OwnerId, ResizeJob, SourceFormat, Storage, StorageKey, ThumbSize};
+use thumbq_store::{Durability, Store};
 use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
@@ -192,22 +193,39 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
     let bytes = received.iter().map(|file| file.size).sum();
     let mut originals = Vec::with_capacity(received.len());
     for file in received {
-        originals.push(file.store(&app.storage, owner).await?);
+        match file.store(&app.store, owner).await {
+            Ok(original) => originals.push(original),
+            Err(error) => {
+                for original in originals {
+                    original.discard().await;
+                }
+                return Err(error.into());
+            }
+        }
     }
     // Queued in a task of its own: a client hanging up now must not cancel
     // it halfway, leaving a queued job whose original the guards delete.
     let dispatcher = Arc::clone(&app.dispatcher);
-    let (storage, metrics) = (app.storage.clone(), app.metrics.clone());
+    let (store, metrics) = (app.store.clone(), app.metrics.clone());
     let images = tokio::spawn(async move {
         let mut images = Vec::with_capacity(originals.len());
-        for original in originals {
-            let route = dispatcher.dispatch(&original.job).await?;
+        let mut originals = originals.into_iter();
+        while let Some(original) = originals.next() {
+            let route = match dispatcher.dispatch(&original.job).await {
+                Ok(route) => route,
+                Err(error) => {
+                    for original in std::iter::once(original).chain(originals) {
+                        original.discard().await;
+                    }
+                    return Err(error);
+                }
+            };
             let trace_id = original.job.traceparent.map(|trace| trace.trace_id()).unwrap_or_default();
             tracing::info!(image.id = %original.job.image_id, trace_id, ?route, "Accepted an upload and queued its resize job.");
             let queued_ms = now_ms();
             metrics.upload_step("stored", original.stored_ms.saturating_sub(received_ms) as f64 / 1000.0);
             metrics.upload_step("queued", queued_ms.saturating_sub(original.stored_ms) as f64 / 1000.0);
-            record_steps(&storage, &original, received_ms, queued_ms, route).await;
+            record_steps(&store, &original, received_ms, queued_ms, route).await;
             images.push(original.keep());
         }
         Ok::<_, std::io::Error>(images)
@@ -306,7 +324,7 @@ static PROCESS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| thumbq
 
 /// Keeps the web server's steps of an image beside it, for its timeline.
 /// Best effort: a timeline that cannot be written costs the picture, not the upload.
-async fn record_steps(storage: &Storage, original: &StoredOriginal, received_ms: u64, queued_ms: u64, route: crate::dispatch::Route) {
+async fn record_steps(store: &Store, original: &StoredOriginal, received_ms: u64, queued_ms: u64, route: crate::dispatch::Route) {
     let mut timeline = thumbq_contract::Timeline::default();
     timeline.push("received", received_ms, &PROCESS);
     timeline.push("stored", original.stored_ms, &PROCESS);
@@ -316,18 +334,18 @@ async fn record_steps(storage: &Storage, original: &StoredOriginal, received_ms:
         crate::dispatch::Route::Embedded => "queued on disk",
     };
     timeline.push(queued, queued_ms, &PROCESS);
-    let (id, storage) = (original.job.image_id, storage.clone());
-    let written = tokio::task::spawn_blocking(move || {
+    let id = original.job.image_id;
+    let written = async {
         let bytes = serde_json::to_vec(&timeline).map_err(std::io::Error::other)?;
-        thumbq_broker::durable::write_whole(&storage.path(&StorageKey::Timeline(id, "web")), &bytes)?;
+        store.put(StorageKey::Timeline(id, "web"), bytes, Durability::BestEffort).await?;
         // Deleted meanwhile (the owner saw it listed before this): what was just written goes too.
-        if storage.path(&StorageKey::Tombstone(id)).exists() {
-            thumbq_broker::durable::remove_dir_if_present(&storage.timeline_dir(id))?;
+        if store.exists(StorageKey::Tombstone(id)).await? {
+            store.remove(StorageKey::Timeline(id, "web")).await?;
         }
         Ok::<_, std::io::Error>(())
-    })
+    }
     .await;
-    if !matches!(written, Ok(Ok(()))) {
+    if written.is_err() {
         tracing::debug!(image.id = %original.job.image_id, "Could not keep the upload's timeline.");
     }
 }
@@ -366,34 +384,36 @@ struct ReceivedFile {
 }
 
 impl ReceivedFile {
-    /// Records its owner, then moves the file to `originals/`, where workers can find it.
+    /// Records its owner, then stores the file as the original, where workers can find it.
     ///
-    /// All in one blocking task: if the client hangs up meanwhile, the task
-    /// still runs to its end, and the guard it returns, dropped with it,
-    /// removes what it wrote.
-    async fn store(self, storage: &Storage, owner: OwnerId) -> std::io::Result<StoredOriginal> {
-        let (id, format, part, name, storage) = (self.id, self.format, self.part, self.name, storage.clone());
-        let kept_name = name.clone();
-        let file = tokio::task::spawn_blocking(move || {
-            let original = storage.path(&StorageKey::Original(id));
-            let written = RemoveOnDrop::new(storage.path(&StorageKey::Owner(id))).and(storage.path(&StorageKey::OwnedImage(owner, id))).and(original.clone());
-            owner::record_owner(&storage, owner, id, &name)?;
-            std::fs::rename(part.path(), &original)?;
+    /// In a task of its own: if the client hangs up meanwhile, the task still
+    /// runs to its end, and the guard it returns, dropped with it, removes
+    /// what it wrote.
+    async fn store(self, store: &Store, owner: OwnerId) -> std::io::Result<StoredOriginal> {
+        let (id, format, part, name, store) = (self.id, self.format, self.part, self.name, store.clone());
+        tokio::spawn(async move {
+            let written = ForgetOnDrop::new(&store, [StorageKey::Owner(id), StorageKey::OwnedImage(owner, id), StorageKey::Original(id)]);
+            let stored = async {
+                owner::record_owner(&store, owner, id, &name, format).await?;
+                store.store_original(id, part.path().to_owned()).await
+            }
+            .await;
+            if let Err(error) = stored {
+                written.discard().await;
+                return Err(error);
+            }
             part.disarm();
-            // The rename, too, must survive a power cut before the upload counts as stored.
-            thumbq_broker::durable::sync_dir(&storage.root().join("originals"))?;
-            Ok::<_, std::io::Error>(written)
+            let job = ResizeJob::new(id, format, now_ms()).traced(thumbq_contract::TraceParent::new());
+            Ok(StoredOriginal { file: written, job, name, stored_ms: now_ms() })
         })
         .await
-        .map_err(std::io::Error::other)??;
-        let job = ResizeJob::new(id, format, now_ms()).traced(thumbq_contract::TraceParent::new());
-        Ok(StoredOriginal { file, job, name: kept_name, stored_ms: now_ms() })
+        .map_err(std::io::Error::other)?
     }
 }
 
 /// An original whose job is not confirmed yet; deleted when dropped unless kept.
 struct StoredOriginal {
-    file: RemoveOnDrop,
+    file: ForgetOnDrop,
     job: ResizeJob,
     name: String,
     /// When the original was on disk, fsynced.
@@ -405,9 +425,53 @@ impl StoredOriginal {
         self.file.disarm();
         (self.job.image_id, self.name)
     }
+
+    /// Removes the original and its owner's entries now.
+    async fn discard(self) {
+        self.file.discard().await;
+    }
 }
 
-/// Files deleted when this is dropped, unless disarmed: so that an error, or
+/// Stored files removed when this is dropped, unless disarmed: the store's
+/// counterpart of [`RemoveOnDrop`]. Dropped, it removes them in a task of its
+/// own; [`ForgetOnDrop::discard`] removes them before it returns.
+struct ForgetOnDrop {
+    store: Store,
+    keys: Vec<StorageKey>,
+}
+
+impl ForgetOnDrop {
+    fn new(store: &Store, keys: impl IntoIterator<Item = StorageKey>) -> Self {
+        Self { store: store.clone(), keys: keys.into_iter().collect() }
+    }
+
+    fn disarm(mut self) {
+        self.keys.clear();
+    }
+
+    async fn discard(mut self) {
+        for key in std::mem::take(&mut self.keys) {
+            if let Err(error) = self.store.remove(key).await {
+                tracing::warn!(%error, ?key, "Could not remove a file of an upload that was not accepted.");
+            }
+        }
+    }
+}
+
+impl Drop for ForgetOnDrop {
+    fn drop(&mut self) {
+        let keys = std::mem::take(&mut self.keys);
+        if keys.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(Self { store, keys }.discard());
+        }
+    }
+}
+
+/// Local files deleted when this is dropped, unless disarmed: so that an error, or
 /// a client hanging up mid-request (which drops the handler's future), leaves
 /// nothing behind.
 struct RemoveOnDrop(Vec<PathBuf>);
@@ -415,12 +479,6 @@ struct RemoveOnDrop(Vec<PathBuf>);
 impl RemoveOnDrop {
     fn new(path: PathBuf) -> Self {
         Self(vec![path])
-    }
-
-    /// Guards one more file.
-    fn and(mut self, path: PathBuf) -> Self {
-        self.0.push(path);
-        self
     }
 
     /// The first file guarded.

@@ -12,9 +12,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use thumbq_broker::durable::{sync_dir, write_atomically, write_atomically_without_dir_sync};
 use thumbq_contract::timeline::{self, Timeline};
 use thumbq_contract::{FailureRecord, ImageId, ResizeJob, Sizes, Storage, StorageKey, ThumbFormat, ThumbSize};
+use thumbq_store::{BlockingStore, Durability, Store};
 
 use crate::metrics::WorkerMetrics;
 use crate::pipeline::{self, MediaLimits, PipelineError, Preview};
@@ -22,7 +22,10 @@ use crate::pipeline::{self, MediaLimits, PipelineError, Preview};
 /// What a job needs besides its message.
 #[derive(Clone)]
 pub struct JobContext {
+    /// The local data directory: the embedded queue's spool.
     pub storage: Storage,
+    /// Where originals are read and thumbnails written: the data directory unless set otherwise.
+    pub store: BlockingStore,
     pub sizes: Sizes,
     pub limits: MediaLimits,
     pub metrics: WorkerMetrics,
@@ -45,6 +48,7 @@ impl JobContext {
     pub fn new(storage: Storage, sizes: Sizes, limits: MediaLimits, concurrency: u16) -> Self {
         let cpu_slots = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
         Self {
+            store: Store::local(storage.root()).blocking(),
             storage,
             sizes,
             limits,
@@ -55,6 +59,12 @@ impl JobContext {
             missing_original_wait: Duration::from_secs(1),
             name: timeline::process_name("worker"),
         }
+    }
+
+    /// This context, reading and writing in `store`.
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = store.blocking();
+        self
     }
 }
 
@@ -142,14 +152,15 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32, progress: &Progr
             Settlement::Ack
         }
         Ok(Outcome::Deleted) => forget_deleted(context, id),
-        // A write that failed may have left thumbnails of an image deleted meanwhile.
-        Err(JobError::Retry(_)) if is_deleted(&context.storage, id) => forget_deleted(context, id),
-        // A full disk is the operator's to fix, not the image's fault: never a reason to give up.
-        Err(JobError::Retry(error)) if thumbq_broker::durable::is_disk_full(&error) => {
-            tracing::warn!(image.id = %id, %error, retry_in_secs = context.disk_full_retry.as_secs(), "The disk is full; the job waits and is tried again.");
+        // A full disk or a store away is the operator's to fix, not the image's fault: never a reason to give up.
+        // (Whether the image was deleted meanwhile is for the next try to find out.)
+        Err(JobError::Retry(error)) if waits(&error) => {
+            tracing::warn!(image.id = %id, %error, retry_in_secs = context.disk_full_retry.as_secs(), "The disk is full or the store unavailable; the job waits and is tried again.");
             context.metrics.job("postponed");
             Settlement::Postpone
         }
+        // A write that failed may have left thumbnails of an image deleted meanwhile.
+        Err(JobError::Retry(_)) if is_deleted(&context.store, id) => forget_deleted(context, id),
         Err(JobError::Retry(error)) if last_attempt && error.kind() == std::io::ErrorKind::NotFound => give_up(context, id, UPLOAD_GONE, Fault::Image),
         // Shared storage may show a new file late: wait a little more each try before the next.
         Err(JobError::Retry(error)) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -185,18 +196,18 @@ pub fn give_up(context: &JobContext, id: ImageId, reason: &str, fault: Fault) ->
     // A failed image has no thumbnails: not even a small one an earlier step
     // wrote first. Should that fail, the failure is still recorded: it is what
     // the page says, and a job must not loop on a directory it cannot remove.
-    if let Err(error) = thumbq_broker::durable::remove_dir_if_present(&context.storage.thumbnail_dir(id)) {
+    if let Err(error) = context.store.remove_thumbnails(id) {
         tracing::warn!(image.id = %id, %error, "Could not remove the thumbnails of an image that failed.");
     }
-    match record_failure(&context.storage, id, reason, fault) {
+    match record_failure(&context.store, id, reason, fault) {
         // Deleted meanwhile: the record is removed again, and nobody needs the job.
-        Ok(()) if is_deleted(&context.storage, id) => forget_deleted(context, id),
+        Ok(()) if is_deleted(&context.store, id) => forget_deleted(context, id),
         Ok(()) => {
             tracing::info!(image.id = %id, reason, "The job cannot succeed; its failure is recorded.");
             context.metrics.job("failed");
             Settlement::DeadLetter
         }
-        Err(error) if thumbq_broker::durable::is_disk_full(&error) => Settlement::Postpone,
+        Err(error) if waits(&error) => Settlement::Postpone,
         Err(error) => {
             tracing::warn!(image.id = %id, %error, "Could not record the job's failure; it goes back to the queue.");
             Settlement::Requeue
@@ -206,7 +217,7 @@ pub fn give_up(context: &JobContext, id: ImageId, reason: &str, fault: Fault) ->
 
 /// Removes whatever a job of a deleted image may have written, and says to ack its job.
 fn forget_deleted(context: &JobContext, id: ImageId) -> Settlement {
-    match remove_written(&context.storage, id) {
+    match remove_written(&context.store, id) {
         Ok(()) => {
             tracing::info!(image.id = %id, "The image was deleted; nothing of it is kept.");
             context.metrics.job("deleted");
@@ -219,26 +230,31 @@ fn forget_deleted(context: &JobContext, id: ImageId) -> Settlement {
     }
 }
 
-/// Whether the image was deleted. When the disk cannot tell, it counts as
-/// deleted only for the question "may this job leave files behind?": the
-/// caller removes what it wrote, and the job is tried again.
-fn is_deleted(storage: &Storage, id: ImageId) -> bool {
-    !matches!(storage.path(&StorageKey::Tombstone(id)).try_exists(), Ok(false))
+/// Whether a failed step is to be waited out rather than counted as a try:
+/// a full disk, or an object store that does not answer.
+fn waits(error: &std::io::Error) -> bool {
+    thumbq_broker::durable::is_disk_full(error) || thumbq_store::is_unavailable(error)
 }
 
-/// Removes the thumbnails and failure record of `id`.
-fn remove_written(storage: &Storage, id: ImageId) -> std::io::Result<()> {
-    thumbq_broker::durable::remove_dir_if_present(&storage.thumbnail_dir(id))?;
-    thumbq_broker::durable::remove_dir_if_present(&storage.timeline_dir(id))?;
-    thumbq_broker::durable::remove_if_present(&storage.path(&StorageKey::Failure(id)))
+/// Whether the image was deleted. When the store cannot tell, it counts as
+/// deleted only for the question "may this job leave files behind?": the
+/// caller removes what it wrote, and the job is tried again.
+fn is_deleted(store: &BlockingStore, id: ImageId) -> bool {
+    !matches!(store.exists(StorageKey::Tombstone(id)), Ok(false))
+}
+
+/// Removes the thumbnails, timelines and failure record of `id`.
+fn remove_written(store: &BlockingStore, id: ImageId) -> std::io::Result<()> {
+    store.remove_thumbnails_and_timelines(id)?;
+    store.remove(StorageKey::Failure(id))
 }
 
 /// Keeps the worker's steps beside the image, for its timeline. Best effort:
 /// a timeline that cannot be written costs the picture, not the job.
-fn record_steps(storage: &Storage, id: ImageId, timeline: &Timeline) {
+fn record_steps(store: &BlockingStore, id: ImageId, timeline: &Timeline) {
     let written = serde_json::to_vec(timeline)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| thumbq_broker::durable::write_whole(&storage.path(&StorageKey::Timeline(id, "worker")), &bytes));
+        .and_then(|bytes| store.put(StorageKey::Timeline(id, "worker"), bytes, Durability::BestEffort));
     if let Err(error) = written {
         tracing::debug!(image.id = %id, %error, "Could not keep the job's timeline.");
     }
@@ -249,24 +265,22 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     let started = Instant::now();
     let mut timeline = Timeline::default();
     timeline.push("taken", timeline::now_ms(), &context.name);
-    let storage = &context.storage;
+    let store = &context.store;
     let id = job.image_id;
-    if is_deleted(storage, id) {
+    if store.exists(StorageKey::Tombstone(id)).map_err(JobError::Retry)? {
         return Ok(Outcome::Deleted);
     }
-    if all_thumbnails_exist(storage, id) {
+    if all_thumbnails_exist(store, id).map_err(JobError::Retry)? {
         // An earlier try may have been cut off between its last rename and its sync.
-        make_durable(&storage.thumbnail_dir(id)).map_err(JobError::Retry)?;
-        remove_failure(storage, id)?;
+        store.sync_thumbnails(id).map_err(JobError::Retry)?;
+        remove_failure(store, id)?;
         return Ok(Outcome::AlreadyDone);
     }
     let original = match read_original(context, id) {
         // The original goes after the tombstone is written: look again.
-        Err(JobError::Retry(_)) if is_deleted(storage, id) => return Ok(Outcome::Deleted),
+        Err(JobError::Retry(_)) if is_deleted(store, id) => return Ok(Outcome::Deleted),
         read => read?,
     };
-    let thumbnail_dir = storage.thumbnail_dir(id);
-    std::fs::create_dir_all(&thumbnail_dir).map_err(JobError::Retry)?;
     let mut writing = Duration::ZERO;
     let write = |made: pipeline::Made| {
         let thumbnail = match made {
@@ -284,15 +298,15 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
             hook(id, thumbnail.size);
         }
         let started = Instant::now();
-        let path = storage.path(&StorageKey::Thumbnail(id, thumbnail.size, thumbnail.format));
-        // Whole or not at all, but not yet durable: one sync of the directory
-        // after the last makes all three so, before the job is acked.
-        write_atomically_without_dir_sync(&path, &thumbnail.bytes)?;
+        let key = StorageKey::Thumbnail(id, thumbnail.size, thumbnail.format);
+        // Whole or not at all, but not yet durable: one sync after the last
+        // makes all three so, before the job is acked.
+        store.put(key, thumbnail.bytes, Durability::WithThumbnails)?;
         writing += started.elapsed();
         timeline.push(&format!("{} written", thumbnail.size), timeline::now_ms(), &context.name);
         // Kept as it grows: a page drawing the timeline of an image that just
         // turned done finds the worker's steps there too.
-        record_steps(storage, id, &timeline);
+        record_steps(store, id, &timeline);
         (progress.written)(id, thumbnail.size);
         Ok::<_, std::io::Error>(())
     };
@@ -307,57 +321,54 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
         }
     })?;
     let synced = Instant::now();
-    make_durable(&thumbnail_dir).map_err(JobError::Retry)?;
+    store.sync_thumbnails(id).map_err(JobError::Retry)?;
     writing += synced.elapsed();
     // Deleted while we worked: the delete may have run before these files
     // existed, so they are ours to remove.
-    if is_deleted(storage, id) {
+    if is_deleted(store, id) {
         return Ok(Outcome::Deleted);
     }
     context.metrics.stage("decode", times.decode);
     context.metrics.stage("resize", times.resize);
     context.metrics.stage("encode", times.encode);
     context.metrics.stage("write", writing);
-    remove_failure(storage, id)?;
+    remove_failure(store, id)?;
     Ok(Outcome::Made { duration: started.elapsed() })
-}
-
-/// Makes the renames in an image's thumbnail directory durable, and the
-/// directory's own entry (an earlier try may have made it and been cut off).
-fn make_durable(thumbnail_dir: &std::path::Path) -> std::io::Result<()> {
-    sync_dir(thumbnail_dir)?;
-    thumbnail_dir.parent().map_or(Ok(()), sync_dir)
 }
 
 /// A job that succeeds after an earlier failure (a replay, or a last try
 /// recorded ahead) clears the failure.
-fn remove_failure(storage: &Storage, id: ImageId) -> Result<(), JobError> {
-    match std::fs::remove_file(storage.path(&StorageKey::Failure(id))) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(JobError::Retry(error)),
-        _ => Ok(()),
-    }
+fn remove_failure(store: &BlockingStore, id: ImageId) -> Result<(), JobError> {
+    store.remove(StorageKey::Failure(id)).map_err(JobError::Retry)
 }
 
-fn all_thumbnails_exist(storage: &Storage, id: ImageId) -> bool {
-    ThumbSize::ALL.into_iter().all(|size| ThumbFormat::ALL.into_iter().any(|format| storage.path(&StorageKey::Thumbnail(id, size, format)).exists()))
+fn all_thumbnails_exist(store: &BlockingStore, id: ImageId) -> std::io::Result<bool> {
+    for size in ThumbSize::ALL {
+        let mut found = false;
+        for format in ThumbFormat::ALL {
+            if store.exists(StorageKey::Thumbnail(id, size, format))? {
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Reads the original whole, after checking its size: the only allocation
 /// that depends on the upload before the decoder's own limits apply.
 fn read_original(context: &JobContext, id: ImageId) -> Result<Vec<u8>, JobError> {
-    let path = context.storage.path(&StorageKey::Original(id));
-    let length = match std::fs::metadata(&path) {
-        Ok(metadata) => metadata.len(),
-        // Tried again: on shared storage a new file can show up late.
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Err(JobError::Retry(std::io::Error::new(std::io::ErrorKind::NotFound, UPLOAD_GONE)));
-        }
-        Err(error) => return Err(JobError::Retry(error)),
-    };
+    let key = StorageKey::Original(id);
+    // Tried again when missing: on shared storage a new file can show up late.
+    let gone = || JobError::Retry(std::io::Error::new(std::io::ErrorKind::NotFound, UPLOAD_GONE));
+    let length = context.store.size(key).map_err(JobError::Retry)?.ok_or_else(gone)?;
     if length > context.limits.max_file_bytes {
         return Err(JobError::Abort(format!("The file has {length} bytes, more than the limit of {}.", context.limits.max_file_bytes)));
     }
-    std::fs::read(&path).map_err(JobError::Retry)
+    context.store.get(key).map_err(JobError::Retry)?.ok_or_else(gone)
 }
 
 /// Turns a pipeline error into a sentence for the person who uploaded the file.
@@ -378,10 +389,10 @@ fn reason_for(error: &PipelineError) -> String {
     reason
 }
 
-fn record_failure(storage: &Storage, id: ImageId, reason: &str, fault: Fault) -> std::io::Result<()> {
+fn record_failure(store: &BlockingStore, id: ImageId, reason: &str, fault: Fault) -> std::io::Result<()> {
     let record = FailureRecord { reason: reason.to_owned(), failed_at_ms: timeline::now_ms(), retryable: fault == Fault::Ours };
     let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-    write_atomically(&storage.path(&StorageKey::Failure(id)), &bytes)
+    store.put(StorageKey::Failure(id), bytes, Durability::Now)
 }
 
 #[cfg(test)]
@@ -405,9 +416,10 @@ mod tests {
     }
 
     /// What the web server does to delete: the tombstone first, then the files.
+    /// Asked again (the hook runs before each size), it finds them gone.
     fn delete(storage: &Storage, id: ImageId) {
-        write_atomically(&storage.path(&StorageKey::Tombstone(id)), b"").unwrap();
-        std::fs::remove_file(storage.path(&StorageKey::Original(id))).unwrap();
+        thumbq_broker::durable::write_atomically(&storage.path(&StorageKey::Tombstone(id)), b"").unwrap();
+        thumbq_broker::durable::remove_if_present(&storage.path(&StorageKey::Original(id))).unwrap();
         let _ = std::fs::remove_dir_all(storage.thumbnail_dir(id));
     }
 

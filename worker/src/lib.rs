@@ -1,5 +1,5 @@
 //! The thumbq worker: takes `resize` jobs from RabbitMQ and writes three
-//! thumbnail sizes per image into the shared data directory.
+//! thumbnail sizes per image into the store (the shared data directory, or a bucket).
 //!
 //! - [`settings`]: flags and environment variables.
 //! - [`consumer`]: the RabbitMQ loop: prefetch, ack/nack, reconnects, shutdown.
@@ -30,17 +30,21 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
 /// [`run`], with the job context changed by `prepare` first (tests set hooks there).
 pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobContext), shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let storage = settings.deployment.storage();
-    let data_dir = settings.deployment.data_dir.display();
-    // A worker never sets a data directory up: on a wrong path, or a share not
-    // mounted, it would fail every job with "the upload is gone".
-    let manifest = storage.read_manifest().with_context(|| format!("cannot read {}", storage.manifest_path().display()))?.with_context(|| {
-        format!("{data_dir} is not a thumbq data directory (it has no thumbq.json): start thumbq-web on it first, or check the path and that it is mounted")
+    let store = settings.deployment.store().map_err(anyhow::Error::msg)?;
+    let place = store.describe();
+    // A worker never sets a store up: on a wrong path, a share not mounted or
+    // another bucket, it would fail every job with "the upload is gone".
+    let manifest = read_manifest_when_reachable(&store, shutdown.clone()).await.with_context(|| format!("cannot read thumbq.json in {place}"))?.with_context(|| {
+        format!("{place} is not a thumbq data directory or bucket (it has no thumbq.json): start thumbq-web on it first, or check the path and that it is mounted")
     })?;
     if let Some(mismatch) = manifest.worker_mismatch(&settings.sizes, &settings.limits()) {
-        anyhow::bail!("this worker does not match the data directory {data_dir} ({manifest}): {mismatch}");
+        anyhow::bail!("this worker does not match the store {place} ({manifest}): {mismatch}");
     }
-    storage.create_dirs().with_context(|| format!("cannot use the data directory {data_dir}"))?;
-    let mut context = job::JobContext::new(storage, settings.sizes, settings.limits(), settings.concurrency);
+    if settings.deployment.store.store.is_none() || settings.deployment.amqp_url.is_none() {
+        let data_dir = settings.deployment.data_dir.display();
+        storage.create_dirs().with_context(|| format!("cannot use the data directory {data_dir}"))?;
+    }
+    let mut context = job::JobContext::new(storage, settings.sizes, settings.limits(), settings.concurrency).with_store(store);
     context.disk_full_retry = std::time::Duration::from_secs(settings.disk_full_retry_secs);
     prepare(&mut context);
     if let Some(bind) = settings.metrics_bind {
@@ -56,5 +60,27 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     match settings.deployment.amqp_url.clone() {
         Some(url) => consumer::run(settings, url, context, shutdown).await,
         None => embedded::run(settings, context, shutdown).await,
+    }
+}
+
+/// The store's manifest. An object store that does not answer is waited for
+/// (a worker started during an outage takes jobs once it is back), until
+/// shutdown; any other error stops the start.
+async fn read_manifest_when_reachable(store: &thumbq_store::Store, mut shutdown: watch::Receiver<bool>) -> std::io::Result<Option<thumbq_contract::Manifest>> {
+    let mut said = false;
+    loop {
+        match store.read_manifest().await {
+            Err(error) if thumbq_store::is_unavailable(&error) && !*shutdown.borrow() => {
+                if !said {
+                    tracing::warn!(store = %store.describe(), %error, "The store does not answer; waiting for it before taking jobs.");
+                    said = true;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            read => return read,
+        }
     }
 }

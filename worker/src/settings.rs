@@ -46,7 +46,7 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
 
-    /// When the disk is full, how long a job waits before it is tried again, in seconds; its tries are not counted.
+    /// When the disk is full or the object store does not answer, how long a job waits before it is tried again, in seconds; its tries are not counted.
     #[arg(long, env = "THUMBQ_DISK_FULL_RETRY_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub disk_full_retry_secs: u64,
 }

@@ -1,0 +1,124 @@
+//! The local data directory: each file written to a temporary file beside
+//! it, fsynced and renamed; directories fsynced so that renames survive too.
+
+use std::io;
+use std::path::Path;
+
+use thumbq_contract::{ImageId, Listing, Storage, StorageKey, TIMELINE_SIDES};
+
+use crate::Durability;
+use crate::durable::{remove_dir_if_present, sync_dir, write_atomically_without_dir_sync, write_whole};
+
+pub fn put(storage: &Storage, key: &StorageKey, bytes: &[u8], durability: Durability) -> io::Result<()> {
+    let path = storage.path(key);
+    let directory = path.parent().unwrap_or(Path::new("."));
+    if durability == Durability::BestEffort {
+        return write_whole(&path, bytes);
+    }
+    // A directory made now (an owner's first list entry, an image's first
+    // thumbnail) needs its own entry made durable too, once.
+    let new_directory = !directory.is_dir();
+    if new_directory {
+        std::fs::create_dir_all(directory)?;
+    }
+    if bytes.is_empty() {
+        // An empty file is whole from the start: no temporary file needed.
+        std::fs::File::create(&path)?;
+    } else {
+        write_atomically_without_dir_sync(&path, bytes)?;
+    }
+    if durability == Durability::Now {
+        sync_dir(directory)?;
+        if new_directory && let Some(parent) = directory.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the renames in an image's thumbnail directory durable, and the
+/// directory's own entry (an earlier try may have made it and been cut off).
+pub fn sync_thumbnails(storage: &Storage, id: ImageId) -> io::Result<()> {
+    let directory = storage.thumbnail_dir(id);
+    sync_dir(&directory)?;
+    directory.parent().map_or(Ok(()), sync_dir)
+}
+
+pub fn get(storage: &Storage, key: &StorageKey) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(storage.path(key)) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if absent(&error) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+pub fn size(storage: &Storage, key: &StorageKey) -> io::Result<Option<u64>> {
+    match std::fs::metadata(storage.path(key)) {
+        Ok(metadata) => Ok(metadata.is_file().then_some(metadata.len())),
+        Err(error) if absent(&error) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// A missing file, or one below something that is not a directory, is simply not there.
+fn absent(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+}
+
+pub fn remove(storage: &Storage, key: &StorageKey) -> io::Result<()> {
+    let path = storage.path(key);
+    match std::fs::remove_file(&path) {
+        // Only a removal that happened needs making durable.
+        Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
+        Err(error) if absent(&error) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+pub fn remove_thumbnails(storage: &Storage, id: ImageId) -> io::Result<()> {
+    remove_dir_retrying(&storage.thumbnail_dir(id))
+}
+
+pub fn remove_thumbnails_and_timelines(storage: &Storage, id: ImageId) -> io::Result<()> {
+    remove_thumbnails(storage, id)?;
+    debug_assert!(TIMELINE_SIDES.iter().all(|side| storage.path(&StorageKey::Timeline(id, side)).starts_with(storage.timeline_dir(id))));
+    remove_dir_retrying(&storage.timeline_dir(id))
+}
+
+/// Removes an image's directory. A worker may be writing into it right now,
+/// so a file may appear while it is being emptied: try again a few times.
+fn remove_dir_retrying(directory: &Path) -> io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match remove_dir_if_present(directory) {
+            Ok(()) => return Ok(()),
+            Err(_) if tries < 3 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+pub fn list(storage: &Storage, listing: Listing) -> io::Result<Vec<ImageId>> {
+    let entries = match std::fs::read_dir(storage.root().join(listing.prefix())) {
+        Ok(entries) => entries,
+        Err(error) if absent(&error) => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let mut ids = Vec::new();
+    for entry in entries {
+        if let Some(id) = entry?.file_name().to_str().and_then(|name| listing.image_of(name)) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+pub fn store_original(storage: &Storage, id: ImageId, part: &Path) -> io::Result<()> {
+    let original = storage.path(&StorageKey::Original(id));
+    std::fs::rename(part, &original)?;
+    // The rename, too, must survive a power cut before the upload counts as stored.
+    sync_dir(original.parent().unwrap_or(Path::new(".")))
+}
