@@ -13,8 +13,9 @@ pub struct Deployment {
     #[arg(long, env = "THUMBQ_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
-    /// RabbitMQ to pass jobs through, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
-    /// Without it, jobs go through the embedded queue in the data directory.
+    /// RabbitMQ to pass jobs through, e.g. amqp://guest:guest@127.0.0.1:5672/%2f, or the
+    /// comma-separated URLs of a cluster's nodes: each process connects to one and moves
+    /// to the next when it fails. Without it, jobs go through the embedded queue in the data directory.
     #[arg(long, env = "THUMBQ_AMQP_URL", value_parser = check_url)]
     pub amqp_url: Option<String>,
 
@@ -54,7 +55,16 @@ impl Deployment {
     }
 }
 
-/// Checks an AMQP URL given in the settings; the error says what is wrong with it.
-pub fn check_url(url: &str) -> Result<String, String> {
-    url.parse::<lapin::uri::AMQPUri>().map(|_| url.to_owned())
+/// Checks the AMQP URL, or the comma-separated URLs of a cluster's nodes,
+/// given in the settings; the error says what is wrong and with which.
+pub fn check_url(urls: &str) -> Result<String, String> {
+    let mut nodes = 0;
+    for url in crate::node_urls(urls) {
+        url.parse::<lapin::uri::AMQPUri>().map_err(|error| format!("{url}: {error}"))?;
+        nodes += 1;
+    }
+    if nodes == 0 {
+        return Err("no AMQP URL is given".to_owned());
+    }
+    Ok(urls.to_owned())
 }

@@ -40,10 +40,39 @@ pub fn job_properties(job: &thumbq_contract::ResizeJob) -> lapin::BasicPropertie
     properties
 }
 
-/// Opens a connection to `url`, named `name` in the broker's connection list.
-pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
-    let properties = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url, properties).await
+/// How long one node of a cluster may take to accept a connection before the next is tried.
+const NODE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens a connection, named `name` in the broker's connection list, to one
+/// node of `urls`: one AMQP URL, or a comma-separated list of a cluster's
+/// nodes. Each process starts at a node of its own (so that a fleet spreads
+/// over the cluster) and moves to the next while one is refused or silent.
+pub async fn connect(urls: &str, name: &str) -> Result<Connection, lapin::Error> {
+    let nodes: Vec<&str> = node_urls(urls).collect();
+    let first = std::process::id() as usize % nodes.len().max(1);
+    let mut last_error = None;
+    for node in nodes.iter().cycle().skip(first).take(nodes.len()) {
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        match tokio::time::timeout(NODE_CONNECT_TIMEOUT, Connection::connect(node, properties)).await {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(error)) => {
+                if nodes.len() > 1 {
+                    tracing::info!(%error, "A RabbitMQ node refused the connection; trying the next.");
+                }
+                last_error = Some(error);
+            }
+            Err(_) => {
+                tracing::info!(timeout_secs = NODE_CONNECT_TIMEOUT.as_secs(), "A RabbitMQ node did not answer; trying the next.");
+                last_error = Some(lapin::Error::from(lapin::ErrorKind::IOError(std::sync::Arc::new(std::io::Error::from(std::io::ErrorKind::TimedOut)))));
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed))))
+}
+
+/// The node URLs of a setting that names one node or several, comma-separated.
+pub fn node_urls(urls: &str) -> impl Iterator<Item = &str> {
+    urls.split(',').map(str::trim).filter(|url| !url.is_empty())
 }
 
 /// Declares the resize queue, its dead-letter exchange and queue, and the events exchange.

@@ -11,6 +11,7 @@ mod images;
 mod processes;
 
 mod abuse;
+mod cluster;
 mod config;
 mod faults;
 mod hostile;
