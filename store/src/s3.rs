@@ -109,10 +109,17 @@ impl S3Store {
         }
     }
 
-    /// Removes `keys`, all at once (an image has at most eight).
+    /// Removes `keys` in one request (S3's DeleteObjects takes up to 1000).
     async fn remove_all(&self, keys: impl Iterator<Item = StorageKey>) -> io::Result<()> {
-        let keys: Vec<StorageKey> = keys.collect();
-        futures_util::future::try_join_all(keys.iter().map(|key| self.remove(key))).await.map(drop)
+        let paths: Vec<_> = keys.map(|key| Ok(self.path(&key.name()))).collect();
+        let removed: Vec<_> = self.client.delete_stream(futures_util::stream::iter(paths).boxed()).collect().await;
+        for result in removed {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(to_io(error)),
+            }
+        }
+        Ok(())
     }
 
     pub async fn remove_thumbnails(&self, id: ImageId) -> io::Result<()> {
