@@ -1,7 +1,9 @@
-//! Where every file lives in the data directory.
+//! Where every file lives in the data directory (or, with `--store`, below a bucket's prefix).
 //!
-//! All paths are built here, from server-made ids only: nothing a client sends
-//! ever becomes part of a path. The layout, below the data directory:
+//! All paths and object names are built here, from server-made ids only:
+//! nothing a client sends ever becomes part of one. The layout, below the
+//! data directory (the first two and the spools are always local; the rest
+//! go to the bucket when there is one):
 //!
 //! ```text
 //! thumbq.json                     the data directory's manifest (web, at its first start)
@@ -187,7 +189,8 @@ fn tombstone_name(id: ImageId) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// The data directory: the only place thumbq reads and writes files.
+/// The local data directory. With the default store, every file thumbq keeps
+/// is here; with a bucket, only uploads being received and the spools.
 #[derive(Debug, Clone)]
 pub struct Storage {
     root: PathBuf,
@@ -271,7 +274,13 @@ impl Storage {
         }
     }
 
-    /// Creates the directories every process expects to exist.
+    /// Creates the directory of uploads being received: all a web server needs
+    /// locally when it stores in a bucket (the spools make their own).
+    pub fn create_incoming_dir(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.root.join("incoming"))
+    }
+
+    /// Creates the directories every process expects to exist when it stores here.
     pub fn create_dirs(&self) -> std::io::Result<()> {
         for dir in ["incoming", "originals", "owners", "by-owner", "thumbs", "failed", "deleted"] {
             std::fs::create_dir_all(self.root.join(dir))?;

@@ -188,6 +188,9 @@ async fn a_worker_that_shares_no_directory_with_the_web_server_makes_thumbnails_
     assert!(stored == large, "the multipart original is the upload, byte for byte");
     assert_eq!(app.stored_files().iter().filter(|path| !path.starts_with("spool") && !path.to_string_lossy().ends_with(".log")).count(), 0, "the web server keeps nothing locally: {:?}", app.stored_files());
     assert_eq!(std::fs::read_dir(worker_dir.path()).unwrap().count(), 0, "the worker wrote nothing to its own directory");
+    for folder in ["originals", "thumbs", "owners", "by-owner", "deleted", "failed"] {
+        assert!(!app.data_dir.path().join(folder).exists(), "the web server makes no {folder}/ of its own");
+    }
 }
 
 /// Follows `id` on `web` over SSE until it is done; returns what was heard.

@@ -40,7 +40,8 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     if let Some(mismatch) = manifest.worker_mismatch(&settings.sizes, &settings.limits()) {
         anyhow::bail!("this worker does not match the store {place} ({manifest}): {mismatch}");
     }
-    if settings.deployment.store.store.is_none() || settings.deployment.amqp_url.is_none() {
+    // With a bucket, the data directory holds at most the embedded queue's spool, which makes its own.
+    if settings.deployment.store.store.is_none() {
         let data_dir = settings.deployment.data_dir.display();
         storage.create_dirs().with_context(|| format!("cannot use the data directory {data_dir}"))?;
     }
