@@ -45,11 +45,13 @@ const NODE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 
 /// Opens a connection, named `name` in the broker's connection list, to one
 /// node of `urls`: one AMQP URL, or a comma-separated list of a cluster's
-/// nodes. Each process starts at a node of its own (so that a fleet spreads
-/// over the cluster) and moves to the next while one is refused or silent.
+/// nodes. Each connect starts at a node chosen at random (so that a fleet
+/// spreads over the cluster, and a caller whose own deadline cut a silent
+/// node short starts elsewhere next time) and moves on while one is refused
+/// or silent.
 pub async fn connect(urls: &str, name: &str) -> Result<Connection, lapin::Error> {
     let nodes: Vec<&str> = node_urls(urls).collect();
-    let first = std::process::id() as usize % nodes.len().max(1);
+    let first = (uuid::Uuid::new_v4().as_u128() % nodes.len().max(1) as u128) as usize;
     let mut last_error = None;
     for node in nodes.iter().cycle().skip(first).take(nodes.len()) {
         let properties = ConnectionProperties::default().with_connection_name(name.into());

@@ -196,11 +196,14 @@ impl Store {
         }
     }
 
-    /// Whether the store answers: for `/readyz`.
+    /// Whether the store answers and is still thumbq's (its manifest is there): for `/readyz`.
     pub async fn check(&self) -> io::Result<()> {
         match &*self.0 {
             Backend::Local(_) => Ok(()),
-            Backend::S3(_) => self.size(StorageKey::Manifest).await.map(drop),
+            Backend::S3(_) => match self.size(StorageKey::Manifest).await? {
+                Some(_) => Ok(()),
+                None => Err(io::Error::new(io::ErrorKind::NotFound, "its thumbq.json is gone (a bucket emptied or another prefix?)")),
+            },
         }
     }
 

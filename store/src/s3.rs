@@ -216,10 +216,31 @@ impl S3Store {
     }
 }
 
-/// A missing object is `NotFound`, as for a file; anything else means the store is not answering as it should.
+/// A missing object is `NotFound`, as for a file. Only what may pass by
+/// itself (no answer, a timeout, a 5xx, a 429 "slow down") is [`Unavailable`],
+/// which is waited out; a refusal (401, 403, another 4xx) is an error of ours
+/// that an operator must see, and a job counts it as a try.
 fn to_io(error: object_store::Error) -> io::Error {
+    use object_store::Error;
     match error {
-        object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, error),
-        error => io::Error::other(Unavailable(error.to_string())),
+        Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, error),
+        Error::PermissionDenied { .. } | Error::Unauthenticated { .. } => io::Error::new(io::ErrorKind::PermissionDenied, error),
+        Error::Generic { .. } if is_client_error(&error) => io::Error::other(error),
+        Error::Generic { .. } => io::Error::other(Unavailable(error.to_string())),
+        error => io::Error::other(error),
     }
+}
+
+/// Whether the store answered with a 4xx other than 429. object_store keeps
+/// the status in a private type, so it is read from the error's message.
+fn is_client_error(error: &object_store::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(error) = source {
+        let text = error.to_string();
+        if let Some(status) = text.split("non-2xx status code: ").nth(1).and_then(|rest| rest.get(..3)) {
+            return status.starts_with('4') && status != "429";
+        }
+        source = error.source();
+    }
+    false
 }

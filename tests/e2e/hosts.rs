@@ -1,6 +1,7 @@
 //! Other machines, simulated: a network namespace per host, joined to this
-//! one by a veth pair with addresses in 10.213.0.0/16. The test makes the
-//! namespace and its addresses itself and deletes them when it ends (the
+//! one by a veth pair with addresses in 10.200.0.0/13. The test makes the
+//! namespace and its addresses itself, named after the test process (so that
+//! two runs on one machine never meet), and deletes them when it ends (the
 //! namespace takes its veth pair with it), also when it fails.
 
 use std::process::Command;
@@ -26,13 +27,14 @@ fn ip(args: &[&str]) -> Result<(), String> {
 
 impl SimulatedHost {
     pub fn create() -> Self {
-        static NEXT: AtomicU8 = AtomicU8::new(1);
-        let number = NEXT.fetch_add(1, Ordering::SeqCst);
-        let namespace = format!("thumbq-host-{number}");
-        let (outside, inside) = (format!("tqh{number}"), format!("tqn{number}"));
-        let host = Self { namespace, gateway: format!("10.213.{number}.1"), address: format!("10.213.{number}.2") };
-        // A namespace left by a run that was killed goes first, with its link.
-        let _ = ip(&["netns", "delete", &host.namespace]);
+        static NEXT: AtomicU8 = AtomicU8::new(0);
+        let number = NEXT.fetch_add(1, Ordering::SeqCst) % 8;
+        let process = std::process::id();
+        let namespace = format!("thumbq-{process}-{number}");
+        // Interface names have at most 15 bytes.
+        let (outside, inside) = (format!("tq{process}h{number}"), format!("tq{process}n{number}"));
+        let subnet = format!("10.{}.{}", 200 + u32::from(number), process % 250);
+        let host = Self { namespace, gateway: format!("{subnet}.1"), address: format!("{subnet}.2") };
         let made = ip(&["netns", "add", &host.namespace])
             .and_then(|()| ip(&["link", "add", &outside, "type", "veth", "peer", "name", &inside, "netns", &host.namespace]))
             .and_then(|()| ip(&["addr", "add", &format!("{}/30", host.gateway), "dev", &outside]))

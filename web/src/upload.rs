@@ -392,7 +392,9 @@ impl ReceivedFile {
     async fn store(self, store: &Store, owner: OwnerId) -> std::io::Result<StoredOriginal> {
         let (id, format, part, name, store) = (self.id, self.format, self.part, self.name, store.clone());
         tokio::spawn(async move {
-            let written = ForgetOnDrop::new(&store, [StorageKey::Owner(id), StorageKey::OwnedImage(owner, id), StorageKey::Original(id)]);
+            // Removed original first, as a delete does: cut short, the cleanup
+            // leaves an entry naming nothing rather than an image nobody owns.
+            let written = ForgetOnDrop::new(&store, [StorageKey::Original(id), StorageKey::OwnedImage(owner, id), StorageKey::Owner(id)]);
             let stored = async {
                 owner::record_owner(&store, owner, id, &name, format).await?;
                 store.store_original(id, part.path().to_owned()).await

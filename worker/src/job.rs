@@ -160,7 +160,7 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32, progress: &Progr
             Settlement::Postpone
         }
         // A write that failed may have left thumbnails of an image deleted meanwhile.
-        Err(JobError::Retry(_)) if is_deleted(&context.store, id) => forget_deleted(context, id),
+        Err(JobError::Retry(_)) if is_deleted(&context.store, id) == Some(true) => forget_deleted(context, id),
         Err(JobError::Retry(error)) if last_attempt && error.kind() == std::io::ErrorKind::NotFound => give_up(context, id, UPLOAD_GONE, Fault::Image),
         // Shared storage may show a new file late: wait a little more each try before the next.
         Err(JobError::Retry(error)) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -199,14 +199,16 @@ pub fn give_up(context: &JobContext, id: ImageId, reason: &str, fault: Fault) ->
     if let Err(error) = context.store.remove_thumbnails(id) {
         tracing::warn!(image.id = %id, %error, "Could not remove the thumbnails of an image that failed.");
     }
-    match record_failure(&context.store, id, reason, fault) {
+    match record_failure(&context.store, id, reason, fault).map(|()| is_deleted(&context.store, id)) {
         // Deleted meanwhile: the record is removed again, and nobody needs the job.
-        Ok(()) if is_deleted(&context.store, id) => forget_deleted(context, id),
-        Ok(()) => {
+        Ok(Some(true)) => forget_deleted(context, id),
+        Ok(Some(false)) => {
             tracing::info!(image.id = %id, reason, "The job cannot succeed; its failure is recorded.");
             context.metrics.job("failed");
             Settlement::DeadLetter
         }
+        // Whether it was deleted is unknown: the next try looks again.
+        Ok(None) => Settlement::Requeue,
         Err(error) if waits(&error) => Settlement::Postpone,
         Err(error) => {
             tracing::warn!(image.id = %id, %error, "Could not record the job's failure; it goes back to the queue.");
@@ -236,11 +238,11 @@ fn waits(error: &std::io::Error) -> bool {
     thumbq_broker::durable::is_disk_full(error) || thumbq_store::is_unavailable(error)
 }
 
-/// Whether the image was deleted. When the store cannot tell, it counts as
-/// deleted only for the question "may this job leave files behind?": the
-/// caller removes what it wrote, and the job is tried again.
-fn is_deleted(store: &BlockingStore, id: ImageId) -> bool {
-    !matches!(store.exists(StorageKey::Tombstone(id)), Ok(false))
+/// Whether the image was deleted; `None` when the store cannot tell. Only a
+/// tombstone seen lets a job remove what it wrote and be acked: when in
+/// doubt, the job is tried again, and the next try looks again.
+fn is_deleted(store: &BlockingStore, id: ImageId) -> Option<bool> {
+    store.exists(StorageKey::Tombstone(id)).ok()
 }
 
 /// Removes the thumbnails, timelines and failure record of `id`.
@@ -278,7 +280,7 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     }
     let original = match read_original(context, id) {
         // The original goes after the tombstone is written: look again.
-        Err(JobError::Retry(_)) if is_deleted(store, id) => return Ok(Outcome::Deleted),
+        Err(JobError::Retry(_)) if is_deleted(store, id) == Some(true) => return Ok(Outcome::Deleted),
         read => read?,
     };
     let mut writing = Duration::ZERO;
@@ -325,7 +327,7 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     writing += synced.elapsed();
     // Deleted while we worked: the delete may have run before these files
     // existed, so they are ours to remove.
-    if is_deleted(store, id) {
+    if store.exists(StorageKey::Tombstone(id)).map_err(JobError::Retry)? {
         return Ok(Outcome::Deleted);
     }
     context.metrics.stage("decode", times.decode);
