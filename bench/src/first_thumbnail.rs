@@ -14,7 +14,7 @@ use fantoccini::Locator;
 use crate::browser::Browser;
 use crate::http::Connection;
 use crate::images::TestImage;
-use crate::servers::{Offloaded, Servers};
+use crate::servers::{Offloaded, Servers, Store};
 use crate::table;
 
 /// What the table is run with.
@@ -61,7 +61,7 @@ pub fn run(options: &Options, image: &TestImage) -> anyhow::Result<()> {
 }
 
 async fn measure(options: &Options<'_>, queue: &str, file: &Path) -> anyhow::Result<Vec<Run>> {
-    let setup = Offloaded { web: options.web, worker: options.worker, amqp_url: options.amqp_url, queue, workers: 1, worker_nice: 0 };
+    let setup = Offloaded { web: options.web, worker: options.worker, amqp_url: options.amqp_url, queue, workers: 1, worker_nice: 0, store: Store::DataDir };
     let mut servers = Servers::offloaded(&setup).await?;
     let browser = Browser::start().await?;
     let home = format!("http://{}/", servers.address());

@@ -1,11 +1,12 @@
 //! The load of one point of the offload table: C virtual clients uploading
-//! the same photo in a closed loop for a fixed time, and beside them one
-//! client of its own reading the cheap page (`GET /healthz`) every 50 ms.
-//! Also the percentiles the table shows.
+//! the same photo in a closed loop for a fixed time (or, for the scale-out
+//! table, until they have sent a number of uploads between them), and beside
+//! them one client of its own reading the cheap page (`GET /healthz`) every
+//! 50 ms. Also the percentiles the tables show.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -81,6 +82,19 @@ impl Measured {
 /// Runs `clients` closed-loop uploaders of `image` against `address` for
 /// `duration`, and the cheap page's reader meanwhile.
 pub async fn run(address: &str, clients: usize, duration: Duration, image: Bytes) -> anyhow::Result<Measured> {
+    let deadline = Instant::now() + duration;
+    drive(address, clients, move || Instant::now() < deadline, image).await
+}
+
+/// Runs `clients` closed-loop uploaders of `image` against `address` until
+/// they have sent `count` uploads between them, and the cheap page's reader meanwhile.
+pub async fn run_count(address: &str, clients: usize, count: usize, image: Bytes) -> anyhow::Result<Measured> {
+    let left = Arc::new(AtomicUsize::new(count));
+    drive(address, clients, move || left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1)).is_ok(), image).await
+}
+
+/// Runs `clients` uploaders, each uploading again while `more` says so, and the cheap page's reader.
+async fn drive(address: &str, clients: usize, more: impl Fn() -> bool + Clone + Send + 'static, image: Bytes) -> anyhow::Result<Measured> {
     let stop = Arc::new(AtomicBool::new(false));
     // A thread and a runtime of its own, so that the uploaders' work in this
     // process does not delay the probe: what it measures is the server.
@@ -92,10 +106,9 @@ pub async fn run(address: &str, clients: usize, duration: Duration, image: Bytes
         })
     };
     let started = Instant::now();
-    let deadline = started + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
-        tasks.spawn(upload_until(address.to_owned(), image.clone(), deadline));
+        tasks.spawn(upload_while(address.to_owned(), image.clone(), more.clone()));
     }
     let mut uploads = Vec::new();
     while let Some(client) = tasks.join_next().await {
@@ -107,14 +120,14 @@ pub async fn run(address: &str, clients: usize, duration: Duration, image: Bytes
     Ok(Measured { uploads, elapsed, probes, probe_failures })
 }
 
-/// One virtual client: uploads, waits for the answer, uploads again, until
-/// `deadline`. Like one browser, it sends its owner key back after its first
-/// upload (thumbq-web's `delete_token`; the comparison server gives none).
-async fn upload_until(address: String, image: Bytes, deadline: Instant) -> Vec<Upload> {
+/// One virtual client: uploads, waits for the answer, uploads again, while
+/// `more` says so. Like one browser, it sends its owner key back after its
+/// first upload (thumbq-web's `delete_token`; the comparison server gives none).
+async fn upload_while(address: String, image: Bytes, more: impl Fn() -> bool) -> Vec<Upload> {
     let mut connection = Connection::new(&address);
     let mut bearer: Option<String> = None;
     let mut uploads = Vec::new();
-    while Instant::now() < deadline {
+    while more() {
         let started_unix_ms = thumbq_contract::timeline::now_ms();
         let started = Instant::now();
         let answer = connection.send(connection.upload(&image, bearer.as_deref()), UPLOAD_TIMEOUT).await;

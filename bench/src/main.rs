@@ -16,7 +16,11 @@
 //!   latencies, time to thumbnails, and a chart (`--chart`, `docs/offload.svg`);
 //! - [`first_thumbnail`] (`--only first-thumbnail`; needs RabbitMQ and
 //!   Chromium): a 12 MP JPEG chosen on the home page in headless Chromium, to
-//!   its small thumbnail painted, with each step of its timeline on the way.
+//!   its small thumbnail painted, with each step of its timeline on the way;
+//! - [`scale_out`] (`--only scale-out`; needs RabbitMQ, starts an S3 server
+//!   and a RabbitMQ cluster of its own): images/s with one and two workers on
+//!   one machine's data directory and broker, and on a bucket and a
+//!   three-node cluster, with what each upload costs on both.
 //!
 //! Timings are printed, never asserted.
 
@@ -34,6 +38,8 @@ mod process;
 mod quality;
 mod rabbitmq;
 mod ready;
+mod s3;
+mod scale_out;
 mod scaling;
 mod servers;
 mod speed;
@@ -54,8 +60,8 @@ use crate::machine::CpuShare;
 #[derive(Debug, Parser)]
 #[command(about = "Measures thumbq's pipeline and worker against libvips and prints Markdown tables.")]
 struct Options {
-    /// The tables to measure, in this order; `offload` (minutes long, needs RabbitMQ) and
-    /// `first-thumbnail` (needs RabbitMQ and Chromium) only when named.
+    /// The tables to measure, in this order; `offload` (minutes long, needs RabbitMQ),
+    /// `first-thumbnail` (needs RabbitMQ and Chromium) and `scale-out` (needs RabbitMQ) only when named.
     #[arg(long, value_delimiter = ',', default_value = "speed,quality,memory,scaling")]
     only: Vec<Table>,
 
@@ -96,7 +102,11 @@ struct Options {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
     worker_nice: i32,
 
-    /// RabbitMQ for the offload table.
+    /// Uploads at each point of the scale-out table.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u16).range(1..))]
+    scale_out_images: u16,
+
+    /// RabbitMQ for the offload, first-thumbnail and scale-out tables.
     #[arg(long, env = "THUMBQ_BENCH_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp_url: String,
 
@@ -113,6 +123,7 @@ enum Table {
     Scaling,
     Offload,
     FirstThumbnail,
+    ScaleOut,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -179,6 +190,11 @@ fn main() -> anyhow::Result<()> {
             Table::FirstThumbnail => {
                 let first = first_thumbnail::Options { runs: usize::from(options.runs), web: &offload.web, worker: &worker, amqp_url: &offload.amqp_url };
                 first_thumbnail::run(&first, &photo_12mp)?;
+            }
+            Table::ScaleOut => {
+                let scale_out =
+                    scale_out::Options { images: usize::from(options.scale_out_images), web: &offload.web, worker: &worker, amqp_url: &offload.amqp_url };
+                scale_out::run(&scale_out, &TestImage::photo_jpeg("2 MP JPEG", 1600, 1200))?;
             }
         }
         share.note();

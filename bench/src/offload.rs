@@ -25,7 +25,7 @@ use crate::chart::{self, Panel, Series};
 use crate::images::TestImage;
 use crate::load::{self, Measured};
 use crate::ready::{self, Timings};
-use crate::servers::{Offloaded, Servers};
+use crate::servers::{Offloaded, Servers, Store};
 use crate::table;
 
 /// Worker processes in the offloaded setup, each with concurrency 1: one per core here.
@@ -79,8 +79,8 @@ struct Point {
 }
 
 pub fn run(options: &Options, image: &TestImage) -> anyhow::Result<()> {
-    for (binary, build) in [(&options.web, "thumbq-web"), (&options.worker, "thumbq-worker"), (&options.inline_server, "thumbq-bench")] {
-        anyhow::ensure!(binary.is_file(), "{} is missing: cargo build --release -p {build} --bins (scripts/bench builds it)", binary.display());
+    for (binary, package) in [(&options.web, "thumbq-web"), (&options.worker, "thumbq-worker"), (&options.inline_server, "thumbq-bench")] {
+        crate::process::ensure_built(binary, package)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(crate::rabbitmq::check_reachable(&options.amqp_url))?;
@@ -107,8 +107,15 @@ pub fn run(options: &Options, image: &TestImage) -> anyhow::Result<()> {
 
 async fn measure(options: &Options, queue: &str, image: &Bytes) -> anyhow::Result<Vec<Point>> {
     let duration = Duration::from_secs(options.seconds);
-    let setup =
-        Offloaded { web: &options.web, worker: &options.worker, amqp_url: &options.amqp_url, queue, workers: WORKERS, worker_nice: options.worker_nice };
+    let setup = Offloaded {
+        web: &options.web,
+        worker: &options.worker,
+        amqp_url: &options.amqp_url,
+        queue,
+        workers: WORKERS,
+        worker_nice: options.worker_nice,
+        store: Store::DataDir,
+    };
     let without_workers = Offloaded { workers: 0, ..setup };
     let mut points = Vec::new();
     for &clients in &options.clients {
@@ -190,7 +197,7 @@ fn print_tables(options: &Options, image: &TestImage, points: &[Point]) {
             let latencies: Vec<Duration> = measured.accepted().map(|upload| upload.latency).collect();
             let others = measured.other_answers().values().sum::<usize>();
             let ready = |fraction| match &point.ready {
-                Some(ready) => ms(load::percentile(ready, fraction)),
+                Some(ready) => table::ms_cell(load::percentile(ready, fraction)),
                 None => "—".into(),
             };
             table::row(&[
@@ -199,14 +206,14 @@ fn print_tables(options: &Options, image: &TestImage, points: &[Point]) {
                 format!("{:.1}", measured.uploads_per_second()),
                 measured.accepted().count().to_string(),
                 others.to_string(),
-                ms(load::percentile(&latencies, 0.50)),
-                ms(load::percentile(&latencies, 0.95)),
-                ms(load::percentile(&latencies, 0.99)),
+                table::ms_cell(load::percentile(&latencies, 0.50)),
+                table::ms_cell(load::percentile(&latencies, 0.95)),
+                table::ms_cell(load::percentile(&latencies, 0.99)),
                 ready(0.50),
                 ready(0.95),
-                ms(load::percentile(&measured.probes, 0.50)),
-                ms(load::percentile(&measured.probes, 0.95)),
-                ms(load::percentile(&measured.probes, 0.99)),
+                table::ms_cell(load::percentile(&measured.probes, 0.50)),
+                table::ms_cell(load::percentile(&measured.probes, 0.95)),
+                table::ms_cell(load::percentile(&measured.probes, 0.99)),
             ]);
         }
     }
@@ -222,8 +229,8 @@ fn print_tables(options: &Options, image: &TestImage, points: &[Point]) {
         table::row(&[
             point.clients.to_string(),
             (timings.confirm.len() + timings.outbox).to_string(),
-            ms(load::percentile(&timings.confirm, 0.50)),
-            ms(load::percentile(&timings.confirm, 0.99)),
+            table::ms_cell(load::percentile(&timings.confirm, 0.50)),
+            table::ms_cell(load::percentile(&timings.confirm, 0.99)),
             timings.outbox.to_string(),
         ]);
     }
@@ -311,14 +318,4 @@ fn write_chart(path: &Path, image: &str, points: &[Point]) -> anyhow::Result<()>
     }
     let svg = chart::svg(&format!("Uploads of a {image}: thumbnails offloaded, made inline, or none"), &panels);
     std::fs::write(path, svg).with_context(|| format!("cannot write the chart to {}", path.display()))
-}
-
-/// Milliseconds with a precision that suits their size; "—" when there is nothing to show.
-fn ms(duration: Option<Duration>) -> String {
-    match duration.map(table::ms) {
-        None => "—".into(),
-        Some(ms) if ms < 10.0 => format!("{ms:.2}"),
-        Some(ms) if ms < 100.0 => format!("{ms:.1}"),
-        Some(ms) => format!("{ms:.0}"),
-    }
 }

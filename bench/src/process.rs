@@ -1,7 +1,8 @@
 //! The bench's child processes (web servers, workers, the comparison
 //! server): started with only the settings given, logging to a file, and
 //! stopped as their operators stop them (SIGTERM, then SIGKILL past a
-//! deadline) when dropped, also when the bench fails midway.
+//! deadline) when dropped, also when the bench fails midway. Also the
+//! workspace's scripts that install or run what the bench needs.
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -84,6 +85,27 @@ impl Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Fails, saying how to build it, when `binary` (of the package `package`) is missing.
+pub fn ensure_built(binary: &Path, package: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(binary.is_file(), "{} is missing: cargo build --release -p {package} --bins (scripts/bench builds it)", binary.display());
+    Ok(())
+}
+
+/// Runs the workspace's `scripts/{script}` with `args` and `environment`,
+/// its progress shown on stderr; returns what it printed on stdout, trimmed.
+pub fn script_output(script: &str, args: &[&str], environment: &[(&str, &str)]) -> anyhow::Result<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(script);
+    let output = Command::new(&path)
+        .args(args)
+        .envs(environment.iter().copied())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("{} does not run", path.display()))?;
+    anyhow::ensure!(output.status.success(), "scripts/{script} {} failed ({})", args.join(" "), output.status);
+    Ok(String::from_utf8(output.stdout).context("its output is text")?.trim().to_owned())
 }
 
 impl Drop for Process {

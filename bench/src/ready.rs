@@ -1,7 +1,8 @@
 //! When the offloaded uploads' thumbnails were ready: after a point's load,
 //! waits until the workers have drained the queue, and reads each image's
 //! timeline from `GET /api/images/{id}` (web and worker steps, in Unix ms on
-//! this machine's one clock).
+//! this machine's one clock). The timelines, not the wait, say when the last
+//! thumbnail was written: how often it looks costs no precision.
 
 use std::time::{Duration, Instant};
 
@@ -20,10 +21,14 @@ const LOOK_EVERY: Duration = Duration::from_millis(100);
 pub struct Timings {
     /// From each request's start to its image's last thumbnail written.
     pub ready: Vec<Duration>,
+    /// From the upload received to its original stored.
+    pub store: Vec<Duration>,
     /// From the original stored to RabbitMQ's confirm of its job.
     pub confirm: Vec<Duration>,
     /// Jobs RabbitMQ did not confirm in time, kept in the outbox instead.
     pub outbox: usize,
+    /// When the last thumbnail of them all was written, in Unix ms.
+    pub last_written_unix_ms: u64,
 }
 
 /// Waits until every accepted upload of `uploads` is done, within `within`
@@ -37,7 +42,6 @@ pub async fn wait_for_thumbnails(
     let deadline = Instant::now() + within;
     let mut connection = Connection::new(address);
     let mut timings = Timings::default();
-    // Jobs are taken oldest first; by the time the first is done, most of the others are too.
     let mut accepted: Vec<(u64, &str)> = uploads
         .iter()
         .filter_map(|upload| match &upload.outcome {
@@ -45,7 +49,11 @@ pub async fn wait_for_thumbnails(
             _ => None,
         })
         .collect::<anyhow::Result<_>>()?;
+    // Jobs are taken oldest first: once the newest is done, the others are
+    // done or nearly, so the wait costs one request per look, not one per job
+    // while the workers still run beside it.
     accepted.sort();
+    accepted.rotate_right(1);
     for (started_unix_ms, id) in accepted {
         let status = loop {
             let answer = connection.send(connection.get(&format!("/api/images/{id}")), Duration::from_secs(30)).await?;
@@ -69,6 +77,10 @@ pub async fn wait_for_thumbnails(
         let written = status.timeline.iter().filter(|step| step.step.ends_with(" written")).map(|step| step.at).max();
         let written = written.context("a thumbnail written")?;
         timings.ready.push(Duration::from_millis(written.saturating_sub(started_unix_ms)));
+        timings.last_written_unix_ms = timings.last_written_unix_ms.max(written);
+        if let (Some(received), Some(stored)) = (at("received"), at("stored")) {
+            timings.store.push(Duration::from_millis(stored.saturating_sub(received)));
+        }
         match (at("stored"), at("confirmed by RabbitMQ"), at("kept in the outbox")) {
             (Some(stored), Some(confirmed), _) => timings.confirm.push(Duration::from_millis(confirmed.saturating_sub(stored))),
             (_, _, Some(_)) => timings.outbox += 1,

@@ -1,16 +1,16 @@
-//! The servers one point of the offload table runs against, as child
-//! processes on a fresh data directory: `thumbq-web` with its workers, or the
-//! comparison server. Each is started with only the settings given here,
-//! waited for until it serves, and stopped as its operators would stop it
-//! (SIGTERM, then SIGKILL past a deadline), also when the bench fails midway.
+//! The servers one point of the offload and scale-out tables runs against,
+//! as child processes on a fresh data directory (or a bucket): `thumbq-web`
+//! with its workers, or the comparison server. Each is started with only the
+//! settings given here, waited for until it serves, and stopped as its
+//! operators would stop it (SIGTERM, then SIGKILL past a deadline), also when
+//! the bench fails midway.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tempfile::TempDir;
-use thumbq_contract::Topology;
 
 use crate::http::Connection;
 use crate::process::Process;
@@ -31,14 +31,26 @@ pub struct Offloaded<'a> {
     pub workers: usize,
     /// The workers' nice value (0 to 19).
     pub worker_nice: i32,
+    pub store: Store<'a>,
 }
 
-/// The processes of one point and their data directory, deleted when dropped
-/// (12 MP uploads fill a disk fast).
+/// Where the web server and its workers keep images.
+#[derive(Clone, Copy)]
+pub enum Store<'a> {
+    /// The web server's data directory, which its workers share.
+    DataDir,
+    /// A bucket, named by these environment variables (`THUMBQ_STORE`, …);
+    /// each worker gets an empty data directory of its own, as on a machine of its own.
+    Bucket(&'a [(&'static str, String)]),
+}
+
+/// The processes of one point and their data directories, deleted when
+/// dropped (12 MP uploads fill a disk fast).
 pub struct Servers {
-    /// Stopped before the directory below goes: fields drop in this order.
+    /// Stopped before the directories below go: fields drop in this order.
     processes: Vec<Process>,
     data_dir: TempDir,
+    worker_dirs: Vec<TempDir>,
     address: String,
 }
 
@@ -46,6 +58,14 @@ impl Servers {
     /// `thumbq-web` on RabbitMQ, then its workers; returns once the web server
     /// is ready and every worker consumes the queue.
     pub async fn offloaded(setup: &Offloaded<'_>) -> anyhow::Result<Self> {
+        let mut servers = Self::web(setup).await?;
+        servers.start_workers(setup)?;
+        servers.wait_for_consumers(setup).await?;
+        Ok(servers)
+    }
+
+    /// `thumbq-web` on RabbitMQ alone; returns once it is ready.
+    pub async fn web(setup: &Offloaded<'_>) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
         let address = free_address()?;
         let mut web = Command::new(setup.web);
@@ -60,21 +80,27 @@ impl Servers {
             .env("THUMBQ_MAX_CONNECTIONS_PER_CLIENT", "10000")
             // Low, but not nothing: a disk that does fill shows up as 507s in the table.
             .env("THUMBQ_MIN_FREE_BYTES", (256u64 << 20).to_string());
-        let mut servers = Self { processes: Vec::new(), data_dir, address };
+        set_store(&mut web, setup.store);
+        let mut servers = Self { processes: Vec::new(), data_dir, worker_dirs: Vec::new(), address };
         servers.processes.push(Process::start("thumbq-web", web, servers.data_dir.path(), 0)?);
-        // Ready means it wrote the data directory's manifest, which the workers need.
+        // Ready means it wrote the store's manifest, which the workers need.
         servers.wait_until_serving("/readyz").await?;
+        Ok(servers)
+    }
+
+    /// Starts `setup.workers` workers, concurrency 1 each, without waiting for them.
+    pub fn start_workers(&mut self, setup: &Offloaded<'_>) -> anyhow::Result<()> {
         for _ in 0..setup.workers {
             let mut worker = Command::new(setup.worker);
             worker
-                .env("THUMBQ_DATA_DIR", servers.data_dir.path())
+                .env("THUMBQ_DATA_DIR", self.worker_data_dir(setup.store)?)
                 .env("THUMBQ_AMQP_URL", setup.amqp_url)
                 .env("THUMBQ_QUEUE", setup.queue)
                 .env("THUMBQ_CONCURRENCY", "1");
-            servers.processes.push(Process::start("thumbq-worker", worker, servers.data_dir.path(), setup.worker_nice)?);
+            set_store(&mut worker, setup.store);
+            self.processes.push(Process::start("thumbq-worker", worker, self.data_dir.path(), setup.worker_nice)?);
         }
-        servers.wait_for_consumers(setup).await?;
-        Ok(servers)
+        Ok(())
     }
 
     /// The comparison server (`thumbq-bench-inline`) in `mode` (`inline` or `store-only`).
@@ -84,7 +110,7 @@ impl Servers {
         let mut server = Command::new(binary);
         server.arg("--mode").arg(mode).arg("--bind").arg(&address).arg("--data-dir").arg(data_dir.path().join("data"));
         let process = Process::start("thumbq-bench-inline", server, data_dir.path(), 0)?;
-        let mut servers = Self { processes: vec![process], data_dir, address };
+        let mut servers = Self { processes: vec![process], data_dir, worker_dirs: Vec::new(), address };
         servers.wait_until_serving("/healthz").await?;
         Ok(servers)
     }
@@ -118,24 +144,38 @@ impl Servers {
     }
 
     async fn wait_for_consumers(&mut self, setup: &Offloaded<'_>) -> anyhow::Result<()> {
-        let deadline = Instant::now() + START_WITHIN;
-        let topology = Topology::new(setup.queue);
-        loop {
-            self.check_running()?;
-            let report = thumbq_broker::admin::report(setup.amqp_url, &topology).await.context("cannot read the resize queue")?;
-            if report.consumers as usize >= setup.workers {
-                return Ok(());
+        let enough = |report: &thumbq_broker::admin::QueueReport| report.consumers as usize >= setup.workers;
+        crate::rabbitmq::wait_for_queue(setup.amqp_url, setup.queue, START_WITHIN, || self.check_running(), enough)
+            .await
+            .with_context(|| format!("waiting for {} workers to consume", setup.workers))
+    }
+
+    /// The web server's data directory, or with a bucket a new empty one.
+    fn worker_data_dir(&mut self, store: Store) -> anyhow::Result<PathBuf> {
+        match store {
+            Store::DataDir => Ok(self.data_dir.path().to_owned()),
+            Store::Bucket(_) => {
+                let dir = tempfile::tempdir()?;
+                let path = dir.path().to_owned();
+                self.worker_dirs.push(dir);
+                Ok(path)
             }
-            if Instant::now() > deadline {
-                bail!("{} of {} workers consume {} after {START_WITHIN:?}", report.consumers, setup.workers, setup.queue);
-            }
-            tokio::time::sleep(LOOK_EVERY).await;
         }
     }
 }
 
+/// Points `command` at the bucket, if there is one.
+fn set_store(command: &mut Command, store: Store) {
+    if let Store::Bucket(environment) = store {
+        command.envs(environment.iter().map(|(name, value)| (name, value)));
+    }
+}
+
 /// A port that was free a moment ago, as the end-to-end tests pick them.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 fn free_address() -> anyhow::Result<String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    Ok(format!("127.0.0.1:{port}"))
+    Ok(format!("127.0.0.1:{}", free_port()?))
 }

@@ -30,6 +30,16 @@ pub fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+/// Milliseconds with a precision that suits their size; "—" when there is nothing to show.
+pub fn ms_cell(duration: Option<Duration>) -> String {
+    match duration.map(ms) {
+        None => "—".into(),
+        Some(ms) if ms < 10.0 => format!("{ms:.2}"),
+        Some(ms) if ms < 100.0 => format!("{ms:.1}"),
+        Some(ms) => format!("{ms:.0}"),
+    }
+}
+
 /// `theirs / ours`: above 1 when ours is faster.
 pub fn speed_up(theirs: Duration, ours: Duration) -> String {
     format!("{:.2}×", theirs.as_secs_f64() / ours.as_secs_f64())
