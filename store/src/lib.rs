@@ -21,7 +21,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use thumbq_contract::{ImageId, Listing, Manifest, Storage, StorageKey};
+use thumbq_contract::{ImageId, Listing, Manifest, Storage, StorageKey, ThumbFormat, ThumbSize};
 
 pub use s3::{Object, Opened};
 pub use settings::{S3Location, StoreSettings};
@@ -116,6 +116,14 @@ impl Store {
     /// Whether `key` is there.
     pub async fn exists(&self, key: StorageKey) -> io::Result<bool> {
         Ok(self.size(key).await?.is_some())
+    }
+
+    /// The thumbnails of `id` written so far: one listing, not a look per size and format.
+    pub async fn thumbnails(&self, id: ImageId) -> io::Result<Vec<(ThumbSize, ThumbFormat)>> {
+        match &*self.0 {
+            Backend::Local(storage) => blocking(storage, move |storage| local::thumbnails(storage, id)).await,
+            Backend::S3(store) => store.thumbnails(id).await,
+        }
     }
 
     /// Removes `key` durably; one already gone is fine.
@@ -268,6 +276,24 @@ impl BlockingStore {
     /// [`Store::exists`].
     pub fn exists(&self, key: StorageKey) -> io::Result<bool> {
         Ok(self.size(key)?.is_some())
+    }
+
+    /// [`Store::thumbnails`].
+    pub fn thumbnails(&self, id: ImageId) -> io::Result<Vec<(ThumbSize, ThumbFormat)>> {
+        match &*self.store.0 {
+            Backend::Local(storage) => local::thumbnails(storage, id),
+            Backend::S3(store) => tokio::runtime::Handle::current().block_on(store.thumbnails(id)),
+        }
+    }
+
+    /// The whole of `key` if it has at most `limit` bytes, asked in one
+    /// request: `Ok(None)` when there is no such file, `Err(size)` inside when
+    /// it is larger (and nothing of it was read).
+    pub fn get_at_most(&self, key: StorageKey, limit: u64) -> io::Result<Option<Result<Vec<u8>, u64>>> {
+        match &*self.store.0 {
+            Backend::Local(storage) => local::get_at_most(storage, &key, limit),
+            Backend::S3(store) => tokio::runtime::Handle::current().block_on(store.get_at_most(&key, limit)),
+        }
     }
 
     /// [`Store::remove`].

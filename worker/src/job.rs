@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thumbq_contract::timeline::{self, Timeline};
-use thumbq_contract::{FailureRecord, ImageId, ResizeJob, Sizes, Storage, StorageKey, ThumbFormat, ThumbSize};
+use thumbq_contract::{FailureRecord, ImageId, ResizeJob, Sizes, Storage, StorageKey, ThumbSize};
 use thumbq_store::{BlockingStore, Durability, Store};
 
 use crate::metrics::WorkerMetrics;
@@ -345,32 +345,19 @@ fn remove_failure(store: &BlockingStore, id: ImageId) -> Result<(), JobError> {
 }
 
 fn all_thumbnails_exist(store: &BlockingStore, id: ImageId) -> std::io::Result<bool> {
-    for size in ThumbSize::ALL {
-        let mut found = false;
-        for format in ThumbFormat::ALL {
-            if store.exists(StorageKey::Thumbnail(id, size, format))? {
-                found = true;
-                break;
-            }
-        }
-        if !found {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    let written = store.thumbnails(id)?;
+    Ok(ThumbSize::ALL.into_iter().all(|size| written.iter().any(|(made, _)| *made == size)))
 }
 
 /// Reads the original whole, after checking its size: the only allocation
 /// that depends on the upload before the decoder's own limits apply.
 fn read_original(context: &JobContext, id: ImageId) -> Result<Vec<u8>, JobError> {
-    let key = StorageKey::Original(id);
     // Tried again when missing: on shared storage a new file can show up late.
     let gone = || JobError::Retry(std::io::Error::new(std::io::ErrorKind::NotFound, UPLOAD_GONE));
-    let length = context.store.size(key).map_err(JobError::Retry)?.ok_or_else(gone)?;
-    if length > context.limits.max_file_bytes {
-        return Err(JobError::Abort(format!("The file has {length} bytes, more than the limit of {}.", context.limits.max_file_bytes)));
+    match context.store.get_at_most(StorageKey::Original(id), context.limits.max_file_bytes).map_err(JobError::Retry)?.ok_or_else(gone)? {
+        Ok(bytes) => Ok(bytes),
+        Err(length) => Err(JobError::Abort(format!("The file has {length} bytes, more than the limit of {}.", context.limits.max_file_bytes))),
     }
-    context.store.get(key).map_err(JobError::Retry)?.ok_or_else(gone)
 }
 
 /// Turns a pipeline error into a sentence for the person who uploaded the file.
@@ -478,7 +465,7 @@ mod tests {
         let id = ImageId::new();
         // A small size written first, then the job failed (a panic, say).
         std::fs::create_dir_all(context.storage.thumbnail_dir(id)).unwrap();
-        std::fs::write(context.storage.path(&StorageKey::Thumbnail(id, ThumbSize::Small, ThumbFormat::Jpeg)), b"jpeg").unwrap();
+        std::fs::write(context.storage.path(&StorageKey::Thumbnail(id, ThumbSize::Small, thumbq_contract::ThumbFormat::Jpeg)), b"jpeg").unwrap();
 
         assert_eq!(give_up(&context, id, "It broke.", Fault::Ours), Settlement::DeadLetter);
 
