@@ -112,7 +112,7 @@ impl StorageKey {
         match self {
             Self::Incoming(id) => format!("incoming/{id}.part"),
             Self::Original(id) => format!("originals/{id}"),
-            Self::Thumbnail(id, size, format) => format!("{}{size}.{}", Self::thumbnail_folder(*id), format.extension()),
+            Self::Thumbnail(id, size, format) => format!("thumbs/{id}/{size}.{}", format.extension()),
             Self::Failure(id) => format!("failed/{id}.json"),
             Self::Owner(id) => format!("owners/{id}.json"),
             Self::OwnedImage(owner, id) => format!("by-owner/{owner}/{id}"),
@@ -125,19 +125,6 @@ impl StorageKey {
     /// The path below the data directory.
     pub fn relative_path(&self) -> PathBuf {
         self.name().into()
-    }
-
-    /// The folder of an image's thumbnails, `/`-terminated.
-    pub fn thumbnail_folder(id: ImageId) -> String {
-        format!("thumbs/{id}/")
-    }
-
-    /// The size and format of a thumbnail from its file name in that folder
-    /// (`small.jpg`); `None` for anything else (a temporary file, say).
-    pub fn thumbnail_of(file_name: &str) -> Option<(ThumbSize, ThumbFormat)> {
-        let (size, extension) = file_name.split_once('.')?;
-        let format = ThumbFormat::ALL.into_iter().find(|format| format.extension() == extension)?;
-        Some((ThumbSize::from_name(size)?, format))
     }
 
     /// Every file a worker may write for an image: its thumbnails in either
@@ -341,21 +328,6 @@ mod tests {
         let random_bits = |id: &ImageId| id.0.as_u128() & ((0xfff << 64) | ((1 << 62) - 1));
         let (ones, zeros) = ids.iter().fold((0u128, 0u128), |(ones, zeros), id| (ones | random_bits(id), zeros | !random_bits(id)));
         assert_eq!(((ones & zeros) & ((0xfff << 64) | ((1 << 62) - 1))).count_ones(), 74, "each random bit was seen both set and clear");
-    }
-
-    #[test]
-    fn a_thumbnail_is_known_again_by_its_file_name_and_nothing_else_is() {
-        let id = ImageId::new();
-        for size in ThumbSize::ALL {
-            for format in ThumbFormat::ALL {
-                let name = StorageKey::Thumbnail(id, size, format).name();
-                let file_name = name.strip_prefix(&StorageKey::thumbnail_folder(id)).unwrap();
-                assert_eq!(StorageKey::thumbnail_of(file_name), Some((size, format)));
-            }
-        }
-        for other in [".tmp-abc", "small", "small.gif", "huge.jpg", "small.jpg.part", ""] {
-            assert_eq!(StorageKey::thumbnail_of(other), None, "{other}");
-        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use thumbq_contract::{ImageId, Listing, Manifest, Storage, StorageKey, ThumbFormat, ThumbSize};
+use thumbq_contract::{ImageId, Listing, Manifest, Storage, StorageKey};
 
 pub use s3::{Object, Opened};
 pub use settings::{S3Location, StoreSettings};
@@ -116,14 +116,6 @@ impl Store {
     /// Whether `key` is there.
     pub async fn exists(&self, key: StorageKey) -> io::Result<bool> {
         Ok(self.size(key).await?.is_some())
-    }
-
-    /// The thumbnails of `id` written so far: one listing, not a look per size and format.
-    pub async fn thumbnails(&self, id: ImageId) -> io::Result<Vec<(ThumbSize, ThumbFormat)>> {
-        match &*self.0 {
-            Backend::Local(storage) => blocking(storage, move |storage| local::thumbnails(storage, id)).await,
-            Backend::S3(store) => store.thumbnails(id).await,
-        }
     }
 
     /// Removes `key` durably; one already gone is fine.
@@ -276,14 +268,6 @@ impl BlockingStore {
     /// [`Store::exists`].
     pub fn exists(&self, key: StorageKey) -> io::Result<bool> {
         Ok(self.size(key)?.is_some())
-    }
-
-    /// [`Store::thumbnails`].
-    pub fn thumbnails(&self, id: ImageId) -> io::Result<Vec<(ThumbSize, ThumbFormat)>> {
-        match &*self.store.0 {
-            Backend::Local(storage) => local::thumbnails(storage, id),
-            Backend::S3(store) => tokio::runtime::Handle::current().block_on(store.thumbnails(id)),
-        }
     }
 
     /// The whole of `key` if it has at most `limit` bytes, asked in one

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::Path;
 
-use thumbq_contract::{ImageId, Listing, Storage, StorageKey, TIMELINE_SIDES, ThumbFormat, ThumbSize};
+use thumbq_contract::{ImageId, Listing, Storage, StorageKey, TIMELINE_SIDES};
 
 use crate::Durability;
 use crate::durable::{remove_dir_if_present, sync_dir, write_atomically_without_dir_sync, write_whole};
@@ -58,21 +58,6 @@ pub fn get_at_most(storage: &Storage, key: &StorageKey, limit: u64) -> io::Resul
         return Ok(Some(Err(size)));
     }
     Ok(get(storage, key)?.map(Ok))
-}
-
-pub fn thumbnails(storage: &Storage, id: ImageId) -> io::Result<Vec<(ThumbSize, ThumbFormat)>> {
-    let entries = match std::fs::read_dir(storage.thumbnail_dir(id)) {
-        Ok(entries) => entries,
-        Err(error) if absent(&error) => return Ok(Vec::new()),
-        Err(error) => return Err(error),
-    };
-    let mut found = Vec::new();
-    for entry in entries {
-        if let Some(thumbnail) = entry?.file_name().to_str().and_then(StorageKey::thumbnail_of) {
-            found.push(thumbnail);
-        }
-    }
-    Ok(found)
 }
 
 pub fn size(storage: &Storage, key: &StorageKey) -> io::Result<Option<u64>> {

@@ -12,7 +12,7 @@ use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart};
-use thumbq_contract::{ImageId, Listing, Manifest, StorageKey, TIMELINE_SIDES, ThumbFormat, ThumbSize};
+use thumbq_contract::{ImageId, Listing, Manifest, StorageKey, TIMELINE_SIDES};
 use tokio::io::AsyncReadExt;
 
 use crate::{S3Location, StoreSettings, Unavailable};
@@ -102,12 +102,6 @@ impl S3Store {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(error) => Err(to_io(error)),
         }
-    }
-
-    pub async fn thumbnails(&self, id: ImageId) -> io::Result<Vec<(ThumbSize, ThumbFormat)>> {
-        let prefix = self.path(&StorageKey::thumbnail_folder(id));
-        let objects: Vec<_> = self.client.list(Some(&prefix)).try_collect().await.map_err(to_io)?;
-        Ok(objects.iter().filter_map(|object| object.location.filename().and_then(StorageKey::thumbnail_of)).collect())
     }
 
     pub async fn size(&self, key: &StorageKey) -> io::Result<Option<u64>> {

@@ -43,14 +43,22 @@ pub async fn progress(store: &Store, id: ImageId) -> std::io::Result<Option<Prog
     if !store.exists(StorageKey::Original(id)).await? {
         return Ok(None);
     }
-    let written = store.thumbnails(id).await?;
-    let done = ThumbSize::ALL.into_iter().all(|size| written.iter().any(|(made, _)| *made == size));
-    Ok(Some(if done { Progress::Done } else { Progress::Pending }))
+    for size in ThumbSize::ALL {
+        if thumbnail(store, id, size).await?.is_none() {
+            return Ok(Some(Progress::Pending));
+        }
+    }
+    Ok(Some(Progress::Done))
 }
 
 /// The format of the thumbnail of `size`, if a worker has written it.
 pub async fn thumbnail(store: &Store, id: ImageId, size: ThumbSize) -> std::io::Result<Option<ThumbFormat>> {
-    Ok(store.thumbnails(id).await?.into_iter().find_map(|(made, format)| (made == size).then_some(format)))
+    for format in ThumbFormat::ALL {
+        if store.exists(StorageKey::Thumbnail(id, size, format)).await? {
+            return Ok(Some(format));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether `id` was deleted: its tombstone is there.
