@@ -26,6 +26,7 @@
 
 mod browser;
 mod chart;
+mod confirms;
 mod first_thumbnail;
 mod http;
 mod images;

@@ -91,13 +91,49 @@ pub fn run(options: &Options, image: &TestImage) -> anyhow::Result<()> {
     let shared_nothing = SharedNothing { s3: S3Server::start()?, cluster: Cluster::start()? };
     let queue = rabbitmq::unique_queue();
     let measured = runtime.block_on(measure(options, &shared_nothing, &queue, &Bytes::from(image.bytes.clone())));
+    let confirms = runtime.block_on(measure_confirms(options.amqp_url, &shared_nothing.cluster.urls));
     // The cluster's queue goes with the cluster; the one node's is deleted, also after a failure.
     drop(shared_nothing);
     let deleted = runtime.block_on(rabbitmq::delete_topology(options.amqp_url, &queue));
     let points = measured?;
     deleted?;
-    print_tables(options, image, &points, started.elapsed());
+    let confirms = confirms?;
+    print_tables(options, image, &points, &confirms, started.elapsed());
     Ok(())
+}
+
+/// Jobs in flight at once in the confirm-rate table: one upload at a time, and many.
+const IN_FLIGHT: [usize; 2] = [1, 64];
+
+/// Confirmed jobs per second on the one node, then on the cluster, at each of [`IN_FLIGHT`].
+async fn measure_confirms(node: &str, cluster: &str) -> anyhow::Result<Vec<(Deployment, usize, f64)>> {
+    let mut rates = Vec::new();
+    for (deployment, urls) in [(Deployment::OneMachine, node), (Deployment::SharedNothing, cluster)] {
+        for in_flight in IN_FLIGHT {
+            eprintln!("scale-out: confirms on {} with {in_flight} in flight…", deployment.label());
+            rates.push((deployment, in_flight, crate::confirms::rate(urls, in_flight).await?));
+        }
+    }
+    Ok(rates)
+}
+
+fn print_confirms_table(rates: &[(Deployment, usize, f64)]) {
+    table::heading(
+        "Scale-out: confirms",
+        &format!(
+            "{} resize jobs published with `thumbq_broker::Publisher`, as the web server publishes them (persistent, mandatory, each awaited until RabbitMQ confirms it), to a quorum queue of the bench's own: one at a time, and {} in flight.",
+            crate::confirms::JOBS,
+            IN_FLIGHT[1]
+        ),
+    );
+    table::header(&["broker", "in flight", "confirmed jobs/s"]);
+    for (deployment, in_flight, per_second) in rates {
+        let broker = match deployment {
+            Deployment::OneMachine => "one node",
+            Deployment::SharedNothing => "three-node cluster",
+        };
+        table::row(&[broker.into(), in_flight.to_string(), format!("{per_second:.0}")]);
+    }
 }
 
 async fn measure(options: &Options<'_>, shared_nothing: &SharedNothing, queue: &str, image: &Bytes) -> anyhow::Result<Vec<Point>> {
@@ -149,9 +185,10 @@ async fn upload_and_queue(servers: &mut Servers, setup: &Offloaded<'_>, count: u
     Ok(uploads)
 }
 
-fn print_tables(options: &Options, image: &TestImage, points: &[Point], took: Duration) {
+fn print_tables(options: &Options, image: &TestImage, points: &[Point], confirms: &[(Deployment, usize, f64)], took: Duration) {
     print_images_table(options, image, points);
     print_uploads_table(points);
+    print_confirms_table(confirms);
     let outbox: usize = points.iter().map(|point| point.timings.outbox).sum();
     if outbox > 0 {
         table::note(&format!("{outbox} jobs were kept in the outbox rather than confirmed in time: their uploads count no confirm."));
