@@ -127,11 +127,14 @@ impl StorageKey {
         self.name().into()
     }
 
-    /// Every file a worker may write for an image: its thumbnails in either
-    /// format, its failure record and its timeline.
-    pub fn written_by_worker(id: ImageId) -> impl Iterator<Item = StorageKey> {
-        let thumbnails = ThumbSize::ALL.into_iter().flat_map(move |size| ThumbFormat::ALL.into_iter().map(move |format| Self::Thumbnail(id, size, format)));
-        thumbnails.chain([Self::Failure(id), Self::Timeline(id, "worker")])
+    /// Every thumbnail an image may have: each size in either format.
+    pub fn thumbnails(id: ImageId) -> impl Iterator<Item = StorageKey> {
+        ThumbSize::ALL.into_iter().flat_map(move |size| ThumbFormat::ALL.into_iter().map(move |format| Self::Thumbnail(id, size, format)))
+    }
+
+    /// Both sides' timelines of an image.
+    pub fn timelines(id: ImageId) -> impl Iterator<Item = StorageKey> {
+        TIMELINE_SIDES.into_iter().map(move |side| Self::Timeline(id, side))
     }
 
     /// The `Cache-Control` to serve the file with.
@@ -218,11 +221,6 @@ impl Storage {
     /// The directory of an image's timelines.
     pub fn timeline_dir(&self, id: ImageId) -> PathBuf {
         self.root.join("timelines").join(id.to_string())
-    }
-
-    /// The directory that lists an owner's images, one [`StorageKey::OwnedImage`] each.
-    pub fn owner_index(&self, owner: &OwnerId) -> PathBuf {
-        self.root.join("by-owner").join(owner.to_string())
     }
 
     /// The directory of the job queue in embedded mode, shared by web and workers.

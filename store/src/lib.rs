@@ -21,7 +21,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use thumbq_contract::{ImageId, Listing, Manifest, Storage, StorageKey};
+use thumbq_contract::{ImageId, Listing, Manifest, Storage, StorageKey, ThumbFormat, ThumbSize};
 
 pub use s3::{Object, Opened};
 pub use settings::{S3Location, StoreSettings};
@@ -72,6 +72,11 @@ impl Store {
         }
     }
 
+    /// Whether this is an S3 bucket rather than the data directory.
+    pub fn is_bucket(&self) -> bool {
+        matches!(&*self.0, Backend::S3(_))
+    }
+
     /// Where this store is, for people: a directory, or `s3://bucket/prefix at endpoint`.
     pub fn describe(&self) -> String {
         match &*self.0 {
@@ -116,6 +121,27 @@ impl Store {
     /// Whether `key` is there.
     pub async fn exists(&self, key: StorageKey) -> io::Result<bool> {
         Ok(self.size(key).await?.is_some())
+    }
+
+    /// The first `count` bytes of `key` (all of it when shorter); `None` when there is no such file.
+    pub async fn first_bytes(&self, key: StorageKey, count: u64) -> io::Result<Option<Vec<u8>>> {
+        match &*self.0 {
+            Backend::Local(storage) => blocking(storage, move |storage| local::first_bytes(storage, &key, count)).await,
+            Backend::S3(store) => store.first_bytes(&key, count).await,
+        }
+    }
+
+    /// The format a worker wrote the thumbnail of `size` in, if it has.
+    /// A HEAD per format until one is there: on AWS a LIST of the image's
+    /// folder costs ten times a HEAD, and some S3-compatible servers walk the
+    /// whole bucket for it.
+    pub async fn thumbnail(&self, id: ImageId, size: ThumbSize) -> io::Result<Option<ThumbFormat>> {
+        for format in ThumbFormat::ALL {
+            if self.exists(StorageKey::Thumbnail(id, size, format)).await? {
+                return Ok(Some(format));
+            }
+        }
+        Ok(None)
     }
 
     /// Removes `key` durably; one already gone is fine.
@@ -228,10 +254,6 @@ pub struct BlockingStore {
 }
 
 impl BlockingStore {
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// [`Store::put`].
     pub fn put(&self, key: StorageKey, bytes: Vec<u8>, durability: Durability) -> io::Result<()> {
         match &*self.store.0 {
@@ -249,25 +271,23 @@ impl BlockingStore {
         }
     }
 
-    /// [`Store::get`].
-    pub fn get(&self, key: StorageKey) -> io::Result<Option<Vec<u8>>> {
-        match &*self.store.0 {
-            Backend::Local(storage) => local::get(storage, &key),
-            Backend::S3(store) => tokio::runtime::Handle::current().block_on(store.get(&key)),
-        }
-    }
-
-    /// [`Store::size`].
-    pub fn size(&self, key: StorageKey) -> io::Result<Option<u64>> {
-        match &*self.store.0 {
-            Backend::Local(storage) => local::size(storage, &key),
-            Backend::S3(store) => tokio::runtime::Handle::current().block_on(store.size(&key)),
-        }
-    }
-
     /// [`Store::exists`].
     pub fn exists(&self, key: StorageKey) -> io::Result<bool> {
-        Ok(self.size(key)?.is_some())
+        let size = match &*self.store.0 {
+            Backend::Local(storage) => local::size(storage, &key)?,
+            Backend::S3(store) => tokio::runtime::Handle::current().block_on(store.size(&key))?,
+        };
+        Ok(size.is_some())
+    }
+
+    /// [`Store::thumbnail`].
+    pub fn thumbnail(&self, id: ImageId, size: ThumbSize) -> io::Result<Option<ThumbFormat>> {
+        for format in ThumbFormat::ALL {
+            if self.exists(StorageKey::Thumbnail(id, size, format))? {
+                return Ok(Some(format));
+            }
+        }
+        Ok(None)
     }
 
     /// The whole of `key` if it has at most `limit` bytes, asked in one

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::Path;
 
-use thumbq_contract::{ImageId, Listing, Storage, StorageKey, TIMELINE_SIDES};
+use thumbq_contract::{ImageId, Listing, Storage, StorageKey};
 
 use crate::Durability;
 use crate::durable::{remove_dir_if_present, sync_dir, write_atomically_without_dir_sync, write_whole};
@@ -60,6 +60,18 @@ pub fn get_at_most(storage: &Storage, key: &StorageKey, limit: u64) -> io::Resul
     Ok(get(storage, key)?.map(Ok))
 }
 
+pub fn first_bytes(storage: &Storage, key: &StorageKey, count: u64) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = match std::fs::File::open(storage.path(key)) {
+        Ok(file) => file,
+        Err(error) if absent(&error) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let mut bytes = Vec::new();
+    file.take(count).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
 pub fn size(storage: &Storage, key: &StorageKey) -> io::Result<Option<u64>> {
     match std::fs::metadata(storage.path(key)) {
         Ok(metadata) => Ok(metadata.is_file().then_some(metadata.len())),
@@ -89,7 +101,6 @@ pub fn remove_thumbnails(storage: &Storage, id: ImageId) -> io::Result<()> {
 
 pub fn remove_thumbnails_and_timelines(storage: &Storage, id: ImageId) -> io::Result<()> {
     remove_thumbnails(storage, id)?;
-    debug_assert!(TIMELINE_SIDES.iter().all(|side| storage.path(&StorageKey::Timeline(id, side)).starts_with(storage.timeline_dir(id))));
     remove_dir_retrying(&storage.timeline_dir(id))
 }
 

@@ -12,7 +12,7 @@ use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart};
-use thumbq_contract::{ImageId, Listing, Manifest, StorageKey, TIMELINE_SIDES};
+use thumbq_contract::{ImageId, Listing, Manifest, StorageKey};
 use tokio::io::AsyncReadExt;
 
 use crate::{S3Location, StoreSettings, Unavailable};
@@ -133,12 +133,22 @@ impl S3Store {
     }
 
     pub async fn remove_thumbnails(&self, id: ImageId) -> io::Result<()> {
-        self.remove_all(StorageKey::written_by_worker(id).filter(|key| matches!(key, StorageKey::Thumbnail(..)))).await
+        self.remove_all(StorageKey::thumbnails(id)).await
     }
 
     pub async fn remove_thumbnails_and_timelines(&self, id: ImageId) -> io::Result<()> {
-        let timelines = TIMELINE_SIDES.into_iter().map(move |side| StorageKey::Timeline(id, side));
-        self.remove_all(StorageKey::written_by_worker(id).filter(|key| matches!(key, StorageKey::Thumbnail(..))).chain(timelines)).await
+        self.remove_all(StorageKey::thumbnails(id).chain(StorageKey::timelines(id))).await
+    }
+
+    /// The first `count` bytes of `key` (fewer when it is shorter), in one ranged GET.
+    pub async fn first_bytes(&self, key: &StorageKey, count: u64) -> io::Result<Option<Vec<u8>>> {
+        let path = self.path(&key.name());
+        let options = GetOptions { range: Some(object_store::GetRange::Bounded(0..count)), ..Default::default() };
+        match self.client.get_opts(&path, options).await {
+            Ok(result) => Ok(Some(result.bytes().await.map_err(to_io)?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(to_io(error)),
+        }
     }
 
     pub async fn list(&self, listing: Listing) -> io::Result<Vec<ImageId>> {

@@ -28,7 +28,7 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
             let _ = writeln!(report, "data directory: not writable: {error}");
         }
     }
-    if app.settings.deployment.store.store.is_some() {
+    if app.store.is_bucket() {
         match app.store.check().await {
             Ok(()) => { let _ = writeln!(report, "store: {} reachable", app.store.describe()); }
             Err(error) => {

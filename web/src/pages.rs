@@ -105,12 +105,13 @@ impl ImageView {
         };
         let mut thumbnails = Vec::with_capacity(ThumbSize::ALL.len());
         for size in ThumbSize::ALL {
-            thumbnails.push(ThumbnailView {
-                size: size.name(),
-                url: format!("/thumbs/{id}/{size}"),
-                box_px: app.settings.sizes.max_side(size),
-                ready: progress::thumbnail(&app.store, id, size).await?.is_some(),
-            });
+            // Done means all three are there, and a failed image has none: only a pending one is asked again.
+            let ready = match progress {
+                Progress::Done => true,
+                Progress::Failed(_) => false,
+                Progress::Pending => progress::thumbnail(&app.store, id, size).await?.is_some(),
+            };
+            thumbnails.push(ThumbnailView { size: size.name(), url: format!("/thumbs/{id}/{size}"), box_px: app.settings.sizes.max_side(size), ready });
         }
         let record = owner::record_of(&app.store, id).await?;
         let owned = caller.is_some_and(|caller| record.as_ref().is_some_and(|record| record.owner.same_as(caller)));

@@ -53,12 +53,7 @@ pub async fn progress(store: &Store, id: ImageId) -> std::io::Result<Option<Prog
 
 /// The format of the thumbnail of `size`, if a worker has written it.
 pub async fn thumbnail(store: &Store, id: ImageId, size: ThumbSize) -> std::io::Result<Option<ThumbFormat>> {
-    for format in ThumbFormat::ALL {
-        if store.exists(StorageKey::Thumbnail(id, size, format)).await? {
-            return Ok(Some(format));
-        }
-    }
-    Ok(None)
+    store.thumbnail(id, size).await
 }
 
 /// Whether `id` was deleted: its tombstone is there.

@@ -48,7 +48,7 @@ impl AppState {
 
         let storage = settings.deployment.storage();
         let store = settings.deployment.store().map_err(anyhow::Error::msg)?;
-        let made = if settings.deployment.store.store.is_some() { storage.create_incoming_dir() } else { storage.create_dirs() };
+        let made = if store.is_bucket() { storage.create_incoming_dir() } else { storage.create_dirs() };
         made.with_context(|| format!("cannot create the data directory {}", settings.deployment.data_dir.display()))?;
         let ours = thumbq_contract::Manifest::new(&settings.sizes, &settings.limits());
         let manifest = store.init_manifest(&ours).await.with_context(|| format!("cannot read or write thumbq.json in {}", store.describe()))?;

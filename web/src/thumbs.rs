@@ -86,8 +86,8 @@ pub async fn original(State(app): State<AppState>, Path(id): Path<String>, reque
 
 /// The format of an original, from its first bytes.
 async fn sniff_original(app: &AppState, id: ImageId) -> Result<Option<thumbq_contract::SourceFormat>, AppError> {
-    let Some(bytes) = app.store.get(StorageKey::Original(id)).await? else { return Ok(None) };
-    Ok(thumbq_contract::SourceFormat::sniff(&bytes[..bytes.len().min(thumbq_contract::SourceFormat::SNIFF_LEN)]))
+    let head = app.store.first_bytes(StorageKey::Original(id), thumbq_contract::SourceFormat::SNIFF_LEN as u64).await?;
+    Ok(head.and_then(|head| thumbq_contract::SourceFormat::sniff(&head)))
 }
 
 /// `key` as an answer to `request` (GET or HEAD, conditional or not); `None` when it is not there.

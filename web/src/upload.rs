@@ -225,7 +225,7 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
             let queued_ms = now_ms();
             metrics.upload_step("stored", original.stored_ms.saturating_sub(received_ms) as f64 / 1000.0);
             metrics.upload_step("queued", queued_ms.saturating_sub(original.stored_ms) as f64 / 1000.0);
-            record_steps(&store, &original, received_ms, queued_ms, route).await;
+            record_steps(&store, &original, received_ms, queued_ms, route);
             images.push(original.keep());
         }
         Ok::<_, std::io::Error>(images)
@@ -322,9 +322,11 @@ async fn stream_file(
 /// This web server in timelines: `web@host:pid`.
 static PROCESS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| thumbq_contract::timeline::process_name("web"));
 
-/// Keeps the web server's steps of an image beside it, for its timeline.
-/// Best effort: a timeline that cannot be written costs the picture, not the upload.
-async fn record_steps(store: &Store, original: &StoredOriginal, received_ms: u64, queued_ms: u64, route: crate::dispatch::Route) {
+/// Keeps the web server's steps of an image beside it, for its timeline, in
+/// a task of its own: the client's answer does not wait for it (on a bucket,
+/// two requests). Best effort: a timeline that cannot be written costs the
+/// picture, not the upload.
+fn record_steps(store: &Store, original: &StoredOriginal, received_ms: u64, queued_ms: u64, route: crate::dispatch::Route) {
     let mut timeline = thumbq_contract::Timeline::default();
     timeline.push("received", received_ms, &PROCESS);
     timeline.push("stored", original.stored_ms, &PROCESS);
@@ -334,20 +336,22 @@ async fn record_steps(store: &Store, original: &StoredOriginal, received_ms: u64
         crate::dispatch::Route::Embedded => "queued on disk",
     };
     timeline.push(queued, queued_ms, &PROCESS);
-    let id = original.job.image_id;
-    let written = async {
-        let bytes = serde_json::to_vec(&timeline).map_err(std::io::Error::other)?;
-        store.put(StorageKey::Timeline(id, "web"), bytes, Durability::BestEffort).await?;
-        // Deleted meanwhile (the owner saw it listed before this): what was just written goes too.
-        if store.exists(StorageKey::Tombstone(id)).await? {
-            store.remove(StorageKey::Timeline(id, "web")).await?;
+    let (id, store) = (original.job.image_id, store.clone());
+    tokio::spawn(async move {
+        let written = async {
+            let bytes = serde_json::to_vec(&timeline).map_err(std::io::Error::other)?;
+            store.put(StorageKey::Timeline(id, "web"), bytes, Durability::BestEffort).await?;
+            // Deleted meanwhile (the owner saw it listed before this): what was just written goes too.
+            if store.exists(StorageKey::Tombstone(id)).await? {
+                store.remove(StorageKey::Timeline(id, "web")).await?;
+            }
+            Ok::<_, std::io::Error>(())
         }
-        Ok::<_, std::io::Error>(())
-    }
-    .await;
-    if written.is_err() {
-        tracing::debug!(image.id = %original.job.image_id, "Could not keep the upload's timeline.");
-    }
+        .await;
+        if written.is_err() {
+            tracing::debug!(image.id = %id, "Could not keep the upload's timeline.");
+        }
+    });
 }
 
 /// Marks `parts` as still being written.

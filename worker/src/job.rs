@@ -344,19 +344,10 @@ fn remove_failure(store: &BlockingStore, id: ImageId) -> Result<(), JobError> {
     store.remove(StorageKey::Failure(id)).map_err(JobError::Retry)
 }
 
-/// Looks at each size until one is missing: on a first try, two HEADs on S3
-/// (where a LIST of the folder would cost ten times a HEAD, and on some
-/// S3-compatible servers grow with the bucket).
+/// Looks at each size until one is missing (on a first try, the small one in both formats).
 fn all_thumbnails_exist(store: &BlockingStore, id: ImageId) -> std::io::Result<bool> {
     for size in ThumbSize::ALL {
-        let mut found = false;
-        for format in thumbq_contract::ThumbFormat::ALL {
-            if store.exists(StorageKey::Thumbnail(id, size, format))? {
-                found = true;
-                break;
-            }
-        }
-        if !found {
+        if store.thumbnail(id, size)?.is_none() {
             return Ok(false);
         }
     }

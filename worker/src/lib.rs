@@ -41,7 +41,7 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
         anyhow::bail!("this worker does not match the store {place} ({manifest}): {mismatch}");
     }
     // With a bucket, the data directory holds at most the embedded queue's spool, which makes its own.
-    if settings.deployment.store.store.is_none() {
+    if !store.is_bucket() {
         let data_dir = settings.deployment.data_dir.display();
         storage.create_dirs().with_context(|| format!("cannot use the data directory {data_dir}"))?;
     }
