@@ -8,6 +8,100 @@
 //   its images was deleted (by its owner elsewhere, say).
 "use strict";
 
+// ---- Placeholders ----------------------------------------------------------
+
+// A ThumbHash (https://evanw.github.io/thumbhash/, base64) as RGBA pixels, at
+// most 32 a side: a blurred stand-in that a worker announces with the first
+// size it writes. The format is a few DCT coefficients of luminance, two
+// colour channels (and alpha), four bits each after a small header.
+function decodeThumbHash(base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  if (bytes.length < 5) return null;
+  const header = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
+  const header2 = bytes[3] | (bytes[4] << 8);
+  const alpha = (header >> 23) & 1;
+  const landscape = (header2 >> 15) & 1;
+  const longSide = alpha ? 5 : 7;
+  const shortSide = header2 & 7;
+  const [lx, ly] = landscape ? [longSide, shortSide] : [shortSide, longSide];
+  const ratio = lx / ly;
+  const dc = {
+    l: (header & 63) / 63,
+    p: ((header >> 6) & 63) / 31.5 - 1,
+    q: ((header >> 12) & 63) / 31.5 - 1,
+    a: alpha ? (bytes[5] & 15) / 15 : 1,
+  };
+  const scale = {
+    l: ((header >> 18) & 31) / 31,
+    // Colour is boosted a quarter, as the encoder's quantisation dulls it.
+    p: (((header2 >> 3) & 63) / 63) * 1.25,
+    q: (((header2 >> 9) & 63) / 63) * 1.25,
+    a: alpha ? (bytes[5] >> 4) / 15 : 0,
+  };
+  let nibble = 0;
+  let at = alpha ? 6 : 5;
+  const next = () => {
+    const byte = bytes[at + (nibble >> 1)] ?? 0;
+    const value = nibble & 1 ? byte >> 4 : byte & 15;
+    nibble += 1;
+    return value;
+  };
+  // The coefficients of a channel, over a triangle of nx × ny frequencies, DC left out.
+  const channel = (nx, ny, factor) => {
+    const terms = [];
+    for (let cy = 0; cy < ny; cy++) {
+      for (let cx = cy ? 0 : 1; cx * ny < nx * (ny - cy); cx++) terms.push({ cx, cy, value: (next() / 7.5 - 1) * factor });
+    }
+    return terms;
+  };
+  const l = channel(Math.max(3, lx), Math.max(3, ly), scale.l);
+  const p = channel(3, 3, scale.p);
+  const q = channel(3, 3, scale.q);
+  const a = alpha ? channel(5, 5, scale.a) : [];
+  const width = ratio > 1 ? 32 : Math.round(32 * ratio);
+  const height = ratio > 1 ? Math.round(32 / ratio) : 32;
+  const cosines = (size) => Array.from({ length: size }, (_, i) => Array.from({ length: 7 }, (_, c) => Math.cos((Math.PI / size) * (i + 0.5) * c)));
+  const [fx, fy] = [cosines(width), cosines(height)];
+  const sum = (start, terms, x, y) => terms.reduce((total, t) => total + t.value * fx[x][t.cx] * fy[y][t.cy] * 2, start);
+  const pixels = new Uint8ClampedArray(width * height * 4);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const lum = sum(dc.l, l, x, y);
+      const pc = sum(dc.p, p, x, y);
+      const qc = sum(dc.q, q, x, y);
+      const b = lum - (2 / 3) * pc;
+      const r = (3 * lum - b + qc) / 2;
+      const i = (y * width + x) * 4;
+      pixels.set([r * 255, (r - qc) * 255, b * 255, sum(dc.a, a, x, y) * 255], i);
+    }
+  }
+  return { width, height, pixels };
+}
+
+// Paints `placeholder` into each of `figures` still waiting for its thumbnail.
+function paintPlaceholder(figures, placeholder) {
+  let image;
+  try {
+    image = placeholder && decodeThumbHash(placeholder);
+  } catch {
+    return;
+  }
+  if (!image) return;
+  for (const figure of figures) {
+    if (figure.dataset.state !== "pending" || figure.querySelector("canvas.blurred")) continue;
+    const canvas = document.createElement("canvas");
+    canvas.className = "blurred";
+    canvas.width = image.width;
+    canvas.height = image.height;
+    canvas.getContext("2d").putImageData(new ImageData(image.pixels, image.width, image.height), 0, 0);
+    figure.dataset.placeholder = placeholder;
+    const frame = figure.querySelector(".frame");
+    // The large slot has no height of its own: the placeholder gives it the photo's shape.
+    if (figure.dataset.size === "large") frame.style.aspectRatio = `${image.width} / ${image.height}`;
+    frame.prepend(canvas);
+  }
+}
+
 // ---- Following thumbnails -------------------------------------------------
 
 // Poll soon (small images are ready in tens of milliseconds), then back off
@@ -39,6 +133,8 @@ const IMAGE_LOAD_TRIES = 3;
 function follow(root) {
   const fresh = [];
   root.querySelectorAll("[data-thumb][data-state=pending]").forEach((figure) => {
+    // A placeholder the server already knew of when it made the page.
+    if (figure.dataset.placeholder) paintPlaceholder([figure], figure.dataset.placeholder);
     const id = figure.closest("[data-image]")?.dataset.image;
     if (!id) return;
     if (!live.figures.has(id)) live.figures.set(id, new Set());
@@ -92,8 +188,11 @@ function openStream() {
   source.addEventListener("resync", () => pendingFigures().forEach(checkOnce));
   // One size is on disk: load it at once, without asking first; the others wait for theirs.
   source.addEventListener("size", (message) => {
-    const { id, size } = JSON.parse(message.data);
-    for (const figure of live.figures.get(id) ?? []) {
+    const { id, size, placeholder } = JSON.parse(message.data);
+    const figures = [...(live.figures.get(id) ?? [])];
+    // The first size brings the placeholder: the larger sizes' slots show it until theirs land.
+    if (placeholder) paintPlaceholder(figures.filter((figure) => figure.dataset.size !== size), placeholder);
+    for (const figure of figures) {
       if (figure.dataset.size === size) showThumbnail(figure);
     }
   });
@@ -196,7 +295,9 @@ function showThumbnail(figure) {
   image.onload = () => {
     // Settled otherwise meanwhile (failed, or deleted): that stands.
     if (figure.dataset.state !== "loading") return;
-    figure.querySelector(".frame").replaceChildren(image);
+    const frame = figure.querySelector(".frame");
+    frame.style.aspectRatio = "";
+    frame.replaceChildren(image);
     figure.dataset.state = "ready";
     updateStatus(figure.closest("[data-image]"));
   };
@@ -328,7 +429,9 @@ async function drawTimeline(image) {
 // ---- Uploading from the home page -----------------------------------------
 
 const PARALLEL_UPLOADS = 3;
-const ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+const ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "image/heif", "image/avif", "image/jxl"];
+// What a browser can show itself, for the preview while the upload goes (not HEIC or JPEG XL in most).
+const PREVIEWABLE_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp", "image/avif"];
 
 // `keyed`: whether this browser holds its owner key (an HttpOnly cookie,
 // which the page says it has). Until it does, one upload at a time: the
@@ -504,7 +607,7 @@ function humanBytes(bytes) {
 // the name, so only a known non-image type is refused here; a file of no known
 // type goes to the server, which judges the bytes.
 function clientSideProblem(file, maxBytes) {
-  if (file.type && !ACCEPTED_TYPES.includes(file.type)) return `“${file.name}” is not a JPEG, PNG, GIF or WebP image.`;
+  if (file.type && !ACCEPTED_TYPES.includes(file.type)) return `“${file.name}” is not a JPEG, PNG, GIF, WebP, HEIC, AVIF or JPEG XL image.`;
   if (file.size === 0) return `“${file.name}” is empty.`;
   if (file.size > maxBytes) return `“${file.name}” is larger than the limit of ${Math.round(maxBytes / 1048576)} MB.`;
   return null;
@@ -551,7 +654,7 @@ function newCard(file) {
   preview.className = "frame";
   // Only when the wait shows: the server's thumbnail often comes first, and
   // then the browser need not decode the whole photo at all.
-  if (ACCEPTED_TYPES.includes(file.type)) {
+  if (PREVIEWABLE_TYPES.includes(file.type)) {
     setTimeout(() => {
       if (preview.childElementCount === 0) preview.append(localPreview(file));
     }, LOCAL_PREVIEW_AFTER_MS);

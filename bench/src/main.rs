@@ -46,6 +46,7 @@ mod servers;
 mod speed;
 mod ssim;
 mod table;
+mod webp;
 mod worker;
 
 use std::cell::LazyCell;
@@ -63,7 +64,7 @@ use crate::machine::CpuShare;
 struct Options {
     /// The tables to measure, in this order; `offload` (minutes long, needs RabbitMQ),
     /// `first-thumbnail` (needs RabbitMQ and Chromium) and `scale-out` (needs RabbitMQ) only when named.
-    #[arg(long, value_delimiter = ',', default_value = "speed,quality,memory,scaling")]
+    #[arg(long, value_delimiter = ',', default_value = "speed,quality,webp,memory,scaling")]
     only: Vec<Table>,
 
     /// Timed runs per measurement in the speed and first-thumbnail tables; they show medians.
@@ -125,6 +126,7 @@ enum Table {
     Offload,
     FirstThumbnail,
     ScaleOut,
+    Webp,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -191,6 +193,12 @@ fn main() -> anyhow::Result<()> {
             Table::FirstThumbnail => {
                 let first = first_thumbnail::Options { runs: usize::from(options.runs), web: &offload.web, worker: &worker, amqp_url: &offload.amqp_url };
                 first_thumbnail::run(&first, &photo_12mp)?;
+            }
+            Table::Webp => {
+                let mut photos: Vec<webp::Photo> =
+                    [&*photo_12mp, &*photo_24mp].into_iter().map(|image| webp::Photo { name: image.name.clone(), bytes: image.bytes.clone() }).collect();
+                photos.extend(webp::corpus_photos());
+                webp::run(&photos, usize::from(options.runs))?;
             }
             Table::ScaleOut => {
                 let scale_out =

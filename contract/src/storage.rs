@@ -89,6 +89,8 @@ pub enum StorageKey {
     Original(ImageId),
     /// One thumbnail of an image.
     Thumbnail(ImageId, ThumbSize, ThumbFormat),
+    /// The image's ThumbHash: a blurred placeholder of a few bytes, which pages paint until a thumbnail is there.
+    Placeholder(ImageId),
     /// The [`crate::FailureRecord`] of a job that failed for good.
     Failure(ImageId),
     /// The [`crate::OwnerRecord`] of an image: the hash of its owner's key.
@@ -113,6 +115,7 @@ impl StorageKey {
             Self::Incoming(id) => format!("incoming/{id}.part"),
             Self::Original(id) => format!("originals/{id}"),
             Self::Thumbnail(id, size, format) => format!("thumbs/{id}/{size}.{}", format.extension()),
+            Self::Placeholder(id) => format!("thumbs/{id}/placeholder.thumbhash"),
             Self::Failure(id) => format!("failed/{id}.json"),
             Self::Owner(id) => format!("owners/{id}.json"),
             Self::OwnedImage(owner, id) => format!("by-owner/{owner}/{id}"),
@@ -127,9 +130,12 @@ impl StorageKey {
         self.name().into()
     }
 
-    /// Every thumbnail an image may have: each size in either format.
+    /// Every file a worker may write in an image's thumbnail folder: each size in each format, and the placeholder.
     pub fn thumbnails(id: ImageId) -> impl Iterator<Item = StorageKey> {
-        ThumbSize::ALL.into_iter().flat_map(move |size| ThumbFormat::ALL.into_iter().map(move |format| Self::Thumbnail(id, size, format)))
+        ThumbSize::ALL
+            .into_iter()
+            .flat_map(move |size| ThumbFormat::ALL.into_iter().map(move |format| Self::Thumbnail(id, size, format)))
+            .chain([Self::Placeholder(id)])
     }
 
     /// Both sides' timelines of an image.
@@ -147,7 +153,14 @@ impl StorageKey {
         match self {
             Self::Thumbnail(..) => "public, max-age=3600",
             Self::Original(_) => "private, no-cache",
-            Self::Incoming(_) | Self::Failure(_) | Self::Owner(_) | Self::OwnedImage(..) | Self::Tombstone(_) | Self::Timeline(..) | Self::Manifest => {
+            Self::Incoming(_)
+            | Self::Placeholder(_)
+            | Self::Failure(_)
+            | Self::Owner(_)
+            | Self::OwnedImage(..)
+            | Self::Tombstone(_)
+            | Self::Timeline(..)
+            | Self::Manifest => {
                 "no-store"
             }
         }

@@ -136,7 +136,7 @@ impl Store {
     /// folder costs ten times a HEAD, and some S3-compatible servers walk the
     /// whole bucket for it.
     pub async fn thumbnail(&self, id: ImageId, size: ThumbSize) -> io::Result<Option<ThumbFormat>> {
-        for format in ThumbFormat::ALL {
+        for format in ThumbFormat::BASELINE {
             if self.exists(StorageKey::Thumbnail(id, size, format)).await? {
                 return Ok(Some(format));
             }
@@ -282,7 +282,7 @@ impl BlockingStore {
 
     /// [`Store::thumbnail`].
     pub fn thumbnail(&self, id: ImageId, size: ThumbSize) -> io::Result<Option<ThumbFormat>> {
-        for format in ThumbFormat::ALL {
+        for format in ThumbFormat::BASELINE {
             if self.exists(StorageKey::Thumbnail(id, size, format))? {
                 return Ok(Some(format));
             }

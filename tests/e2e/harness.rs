@@ -268,7 +268,10 @@ impl TestApp {
         ids.iter()
             .filter(|id| {
                 let dir = self.data_dir.path().join("thumbs").join(id.to_string());
-                std::fs::read_dir(dir).is_ok_and(|files| files.flatten().filter(|file| !file.file_name().to_string_lossy().starts_with('.')).count() == 3)
+                // The baseline files (JPEG or PNG) say a size is ready; the WebPs come after them.
+                std::fs::read_dir(dir).is_ok_and(|files| {
+                    files.flatten().filter(|file| file.path().extension().is_some_and(|extension| extension == "jpg" || extension == "png")).count() == 3
+                })
             })
             .count()
     }

@@ -105,7 +105,8 @@ async fn an_image_page_opened_early_shows_placeholders_then_the_three_thumbnails
     // Opened while pending, the page draws the image's way once it is done.
     let drawn = wait_for(Duration::from_secs(10), "the timeline drawn live", || async {
         let steps = browser.eval("return [...document.querySelectorAll('.timeline .step')].map(step => step.textContent)").await;
-        (steps.as_array().is_some_and(|steps| steps.len() == 9)).then_some(steps)
+        // Drawn when the three sizes are shown: the WebPs' step may come just after.
+        (steps.as_array().is_some_and(|steps| steps.len() >= 9)).then_some(steps)
     })
     .await;
     assert_eq!(drawn[3], "taken", "{drawn}");
@@ -115,7 +116,12 @@ async fn an_image_page_opened_early_shows_placeholders_then_the_three_thumbnails
     browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
     let steps = browser.eval("return [...document.querySelectorAll('.timeline .step')].map(step => step.textContent)").await;
     assert_eq!(steps[0], "received");
-    assert_eq!(steps.as_array().unwrap().last().unwrap(), "large written", "{steps}");
+    assert_eq!(steps.as_array().unwrap().last().unwrap(), "WebP written", "{steps}");
+    // Now that the WebPs exist, the page offers them to browsers that show WebP.
+    let sources = browser.eval("return [...document.querySelectorAll('picture source[type=\"image/webp\"]')].map(source => source.srcset)").await;
+    assert_eq!(sources, serde_json::json!(["small", "medium", "large"].map(|size| format!("/thumbs/{id}/{size}.webp"))), "{sources}");
+    let shown = browser.eval("return [...document.querySelectorAll('picture img')].map(img => img.currentSrc)").await;
+    assert!(shown.as_array().unwrap().iter().all(|src| src.as_str().unwrap().ends_with(".webp")), "Chromium shows the WebPs: {shown}");
     browser.screenshot("image-page-timeline").await;
     browser.close().await;
 }
@@ -150,6 +156,17 @@ async fn the_small_thumbnail_is_shown_while_the_large_one_is_still_being_made() 
     browser.client.goto(page.as_str().unwrap()).await.unwrap();
     let states = || async { browser.eval("return [...document.querySelectorAll('.thumb')].map(figure => figure.dataset.state)").await };
     assert_eq!(states().await, serde_json::json!(["ready", "ready", "pending"]), "small and medium are there, the large is not");
+    // The large slot shows the image's placeholder meanwhile: its ThumbHash, painted blurred.
+    let painted = wait_for(Duration::from_secs(10), "the placeholder painted in the large slot", || async {
+        let pixel = browser
+            .eval("const canvas = document.querySelector('.thumb-large canvas.blurred'); return canvas && [...canvas.getContext('2d').getImageData(canvas.width >> 1, canvas.height >> 1, 1, 1).data]")
+            .await;
+        pixel.as_array().map(|pixel| pixel.iter().map(|value| value.as_u64().unwrap()).collect::<Vec<_>>())
+    })
+    .await;
+    assert_eq!(painted[3], 255, "opaque, like the photo: {painted:?}");
+    assert!(painted[..3].iter().any(|channel| *channel > 20), "not blank: {painted:?}");
+    browser.eval("document.querySelector('.thumb-large').scrollIntoView(); return true").await;
     browser.screenshot("image-page-large-still-pending").await;
 
     go.send(()).unwrap();
@@ -177,7 +194,7 @@ async fn a_person_who_uploads_a_broken_image_reads_why_it_failed() {
         (messages.as_array()?.len() == 2).then_some(messages.to_string())
     })
     .await;
-    assert!(messages.contains("“notes.txt” is not a JPEG, PNG, GIF or WebP image"), "refused in the browser: {messages}");
+    assert!(messages.contains("“notes.txt” is not a JPEG, PNG, GIF, WebP, HEIC, AVIF or JPEG XL image"), "refused in the browser: {messages}");
     assert!(messages.contains("not a valid JPEG image"), "failed in the worker, with its reason: {messages}");
     assert_eq!(browser.eval("return document.querySelectorAll('.thumb[data-state=pending]').length").await, 0, "nothing keeps spinning");
     browser.screenshot("home-with-failures").await;
@@ -329,7 +346,7 @@ async fn a_batch_reads_as_one_keeps_its_order_and_names_and_offers_the_right_act
     .await;
     assert_eq!(summary, "All done · 3 of 4 uploaded · 3 thumbnails ready · 1 failed");
     let refused = browser.client.find(Locator::Css("#uploads .card[data-state=failed]")).await.unwrap();
-    assert!(refused.text().await.unwrap().contains("is not a JPEG, PNG, GIF or WebP image"));
+    assert!(refused.text().await.unwrap().contains("is not a JPEG, PNG, GIF, WebP, HEIC, AVIF or JPEG XL image"));
     assert!(refused.find(Locator::Css("button.retry")).await.is_err(), "trying a refused file again would fail again: no “Try again”");
     browser.screenshot("batch-all-done").await;
     refused.find(Locator::Css("button.remove")).await.unwrap().click().await.unwrap();

@@ -20,5 +20,6 @@ mod in_browser;
 mod operations;
 mod object_store;
 mod ownership;
+mod phone_formats;
 mod refusals;
 mod thumbnails;

@@ -14,7 +14,7 @@ async fn a_text_file_posing_as_a_jpeg_is_refused_and_leaves_nothing_on_disk_or_o
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let body: serde_json::Value = response.json().await.unwrap();
     let message = body["error"].as_str().unwrap();
-    assert!(message.contains("“passwd.jpg” is not a JPEG, PNG, GIF or WebP image"), "{message}");
+    assert!(message.contains("“passwd.jpg” is not a JPEG, PNG, GIF, WebP, HEIC, AVIF or JPEG XL image"), "{message}");
     assert_eq!(app.stored_files(), Vec::<std::path::PathBuf>::new());
     assert_eq!(app.queue_depth().await, 0);
 }
@@ -33,7 +33,7 @@ async fn one_bad_file_among_good_ones_is_refused_by_name_and_the_good_ones_are_k
     let response = app.upload_form(&files).await;
     assert_eq!(response.status(), StatusCode::OK);
     let html = response.text().await.unwrap();
-    assert!(html.contains("1 file was not uploaded") && html.contains("“drawing.svg” is not a JPEG, PNG, GIF or WebP image"), "{html}");
+    assert!(html.contains("1 file was not uploaded") && html.contains("“drawing.svg” is not a JPEG, PNG, GIF, WebP, HEIC, AVIF or JPEG XL image"), "{html}");
     assert!(html.contains("good.jpg") && html.contains("also good.jpg"), "the kept ones, by name:\n{html}");
     assert_eq!(app.queue_depth().await, 2);
 

@@ -43,6 +43,26 @@ async fn a_jpeg_upload_gets_three_thumbnails(mode: Mode) {
     let status = app.status(id.parse().unwrap()).await;
     assert_eq!(status["state"], "done");
     assert_eq!(status["error"], serde_json::Value::Null);
+
+    // The WebPs come right after the baseline files; then the API and the page list them.
+    let status = crate::harness::wait_for(std::time::Duration::from_secs(30), "the WebPs to be listed", || async {
+        let status = app.status(id.parse().unwrap()).await;
+        status["webp"].is_object().then_some(status)
+    })
+    .await;
+    for ((size, url), (_, jpeg)) in ["small", "medium", "large"].iter().map(|size| (size, status["webp"][size].as_str().unwrap().to_owned())).zip(&thumbnails) {
+        assert_eq!(url, format!("/thumbs/{id}/{size}.webp"));
+        let response = app.get(&url).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "image/webp");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        let webp = response.bytes().await.unwrap();
+        let (ours, baseline) = (decode(&webp), decode(jpeg));
+        assert_eq!((ours.width(), ours.height()), (baseline.width(), baseline.height()), "{size}");
+        assert!(mean_difference(&ours, &baseline) < 4.0, "{size}: the WebP looks like the JPEG");
+    }
+    let html = app.get(&format!("/images/{id}")).await.text().await.unwrap();
+    assert!(html.contains(&format!(r#"<picture><source srcset="/thumbs/{id}/large.webp" type="image/webp"><img src="/thumbs/{id}/large""#)), "{html}");
 }
 
 #[tokio::test]
@@ -201,7 +221,11 @@ async fn a_page_following_an_image_hears_over_sse_each_size_as_it_lands_then_tha
     assert_eq!(names, ["event: size", "event: size", "event: size", "event: image"], "{events}");
     let data: Vec<&str> = events.lines().filter(|line| line.starts_with("data: ")).collect();
     let written = |size: &str| format!(r#"data: {{"id":"{id}","size":"{size}","state":"written"}}"#);
-    assert_eq!(data, [written("small"), written("medium"), written("large"), done.clone()], "smallest first, then done: {events}");
+    // The first size brings the image's placeholder (ThumbHash), the one the API gives too.
+    let placeholder = app.status(id).await["placeholder"].as_str().expect("a placeholder once a size is written").to_owned();
+    assert!((20..=44).contains(&placeholder.len()), "a ThumbHash is 20 to 25 bytes: {placeholder}");
+    let small = format!(r#"data: {{"id":"{id}","placeholder":"{placeholder}","size":"small","state":"written"}}"#);
+    assert_eq!(data, [small, written("medium"), written("large"), done.clone()], "smallest first, then done: {events}");
     assert!(!events.contains(&other.to_string()), "a page hears only of the images it follows");
 }
 

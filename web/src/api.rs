@@ -17,7 +17,12 @@ pub struct ImageStatus {
     pub name: Option<String>,
     /// `pending`, `done` or `failed`.
     pub state: &'static str,
+    /// Each size's baseline file (JPEG, or PNG where there is transparency), by size name.
     pub thumbnails: std::collections::BTreeMap<&'static str, String>,
+    /// The same sizes in WebP, a third smaller; `null` until they are written (after the baseline files).
+    pub webp: Option<std::collections::BTreeMap<&'static str, String>>,
+    /// A blurred stand-in for the image (ThumbHash, base64), from the first size written on; `null` before and for a failed image.
+    pub placeholder: Option<String>,
     /// Why the job failed, in words for a person; `null` unless `failed`.
     pub error: Option<String>,
     /// When each step of the image's way happened, and which process took it.
@@ -31,12 +36,17 @@ pub async fn image_status(State(app): State<AppState>, Path(id): Path<String>) -
     };
     let name = crate::owner::record_of(&app.store, id).await?.and_then(|record| record.name);
     let timeline = progress::timeline(&app.store, id).await;
+    let failed = matches!(progress, progress::Progress::Failed(_));
+    let webp = !failed && progress::has_webp(&app.store, id).await?;
+    let placeholder = if failed { None } else { progress::placeholder(&app.store, id).await? };
     Ok(Json(ImageStatus {
         id: id.to_string(),
         name,
         timeline,
         state: progress.name(),
         thumbnails: thumbnail_urls(id),
+        webp: webp.then(|| thumbnail_urls(id).into_iter().map(|(size, url)| (size, format!("{url}.webp"))).collect()),
+        placeholder,
         error: progress.failure_reason().map(str::to_owned),
     }))
 }

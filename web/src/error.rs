@@ -39,7 +39,7 @@ pub enum AppError {
     #[error("Upload at most {limit} files at once. Nothing was uploaded.")]
     TooManyFiles { limit: u16 },
     /// 415: the bytes are not of a format we accept, whatever the name or header said.
-    #[error("“{file}” is not a JPEG, PNG, GIF or WebP image.")]
+    #[error("“{file}” is not a JPEG, PNG, GIF, WebP, HEIC, AVIF or JPEG XL image.")]
     NotAnImage { file: String },
     /// 400: a file with no bytes.
     #[error("“{file}” is empty.")]

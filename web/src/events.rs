@@ -62,6 +62,9 @@ fn stream(
                     if let Some(size) = event.size {
                         data["size"] = size.name().into();
                     }
+                    if let Some(placeholder) = event.placeholder.filter(|placeholder| crate::progress::is_placeholder(placeholder)) {
+                        data["placeholder"] = placeholder.into();
+                    }
                     // Sizes as they land go under a name of their own: a page with an
                     // older script, which reads any unknown state as a failure, ignores them.
                     let name = if event.state == EventState::Written { "size" } else { "image" };

@@ -63,7 +63,7 @@ pub async fn index(State(app): State<AppState>, headers: HeaderMap, Query(query)
     }
     let pages = ids.len().div_ceil(UPLOADS_PER_PAGE);
     let page = IndexPage {
-        accept: "image/jpeg,image/png,image/gif,image/webp",
+        accept: SourceFormat::ACCEPT_ATTRIBUTE,
         accepted_formats: SourceFormat::ACCEPTED,
         max_upload: human_bytes(settings.max_upload_bytes),
         max_upload_bytes: settings.max_upload_bytes,
@@ -94,6 +94,10 @@ pub struct ImageView {
 pub struct ThumbnailView {
     pub size: &'static str,
     pub url: String,
+    /// The same size in WebP, only once it is written: browsers that show WebP take it, the others the `url`.
+    pub webp_url: Option<String>,
+    /// The image's ThumbHash (base64) for a slot still waiting, which the page's script paints.
+    pub placeholder: Option<String>,
     pub box_px: u32,
     pub ready: bool,
 }
@@ -103,6 +107,9 @@ impl ImageView {
         let Some(progress) = progress::progress(&app.store, id).await? else {
             return Err(crate::delete::absent(app, id).await?);
         };
+        let webp = !matches!(progress, Progress::Failed(_)) && progress::has_webp(&app.store, id).await?;
+        // Only a pending image has slots left to paint it in.
+        let placeholder = if progress == Progress::Pending { progress::placeholder(&app.store, id).await? } else { None };
         let mut thumbnails = Vec::with_capacity(ThumbSize::ALL.len());
         for size in ThumbSize::ALL {
             // Done means all three are there, and a failed image has none: only a pending one is asked again.
@@ -111,7 +118,9 @@ impl ImageView {
                 Progress::Failed(_) => false,
                 Progress::Pending => progress::thumbnail(&app.store, id, size).await?.is_some(),
             };
-            thumbnails.push(ThumbnailView { size: size.name(), url: format!("/thumbs/{id}/{size}"), box_px: app.settings.sizes.max_side(size), ready });
+            let webp_url = (ready && webp).then(|| format!("/thumbs/{id}/{size}.webp"));
+            let placeholder = placeholder.clone().filter(|_| !ready);
+            thumbnails.push(ThumbnailView { size: size.name(), url: format!("/thumbs/{id}/{size}"), webp_url, placeholder, box_px: app.settings.sizes.max_side(size), ready });
         }
         let record = owner::record_of(&app.store, id).await?;
         let owned = caller.is_some_and(|caller| record.as_ref().is_some_and(|record| record.owner.same_as(caller)));

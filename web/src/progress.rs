@@ -56,6 +56,27 @@ pub async fn thumbnail(store: &Store, id: ImageId, size: ThumbSize) -> std::io::
     store.thumbnail(id, size).await
 }
 
+/// Whether the WebPs of `id` are written: the large one is the last a worker writes,
+/// so one look answers for all three.
+pub async fn has_webp(store: &Store, id: ImageId) -> std::io::Result<bool> {
+    store.exists(StorageKey::Thumbnail(id, ThumbSize::Large, ThumbFormat::Webp)).await
+}
+
+/// The most bytes a ThumbHash has (25 with alpha); anything longer is not one.
+const MAX_PLACEHOLDER_BYTES: usize = 32;
+
+/// The image's ThumbHash in base64, once a worker has made it.
+pub async fn placeholder(store: &Store, id: ImageId) -> std::io::Result<Option<String>> {
+    use base64::Engine as _;
+    Ok(store.get(StorageKey::Placeholder(id)).await?.filter(|hash| hash.len() <= MAX_PLACEHOLDER_BYTES).map(|hash| base64::engine::general_purpose::STANDARD.encode(hash)))
+}
+
+/// Whether a worker's announced placeholder is a ThumbHash in base64, as pages expect it.
+pub fn is_placeholder(placeholder: &str) -> bool {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(placeholder).is_ok_and(|hash| (5..=MAX_PLACEHOLDER_BYTES).contains(&hash.len()))
+}
+
 /// Whether `id` was deleted: its tombstone is there.
 pub async fn is_deleted(store: &Store, id: ImageId) -> std::io::Result<bool> {
     store.exists(StorageKey::Tombstone(id)).await

@@ -97,7 +97,7 @@ impl AppState {
     /// server's through RabbitMQ (pages take a repeated event in their stride).
     pub async fn announce(&self, event: thumbq_contract::ImageEvent) {
         if let Some(events) = &self.events {
-            let _ = events.send(event);
+            let _ = events.send(event.clone());
         }
         self.dispatcher.announce(event).await;
     }

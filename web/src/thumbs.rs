@@ -1,4 +1,6 @@
-//! `GET /thumbs/{id}/{size}`: a thumbnail, or why there is none yet.
+//! `GET /thumbs/{id}/{size}`: a thumbnail, or why there is none yet;
+//! `GET /thumbs/{id}/{size}.webp` the same size in WebP, which a worker writes
+//! after all three (an image made before WebPs existed has none: 404 without `Retry-After`).
 //!
 //! | state            | answer                                                   |
 //! |------------------|----------------------------------------------------------|
@@ -15,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use thumbq_contract::{ImageId, StorageKey, ThumbSize};
+use thumbq_contract::{ImageId, StorageKey, ThumbFormat, ThumbSize};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
@@ -30,9 +32,18 @@ const RETRY_AFTER_SECONDS: &str = "1";
 
 pub async fn thumbnail(State(app): State<AppState>, Path((id, size)): Path<(String, String)>, request: Request) -> Result<Response, AppError> {
     let id: ImageId = id.parse().map_err(|_| AppError::NotFound)?;
-    let size = ThumbSize::from_name(&size).ok_or(AppError::NotFound)?;
+    // `small` is the baseline file (JPEG or PNG), `small.webp` its WebP.
+    let (size, webp) = match size.strip_suffix(".webp") {
+        Some(size) => (size, true),
+        None => (size.as_str(), false),
+    };
+    let size = ThumbSize::from_name(size).ok_or(AppError::NotFound)?;
+    let format = match webp {
+        true => app.store.exists(StorageKey::Thumbnail(id, size, ThumbFormat::Webp)).await?.then_some(ThumbFormat::Webp),
+        false => progress::thumbnail(&app.store, id, size).await?,
+    };
 
-    if let Some(format) = progress::thumbnail(&app.store, id, size).await? {
+    if let Some(format) = format {
         let key = StorageKey::Thumbnail(id, size, format);
         // Deleted between the look and the read: answered below.
         if let Some(mut response) = serve(&app, key, request).await? {
@@ -45,6 +56,10 @@ pub async fn thumbnail(State(app): State<AppState>, Path((id, size)): Path<(Stri
     if let Some(failure) = progress::failure(&app.store, id).await? {
         let body = format!("No thumbnail will be made: {}\n", failure.reason);
         return Ok((StatusCode::GONE, [(header::CACHE_CONTROL, "no-store"), (IMAGE_STATE, "failed")], body).into_response());
+    }
+    // A baseline file without its WebP: made before WebPs were, or its WebP is seconds away. Pages list only what exists.
+    if webp && progress::thumbnail(&app.store, id, size).await?.is_some() {
+        return Err(AppError::NotFound);
     }
     if app.store.exists(StorageKey::Original(id)).await? {
         let headers = [(header::RETRY_AFTER, RETRY_AFTER_SECONDS), (header::CACHE_CONTROL, "no-store")];

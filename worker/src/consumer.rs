@@ -116,7 +116,7 @@ impl Announcer {
 
     /// Announces each size as it is written, from the job's thread, without
     /// waiting, and in the order written: one task publishes them all.
-    fn written(&self) -> Box<dyn Fn(ImageId, ThumbSize) + Send + Sync> {
+    fn written(&self) -> Box<dyn Fn(ImageId, ThumbSize, Option<String>) + Send + Sync> {
         let (channel, topology) = (self.channel.clone(), self.topology.clone());
         let (sender, mut written) = tokio::sync::mpsc::unbounded_channel::<ImageEvent>();
         // Ends once the job is over and its end of the channel dropped.
@@ -125,8 +125,8 @@ impl Announcer {
                 thumbq_broker::events::announce(&channel, &topology, event).await;
             }
         });
-        Box::new(move |id, size| {
-            let _ = sender.send(ImageEvent::written(id, size));
+        Box::new(move |id, size, placeholder| {
+            let _ = sender.send(ImageEvent::written(id, size, placeholder));
         })
     }
 }

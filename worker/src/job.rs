@@ -10,14 +10,16 @@
 //! Whatever the order of the two, no file of a deleted image survives.
 
 use std::sync::Arc;
+
+use base64::Engine as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thumbq_contract::timeline::{self, Timeline};
-use thumbq_contract::{FailureRecord, ImageId, ResizeJob, Sizes, Storage, StorageKey, ThumbSize};
+use thumbq_contract::{FailureRecord, ImageId, ResizeJob, Sizes, Storage, StorageKey, ThumbFormat, ThumbSize};
 use thumbq_store::{BlockingStore, Durability, Store};
 
 use crate::metrics::WorkerMetrics;
-use crate::pipeline::{self, MediaLimits, PipelineError, Preview};
+use crate::pipeline::{self, MediaLimits, PipelineError, Preview, WebP};
 
 /// What a job needs besides its message.
 #[derive(Clone)]
@@ -33,7 +35,7 @@ pub struct JobContext {
     /// permit until it really ends, even after its message was given up on
     /// for running too long, so abandoned jobs still count against the bound.
     pub cpu_slots: Arc<tokio::sync::Semaphore>,
-    /// Called before each thumbnail is written: a test deletes the image
+    /// Called before each baseline thumbnail (JPEG or PNG) is written: a test deletes the image
     /// here to force the race with a delete, or holds back the large size.
     pub before_writing: Option<Arc<dyn Fn(ImageId, ThumbSize) + Send + Sync>>,
     /// How long a job waits when the disk is full before it is tried again.
@@ -109,14 +111,15 @@ pub struct Progress {
     /// consumer asks for it when nothing else waits for this worker.
     pub preview: Preview,
     /// Told of each thumbnail as soon as it is written, before the job is
-    /// settled, so that pages can show it while the others are made.
-    pub written: Box<dyn Fn(ImageId, ThumbSize) + Send + Sync>,
+    /// settled, so that pages can show it while the others are made; the
+    /// first one brings the image's placeholder (ThumbHash, base64).
+    pub written: Box<dyn Fn(ImageId, ThumbSize, Option<String>) + Send + Sync>,
 }
 
 impl Progress {
     /// No preview, and nobody to tell.
     pub fn silent() -> Self {
-        Self { preview: Preview::WithTheRest, written: Box::new(|_, _| {}) }
+        Self { preview: Preview::WithTheRest, written: Box::new(|_, _, _| {}) }
     }
 }
 
@@ -284,8 +287,15 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
         read => read?,
     };
     let mut writing = Duration::ZERO;
+    let mut placeholder = None;
     let write = |made: pipeline::Made| {
         let thumbnail = match made {
+            pipeline::Made::Placeholder(hash) => {
+                // Beside the thumbnails, made durable with them; announced with the first.
+                store.put(StorageKey::Placeholder(id), hash.clone(), Durability::WithThumbnails)?;
+                placeholder = Some(base64::engine::general_purpose::STANDARD.encode(hash));
+                return Ok(());
+            }
             pipeline::Made::Decoded(ThumbSize::Large) => {
                 timeline.push("decoded", timeline::now_ms(), &context.name);
                 return Ok(());
@@ -296,7 +306,7 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
             }
             pipeline::Made::Thumbnail(thumbnail) => thumbnail,
         };
-        if let Some(hook) = &context.before_writing {
+        if let Some(hook) = context.before_writing.as_ref().filter(|_| thumbnail.format != ThumbFormat::Webp) {
             hook(id, thumbnail.size);
         }
         let started = Instant::now();
@@ -305,14 +315,22 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
         // makes all three so, before the job is acked.
         store.put(key, thumbnail.bytes, Durability::WithThumbnails)?;
         writing += started.elapsed();
+        if thumbnail.format == ThumbFormat::Webp {
+            // Pages already show this size; a WebP serves later views of it with fewer bytes.
+            if thumbnail.size == ThumbSize::Large {
+                timeline.push("WebP written", timeline::now_ms(), &context.name);
+                record_steps(store, id, &timeline);
+            }
+            return Ok(());
+        }
         timeline.push(&format!("{} written", thumbnail.size), timeline::now_ms(), &context.name);
         // Kept as it grows: a page drawing the timeline of an image that just
         // turned done finds the worker's steps there too.
         record_steps(store, id, &timeline);
-        (progress.written)(id, thumbnail.size);
+        (progress.written)(id, thumbnail.size, placeholder.take());
         Ok::<_, std::io::Error>(())
     };
-    let times = pipeline::make_thumbnails_each(original, job.format, &context.sizes, &context.limits, progress.preview, write).map_err(|stop| match stop {
+    let times = pipeline::make_thumbnails_each(original, job.format, &context.sizes, &context.limits, progress.preview, WebP::After, write).map_err(|stop| match stop {
         pipeline::Stop::Made(error) => JobError::Retry(error),
         pipeline::Stop::Pipeline(error) => {
             if let PipelineError::Corrupt { detail, .. } = &error {
@@ -333,6 +351,7 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     context.metrics.stage("decode", times.decode);
     context.metrics.stage("resize", times.resize);
     context.metrics.stage("encode", times.encode);
+    context.metrics.stage("webp", times.webp);
     context.metrics.stage("write", writing);
     remove_failure(store, id)?;
     Ok(Outcome::Made { duration: started.elapsed() })
@@ -344,10 +363,16 @@ fn remove_failure(store: &BlockingStore, id: ImageId) -> Result<(), JobError> {
     store.remove(StorageKey::Failure(id)).map_err(JobError::Retry)
 }
 
-/// Looks at each size until one is missing (on a first try, the small one in both formats).
+/// Looks at each size until one is missing (on a first try, the small one in both baseline formats),
+/// then at the WebPs, written last.
 fn all_thumbnails_exist(store: &BlockingStore, id: ImageId) -> std::io::Result<bool> {
     for size in ThumbSize::ALL {
         if store.thumbnail(id, size)?.is_none() {
+            return Ok(false);
+        }
+    }
+    for size in ThumbSize::ALL {
+        if !store.exists(StorageKey::Thumbnail(id, size, ThumbFormat::Webp))? {
             return Ok(false);
         }
     }
@@ -375,7 +400,7 @@ fn reason_for(error: &PipelineError) -> String {
     reason.push('.');
     // Where a person can do something about it, say what.
     let next = match error {
-        PipelineError::Corrupt { .. } | PipelineError::Unsupported { .. } => " Open it in a photo app, export it again as JPEG or PNG, and upload that.",
+        PipelineError::Corrupt { .. } | PipelineError::Unsupported { .. } | PipelineError::DecoderFailed { .. } => " Open it in a photo app, export it again as JPEG or PNG, and upload that.",
         PipelineError::OverLimits(_) | PipelineError::DimensionsOverLimits | PipelineError::OverMemoryLimit => " Export a smaller copy and upload that.",
         PipelineError::Internal(_) => "",
     };

@@ -35,7 +35,7 @@ impl Default for WorkerMetrics {
         let upload_to_ready_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 16));
         let mut registry = Registry::with_prefix("thumbq_worker");
         registry.register("jobs", "Jobs settled, by outcome (done, already_done, retried, failed)", jobs.clone());
-        registry.register("job_stage_seconds", "Time spent in each stage of a job (decode, resize, encode, write)", stage_seconds.clone());
+        registry.register("job_stage_seconds", "Time spent in each stage of a job (decode, resize, encode, webp, write)", stage_seconds.clone());
         registry.register("upload_to_ready_seconds", "Time from an upload being stored to its thumbnails being written", upload_to_ready_seconds.clone());
         Self { registry: Arc::new(registry), jobs, stage_seconds, upload_to_ready_seconds }
     }

@@ -9,7 +9,7 @@ use thumbq_contract::{EventState, ImageEvent, ResizeJob};
 use crate::job::{self, JobContext, Progress, Settlement};
 
 /// How a message's job ended, and what to announce of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ran {
     pub settlement: Settlement,
     /// What pages should hear: `None` when the job goes back to the queue, or the message was no job.

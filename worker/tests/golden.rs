@@ -357,7 +357,7 @@ fn frames(fixture: &Fixture) -> Option<Vec<RgbaImage>> {
             }
             decoder.apng().ok()?.into_frames().map(|frame| frame.map(|frame| frame.into_buffer())).collect()
         }
-        SourceFormat::Jpeg => return None,
+        SourceFormat::Jpeg | SourceFormat::Heic | SourceFormat::Avif | SourceFormat::Jxl => return None,
     };
     frames.ok().filter(|frames| frames.len() >= 2)
 }
@@ -420,4 +420,151 @@ fn files_of_other_formats_and_text_are_refused_by_the_sniffing_as_unsupported() 
         findings.check(&fixture.name, result);
     }
     findings.assert_none("files of other formats", 15);
+}
+
+// HEIC and AVIF (libheif, in a child process) and JPEG XL (jxl-oxide).
+
+/// Each file that must make thumbnails, with its size once upright, as
+/// libheif's `heif-info` and jxl-oxide report it (irot and orientation applied).
+const PHONE_FORMATS_UPRIGHT: &[(&str, (u32, u32))] = &[
+    ("pillow-heif/zPug_3.heic", (64, 64)),
+    ("pillow-heif/RGBA_10__29x100.heif", (29, 100)),
+    ("pillow-heif/RGBA_12__128x128.heif", (128, 128)),
+    ("pillow-heif/L_12__29x100.heif", (29, 100)),
+    ("pillow-heif/LA_8__29x100.heif", (29, 100)),
+    ("pillow-heif/RGB_8__128x128.heif", (128, 128)),
+    ("pillow-heif/RGBA_8__128x128.heif", (128, 128)),
+    ("pillow-heif/xiaomi.heic", (2592, 1944)),
+    ("pillow-heif/pug.heic", (4032, 3024)),
+    ("pillow-heif/L_exif_xmp_iptc.heic", (64, 64)),
+    ("pillow-heif/empty_icc.heic", (1025, 900)),
+    ("pillow-heif/truncated.heic", (16, 16)),
+    ("libavif/abc_color_irot_alpha_irot.avif", (256, 512)),
+    ("libavif/abc_color_irot_alpha_NOirot.avif", (256, 512)),
+    ("libavif/sofa_grid1x5_420.avif", (1024, 770)),
+    ("libavif/seine_hdr_rec2020.avif", (400, 300)),
+    ("libavif/seine_sdr_gainmap_srgb.avif", (400, 300)),
+    ("libavif/paris_icc_exif_xmp.avif", (403, 302)),
+    ("libavif/colors-animated-8bpc.avif", (150, 150)),
+    ("libavif/color_grid_alpha_nogrid.avif", (80, 80)),
+    ("libavif/white_1x1.avif", (1, 1)),
+    ("libavif/poc_b_506387278.avif", (128, 64)),
+    ("jxl/landscape_6_from_jpeg.jxl", (1800, 1200)),
+    ("jxl/portrait_8_lossy.jxl", (1200, 1800)),
+    ("jxl/basn6a08_alpha.jxl", (32, 32)),
+    ("jxl/pq_gradient.jxl", (1088, 64)),
+    ("jxl/splines.jxl", (320, 320)),
+    ("jxl/spline_on_first_frame.jxl", (32, 32)),
+    ("jxl/cropped_traffic_light.jxl", (50, 80)),
+    ("jxl/1x1_exif_xmp.jxl", (1, 1)),
+];
+
+/// Files that libheif or jxl-oxide refuse, and the refusal people read must say so plainly.
+const PHONE_FORMATS_REFUSED: &[&str] = &[
+    "pillow-heif/corrupted.heic",
+    "pillow-heif/200MP.heic",
+    "libavif/clap_irot_imir_non_essential.avif",
+    "libavif/color_grid_alpha_grid_tile_shared_in_dimg.avif",
+    "libavif/sofa_grid1x5_420_dimg_repeat.avif",
+    "libavif/draw_points_idat_metasize0.avif",
+    // jxl-oxide 0.12 does not read a box with a 64-bit size.
+    "jxl/square-extended-size-container.jxl",
+];
+
+#[test]
+fn every_heic_avif_and_jpeg_xl_file_makes_its_thumbnails_or_a_readable_refusal() {
+    let mut findings = Findings::default();
+    for (name, (width, height)) in PHONE_FORMATS_UPRIGHT {
+        let fixture = Fixture::read(name);
+        let result = match make(&fixture.bytes) {
+            Outcome::Made(thumbnails) => support::decoded_thumbnails(&thumbnails, *width, *height).map(drop),
+            other => Err(other.to_string()),
+        };
+        findings.check(name, result);
+    }
+    for name in PHONE_FORMATS_REFUSED {
+        findings.check(name, readable_refusal(make(&Fixture::read(name).bytes)));
+    }
+    // Every file of the sets is in one list or the other (or is not even recognised, as an empty file).
+    for set in ["pillow-heif", "libavif", "jxl"] {
+        for fixture in fixture_files(set, &["heic", "heif", "avif", "jxl"]) {
+            let listed = PHONE_FORMATS_UPRIGHT.iter().any(|(name, _)| *name == fixture.name) || PHONE_FORMATS_REFUSED.contains(&fixture.name.as_str());
+            if !listed && !matches!(make(&fixture.bytes), Outcome::NotAccepted) {
+                findings.check(&fixture.name, Err("is in neither list of this test".into()));
+            }
+        }
+    }
+    findings.assert_none("HEIC, AVIF and JPEG XL files", 37);
+}
+
+#[test]
+fn a_heif_over_the_pixel_limit_is_refused_from_its_header() {
+    let outcome = make(&Fixture::read("pillow-heif/200MP.heic").bytes);
+    assert!(matches!(outcome, Outcome::Refused(PipelineError::DimensionsOverLimits)), "{outcome}");
+}
+
+/// The small thumbnail of a file of the table above, after the checks of [`support::decoded_thumbnails`].
+fn small_of(name: &str) -> RgbaImage {
+    let (_, (width, height)) = PHONE_FORMATS_UPRIGHT.iter().find(|(listed, _)| *listed == name).expect("listed");
+    let Outcome::Made(thumbnails) = make(&Fixture::read(name).bytes) else { panic!("{name} makes no thumbnails") };
+    support::decoded_thumbnails(&thumbnails, *width, *height).unwrap().pop().unwrap().to_rgba8()
+}
+
+#[test]
+fn a_jpeg_xl_made_from_a_turned_jpeg_comes_out_right_side_up() {
+    for (jxl, reference) in [("jxl/landscape_6_from_jpeg.jxl", "Landscape"), ("jxl/portrait_8_lossy.jxl", "Portrait")] {
+        let ours = small_of(jxl);
+        let upright = small_thumbnail(&orientation_sample(reference, 1)).unwrap().to_rgba8();
+        assert_eq!(ours.dimensions(), upright.dimensions(), "{jxl}");
+        let difference = mean_absolute_difference(&ours, &upright);
+        assert!(worst_channel(difference) < RIGHT_SIDE_UP_AT_MOST, "{jxl} differs from {reference}_1.jpg by {difference:.2?}");
+    }
+}
+
+#[test]
+fn transparency_in_heic_avif_and_jpeg_xl_is_kept_in_png_thumbnails() {
+    for name in ["pillow-heif/RGBA_8__128x128.heif", "libavif/abc_color_irot_alpha_NOirot.avif", "jxl/basn6a08_alpha.jxl"] {
+        let Outcome::Made(thumbnails) = make(&Fixture::read(name).bytes) else { panic!("{name} makes no thumbnails") };
+        assert!(thumbnails.iter().all(|thumbnail| thumbnail.format == ThumbFormat::Png), "{name}");
+    }
+}
+
+// WebP beside each baseline thumbnail.
+
+#[test]
+fn every_thumbnail_has_a_webp_of_its_size_that_looks_like_it_and_keeps_its_transparency() {
+    let mut findings = Findings::default();
+    let names = ["exif-orientation/Landscape_6.jpg", "pillow/pil_sample_cmyk.jpg", "pngsuite/basn6a08.png", "pngsuite/basn0g08.png", "pillow/transparent.webp", "libavif/abc_color_irot_alpha_irot.avif", "pillow-heif/xiaomi.heic"];
+    for name in names {
+        let fixture = Fixture::read(name);
+        let format = SourceFormat::sniff(&fixture.bytes).expect("an accepted format");
+        let result = thumbq_worker::pipeline::make_thumbnails_with_webp(fixture.bytes.as_slice(), format, &thumbq_contract::Sizes::default(), &thumbq_worker::pipeline::MediaLimits::default())
+            .map_err(|error| error.to_string())
+            .and_then(|(mut thumbnails, _)| {
+                let webps = thumbnails.split_off(3);
+                let (width, height) = (thumbnails[0].width, thumbnails[0].height);
+                if webps.iter().any(|webp| webp.format != ThumbFormat::Webp) {
+                    return Err("the second set is not all WebP".into());
+                }
+                let baseline = support::decoded_thumbnails(&thumbnails, width, height)?;
+                let ours = support::decoded_thumbnails(&webps, width, height)?;
+                for ((webp, jpeg), thumbnail) in ours.iter().zip(&baseline).zip(&thumbnails) {
+                    let difference = mean_absolute_difference(&webp.to_rgba8(), &jpeg.to_rgba8());
+                    // Two lossy codecs apart: measured up to 4.7 per channel, on the small size of the orientation chart's sharp lines.
+                    if worst_channel(difference) > 6.0 {
+                        return Err(format!("the {} WebP differs from its {:?} by {difference:.2?}", thumbnail.size, thumbnail.format));
+                    }
+                    if thumbnail.format == ThumbFormat::Png && !webp.color().has_alpha() {
+                        return Err(format!("the {} WebP lost the transparency of its PNG", thumbnail.size));
+                    }
+                }
+                let (webp_bytes, baseline_bytes): (usize, usize) = (webps.iter().map(|t| t.bytes.len()).sum(), thumbnails.iter().map(|t| t.bytes.len()).sum());
+                if thumbnails[0].format == ThumbFormat::Jpeg && webp_bytes >= baseline_bytes {
+                    return Err(format!("the WebPs have {webp_bytes} bytes, the JPEGs {baseline_bytes}"));
+                }
+                Ok(())
+            });
+        findings.check(name, result);
+    }
+    findings.assert_none("WebP thumbnails", names.len());
 }

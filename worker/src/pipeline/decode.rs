@@ -5,7 +5,8 @@
 //! PNG, GIF and WebP go through the `image` crate, which gives the first
 //! frame of an animation. So do JPEGs that libjpeg-turbo refuses over what it
 //! calls a warning (a file cut short, say): the `image` crate's decoder shows
-//! what arrived, which beats no thumbnail at all.
+//! what arrived, which beats no thumbnail at all. HEIC and AVIF go through
+//! libheif in a child process ([`super::heif`]), JPEG XL through jxl-oxide ([`super::jxl`]).
 
 use std::io::Cursor;
 
@@ -13,7 +14,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 use thumbq_contract::{MediaLimits, SourceFormat};
 
-use super::{PipelineError, jpeg};
+use super::{PipelineError, heif, jpeg, jxl};
 
 /// A decoded image, before it is resized, turned upright and made sRGB.
 #[derive(Debug)]
@@ -46,14 +47,17 @@ impl Decoded {
 pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits, keep_side: u32) -> Result<Decoded, PipelineError> {
     match format {
         SourceFormat::Jpeg => jpeg::decode(bytes, limits, keep_side).or_else(|error| match error {
-            PipelineError::Corrupt { detail: strict, .. } => decode_with_image_crate(bytes, format, limits).map_err(|error| match error {
+            PipelineError::Corrupt { detail: strict, .. } => decode_with_image_crate(bytes, format, ImageFormat::Jpeg, limits).map_err(|error| match error {
                 PipelineError::Corrupt { format, detail } => PipelineError::Corrupt { format, detail: format!("{strict}; {detail}") },
                 other => other,
             }),
             other => Err(other),
         }),
-        SourceFormat::Webp => decode_with_image_crate(webp_riff(bytes)?, format, limits),
-        SourceFormat::Png | SourceFormat::Gif => decode_with_image_crate(bytes, format, limits),
+        SourceFormat::Webp => decode_with_image_crate(webp_riff(bytes)?, format, ImageFormat::WebP, limits),
+        SourceFormat::Png => decode_with_image_crate(bytes, format, ImageFormat::Png, limits),
+        SourceFormat::Gif => decode_with_image_crate(bytes, format, ImageFormat::Gif, limits),
+        SourceFormat::Heic | SourceFormat::Avif => heif::decode(bytes, format, limits),
+        SourceFormat::Jxl => jxl::decode(bytes, limits),
     }
 }
 
@@ -81,13 +85,7 @@ fn webp_riff(bytes: &[u8]) -> Result<&[u8], PipelineError> {
     Ok(riff)
 }
 
-fn decode_with_image_crate(bytes: &[u8], format: SourceFormat, limits: &MediaLimits) -> Result<Decoded, PipelineError> {
-    let image_format = match format {
-        SourceFormat::Jpeg => ImageFormat::Jpeg,
-        SourceFormat::Png => ImageFormat::Png,
-        SourceFormat::Gif => ImageFormat::Gif,
-        SourceFormat::Webp => ImageFormat::WebP,
-    };
+fn decode_with_image_crate(bytes: &[u8], format: SourceFormat, image_format: ImageFormat, limits: &MediaLimits) -> Result<Decoded, PipelineError> {
     let failed = |error| describe(error, format.name());
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     let mut decoder_limits = Limits::default();

@@ -10,12 +10,17 @@
 //!    sRGB ([`colour`]): both cost less on the thumbnail than on the original.
 //! 3. Make each smaller size from the one before, which is faster than from
 //!    the original and, with a Lanczos filter at these ratios, as sharp.
-//! 4. Encode JPEG (libjpeg-turbo), or PNG where there is real transparency.
-//!    Thumbnails carry no metadata: they are encoded from bare pixels.
+//! 4. Encode JPEG (libjpeg-turbo), or PNG where there is real transparency,
+//!    and hand each over as soon as it exists; then a lossy WebP of each size
+//!    ([`webp`]), so that it delays none of them. Thumbnails carry no
+//!    metadata: they are encoded from bare pixels.
 
 mod colour;
 mod decode;
+pub mod heif;
 mod jpeg;
+mod jxl;
+pub mod webp;
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -57,6 +62,9 @@ pub enum PipelineError {
     /// The decoder's `detail` is for the logs; people read that the file is damaged.
     #[error("the file is not a valid {format} image; it may be damaged or incomplete")]
     Corrupt { format: &'static str, detail: String },
+    /// The decoder process died on the file (a crash, or over its CPU or memory limit): no use trying again.
+    #[error("the {format} decoder stopped on this file ({detail}); it may be damaged")]
+    DecoderFailed { format: &'static str, detail: String },
     #[error("this kind of {format} image is not supported ({detail})")]
     Unsupported { format: &'static str, detail: String },
     #[error("the thumbnail could not be made ({0})")]
@@ -69,10 +77,13 @@ pub struct StageTimes {
     pub decode: Duration,
     /// Resizing, turning upright and converting colour.
     pub resize: Duration,
+    /// The JPEGs or PNGs.
     pub encode: Duration,
+    /// The WebPs, which come after.
+    pub webp: Duration,
 }
 
-/// Makes the three thumbnails of `bytes`, largest first.
+/// Makes the three thumbnails of `bytes`, largest first, in their baseline format (JPEG or PNG).
 pub fn make_thumbnails(bytes: &[u8], format: SourceFormat, sizes: &Sizes, limits: &MediaLimits) -> Result<Vec<Thumbnail>, PipelineError> {
     make_thumbnails_timed(bytes, format, sizes, limits).map(|(thumbnails, _)| thumbnails)
 }
@@ -84,8 +95,22 @@ pub fn make_thumbnails_timed<'a>(
     sizes: &Sizes,
     limits: &MediaLimits,
 ) -> Result<(Vec<Thumbnail>, StageTimes), PipelineError> {
-    let mut thumbnails = Vec::with_capacity(ThumbSize::ALL.len());
-    let times = make_thumbnails_each(bytes, format, sizes, limits, Preview::WithTheRest, |made| {
+    collect(bytes.into(), format, sizes, limits, WebP::Without)
+}
+
+/// [`make_thumbnails`] and then the three WebPs, each set largest first: what a worker writes.
+pub fn make_thumbnails_with_webp<'a>(
+    bytes: impl Into<Cow<'a, [u8]>>,
+    format: SourceFormat,
+    sizes: &Sizes,
+    limits: &MediaLimits,
+) -> Result<(Vec<Thumbnail>, StageTimes), PipelineError> {
+    collect(bytes.into(), format, sizes, limits, WebP::After)
+}
+
+fn collect(bytes: Cow<'_, [u8]>, format: SourceFormat, sizes: &Sizes, limits: &MediaLimits, webp: WebP) -> Result<(Vec<Thumbnail>, StageTimes), PipelineError> {
+    let mut thumbnails = Vec::with_capacity(2 * ThumbSize::ALL.len());
+    let times = make_thumbnails_each(bytes, format, sizes, limits, Preview::WithTheRest, webp, |made| {
         if let Made::Thumbnail(thumbnail) = made {
             thumbnails.push(thumbnail);
         }
@@ -95,8 +120,19 @@ pub fn make_thumbnails_timed<'a>(
         Stop::Pipeline(error) => error,
         Stop::Made(never) => match never {},
     })?;
+    // Smallest first as made; largest first in each set as returned.
+    let webps = thumbnails.split_off(thumbnails.iter().position(|thumbnail| thumbnail.format == ThumbFormat::Webp).unwrap_or(thumbnails.len()));
     thumbnails.reverse();
+    thumbnails.extend(webps.into_iter().rev());
     Ok((thumbnails, times))
+}
+
+/// Whether WebPs are made beside the baseline thumbnails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebP {
+    Without,
+    /// After all three baseline thumbnails are handed over.
+    After,
 }
 
 /// Whether the small thumbnail of a large JPEG comes first, from a decode of its own.
@@ -117,6 +153,8 @@ pub enum Preview {
 pub enum Made {
     /// The image is decoded, at a scale enough for this size and the smaller ones.
     Decoded(ThumbSize),
+    /// The image's ThumbHash, handed over just before the small thumbnail: the first thing a page can paint.
+    Placeholder(Vec<u8>),
     /// One thumbnail, encoded.
     Thumbnail(Thumbnail),
 }
@@ -139,6 +177,7 @@ pub fn make_thumbnails_each<'a, E>(
     sizes: &Sizes,
     limits: &MediaLimits,
     preview: Preview,
+    with_webp: WebP,
     mut made: impl FnMut(Made) -> Result<(), E>,
 ) -> Result<StageTimes, Stop<E>> {
     let bytes = bytes.into();
@@ -159,17 +198,20 @@ pub fn make_thumbnails_each<'a, E>(
                     made(Made::Decoded(ThumbSize::Small)).map_err(Stop::Made)?;
                     let started = Instant::now();
                     let small = upright_in_box(&mut resizer, decoded, sizes, ThumbSize::Small).map_err(Stop::Pipeline)?;
+                    let hash = placeholder(&mut resizer, &small).map_err(Stop::Pipeline)?;
                     times.resize += started.elapsed();
+                    made(Made::Placeholder(hash)).map_err(Stop::Made)?;
                     let thumbnail = encode(&mut compressor, ThumbSize::Small, &small, &mut times).map_err(Stop::Pipeline)?;
                     made(Made::Thumbnail(thumbnail)).map_err(Stop::Made)?;
-                    true
+                    Some(small)
                 }
-                None => false,
+                None => None,
             }
         }
-        _ => false,
+        _ => None,
     };
 
+    let made_first = small_first.is_some();
     let started = Instant::now();
     let decoded = decode::decode(&bytes, format, limits, keep_side(largest_box)).map_err(Stop::Pipeline)?;
     drop(bytes);
@@ -184,20 +226,36 @@ pub fn make_thumbnails_each<'a, E>(
     // with a Lanczos filter at these ratios, as sharp.
     let (width, height) = sizes.fit(ThumbSize::Medium, upright.0, upright.1);
     let medium = resize(&mut resizer, &large, width, height).map_err(Stop::Pipeline)?;
-    let small = if small_first {
-        None
-    } else {
-        let (width, height) = sizes.fit(ThumbSize::Small, upright.0, upright.1);
-        Some(resize(&mut resizer, &medium, width, height).map_err(Stop::Pipeline)?)
+    let (small, hash) = match small_first {
+        Some(small) => (small, None),
+        None => {
+            let (width, height) = sizes.fit(ThumbSize::Small, upright.0, upright.1);
+            let small = resize(&mut resizer, &medium, width, height).map_err(Stop::Pipeline)?;
+            let hash = placeholder(&mut resizer, &small).map_err(Stop::Pipeline)?;
+            (small, Some(hash))
+        }
     };
     times.resize += started.elapsed();
+    if let Some(hash) = hash {
+        made(Made::Placeholder(hash)).map_err(Stop::Made)?;
+    }
 
     // One format for all three, chosen on the largest: an alpha channel is kept only where some pixel uses it.
     let transparent = large.color().has_alpha();
-    for (size, image) in [(ThumbSize::Small, small.as_ref()), (ThumbSize::Medium, Some(&medium)), (ThumbSize::Large, Some(&large))] {
-        let Some(image) = image else { continue };
+    let all = [(ThumbSize::Small, &small), (ThumbSize::Medium, &medium), (ThumbSize::Large, &large)];
+    for (size, image) in all {
+        if size == ThumbSize::Small && made_first {
+            continue;
+        }
         let thumbnail = if transparent { encode_png(size, image, &mut times) } else { encode(&mut compressor, size, image, &mut times) };
         made(Made::Thumbnail(thumbnail.map_err(Stop::Pipeline)?)).map_err(Stop::Made)?;
+    }
+    // Only now: every size is already there to be shown, and a WebP costs ten times a JPEG to encode.
+    for (size, image) in all.into_iter().filter(|_| with_webp == WebP::After) {
+        let started = Instant::now();
+        let bytes = webp::encode(image).map_err(Stop::Pipeline)?;
+        times.webp += started.elapsed();
+        made(Made::Thumbnail(Thumbnail { size, format: ThumbFormat::Webp, width: image.width(), height: image.height(), bytes })).map_err(Stop::Made)?;
     }
     Ok(times)
 }
@@ -231,6 +289,26 @@ fn encode_png(size: ThumbSize, image: &DynamicImage, times: &mut StageTimes) -> 
     let bytes = png_bytes(image)?;
     times.encode += started.elapsed();
     Ok(Thumbnail { size, format: ThumbFormat::Png, width: image.width(), height: image.height(), bytes })
+}
+
+/// A thumbnail's pixels as the worker's JPEG (libjpeg-turbo, [`jpeg::QUALITY`]), for the benchmark's comparisons.
+pub fn encode_jpeg(image: &DynamicImage) -> Result<Vec<u8>, PipelineError> {
+    jpeg::encode(&mut jpeg::compressor()?, image)
+}
+
+/// The ThumbHash of an upright, sRGB thumbnail: from a copy at most 100 pixels a side, as the format wants.
+fn placeholder(resizer: &mut Resizer, small: &DynamicImage) -> Result<Vec<u8>, PipelineError> {
+    const SIDE: u32 = 100;
+    let (width, height) = (small.width(), small.height());
+    let scale = f64::from(SIDE) / f64::from(width.max(height));
+    let tiny = if scale < 1.0 {
+        let fit = |side: u32| ((f64::from(side) * scale).round() as u32).clamp(1, SIDE);
+        resize(resizer, small, fit(width), fit(height))?
+    } else {
+        small.clone()
+    };
+    let rgba = tiny.to_rgba8();
+    Ok(thumbhash::rgba_to_thumb_hash(rgba.width() as usize, rgba.height() as usize, rgba.as_raw()))
 }
 
 /// 8 bits a channel, all a thumbnail needs; an alpha channel is kept only
@@ -352,7 +430,7 @@ mod tests {
     /// What `make_thumbnails_each` hands over, in order: size and dimensions.
     fn made_in_order(bytes: &[u8], format: SourceFormat, preview: Preview) -> Vec<Thumbnail> {
         let mut made = Vec::new();
-        make_thumbnails_each(bytes, format, &Sizes::default(), &MediaLimits::default(), preview, |step| {
+        make_thumbnails_each(bytes, format, &Sizes::default(), &MediaLimits::default(), preview, WebP::Without, |step| {
             if let Made::Thumbnail(thumbnail) = step {
                 made.push(thumbnail);
             }
@@ -423,6 +501,32 @@ mod tests {
         let image = DynamicImage::ImageRgba8(RgbaImage::from_pixel(300, 300, Rgba([1, 2, 3, 255])));
         let thumbnails = make_thumbnails(&encoded(&image, ImageFormat::Png), SourceFormat::Png, &Sizes::default(), &MediaLimits::default()).unwrap();
         assert!(thumbnails.iter().all(|t| t.format == ThumbFormat::Jpeg));
+    }
+
+    #[test]
+    fn the_placeholder_comes_just_before_the_small_thumbnail_and_paints_the_image_s_colours() {
+        let jpeg = encoded(&DynamicImage::ImageRgb8(RgbImage::from_pixel(1600, 800, Rgb([200, 40, 40]))), ImageFormat::Jpeg);
+        for preview in [Preview::WithTheRest, Preview::First] {
+            let mut order = Vec::new();
+            let mut hash = Vec::new();
+            make_thumbnails_each(jpeg.as_slice(), SourceFormat::Jpeg, &Sizes::default(), &MediaLimits::default(), preview, WebP::Without, |step| {
+                match step {
+                    Made::Placeholder(bytes) => {
+                        order.push("placeholder".to_owned());
+                        hash = bytes;
+                    }
+                    Made::Thumbnail(thumbnail) => order.push(thumbnail.size.to_string()),
+                    Made::Decoded(_) => {}
+                }
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+            assert_eq!(order, ["placeholder", "small", "medium", "large"], "{preview:?}");
+            let (width, height, rgba) = thumbhash::thumb_hash_to_rgba(&hash).unwrap();
+            assert!(width > height, "a landscape placeholder: {width}×{height}");
+            let centre = &rgba[(height / 2 * width + width / 2) * 4..][..3];
+            assert!(centre[0] > 150 && centre[1] < 90 && centre[2] < 90, "red: {centre:?}");
+        }
     }
 
     #[test]

@@ -182,6 +182,7 @@ pub fn decoded_thumbnails(thumbnails: &[Thumbnail], width: u32, height: u32) -> 
             let format = match thumbnail.format {
                 ThumbFormat::Jpeg => ImageFormat::Jpeg,
                 ThumbFormat::Png => ImageFormat::Png,
+                ThumbFormat::Webp => ImageFormat::WebP,
             };
             let image = image::load_from_memory_with_format(&thumbnail.bytes, format)
                 .map_err(|error| format!("the {} thumbnail does not decode as {format:?}: {error}", thumbnail.size))?;

@@ -1,0 +1,264 @@
+//! HEIC and AVIF, decoded by libheif in a child process of their own.
+//!
+//! libheif is C, and some damaged files make it abort the whole process (a
+//! failed assertion: SIGABRT), which no panic boundary catches. So each decode
+//! runs in `thumbq-heif-decode`, with limits on its memory and CPU time: when
+//! it dies, only that job ends, as `failed` with a reason, and the worker and
+//! its other jobs go on. The cost is one process start (a few milliseconds)
+//! against a decode of a quarter to half a second for a phone photo.
+//!
+//! The child reads the file on its standard input and writes, on its standard
+//! output, a [`Header`] and then the pixels, upright (libheif applies `irot` and
+//! `imir`), 8 bits a channel. Its exit code says why it refused a file.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use image::metadata::Orientation;
+use image::{DynamicImage, RgbImage, RgbaImage};
+use thumbq_contract::{MediaLimits, SourceFormat};
+
+use super::PipelineError;
+use super::decode::Decoded;
+
+/// The decoder's executable, beside the worker's.
+pub const DECODER: &str = "thumbq-heif-decode";
+/// Overrides where the decoder is looked for (tests and packagers).
+pub const DECODER_ENV: &str = "THUMBQ_HEIF_DECODER";
+
+/// CPU time a decode may take: a 100-megapixel HEIC takes about 4 s here.
+pub const CPU_SECONDS: u64 = 30;
+/// Time a decode may take from start to end, waits included.
+pub const WALL_TIME: Duration = Duration::from_secs(60);
+/// The most bytes the decoder may say about a file it refuses.
+const MESSAGE_BYTES: u64 = 4096;
+/// The largest ICC profile passed on; larger ones are dropped, as libheif's own limit does.
+pub const MAX_ICC_BYTES: u32 = 4 << 20;
+
+/// How the child says it refused a file, as its exit code.
+pub mod exit {
+    /// The file is damaged: its structure or its bitstream.
+    pub const CORRUPT: i32 = 65;
+    /// A kind of HEIF the decoder does not handle (a codec or feature).
+    pub const UNSUPPORTED: i32 = 66;
+    /// Over the pixel limits or libheif's security limits.
+    pub const OVER_LIMITS: i32 = 67;
+    /// The decoder itself cannot work: no plugin for the codec, say.
+    pub const BROKEN: i32 = 70;
+}
+
+/// What precedes the pixels on the child's standard output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub width: u32,
+    pub height: u32,
+    /// 3 (RGB) or 4 (RGBA).
+    pub channels: u8,
+    /// The pixels' colour space as an ICC profile; `None` means sRGB.
+    pub icc: Option<Vec<u8>>,
+}
+
+impl Header {
+    const MAGIC: &'static [u8; 4] = b"THQ1";
+
+    pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let icc = self.icc.as_deref().unwrap_or_default();
+        out.write_all(Self::MAGIC)?;
+        out.write_all(&self.width.to_le_bytes())?;
+        out.write_all(&self.height.to_le_bytes())?;
+        out.write_all(&[self.channels])?;
+        out.write_all(&u32::try_from(icc.len()).unwrap_or(u32::MAX).to_le_bytes())?;
+        out.write_all(icc)
+    }
+
+    /// Reads a header, refusing one whose image is over `limits` before any pixel buffer exists.
+    fn read_from(input: &mut impl Read, limits: &MediaLimits) -> Result<Self, PipelineError> {
+        let broken = |what: &str| PipelineError::Internal(format!("the HEIF decoder sent {what}"));
+        let mut fixed = [0; 17];
+        input.read_exact(&mut fixed).map_err(|_| broken("no header"))?;
+        if &fixed[..4] != Self::MAGIC {
+            return Err(broken("an unknown header"));
+        }
+        let word = |at: usize| u32::from_le_bytes(fixed[at..at + 4].try_into().expect("four bytes"));
+        let (width, height, channels, icc_length) = (word(4), word(8), fixed[12], word(13));
+        limits.check_dimensions(width, height)?;
+        if !matches!(channels, 3 | 4) || icc_length > MAX_ICC_BYTES {
+            return Err(broken("a header out of range"));
+        }
+        let mut icc = vec![0; icc_length as usize];
+        input.read_exact(&mut icc).map_err(|_| broken("a cut profile"))?;
+        Ok(Self { width, height, channels, icc: (!icc.is_empty()).then_some(icc) })
+    }
+}
+
+/// The limits the child puts on itself, passed as its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildLimits {
+    pub max_side_px: u32,
+    pub max_pixels: u64,
+    pub cpu_seconds: u64,
+    /// Address space: the decoded image at 16 bits in YCbCr and again in RGB, with room for libheif and its codec.
+    pub memory_bytes: u64,
+}
+
+impl ChildLimits {
+    pub fn new(limits: &MediaLimits) -> Self {
+        Self {
+            max_side_px: limits.max_side_px,
+            max_pixels: limits.max_pixels,
+            cpu_seconds: CPU_SECONDS,
+            memory_bytes: limits.max_pixels.saturating_mul(16).saturating_add(1 << 30),
+        }
+    }
+
+    pub fn to_args(self) -> [String; 4] {
+        [self.max_side_px.to_string(), self.max_pixels.to_string(), self.cpu_seconds.to_string(), self.memory_bytes.to_string()]
+    }
+
+    pub fn from_args(args: &[String]) -> Option<Self> {
+        let [side, pixels, cpu, memory] = args else { return None };
+        Some(Self { max_side_px: side.parse().ok()?, max_pixels: pixels.parse().ok()?, cpu_seconds: cpu.parse().ok()?, memory_bytes: memory.parse().ok()? })
+    }
+}
+
+/// Where the decoder is: `THUMBQ_HEIF_DECODER`, or beside this executable
+/// (or one directory up, where Cargo puts test binaries).
+pub fn decoder_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(DECODER_ENV) {
+        return Some(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors().skip(1).take(2).map(|dir| dir.join(DECODER)).find(|path| path.is_file())
+}
+
+/// Checks that the decoder runs and that libheif decodes both HEVC and AV1,
+/// on a small sample of each; the error says what is missing and how to mend it.
+pub fn check_decoder() -> Result<String, String> {
+    let path = decoder_path().ok_or_else(|| format!("{DECODER} is not beside the worker; build it (cargo build --bins) or set {DECODER_ENV}"))?;
+    let output = Command::new(&path).arg("--check").stdin(Stdio::null()).output().map_err(|error| format!("cannot run {}: {error}", path.display()))?;
+    let said = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().to_owned();
+    if output.status.success() { Ok(said(&output.stdout)) } else { Err(said(&output.stderr)) }
+}
+
+/// Decodes a HEIC or AVIF file in a child process.
+pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits) -> Result<Decoded, PipelineError> {
+    let path = decoder_path().ok_or_else(|| PipelineError::Internal(format!("{DECODER} is missing")))?;
+    let mut child = Command::new(&path)
+        .args(ChildLimits::new(limits).to_args())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| PipelineError::Internal(format!("cannot start {}: {error}", path.display())))?;
+    let pid = child.id() as libc::pid_t;
+    let (mut stdin, mut stdout, stderr) = (child.stdin.take(), child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let (finished, watch) = mpsc::channel::<()>();
+    let (read, message, timed_out) = std::thread::scope(|scope| {
+        // The file goes in while the pixels come out: a pipe holds only 64 KiB.
+        scope.spawn(move || {
+            if let Some(mut stdin) = stdin.take() {
+                // A child that stops reading (it refused the file) closes the pipe; that is its exit code's to say.
+                let _ = stdin.write_all(bytes);
+            }
+        });
+        let message = scope.spawn(move || {
+            let mut message = String::new();
+            let _ = stderr.take(MESSAGE_BYTES).read_to_string(&mut message);
+            message
+        });
+        // Not yet reaped, so the pid is still the child's.
+        let watchdog = scope.spawn(move || {
+            let timed_out = watch.recv_timeout(WALL_TIME) == Err(mpsc::RecvTimeoutError::Timeout);
+            if timed_out {
+                // SAFETY: kill(2) with a pid we own and have not waited for.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            timed_out
+        });
+        let read = read_image(&mut stdout, limits);
+        drop(stdout);
+        let message = message.join().unwrap_or_default();
+        let _ = finished.send(());
+        (read, message, watchdog.join().unwrap_or(false))
+    });
+    let status = child.wait().map_err(|error| PipelineError::Internal(error.to_string()))?;
+    match refusal(status, format, message.trim(), timed_out) {
+        Some(error) => Err(error),
+        None => read,
+    }
+}
+
+fn read_image(stdout: &mut impl Read, limits: &MediaLimits) -> Result<Decoded, PipelineError> {
+    let header = Header::read_from(stdout, limits)?;
+    let length = header.width as usize * header.height as usize * usize::from(header.channels);
+    let mut pixels = vec![0; length];
+    stdout.read_exact(&mut pixels).map_err(|_| PipelineError::Internal("the HEIF decoder stopped mid-image".into()))?;
+    let (width, height) = (header.width, header.height);
+    let image = match header.channels {
+        3 => RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8),
+        _ => RgbaImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgba8),
+    }
+    .expect("the buffer has the header's size");
+    Ok(Decoded { image, width, height, orientation: Orientation::NoTransforms, icc: header.icc })
+}
+
+/// Why the child's exit means no image, if it does.
+fn refusal(status: ExitStatus, format: SourceFormat, message: &str, timed_out: bool) -> Option<PipelineError> {
+    use std::os::unix::process::ExitStatusExt;
+    let format = format.name();
+    let detail = || message.lines().last().unwrap_or("no message").to_owned();
+    if timed_out {
+        return Some(PipelineError::DecoderFailed { format, detail: format!("it took more than {} s", WALL_TIME.as_secs()) });
+    }
+    match (status.code(), status.signal()) {
+        (Some(0), _) => None,
+        (Some(exit::CORRUPT), _) => Some(PipelineError::Corrupt { format, detail: detail() }),
+        (Some(exit::UNSUPPORTED), _) => Some(PipelineError::Unsupported { format, detail: detail() }),
+        (Some(exit::OVER_LIMITS), _) => Some(PipelineError::DimensionsOverLimits),
+        (Some(code), _) => Some(PipelineError::Internal(format!("the HEIF decoder exited with {code}: {}", detail()))),
+        (None, Some(signal)) => Some(PipelineError::DecoderFailed { format, detail: signal_name(signal) }),
+        (None, None) => Some(PipelineError::Internal("the HEIF decoder ended without a status".into())),
+    }
+}
+
+/// What a signal that ended the decoder means, for the failure's reason.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGABRT => "it aborted (SIGABRT)".into(),
+        libc::SIGSEGV => "it crashed (SIGSEGV)".into(),
+        libc::SIGXCPU => format!("it used more than {CPU_SECONDS} s of CPU"),
+        libc::SIGKILL => "it was killed (SIGKILL), likely over its memory limit".into(),
+        other => format!("it was ended by signal {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_goes_through_the_pipe_as_it_was() {
+        let header = Header { width: 4032, height: 3024, channels: 3, icc: Some(vec![1, 2, 3]) };
+        let mut bytes = Vec::new();
+        header.write_to(&mut bytes).unwrap();
+        assert_eq!(Header::read_from(&mut bytes.as_slice(), &MediaLimits::default()).unwrap(), header);
+    }
+
+    #[test]
+    fn a_header_over_the_limits_is_refused_before_its_pixels_are_read() {
+        let mut bytes = Vec::new();
+        Header { width: 12_240, height: 16_320, channels: 3, icc: None }.write_to(&mut bytes).unwrap();
+        let error = Header::read_from(&mut bytes.as_slice(), &MediaLimits::default()).unwrap_err();
+        assert!(matches!(error, PipelineError::OverLimits(_)), "{error:?}");
+    }
+
+    #[test]
+    fn child_limits_survive_the_command_line() {
+        let limits = ChildLimits::new(&MediaLimits::default());
+        assert_eq!(ChildLimits::from_args(&limits.to_args()), Some(limits));
+        assert_eq!(ChildLimits::from_args(&["1".into()]), None);
+    }
+}
