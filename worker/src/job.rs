@@ -44,6 +44,8 @@ pub struct JobContext {
     pub missing_original_wait: Duration,
     /// This worker in timelines: `worker@host:pid`.
     pub name: String,
+    /// Whether each size is also written as WebP, and with what effort.
+    pub webp: WebP,
 }
 
 impl JobContext {
@@ -60,6 +62,7 @@ impl JobContext {
             disk_full_retry: Duration::from_secs(30),
             missing_original_wait: Duration::from_secs(1),
             name: timeline::process_name("worker"),
+            webp: WebP::default(),
         }
     }
 
@@ -275,7 +278,7 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     if store.exists(StorageKey::Tombstone(id)).map_err(JobError::Retry)? {
         return Ok(Outcome::Deleted);
     }
-    if all_thumbnails_exist(store, id).map_err(JobError::Retry)? {
+    if all_thumbnails_exist(store, id, context.webp).map_err(JobError::Retry)? {
         // An earlier try may have been cut off between its last rename and its sync.
         store.sync_thumbnails(id).map_err(JobError::Retry)?;
         remove_failure(store, id)?;
@@ -330,7 +333,7 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
         (progress.written)(id, thumbnail.size, placeholder.take());
         Ok::<_, std::io::Error>(())
     };
-    let times = pipeline::make_thumbnails_each(original, job.format, &context.sizes, &context.limits, progress.preview, WebP::After, write).map_err(|stop| match stop {
+    let times = pipeline::make_thumbnails_each(original, job.format, &context.sizes, &context.limits, progress.preview, context.webp, write).map_err(|stop| match stop {
         pipeline::Stop::Made(error) => JobError::Retry(error),
         pipeline::Stop::Pipeline(error) => {
             if let PipelineError::Corrupt { detail, .. } = &error {
@@ -364,14 +367,14 @@ fn remove_failure(store: &BlockingStore, id: ImageId) -> Result<(), JobError> {
 }
 
 /// Looks at each size until one is missing (on a first try, the small one in both baseline formats),
-/// then at the WebPs, written last.
-fn all_thumbnails_exist(store: &BlockingStore, id: ImageId) -> std::io::Result<bool> {
+/// then at the WebPs, written last (when this worker makes them).
+fn all_thumbnails_exist(store: &BlockingStore, id: ImageId, webp: WebP) -> std::io::Result<bool> {
     for size in ThumbSize::ALL {
         if store.thumbnail(id, size)?.is_none() {
             return Ok(false);
         }
     }
-    for size in ThumbSize::ALL {
+    for size in ThumbSize::ALL.into_iter().filter(|_| webp != WebP::Without) {
         if !store.exists(StorageKey::Thumbnail(id, size, ThumbFormat::Webp))? {
             return Ok(false);
         }
@@ -456,6 +459,42 @@ mod tests {
             }
         }
         found
+    }
+
+    fn thumbnail_files(context: &JobContext, id: ImageId) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(context.storage.thumbnail_dir(id)).unwrap().flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_job_writes_each_size_in_jpeg_and_webp_with_the_placeholder_and_runs_again_only_where_one_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(dir.path());
+        let id = ImageId::new();
+        std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
+        let job = ResizeJob::new(id, SourceFormat::Png, 0);
+        assert!(matches!(process(&context, &job, &Progress::silent()).unwrap(), Outcome::Made { .. }));
+        let all = ["large.jpg", "large.webp", "medium.jpg", "medium.webp", "placeholder.thumbhash", "small.jpg", "small.webp"];
+        assert_eq!(thumbnail_files(&context, id), all);
+        assert_eq!(process(&context, &job, &Progress::silent()).unwrap(), Outcome::AlreadyDone);
+        // A try cut off before its WebPs: the next one makes them.
+        std::fs::remove_file(context.storage.path(&StorageKey::Thumbnail(id, ThumbSize::Large, ThumbFormat::Webp))).unwrap();
+        assert!(matches!(process(&context, &job, &Progress::silent()).unwrap(), Outcome::Made { .. }));
+        assert_eq!(thumbnail_files(&context, id), all);
+    }
+
+    #[test]
+    fn with_webp_off_a_job_writes_the_baseline_sizes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut context = context(dir.path());
+        context.webp = WebP::Without;
+        let id = ImageId::new();
+        std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
+        let job = ResizeJob::new(id, SourceFormat::Png, 0);
+        assert!(matches!(process(&context, &job, &Progress::silent()).unwrap(), Outcome::Made { .. }));
+        assert_eq!(thumbnail_files(&context, id), ["large.jpg", "medium.jpg", "placeholder.thumbhash", "small.jpg"]);
+        assert_eq!(process(&context, &job, &Progress::silent()).unwrap(), Outcome::AlreadyDone);
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     }
     let mut context = job::JobContext::new(storage, settings.sizes, settings.limits(), settings.concurrency).with_store(store);
     context.disk_full_retry = std::time::Duration::from_secs(settings.disk_full_retry_secs);
+    context.webp = settings.webp_method;
     prepare(&mut context);
     if let Some(bind) = settings.metrics_bind {
         // Bound here, so that an address in use or not ours stops the start.

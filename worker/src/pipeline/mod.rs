@@ -105,7 +105,7 @@ pub fn make_thumbnails_with_webp<'a>(
     sizes: &Sizes,
     limits: &MediaLimits,
 ) -> Result<(Vec<Thumbnail>, StageTimes), PipelineError> {
-    collect(bytes.into(), format, sizes, limits, WebP::After)
+    collect(bytes.into(), format, sizes, limits, WebP::default())
 }
 
 fn collect(bytes: Cow<'_, [u8]>, format: SourceFormat, sizes: &Sizes, limits: &MediaLimits, webp: WebP) -> Result<(Vec<Thumbnail>, StageTimes), PipelineError> {
@@ -127,12 +127,41 @@ fn collect(bytes: Cow<'_, [u8]>, format: SourceFormat, sizes: &Sizes, limits: &M
     Ok((thumbnails, times))
 }
 
-/// Whether WebPs are made beside the baseline thumbnails.
+/// Whether WebPs are made beside the baseline thumbnails (`--webp-method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebP {
     Without,
-    /// After all three baseline thumbnails are handed over.
-    After,
+    /// After all three baseline thumbnails are handed over, with libwebp's method (effort) 0 to 6.
+    After { method: u8 },
+}
+
+impl Default for WebP {
+    fn default() -> Self {
+        Self::After { method: webp::METHOD }
+    }
+}
+
+impl std::str::FromStr for WebP {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "off" => Ok(Self::Without),
+            _ => match text.parse::<u8>() {
+                Ok(method) if method <= 6 => Ok(Self::After { method }),
+                _ => Err(format!("“{text}” is not off or a method from 0 (fastest) to 6 (smallest)")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for WebP {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Without => formatter.write_str("off"),
+            Self::After { method } => write!(formatter, "{method}"),
+        }
+    }
 }
 
 /// Whether the small thumbnail of a large JPEG comes first, from a decode of its own.
@@ -251,9 +280,13 @@ pub fn make_thumbnails_each<'a, E>(
         made(Made::Thumbnail(thumbnail.map_err(Stop::Pipeline)?)).map_err(Stop::Made)?;
     }
     // Only now: every size is already there to be shown, and a WebP costs ten times a JPEG to encode.
-    for (size, image) in all.into_iter().filter(|_| with_webp == WebP::After) {
+    let method = match with_webp {
+        WebP::After { method } => Some(method),
+        WebP::Without => None,
+    };
+    for (size, image) in all.into_iter().filter(|_| method.is_some()) {
         let started = Instant::now();
-        let bytes = webp::encode(image).map_err(Stop::Pipeline)?;
+        let bytes = webp::encode_with(image, webp::QUALITY, method.unwrap_or(webp::METHOD).into()).map_err(Stop::Pipeline)?;
         times.webp += started.elapsed();
         made(Made::Thumbnail(Thumbnail { size, format: ThumbFormat::Webp, width: image.width(), height: image.height(), bytes })).map_err(Stop::Made)?;
     }
@@ -527,6 +560,15 @@ mod tests {
             let centre = &rgba[(height / 2 * width + width / 2) * 4..][..3];
             assert!(centre[0] > 150 && centre[1] < 90 && centre[2] < 90, "red: {centre:?}");
         }
+    }
+
+    #[test]
+    fn the_webp_setting_reads_off_or_a_method_and_nothing_else() {
+        assert_eq!("off".parse::<WebP>(), Ok(WebP::Without));
+        assert_eq!("0".parse::<WebP>(), Ok(WebP::After { method: 0 }));
+        assert_eq!(WebP::default().to_string().parse::<WebP>(), Ok(WebP::default()));
+        assert!("7".parse::<WebP>().unwrap_err().contains("from 0 (fastest) to 6"));
+        assert!("fast".parse::<WebP>().is_err());
     }
 
     #[test]
