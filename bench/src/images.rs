@@ -53,12 +53,22 @@ impl TestImage {
         Self { name: name.into(), bytes: jpeg(&DynamicImage::ImageLuma8(plate), 95), format: SourceFormat::Jpeg }
     }
 
+    /// A file as it is, from the corpus.
+    pub fn file(name: &str, bytes: Vec<u8>, format: SourceFormat) -> Self {
+        Self { name: name.into(), bytes, format }
+    }
+
     /// Writes the image into `dir` with the extension its format has, for the
     /// programs that take a file.
     pub fn write_into(&self, dir: &Path) -> std::io::Result<PathBuf> {
         let extension = match self.format {
             SourceFormat::Png => "png",
-            _ => "jpg",
+            SourceFormat::Heic => "heic",
+            SourceFormat::Avif => "avif",
+            SourceFormat::Jxl => "jxl",
+            SourceFormat::Gif => "gif",
+            SourceFormat::Webp => "webp",
+            SourceFormat::Jpeg => "jpg",
         };
         let path = dir.join(format!("input.{extension}"));
         std::fs::write(&path, &self.bytes)?;

@@ -83,7 +83,7 @@ impl CoresUsed {
 }
 
 /// User and system time of this process and of its children that were waited for.
-fn own_cpu_time() -> Duration {
+pub fn own_cpu_time() -> Duration {
     cpu_time(libc::RUSAGE_SELF) + cpu_time(libc::RUSAGE_CHILDREN)
 }
 

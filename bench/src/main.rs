@@ -7,6 +7,11 @@
 //!   `vipsthumbnail` processes and against libvips in-process, each on one core;
 //! - [`quality`]: SSIM of both sides' thumbnails against a careful reference,
 //!   a zone plate included to catch aliasing;
+//! - [`phone`]: HEIC, AVIF and JPEG XL files, ours (libheif in a decoder
+//!   process per file, jxl-oxide) against libvips in-process, with the decode's
+//!   share and the decoder process's peak memory;
+//! - [`webp`]: WebP against the worker's JPEG at equal SSIM, and libwebp's
+//!   cost per method: the table that chose the worker's WebP settings;
 //! - [`memory`]: the peak and the steady resident size of a real worker process;
 //! - [`scaling`]: a queue of mixed images through one lane, two lanes, two processes;
 //! - [`offload`] (`--only offload`; minutes long, so not run by default; needs
@@ -35,6 +40,7 @@ mod load;
 mod machine;
 mod memory;
 mod offload;
+mod phone;
 mod process;
 mod quality;
 mod rabbitmq;
@@ -64,7 +70,7 @@ use crate::machine::CpuShare;
 struct Options {
     /// The tables to measure, in this order; `offload` (minutes long, needs RabbitMQ),
     /// `first-thumbnail` (needs RabbitMQ and Chromium) and `scale-out` (needs RabbitMQ) only when named.
-    #[arg(long, value_delimiter = ',', default_value = "speed,quality,webp,memory,scaling")]
+    #[arg(long, value_delimiter = ',', default_value = "speed,quality,phone,webp,memory,scaling")]
     only: Vec<Table>,
 
     /// Timed runs per measurement in the speed and first-thumbnail tables; they show medians.
@@ -127,6 +133,7 @@ enum Table {
     FirstThumbnail,
     ScaleOut,
     Webp,
+    Phone,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -193,6 +200,10 @@ fn main() -> anyhow::Result<()> {
             Table::FirstThumbnail => {
                 let first = first_thumbnail::Options { runs: usize::from(options.runs), web: &offload.web, worker: &worker, amqp_url: &offload.amqp_url };
                 first_thumbnail::run(&first, &photo_12mp)?;
+            }
+            Table::Phone => {
+                let images = phone::images(workdir.path())?;
+                phone::run(&images, libvips.in_process.as_ref(), worker.parent().map(|dir| dir.join("thumbq-heif-decode")), usize::from(options.runs), workdir.path())?;
             }
             Table::Webp => {
                 let mut photos: Vec<webp::Photo> =

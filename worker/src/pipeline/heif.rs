@@ -35,6 +35,8 @@ pub const CPU_SECONDS: u64 = 30;
 pub const WALL_TIME: Duration = Duration::from_secs(60);
 /// The most bytes the decoder may say about a file it refuses.
 const MESSAGE_BYTES: u64 = 4096;
+/// The pipe the pixels come through: Linux's default most processes may ask for (`/proc/sys/fs/pipe-max-size`).
+const PIPE_BYTES: libc::c_int = 1 << 20;
 /// The largest ICC profile passed on; larger ones are dropped, as libheif's own limit does.
 pub const MAX_ICC_BYTES: u32 = 4 << 20;
 
@@ -155,6 +157,10 @@ pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits) -> Resul
         .map_err(|error| PipelineError::Internal(format!("cannot start {}: {error}", path.display())))?;
     let pid = child.id() as libc::pid_t;
     let (mut stdin, mut stdout, stderr) = (child.stdin.take(), child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    // 36 MB of pixels for a 12 MP photo: through the default 64 KiB pipe that is
+    // hundreds of hand-overs between the two processes; a larger pipe needs fewer.
+    // SAFETY: fcntl(2) on a pipe we own; a refusal (a lower system limit) only keeps the default.
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&stdout), libc::F_SETPIPE_SZ, PIPE_BYTES) };
     let (finished, watch) = mpsc::channel::<()>();
     let (read, message, timed_out) = std::thread::scope(|scope| {
         // The file goes in while the pixels come out: a pipe holds only 64 KiB.
