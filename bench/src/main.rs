@@ -184,7 +184,8 @@ fn main() -> anyhow::Result<()> {
                     TestImage::photo_png("0.5 MP PNG", 800, 600),
                     TestImage::transparent_png("0.1 MP transparent PNG", 400, 300),
                 ];
-                memory::run(&worker, &photo_24mp, &small.iter().collect::<Vec<_>>())?;
+                let heic = phone::heic_12mp()?;
+                memory::run(&worker, &[&photo_24mp, &heic], &small.iter().collect::<Vec<_>>())?;
             }
             Table::Scaling => {
                 let [photo_6mp, photo_2mp, photo_small, transparent] = [
