@@ -568,3 +568,14 @@ fn every_thumbnail_has_a_webp_of_its_size_that_looks_like_it_and_keeps_its_trans
     }
     findings.assert_none("WebP thumbnails", names.len());
 }
+
+#[test]
+fn an_hdr_avif_in_rec2020_pq_comes_out_near_the_sdr_rendition_of_the_same_photo() {
+    // libavif's two renditions of one photo: HDR10 (BT.2020, PQ, 10 bits) and SDR sRGB with a gain map.
+    let hdr = small_of("libavif/seine_hdr_rec2020.avif");
+    let sdr = small_of("libavif/seine_sdr_gainmap_srgb.avif");
+    let difference = mean_absolute_difference(&hdr, &sdr);
+    let (hdr_mean, sdr_mean) = (mean_colour(&image::DynamicImage::ImageRgba8(hdr)), mean_colour(&image::DynamicImage::ImageRgba8(sdr)));
+    // Measured: 13 per channel (means 157 against 168); cut to 8 bits as PQ, the photo was nearly black (30 against 168).
+    assert!(worst_channel(difference) < 25.0, "the PQ photo differs from its SDR rendition by {difference:.1?} (means {hdr_mean:.1?} against {sdr_mean:.1?})");
+}

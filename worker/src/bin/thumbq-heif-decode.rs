@@ -75,9 +75,16 @@ fn decode(lib: &LibHeif, bytes: &[u8], limits: &ChildLimits) -> Result<(Header, 
         return Err((exit::OVER_LIMITS, format!("{width}×{height} is over the limits")));
     }
     let alpha = handle.has_alpha_channel();
-    let chroma = if alpha { RgbChroma::Rgba } else { RgbChroma::Rgb };
+    // PQ (HDR10) holds absolute light up to 10 000 nits: cut to 8 bits as it is, a photo comes out nearly black.
+    let pq = pq_primaries(&handle);
+    let chroma = match (alpha, pq.is_some()) {
+        (false, false) => RgbChroma::Rgb,
+        (true, false) => RgbChroma::Rgba,
+        (false, true) => RgbChroma::HdrRgbLe,
+        (true, true) => RgbChroma::HdrRgbaLe,
+    };
     let mut options = DecodingOptions::new().ok_or_else(|| (exit::BROKEN, "libheif cannot make decoding options".to_owned()))?;
-    options.set_convert_hdr_to_8bit(true);
+    options.set_convert_hdr_to_8bit(pq.is_none());
     // irot and imir are applied: the pixels come out upright, and EXIF orientation is not to be applied again.
     options.set_ignore_transformations(false);
     let image = lib.decode(&handle, ColorSpace::Rgb(chroma), Some(options)).map_err(refusal)?;
@@ -85,11 +92,82 @@ fn decode(lib: &LibHeif, bytes: &[u8], limits: &ChildLimits) -> Result<(Header, 
     let channels: u8 = if alpha { 4 } else { 3 };
     let row = plane.width as usize * usize::from(channels);
     let mut pixels = Vec::with_capacity(row * plane.height as usize);
+    if let Some(primaries) = pq {
+        let bits = image.bits_per_pixel(libheif_rs::Channel::Interleaved).unwrap_or(plane.bits_per_pixel).clamp(8, 16);
+        let tone_map = PqToSrgb::new(bits, primaries);
+        for y in 0..plane.height as usize {
+            let samples = plane.data[y * plane.stride..y * plane.stride + 2 * row].chunks_exact(2).map(|bytes| u16::from_le_bytes([bytes[0], bytes[1]]));
+            tone_map.row(samples, channels, &mut pixels);
+        }
+        return Ok((Header { width: plane.width, height: plane.height, channels, icc: None }, pixels));
+    }
     for y in 0..plane.height as usize {
         pixels.extend_from_slice(&plane.data[y * plane.stride..y * plane.stride + row]);
     }
     let header = Header { width: plane.width, height: plane.height, channels, icc: icc_of(&handle) };
     Ok((header, pixels))
+}
+
+/// The primaries of an image whose colour says PQ (CICP transfer 16) and has more than 8 bits; `None` otherwise.
+fn pq_primaries(handle: &ImageHandle) -> Option<u8> {
+    let nclx = handle.color_profile_nclx()?;
+    (nclx.transfer_characteristics() as u8 == 16 && handle.luma_bits_per_pixel() > 8).then(|| nclx.color_primaries() as u8)
+}
+
+/// PQ light to 8-bit sRGB, for a thumbnail: the reference white of 203 nits
+/// (ITU-R BT.2408) becomes sRGB's white, brighter light is rolled off (extended
+/// Reinhard up to 1 000 nits), and BT.2020 or P3 primaries become sRGB's.
+struct PqToSrgb {
+    /// Linear light, 1.0 at reference white, for each input code.
+    linear: Vec<f32>,
+    /// Linear (BT.709) to sRGB primaries, row by row.
+    matrix: [[f32; 3]; 3],
+    /// The largest input code, for alpha.
+    max: f32,
+}
+
+impl PqToSrgb {
+    const REFERENCE_WHITE_NITS: f32 = 203.0;
+    const PEAK_NITS: f32 = 1000.0;
+
+    fn new(bits: u8, primaries: u8) -> Self {
+        let max = (1u32 << bits) - 1;
+        let (m1, m2, c1, c2, c3) = (0.159_301_76_f32, 78.843_75_f32, 0.835_937_5_f32, 18.851_562_f32, 18.6875_f32);
+        let linear = (0..=max)
+            .map(|code| {
+                let power = (code as f32 / max as f32).powf(1.0 / m2);
+                let nits = 10_000.0 * ((power - c1).max(0.0) / (c2 - c3 * power)).powf(1.0 / m1);
+                nits / Self::REFERENCE_WHITE_NITS
+            })
+            .collect();
+        let matrix = match primaries {
+            // BT.2020 and P3 (D65) to BT.709, in linear light.
+            9 => [[1.6605, -0.5876, -0.0728], [-0.1246, 1.1329, -0.0083], [-0.0182, -0.1006, 1.1187]],
+            12 => [[1.2249, -0.2247, 0.0], [-0.0420, 1.0419, 0.0], [-0.0197, -0.0786, 1.0979]],
+            _ => [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
+        Self { linear, matrix, max: max as f32 }
+    }
+
+    fn row(&self, mut samples: impl Iterator<Item = u16>, channels: u8, out: &mut Vec<u8>) {
+        let white = Self::PEAK_NITS / Self::REFERENCE_WHITE_NITS;
+        let encode = |linear: f32| {
+            let light = (linear * (1.0 + linear / (white * white)) / (1.0 + linear)).clamp(0.0, 1.0);
+            let srgb = if light <= 0.003_130_8 { 12.92 * light } else { 1.055 * light.powf(1.0 / 2.4) - 0.055 };
+            (srgb * 255.0 + 0.5) as u8
+        };
+        let light = |code: u16| self.linear.get(usize::from(code)).copied().unwrap_or(0.0);
+        while let (Some(r), Some(g), Some(b)) = (samples.next(), samples.next(), samples.next()) {
+            let rgb = [light(r), light(g), light(b)];
+            for row in &self.matrix {
+                out.push(encode((row[0] * rgb[0] + row[1] * rgb[1] + row[2] * rgb[2]).max(0.0)));
+            }
+            if channels == 4 {
+                let alpha = samples.next().unwrap_or(0);
+                out.push((f32::from(alpha) / self.max * 255.0 + 0.5) as u8);
+            }
+        }
+    }
 }
 
 /// The pixels' colour space as an ICC profile: the file's own, or one made
