@@ -24,6 +24,7 @@ function decodeThumbHash(base64) {
   const longSide = alpha ? 5 : 7;
   const shortSide = header2 & 7;
   const [lx, ly] = landscape ? [longSide, shortSide] : [shortSide, longSide];
+  if (!lx || !ly || (alpha && bytes.length < 6)) return null;
   const ratio = lx / ly;
   const dc = {
     l: (header & 63) / 63,
@@ -39,9 +40,11 @@ function decodeThumbHash(base64) {
     a: alpha ? (bytes[5] >> 4) / 15 : 0,
   };
   let nibble = 0;
-  let at = alpha ? 6 : 5;
+  let short = false;
+  const at = alpha ? 6 : 5;
   const next = () => {
-    const byte = bytes[at + (nibble >> 1)] ?? 0;
+    const byte = bytes[at + (nibble >> 1)];
+    if (byte === undefined) short = true;
     const value = nibble & 1 ? byte >> 4 : byte & 15;
     nibble += 1;
     return value;
@@ -58,6 +61,7 @@ function decodeThumbHash(base64) {
   const p = channel(3, 3, scale.p);
   const q = channel(3, 3, scale.q);
   const a = alpha ? channel(5, 5, scale.a) : [];
+  if (short) return null;
   const width = ratio > 1 ? 32 : Math.round(32 * ratio);
   const height = ratio > 1 ? Math.round(32 / ratio) : 32;
   const cosines = (size) => Array.from({ length: size }, (_, i) => Array.from({ length: 7 }, (_, c) => Math.cos((Math.PI / size) * (i + 0.5) * c)));
@@ -71,8 +75,9 @@ function decodeThumbHash(base64) {
       const qc = sum(dc.q, q, x, y);
       const b = lum - (2 / 3) * pc;
       const r = (3 * lum - b + qc) / 2;
-      const i = (y * width + x) * 4;
-      pixels.set([r * 255, (r - qc) * 255, b * 255, sum(dc.a, a, x, y) * 255], i);
+      // Clamped, then cut to 8 bits (not rounded): the pixels the format's reference decoder gives.
+      const to8 = (value) => Math.floor(Math.min(1, Math.max(0, value)) * 255);
+      pixels.set([to8(r), to8(r - qc), to8(b), to8(sum(dc.a, a, x, y))], (y * width + x) * 4);
     }
   }
   return { width, height, pixels };

@@ -335,6 +335,10 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     };
     let times = pipeline::make_thumbnails_each(original, job.format, &context.sizes, &context.limits, progress.preview, context.webp, write).map_err(|stop| match stop {
         pipeline::Stop::Made(error) => JobError::Retry(error),
+        // The machine's fault, not the file's: tried again, its tries counted.
+        pipeline::Stop::Pipeline(PipelineError::DecoderUnavailable { format, detail }) => {
+            JobError::Retry(std::io::Error::other(format!("the {format} decoder could not run: {detail}")))
+        }
         pipeline::Stop::Pipeline(error) => {
             if let PipelineError::Corrupt { detail, .. } = &error {
                 tracing::info!(image.id = %id, detail, "The decoder refused the image.");
@@ -405,7 +409,7 @@ fn reason_for(error: &PipelineError) -> String {
     let next = match error {
         PipelineError::Corrupt { .. } | PipelineError::Unsupported { .. } | PipelineError::DecoderFailed { .. } => " Open it in a photo app, export it again as JPEG or PNG, and upload that.",
         PipelineError::OverLimits(_) | PipelineError::DimensionsOverLimits | PipelineError::OverMemoryLimit => " Export a smaller copy and upload that.",
-        PipelineError::Internal(_) => "",
+        PipelineError::Internal(_) | PipelineError::DecoderUnavailable { .. } => "",
     };
     reason.push_str(next);
     reason

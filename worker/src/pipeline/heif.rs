@@ -147,14 +147,15 @@ pub fn check_decoder() -> Result<String, String> {
 
 /// Decodes a HEIC or AVIF file in a child process.
 pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits) -> Result<Decoded, PipelineError> {
-    let path = decoder_path().ok_or_else(|| PipelineError::Internal(format!("{DECODER} is missing")))?;
+    let unavailable = |detail: String| PipelineError::DecoderUnavailable { format: format.name(), detail };
+    let path = decoder_path().ok_or_else(|| unavailable(format!("{DECODER} is missing")))?;
     let mut child = Command::new(&path)
         .args(ChildLimits::new(limits).to_args())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|error| PipelineError::Internal(format!("cannot start {}: {error}", path.display())))?;
+        .map_err(|error| unavailable(format!("cannot start {}: {error}", path.display())))?;
     let pid = child.id() as libc::pid_t;
     let (mut stdin, mut stdout, stderr) = (child.stdin.take(), child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
     // 36 MB of pixels for a 12 MP photo: through the default 64 KiB pipe that is
@@ -171,9 +172,9 @@ pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits) -> Resul
             }
         });
         let message = scope.spawn(move || {
-            let mut message = String::new();
-            let _ = stderr.take(MESSAGE_BYTES).read_to_string(&mut message);
-            message
+            let mut message = Vec::new();
+            let _ = stderr.take(MESSAGE_BYTES).read_to_end(&mut message);
+            String::from_utf8_lossy(&message).into_owned()
         });
         // Not yet reaped, so the pid is still the child's.
         let watchdog = scope.spawn(move || {
@@ -191,6 +192,10 @@ pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits) -> Resul
         (read, message, watchdog.join().unwrap_or(false))
     });
     let status = child.wait().map_err(|error| PipelineError::Internal(error.to_string()))?;
+    // Refused here from its header (over the limits): the child, hung up on, says only that its pipe broke.
+    if let Err(error @ (PipelineError::OverLimits(_) | PipelineError::DimensionsOverLimits)) = read {
+        return Err(error);
+    }
     match refusal(status, format, message.trim(), timed_out) {
         Some(error) => Err(error),
         None => read,
@@ -216,15 +221,18 @@ fn refusal(status: ExitStatus, format: SourceFormat, message: &str, timed_out: b
     use std::os::unix::process::ExitStatusExt;
     let format = format.name();
     let detail = || message.lines().last().unwrap_or("no message").to_owned();
+    // Its CPU time is bounded in the child (SIGXCPU): past the wall-clock limit it was waiting, on a host too busy.
     if timed_out {
-        return Some(PipelineError::DecoderFailed { format, detail: format!("it took more than {} s", WALL_TIME.as_secs()) });
+        return Some(PipelineError::DecoderUnavailable { format, detail: format!("it took more than {} s", WALL_TIME.as_secs()) });
     }
     match (status.code(), status.signal()) {
         (Some(0), _) => None,
         (Some(exit::CORRUPT), _) => Some(PipelineError::Corrupt { format, detail: detail() }),
         (Some(exit::UNSUPPORTED), _) => Some(PipelineError::Unsupported { format, detail: detail() }),
         (Some(exit::OVER_LIMITS), _) => Some(PipelineError::DimensionsOverLimits),
-        (Some(code), _) => Some(PipelineError::Internal(format!("the HEIF decoder exited with {code}: {}", detail()))),
+        (Some(code), _) => Some(PipelineError::DecoderUnavailable { format, detail: format!("it exited with {code}: {}", detail()) }),
+        // Killed from outside (the OOM killer, an operator): not the file's doing, as far as we know.
+        (None, Some(libc::SIGKILL)) => Some(PipelineError::DecoderUnavailable { format, detail: "it was killed (SIGKILL)".into() }),
         (None, Some(signal)) => Some(PipelineError::DecoderFailed { format, detail: signal_name(signal) }),
         (None, None) => Some(PipelineError::Internal("the HEIF decoder ended without a status".into())),
     }
@@ -236,7 +244,6 @@ fn signal_name(signal: i32) -> String {
         libc::SIGABRT => "it aborted (SIGABRT)".into(),
         libc::SIGSEGV => "it crashed (SIGSEGV)".into(),
         libc::SIGXCPU => format!("it used more than {CPU_SECONDS} s of CPU"),
-        libc::SIGKILL => "it was killed (SIGKILL), likely over its memory limit".into(),
         other => format!("it was ended by signal {other}"),
     }
 }
@@ -259,6 +266,22 @@ mod tests {
         Header { width: 12_240, height: 16_320, channels: 3, icc: None }.write_to(&mut bytes).unwrap();
         let error = Header::read_from(&mut bytes.as_slice(), &MediaLimits::default()).unwrap_err();
         assert!(matches!(error, PipelineError::OverLimits(_)), "{error:?}");
+    }
+
+    #[test]
+    fn a_decoder_that_crashes_fails_its_image_and_one_the_machine_stopped_is_tried_again() {
+        use std::os::unix::process::ExitStatusExt;
+        let (died, exited) = (ExitStatus::from_raw, |code: i32| ExitStatus::from_raw(code << 8));
+        let refused = |status, timed_out| refusal(status, SourceFormat::Heic, "Invalid input: Unspecified: Insufficient input data", timed_out);
+        assert!(refused(exited(0), false).is_none());
+        assert!(matches!(refused(died(libc::SIGABRT), false), Some(PipelineError::DecoderFailed { detail, .. }) if detail.contains("SIGABRT")));
+        assert!(matches!(refused(died(libc::SIGXCPU), false), Some(PipelineError::DecoderFailed { detail, .. }) if detail.contains("s of CPU")));
+        assert!(matches!(refused(exited(exit::CORRUPT), false), Some(PipelineError::Corrupt { detail, .. }) if detail.contains("Insufficient")));
+        assert!(matches!(refused(exited(exit::OVER_LIMITS), false), Some(PipelineError::DimensionsOverLimits)));
+        // Not the file's doing: the OOM killer, an operator, a host too busy, a decoder that cannot work.
+        assert!(matches!(refused(died(libc::SIGKILL), false), Some(PipelineError::DecoderUnavailable { .. })));
+        assert!(matches!(refused(died(libc::SIGKILL), true), Some(PipelineError::DecoderUnavailable { .. })));
+        assert!(matches!(refused(exited(exit::BROKEN), false), Some(PipelineError::DecoderUnavailable { .. })));
     }
 
     #[test]

@@ -15,9 +15,15 @@ use super::decode::Decoded;
 const SRGB_CICP: [u8; 4] = [1, 13, 0, 1];
 
 pub fn decode(bytes: &[u8], limits: &MediaLimits) -> Result<Decoded, PipelineError> {
-    let damaged = |error: Box<dyn std::error::Error + Send + Sync>| PipelineError::Corrupt { format: SourceFormat::Jxl.name(), detail: error.to_string() };
-    // The decoder's own buffers (f32 per sample) for the largest image allowed, with room for its frames and groups.
-    let budget = usize::try_from(limits.max_pixels.saturating_mul(4 * 4 * 3)).unwrap_or(usize::MAX);
+    let damaged = |error: Box<dyn std::error::Error + Send + Sync>| {
+        if out_of_memory(error.as_ref()) {
+            return PipelineError::OverMemoryLimit;
+        }
+        PipelineError::Corrupt { format: SourceFormat::Jxl.name(), detail: error.to_string() }
+    };
+    // The decoder's own buffers, an f32 per sample, for the largest image allowed with alpha, and room for its
+    // groups: it runs in the worker's process, beside the other jobs, so its budget is kept near what it needs.
+    let budget = usize::try_from(limits.max_pixels.saturating_mul(16).saturating_add(64 << 20)).unwrap_or(usize::MAX);
     let mut image = JxlImage::builder().alloc_tracker(AllocTracker::with_limit(budget)).read(bytes).map_err(damaged)?;
     let (width, height) = (image.width(), image.height());
     limits.check_dimensions(width, height)?;
@@ -42,4 +48,16 @@ pub fn decode(bytes: &[u8], limits: &MediaLimits) -> Result<Decoded, PipelineErr
     }
     .expect("the buffer has the stream's size");
     Ok(Decoded { image, width, height, orientation: Orientation::NoTransforms, icc })
+}
+
+/// Whether jxl-oxide stopped at its allocation budget (its `OutOfMemory`, somewhere down the chain).
+fn out_of_memory(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.to_string().starts_with("failed to allocate") {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }

@@ -65,6 +65,10 @@ pub enum PipelineError {
     /// The decoder process died on the file (a crash, or over its CPU or memory limit): no use trying again.
     #[error("the {format} decoder stopped on this file ({detail}); it may be damaged")]
     DecoderFailed { format: &'static str, detail: String },
+    /// The decoder process could not do its work for reasons of this machine (it could not start, was killed
+    /// from outside, or the host was too slow): the job is tried again, up to its limit.
+    #[error("the {format} decoder could not run ({detail})")]
+    DecoderUnavailable { format: &'static str, detail: String },
     #[error("this kind of {format} image is not supported ({detail})")]
     Unsupported { format: &'static str, detail: String },
     #[error("the thumbnail could not be made ({0})")]
@@ -286,9 +290,16 @@ pub fn make_thumbnails_each<'a, E>(
     };
     for (size, image) in all.into_iter().filter(|_| method.is_some()) {
         let started = Instant::now();
-        let bytes = webp::encode_with(image, webp::QUALITY, method.unwrap_or(webp::METHOD).into()).map_err(Stop::Pipeline)?;
+        let encoded = webp::encode_with(image, webp::QUALITY, method.unwrap_or(webp::METHOD).into());
         times.webp += started.elapsed();
-        made(Made::Thumbnail(Thumbnail { size, format: ThumbFormat::Webp, width: image.width(), height: image.height(), bytes })).map_err(Stop::Made)?;
+        match encoded {
+            Ok(bytes) => made(Made::Thumbnail(Thumbnail { size, format: ThumbFormat::Webp, width: image.width(), height: image.height(), bytes })).map_err(Stop::Made)?,
+            // The baseline sizes are made and shown: a WebP that cannot be made costs bytes later, not the image.
+            Err(error) => {
+                tracing::warn!(%error, size = %size, "Could not make a WebP; the image keeps its baseline thumbnails.");
+                break;
+            }
+        }
     }
     Ok(times)
 }

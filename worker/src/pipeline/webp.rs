@@ -65,7 +65,7 @@ pub fn encode_with(image: &DynamicImage, quality: f32, method: i32) -> Result<Ve
         let encoded = imported != 0 && webp::WebPEncode(&config, &mut picture) != 0;
         let error = picture.error_code;
         webp::WebPPictureFree(&mut picture);
-        let result = if encoded {
+        let result = if encoded && !writer.mem.is_null() {
             Ok(std::slice::from_raw_parts(writer.mem, writer.size).to_vec())
         } else {
             Err(failed(&format!("stopped ({error:?})")))

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use libheif_rs::{ColorSpace, CompressionFormat, DecodingOptions, HeifContext, HeifError, HeifErrorCode, ImageHandle, LibHeif, RgbChroma};
 use thumbq_worker::pipeline::heif::{ChildLimits, Header, MAX_ICC_BYTES, exit};
 
-const SAMPLE_HEIC: &[u8] = include_bytes!("../../samples/check.heic");
-const SAMPLE_AVIF: &[u8] = include_bytes!("../../samples/check.avif");
+const SAMPLE_HEIC: &[u8] = include_bytes!("../samples/check.heic");
+const SAMPLE_AVIF: &[u8] = include_bytes!("../samples/check.avif");
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,14 +49,15 @@ fn main() -> ExitCode {
 
 /// No core dumps (a crash is expected, and a 1 GB core is not), and the CPU and memory limits.
 fn limit_self(limits: &ChildLimits) {
-    let set = |resource, value: u64| {
-        let limit = libc::rlimit { rlim_cur: value as libc::rlim_t, rlim_max: value as libc::rlim_t };
+    let set = |resource, value: u64, hard: u64| {
+        let limit = libc::rlimit { rlim_cur: value as libc::rlim_t, rlim_max: hard as libc::rlim_t };
         // SAFETY: setrlimit(2) on this process, with a valid struct.
         unsafe { libc::setrlimit(resource, &limit) };
     };
-    set(libc::RLIMIT_CORE, 0);
-    set(libc::RLIMIT_CPU, limits.cpu_seconds);
-    set(libc::RLIMIT_AS, limits.memory_bytes);
+    set(libc::RLIMIT_CORE, 0, 0);
+    // SIGXCPU at the soft limit, which the worker reads as "over its CPU time"; SIGKILL only at the hard one.
+    set(libc::RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds.saturating_add(2));
+    set(libc::RLIMIT_AS, limits.memory_bytes, limits.memory_bytes);
 }
 
 type Refusal = (i32, String);
@@ -174,7 +175,8 @@ impl PqToSrgb {
 /// from its CICP code points (nclx) when they are not sRGB's.
 fn icc_of(handle: &ImageHandle) -> Option<Vec<u8>> {
     if let Some(raw) = handle.color_profile_raw() {
-        return (!raw.data.is_empty()).then_some(raw.data);
+        // One over the pipe's bound is dropped: the colours are a little off, rather than no thumbnail.
+        return (!raw.data.is_empty() && raw.data.len() <= MAX_ICC_BYTES as usize).then_some(raw.data);
     }
     let nclx = handle.color_profile_nclx()?;
     let primaries = nclx.color_primaries() as u8;
