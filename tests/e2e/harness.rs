@@ -233,11 +233,13 @@ impl TestApp {
         response.json().await.expect("a JSON answer")
     }
 
-    /// Waits until the image's state is no longer `pending`, and returns the status.
+    /// Waits until the image's state is no longer `pending` and, when it is
+    /// `done`, until its WebPs (written after the three sizes) are listed too:
+    /// then its job has written everything. Returns the status.
     pub async fn wait_until_settled(&self, id: ImageId) -> serde_json::Value {
         wait_for(Duration::from_secs(60), &format!("image {id} to leave `pending`"), || async {
             let status = self.status(id).await;
-            (status["state"] != "pending").then_some(status)
+            (status["state"] == "failed" || (status["state"] == "done" && status["webp"].is_object())).then_some(status)
         })
         .await
     }

@@ -298,7 +298,8 @@ async fn while_the_object_store_is_down_uploads_get_a_clear_503_and_jobs_wait_th
         assert_eq!(status["state"], "done", "no job failed for the outage: {status}");
     }
     assert!(!metrics.render().contains(r#"outcome="failed""#), "{}", metrics.render());
-    assert_eq!(app.queue_depth().await, 0, "nothing is left pending");
+    // Each job is acked just after its last file: the last one may be a moment behind.
+    crate::harness::wait_for(Duration::from_secs(10), "nothing left pending on the queue", || async { (app.queue_depth().await == 0).then_some(()) }).await;
 }
 
 #[tokio::test]

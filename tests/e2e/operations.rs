@@ -42,12 +42,14 @@ async fn the_web_and_worker_metrics_count_uploads_refusals_and_jobs() {
     }
 
     let client = reqwest::Client::new();
-    let worker = wait_for(Duration::from_secs(10), "the worker's metrics", || async {
-        client.get(format!("http://{bind}/metrics")).send().await.ok()?.text().await.ok()
+    // "done" is the three baseline sizes; the job ends, and is counted, once its WebPs are written too.
+    let worker = wait_for(Duration::from_secs(10), "the worker to count the job", || async {
+        let text = client.get(format!("http://{bind}/metrics")).send().await.ok()?.text().await.ok()?;
+        text.contains(r#"thumbq_worker_jobs_total{outcome="done"}"#).then_some(text)
     })
     .await;
     assert_eq!(sample(&worker, r#"thumbq_worker_jobs_total{outcome="done"}"#), 1.0, "{worker}");
-    for stage in ["decode", "resize", "encode", "write"] {
+    for stage in ["decode", "resize", "encode", "webp", "write"] {
         assert_eq!(sample(&worker, &format!(r#"thumbq_worker_job_stage_seconds_count{{stage="{stage}"}}"#)), 1.0, "{stage}: {worker}");
     }
     assert_eq!(sample(&worker, "thumbq_worker_upload_to_ready_seconds_count"), 1.0, "{worker}");

@@ -188,6 +188,8 @@ async fn a_job_run_twice_changes_nothing() {
     let app = TestApp::spawn().await;
     let id = app.upload_one("twice.jpg", images::jpeg(700, 500)).await;
     let first = app.wait_for_thumbnails(id).await;
+    // And its WebPs, written after the three.
+    crate::harness::wait_for(std::time::Duration::from_secs(30), "the WebPs", || async { app.status(id).await["webp"].is_object().then_some(()) }).await;
 
     let job = thumbq_contract::ResizeJob::new(id, thumbq_contract::SourceFormat::Jpeg, 0);
     let context = thumbq_worker::job::JobContext::new(
@@ -265,7 +267,12 @@ async fn an_images_timeline_lists_its_steps_in_order_with_the_worker_that_took_i
     let id = app.upload_one("timed.jpg", images::jpeg(1600, 1200)).await;
     app.wait_for_thumbnails(id).await;
 
-    let status = app.status(id).await;
+    // The worker's last step, after the three sizes are shown.
+    let status = crate::harness::wait_for(std::time::Duration::from_secs(30), "the worker's last step", || async {
+        let status = app.status(id).await;
+        status["timeline"].as_array()?.iter().any(|step| step["step"] == "WebP written").then_some(status)
+    })
+    .await;
     let steps: Vec<(String, u64, String)> = status["timeline"]
         .as_array()
         .expect("a timeline")
@@ -276,8 +283,8 @@ async fn an_images_timeline_lists_its_steps_in_order_with_the_worker_that_took_i
     // The two sides' steps interleave by time: a worker may take the job before the web server hears the confirm.
     assert_eq!(by("web "), ["received", "stored", "confirmed by RabbitMQ"], "{status}");
     // An idle worker makes the small size first, from a decode of its own.
-    assert_eq!(by("worker "), ["taken", "decoded for the small size", "small written", "decoded", "medium written", "large written"], "{status}");
-    assert_eq!(steps.len(), 9, "nobody else: {status}");
+    assert_eq!(by("worker "), ["taken", "decoded for the small size", "small written", "decoded", "medium written", "large written", "WebP written"], "{status}");
+    assert_eq!(steps.len(), 10, "nobody else: {status}");
     assert!(steps.windows(2).all(|pair| pair[0].1 <= pair[1].1), "in time order: {steps:?}");
     let at = |name: &str| steps.iter().find(|(step, ..)| step == name).unwrap().1;
     assert!(at("stored") <= at("taken"), "no job before its original: {steps:?}");
