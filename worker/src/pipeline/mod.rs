@@ -284,13 +284,10 @@ pub fn make_thumbnails_each<'a, E>(
         made(Made::Thumbnail(thumbnail.map_err(Stop::Pipeline)?)).map_err(Stop::Made)?;
     }
     // Only now: every size is already there to be shown, and a WebP costs ten times a JPEG to encode.
-    let method = match with_webp {
-        WebP::After { method } => Some(method),
-        WebP::Without => None,
-    };
-    for (size, image) in all.into_iter().filter(|_| method.is_some()) {
+    let WebP::After { method } = with_webp else { return Ok(times) };
+    for (size, image) in all {
         let started = Instant::now();
-        let encoded = webp::encode_with(image, webp::QUALITY, method.unwrap_or(webp::METHOD).into());
+        let encoded = webp::encode_with(image, webp::QUALITY, method.into());
         times.webp += started.elapsed();
         match encoded {
             Ok(bytes) => made(Made::Thumbnail(Thumbnail { size, format: ThumbFormat::Webp, width: image.width(), height: image.height(), bytes })).map_err(Stop::Made)?,
