@@ -38,8 +38,9 @@ pub async fn thumbnail(State(app): State<AppState>, Path((id, size)): Path<(Stri
         None => (size.as_str(), false),
     };
     let size = ThumbSize::from_name(size).ok_or(AppError::NotFound)?;
+    // A WebP is asked for by its one name: serving it is the look (no HEAD first); when it is not there, the state below answers.
     let format = match webp {
-        true => app.store.exists(StorageKey::Thumbnail(id, size, ThumbFormat::Webp)).await?.then_some(ThumbFormat::Webp),
+        true => Some(ThumbFormat::Webp),
         false => progress::thumbnail(&app.store, id, size).await?,
     };
 
