@@ -95,7 +95,7 @@ impl SourceFormat {
 }
 
 /// The format of a thumbnail file: JPEG for opaque images, PNG where there is
-/// transparency, and beside either a WebP of the same size, a third smaller.
+/// transparency, and beside either a WebP of the same size, about a seventh smaller at the same look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThumbFormat {
     Jpeg,

@@ -19,7 +19,7 @@ pub struct ImageStatus {
     pub state: &'static str,
     /// Each size's baseline file (JPEG, or PNG where there is transparency), by size name.
     pub thumbnails: std::collections::BTreeMap<&'static str, String>,
-    /// The same sizes in WebP, a third smaller; `null` until they are written (after the baseline files).
+    /// The same sizes in WebP, about a seventh smaller at the same look (`scripts/bench --only webp`); `null` until they are written (after the baseline files).
     pub webp: Option<std::collections::BTreeMap<&'static str, String>>,
     /// A blurred stand-in for the image (ThumbHash, base64), from the first size written on; `null` before and for a failed image.
     pub placeholder: Option<String>,
