@@ -244,6 +244,16 @@ impl TestApp {
         .await
     }
 
+    /// Waits until the image's timeline has `step` (the worker's "WebP written"
+    /// is its last), and returns the status.
+    pub async fn wait_for_step(&self, id: ImageId, step: &str) -> serde_json::Value {
+        wait_for(Duration::from_secs(30), &format!("image {id}'s step {step:?}"), || async {
+            let status = self.status(id).await;
+            status["timeline"].as_array()?.iter().any(|each| each["step"] == step).then_some(status)
+        })
+        .await
+    }
+
     /// Waits for every thumbnail of `id` to answer 200, and returns their bytes, smallest first.
     pub async fn wait_for_thumbnails(&self, id: ImageId) -> Vec<(Response, Vec<u8>)> {
         let mut thumbnails = Vec::new();
