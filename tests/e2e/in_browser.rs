@@ -156,7 +156,11 @@ async fn the_small_thumbnail_is_shown_while_the_large_one_is_still_being_made() 
     let page = browser.eval("return document.querySelector('#uploads .card a').href").await;
     browser.client.goto(page.as_str().unwrap()).await.unwrap();
     let states = || async { browser.eval("return [...document.querySelectorAll('.thumb')].map(figure => figure.dataset.state)").await };
-    assert_eq!(states().await, serde_json::json!(["ready", "ready", "pending"]), "small and medium are there, the large is not");
+    // "loading" until the browser has the medium's bytes, on a busy machine a moment after the page.
+    wait_for(Duration::from_secs(10), "small and medium shown, the large still pending", || async {
+        (states().await == serde_json::json!(["ready", "ready", "pending"])).then_some(())
+    })
+    .await;
     // The large slot shows the image's placeholder meanwhile: its ThumbHash, painted blurred.
     let painted = wait_for(Duration::from_secs(10), "the placeholder painted in the large slot", || async {
         let pixel = browser
