@@ -234,22 +234,13 @@ impl TestApp {
     }
 
     /// Waits until the image's state is no longer `pending` and, when it is
-    /// `done`, until its WebPs (written after the three sizes) are listed too:
-    /// then its job has written everything. Returns the status.
+    /// `done`, until its job has written its last file: the large WebP, whose
+    /// step ends the worker's timeline (written after the three sizes). Returns the status.
     pub async fn wait_until_settled(&self, id: ImageId) -> serde_json::Value {
-        wait_for(Duration::from_secs(60), &format!("image {id} to leave `pending`"), || async {
+        wait_for(Duration::from_secs(60), &format!("image {id}'s job to end"), || async {
             let status = self.status(id).await;
-            (status["state"] == "failed" || (status["state"] == "done" && status["webp"].is_object())).then_some(status)
-        })
-        .await
-    }
-
-    /// Waits until the image's timeline has `step` (the worker's "WebP written"
-    /// is its last), and returns the status.
-    pub async fn wait_for_step(&self, id: ImageId, step: &str) -> serde_json::Value {
-        wait_for(Duration::from_secs(30), &format!("image {id}'s step {step:?}"), || async {
-            let status = self.status(id).await;
-            status["timeline"].as_array()?.iter().any(|each| each["step"] == step).then_some(status)
+            let last_step_written = status["timeline"].as_array().is_some_and(|steps| steps.iter().any(|step| step["step"] == "WebP written"));
+            (status["state"] == "failed" || (status["state"] == "done" && last_step_written)).then_some(status)
         })
         .await
     }

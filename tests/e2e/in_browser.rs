@@ -113,7 +113,7 @@ async fn an_image_page_opened_early_shows_placeholders_then_the_three_thumbnails
     assert_eq!(drawn[4], "decoded for the small size", "an idle worker makes the small size first: {drawn}");
     browser.screenshot("image-page-ready").await;
     // Once finished (the WebPs come last), the page draws the image's way, without a script.
-    app.wait_for_step(id, "WebP written").await;
+    app.wait_until_settled(id).await;
     browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
     let steps = browser.eval("return [...document.querySelectorAll('.timeline .step')].map(step => step.textContent)").await;
     assert_eq!(steps[0], "received");

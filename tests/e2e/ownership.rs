@@ -25,7 +25,7 @@ async fn two_uploaders_each_see_get_and_delete_only_what_is_theirs() {
     app.wait_for_thumbnails(id).await;
     // The job's last write: from here the delete alone removes what there is (a delete
     // during the job is the job's to finish, tested below).
-    app.wait_for_step(id, "WebP written").await;
+    app.wait_until_settled(id).await;
 
     let bobs_home = app.get_as("/", &bob).await.text().await.unwrap();
     assert!(!bobs_home.contains(&id.to_string()), "Bob's home page does not list Alice's upload");

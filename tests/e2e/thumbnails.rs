@@ -268,7 +268,7 @@ async fn an_images_timeline_lists_its_steps_in_order_with_the_worker_that_took_i
     app.wait_for_thumbnails(id).await;
 
     // The worker's last step, after the three sizes are shown.
-    let status = app.wait_for_step(id, "WebP written").await;
+    let status = app.wait_until_settled(id).await;
     let steps: Vec<(String, u64, String)> = status["timeline"]
         .as_array()
         .expect("a timeline")
