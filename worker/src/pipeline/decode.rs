@@ -14,13 +14,14 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 use thumbq_contract::{MediaLimits, SourceFormat};
 
+use super::planar::Pixels;
 use super::{PipelineError, heif, jpeg, jxl};
 
 /// A decoded image, before it is resized, turned upright and made sRGB.
 #[derive(Debug)]
 pub struct Decoded {
     /// The pixels, possibly at a reduced scale, in the file's orientation.
-    pub image: DynamicImage,
+    pub image: Pixels,
     /// The original's size, which the thumbnails' sizes are computed from.
     pub width: u32,
     pub height: u32,
@@ -101,7 +102,7 @@ fn decode_with_image_crate(bytes: &[u8], format: SourceFormat, image_format: Ima
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let icc = decoder.icc_profile().unwrap_or_default();
     let image = DynamicImage::from_decoder(decoder).map_err(failed)?;
-    Ok(Decoded { image, width, height, orientation, icc })
+    Ok(Decoded { image: image.into(), width, height, orientation, icc })
 }
 
 fn describe(error: image::ImageError, format: &'static str) -> PipelineError {

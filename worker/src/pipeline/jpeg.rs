@@ -9,9 +9,10 @@
 use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, RgbImage};
 use thumbq_contract::MediaLimits;
-use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
+use turbojpeg::{Colorspace, Compressor, DecompressHeader, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp, YuvImage, YuvPlanesImage};
 
 use super::decode::Decoded;
+use super::planar::{Pixels, Planes};
 use super::{PipelineError, colour};
 
 /// Progressive scans allowed in one file. Real encoders write at most a few
@@ -25,7 +26,8 @@ pub const QUALITY: i32 = 85;
 /// Decodes `bytes` at the smallest scale of 1/8, 1/4 and 1/2 that keeps the longest side at
 /// least `keep_side` pixels, after checking the header's dimensions against
 /// `limits`. CMYK images come out in sRGB; other images carry their ICC
-/// profile for the caller to convert after resizing, when there are fewer pixels.
+/// profile for the caller to convert after resizing, when there are fewer
+/// pixels. YCbCr images without one come out as their planes ([`super::planar`]).
 pub fn decode(bytes: &[u8], limits: &MediaLimits, keep_side: u32) -> Result<Decoded, PipelineError> {
     let markers = Markers::read(bytes);
     // libjpeg-turbo's 8-bit interface (and the `image` crate) cannot decode more.
@@ -41,6 +43,10 @@ pub fn decode(bytes: &[u8], limits: &MediaLimits, keep_side: u32) -> Result<Deco
     let scale = if header.is_lossless { ScalingFactor::ONE } else { scale_keeping(width.max(height), keep_side) };
     decompressor.set_scaling_factor(scale).map_err(internal)?;
     let scaled = header.scaled(scale);
+    if header.colorspace == Colorspace::YCbCr && markers.icc.is_none() && !matches!(header.subsamp, Subsamp::Gray | Subsamp::Unknown) {
+        let image = Pixels::Planar(decode_planes(&mut decompressor, bytes, &scaled)?);
+        return Ok(Decoded { image, width, height, orientation: markers.orientation, icc: None });
+    }
     let format = match header.colorspace {
         Colorspace::Gray => PixelFormat::GRAY,
         Colorspace::CMYK | Colorspace::YCCK => PixelFormat::CMYK,
@@ -62,7 +68,33 @@ pub fn decode(bytes: &[u8], limits: &MediaLimits, keep_side: u32) -> Result<Deco
         }
         _ => (DynamicImage::ImageRgb8(RgbImage::from_raw(scaled_width, scaled_height, pixels).ok_or_else(mismatch)?), markers.icc),
     };
-    Ok(Decoded { image, width, height, orientation: markers.orientation, icc })
+    Ok(Decoded { image: image.into(), width, height, orientation: markers.orientation, icc })
+}
+
+/// Decodes into the file's own planes, at the scale already set. libjpeg-turbo
+/// pads each side of luma to whole chroma samples; the padding is kept, and
+/// the planes know the image's own size.
+fn decode_planes(decompressor: &mut Decompressor, bytes: &[u8], scaled: &DecompressHeader) -> Result<Planes, PipelineError> {
+    let (sampled_x, sampled_y) = scaled.subsamp.size();
+    let (luma_width, luma_height) = (scaled.width.next_multiple_of(sampled_x), scaled.height.next_multiple_of(sampled_y));
+    let (chroma_width, chroma_height) = (luma_width / sampled_x, luma_height / sampled_y);
+    // At most three samples a pixel, as RGB: the limits allowed the header's pixels.
+    let mut pixels = vec![0; luma_width * luma_height + 2 * chroma_width * chroma_height];
+    let output = YuvImage { pixels: pixels.as_mut_slice(), width: scaled.width, align: 1, height: scaled.height, subsamp: scaled.subsamp };
+    decompressor.decompress_to_yuv(bytes, output).map_err(corrupt)?;
+
+    let cr = pixels.split_off(luma_width * luma_height + chroma_width * chroma_height);
+    let cb = pixels.split_off(luma_width * luma_height);
+    let mismatch = || PipelineError::Internal("the decoded planes do not match their dimensions".into());
+    let plane = |width: usize, height: usize, samples: Vec<u8>| GrayImage::from_raw(dimension(width)?, dimension(height)?, samples).ok_or_else(mismatch);
+    Ok(Planes {
+        y: plane(luma_width, luma_height, pixels)?,
+        cb: plane(chroma_width, chroma_height, cb)?,
+        cr: plane(chroma_width, chroma_height, cr)?,
+        width: dimension(scaled.width)?,
+        height: dimension(scaled.height)?,
+        subsampling: (dimension(sampled_x)?, dimension(sampled_y)?),
+    })
 }
 
 /// Decodes `bytes` keeping at least `keep_side` pixels, only when that scale
@@ -102,6 +134,40 @@ pub fn encode(compressor: &mut Compressor, image: &DynamicImage) -> Result<Vec<u
     compressor.set_subsamp(subsampling).map_err(internal)?;
     let (width, pitch, height) = (image.width() as usize, image.width() as usize * format.size(), image.height() as usize);
     compressor.compress_to_vec(Image { pixels: image.as_bytes(), width, pitch, height, format }).map_err(internal)
+}
+
+/// Encodes 4:2:0 planes as they are, with no conversion; libjpeg-turbo wants
+/// luma padded to whole chroma samples, so an odd side repeats its last row or column.
+pub fn encode_planes(compressor: &mut Compressor, planes: &Planes) -> Result<Vec<u8>, PipelineError> {
+    debug_assert_eq!(planes.subsampling, (2, 2), "only 4:2:0 planes are encoded");
+    let (width, height) = (planes.width as usize, planes.height as usize);
+    let (padded_width, padded_height) = (width.next_multiple_of(2), height.next_multiple_of(2));
+    let luma: std::borrow::Cow<'_, [u8]> = if (padded_width, padded_height) == (planes.y.width() as usize, planes.y.height() as usize) {
+        std::borrow::Cow::Borrowed(planes.y.as_raw())
+    } else {
+        let mut padded = Vec::with_capacity(padded_width * padded_height);
+        for row in planes.y.as_raw().chunks_exact(width) {
+            padded.extend_from_slice(row);
+            padded.extend(row.last().filter(|_| padded_width > width));
+        }
+        if padded_height > height {
+            padded.extend_from_within(padded.len() - padded_width..);
+        }
+        std::borrow::Cow::Owned(padded)
+    };
+    let chroma_stride = planes.cb.width() as usize;
+    let image = YuvPlanesImage {
+        y_plane: &luma[..],
+        u_plane: planes.cb.as_raw().as_slice(),
+        v_plane: planes.cr.as_raw().as_slice(),
+        width,
+        height,
+        y_stride: padded_width,
+        u_stride: chroma_stride,
+        v_stride: chroma_stride,
+        subsamp: Subsamp::Sub2x2,
+    };
+    compressor.compress_yuv_planes_to_vec(&image).map_err(internal)
 }
 
 /// A compressor set up for thumbnails, reused for the three sizes.
