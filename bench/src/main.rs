@@ -5,7 +5,8 @@
 //!
 //! - [`speed`]: one image's three thumbnails, ours against three
 //!   `vipsthumbnail` processes, libvips in-process and [`sharp`] (with and
-//!   without mozjpeg), each on one core;
+//!   without mozjpeg), each on one core; then [`worker_cpu`]: the whole worker
+//!   process's CPU per job beside the pipeline's time;
 //! - [`quality`]: SSIM of every side's thumbnails against a careful reference,
 //!   a zone plate included to catch aliasing;
 //! - [`phone`]: HEIC, AVIF and JPEG XL files, ours (libheif in a decoder
@@ -57,6 +58,7 @@ mod ssim;
 mod table;
 mod webp;
 mod worker;
+mod worker_cpu;
 
 use std::cell::LazyCell;
 use std::path::{Path, PathBuf};
@@ -181,7 +183,15 @@ fn main() -> anyhow::Result<()> {
         let share = CpuShare::start();
         match table {
             Table::Speed => {
-                speed::run(&[&photo_12mp, &photo_24mp, &photo_png], &libvips, sharp.as_ref(), usize::from(options.runs), workdir.path())?;
+                let ours = speed::run(&[&photo_12mp, &photo_24mp, &photo_png], &libvips, sharp.as_ref(), usize::from(options.runs), workdir.path())?;
+                if worker.is_file() {
+                    worker_cpu::run(&worker, &photo_12mp, ours[0])?;
+                } else {
+                    eprintln!(
+                        "The worker binary is not at {} (cargo build --release -p thumbq-worker; scripts/bench builds it): no worker process table.",
+                        worker.display()
+                    );
+                }
             }
             Table::Quality => {
                 quality::run(&[&photo_12mp, &photo_24mp, &photo_png, &zone_plate], libvips.in_process.as_ref(), sharp.as_ref(), workdir.path())?;
