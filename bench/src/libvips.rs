@@ -3,21 +3,23 @@
 //!
 //! - [`Vipsthumbnail`]: three `vipsthumbnail` processes per image, one per
 //!   size, as a shell script would run them.
-//! - [`InProcess`]: `bench/vips_reference.c`, what a service linking libvips
+//! - in-process: `bench/vips_reference.c`, what a service linking libvips
 //!   does: one thumbnail with shrink-on-load, the smaller sizes resized from it,
-//!   all encoded in memory; it times its own runs, so no process start counts.
+//!   all encoded in memory; it times its own runs ([`SelfTimed`]), so no process start counts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use thumbq_contract::{Sizes, ThumbSize};
+
+use crate::reference::SelfTimed;
 
 /// Both ways, each `None` when it is not installed, with a message saying how to get it.
 pub struct Libvips {
     pub vipsthumbnail: Option<Vipsthumbnail>,
-    pub in_process: Option<InProcess>,
+    pub in_process: Option<SelfTimed>,
     /// As `vips --version` prints it.
     pub version: Option<String>,
 }
@@ -35,7 +37,7 @@ impl Libvips {
         if vipsthumbnail.is_none() {
             eprintln!("vipsthumbnail is missing (Debian: apt-get install -y libvips-tools; scripts/bench installs it): its columns stay empty.");
         }
-        let in_process = reference.is_file().then(|| InProcess { program: reference.to_owned() });
+        let in_process = reference.is_file().then(|| SelfTimed::new(reference, &[], &[("VIPS_CONCURRENCY", "1")]));
         if in_process.is_none() {
             eprintln!(
                 "The libvips reference program is not at {} (scripts/bench compiles bench/vips_reference.c there; it needs libvips-dev): its columns stay empty.",
@@ -67,34 +69,5 @@ impl Vipsthumbnail {
             ensure!(status.success(), "vipsthumbnail failed on {}", input.display());
         }
         Ok(started.elapsed())
-    }
-}
-
-/// The compiled `bench/vips_reference.c`.
-pub struct InProcess {
-    program: PathBuf,
-}
-
-impl InProcess {
-    /// The time of each of `runs` runs after a warm-up, as the program measured them.
-    /// With `outputs`, the last run's thumbnails are written there as `{size}.jpg`.
-    pub fn runs(&self, input: &Path, runs: usize, sizes: &Sizes, outputs: Option<&Path>) -> anyhow::Result<Vec<Duration>> {
-        let mut command = Command::new(&self.program);
-        command.env("VIPS_CONCURRENCY", "1").arg(input).arg(runs.to_string());
-        for size in ThumbSize::ALL.into_iter().rev() {
-            command.arg(sizes.max_side(size).to_string());
-        }
-        command.args(outputs);
-        let output = command.output().with_context(|| format!("{} does not start", self.program.display()))?;
-        if !output.status.success() {
-            bail!("{} failed on {}: {}", self.program.display(), input.display(), String::from_utf8_lossy(&output.stderr).trim());
-        }
-        let times: Vec<Duration> = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(|line| line.trim().parse::<f64>().map(|ms| Duration::from_secs_f64(ms / 1000.0)))
-            .collect::<Result<_, _>>()
-            .context("the reference program printed something else than milliseconds")?;
-        ensure!(times.len() == runs, "the reference program printed {} times for {runs} runs", times.len());
-        Ok(times)
     }
 }

@@ -50,9 +50,13 @@ fn machine_busy() -> Duration {
     let ticks: Vec<u64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|field| field.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal (guest time is counted in user).
     let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&field| ticks.get(field)).sum();
+    Duration::from_secs_f64(busy as f64 / ticks_per_second())
+}
+
+/// The unit of the CPU times in `/proc`: clock ticks per second, 100 on most Linux systems.
+pub fn ticks_per_second() -> f64 {
     // SAFETY: sysconf only reads a constant of the system.
-    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Duration::from_secs_f64(busy as f64 / ticks_per_second)
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
 /// How many cores some work kept busy on average: its CPU time ÷ its wall-clock time.

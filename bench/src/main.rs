@@ -4,8 +4,10 @@
 //! Markdown tables, ready for the README:
 //!
 //! - [`speed`]: one image's three thumbnails, ours against three
-//!   `vipsthumbnail` processes and against libvips in-process, each on one core;
-//! - [`quality`]: SSIM of both sides' thumbnails against a careful reference,
+//!   `vipsthumbnail` processes, libvips in-process and [`sharp`] (with and
+//!   without mozjpeg), each on one core; then [`worker_cpu`]: the whole worker
+//!   process's CPU per job beside the pipeline's time;
+//! - [`quality`]: SSIM of every side's thumbnails against a careful reference,
 //!   a zone plate included to catch aliasing;
 //! - [`phone`]: HEIC, AVIF and JPEG XL files, ours (libheif in a decoder
 //!   process per file, jxl-oxide) against libvips in-process, with the decode's
@@ -45,15 +47,18 @@ mod process;
 mod quality;
 mod rabbitmq;
 mod ready;
+mod reference;
 mod s3;
 mod scale_out;
 mod scaling;
 mod servers;
+mod sharp;
 mod speed;
 mod ssim;
 mod table;
 mod webp;
 mod worker;
+mod worker_cpu;
 
 use std::cell::LazyCell;
 use std::path::{Path, PathBuf};
@@ -64,6 +69,7 @@ use clap::Parser;
 use crate::images::TestImage;
 use crate::libvips::Libvips;
 use crate::machine::CpuShare;
+use crate::sharp::Sharp;
 
 #[derive(Debug, Parser)]
 #[command(about = "Measures thumbq's pipeline and worker against libvips and prints Markdown tables.")]
@@ -84,6 +90,10 @@ struct Options {
     /// `bench/vips_reference.c`, compiled; default: `bench/vips-reference` in the target directory.
     #[arg(long, env = "THUMBQ_BENCH_VIPS_REFERENCE")]
     vips_reference: Option<PathBuf>,
+
+    /// `bench/sharp/reference.mjs`, with sharp installed beside it (`npm ci`); default: that file in the workspace.
+    #[arg(long, env = "THUMBQ_BENCH_SHARP_REFERENCE")]
+    sharp_reference: Option<PathBuf>,
 
     /// The worker binary; default: `thumbq-worker` beside this program.
     #[arg(long, env = "THUMBQ_BENCH_WORKER")]
@@ -141,6 +151,9 @@ fn main() -> anyhow::Result<()> {
     let here = std::env::current_exe()?.parent().context("this program is in a directory")?.to_owned();
     let reference = options.vips_reference.unwrap_or_else(|| here.join("../bench/vips-reference"));
     let libvips = Libvips::find(&reference);
+    let sharp_wanted = options.only.iter().any(|table| matches!(table, Table::Speed | Table::Quality));
+    let sharp_reference = options.sharp_reference.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("sharp/reference.mjs"));
+    let sharp = if sharp_wanted { Sharp::find(&sharp_reference) } else { None };
     let worker = options.worker.unwrap_or_else(|| here.join("thumbq-worker"));
     let offload = offload::Options {
         clients: options.offload_clients.iter().map(|&clients| usize::from(clients)).collect(),
@@ -161,15 +174,28 @@ fn main() -> anyhow::Result<()> {
 
     println!("## thumbq benchmark\n");
     println!(
-        "On {}, {}; ours: `thumbq_worker::pipeline` and `target/release/thumbq-worker`.",
+        "On {}, {}{}; ours: `thumbq_worker::pipeline` and `target/release/thumbq-worker`.",
         machine::describe(),
-        libvips.version.as_deref().unwrap_or("libvips not installed")
+        libvips.version.as_deref().unwrap_or("libvips not installed"),
+        sharp.as_ref().map_or(String::new(), |sharp| format!(", {}", sharp.version))
     );
     for table in options.only {
         let share = CpuShare::start();
         match table {
-            Table::Speed => speed::run(&[&photo_12mp, &photo_24mp, &photo_png], &libvips, usize::from(options.runs), workdir.path())?,
-            Table::Quality => quality::run(&[&photo_12mp, &photo_24mp, &photo_png, &zone_plate], libvips.in_process.as_ref(), workdir.path())?,
+            Table::Speed => {
+                let ours = speed::run(&[&photo_12mp, &photo_24mp, &photo_png], &libvips, sharp.as_ref(), usize::from(options.runs), workdir.path())?;
+                if worker.is_file() {
+                    worker_cpu::run(&worker, &photo_12mp, ours[0])?;
+                } else {
+                    eprintln!(
+                        "The worker binary is not at {} (cargo build --release -p thumbq-worker; scripts/bench builds it): no worker process table.",
+                        worker.display()
+                    );
+                }
+            }
+            Table::Quality => {
+                quality::run(&[&photo_12mp, &photo_24mp, &photo_png, &zone_plate], libvips.in_process.as_ref(), sharp.as_ref(), workdir.path())?;
+            }
             Table::Memory | Table::Scaling if !worker.is_file() => {
                 eprintln!(
                     "The worker binary is not at {} (cargo build --release -p thumbq-worker; scripts/bench builds it): no {table:?} table.",
@@ -204,7 +230,13 @@ fn main() -> anyhow::Result<()> {
             }
             Table::Phone => {
                 let images = phone::images(workdir.path())?;
-                phone::run(&images, libvips.in_process.as_ref(), worker.parent().map(|dir| dir.join("thumbq-heif-decode")), usize::from(options.runs), workdir.path())?;
+                phone::run(
+                    &images,
+                    libvips.in_process.as_ref(),
+                    worker.parent().map(|dir| dir.join("thumbq-heif-decode")),
+                    usize::from(options.runs),
+                    workdir.path(),
+                )?;
             }
             Table::Webp => {
                 let mut photos: Vec<webp::Photo> =

@@ -239,7 +239,14 @@ fn print_tables(options: &Options, image: &TestImage, points: &[Point]) {
         "Offload: the cost of the queue itself",
         "Uploads/s as a share of store only's at each client count.\nStore only is the comparison server's minimal path (stream, fsync, rename), so queue only's share also counts `thumbq-web`'s own bookkeeping (owner entries, the timeline, the outbox's write-ahead, waiting for the confirm) besides the queue: 1 minus it is an upper bound on what the queue costs the request path. Offloaded's share adds what two busy workers on the same cores cost it.",
     );
-    table::header(&["clients", "store only (uploads/s)", "queue only (uploads/s)", "queue only ÷ store only", "offloaded (uploads/s)", "offloaded ÷ store only"]);
+    table::header(&[
+        "clients",
+        "store only (uploads/s)",
+        "queue only (uploads/s)",
+        "queue only ÷ store only",
+        "offloaded (uploads/s)",
+        "offloaded ÷ store only",
+    ]);
     for &clients in &options.clients {
         let rate = |mode| points.iter().find(|point| point.mode == mode && point.clients == clients).map(|point| point.measured.uploads_per_second());
         let (Some(floor), Some(queue_only), Some(offloaded)) = (rate(Mode::StoreOnly), rate(Mode::QueueOnly), rate(Mode::Offloaded)) else { continue };

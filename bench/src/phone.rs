@@ -14,8 +14,8 @@ use thumbq_contract::{MediaLimits, Sizes, SourceFormat};
 use thumbq_worker::pipeline::{heif, make_thumbnails_timed};
 
 use crate::images::TestImage;
-use crate::libvips::InProcess;
 use crate::machine::own_cpu_time;
+use crate::reference::SelfTimed;
 use crate::table::{self, MISSING, median, ms, speed_up};
 
 fn fixture(name: &str) -> anyhow::Result<Vec<u8>> {
@@ -54,7 +54,7 @@ fn avif_from(heic: &Path, bytes: &[u8], workdir: &Path) -> anyhow::Result<Vec<u8
     Ok(std::fs::read(avif)?)
 }
 
-pub fn run(images: &[TestImage], libvips: Option<&InProcess>, decoder: Option<PathBuf>, runs: usize, workdir: &Path) -> anyhow::Result<()> {
+pub fn run(images: &[TestImage], libvips: Option<&SelfTimed>, decoder: Option<PathBuf>, runs: usize, workdir: &Path) -> anyhow::Result<()> {
     let (sizes, limits) = (Sizes::default(), MediaLimits::default());
     table::heading(
         "Phone formats",

@@ -33,10 +33,16 @@ pub struct Photo {
 /// The corpus's real photos, from the test fixtures.
 pub fn corpus_photos() -> Vec<Photo> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
-    ["exif-orientation/Landscape_1.jpg", "exif-orientation/Portrait_1.jpg", "image-rs-image/jpg/progressive/3.jpg", "image-rs-image/jpg/progressive/cat.jpg", "libjpeg-turbo/testorig.jpg"]
-        .into_iter()
-        .filter_map(|name| std::fs::read(root.join(name)).ok().map(|bytes| Photo { name: name.to_owned(), bytes, real: true }))
-        .collect()
+    [
+        "exif-orientation/Landscape_1.jpg",
+        "exif-orientation/Portrait_1.jpg",
+        "image-rs-image/jpg/progressive/3.jpg",
+        "image-rs-image/jpg/progressive/cat.jpg",
+        "libjpeg-turbo/testorig.jpg",
+    ]
+    .into_iter()
+    .filter_map(|name| std::fs::read(root.join(name)).ok().map(|bytes| Photo { name: name.to_owned(), bytes, real: true }))
+    .collect()
 }
 
 pub fn run(photos: &[Photo], runs: usize) -> anyhow::Result<()> {
@@ -51,7 +57,8 @@ pub fn run(photos: &[Photo], runs: usize) -> anyhow::Result<()> {
         ),
     );
     table::header(&["image", "size", "SSIM JPEG", "JPEG (KiB)", "m2: q, saved", "m4: q, saved", "m6: q, saved", "ours: SSIM", "ours: saved"]);
-    let mut encodes: Vec<(ThumbSize, Vec<Vec<std::time::Duration>>)> = ThumbSize::ALL.into_iter().map(|size| (size, vec![Vec::new(); METHODS.len() + 1])).collect();
+    let mut encodes: Vec<(ThumbSize, Vec<Vec<std::time::Duration>>)> =
+        ThumbSize::ALL.into_iter().map(|size| (size, vec![Vec::new(); METHODS.len() + 1])).collect();
     // Per searched method, the bytes at the matching quality and the JPEG's, over every row that matched.
     let mut totals = [(0usize, 0usize); SEARCHED];
     let mut ours_total = (0usize, 0usize);

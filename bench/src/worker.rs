@@ -80,6 +80,30 @@ impl Queue {
         Ok(())
     }
 
+    /// Returns once at most `left` of the queued jobs are unfinished, that is
+    /// waiting or being worked on: a worker settles a job only after its last
+    /// file (the large WebP) and their sync. Fails when a job failed for good,
+    /// a worker exited, or `within` has passed.
+    pub fn wait_until_unfinished(&self, left: usize, workers: &mut [WorkerProcess], within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let unfinished = self.spool.unfinished_len()?;
+            if self.spool.dead_len()? > 0 {
+                bail!("a job failed for good (dead-lettered)");
+            }
+            if unfinished <= left {
+                return Ok(());
+            }
+            for worker in workers.iter_mut() {
+                worker.check_running()?;
+            }
+            if Instant::now() > deadline {
+                bail!("{unfinished} jobs were still unfinished after {within:?}");
+            }
+            std::thread::sleep(LOOK_EVERY);
+        }
+    }
+
     /// Whether every size of `id` is there, as a JPEG or a PNG.
     fn is_done(&self, id: ImageId) -> bool {
         ThumbSize::ALL
@@ -103,10 +127,26 @@ pub struct Memory {
 impl WorkerProcess {
     /// Starts `binary` on `queue` in embedded mode with `concurrency` jobs at once.
     pub fn start(binary: &Path, queue: &Queue, concurrency: u16) -> anyhow::Result<Self> {
+        Self::start_with(binary, queue, concurrency, &[])
+    }
+
+    /// [`WorkerProcess::start`] with `settings` too, e.g. `("THUMBQ_WEBP_METHOD", "off")`.
+    pub fn start_with(binary: &Path, queue: &Queue, concurrency: u16, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
         // Every setting but these at its default; no AMQP URL is embedded mode.
         let mut command = Command::new(binary);
-        command.env("THUMBQ_DATA_DIR", queue.storage.root()).env("THUMBQ_CONCURRENCY", concurrency.to_string());
+        command.env("THUMBQ_DATA_DIR", queue.storage.root()).env("THUMBQ_CONCURRENCY", concurrency.to_string()).envs(settings.iter().copied());
         Ok(Self(Process::start("thumbq-worker", command, queue.dir.path(), 0)?))
+    }
+
+    /// User and system time of all the process's threads so far, and of its
+    /// children that ended (HEIF decoder processes), from `/proc/{pid}/stat`.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0.id()))?;
+        // The command's name, in parentheses, may hold spaces: the fields are counted after it.
+        // After it come state (field 3) and so on: utime, stime, cutime and cstime are fields 14 to 17.
+        let fields: Vec<&str> = stat.rsplit_once(')').context("a command name in /proc/PID/stat")?.1.split_whitespace().collect();
+        let ticks = fields.get(11..15).context("CPU times in /proc/PID/stat")?.iter().map(|field| field.parse::<u64>()).sum::<Result<u64, _>>()?;
+        Ok(Duration::from_secs_f64(ticks as f64 / crate::machine::ticks_per_second()))
     }
 
     pub fn memory(&self) -> anyhow::Result<Memory> {

@@ -99,7 +99,9 @@ async fn upload(State(server): State<Server>, mut form: Multipart) -> Result<Res
         let (id, format) = store(&server.storage, field).await?;
         if server.mode == Mode::Inline {
             let (context, job) = (server.context.clone(), ResizeJob::new(id, format, thumbq_contract::timeline::now_ms()));
-            let outcome = tokio::task::spawn_blocking(move || thumbq_worker::job::process(&context, &job, &thumbq_worker::job::Progress::silent())).await.map_err(Refusal::internal)?;
+            let outcome = tokio::task::spawn_blocking(move || thumbq_worker::job::process(&context, &job, &thumbq_worker::job::Progress::silent()))
+                .await
+                .map_err(Refusal::internal)?;
             match outcome {
                 Ok(Outcome::Made { .. } | Outcome::AlreadyDone) => {}
                 Ok(Outcome::Deleted) => return Err(Refusal::internal("the image was deleted")),

@@ -1,0 +1,82 @@
+//! The second reference: sharp, the Node.js library that Immich and many other
+//! services make their thumbnails with, on the libvips build it ships.
+//! `bench/sharp/reference.mjs` does in one Node.js process what
+//! `bench/vips_reference.c` does, one libvips thread and no cache; it is run
+//! twice, with libjpeg-turbo's baseline encoder settings and with mozjpeg's.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::reference::SelfTimed;
+
+/// The script with sharp installed beside it, and the Node.js that runs it.
+pub struct Sharp {
+    /// JPEGs encoded as libvips does by default (`mozjpeg: false`).
+    pub plain: SelfTimed,
+    /// JPEGs encoded with mozjpeg's settings (`mozjpeg: true`): trellis quantisation, progressive scans.
+    pub mozjpeg: SelfTimed,
+    /// For the notes, e.g. "sharp 0.35.5 (libvips 8.18.7)".
+    pub version: String,
+}
+
+/// What the bench reads from `node_modules/sharp/package.json`.
+#[derive(Deserialize)]
+struct Package {
+    version: String,
+    engines: Engines,
+}
+
+#[derive(Deserialize)]
+struct Engines {
+    node: String,
+}
+
+impl Sharp {
+    /// Looks for `node` on the path and for sharp installed beside `script`;
+    /// `None`, with a message saying how to install what is missing.
+    pub fn find(script: &Path) -> Option<Self> {
+        match Self::look(script) {
+            Ok(sharp) => Some(sharp),
+            Err(error) => {
+                eprintln!("{error:#}: the sharp columns stay empty.");
+                None
+            }
+        }
+    }
+
+    fn look(script: &Path) -> anyhow::Result<Self> {
+        let node = Command::new("node").arg("--version").output().ok().filter(|output| output.status.success());
+        let Some(node) = node else {
+            bail!("Node.js is missing (Debian: apt-get install -y nodejs npm; scripts/bench installs it)");
+        };
+        let node_version = String::from_utf8_lossy(&node.stdout).trim().to_owned();
+        let script = script.canonicalize().with_context(|| format!("The sharp reference script is not at {}", script.display()))?;
+        let dir = script.parent().context("a file is in a directory")?;
+        let manifest = dir.join("node_modules/sharp/package.json");
+        let package: Package = serde_json::from_str(
+            &std::fs::read_to_string(&manifest)
+                .with_context(|| format!("sharp is not installed in {} (npm ci there; scripts/bench runs it)", dir.display()))?,
+        )
+        .with_context(|| format!("{} is not a package manifest", manifest.display()))?;
+        // Loading it also checks that this Node.js is one sharp runs on.
+        let loaded = Command::new("node")
+            .current_dir(dir)
+            .args(["--input-type=module", "--eval", "import sharp from 'sharp'; console.log(sharp.versions.vips);"])
+            .output()
+            .context("node does not start")?;
+        if !loaded.status.success() {
+            bail!(
+                "sharp {} does not load in Node.js {node_version} (it needs node {}): {}",
+                package.version,
+                package.engines.node,
+                String::from_utf8_lossy(&loaded.stderr).trim()
+            );
+        }
+        let libvips = String::from_utf8_lossy(&loaded.stdout).trim().to_owned();
+        let run = |mozjpeg| SelfTimed::new("node", &[script.as_os_str()], &[("THUMBQ_BENCH_MOZJPEG", mozjpeg)]);
+        Ok(Self { plain: run("0"), mozjpeg: run("1"), version: format!("sharp {} (libvips {libvips}, Node.js {node_version})", package.version) })
+    }
+}
