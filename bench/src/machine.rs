@@ -82,7 +82,13 @@ impl CoresUsed {
     }
 
     pub fn cores(&self) -> f64 {
-        cpu_time(self.who).saturating_sub(self.cpu).as_secs_f64() / self.started.elapsed().as_secs_f64()
+        let (cpu, wall) = self.spent();
+        cpu.as_secs_f64() / wall.as_secs_f64()
+    }
+
+    /// CPU time and wall-clock time since counting started.
+    pub fn spent(&self) -> (Duration, Duration) {
+        (cpu_time(self.who).saturating_sub(self.cpu), self.started.elapsed())
     }
 }
 

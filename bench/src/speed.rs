@@ -21,12 +21,12 @@ enum Theirs<'a> {
 }
 
 impl Theirs<'_> {
-    /// The median of `runs` runs on the image at `input`.
-    fn median(&self, input: &Path, runs: usize, sizes: &Sizes, workdir: &Path) -> anyhow::Result<Duration> {
-        Ok(median(match self {
-            Self::Processes(vipsthumbnail) => (0..runs).map(|_| vipsthumbnail.three_sizes(input, workdir, sizes)).collect::<Result<_, _>>()?,
-            Self::SelfTimed(program) => program.runs(input, runs, sizes, None)?,
-        }))
+    /// The time of one run on the image at `input`.
+    fn once(&self, input: &Path, sizes: &Sizes, workdir: &Path) -> anyhow::Result<Duration> {
+        match self {
+            Self::Processes(vipsthumbnail) => vipsthumbnail.three_sizes(input, workdir, sizes),
+            Self::SelfTimed(program) => Ok(program.runs(input, 1, sizes, None)?[0]),
+        }
     }
 }
 
@@ -39,53 +39,67 @@ pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: Option<&Sharp>, runs
         ("sharp", sharp.map(|sharp| Theirs::SelfTimed(&sharp.plain))),
         ("sharp + mozjpeg", sharp.map(|sharp| Theirs::SelfTimed(&sharp.mozjpeg))),
     ];
-    table::heading("Speed", &format!("Median of {runs} runs of the three thumbnails of one image, each side on one core; speed-up is their time ÷ ours."));
+    table::heading("Speed", &format!(
+            "Median of {runs} runs of the three thumbnails of one image, each side on one core, interleaved (each run times ours, then each side once); speed-up is their time ÷ ours."
+        ));
     let mut columns = vec!["image".to_owned(), "ours (ms)".into(), "decode / resize / encode (ms)".into()];
     for (label, _) in &sides {
         columns.extend([format!("{label} (ms)"), "speed-up".into()]);
     }
     table::header(&columns.iter().map(String::as_str).collect::<Vec<_>>());
-    // The most cores each side kept busy while timed, to show that each used one.
-    let mut our_cores = 0.0_f64;
-    let mut their_cores = [0.0_f64; 4];
+    // The most cores each side kept busy, ours first: a side's CPU time ÷ its wall-clock time, over its runs.
+    let mut cores = [0.0_f64; 5];
     let mut medians = Vec::with_capacity(images.len());
     for image in images {
         let input = image.write_into(workdir)?;
 
         make_thumbnails(&image.bytes, image.format, &sizes, &limits)?;
-        let mut times = Vec::with_capacity(runs);
-        let counting = CoresUsed::ours();
+        // Interleaved: each run times ours and then each side once, so that a
+        // slow spell of a shared machine falls on every side alike.
+        let mut ours = Vec::with_capacity(runs);
+        let mut theirs: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); sides.len()];
+        let mut spent = [CpuAndWall::default(); 5];
         for _ in 0..runs {
+            let counting = CoresUsed::ours();
             let started = Instant::now();
             let (_, stages) = make_thumbnails_timed(&image.bytes, image.format, &sizes, &limits)?;
-            times.push((started.elapsed(), stages));
+            ours.push((started.elapsed(), stages));
+            spent[0].add(&counting);
+            for (((_, side), times), spent) in sides.iter().zip(&mut theirs).zip(&mut spent[1..]) {
+                if let Some(side) = side {
+                    let counting = CoresUsed::children();
+                    times.push(side.once(&input, &sizes, workdir)?);
+                    spent.add(&counting);
+                }
+            }
         }
-        times.sort_by_key(|(total, _)| *total);
-        let (ours, stages) = times[runs / 2];
-        our_cores = our_cores.max(counting.cores());
+        ours.sort_by_key(|(total, _)| *total);
+        let (ours, stages) = ours[runs / 2];
         medians.push(ours);
+        for (most, spent) in cores.iter_mut().zip(spent) {
+            *most = most.max(spent.cores());
+        }
 
         let mut cells =
             vec![image.name.clone(), format!("{:.0}", ms(ours)), format!("{:.0} / {:.0} / {:.0}", ms(stages.decode), ms(stages.resize), ms(stages.encode))];
-        for ((_, side), cores) in sides.iter().zip(&mut their_cores) {
-            let Some(side) = side else {
+        for times in theirs {
+            if times.is_empty() {
                 cells.extend([MISSING.into(), MISSING.into()]);
-                continue;
-            };
-            let counting = CoresUsed::children();
-            let theirs = side.median(&input, runs, &sizes, workdir)?;
-            *cores = cores.max(counting.cores());
-            cells.extend([format!("{:.0}", ms(theirs)), speed_up(theirs, ours)]);
+            } else {
+                let theirs = median(times);
+                cells.extend([format!("{:.0}", ms(theirs)), speed_up(theirs, ours)]);
+            }
         }
         table::row(&cells);
     }
     let cores: Vec<String> = sides
         .iter()
-        .zip(their_cores)
+        .zip(&cores[1..])
         .map(|((label, side), cores)| format!("{label} {}", if side.is_some() { format!("{cores:.2}") } else { MISSING.into() }))
         .collect();
     table::note(&format!(
-        "Cores each side kept busy while timed (CPU time ÷ wall-clock time, the highest over the images; a process's start and warm-up count too): ours {our_cores:.2}, {}.",
+        "Cores each side kept busy while timed (CPU time ÷ wall-clock time, the highest over the images; a process's start and warm-up count too): ours {:.2}, {}.",
+        cores[0],
         cores.join(", ")
     ));
     if let Some(sharp) = sharp {
@@ -95,4 +109,23 @@ pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: Option<&Sharp>, runs
         ));
     }
     Ok(medians)
+}
+
+/// CPU and wall-clock time summed over a side's runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuAndWall {
+    cpu: Duration,
+    wall: Duration,
+}
+
+impl CpuAndWall {
+    fn add(&mut self, counting: &CoresUsed) {
+        let (cpu, wall) = counting.spent();
+        self.cpu += cpu;
+        self.wall += wall;
+    }
+
+    fn cores(&self) -> f64 {
+        if self.wall.is_zero() { 0.0 } else { self.cpu.as_secs_f64() / self.wall.as_secs_f64() }
+    }
 }
