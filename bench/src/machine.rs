@@ -81,11 +81,6 @@ impl CoresUsed {
         Self { who, started: Instant::now(), cpu: cpu_time(who) }
     }
 
-    pub fn cores(&self) -> f64 {
-        let (cpu, wall) = self.spent();
-        cpu.as_secs_f64() / wall.as_secs_f64()
-    }
-
     /// CPU time and wall-clock time since counting started.
     pub fn spent(&self) -> (Duration, Duration) {
         (cpu_time(self.who).saturating_sub(self.cpu), self.started.elapsed())
