@@ -39,9 +39,12 @@ pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: Option<&Sharp>, runs
         ("sharp", sharp.map(|sharp| Theirs::SelfTimed(&sharp.plain))),
         ("sharp + mozjpeg", sharp.map(|sharp| Theirs::SelfTimed(&sharp.mozjpeg))),
     ];
-    table::heading("Speed", &format!(
+    table::heading(
+        "Speed",
+        &format!(
             "Median of {runs} runs of the three thumbnails of one image, each side on one core, interleaved (each run times ours, then each side once); speed-up is their time ÷ ours."
-        ));
+        ),
+    );
     let mut columns = vec!["image".to_owned(), "ours (ms)".into(), "decode / resize / encode (ms)".into()];
     for (label, _) in &sides {
         columns.extend([format!("{label} (ms)"), "speed-up".into()]);

@@ -138,7 +138,9 @@ fn collect(bytes: Cow<'_, [u8]>, format: SourceFormat, sizes: &Sizes, limits: &M
 pub enum WebP {
     Without,
     /// After all three baseline thumbnails are handed over, with libwebp's method (effort) 0 to 6.
-    After { method: u8 },
+    After {
+        method: u8,
+    },
 }
 
 impl Default for WebP {
@@ -295,7 +297,9 @@ pub fn make_thumbnails_each<'a, E>(
         let encoded = webp::encode_with(&image.interleaved(), webp::QUALITY, method.into());
         times.webp += started.elapsed();
         match encoded {
-            Ok(bytes) => made(Made::Thumbnail(Thumbnail { size, format: ThumbFormat::Webp, width: image.width(), height: image.height(), bytes })).map_err(Stop::Made)?,
+            Ok(bytes) => {
+                made(Made::Thumbnail(Thumbnail { size, format: ThumbFormat::Webp, width: image.width(), height: image.height(), bytes })).map_err(Stop::Made)?
+            }
             // The baseline sizes are made and shown: a WebP that cannot be made costs bytes later, not the image.
             Err(error) => {
                 tracing::warn!(%error, size = %size, "Could not make a WebP; the image keeps its baseline thumbnails.");
@@ -493,7 +497,9 @@ mod tests {
     fn planar_thumbnails_have_the_colours_of_the_photo_at_every_subsampling_and_odd_size() {
         // Smooth colour in all three channels, odd on both sides, so that every plane is padded.
         let photo = RgbImage::from_fn(1301, 867, |x, y| Rgb([(x * 255 / 1301) as u8, (y * 255 / 867) as u8, ((x + y) * 255 / 2168) as u8]));
-        for subsampling in [turbojpeg::Subsamp::Sub2x2, turbojpeg::Subsamp::Sub2x1, turbojpeg::Subsamp::None, turbojpeg::Subsamp::Sub1x2, turbojpeg::Subsamp::Sub4x1] {
+        for subsampling in
+            [turbojpeg::Subsamp::Sub2x2, turbojpeg::Subsamp::Sub2x1, turbojpeg::Subsamp::None, turbojpeg::Subsamp::Sub1x2, turbojpeg::Subsamp::Sub4x1]
+        {
             let pixels = turbojpeg::Image { pixels: photo.as_raw().as_slice(), width: 1301, pitch: 1301 * 3, height: 867, format: turbojpeg::PixelFormat::RGB };
             let jpeg = turbojpeg::compress(pixels, 95, subsampling).unwrap().to_vec();
             let thumbnails = make_thumbnails(&jpeg, SourceFormat::Jpeg, &Sizes::default(), &MediaLimits::default()).unwrap();

@@ -90,9 +90,7 @@ impl Planes {
         if (width, height) == (self.width, self.height) && self.subsampling == (2, 2) && self.y.dimensions() == (width, height) {
             return Ok(Self { y: self.y.clone(), cb: self.cb.clone(), cr: self.cr.clone(), ..*self });
         }
-        let luma = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
-            .crop(0.0, 0.0, f64::from(self.width), f64::from(self.height));
+        let luma = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)).crop(0.0, 0.0, f64::from(self.width), f64::from(self.height));
         let mut y = GrayImage::new(width, height);
         resizer.resize(&self.y, &mut y, &luma).map_err(internal)?;
 
