@@ -35,6 +35,7 @@ pub mod error;
 pub mod events;
 pub mod form;
 pub mod health;
+pub mod jpeg_header;
 pub mod metrics;
 pub mod owner;
 pub mod pages;

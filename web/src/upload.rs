@@ -369,12 +369,18 @@ async fn touch(parts: &[PathBuf]) {
 /// worker tries to decode it. Only the header is read; nothing is decoded.
 async fn check_dimensions(path: &std::path::Path, format: SourceFormat, file: String, limits: &MediaLimits) -> Result<(), AppError> {
     let path = path.to_owned();
-    let size = tokio::task::spawn_blocking(move || imagesize::size(path)).await.map_err(anyhow::Error::from)?;
-    let Ok(size) = size else {
+    let side = |pixels: usize| u32::try_from(pixels).unwrap_or(u32::MAX);
+    let size = tokio::task::spawn_blocking(move || match format {
+        // imagesize refuses a JPEG with stray bytes between its segments, which libjpeg and every browser show.
+        SourceFormat::Jpeg => std::fs::File::open(&path).and_then(|file| crate::jpeg_header::dimensions(std::io::BufReader::new(file))).ok().flatten(),
+        _ => imagesize::size(&path).ok().map(|size| (side(size.width), side(size.height))),
+    })
+    .await
+    .map_err(anyhow::Error::from)?;
+    let Some((width, height)) = size else {
         return Err(AppError::DamagedHeader { file, format: format.name() });
     };
-    let side = |pixels: usize| u32::try_from(pixels).unwrap_or(u32::MAX);
-    limits.check_dimensions(side(size.width), side(size.height)).map_err(|reason| AppError::OverPixelLimits { file, reason })
+    limits.check_dimensions(width, height).map_err(|reason| AppError::OverPixelLimits { file, reason })
 }
 
 /// A file fully received into `incoming/` and recognised.
