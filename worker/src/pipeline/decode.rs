@@ -43,11 +43,29 @@ impl Decoded {
     }
 }
 
-/// Decodes `bytes`, keeping at least `keep_side` pixels on the longest side
+/// How many pixels a reduced decode keeps on the longest side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    /// Enough for a photo.
+    pub side: u32,
+    /// Enough for any image: what a decode at `side` is redone at when it
+    /// shows detail so fine that the smaller scale may have aliased it.
+    pub safe_side: u32,
+}
+
+impl Keep {
+    /// Always `side`, whatever the image holds.
+    #[cfg(test)]
+    pub fn exactly(side: u32) -> Self {
+        Self { side, safe_side: side }
+    }
+}
+
+/// Decodes `bytes`, keeping at least `keep` pixels on the longest side
 /// where the format can decode at a reduced scale.
-pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits, keep_side: u32) -> Result<Decoded, PipelineError> {
+pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits, keep: Keep) -> Result<Decoded, PipelineError> {
     match format {
-        SourceFormat::Jpeg => jpeg::decode(bytes, limits, keep_side).or_else(|error| match error {
+        SourceFormat::Jpeg => jpeg::decode(bytes, limits, keep).or_else(|error| match error {
             PipelineError::Corrupt { detail: strict, .. } => decode_with_image_crate(bytes, format, ImageFormat::Jpeg, limits).map_err(|error| match error {
                 PipelineError::Corrupt { format, detail } => PipelineError::Corrupt { format, detail: format!("{strict}; {detail}") },
                 other => other,
@@ -143,7 +161,7 @@ mod tests {
     #[test]
     fn a_webp_chunk_claiming_more_than_the_file_holds_is_refused_before_decoding() {
         let bomb = webp(&[(b"VP8X", 10, &[8, 0, 0, 0, 0, 0, 0, 0, 0, 0]), (b"EXIF", 3_453_735_507, b"II*\0")]);
-        let error = decode(&bomb, SourceFormat::Webp, &MediaLimits::default(), 2400).unwrap_err();
+        let error = decode(&bomb, SourceFormat::Webp, &MediaLimits::default(), Keep::exactly(2400)).unwrap_err();
         assert!(matches!(&error, PipelineError::Corrupt { detail, .. } if detail.contains("EXIF chunk claims 3453735507 bytes")), "{error:?}");
     }
 

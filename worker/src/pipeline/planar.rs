@@ -56,6 +56,22 @@ impl Pixels {
         }
     }
 
+    /// The mean absolute second difference of luma along every 16th row and
+    /// column: near 0 where the image is smooth at this scale, up to 4 × 127
+    /// where it alternates at every pixel. RGB counts its green, which carries most of luma.
+    pub fn fine_detail(&self) -> f64 {
+        match self {
+            Self::Planar(planes) => second_difference(planes.y.as_raw(), 1, planes.y.width() as usize, planes.width as usize, planes.height as usize),
+            Self::Interleaved(DynamicImage::ImageLuma8(grey)) => {
+                second_difference(grey.as_raw(), 1, grey.width() as usize, grey.width() as usize, grey.height() as usize)
+            }
+            Self::Interleaved(DynamicImage::ImageRgb8(rgb)) => {
+                second_difference(&rgb.as_raw()[1..], 3, rgb.width() as usize * 3, rgb.width() as usize, rgb.height() as usize)
+            }
+            Self::Interleaved(other) => Self::Interleaved(DynamicImage::ImageLuma8(other.to_luma8())).fine_detail(),
+        }
+    }
+
     pub fn apply_orientation(&mut self, orientation: Orientation) {
         match self {
             Self::Interleaved(image) => image.apply_orientation(orientation),
@@ -155,6 +171,26 @@ impl Planes {
         }
         RgbImage::from_raw(self.width, self.height, rgb).expect("a buffer of the image's size")
     }
+}
+
+/// [`Pixels::fine_detail`] of `samples`, one every `step` bytes and `stride` bytes a row.
+fn second_difference(samples: &[u8], step: usize, stride: usize, width: usize, height: usize) -> f64 {
+    const EVERY: usize = 16;
+    let at = |x: usize, y: usize| i32::from(samples[y * stride + x * step]);
+    let (mut sum, mut count) = (0_u64, 0_u64);
+    for y in (0..height).step_by(EVERY) {
+        for x in 1..width.saturating_sub(1) {
+            sum += u64::from((2 * at(x, y) - at(x - 1, y) - at(x + 1, y)).unsigned_abs());
+            count += 1;
+        }
+    }
+    for x in (0..width).step_by(EVERY) {
+        for y in 1..height.saturating_sub(1) {
+            sum += u64::from((2 * at(x, y) - at(x, y - 1) - at(x, y + 1)).unsigned_abs());
+            count += 1;
+        }
+    }
+    if count == 0 { 0.0 } else { sum as f64 / count as f64 }
 }
 
 fn internal(error: fast_image_resize::ResizeError) -> PipelineError {
