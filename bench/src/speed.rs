@@ -95,7 +95,7 @@ pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: Option<&Sharp>, runs
         }
         table::row(&cells);
     }
-    let cores: Vec<String> = sides
+    let theirs_cores: Vec<String> = sides
         .iter()
         .zip(&cores[1..])
         .map(|((label, side), cores)| format!("{label} {}", if side.is_some() { format!("{cores:.2}") } else { MISSING.into() }))
@@ -103,7 +103,7 @@ pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: Option<&Sharp>, runs
     table::note(&format!(
         "Cores each side kept busy while timed (CPU time ÷ wall-clock time, the highest over the images; a process's start and warm-up count too): ours {:.2}, {}.",
         cores[0],
-        cores.join(", ")
+        theirs_cores.join(", ")
     ));
     if let Some(sharp) = sharp {
         table::note(&format!(
