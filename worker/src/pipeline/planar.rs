@@ -149,12 +149,14 @@ impl Planes {
     }
 
     /// RGB by JFIF's full-range BT.601 equations, in fixed point as libjpeg
-    /// does; each chroma sample is used for the luma samples it covers.
+    /// does; each chroma sample is used for the luma samples it covers, and
+    /// its part of the sums is worked out once for all of them.
     pub fn to_rgb(&self) -> RgbImage {
         const SHIFT: u32 = 16;
+        const HALF: i32 = 1 << (SHIFT - 1);
         let fixed = |factor: f64| (factor * f64::from(1 << SHIFT)).round() as i32;
         let (red_cr, green_cb, green_cr, blue_cb) = (fixed(1.402), fixed(0.344_136), fixed(0.714_136), fixed(1.772));
-        let clamp = |value: i32| ((value + (1 << (SHIFT - 1))) >> SHIFT).clamp(0, 255) as u8;
+        let clamp = |value: i32| (value >> SHIFT).clamp(0, 255) as u8;
         let (width, height) = (self.width as usize, self.height as usize);
         let (sampled_x, sampled_y) = (self.subsampling.0 as usize, self.subsampling.1 as usize);
         let (luma_stride, chroma_stride) = (self.y.width() as usize, self.cb.width() as usize);
@@ -162,11 +164,14 @@ impl Planes {
         for (row, out) in rgb.chunks_exact_mut(width * 3).enumerate() {
             let luma = &self.y.as_raw()[row * luma_stride..][..width];
             let chroma_row = row / sampled_y * chroma_stride;
-            let (cb, cr) = (&self.cb.as_raw()[chroma_row..], &self.cr.as_raw()[chroma_row..]);
-            for (x, (pixel, &luma)) in out.chunks_exact_mut(3).zip(luma).enumerate() {
-                let luma = i32::from(luma) << SHIFT;
-                let (cb, cr) = (i32::from(cb[x / sampled_x]) - 128, i32::from(cr[x / sampled_x]) - 128);
-                pixel.copy_from_slice(&[clamp(luma + red_cr * cr), clamp(luma - green_cb * cb - green_cr * cr), clamp(luma + blue_cb * cb)]);
+            let (cb, cr) = (&self.cb.as_raw()[chroma_row..][..chroma_stride], &self.cr.as_raw()[chroma_row..][..chroma_stride]);
+            for ((pixels, luma), (&cb, &cr)) in out.chunks_mut(3 * sampled_x).zip(luma.chunks(sampled_x)).zip(cb.iter().zip(cr)) {
+                let (cb, cr) = (i32::from(cb) - 128, i32::from(cr) - 128);
+                let (red, green, blue) = (red_cr * cr + HALF, HALF - green_cb * cb - green_cr * cr, blue_cb * cb + HALF);
+                for (pixel, &luma) in pixels.chunks_exact_mut(3).zip(luma) {
+                    let luma = i32::from(luma) << SHIFT;
+                    pixel.copy_from_slice(&[clamp(luma + red), clamp(luma + green), clamp(luma + blue)]);
+                }
             }
         }
         RgbImage::from_raw(self.width, self.height, rgb).expect("a buffer of the image's size")
@@ -184,8 +189,9 @@ fn second_difference(samples: &[u8], step: usize, stride: usize, width: usize, h
             count += 1;
         }
     }
-    for x in (0..width).step_by(EVERY) {
-        for y in 1..height.saturating_sub(1) {
+    // Row by row, so that the three rows each column needs stay in the cache.
+    for y in 1..height.saturating_sub(1) {
+        for x in (0..width).step_by(EVERY) {
             sum += u64::from((2 * at(x, y) - at(x, y - 1) - at(x, y + 1)).unsigned_abs());
             count += 1;
         }
@@ -214,6 +220,28 @@ mod tests {
         let red = Planes { y: flat(2, 2, 76), cb: flat(1, 1, 85), cr: flat(1, 1, 255), width: 2, height: 2, subsampling: (2, 2) };
         let pixel = red.to_rgb().get_pixel(1, 1).0;
         assert!(pixel[0] >= 253 && pixel[1] <= 2 && pixel[2] <= 2, "{pixel:?}");
+    }
+
+    #[test]
+    fn every_pixel_takes_the_chroma_sample_that_covers_it_at_any_subsampling() {
+        for (sampled_x, sampled_y) in [(2, 2), (2, 1), (1, 1), (4, 1)] {
+            // 9×5, padded to whole chroma samples as libjpeg-turbo pads.
+            let (width, height) = (9_u32, 5_u32);
+            let (chroma_width, chroma_height) = (width.div_ceil(sampled_x), height.div_ceil(sampled_y));
+            let y = GrayImage::from_fn(chroma_width * sampled_x, chroma_height * sampled_y, |x, y| Luma([(40 + 13 * x + 7 * y) as u8]));
+            let cb = GrayImage::from_fn(chroma_width, chroma_height, |x, y| Luma([(100 + 11 * x + 5 * y) as u8]));
+            let cr = GrayImage::from_fn(chroma_width, chroma_height, |x, y| Luma([(150 - 9 * x + 3 * y) as u8]));
+            let planes = Planes { y: y.clone(), cb: cb.clone(), cr: cr.clone(), width, height, subsampling: (sampled_x, sampled_y) };
+            let rgb = planes.to_rgb();
+            for (x, row, pixel) in rgb.enumerate_pixels() {
+                let luma = f64::from(y.get_pixel(x, row).0[0]);
+                let (blue, red) = (f64::from(cb.get_pixel(x / sampled_x, row / sampled_y).0[0]) - 128.0, f64::from(cr.get_pixel(x / sampled_x, row / sampled_y).0[0]) - 128.0);
+                let expected = [luma + 1.402 * red, luma - 0.344_136 * blue - 0.714_136 * red, luma + 1.772 * blue].map(|value| value.round().clamp(0.0, 255.0) as u8);
+                for (got, want) in pixel.0.iter().zip(expected) {
+                    assert!(got.abs_diff(want) <= 1, "{sampled_x}×{sampled_y} at {x},{row}: {:?} against {expected:?}", pixel.0);
+                }
+            }
+        }
     }
 
     #[test]
