@@ -235,8 +235,12 @@ mod tests {
             let rgb = planes.to_rgb();
             for (x, row, pixel) in rgb.enumerate_pixels() {
                 let luma = f64::from(y.get_pixel(x, row).0[0]);
-                let (blue, red) = (f64::from(cb.get_pixel(x / sampled_x, row / sampled_y).0[0]) - 128.0, f64::from(cr.get_pixel(x / sampled_x, row / sampled_y).0[0]) - 128.0);
-                let expected = [luma + 1.402 * red, luma - 0.344_136 * blue - 0.714_136 * red, luma + 1.772 * blue].map(|value| value.round().clamp(0.0, 255.0) as u8);
+                let (blue, red) = (
+                    f64::from(cb.get_pixel(x / sampled_x, row / sampled_y).0[0]) - 128.0,
+                    f64::from(cr.get_pixel(x / sampled_x, row / sampled_y).0[0]) - 128.0,
+                );
+                let expected =
+                    [luma + 1.402 * red, luma - 0.344_136 * blue - 0.714_136 * red, luma + 1.772 * blue].map(|value| value.round().clamp(0.0, 255.0) as u8);
                 for (got, want) in pixel.0.iter().zip(expected) {
                     assert!(got.abs_diff(want) <= 1, "{sampled_x}×{sampled_y} at {x},{row}: {:?} against {expected:?}", pixel.0);
                 }
