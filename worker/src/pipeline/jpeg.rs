@@ -4,7 +4,7 @@
 //! Scaling in the DCT skips most of the decoder's work on a large photo: at
 //! 1/2 scale libjpeg-turbo runs a 4×4 inverse DCT per block and needs no
 //! chroma upsampling. We keep enough pixels for the resize filter to do the
-//! real downscaling (see [`super::REDUCED_DECODE_MARGIN`]).
+//! real downscaling (see [`super::PHOTO_DECODE_MARGIN`] and [`super::REDUCED_DECODE_MARGIN`]).
 
 use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, RgbImage};

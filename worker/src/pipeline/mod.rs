@@ -35,8 +35,8 @@ use self::planar::Pixels;
 pub use thumbq_contract::MediaLimits;
 use thumbq_contract::{DimensionError, Sizes, SourceFormat, ThumbFormat, ThumbSize};
 
-/// How many times the largest thumbnail's side a reduced JPEG decode keeps.
-/// Scaling in the DCT is a crude filter; leaving the resize filter a factor
+/// How many times the largest thumbnail's side a reduced JPEG decode keeps
+/// when the image holds fine detail. Scaling in the DCT is a crude filter; leaving the resize filter a factor
 /// of two to work with keeps the result as sharp and alias-free as a full
 /// decode (libvips leaves the same margin). The benchmark's quality table
 /// measures it: at √2 instead, a zone plate's large thumbnail fell to an SSIM of 0.82.
@@ -46,7 +46,7 @@ pub const REDUCED_DECODE_MARGIN: f64 = 2.0;
 /// (2000 pixels for a 1200 box), as sharp decodes it, and its thumbnails
 /// scored the same SSIM as sharp's in the benchmark. Where the decoded pixels
 /// show detail that fine a scale may have aliased (a zone plate, which fell to 0.82),
-/// the decode is redone with [`REDUCED_DECODE_MARGIN`] ([`jpeg`]).
+/// the decode is redone with [`REDUCED_DECODE_MARGIN`] (`jpeg::decode`).
 pub const PHOTO_DECODE_MARGIN: f64 = 1.5;
 
 /// One finished thumbnail, encoded.
