@@ -27,7 +27,8 @@ pub const QUALITY: i32 = 85;
 /// from which a reduced decode is taken to hold detail too fine for its scale
 /// and is redone at the safe one. Measured at 1/2 scale: a zone plate 68, the
 /// bench's photo-like JPEGs 7.6, real 1800×1200 photos 9.7 to 11.5 (denser
-/// in detail per pixel than a phone's 12 MP).
+/// in detail per pixel than a phone's 12 MP). The same limit holds at 1/4 and
+/// 1/8, for photos over 7200 pixels long; a busy one may be decoded twice there.
 const FINE_DETAIL: f64 = 30.0;
 
 /// Decodes `bytes` at the smallest scale of 1/8, 1/4 and 1/2 that keeps the longest side at
@@ -41,6 +42,8 @@ pub fn decode(bytes: &[u8], limits: &MediaLimits, keep: Keep) -> Result<Decoded,
     // Only when the safe scale is another one: the full size, or one that keeps `safe_side`.
     let safe_longest = keep.safe_side.min(decoded.width.max(decoded.height));
     if decoded.image.width().max(decoded.image.height()) < safe_longest && decoded.image.fine_detail() >= FINE_DETAIL {
+        // Freed first: a job holds one decoded image at a time.
+        drop(decoded);
         return decode_keeping(bytes, limits, keep.safe_side);
     }
     Ok(decoded)
@@ -61,7 +64,8 @@ fn decode_keeping(bytes: &[u8], limits: &MediaLimits, keep_side: u32) -> Result<
     let scale = if header.is_lossless { ScalingFactor::ONE } else { scale_keeping(width.max(height), keep_side) };
     decompressor.set_scaling_factor(scale).map_err(internal)?;
     let scaled = header.scaled(scale);
-    if header.colorspace == Colorspace::YCbCr && markers.icc.is_none() && !matches!(header.subsamp, Subsamp::Gray | Subsamp::Unknown) {
+    // libjpeg-turbo has no planar output for lossless JPEGs.
+    if header.colorspace == Colorspace::YCbCr && markers.icc.is_none() && !header.is_lossless && !matches!(header.subsamp, Subsamp::Gray | Subsamp::Unknown) {
         let image = Pixels::Planar(decode_planes(&mut decompressor, bytes, &scaled)?);
         return Ok(Decoded { image, width, height, orientation: markers.orientation, icc: None });
     }
@@ -212,8 +216,10 @@ struct Markers {
 
 impl Markers {
     /// Walks the marker segments up to the first scan. Stray bytes between
-    /// segments are skipped, as libjpeg skips them; a segment running past the
-    /// end ends the walk: libjpeg-turbo decides whether the file is usable.
+    /// segments are skipped, as libjpeg skips them (TurboJPEG then reports
+    /// libjpeg's warning as an error, and the `image` crate decodes the file);
+    /// a segment running past the end ends the walk: libjpeg-turbo decides
+    /// whether the file is usable.
     fn read(bytes: &[u8]) -> Self {
         let mut markers = Markers { orientation: Orientation::NoTransforms, icc: None, adobe: false, precision: None };
         let mut icc_chunks: Vec<(u8, &[u8])> = Vec::new();

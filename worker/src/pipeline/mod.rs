@@ -35,8 +35,9 @@ use self::planar::Pixels;
 pub use thumbq_contract::MediaLimits;
 use thumbq_contract::{DimensionError, Sizes, SourceFormat, ThumbFormat, ThumbSize};
 
-/// How many times the largest thumbnail's side a reduced JPEG decode keeps
-/// when the image holds fine detail. Scaling in the DCT is a crude filter; leaving the resize filter a factor
+/// How many times a thumbnail's side a reduced JPEG decode keeps when the
+/// image holds fine detail, and always for the small size's own decode
+/// ([`Preview::First`]). Scaling in the DCT is a crude filter; leaving the resize filter a factor
 /// of two to work with keeps the result as sharp and alias-free as a full
 /// decode (libvips leaves the same margin). The benchmark's quality table
 /// measures it: at √2 instead, a zone plate's large thumbnail fell to an SSIM of 0.82.

@@ -111,8 +111,9 @@ impl Planes {
         resizer.resize(&self.y, &mut y, &luma).map_err(internal)?;
 
         // The target's chroma covers whole pairs of its pixels, so with an odd
-        // side it reaches half a pixel past the edge; the source region it is
-        // made from reaches as far, where the source has samples to give.
+        // side it reaches one thumbnail pixel past the edge; the source region it is
+        // made from reaches as far, where the source has samples to give. Where
+        // it has none, the chroma drifts by up to one thumbnail pixel towards that edge.
         let (chroma_width, chroma_height) = Self::chroma_size(width, height);
         let source_side = |side: u32, sampled: u32, target: u32, chroma_target: u32, available: u32| {
             let covered = f64::from(side) * f64::from(2 * chroma_target) / f64::from(target);
@@ -134,7 +135,7 @@ impl Planes {
 
     /// Turned upright plane by plane. Only for the 4:2:0 planes [`Self::resize`]
     /// makes, whose luma has no padding: with an odd side, a flip moves the
-    /// chroma by half a pixel of the thumbnail, which no one can see.
+    /// chroma by one pixel of the thumbnail, which no one can see.
     fn apply_orientation(&mut self, orientation: Orientation) {
         debug_assert_eq!((self.y.width(), self.y.height()), (self.width, self.height), "only unpadded planes are turned");
         let turn = |plane: &mut GrayImage| {
