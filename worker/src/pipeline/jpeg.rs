@@ -215,25 +215,20 @@ struct Markers {
 }
 
 impl Markers {
-    /// Walks the marker segments up to the first scan. Stray bytes between
-    /// segments are skipped, as libjpeg skips them (TurboJPEG then reports
-    /// libjpeg's warning as an error, and the `image` crate decodes the file);
-    /// a segment running past the end ends the walk: libjpeg-turbo decides
-    /// whether the file is usable.
+    /// Walks the marker segments up to the first scan. A malformed segment
+    /// ends the walk: libjpeg-turbo decides whether the file is usable. (Stray
+    /// bytes between segments end it too: TurboJPEG refuses such a file over
+    /// libjpeg's warning, and the `image` crate decodes it, orientation and all.)
     fn read(bytes: &[u8]) -> Self {
         let mut markers = Markers { orientation: Orientation::NoTransforms, icc: None, adobe: false, precision: None };
         let mut icc_chunks: Vec<(u8, &[u8])> = Vec::new();
         let mut at = 2; // after SOI
-        while let [first, marker, ..] = bytes.get(at..).unwrap_or_default() {
-            if *first != 0xFF {
-                at += 1;
-                continue;
-            }
+        while let [0xFF, marker, ..] = bytes.get(at..).unwrap_or_default() {
             let marker = *marker;
             match marker {
-                // Fill bytes, and markers that stand alone; 0x00 is a stuffed 0xFF among stray bytes.
+                // Fill bytes, and markers that stand alone.
                 0xFF => at += 1,
-                0x00 | 0x01 | 0xD0..=0xD8 => at += 2,
+                0x01 | 0xD0..=0xD8 => at += 2,
                 // Start of scan, end of image: no more metadata.
                 0xDA | 0xD9 => break,
                 _ => {
@@ -345,16 +340,6 @@ mod tests {
         bytes.extend([0xFF, 0xDA, 0, 2]);
         let error = decode(&bytes, &MediaLimits::default(), Keep::exactly(2400)).unwrap_err();
         assert_eq!(error.to_string(), "this kind of JPEG image is not supported (12-bit samples)");
-    }
-
-    #[test]
-    fn stray_bytes_between_segments_are_skipped_and_the_orientation_after_them_is_read() {
-        let mut bytes = vec![0xFF, 0xD8];
-        bytes.extend(segment(0xFE, b"a comment"));
-        bytes.extend_from_slice(b"hello\xFF\x00");
-        bytes.extend(segment(0xE1, b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0"));
-        bytes.extend([0xFF, 0xDA, 0, 2]);
-        assert_eq!(Markers::read(&bytes).orientation, Orientation::Rotate90);
     }
 
     #[test]
