@@ -27,8 +27,9 @@ pub const QUALITY: i32 = 85;
 /// from which a reduced decode is taken to hold detail too fine for its scale
 /// and is redone at the safe one. Measured at 1/2 scale: a zone plate 68, the
 /// bench's photo-like JPEGs 7.6, real 1800×1200 photos 9.7 to 11.5 (denser
-/// in detail per pixel than a phone's 12 MP). The same limit holds at 1/4 and
-/// 1/8, for photos over 7200 pixels long; a busy one may be decoded twice there.
+/// in detail per pixel than a phone's 12 MP). Photos over 7200 pixels long are
+/// decoded at 1/4 or 1/8, where the same limit is used but was never measured;
+/// a busy one may be decoded twice there.
 const FINE_DETAIL: f64 = 30.0;
 
 /// Decodes `bytes` at the smallest scale of 1/8, 1/4 and 1/2 that keeps the longest side at
