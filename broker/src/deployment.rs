@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use thumbq_store::{Store, StoreSettings};
 use thumbq_contract::{Storage, Topology};
+use thumbq_repo::{DatabaseSettings, Location};
+use thumbq_store::{Store, StoreSettings};
 
 /// Where the web server and the workers meet: the data directory, the broker
 /// and the queue. Both binaries flatten this into their own settings.
@@ -25,18 +26,32 @@ pub struct Deployment {
 
     #[command(flatten)]
     pub store: StoreSettings,
+
+    #[command(flatten)]
+    pub database: DatabaseSettings,
 }
 
 impl Deployment {
     /// `amqp_url` `None` is embedded mode.
     pub fn new(data_dir: impl Into<PathBuf>, amqp_url: Option<String>, queue: impl Into<String>) -> Self {
-        Self { data_dir: data_dir.into(), amqp_url, queue: queue.into(), store: StoreSettings::default() }
+        Self { data_dir: data_dir.into(), amqp_url, queue: queue.into(), store: StoreSettings::default(), database: DatabaseSettings::default() }
     }
 
     /// This deployment, storing in `store` rather than the data directory.
     pub fn with_store(mut self, store: StoreSettings) -> Self {
         self.store = store;
         self
+    }
+
+    /// This deployment, keeping its records in the database at `location` rather than the data directory's SQLite.
+    pub fn with_database(mut self, location: Location) -> Self {
+        self.database = DatabaseSettings::at(location);
+        self
+    }
+
+    /// Where the metadata database is: `--database-url`, or SQLite in the data directory.
+    pub fn database(&self) -> Location {
+        self.database.location(&self.data_dir)
     }
 
     /// The local data directory: the spools and uploads being received, and

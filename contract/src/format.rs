@@ -85,13 +85,30 @@ impl SourceFormat {
         }
     }
 
+    /// A short lowercase code that names the format in records (`jpeg`, `heic`, ...).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Jpeg => "jpeg",
+            Self::Png => "png",
+            Self::Gif => "gif",
+            Self::Webp => "webp",
+            Self::Heic => "heic",
+            Self::Avif => "avif",
+            Self::Jxl => "jxl",
+        }
+    }
+
+    /// The format a [`SourceFormat::code`] names.
+    pub fn from_code(code: &str) -> Option<Self> {
+        [Self::Jpeg, Self::Png, Self::Gif, Self::Webp, Self::Heic, Self::Avif, Self::Jxl].into_iter().find(|format| format.code() == code)
+    }
+
     /// The list shown to users when an upload is refused.
     pub const ACCEPTED: &'static str = "JPEG, PNG, GIF, WebP, HEIC, AVIF or JPEG XL";
 
     /// The media types of [`SourceFormat::ACCEPTED`], for a file picker's `accept`
     /// (with the extensions of those a browser may not know by type).
-    pub const ACCEPT_ATTRIBUTE: &'static str =
-        "image/jpeg,image/png,image/gif,image/webp,image/heic,image/heif,.heic,.heif,image/avif,.avif,image/jxl,.jxl";
+    pub const ACCEPT_ATTRIBUTE: &'static str = "image/jpeg,image/png,image/gif,image/webp,image/heic,image/heif,.heic,.heif,image/avif,.avif,image/jxl,.jxl";
 }
 
 /// The format of a thumbnail file: JPEG for opaque images, PNG where there is
@@ -116,6 +133,11 @@ impl ThumbFormat {
             Self::Png => "png",
             Self::Webp => "webp",
         }
+    }
+
+    /// The format whose [`ThumbFormat::extension`] is `extension`.
+    pub fn from_extension(extension: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|format| format.extension() == extension)
     }
 
     pub fn content_type(self) -> &'static str {

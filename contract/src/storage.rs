@@ -160,9 +160,7 @@ impl StorageKey {
             | Self::OwnedImage(..)
             | Self::Tombstone(_)
             | Self::Timeline(..)
-            | Self::Manifest => {
-                "no-store"
-            }
+            | Self::Manifest => "no-store",
         }
     }
 }
@@ -293,7 +291,7 @@ impl Storage {
 
     /// Creates the directories every process expects to exist when it stores here.
     pub fn create_dirs(&self) -> std::io::Result<()> {
-        for dir in ["incoming", "originals", "owners", "by-owner", "thumbs", "failed", "deleted"] {
+        for dir in ["incoming", "originals", "thumbs"] {
             std::fs::create_dir_all(self.root.join(dir))?;
         }
         Ok(())

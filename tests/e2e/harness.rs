@@ -39,6 +39,8 @@ pub struct TestApp {
     pub amqp_url: Option<String>,
     /// Where web and worker store, when not in the data directory (an S3 bucket).
     pub store: thumbq_store::StoreSettings,
+    /// The test's own PostgreSQL database, when its processes share one rather than the data directory's SQLite.
+    pub postgres: Option<thumbq_repo::testing::TestDatabase>,
     worker: Option<(watch::Sender<bool>, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -58,6 +60,8 @@ pub struct Options {
     pub data_dir_in: Option<PathBuf>,
     /// Where web and in-process worker store; the data directory by default.
     pub store: thumbq_store::StoreSettings,
+    /// Keep the records in a PostgreSQL database of the test's own rather than SQLite in the data directory.
+    pub postgres: bool,
 }
 
 impl Default for Options {
@@ -71,6 +75,7 @@ impl Default for Options {
             web: |_| {},
             data_dir_in: None,
             store: thumbq_store::StoreSettings::default(),
+            postgres: false,
         }
     }
 }
@@ -110,7 +115,15 @@ impl TestApp {
         };
         let queue = format!("thumbq.test.{}", uuid::Uuid::now_v7().simple());
         let web_amqp_url = options.web_amqp_url.clone().or_else(|| options.amqp_url.clone());
-        let mut settings = thumbq_web::Settings::for_tests(Deployment::new(data_dir.path(), web_amqp_url, &queue).with_store(options.store.clone()));
+        let postgres = match options.postgres {
+            true => Some(thumbq_repo::testing::TestDatabase::create().await),
+            false => None,
+        };
+        let mut deployment = Deployment::new(data_dir.path(), web_amqp_url, &queue).with_store(options.store.clone());
+        if let Some(database) = &postgres {
+            deployment = deployment.with_database(thumbq_repo::Location::Postgres(database.url().to_owned()));
+        }
+        let mut settings = thumbq_web::Settings::for_tests(deployment);
         settings.max_upload_bytes = options.max_upload_bytes;
         settings.admin_token = options.admin_token.clone();
         (options.web)(&mut settings);
@@ -118,7 +131,7 @@ impl TestApp {
         let address = format!("http://{}", web.local_addr());
         tokio::spawn(web.run_until_stopped(std::future::pending()));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
-        let mut app = Self { address, client, data_dir, queue, amqp_url: options.amqp_url, store: options.store, worker: None };
+        let mut app = Self { address, client, data_dir, queue, amqp_url: options.amqp_url, store: options.store, postgres, worker: None };
         if options.with_worker {
             app.start_worker().await;
         }
@@ -131,7 +144,8 @@ impl TestApp {
 
     /// Starts the worker with its job context changed by `prepare` (a hook, say).
     pub async fn start_worker_with(&mut self, prepare: impl FnOnce(&mut thumbq_worker::job::JobContext) + Send + 'static) {
-        let deployment = Deployment::new(self.data_dir.path(), self.amqp_url.clone(), &self.queue).with_store(self.store.clone());
+        let deployment =
+            Deployment::new(self.data_dir.path(), self.amqp_url.clone(), &self.queue).with_store(self.store.clone()).with_database(self.database());
         let settings = thumbq_worker::Settings::for_tests(deployment);
         let (stop, shutdown) = watch::channel(false);
         let handle = tokio::spawn(thumbq_worker::run_with(settings, prepare, shutdown));
@@ -161,6 +175,19 @@ impl TestApp {
             request = request.bearer_auth(token);
         }
         request.send().await.expect("the server answers")
+    }
+
+    /// Where web and workers keep their records: the test's PostgreSQL database, or SQLite in the data directory.
+    pub fn database(&self) -> thumbq_repo::Location {
+        match &self.postgres {
+            Some(database) => thumbq_repo::Location::Postgres(database.url().to_owned()),
+            None => thumbq_repo::DatabaseSettings::default().location(self.data_dir.path()),
+        }
+    }
+
+    /// The environment that points a `thumbq-web` or `thumbq-worker` process at the test's PostgreSQL database, if it has one.
+    pub fn database_environment(&self) -> Vec<(&'static str, String)> {
+        self.postgres.iter().map(|database| ("THUMBQ_DATABASE_URL", database.url().to_owned())).collect()
     }
 
     pub fn url(&self, path: &str) -> String {

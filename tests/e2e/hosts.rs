@@ -65,10 +65,11 @@ impl Drop for SimulatedHost {
 }
 
 #[tokio::test]
-async fn a_worker_on_another_host_reaches_only_the_broker_and_the_object_store_and_makes_the_thumbnails() {
+async fn a_worker_on_another_host_reaches_only_the_broker_the_object_store_and_postgresql_and_makes_the_thumbnails() {
     let host = SimulatedHost::create();
     let s3 = S3Server::start_on(&host.gateway).await;
     let broker = BrokerProxy::start_on(&host.gateway).await;
+    let database = BrokerProxy::start_between(&host.gateway, "127.0.0.1:5432".to_owned()).await;
     let app = spawn_on_s3(&s3).await;
     let broker_address = broker.url.trim_start_matches("amqp://guest:guest@").trim_end_matches("/%2f").to_owned();
     let probe = (host.can_connect("127.0.0.1:5672").await, host.can_connect(&broker_address).await);
@@ -79,6 +80,9 @@ async fn a_worker_on_another_host_reaches_only_the_broker_and_the_object_store_a
     let mut worker_environment = borrowed(&environment);
     worker_environment.push(("THUMBQ_DATA_DIR", worker_dir.path().to_str().unwrap()));
     worker_environment.push(("THUMBQ_AMQP_URL", &broker.url));
+    let name = app.postgres.as_ref().expect("the app keeps its records in PostgreSQL").name().to_owned();
+    let database_url = format!("postgres://postgres@{}/{name}", database.address);
+    worker_environment.push(("THUMBQ_DATABASE_URL", &database_url));
     let _worker = WorkerProcess::start_in_namespace(&app, &host.namespace, 2, &worker_environment);
 
     let ids = [app.upload_one("far-1.jpg", crate::images::jpeg(1024, 768)).await, app.upload_one("far-2.png", crate::images::transparent_png(500, 400)).await];
@@ -92,8 +96,9 @@ async fn a_worker_on_another_host_reaches_only_the_broker_and_the_object_store_a
         })
         .await;
         assert_eq!(status["state"], "done", "{status}");
-        let steps = status["timeline"].as_array().map(|steps| steps.iter().filter(|step| step["by"].as_str().is_some_and(|by| by.starts_with("worker"))).count());
-        assert!(steps.unwrap_or(0) >= 3, "the worker's steps came through the store too: {status}");
+        let steps =
+            status["timeline"].as_array().map(|steps| steps.iter().filter(|step| step["by"].as_str().is_some_and(|by| by.starts_with("worker"))).count());
+        assert!(steps.unwrap_or(0) >= 3, "the worker's steps came through the database too: {status}");
     }
     assert_eq!(std::fs::read_dir(worker_dir.path()).unwrap().count(), 0, "the far worker keeps nothing on its host");
 }

@@ -145,7 +145,8 @@ fn large_noisy_png() -> Vec<u8> {
 }
 
 pub async fn spawn_on_s3(s3: &S3Server) -> TestApp {
-    TestApp::spawn_with(Options { with_worker: false, store: s3.store(), ..Options::default() }).await
+    // Web servers and workers on several machines share a PostgreSQL database.
+    TestApp::spawn_with(Options { with_worker: false, store: s3.store(), postgres: true, ..Options::default() }).await
 }
 
 #[tokio::test]
@@ -180,15 +181,24 @@ async fn a_worker_that_shares_no_directory_with_the_web_server_makes_thumbnails_
 
     let objects = s3.objects(&app.store);
     for id in [photo, noise] {
-        for name in [format!("originals/{id}"), format!("owners/{id}.json"), format!("thumbs/{id}/small.jpg"), format!("thumbs/{id}/large.jpg")] {
+        for name in [format!("originals/{id}"), format!("thumbs/{id}/small.jpg"), format!("thumbs/{id}/large.jpg")] {
             assert!(objects.contains(&name), "{name} is in the bucket: {objects:?}");
         }
     }
+    // State in the repository, bytes in the store: nothing but originals, thumbnails and the manifest.
+    let other: Vec<_> =
+        objects.iter().filter(|name| !name.starts_with("originals/") && !name.starts_with("thumbs/") && !name.ends_with("thumbq.json")).collect();
+    assert!(other.is_empty(), "the bucket holds only bytes: {other:?}");
     let stored = std::fs::read(s3.root.path().join(BUCKET).join(&app.store.store.as_ref().unwrap().prefix).join(format!("originals/{noise}"))).unwrap();
     assert!(stored == large, "the multipart original is the upload, byte for byte");
-    assert_eq!(app.stored_files().iter().filter(|path| !path.starts_with("spool") && !path.to_string_lossy().ends_with(".log")).count(), 0, "the web server keeps nothing locally: {:?}", app.stored_files());
+    assert_eq!(
+        app.stored_files().iter().filter(|path| !path.starts_with("spool") && !path.to_string_lossy().ends_with(".log")).count(),
+        0,
+        "the web server keeps nothing locally: {:?}",
+        app.stored_files()
+    );
     assert_eq!(std::fs::read_dir(worker_dir.path()).unwrap().count(), 0, "the worker wrote nothing to its own directory");
-    for folder in ["originals", "thumbs", "owners", "by-owner", "deleted", "failed"] {
+    for folder in ["originals", "thumbs"] {
         assert!(!app.data_dir.path().join(folder).exists(), "the web server makes no {folder}/ of its own");
     }
 }
@@ -236,7 +246,8 @@ async fn two_web_servers_share_the_store_and_the_broker_an_image_uploaded_throug
     let listed = client.get(other.url("/")).bearer_auth(&owner).send().await.unwrap().text().await.unwrap();
     assert!(listed.contains(&id.to_string()), "the owner's list is in the store, so the other server shows it");
 
-    let stranger = client.delete(other.url(&format!("/images/{id}"))).header("authorization", "Bearer AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").send().await.unwrap();
+    let stranger =
+        client.delete(other.url(&format!("/images/{id}"))).header("authorization", "Bearer AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").send().await.unwrap();
     assert_eq!(stranger.status(), StatusCode::FORBIDDEN, "no one deletes what is not theirs");
     let deleted = client.delete(other.url(&format!("/images/{id}"))).bearer_auth(&owner).send().await.unwrap();
     assert!(deleted.status().is_success(), "the owner deletes through the other server: {}", deleted.status());
@@ -323,5 +334,7 @@ async fn a_worker_started_while_the_object_store_is_down_waits_for_it() {
 /// What the worker processes of a test logged so far.
 fn worker_logs(data_dir: &Path) -> String {
     let logs = std::fs::read_dir(data_dir).expect("the data directory").flatten().map(|entry| entry.path());
-    logs.filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("worker-"))).filter_map(|path| std::fs::read_to_string(path).ok()).collect()
+    logs.filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("worker-")))
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .collect()
 }

@@ -56,6 +56,7 @@ impl WorkerProcess {
         if let Some(url) = &app.amqp_url {
             command.env("THUMBQ_AMQP_URL", url);
         }
+        command.envs(app.database_environment());
         command.envs(environment.iter().copied());
         Self { child: command.spawn().expect("the worker starts") }
     }
@@ -77,7 +78,18 @@ impl WorkerProcess {
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         // Each thread of the worker may have started one.
         let mut found: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map(|tasks| tasks.flatten().flat_map(|task| std::fs::read_to_string(task.path().join("children")).unwrap_or_default().split_whitespace().filter_map(|child| child.parse().ok()).collect::<Vec<u32>>()).collect())
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .flat_map(|task| {
+                        std::fs::read_to_string(task.path().join("children"))
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .filter_map(|child| child.parse().ok())
+                            .collect::<Vec<u32>>()
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         found.extend(children.split_whitespace().filter_map(|child| child.parse::<u32>().ok()));
         found.sort_unstable();
@@ -86,7 +98,8 @@ impl WorkerProcess {
             .into_iter()
             .filter_map(|child| {
                 let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).ok()?;
-                let args: Vec<String> = cmdline.split(|byte| *byte == 0).filter(|arg| !arg.is_empty()).map(|arg| String::from_utf8_lossy(arg).into_owned()).collect();
+                let args: Vec<String> =
+                    cmdline.split(|byte| *byte == 0).filter(|arg| !arg.is_empty()).map(|arg| String::from_utf8_lossy(arg).into_owned()).collect();
                 args.first().is_some_and(|first| first.ends_with(program)).then(|| (child, args[1..].to_vec()))
             })
             .collect()
@@ -146,6 +159,7 @@ impl WebProcess {
         if let Some(url) = amqp_url.map(str::to_owned).or_else(|| app.amqp_url.clone()) {
             command.env("THUMBQ_AMQP_URL", url);
         }
+        command.envs(app.database_environment());
         command.envs(environment.iter().copied());
         let mut process = Self { child: command.spawn().expect("the web server starts"), address: format!("127.0.0.1:{port}") };
         wait_for(Duration::from_secs(30), "the web server to listen", || {
@@ -205,9 +219,11 @@ pub fn embedded_claims(data_dir: &Path) -> usize {
     std::fs::read_dir(claimed).map(|owners| owners.flatten().map(|owner| std::fs::read_dir(owner.path()).map_or(0, |jobs| jobs.count())).sum()).unwrap_or(0)
 }
 
-/// A TCP proxy in front of RabbitMQ that a test can cut and restore.
+/// A TCP proxy in front of RabbitMQ (or another server) that a test can cut and restore.
 pub struct BrokerProxy {
     pub url: String,
+    /// Where the proxy listens, `ip:port`.
+    pub address: String,
     up: Arc<AtomicBool>,
     cuts: watch::Sender<u64>,
     /// While true, bytes from clients are held, not passed on: a publish waits for a confirm that does not come.
@@ -222,12 +238,18 @@ impl BrokerProxy {
     /// A proxy listening on `ip` (a simulated host's gateway, say) rather than loopback.
     pub async fn start_on(ip: &str) -> Self {
         let upstream = std::env::var("THUMBQ_TEST_AMQP_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into());
+        Self::start_between(ip, upstream).await
+    }
+
+    /// A proxy listening on `ip` that passes connections on to `upstream` (`host:port`).
+    pub async fn start_between(ip: &str, upstream: String) -> Self {
         let listener = TcpListener::bind((ip, 0)).await.expect("a free port");
-        let url = format!("amqp://guest:guest@{}/%2f", listener.local_addr().expect("an address"));
+        let address = listener.local_addr().expect("an address").to_string();
+        let url = format!("amqp://guest:guest@{address}/%2f");
         let up = Arc::new(AtomicBool::new(true));
         let (cuts, _) = watch::channel(0);
         let (paused, _) = watch::channel(false);
-        let proxy = Self { url, up: Arc::clone(&up), cuts: cuts.clone(), paused: paused.clone() };
+        let proxy = Self { url, address, up: Arc::clone(&up), cuts: cuts.clone(), paused: paused.clone() };
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if !up.load(Ordering::SeqCst) {

@@ -183,7 +183,7 @@ async fn a_corrupt_image_ends_failed_with_a_reason_and_its_thumbnails_answer_410
     assert!(html.contains("could not be processed"), "the page says it failed:\n{html}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_job_run_twice_changes_nothing() {
     let app = TestApp::spawn().await;
     let id = app.upload_one("twice.jpg", images::jpeg(700, 500)).await;
@@ -192,13 +192,16 @@ async fn a_job_run_twice_changes_nothing() {
     crate::harness::wait_for(std::time::Duration::from_secs(30), "the WebPs", || async { app.status(id).await["webp"].is_object().then_some(()) }).await;
 
     let job = thumbq_contract::ResizeJob::new(id, thumbq_contract::SourceFormat::Jpeg, 0);
+    let repo = thumbq_repo::Repository::open_now(&app.database()).await.unwrap();
     let context = thumbq_worker::job::JobContext::new(
         thumbq_contract::Storage::new(app.data_dir.path()),
+        repo,
         thumbq_contract::Sizes::default(),
         thumbq_contract::MediaLimits::default(),
         1,
     );
-    let outcome = thumbq_worker::job::process(&context, &job, &thumbq_worker::job::Progress::silent()).unwrap();
+    let outcome =
+        tokio::task::spawn_blocking(move || thumbq_worker::job::process(&context, &job, &thumbq_worker::job::Progress::silent())).await.unwrap().unwrap();
 
     assert_eq!(outcome, thumbq_worker::job::Outcome::AlreadyDone);
     let second = app.wait_for_thumbnails(id).await;
@@ -279,7 +282,11 @@ async fn an_images_timeline_lists_its_steps_in_order_with_the_worker_that_took_i
     // The two sides' steps interleave by time: a worker may take the job before the web server hears the confirm.
     assert_eq!(by("web "), ["received", "stored", "confirmed by RabbitMQ"], "{status}");
     // An idle worker makes the small size first, from a decode of its own.
-    assert_eq!(by("worker "), ["taken", "decoded for the small size", "small written", "decoded", "medium written", "large written", "WebP written"], "{status}");
+    assert_eq!(
+        by("worker "),
+        ["taken", "decoded for the small size", "small written", "decoded", "medium written", "large written", "WebP written"],
+        "{status}"
+    );
     assert_eq!(steps.len(), 10, "nobody else: {status}");
     assert!(steps.windows(2).all(|pair| pair[0].1 <= pair[1].1), "in time order: {steps:?}");
     let at = |name: &str| steps.iter().find(|(step, ..)| step == name).unwrap().1;

@@ -18,6 +18,8 @@ use base64::Engine;
 use serde::Deserialize;
 
 use crate::AppState;
+use thumbq_repo::Deletion;
+
 use crate::delete::{self, Reason};
 use crate::error::AppError;
 use crate::{progress, same_origin};
@@ -144,9 +146,8 @@ pub async fn replay(State(app): State<AppState>, request: Request) -> Result<Res
     // The images are pending again, so that their pages wait for the new try.
     // A record the new try already replaced (another failure, newer) stays.
     for id in chosen_images {
-        let seen = records.get(&id).map(|record| record.failed_at_ms);
-        if progress::failure(&app.store, id).await?.map(|record| record.failed_at_ms) == seen {
-            app.store.remove(thumbq_contract::StorageKey::Failure(id)).await?;
+        if let Some(record) = records.get(&id) {
+            app.repo.clear_failure(id, record.failed_at_ms).await?;
         }
     }
     tracing::info!(jobs = replayed.len(), "Replayed dead-lettered jobs.");
@@ -174,12 +175,14 @@ pub async fn takedown(State(app): State<AppState>, request: Request) -> Result<R
     let Some(id) = image_id_in(&form.image) else {
         return Ok(Redirect::to("/admin?takedown=unknown").into_response());
     };
-    let known = app.store.exists(thumbq_contract::StorageKey::Original(id)).await? || app.store.exists(thumbq_contract::StorageKey::Owner(id)).await?;
-    if !known {
-        let outcome = if progress::is_deleted(&app.store, id).await? { "already" } else { "unknown" };
+    let outcome = match delete::erase(&app, id, Reason::Takedown).await? {
+        Deletion::Unknown => "unknown",
+        Deletion::AlreadyDeleted => "already",
+        Deletion::Deleted => "done",
+    };
+    if outcome != "done" {
         return Ok(Redirect::to(&format!("/admin?takedown={outcome}&image={id}")).into_response());
     }
-    delete::erase(&app, id, Reason::Takedown).await?;
     tracing::warn!(image.id = %id, request.id = %request_id, at_ms = progress::now_ms(), "Took an image down at an operator's request.");
     Ok(Redirect::to(&format!("/admin?takedown=done&image={id}")).into_response())
 }
@@ -211,15 +214,7 @@ const MAX_FAILURES_SHOWN: usize = 10_000;
 
 /// The images whose job failed for good, with their records, newest first.
 async fn failure_records(app: &AppState) -> Result<Vec<(thumbq_contract::ImageId, thumbq_contract::FailureRecord)>, AppError> {
-    let mut ids = app.store.list(thumbq_contract::Listing::Failures).await?;
-    ids.sort_unstable_by(|a, b| b.cmp(a));
-    let mut records = Vec::new();
-    for id in ids.into_iter().take(MAX_FAILURES_SHOWN) {
-        if let Some(record) = progress::failure(&app.store, id).await? {
-            records.push((id, record));
-        }
-    }
-    Ok(records)
+    Ok(app.repo.failures(MAX_FAILURES_SHOWN).await?)
 }
 
 /// The broker to read, when the request may use the dashboard; otherwise the answer to give.

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
 use thumbq_contract::ImageId;
+use thumbq_repo::ImageState;
 
 use crate::AppState;
 use crate::error::{AppError, JsonError};
@@ -13,7 +14,7 @@ use crate::upload::thumbnail_urls;
 #[derive(Debug, Serialize)]
 pub struct ImageStatus {
     pub id: String,
-    /// The name it was uploaded under; `null` for images from before names were kept.
+    /// The name it was uploaded under.
     pub name: Option<String>,
     /// `pending`, `done` or `failed`.
     pub state: &'static str,
@@ -31,22 +32,20 @@ pub struct ImageStatus {
 
 pub async fn image_status(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<ImageStatus>, JsonError> {
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
-    let Some(progress) = progress::progress(&app.store, id).await? else {
-        return Err(crate::delete::absent(&app, id).await?.into());
-    };
-    let name = crate::owner::record_of(&app.store, id).await?.and_then(|record| record.name);
-    let timeline = progress::timeline(&app.store, id).await;
-    let failed = matches!(progress, progress::Progress::Failed(_));
-    let webp = !failed && progress::has_webp(&app.store, id).await?;
-    let placeholder = if failed { None } else { progress::placeholder(&app.store, id).await? };
+    let record = app.repo.image(id).await?.ok_or(AppError::UnknownImage)?;
+    let state = record.state();
+    if state == ImageState::Deleted {
+        return Err(AppError::Deleted.into());
+    }
+    let timeline = progress::timeline(&app.repo, id).await?;
     Ok(Json(ImageStatus {
         id: id.to_string(),
-        name,
+        name: record.name,
         timeline,
-        state: progress.name(),
+        state: state.name(),
         thumbnails: thumbnail_urls(id),
-        webp: webp.then(|| thumbnail_urls(id).into_iter().map(|(size, url)| (size, format!("{url}.webp"))).collect()),
-        placeholder,
-        error: progress.failure_reason().map(str::to_owned),
+        webp: record.webp.then(|| thumbnail_urls(id).into_iter().map(|(size, url)| (size, format!("{url}.webp"))).collect()),
+        placeholder: record.placeholder,
+        error: record.failure.map(|failure| failure.reason),
     }))
 }

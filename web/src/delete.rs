@@ -2,20 +2,20 @@
 //! button's form), by an operator's takedown, or by the retention sweeper.
 //! All of them go through [`erase`].
 //!
-//! [`erase`] writes the tombstone before it removes anything: a worker still
-//! making the image's thumbnails looks for it after writing and removes what
-//! it wrote (see `thumbq_worker::job`), so nothing of a deleted image survives
-//! in any order of events. Jobs still waiting in a spool are discarded; jobs
-//! on RabbitMQ are acked without work when a worker takes them.
+//! [`erase`] marks the record deleted before it removes anything: a worker
+//! still making the image's thumbnails finds its next record refused, and
+//! removes what it wrote (see `thumbq_worker::job`), so nothing of a deleted
+//! image survives in any order of events. Jobs still waiting in a spool are
+//! discarded; jobs on RabbitMQ are acked without work when a worker takes them.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use thumbq_store::Durability;
 use thumbq_contract::{EventState, ImageEvent, ImageId, StorageKey};
+use thumbq_repo::{Deletion, ImageState};
 
 use crate::error::{AppError, JsonError};
-use crate::owner::{self, presented_key};
+use crate::owner::presented_key;
 use crate::{AppState, progress, same_origin};
 
 /// Why an image was deleted, for the log.
@@ -43,39 +43,34 @@ async fn delete_as_owner(app: &AppState, id: &str, headers: &HeaderMap) -> Resul
     same_origin::check(headers)?;
     let (key, _) = presented_key(headers)?.ok_or(AppError::NoKey)?;
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
-    match owner::owner_of(&app.store, id).await? {
-        Some(owner) if owner.same_as(&key.owner()) => erase(app, id, Reason::Owner).await.map_err(AppError::from),
-        Some(_) => Err(AppError::NotYours),
-        // Uploaded before owners were recorded: only an operator can take it down.
-        None if app.store.exists(StorageKey::Original(id)).await? => Err(AppError::NotYours),
-        None => Err(absent(app, id).await?),
+    let record = app.repo.image(id).await?.ok_or(AppError::UnknownImage)?;
+    if record.state() == ImageState::Deleted {
+        return Err(AppError::Deleted);
     }
+    if !record.is_owned_by(Some(&key.owner())) {
+        return Err(AppError::NotYours);
+    }
+    erase(app, id, Reason::Owner).await.map(|_| ())
 }
 
-/// What to answer about an image that is not there: 410 once deleted, 404 otherwise.
-pub async fn absent(app: &AppState, id: ImageId) -> std::io::Result<AppError> {
-    Ok(if progress::is_deleted(&app.store, id).await? { AppError::Deleted } else { AppError::UnknownImage })
-}
-
-/// Removes every trace of `id`: the tombstone first, then waiting jobs, the
-/// original, thumbnails, failure record, and last the owner's entries (so that
-/// a delete cut short can be asked again). Pages following the image hear it.
-pub async fn erase(app: &AppState, id: ImageId, reason: Reason) -> std::io::Result<()> {
-    let store = &app.store;
-    // An unreadable owner record stops the erase, to be asked again: going on
-    // would leave the owner's list naming the image.
-    let owner = owner::owner_of(store, id).await?;
-    store.put(StorageKey::Tombstone(id), progress::now_ms().to_string().into_bytes(), Durability::Now).await?;
+/// Deletes `id`: one transaction marks its record deleted (from then on every
+/// link to it answers 410, whatever the store still holds), then its waiting
+/// jobs, original and thumbnails are removed. Pages following the image hear it.
+///
+/// Asked again for an image already deleted, it removes whatever files are
+/// left, so that a delete cut short can be finished.
+pub async fn erase(app: &AppState, id: ImageId, reason: Reason) -> Result<Deletion, AppError> {
+    let deletion = app.repo.mark_deleted(id, progress::now_ms()).await?;
+    if deletion == Deletion::Unknown {
+        return Ok(deletion);
+    }
     let discarded = app.dispatcher.discard(id).await?;
-    store.remove(StorageKey::Original(id)).await?;
-    store.remove_thumbnails_and_timelines(id).await?;
-    store.remove(StorageKey::Failure(id)).await?;
-    match owner {
-        Some(owner) => owner::forget_owner(store, owner, id).await?,
-        None => store.remove(StorageKey::Owner(id)).await?,
+    app.store.remove(StorageKey::Original(id)).await?;
+    app.store.remove_thumbnails(id).await?;
+    if deletion == Deletion::Deleted {
+        tracing::info!(image.id = %id, ?reason, discarded_jobs = discarded, "Deleted an image.");
+        app.metrics.deleted(reason);
+        app.announce(ImageEvent::new(id, EventState::Deleted)).await;
     }
-    tracing::info!(image.id = %id, ?reason, discarded_jobs = discarded, "Deleted an image.");
-    app.metrics.deleted(reason);
-    app.announce(ImageEvent::new(id, EventState::Deleted)).await;
-    Ok(())
+    Ok(deletion)
 }

@@ -74,6 +74,9 @@ pub enum AppError {
     /// 503 with `Retry-After`: the object store does not answer; nothing was kept (or changed).
     #[error("Storage is unavailable for a moment. Nothing was changed; please try again shortly.")]
     StoreUnavailable,
+    /// 503 with `Retry-After`: the metadata database does not answer; nothing was kept (or changed).
+    #[error("The server cannot reach its database for a moment. Nothing was changed; please try again shortly.")]
+    DatabaseUnavailable,
     /// 400 or 413: the request is not a readable multipart form (the message says why).
     #[error("The upload could not be read: {message}")]
     BadForm { status: StatusCode, message: String },
@@ -98,7 +101,7 @@ impl AppError {
             Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyUploads { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
-            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable | Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -130,6 +133,7 @@ impl AppError {
             Self::TooManyUploads { .. } => "rate_limited",
             Self::DiskFull => "disk_full",
             Self::StoreUnavailable => "store_unavailable",
+            Self::DatabaseUnavailable => "database_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -153,7 +157,7 @@ impl AppError {
             Self::DiskFull => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
             }
-            Self::StoreUnavailable => {
+            Self::StoreUnavailable | Self::DatabaseUnavailable => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
             }
             // The rest of the body is not read: the connection cannot be reused.
@@ -177,6 +181,17 @@ impl From<std::io::Error> for AppError {
         if thumbq_store::is_unavailable(&error) {
             tracing::warn!(%error, "The object store is unavailable: answering 503.");
             return Self::StoreUnavailable;
+        }
+        Self::Internal(error.into())
+    }
+}
+
+/// A database away is the user's 503, not a bug of ours; any other database error is.
+impl From<thumbq_repo::RepoError> for AppError {
+    fn from(error: thumbq_repo::RepoError) -> Self {
+        if error.is_unavailable() {
+            tracing::warn!(%error, "The database is unavailable: answering 503.");
+            return Self::DatabaseUnavailable;
         }
         Self::Internal(error.into())
     }

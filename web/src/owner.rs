@@ -3,13 +3,12 @@
 //! An owner is whoever holds an [`OwnerKey`]: 256 random bits, given to a
 //! browser in an `HttpOnly` cookie at its first upload and to API clients as
 //! `delete_token`. The server keeps only its hash, the [`OwnerId`], in each
-//! image's owner record and in the owner's list (`by-owner/`).
+//! image's record in the repository.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use thumbq_store::{Durability, Store};
-use thumbq_contract::{ImageId, Listing, OwnerId, OwnerRecord, SourceFormat, StorageKey};
+use thumbq_contract::OwnerId;
 
 use crate::error::AppError;
 
@@ -102,48 +101,6 @@ pub fn presented_key(headers: &HeaderMap) -> Result<Option<(OwnerKey, KeySource)
 /// The owner a request proves to be, if any; for pages, where a bad token only means "a stranger".
 pub fn caller(headers: &HeaderMap) -> Option<OwnerId> {
     presented_key(headers).ok().flatten().map(|(key, _)| key.owner())
-}
-
-/// The owner record of `id`; `None` when there is none.
-pub async fn record_of(store: &Store, id: ImageId) -> std::io::Result<Option<OwnerRecord>> {
-    match store.get(StorageKey::Owner(id)).await? {
-        Some(bytes) => serde_json::from_slice::<OwnerRecord>(&bytes).map(Some).map_err(std::io::Error::other),
-        None => Ok(None),
-    }
-}
-
-/// Who owns `id`, from its owner record; `None` when there is none.
-pub async fn owner_of(store: &Store, id: ImageId) -> std::io::Result<Option<OwnerId>> {
-    Ok(record_of(store, id).await?.map(|record| record.owner))
-}
-
-/// Whether `caller` owns `id`.
-pub async fn owns(store: &Store, caller: Option<&OwnerId>, id: ImageId) -> std::io::Result<bool> {
-    let Some(caller) = caller else { return Ok(false) };
-    Ok(owner_of(store, id).await?.is_some_and(|owner| owner.same_as(caller)))
-}
-
-/// Writes the owner record of `id` (its owner, the name it was sent under
-/// and its format) and adds it to its owner's list, durably.
-pub async fn record_owner(store: &Store, owner: OwnerId, id: ImageId, name: &str, format: SourceFormat) -> std::io::Result<()> {
-    let record = OwnerRecord { owner, name: Some(name.to_owned()), format: Some(format) };
-    let record = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-    store.put(StorageKey::Owner(id), record, Durability::Now).await?;
-    store.put(StorageKey::OwnedImage(owner, id), Vec::new(), Durability::Now).await
-}
-
-/// Removes what [`record_owner`] wrote. The owner's (empty) list stays:
-/// removing it could race an upload adding to it.
-pub async fn forget_owner(store: &Store, owner: OwnerId, id: ImageId) -> std::io::Result<()> {
-    store.remove(StorageKey::OwnedImage(owner, id)).await?;
-    store.remove(StorageKey::Owner(id)).await
-}
-
-/// The images of `owner`, newest first.
-pub async fn images_of(store: &Store, owner: &OwnerId) -> std::io::Result<Vec<ImageId>> {
-    let mut ids = store.list(Listing::OwnedBy(*owner)).await?;
-    ids.sort_unstable_by(|a, b| b.cmp(a));
-    Ok(ids)
 }
 
 #[cfg(test)]

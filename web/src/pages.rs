@@ -2,7 +2,8 @@
 //! page and a page of several images.
 //!
 //! No page lists anyone's images but the visitor's own: an image's page is
-//! reached by its link only.
+//! reached by its link only. Every page reads the images' records in one
+//! query and asks the store nothing.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -10,11 +11,12 @@ use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use thumbq_contract::{ImageId, OwnerId, SourceFormat, ThumbSize};
+use thumbq_repo::{ImageRecord, ImageState};
 
 use crate::AppState;
 use crate::error::{AppError, human_bytes};
 use crate::owner;
-use crate::progress::{self, Progress};
+use crate::progress;
 
 #[derive(Template)]
 #[template(path = "index.html")]
@@ -50,18 +52,12 @@ pub async fn index(State(app): State<AppState>, headers: HeaderMap, Query(query)
     let settings = &app.settings;
     let caller = owner::caller(&headers);
     let page_number = query.page.unwrap_or(1).max(1);
-    let ids = match &caller {
-        Some(owner) => owner::images_of(&app.store, owner).await?,
-        None => Vec::new(),
+    let (records, total) = match &caller {
+        Some(owner) => app.repo.images_of(owner, (page_number - 1).saturating_mul(UPLOADS_PER_PAGE), UPLOADS_PER_PAGE).await?,
+        None => (Vec::new(), 0),
     };
-    let mut yours = Vec::with_capacity(UPLOADS_PER_PAGE);
-    for id in ids.iter().skip((page_number - 1).saturating_mul(UPLOADS_PER_PAGE)).take(UPLOADS_PER_PAGE) {
-        // An image deleted meanwhile is simply left out.
-        if let Ok(image) = ImageView::load(&app, *id, caller.as_ref()).await {
-            yours.push(image);
-        }
-    }
-    let pages = ids.len().div_ceil(UPLOADS_PER_PAGE);
+    let yours: Vec<ImageView> = records.iter().map(|record| ImageView::new(&app, record, caller.as_ref())).collect();
+    let pages = total.div_ceil(UPLOADS_PER_PAGE);
     let page = IndexPage {
         accept: SourceFormat::ACCEPT_ATTRIBUTE,
         accepted_formats: SourceFormat::ACCEPTED,
@@ -69,7 +65,7 @@ pub async fn index(State(app): State<AppState>, headers: HeaderMap, Query(query)
         max_upload_bytes: settings.max_upload_bytes,
         max_files: settings.max_files_per_request,
         yours,
-        your_total: ids.len(),
+        your_total: total,
         newer_page: (page_number > 1).then(|| (page_number - 1).min(pages.max(1))),
         older_page: (page_number < pages).then_some(page_number + 1),
         just_deleted: query.deleted.is_some(),
@@ -103,33 +99,46 @@ pub struct ThumbnailView {
 }
 
 impl ImageView {
-    async fn load(app: &AppState, id: ImageId, caller: Option<&OwnerId>) -> Result<Self, AppError> {
-        let Some(progress) = progress::progress(&app.store, id).await? else {
-            return Err(crate::delete::absent(app, id).await?);
-        };
-        let webp = !matches!(progress, Progress::Failed(_)) && progress::has_webp(&app.store, id).await?;
+    /// The image of `record`, which is not deleted, as `caller` sees it.
+    fn new(app: &AppState, record: &ImageRecord, caller: Option<&OwnerId>) -> Self {
+        let (id, state) = (record.id, record.state());
         // Only a pending image has slots left to paint it in.
-        let placeholder = if progress == Progress::Pending { progress::placeholder(&app.store, id).await? } else { None };
-        let mut thumbnails = Vec::with_capacity(ThumbSize::ALL.len());
-        for size in ThumbSize::ALL {
-            // Done means all three are there, and a failed image has none: only a pending one is asked again.
-            let ready = match progress {
-                Progress::Done => true,
-                Progress::Failed(_) => false,
-                Progress::Pending => progress::thumbnail(&app.store, id, size).await?.is_some(),
-            };
-            let webp_url = (ready && webp).then(|| format!("/thumbs/{id}/{size}.webp"));
-            let placeholder = placeholder.clone().filter(|_| !ready);
-            thumbnails.push(ThumbnailView { size: size.name(), url: format!("/thumbs/{id}/{size}"), webp_url, placeholder, box_px: app.settings.sizes.max_side(size), ready });
+        let placeholder = record.placeholder.clone().filter(|_| state == ImageState::Pending);
+        let thumbnails = ThumbSize::ALL
+            .into_iter()
+            .map(|size| {
+                let ready = record.thumbnail(size).is_some();
+                ThumbnailView {
+                    size: size.name(),
+                    url: format!("/thumbs/{id}/{size}"),
+                    webp_url: (ready && record.webp).then(|| format!("/thumbs/{id}/{size}.webp")),
+                    placeholder: placeholder.clone().filter(|_| !ready),
+                    box_px: app.settings.sizes.max_side(size),
+                    ready,
+                }
+            })
+            .collect();
+        Self {
+            id: id.to_string(),
+            name: record.name.clone().unwrap_or_else(|| format!("Image {}", &id.to_string()[..8])),
+            state: state.name(),
+            failure: record.failure.as_ref().map(|failure| failure.reason.clone()),
+            thumbnails,
+            owned: record.is_owned_by(caller),
         }
-        let record = owner::record_of(&app.store, id).await?;
-        let owned = caller.is_some_and(|caller| record.as_ref().is_some_and(|record| record.owner.same_as(caller)));
-        let name = record.and_then(|record| record.name).unwrap_or_else(|| format!("Image {}", &id.to_string()[..8]));
-        Ok(Self { id: id.to_string(), name, state: progress.name(), failure: progress.failure_reason().map(str::to_owned), thumbnails, owned })
+    }
+
+    /// The image `id` as `caller` sees it: 404 when there is none, 410 once deleted.
+    async fn load(app: &AppState, id: ImageId, caller: Option<&OwnerId>) -> Result<Self, AppError> {
+        let record = app.repo.image(id).await?.ok_or(AppError::UnknownImage)?;
+        if record.state() == ImageState::Deleted {
+            return Err(AppError::Deleted);
+        }
+        Ok(Self::new(app, &record, caller))
     }
 
     pub fn pending(&self) -> bool {
-        self.state == Progress::Pending.name()
+        self.state == ImageState::Pending.name()
     }
 }
 
@@ -156,7 +165,7 @@ struct StepView {
 pub async fn image(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
     let image = ImageView::load(&app, id, owner::caller(&headers).as_ref()).await?;
-    let timeline = progress::timeline(&app.store, id).await;
+    let timeline = progress::timeline(&app.repo, id).await?;
     let total_ms = match (timeline.first(), timeline.last()) {
         (Some(first), Some(last)) => last.at.saturating_sub(first.at),
         _ => 0,
@@ -197,19 +206,25 @@ pub struct BatchQuery {
 pub async fn batch(State(app): State<AppState>, Query(query): Query<BatchQuery>, headers: HeaderMap) -> Result<Response, AppError> {
     let mut ids = Vec::new();
     for id in query.ids.split(',').take(usize::from(app.settings.max_files_per_request)) {
-        ids.push(id.trim().parse().map_err(|_| AppError::UnknownImage)?);
+        let id: ImageId = id.trim().parse().map_err(|_| AppError::UnknownImage)?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
     }
     batch_page(&app, &ids, owner::caller(&headers).as_ref(), Vec::new()).await
 }
 
 /// The page of the images of one upload, with the reasons its other files were refused.
 pub async fn batch_page(app: &AppState, ids: &[ImageId], caller: Option<&OwnerId>, refused: Vec<String>) -> Result<Response, AppError> {
+    let records = app.repo.images(ids).await?;
+    if records.len() < ids.len() {
+        return Err(AppError::UnknownImage);
+    }
     let (mut images, mut deleted) = (Vec::new(), 0);
-    for &id in ids {
-        match ImageView::load(app, id, caller).await {
-            Ok(image) => images.push(image),
-            Err(AppError::Deleted) => deleted += 1,
-            Err(error) => return Err(error),
+    for record in &records {
+        match record.state() {
+            ImageState::Deleted => deleted += 1,
+            _ => images.push(ImageView::new(app, record, caller)),
         }
     }
     if images.is_empty() && deleted > 0 {

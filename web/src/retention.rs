@@ -1,9 +1,8 @@
 //! `--retention-days N`: uploads older than N days are deleted, through the
 //! same [`crate::delete::erase`] as an owner's delete. Off by default.
 //!
-//! An image's age comes from its id (a UUID v7 carries its upload time), so
-//! the sweep reads one directory listing and no file. Every web server may
-//! sweep: deleting twice is harmless.
+//! The expired images are one query on their records, oldest first. Every
+//! web server may sweep: deleting twice is harmless.
 
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::AppState;
 use crate::delete::{Reason, erase};
+use crate::error::AppError;
 
 /// How often the sweeper looks.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -30,18 +30,28 @@ pub async fn sweep_until_stopped(app: AppState, days: u32, mut stopping: watch::
     }
 }
 
+/// How many expired images one sweep reads at a time.
+const SWEEP_BATCH: usize = 500;
+
 /// Deletes every upload more than `days` old at `now_ms`; returns how many were deleted.
-pub async fn sweep(app: &AppState, days: u32, now_ms: u64) -> std::io::Result<usize> {
+pub async fn sweep(app: &AppState, days: u32, now_ms: u64) -> Result<usize, AppError> {
     let cutoff_ms = now_ms.saturating_sub(u64::from(days) * 24 * 3600 * 1000);
-    let mut expired = app.store.list(thumbq_contract::Listing::Originals).await?;
-    expired.retain(|id| id.uploaded_at_ms() < cutoff_ms);
     let mut deleted = 0;
-    for id in &expired {
-        // One image that cannot be deleted now must not keep the others.
-        match erase(app, *id, Reason::Retention).await {
-            Ok(()) => deleted += 1,
-            Err(error) => tracing::warn!(image.id = %id, %error, "Could not delete an upload past its retention; trying again next sweep."),
+    loop {
+        let expired = app.repo.created_before(cutoff_ms, SWEEP_BATCH).await?;
+        let mut progressed = false;
+        for id in &expired {
+            // One image that cannot be deleted now must not keep the others.
+            match erase(app, *id, Reason::Retention).await {
+                Ok(_) => {
+                    deleted += 1;
+                    progressed = true;
+                }
+                Err(error) => tracing::warn!(image.id = %id, %error, "Could not delete an upload past its retention; trying again next sweep."),
+            }
+        }
+        if expired.len() < SWEEP_BATCH || !progressed {
+            return Ok(deleted);
         }
     }
-    Ok(deleted)
 }

@@ -23,8 +23,10 @@ use crate::{Settings, admin, api, assets, delete, events, health, pages, thumbs,
 pub struct AppState {
     /// The local data directory: uploads being received, the spools, the disk's free space.
     pub storage: Storage,
-    /// Where originals, thumbnails and records are kept: the data directory or a bucket.
+    /// Where originals and thumbnails are kept: the data directory or a bucket.
     pub store: thumbq_store::Store,
+    /// Everything known about each image: the metadata database.
+    pub repo: thumbq_repo::Repository,
     pub dispatcher: Arc<Dispatcher>,
     /// Finished-image events from the workers; `None` without RabbitMQ.
     pub events: Option<tokio::sync::broadcast::Sender<thumbq_contract::ImageEvent>>,
@@ -48,6 +50,10 @@ impl AppState {
 
         let storage = settings.deployment.storage();
         let store = settings.deployment.store().map_err(anyhow::Error::msg)?;
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let database = settings.deployment.database();
+        let repo =
+            thumbq_repo::Repository::open(&database, stopping.clone()).await.with_context(|| format!("cannot open the database, {}", database.describe()))?;
         let made = if store.is_bucket() { storage.create_incoming_dir() } else { storage.create_dirs() };
         made.with_context(|| format!("cannot create the data directory {}", settings.deployment.data_dir.display()))?;
         let ours = thumbq_contract::Manifest::new(&settings.sizes, &settings.limits());
@@ -77,11 +83,11 @@ impl AppState {
             }
         };
         let events = settings.deployment.amqp_url.as_ref().map(|_| tokio::sync::broadcast::channel(1024).0);
-        let (stop, stopping) = tokio::sync::watch::channel(false);
         let upload_limiter = Arc::new(crate::rate_limit::UploadLimiter::new(settings.uploads_per_minute, settings.upload_burst));
         let state = Self {
             storage,
             store,
+            repo,
             dispatcher: Arc::new(dispatcher),
             events,
             stopping,

@@ -12,6 +12,9 @@
 //!
 //! A 410 says which in `X-Image-State` (`failed` or `deleted`), so a page's
 //! script can tell a failure from a deletion without reading the sentence.
+//!
+//! The image's record answers every row but the first from the repository;
+//! the store is asked only to stream a file the record says is written.
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -23,9 +26,11 @@ use tower_http::services::ServeFile;
 
 use thumbq_store::Opened;
 
+use thumbq_repo::ImageState;
+
 use crate::AppState;
 use crate::error::AppError;
-use crate::{owner, progress};
+use crate::owner;
 
 /// Seconds a client should wait before asking again for a pending thumbnail.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -38,38 +43,40 @@ pub async fn thumbnail(State(app): State<AppState>, Path((id, size)): Path<(Stri
         None => (size.as_str(), false),
     };
     let size = ThumbSize::from_name(size).ok_or(AppError::NotFound)?;
-    // A WebP is asked for by its one name: serving it is the look (no HEAD first); when it is not there, the state below answers.
-    let format = match webp {
-        true => Some(ThumbFormat::Webp),
-        false => progress::thumbnail(&app.store, id, size).await?,
+    // The record says what there is; the store is asked only for a file it knows is written.
+    let record = app.repo.image(id).await?.ok_or(AppError::NotFound)?;
+    match record.state() {
+        ImageState::Deleted => return Ok(gone("deleted", "This image was deleted.\n".to_owned())),
+        ImageState::Failed => {
+            let reason = record.failure.map(|failure| failure.reason).unwrap_or_default();
+            return Ok(gone("failed", format!("No thumbnail will be made: {reason}\n")));
+        }
+        ImageState::Pending | ImageState::Done => {}
+    }
+    let format = match (webp, record.thumbnail(size)) {
+        (true, Some(_)) if record.webp => Some(ThumbFormat::Webp),
+        // A baseline file without its WebP: made before WebPs were, or its WebP is seconds away. Pages list only what exists.
+        (true, Some(_)) => return Err(AppError::NotFound),
+        (_, format) => format,
     };
-
     if let Some(format) = format {
         let key = StorageKey::Thumbnail(id, size, format);
-        // Deleted between the look and the read: answered below.
         if let Some(mut response) = serve(&app, key, request).await? {
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(key.cache_control()));
             return Ok(response);
         }
+        // Recorded but not in the store: deleted between the two looks, or a store that lost it.
+        tracing::warn!(image.id = %id, ?key, "A thumbnail the record names is not in the store.");
     }
-    if let Some(failure) = progress::failure(&app.store, id).await? {
-        let body = format!("No thumbnail will be made: {}\n", failure.reason);
-        return Ok((StatusCode::GONE, [(header::CACHE_CONTROL, "no-store"), (IMAGE_STATE, "failed")], body).into_response());
-    }
-    // A baseline file without its WebP: made before WebPs were, or its WebP is seconds away. Pages list only what exists.
-    if webp && progress::thumbnail(&app.store, id, size).await?.is_some() {
-        return Err(AppError::NotFound);
-    }
-    if app.store.exists(StorageKey::Original(id)).await? {
-        let headers = [(header::RETRY_AFTER, RETRY_AFTER_SECONDS), (header::CACHE_CONTROL, "no-store")];
-        return Ok((StatusCode::NOT_FOUND, headers, "The thumbnail is being made.\n").into_response());
-    }
-    if progress::is_deleted(&app.store, id).await? {
-        return Ok((StatusCode::GONE, [(header::CACHE_CONTROL, "no-store"), (IMAGE_STATE, "deleted")], "This image was deleted.\n").into_response());
-    }
-    Err(AppError::NotFound)
+    let headers = [(header::RETRY_AFTER, RETRY_AFTER_SECONDS), (header::CACHE_CONTROL, "no-store")];
+    Ok((StatusCode::NOT_FOUND, headers, "The thumbnail is being made.\n").into_response())
+}
+
+/// 410, saying in `X-Image-State` whether the image `failed` or was `deleted`.
+fn gone(state: &'static str, body: String) -> Response {
+    (StatusCode::GONE, [(header::CACHE_CONTROL, "no-store"), (IMAGE_STATE, state)], body).into_response()
 }
 
 /// Says why a thumbnail answered 410.
@@ -77,20 +84,16 @@ const IMAGE_STATE: header::HeaderName = header::HeaderName::from_static("x-image
 
 /// `GET /originals/{id}`: the upload as it was sent, to its owner only
 /// (cookie or bearer token); anyone else gets 404, as for no image at all.
-/// It is served under the type its bytes say it is, and never cached by a
+/// It is served under the type its bytes said it is at upload, and never cached by a
 /// shared cache. The bytes are the client's, so the answer may never run as
 /// a page or script: `nosniff` (on every answer) and a sandboxing CSP.
 pub async fn original(State(app): State<AppState>, Path(id): Path<String>, request: Request) -> Result<Response, AppError> {
     let id: ImageId = id.parse().map_err(|_| AppError::NotFound)?;
-    if !owner::owns(&app.store, owner::caller(request.headers()).as_ref(), id).await? {
+    let record = app.repo.image(id).await?.ok_or(AppError::NotFound)?;
+    if !record.is_owned_by(owner::caller(request.headers()).as_ref()) {
         return Err(AppError::NotFound);
     }
-    let Some(record) = owner::record_of(&app.store, id).await? else { return Err(AppError::NotFound) };
-    // Recognised at upload, from the same bytes; an older record without it is read again.
-    let format = match record.format {
-        Some(format) => format,
-        None => sniff_original(&app, id).await?.ok_or(AppError::NotFound)?,
-    };
+    let format = record.format.ok_or(AppError::NotFound)?;
     let Some(mut response) = serve(&app, StorageKey::Original(id), request).await? else { return Err(AppError::NotFound) };
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
@@ -100,12 +103,6 @@ pub async fn original(State(app): State<AppState>, Path(id): Path<String>, reque
     Ok(response)
 }
 
-/// The format of an original, from its first bytes.
-async fn sniff_original(app: &AppState, id: ImageId) -> Result<Option<thumbq_contract::SourceFormat>, AppError> {
-    let head = app.store.first_bytes(StorageKey::Original(id), thumbq_contract::SourceFormat::SNIFF_LEN as u64).await?;
-    Ok(head.and_then(|head| thumbq_contract::SourceFormat::sniff(&head)))
-}
-
 /// `key` as an answer to `request` (GET or HEAD, conditional or not); `None` when it is not there.
 ///
 /// A local file is served by `ServeFile` (HEAD, ranges, If-Modified-Since); an
@@ -113,11 +110,8 @@ async fn sniff_original(app: &AppState, id: ImageId) -> Result<Option<thumbq_con
 /// when the client's copy is as new.
 async fn serve(app: &AppState, key: StorageKey, request: Request) -> Result<Option<Response>, AppError> {
     let head_only = request.method() == axum::http::Method::HEAD;
-    let if_modified_since = request
-        .headers()
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| httpdate::parse_http_date(value).ok());
+    let if_modified_since =
+        request.headers().get(header::IF_MODIFIED_SINCE).and_then(|value| value.to_str().ok()).and_then(|value| httpdate::parse_http_date(value).ok());
     match app.store.serve(key, if_modified_since, head_only).await? {
         None => Ok(None),
         Some(Opened::File(path)) => {

@@ -1,11 +1,12 @@
 //! `POST /images`: streams each file to disk, then queues one job per file.
 //!
 //! A file is never held in memory: chunks go straight to `incoming/{id}.part`
-//! while the first bytes tell its format. Only when every file of the request
-//! is complete and recognised are they moved to `originals/`, and only when
+//! while the first bytes tell its format and its hash is taken. Only when
+//! every file of the request is complete and recognised are they moved to
+//! `originals/`; each then gets its record in the repository, and only when
 //! every job is queued (confirmed by RabbitMQ, or on disk in the outbox) does
 //! the client hear "accepted". Whatever goes wrong, including the client
-//! hanging up, leaves no file behind.
+//! hanging up, leaves no file and no record behind.
 //!
 //! Every upload has an owner: the key the request presents (bearer token,
 //! then cookie), or a new one given back as a cookie and as `delete_token`.
@@ -18,14 +19,16 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
-use thumbq_contract::{ImageId, MediaLimits, OwnerId, ResizeJob, SourceFormat, Storage, StorageKey, ThumbSize};
-use thumbq_store::{Durability, Store};
+use sha2::Digest;
+use thumbq_contract::{ImageId, MediaLimits, OwnerId, ResizeJob, SourceFormat, Step, Storage, StorageKey, ThumbSize};
+use thumbq_repo::{NewImage, Repository};
+use thumbq_store::Store;
 use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
 use crate::error::{AppError, JsonError};
 use crate::form::{BoundedField, BoundedForm};
-use crate::owner::{self, KeySource, OwnerKey, presented_key};
+use crate::owner::{KeySource, OwnerKey, presented_key};
 use crate::progress::now_ms;
 
 /// The form field that carries the files.
@@ -203,15 +206,15 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
             }
         }
     }
-    // Queued in a task of its own: a client hanging up now must not cancel
-    // it halfway, leaving a queued job whose original the guards delete.
+    // Recorded and queued in a task of its own: a client hanging up now must
+    // not cancel it halfway, leaving a queued job whose original the guards delete.
     let dispatcher = Arc::clone(&app.dispatcher);
-    let (store, metrics) = (app.store.clone(), app.metrics.clone());
+    let (repo, metrics) = (app.repo.clone(), app.metrics.clone());
     let images = tokio::spawn(async move {
         let mut images = Vec::with_capacity(originals.len());
         let mut originals = originals.into_iter();
         while let Some(original) = originals.next() {
-            let route = match dispatcher.dispatch(&original.job).await {
+            let route = match record_and_queue(&repo, &dispatcher, &original, received_ms).await {
                 Ok(route) => route,
                 Err(error) => {
                     for original in std::iter::once(original).chain(originals) {
@@ -225,10 +228,10 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
             let queued_ms = now_ms();
             metrics.upload_step("stored", original.stored_ms.saturating_sub(received_ms) as f64 / 1000.0);
             metrics.upload_step("queued", queued_ms.saturating_sub(original.stored_ms) as f64 / 1000.0);
-            record_steps(&store, &original, received_ms, queued_ms, route);
+            record_queued(&repo, original.job.image_id, queued_ms, route);
             images.push(original.keep());
         }
-        Ok::<_, std::io::Error>(images)
+        Ok::<_, AppError>(images)
     })
     .await
     .map_err(anyhow::Error::from)??;
@@ -280,6 +283,7 @@ async fn stream_file(
 ) -> Result<ReceivedFile, AppError> {
     let limit_bytes = limits.max_file_bytes;
     let id = ImageId::new();
+    let mut hash = sha2::Sha256::new();
     let part = RemoveOnDrop::new(storage.path(&StorageKey::Incoming(id)));
     let mut out = tokio::fs::File::create(part.path()).await?;
     let mut head = Vec::with_capacity(SourceFormat::SNIFF_LEN);
@@ -303,6 +307,7 @@ async fn stream_file(
                 format = Some(SourceFormat::sniff(&head).ok_or_else(|| AppError::NotAnImage { file: file.clone() })?);
             }
         }
+        hash.update(&chunk);
         out.write_all(&chunk).await?;
     }
     if size == 0 {
@@ -315,41 +320,53 @@ async fn stream_file(
     // The upload is acknowledged only once its bytes are on disk.
     out.sync_all().await?;
     drop(out);
-    check_dimensions(part.path(), format, file.clone(), limits).await?;
-    Ok(ReceivedFile { id, format, size, part, name: file })
+    let (width, height) = check_dimensions(part.path(), format, file.clone(), limits).await?;
+    let content_hash = hash.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    Ok(ReceivedFile { id, format, size, part, name: file, content_hash, width, height })
 }
 
 /// This web server in timelines: `web@host:pid`.
 static PROCESS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| thumbq_contract::timeline::process_name("web"));
 
-/// Keeps the web server's steps of an image beside it, for its timeline, in
-/// a task of its own: the client's answer does not wait for it (on a bucket,
-/// two requests). Best effort: a timeline that cannot be written costs the
-/// picture, not the upload.
-fn record_steps(store: &Store, original: &StoredOriginal, received_ms: u64, queued_ms: u64, route: crate::dispatch::Route) {
-    let mut timeline = thumbq_contract::Timeline::default();
-    timeline.push("received", received_ms, &PROCESS);
-    timeline.push("stored", original.stored_ms, &PROCESS);
+/// Records the image with the web server's steps so far, then queues its job.
+/// A job that cannot be queued takes its record with it: the client hears
+/// "not accepted", and nothing names the image.
+async fn record_and_queue(
+    repo: &Repository,
+    dispatcher: &crate::dispatch::Dispatcher,
+    original: &StoredOriginal,
+    received_ms: u64,
+) -> Result<crate::dispatch::Route, AppError> {
+    let steps = [step("received", received_ms), step("stored", original.stored_ms)];
+    repo.add_image(&original.image, &steps).await?;
+    match dispatcher.dispatch(&original.job).await {
+        Ok(route) => Ok(route),
+        Err(error) => {
+            if let Err(forget) = repo.forget_unaccepted(original.image.id).await {
+                tracing::warn!(image.id = %original.image.id, error = %forget, "Could not remove the record of an upload whose job was not queued.");
+            }
+            Err(error.into())
+        }
+    }
+}
+
+fn step(name: &str, at: u64) -> Step {
+    Step { step: name.to_owned(), at, by: PROCESS.clone() }
+}
+
+/// Adds how the job was queued to the image's timeline, in a task of its own:
+/// the client's answer does not wait for it. Best effort: a step that cannot
+/// be kept costs the picture, not the upload.
+fn record_queued(repo: &Repository, id: ImageId, queued_ms: u64, route: crate::dispatch::Route) {
     let queued = match route {
         crate::dispatch::Route::Published => "confirmed by RabbitMQ",
         crate::dispatch::Route::Outbox => "kept in the outbox",
         crate::dispatch::Route::Embedded => "queued on disk",
     };
-    timeline.push(queued, queued_ms, &PROCESS);
-    let (id, store) = (original.job.image_id, store.clone());
+    let (repo, steps) = (repo.clone(), [step(queued, queued_ms)]);
     tokio::spawn(async move {
-        let written = async {
-            let bytes = serde_json::to_vec(&timeline).map_err(std::io::Error::other)?;
-            store.put(StorageKey::Timeline(id, "web"), bytes, Durability::BestEffort).await?;
-            // Deleted meanwhile (the owner saw it listed before this): what was just written goes too.
-            if store.exists(StorageKey::Tombstone(id)).await? {
-                store.remove(StorageKey::Timeline(id, "web")).await?;
-            }
-            Ok::<_, std::io::Error>(())
-        }
-        .await;
-        if written.is_err() {
-            tracing::debug!(image.id = %id, "Could not keep the upload's timeline.");
+        if let Err(error) = repo.add_steps(id, &steps).await {
+            tracing::debug!(image.id = %id, %error, "Could not keep the upload's last step.");
         }
     });
 }
@@ -367,7 +384,8 @@ async fn touch(parts: &[PathBuf]) {
 
 /// Refuses an image whose header says it is over the pixel limits, before any
 /// worker tries to decode it. Only the header is read; nothing is decoded.
-async fn check_dimensions(path: &std::path::Path, format: SourceFormat, file: String, limits: &MediaLimits) -> Result<(), AppError> {
+/// Returns the width and height the header gives.
+async fn check_dimensions(path: &std::path::Path, format: SourceFormat, file: String, limits: &MediaLimits) -> Result<(u32, u32), AppError> {
     let path = path.to_owned();
     let side = |pixels: usize| u32::try_from(pixels).unwrap_or(u32::MAX);
     let size = tokio::task::spawn_blocking(move || match format {
@@ -380,7 +398,8 @@ async fn check_dimensions(path: &std::path::Path, format: SourceFormat, file: St
     let Some((width, height)) = size else {
         return Err(AppError::DamagedHeader { file, format: format.name() });
     };
-    limits.check_dimensions(width, height).map_err(|reason| AppError::OverPixelLimits { file, reason })
+    limits.check_dimensions(width, height).map_err(|reason| AppError::OverPixelLimits { file, reason })?;
+    Ok((width, height))
 }
 
 /// A file fully received into `incoming/` and recognised.
@@ -391,32 +410,41 @@ struct ReceivedFile {
     part: RemoveOnDrop,
     /// The name it was sent under, for people: never part of a path.
     name: String,
+    /// The SHA-256 of its bytes, in hex.
+    content_hash: String,
+    width: u32,
+    height: u32,
 }
 
 impl ReceivedFile {
-    /// Records its owner, then stores the file as the original, where workers can find it.
+    /// Stores the file as the original, where workers can find it.
     ///
     /// In a task of its own: if the client hangs up meanwhile, the task still
     /// runs to its end, and the guard it returns, dropped with it, removes
     /// what it wrote.
     async fn store(self, store: &Store, owner: OwnerId) -> std::io::Result<StoredOriginal> {
-        let (id, format, part, name, store) = (self.id, self.format, self.part, self.name, store.clone());
+        let store = store.clone();
         tokio::spawn(async move {
-            // Removed original first, as a delete does: cut short, the cleanup
-            // leaves an entry naming nothing rather than an image nobody owns.
-            let written = ForgetOnDrop::new(&store, [StorageKey::Original(id), StorageKey::OwnedImage(owner, id), StorageKey::Owner(id)]);
-            let stored = async {
-                owner::record_owner(&store, owner, id, &name, format).await?;
-                store.store_original(id, part.path().to_owned()).await
-            }
-            .await;
-            if let Err(error) = stored {
+            let id = self.id;
+            let written = ForgetOnDrop::new(&store, [StorageKey::Original(id)]);
+            if let Err(error) = store.store_original(id, self.part.path().to_owned()).await {
                 written.discard().await;
                 return Err(error);
             }
-            part.disarm();
-            let job = ResizeJob::new(id, format, now_ms()).traced(thumbq_contract::TraceParent::new());
-            Ok(StoredOriginal { file: written, job, name, stored_ms: now_ms() })
+            self.part.disarm();
+            let job = ResizeJob::new(id, self.format, now_ms()).traced(thumbq_contract::TraceParent::new());
+            let image = NewImage {
+                id,
+                owner,
+                name: self.name,
+                format: self.format,
+                bytes: self.size,
+                content_hash: self.content_hash,
+                width: self.width,
+                height: self.height,
+                created_ms: id.uploaded_at_ms(),
+            };
+            Ok(StoredOriginal { file: written, job, image, stored_ms: now_ms() })
         })
         .await
         .map_err(std::io::Error::other)?
@@ -427,7 +455,8 @@ impl ReceivedFile {
 struct StoredOriginal {
     file: ForgetOnDrop,
     job: ResizeJob,
-    name: String,
+    /// Its record, as the repository will keep it.
+    image: NewImage,
     /// When the original was on disk, fsynced.
     stored_ms: u64,
 }
@@ -435,10 +464,10 @@ struct StoredOriginal {
 impl StoredOriginal {
     fn keep(self) -> (ImageId, String) {
         self.file.disarm();
-        (self.job.image_id, self.name)
+        (self.image.id, self.image.name)
     }
 
-    /// Removes the original and its owner's entries now.
+    /// Removes the original now.
     async fn discard(self) {
         self.file.discard().await;
     }

@@ -132,8 +132,12 @@ async fn an_upload_gives_a_browser_an_http_only_cookie_and_an_api_client_its_del
 
     // What the server keeps is the key's hash, never the key.
     let id = answer["images"][0]["id"].as_str().unwrap();
-    let record = std::fs::read_to_string(server.data_dir.path().join(format!("owners/{id}.json"))).unwrap();
-    assert!(!record.contains(token));
+    let record = server.state.repo.image(id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(record.owner.map(|owner| owner.to_string()), Some(thumbq_contract::OwnerId::of_secret(token.as_bytes()).to_string()));
+    let database = std::fs::read(server.data_dir.path().join("thumbq.db")).unwrap();
+    let wal = std::fs::read(server.data_dir.path().join("thumbq.db-wal")).unwrap_or_default();
+    let contains = |bytes: &[u8]| bytes.windows(token.len()).any(|window| window == token.as_bytes());
+    assert!(!contains(&database) && !contains(&wal), "the database holds no key");
 
     // Later uploads with the cookie keep the key where the browser holds it, out of scripts' reach.
     let (again, _) = server.upload(1, &[(header::COOKIE, &cookie_pair(&cookie))]).await;

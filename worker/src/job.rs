@@ -1,13 +1,14 @@
 //! One resize job, start to end: the step the consumer loop runs per message.
 //!
-//! [`run`] reads the original, makes the thumbnails, writes each atomically,
-//! and says how the message is to be settled. Running a job twice is
-//! harmless: the same files are written again, whole, by rename.
+//! [`run`] reads the image's record and its original, makes the thumbnails,
+//! writes each atomically and records it, and says how the message is to be
+//! settled. Running a job twice is harmless: the same files are written
+//! again, whole, by rename, and the record says a finished job is finished.
 //!
-//! An image can be deleted while its job runs. The web server writes the
-//! tombstone before it removes any file; the job looks for the tombstone
-//! before it starts and again after it has written, removing what it wrote.
-//! Whatever the order of the two, no file of a deleted image survives.
+//! An image can be deleted while its job runs. The web server marks its
+//! record deleted before it removes any file; each of the job's records is an
+//! update refused for a deleted image, and a job refused removes what it
+//! wrote. Whatever the order of the two, no file of a deleted image survives.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thumbq_contract::timeline::{self, Timeline};
 use thumbq_contract::{FailureRecord, ImageId, ResizeJob, Sizes, Storage, StorageKey, ThumbFormat, ThumbSize};
+use thumbq_repo::{ImageState, RepoError, Repository};
 use thumbq_store::{BlockingStore, Durability, Store};
 
 use crate::metrics::WorkerMetrics;
@@ -28,6 +30,8 @@ pub struct JobContext {
     pub storage: Storage,
     /// Where originals are read and thumbnails written: the data directory unless set otherwise.
     pub store: BlockingStore,
+    /// Where each image's record is read and the job's progress written.
+    pub repo: Repository,
     pub sizes: Sizes,
     pub limits: MediaLimits,
     pub metrics: WorkerMetrics,
@@ -49,10 +53,11 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    pub fn new(storage: Storage, sizes: Sizes, limits: MediaLimits, concurrency: u16) -> Self {
+    pub fn new(storage: Storage, repo: Repository, sizes: Sizes, limits: MediaLimits, concurrency: u16) -> Self {
         let cpu_slots = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
         Self {
             store: Store::local(storage.root()).blocking(),
+            repo,
             storage,
             sizes,
             limits,
@@ -129,6 +134,9 @@ impl Progress {
 /// What people read when the original was still missing at the last try.
 pub const UPLOAD_GONE: &str = "The upload is gone: there is no original to make thumbnails from.";
 
+/// Why a job finds no record of its image.
+const NO_RECORD: &str = "the repository has no record of this image";
+
 /// What people read when a job was tried [`ResizeJob::MAX_ATTEMPTS`] times without an answer.
 pub const GAVE_UP: &str = "The thumbnails could not be made: the worker stopped or timed out on this image again and again.";
 
@@ -166,7 +174,7 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32, progress: &Progr
             Settlement::Postpone
         }
         // A write that failed may have left thumbnails of an image deleted meanwhile.
-        Err(JobError::Retry(_)) if is_deleted(&context.store, id) == Some(true) => forget_deleted(context, id),
+        Err(JobError::Retry(_)) if is_deleted(context, id) == Some(true) => forget_deleted(context, id),
         Err(JobError::Retry(error)) if last_attempt && error.kind() == std::io::ErrorKind::NotFound => give_up(context, id, UPLOAD_GONE, Fault::Image),
         // Shared storage may show a new file late: wait a little more each try before the next.
         Err(JobError::Retry(error)) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -205,17 +213,25 @@ pub fn give_up(context: &JobContext, id: ImageId, reason: &str, fault: Fault) ->
     if let Err(error) = context.store.remove_thumbnails(id) {
         tracing::warn!(image.id = %id, %error, "Could not remove the thumbnails of an image that failed.");
     }
-    match record_failure(&context.store, id, reason, fault).map(|()| is_deleted(&context.store, id)) {
-        // Deleted meanwhile: the record is removed again, and nobody needs the job.
-        Ok(Some(true)) => forget_deleted(context, id),
-        Ok(Some(false)) => {
+    let failure = FailureRecord { reason: reason.to_owned(), failed_at_ms: timeline::now_ms(), retryable: fault == Fault::Ours };
+    let steps = [thumbq_contract::Step { step: "failed".to_owned(), at: failure.failed_at_ms, by: context.name.clone() }];
+    match wait(context.repo.failed(id, &failure, &steps)) {
+        Ok(true) => {
             tracing::info!(image.id = %id, reason, "The job cannot succeed; its failure is recorded.");
             context.metrics.job("failed");
             Settlement::DeadLetter
         }
-        // Whether it was deleted is unknown: the next try looks again.
-        Ok(None) => Settlement::Requeue,
-        Err(error) if waits(&error) => Settlement::Postpone,
+        // Refused: the image was deleted meanwhile, and nobody needs the job; or it has no record at all.
+        Ok(false) => match wait(context.repo.image(id)) {
+            Ok(Some(_)) => forget_deleted(context, id),
+            Ok(None) => {
+                tracing::error!(image.id = %id, reason, database = %context.repo.describe(), "A job failed for an image the database has no record of; dead-lettering it. Is this worker on the web server's database?");
+                context.metrics.job("failed");
+                Settlement::DeadLetter
+            }
+            Err(_) => Settlement::Requeue,
+        },
+        Err(error) if error.is_unavailable() => Settlement::Postpone,
         Err(error) => {
             tracing::warn!(image.id = %id, %error, "Could not record the job's failure; it goes back to the queue.");
             Settlement::Requeue
@@ -225,7 +241,7 @@ pub fn give_up(context: &JobContext, id: ImageId, reason: &str, fault: Fault) ->
 
 /// Removes whatever a job of a deleted image may have written, and says to ack its job.
 fn forget_deleted(context: &JobContext, id: ImageId) -> Settlement {
-    match remove_written(&context.store, id) {
+    match context.store.remove_thumbnails(id) {
         Ok(()) => {
             tracing::info!(image.id = %id, "The image was deleted; nothing of it is kept.");
             context.metrics.job("deleted");
@@ -239,54 +255,54 @@ fn forget_deleted(context: &JobContext, id: ImageId) -> Settlement {
 }
 
 /// Whether a failed step is to be waited out rather than counted as a try:
-/// a full disk, or an object store that does not answer.
+/// a full disk, or an object store or database that does not answer.
 fn waits(error: &std::io::Error) -> bool {
-    thumbq_broker::durable::is_disk_full(error) || thumbq_store::is_unavailable(error)
+    let database_away = error.get_ref().and_then(|inner| inner.downcast_ref::<RepoError>()).is_some_and(RepoError::is_unavailable);
+    thumbq_broker::durable::is_disk_full(error) || thumbq_store::is_unavailable(error) || database_away
 }
 
-/// Whether the image was deleted; `None` when the store cannot tell. Only a
-/// tombstone seen lets a job remove what it wrote and be acked: when in
-/// doubt, the job is tried again, and the next try looks again.
-fn is_deleted(store: &BlockingStore, id: ImageId) -> Option<bool> {
-    store.exists(StorageKey::Tombstone(id)).ok()
+/// Whether the image was deleted; `None` when the database cannot tell. Only
+/// a record seen deleted lets a job remove what it wrote and be acked: when
+/// in doubt, the job is tried again, and the next try looks again.
+fn is_deleted(context: &JobContext, id: ImageId) -> Option<bool> {
+    wait(context.repo.image(id)).ok().map(|record| record.is_some_and(|record| record.state() == ImageState::Deleted))
 }
 
-/// Removes the thumbnails, timelines and failure record of `id`.
-fn remove_written(store: &BlockingStore, id: ImageId) -> std::io::Result<()> {
-    store.remove_thumbnails_and_timelines(id)?;
-    store.remove(StorageKey::Failure(id))
+/// Waits for `future` on the runtime whose blocking thread runs the job.
+fn wait<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Handle::current().block_on(future)
 }
 
-/// Keeps the worker's steps beside the image, for its timeline. Best effort:
-/// a timeline that cannot be written costs the picture, not the job.
-fn record_steps(store: &BlockingStore, id: ImageId, timeline: &Timeline) {
-    let written = serde_json::to_vec(timeline)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| store.put(StorageKey::Timeline(id, "worker"), bytes, Durability::BestEffort));
-    if let Err(error) = written {
-        tracing::debug!(image.id = %id, %error, "Could not keep the job's timeline.");
-    }
+/// A database error as the job's I/O error, which [`waits`] reads.
+fn database(error: RepoError) -> std::io::Error {
+    std::io::Error::other(error)
 }
 
-/// Makes and writes the thumbnails of `job`'s image, each as soon as it is made.
+/// Says that a record was refused because the image was deleted meanwhile.
+#[derive(Debug, thiserror::Error)]
+#[error("the image was deleted while its thumbnails were made")]
+struct DeletedMeanwhile;
+
+/// Makes and writes the thumbnails of `job`'s image, each as soon as it is
+/// made, and records each in the repository before it is announced.
 pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Result<Outcome, JobError> {
     let started = Instant::now();
     let mut timeline = Timeline::default();
     timeline.push("taken", timeline::now_ms(), &context.name);
-    let store = &context.store;
+    let (store, repo) = (&context.store, &context.repo);
     let id = job.image_id;
-    if store.exists(StorageKey::Tombstone(id)).map_err(JobError::Retry)? {
+    let record = wait(repo.image(id)).map_err(|error| JobError::Retry(database(error)))?;
+    // A job that reached the queue before its record was visible (a replica behind, say) is tried again.
+    let record = record.ok_or_else(|| JobError::Retry(std::io::Error::new(std::io::ErrorKind::NotFound, NO_RECORD)))?;
+    if record.state() == ImageState::Deleted {
         return Ok(Outcome::Deleted);
     }
-    if all_thumbnails_exist(store, id, context.webp).map_err(JobError::Retry)? {
-        // An earlier try may have been cut off between its last rename and its sync.
-        store.sync_thumbnails(id).map_err(JobError::Retry)?;
-        remove_failure(store, id)?;
+    if record.done_ms.is_some() && record.thumbnails.iter().all(Option::is_some) && (record.webp || context.webp == WebP::Without) {
         return Ok(Outcome::AlreadyDone);
     }
     let original = match read_original(context, id) {
-        // The original goes after the tombstone is written: look again.
-        Err(JobError::Retry(_)) if is_deleted(store, id) == Some(true) => return Ok(Outcome::Deleted),
+        // The original goes after the record is marked deleted: look again.
+        Err(JobError::Retry(_)) if is_deleted(context, id) == Some(true) => return Ok(Outcome::Deleted),
         read => read?,
     };
     let mut writing = Duration::ZERO;
@@ -294,8 +310,7 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     let write = |made: pipeline::Made| {
         let thumbnail = match made {
             pipeline::Made::Placeholder(hash) => {
-                // Beside the thumbnails, made durable with them; announced with the first.
-                store.put(StorageKey::Placeholder(id), hash.clone(), Durability::WithThumbnails)?;
+                // Recorded with the first thumbnail, and announced with it.
                 placeholder = Some(base64::engine::general_purpose::STANDARD.encode(hash));
                 return Ok(());
             }
@@ -315,25 +330,32 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
         let started = Instant::now();
         let key = StorageKey::Thumbnail(id, thumbnail.size, thumbnail.format);
         // Whole or not at all, but not yet durable: one sync after the last
-        // makes all three so, before the job is acked.
+        // makes all three so, before the job is recorded finished and acked.
         store.put(key, thumbnail.bytes, Durability::WithThumbnails)?;
         writing += started.elapsed();
         if thumbnail.format == ThumbFormat::Webp {
             // Pages already show this size; a WebP serves later views of it with fewer bytes.
             if thumbnail.size == ThumbSize::Large {
                 timeline.push("WebP written", timeline::now_ms(), &context.name);
-                record_steps(store, id, &timeline);
             }
             return Ok(());
         }
         timeline.push(&format!("{} written", thumbnail.size), timeline::now_ms(), &context.name);
-        // Kept as it grows: a page drawing the timeline of an image that just
-        // turned done finds the worker's steps there too.
-        record_steps(store, id, &timeline);
+        let steps = std::mem::take(&mut timeline.steps);
+        let recorded = wait(repo.thumbnail_written(id, thumbnail.size, thumbnail.format, placeholder.as_deref(), &steps)).map_err(database)?;
+        if !recorded {
+            return Err(std::io::Error::other(DeletedMeanwhile));
+        }
         (progress.written)(id, thumbnail.size, placeholder.take());
         Ok::<_, std::io::Error>(())
     };
-    let times = pipeline::make_thumbnails_each(original, job.format, &context.sizes, &context.limits, progress.preview, context.webp, write).map_err(|stop| match stop {
+    let made = pipeline::make_thumbnails_each(original, job.format, &context.sizes, &context.limits, progress.preview, context.webp, write);
+    if let Err(pipeline::Stop::Made(error)) = &made
+        && error.get_ref().is_some_and(|inner| inner.is::<DeletedMeanwhile>())
+    {
+        return Ok(Outcome::Deleted);
+    }
+    let times = made.map_err(|stop| match stop {
         pipeline::Stop::Made(error) => JobError::Retry(error),
         // The machine's fault, not the file's: tried again, its tries counted.
         pipeline::Stop::Pipeline(PipelineError::DecoderUnavailable { format, detail }) => {
@@ -352,7 +374,8 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     writing += synced.elapsed();
     // Deleted while we worked: the delete may have run before these files
     // existed, so they are ours to remove.
-    if store.exists(StorageKey::Tombstone(id)).map_err(JobError::Retry)? {
+    let finished = wait(repo.finished(id, context.webp != WebP::Without, timeline::now_ms(), &timeline.steps));
+    if !finished.map_err(|error| JobError::Retry(database(error)))? {
         return Ok(Outcome::Deleted);
     }
     context.metrics.stage("decode", times.decode);
@@ -360,26 +383,7 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     context.metrics.stage("encode", times.encode);
     context.metrics.stage("webp", times.webp);
     context.metrics.stage("write", writing);
-    remove_failure(store, id)?;
     Ok(Outcome::Made { duration: started.elapsed() })
-}
-
-/// A job that succeeds after an earlier failure (a replay, or a last try
-/// recorded ahead) clears the failure.
-fn remove_failure(store: &BlockingStore, id: ImageId) -> Result<(), JobError> {
-    store.remove(StorageKey::Failure(id)).map_err(JobError::Retry)
-}
-
-/// Looks at each size until one is missing (on a first try, the small one in both baseline formats),
-/// then at the WebPs, written last (when this worker makes them).
-fn all_thumbnails_exist(store: &BlockingStore, id: ImageId, webp: WebP) -> std::io::Result<bool> {
-    for size in ThumbSize::ALL {
-        if store.thumbnail(id, size)?.is_none() {
-            return Ok(false);
-        }
-    }
-    // The large WebP is written last of all: one look answers for the three.
-    Ok(webp == WebP::Without || store.exists(StorageKey::Thumbnail(id, ThumbSize::Large, ThumbFormat::Webp))?)
 }
 
 /// Reads the original whole, after checking its size: the only allocation
@@ -403,7 +407,9 @@ fn reason_for(error: &PipelineError) -> String {
     reason.push('.');
     // Where a person can do something about it, say what.
     let next = match error {
-        PipelineError::Corrupt { .. } | PipelineError::Unsupported { .. } | PipelineError::DecoderFailed { .. } => " Open it in a photo app, export it again as JPEG or PNG, and upload that.",
+        PipelineError::Corrupt { .. } | PipelineError::Unsupported { .. } | PipelineError::DecoderFailed { .. } => {
+            " Open it in a photo app, export it again as JPEG or PNG, and upload that."
+        }
         PipelineError::OverLimits(_) | PipelineError::DimensionsOverLimits | PipelineError::OverMemoryLimit => " Export a smaller copy and upload that.",
         PipelineError::Internal(_) | PipelineError::DecoderUnavailable { .. } => "",
     };
@@ -411,23 +417,48 @@ fn reason_for(error: &PipelineError) -> String {
     reason
 }
 
-fn record_failure(store: &BlockingStore, id: ImageId, reason: &str, fault: Fault) -> std::io::Result<()> {
-    let record = FailureRecord { reason: reason.to_owned(), failed_at_ms: timeline::now_ms(), retryable: fault == Fault::Ours };
-    let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-    store.put(StorageKey::Failure(id), bytes, Durability::Now)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
 
-    use thumbq_contract::{MediaLimits, SourceFormat};
+    use thumbq_contract::{MediaLimits, OwnerId, SourceFormat};
+    use thumbq_repo::{Location, NewImage};
 
-    fn context(dir: &Path) -> JobContext {
-        let storage = Storage::new(dir);
+    /// A job's context on a data directory of its own, with the runtime its repository needs.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        runtime: tokio::runtime::Runtime,
+        context: JobContext,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::new(dir.path());
         storage.create_dirs().unwrap();
-        JobContext::new(storage, Sizes::default(), MediaLimits::default(), 1)
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let repo = runtime.block_on(Repository::open_now(&Location::Sqlite(dir.path().join("thumbq.db")))).unwrap();
+        let context = JobContext::new(storage, repo, Sizes::default(), MediaLimits::default(), 1);
+        Fixture { dir, runtime, context }
+    }
+
+    /// An uploaded PNG: its original and its record.
+    fn upload(context: &JobContext) -> ImageId {
+        let id = ImageId::new();
+        std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
+        let image = NewImage {
+            id,
+            owner: OwnerId::of_secret(b"owner"),
+            name: "a.png".into(),
+            format: SourceFormat::Png,
+            bytes: 1,
+            content_hash: String::new(),
+            width: 640,
+            height: 480,
+            created_ms: id.uploaded_at_ms(),
+        };
+        wait(context.repo.add_image(&image, &[])).unwrap();
+        id
     }
 
     fn png() -> Vec<u8> {
@@ -437,12 +468,12 @@ mod tests {
         out.into_inner()
     }
 
-    /// What the web server does to delete: the tombstone first, then the files.
+    /// What the web server does to delete: the record first, then the files.
     /// Asked again (the hook runs before each size), it finds them gone.
-    fn delete(storage: &Storage, id: ImageId) {
-        thumbq_broker::durable::write_atomically(&storage.path(&StorageKey::Tombstone(id)), b"").unwrap();
-        thumbq_broker::durable::remove_if_present(&storage.path(&StorageKey::Original(id))).unwrap();
-        let _ = std::fs::remove_dir_all(storage.thumbnail_dir(id));
+    fn delete(context: &JobContext, id: ImageId) {
+        wait(context.repo.mark_deleted(id, 1)).unwrap();
+        thumbq_broker::durable::remove_if_present(&context.storage.path(&StorageKey::Original(id))).unwrap();
+        let _ = std::fs::remove_dir_all(context.storage.thumbnail_dir(id));
     }
 
     fn files_naming(dir: &Path, id: ImageId) -> Vec<String> {
@@ -462,99 +493,141 @@ mod tests {
     }
 
     fn thumbnail_files(context: &JobContext, id: ImageId) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(context.storage.thumbnail_dir(id)).unwrap().flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> =
+            std::fs::read_dir(context.storage.thumbnail_dir(id)).unwrap().flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
     }
 
+    fn record(context: &JobContext, id: ImageId) -> thumbq_repo::ImageRecord {
+        wait(context.repo.image(id)).unwrap().unwrap()
+    }
+
     #[test]
-    fn a_job_writes_each_size_in_jpeg_and_webp_with_the_placeholder_and_runs_again_only_where_one_is_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        let context = context(dir.path());
-        let id = ImageId::new();
-        std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
+    fn a_job_writes_each_size_in_jpeg_and_webp_records_them_with_the_placeholder_and_runs_only_once() {
+        let fixture = fixture();
+        let _runtime = fixture.runtime.enter();
+        let context = &fixture.context;
+        let id = upload(context);
         let job = ResizeJob::new(id, SourceFormat::Png, 0);
-        assert!(matches!(process(&context, &job, &Progress::silent()).unwrap(), Outcome::Made { .. }));
-        let all = ["large.jpg", "large.webp", "medium.jpg", "medium.webp", "placeholder.thumbhash", "small.jpg", "small.webp"];
-        assert_eq!(thumbnail_files(&context, id), all);
-        assert_eq!(process(&context, &job, &Progress::silent()).unwrap(), Outcome::AlreadyDone);
-        // A try cut off before its WebPs: the next one makes them.
-        std::fs::remove_file(context.storage.path(&StorageKey::Thumbnail(id, ThumbSize::Large, ThumbFormat::Webp))).unwrap();
-        assert!(matches!(process(&context, &job, &Progress::silent()).unwrap(), Outcome::Made { .. }));
-        assert_eq!(thumbnail_files(&context, id), all);
+        assert!(matches!(process(context, &job, &Progress::silent()).unwrap(), Outcome::Made { .. }));
+        assert_eq!(thumbnail_files(context, id), ["large.jpg", "large.webp", "medium.jpg", "medium.webp", "small.jpg", "small.webp"]);
+        let record = record(context, id);
+        assert_eq!((record.state(), record.webp, record.thumbnail(ThumbSize::Medium)), (ImageState::Done, true, Some(ThumbFormat::Jpeg)));
+        assert!(record.placeholder.is_some() && record.done_ms.is_some());
+        let steps: Vec<String> = wait(context.repo.timeline(id)).unwrap().into_iter().map(|step| step.step).collect();
+        assert_eq!(steps.first().map(String::as_str), Some("taken"));
+        assert!(steps.iter().any(|step| step == "large written") && steps.last().is_some_and(|step| step == "WebP written"), "{steps:?}");
+        assert_eq!(process(context, &job, &Progress::silent()).unwrap(), Outcome::AlreadyDone);
     }
 
     #[test]
     fn with_webp_off_a_job_writes_the_baseline_sizes_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut context = context(dir.path());
-        context.webp = WebP::Without;
-        let id = ImageId::new();
-        std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
+        let mut fixture = fixture();
+        let _runtime = fixture.runtime.enter();
+        fixture.context.webp = WebP::Without;
+        let context = &fixture.context;
+        let id = upload(context);
         let job = ResizeJob::new(id, SourceFormat::Png, 0);
-        assert!(matches!(process(&context, &job, &Progress::silent()).unwrap(), Outcome::Made { .. }));
-        assert_eq!(thumbnail_files(&context, id), ["large.jpg", "medium.jpg", "placeholder.thumbhash", "small.jpg"]);
-        assert_eq!(process(&context, &job, &Progress::silent()).unwrap(), Outcome::AlreadyDone);
+        assert!(matches!(process(context, &job, &Progress::silent()).unwrap(), Outcome::Made { .. }));
+        assert_eq!(thumbnail_files(context, id), ["large.jpg", "medium.jpg", "small.jpg"]);
+        assert!(!record(context, id).webp);
+        assert_eq!(process(context, &job, &Progress::silent()).unwrap(), Outcome::AlreadyDone);
     }
 
     #[test]
     fn an_image_deleted_while_its_thumbnails_are_made_keeps_none_of_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut context = context(dir.path());
-        let id = ImageId::new();
-        std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
-        let storage = context.storage.clone();
+        let mut fixture = fixture();
+        let _runtime = fixture.runtime.enter();
+        let id = upload(&fixture.context);
+        let deleting = fixture.context.clone();
         // The delete runs after the original was read and before anything is written.
-        context.before_writing = Some(Arc::new(move |id, _| delete(&storage, id)));
+        fixture.context.before_writing = Some(Arc::new(move |id, _| delete(&deleting, id)));
 
-        let settlement = run(&context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &Progress::silent());
+        let settlement = run(&fixture.context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &Progress::silent());
 
         assert_eq!(settlement, Settlement::Forget);
-        assert_eq!(files_naming(dir.path(), id), Vec::<String>::new());
+        assert_eq!(files_naming(fixture.dir.path(), id), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_image_deleted_after_its_first_thumbnail_keeps_none_of_them() {
+        let mut fixture = fixture();
+        let _runtime = fixture.runtime.enter();
+        let id = upload(&fixture.context);
+        let deleting = fixture.context.clone();
+        // The small size is written and recorded; the delete comes before the medium one.
+        fixture.context.before_writing = Some(Arc::new(move |id, size| {
+            if size == ThumbSize::Medium {
+                delete(&deleting, id);
+            }
+        }));
+
+        let settlement = run(&fixture.context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &Progress::silent());
+
+        assert_eq!(settlement, Settlement::Forget);
+        assert_eq!(files_naming(fixture.dir.path(), id), Vec::<String>::new());
+        assert_eq!(record(&fixture.context, id).state(), ImageState::Deleted);
     }
 
     #[test]
     fn a_job_of_an_image_deleted_before_it_started_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let context = context(dir.path());
-        let id = ImageId::new();
-        std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
-        delete(&context.storage, id);
+        let fixture = fixture();
+        let _runtime = fixture.runtime.enter();
+        let context = &fixture.context;
+        let id = upload(context);
+        delete(context, id);
 
-        let settlement = run(&context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &Progress::silent());
+        let settlement = run(context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &Progress::silent());
 
         assert_eq!(settlement, Settlement::Forget);
-        assert_eq!(files_naming(dir.path(), id), Vec::<String>::new());
+        assert_eq!(files_naming(fixture.dir.path(), id), Vec::<String>::new());
     }
 
     #[test]
     fn an_image_given_up_on_keeps_no_thumbnail_written_before_the_failure() {
-        let dir = tempfile::tempdir().unwrap();
-        let context = context(dir.path());
-        let id = ImageId::new();
+        let fixture = fixture();
+        let _runtime = fixture.runtime.enter();
+        let context = &fixture.context;
+        let id = upload(context);
         // A small size written first, then the job failed (a panic, say).
         std::fs::create_dir_all(context.storage.thumbnail_dir(id)).unwrap();
-        std::fs::write(context.storage.path(&StorageKey::Thumbnail(id, ThumbSize::Small, thumbq_contract::ThumbFormat::Jpeg)), b"jpeg").unwrap();
+        std::fs::write(context.storage.path(&StorageKey::Thumbnail(id, ThumbSize::Small, ThumbFormat::Jpeg)), b"jpeg").unwrap();
+        wait(context.repo.thumbnail_written(id, ThumbSize::Small, ThumbFormat::Jpeg, None, &[])).unwrap();
 
-        assert_eq!(give_up(&context, id, "It broke.", Fault::Ours), Settlement::DeadLetter);
+        assert_eq!(give_up(context, id, "It broke.", Fault::Ours), Settlement::DeadLetter);
 
         assert!(!context.storage.thumbnail_dir(id).exists());
-        assert!(context.storage.path(&StorageKey::Failure(id)).exists());
+        let record = record(context, id);
+        assert_eq!((record.state(), record.thumbnail(ThumbSize::Small)), (ImageState::Failed, None));
+        assert_eq!(record.failure.map(|failure| (failure.reason, failure.retryable)), Some(("It broke.".to_owned(), true)));
     }
 
     #[test]
     fn a_missing_original_is_waited_for_and_at_the_last_try_fails_with_a_reason() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut context = context(dir.path());
-        context.missing_original_wait = Duration::ZERO;
-        let id = ImageId::new();
+        let mut fixture = fixture();
+        let _runtime = fixture.runtime.enter();
+        fixture.context.missing_original_wait = Duration::ZERO;
+        let context = &fixture.context;
+        let id = upload(context);
+        std::fs::remove_file(context.storage.path(&StorageKey::Original(id))).unwrap();
         let job = ResizeJob::new(id, SourceFormat::Png, 0);
 
-        assert_eq!(run(&context, &job, 0, &Progress::silent()), Settlement::Requeue, "shared storage may show it late");
-        assert!(!context.storage.path(&StorageKey::Failure(id)).exists());
+        assert_eq!(run(context, &job, 0, &Progress::silent()), Settlement::Requeue, "shared storage may show it late");
+        assert_eq!(record(context, id).state(), ImageState::Pending);
 
-        assert_eq!(run(&context, &job, ResizeJob::MAX_ATTEMPTS - 1, &Progress::silent()), Settlement::DeadLetter);
-        let record = std::fs::read_to_string(context.storage.path(&StorageKey::Failure(id))).unwrap();
-        assert!(record.contains("The upload is gone"), "{record}");
+        assert_eq!(run(context, &job, ResizeJob::MAX_ATTEMPTS - 1, &Progress::silent()), Settlement::DeadLetter);
+        let reason = record(context, id).failure.unwrap().reason;
+        assert!(reason.contains("The upload is gone"), "{reason}");
+    }
+
+    #[test]
+    fn a_job_for_an_image_the_database_does_not_know_is_dead_lettered_at_its_last_try() {
+        let mut fixture = fixture();
+        let _runtime = fixture.runtime.enter();
+        fixture.context.missing_original_wait = Duration::ZERO;
+        let job = ResizeJob::new(ImageId::new(), SourceFormat::Png, 0);
+        assert_eq!(run(&fixture.context, &job, 0, &Progress::silent()), Settlement::Requeue);
+        assert_eq!(run(&fixture.context, &job, ResizeJob::MAX_ATTEMPTS - 1, &Progress::silent()), Settlement::DeadLetter);
     }
 }

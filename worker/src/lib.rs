@@ -32,6 +32,13 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     let storage = settings.deployment.storage();
     let store = settings.deployment.store().map_err(anyhow::Error::msg)?;
     let place = store.describe();
+    // Waited for, like the store: processes start in any order, and before their database.
+    let database = settings.deployment.database();
+    let repo =
+        thumbq_repo::Repository::open(&database, shutdown.clone()).await.with_context(|| format!("cannot open the database, {}", database.describe()))?;
+    if store.is_bucket() && !repo.is_shared() {
+        tracing::warn!(database = %repo.describe(), "With a bucket, workers on other machines need the web servers' database: set --database-url postgres://….");
+    }
     // A worker never sets a store up: on a wrong path, a share not mounted or
     // another bucket, it would fail every job with "the upload is gone".
     let manifest = read_manifest_when_reachable(&store, shutdown.clone()).await.with_context(|| format!("cannot read thumbq.json in {place}"))?.with_context(|| {
@@ -42,14 +49,15 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     }
     // HEIC and AVIF need libheif with its HEVC and AV1 plugins: without them
     // every such photo would fail, one job at a time, long after the start.
-    let heif = tokio::task::spawn_blocking(pipeline::heif::check_decoder).await?.map_err(|missing| anyhow::anyhow!("cannot decode HEIC and AVIF: {missing}"))?;
+    let heif =
+        tokio::task::spawn_blocking(pipeline::heif::check_decoder).await?.map_err(|missing| anyhow::anyhow!("cannot decode HEIC and AVIF: {missing}"))?;
     tracing::info!(decoder = %heif, "HEIC and AVIF are decoded in a child process.");
     // With a bucket, the data directory holds at most the embedded queue's spool, which makes its own.
     if !store.is_bucket() {
         let data_dir = settings.deployment.data_dir.display();
         storage.create_dirs().with_context(|| format!("cannot use the data directory {data_dir}"))?;
     }
-    let mut context = job::JobContext::new(storage, settings.sizes, settings.limits(), settings.concurrency).with_store(store);
+    let mut context = job::JobContext::new(storage, repo, settings.sizes, settings.limits(), settings.concurrency).with_store(store);
     context.disk_full_retry = std::time::Duration::from_secs(settings.disk_full_retry_secs);
     context.webp = settings.webp_method;
     prepare(&mut context);

@@ -78,10 +78,30 @@ mod tests {
     use super::*;
     use thumbq_contract::{ImageId, MediaLimits, Sizes, SourceFormat, Storage, StorageKey};
 
-    fn context(dir: &std::path::Path) -> Arc<JobContext> {
+    async fn context(dir: &std::path::Path) -> Arc<JobContext> {
         let storage = Storage::new(dir);
         storage.create_dirs().unwrap();
-        Arc::new(JobContext::new(storage, Sizes::default(), MediaLimits::default(), 1))
+        let repo = thumbq_repo::Repository::open_now(&thumbq_repo::Location::Sqlite(dir.join("thumbq.db"))).await.unwrap();
+        Arc::new(JobContext::new(storage, repo, Sizes::default(), MediaLimits::default(), 1))
+    }
+
+    /// Records an uploaded JPEG of `bytes`, as the web server does.
+    async fn upload(context: &JobContext, bytes: Vec<u8>) -> ImageId {
+        let id = ImageId::new();
+        std::fs::write(context.storage.path(&StorageKey::Original(id)), bytes).unwrap();
+        let image = thumbq_repo::NewImage {
+            id,
+            owner: thumbq_contract::OwnerId::of_secret(b"owner"),
+            name: "a.jpg".into(),
+            format: SourceFormat::Jpeg,
+            bytes: 1,
+            content_hash: String::new(),
+            width: 3000,
+            height: 2000,
+            created_ms: id.uploaded_at_ms(),
+        };
+        context.repo.add_image(&image, &[]).await.unwrap();
+        id
     }
 
     fn large_jpeg() -> Vec<u8> {
@@ -91,12 +111,11 @@ mod tests {
         out.into_inner()
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_job_over_its_time_limit_is_abandoned_and_goes_back_to_the_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let context = context(dir.path());
-        let id = ImageId::new();
-        std::fs::write(context.storage.path(&StorageKey::Original(id)), large_jpeg()).unwrap();
+        let context = context(dir.path()).await;
+        let id = upload(&context, large_jpeg()).await;
         let job = ResizeJob::new(id, SourceFormat::Jpeg, 0);
 
         let ran = run_job(context, &job.to_bytes(), 0, Duration::from_millis(1), Progress::silent()).await;
@@ -104,27 +123,26 @@ mod tests {
         assert_eq!(ran, Ran { settlement: Settlement::Requeue, event: None });
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_job_delivered_after_its_last_try_is_given_up_with_a_reason_without_running() {
         let dir = tempfile::tempdir().unwrap();
-        let context = context(dir.path());
-        let id = ImageId::new();
-        std::fs::write(context.storage.path(&StorageKey::Original(id)), large_jpeg()).unwrap();
+        let context = context(dir.path()).await;
+        let id = upload(&context, large_jpeg()).await;
         let job = ResizeJob::new(id, SourceFormat::Jpeg, 0);
 
         let ran = run_job(Arc::clone(&context), &job.to_bytes(), ResizeJob::MAX_ATTEMPTS, Duration::from_secs(60), Progress::silent()).await;
 
         assert_eq!(ran.settlement, Settlement::DeadLetter);
         assert_eq!(ran.event, Some(ImageEvent::new(id, EventState::Failed)));
-        let record = std::fs::read_to_string(context.storage.path(&StorageKey::Failure(id))).unwrap();
-        assert!(record.contains("again and again"), "{record}");
+        let reason = context.repo.image(id).await.unwrap().unwrap().failure.unwrap().reason;
+        assert!(reason.contains("again and again"), "{reason}");
         assert!(!context.storage.path(&StorageKey::Thumbnail(id, thumbq_contract::ThumbSize::Small, thumbq_contract::ThumbFormat::Jpeg)).exists());
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_message_that_is_not_a_job_is_dead_lettered() {
         let dir = tempfile::tempdir().unwrap();
-        let ran = run_job(context(dir.path()), b"{\"hello\":1}", 0, Duration::from_secs(5), Progress::silent()).await;
+        let ran = run_job(context(dir.path()).await, b"{\"hello\":1}", 0, Duration::from_secs(5), Progress::silent()).await;
         assert_eq!(ran, Ran { settlement: Settlement::DeadLetter, event: None });
     }
 }

@@ -64,7 +64,8 @@ async fn main() -> anyhow::Result<()> {
     let storage = Storage::new(&options.data_dir);
     storage.create_dirs().with_context(|| format!("cannot set up {}", options.data_dir.display()))?;
     storage.init_manifest(&Manifest::new(&Sizes::default(), &MediaLimits::default()))?;
-    let context = JobContext::new(storage.clone(), Sizes::default(), MediaLimits::default(), 1);
+    let repo = thumbq_repo::Repository::open_now(&thumbq_repo::Location::Sqlite(options.data_dir.join("thumbq.db"))).await?;
+    let context = JobContext::new(storage.clone(), repo, Sizes::default(), MediaLimits::default(), 1);
     let server = Server { mode: options.mode, storage, context };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -98,6 +99,19 @@ async fn upload(State(server): State<Server>, mut form: Multipart) -> Result<Res
         }
         let (id, format) = store(&server.storage, field).await?;
         if server.mode == Mode::Inline {
+            // The record the worker's step reads, as thumbq-web writes it.
+            let image = thumbq_repo::NewImage {
+                id,
+                owner: thumbq_contract::OwnerId::of_secret(b"inline"),
+                name: "upload".into(),
+                format,
+                bytes: 0,
+                content_hash: String::new(),
+                width: 0,
+                height: 0,
+                created_ms: id.uploaded_at_ms(),
+            };
+            server.context.repo.add_image(&image, &[]).await.map_err(Refusal::internal)?;
             let (context, job) = (server.context.clone(), ResizeJob::new(id, format, thumbq_contract::timeline::now_ms()));
             let outcome = tokio::task::spawn_blocking(move || thumbq_worker::job::process(&context, &job, &thumbq_worker::job::Progress::silent()))
                 .await

@@ -1,0 +1,624 @@
+//! Image records: what an upload is, where its job stands, and its steps.
+//!
+//! Every write that a job or a delete races with is one conditional `UPDATE`
+//! (`WHERE deleted_ms IS NULL`): a worker that finds its update refused knows
+//! the image was deleted, and removes what it wrote. So the row is the
+//! tombstone, and no order of a delete and a job leaves a file behind.
+
+use sqlx::Row;
+use thumbq_contract::{FailureRecord, ImageId, OwnerId, SourceFormat, Step, ThumbFormat, ThumbSize};
+
+use crate::connect::on_pool;
+use crate::{RepoError, Repository};
+
+/// An accepted upload, as the web server records it before it answers.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    pub id: ImageId,
+    pub owner: OwnerId,
+    /// The name it was sent under, cleaned for display.
+    pub name: String,
+    pub format: SourceFormat,
+    pub bytes: u64,
+    /// The SHA-256 of its bytes, in hex.
+    pub content_hash: String,
+    pub width: u32,
+    pub height: u32,
+    pub created_ms: u64,
+}
+
+/// Everything known of one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRecord {
+    pub id: ImageId,
+    /// `None` only for a deleted image.
+    pub owner: Option<OwnerId>,
+    pub name: Option<String>,
+    pub format: Option<SourceFormat>,
+    pub bytes: u64,
+    pub created_ms: u64,
+    /// The format of each baseline thumbnail written so far, smallest first.
+    pub thumbnails: [Option<ThumbFormat>; 3],
+    /// Whether the three WebPs are written.
+    pub webp: bool,
+    /// The ThumbHash, base64, from the first thumbnail on.
+    pub placeholder: Option<String>,
+    /// When the job wrote its last file, durably.
+    pub done_ms: Option<u64>,
+    pub failure: Option<FailureRecord>,
+    pub deleted_ms: Option<u64>,
+}
+
+/// Where an image stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageState {
+    /// Waiting for a worker, or being worked on; some sizes may be ready already.
+    Pending,
+    /// All three sizes are ready.
+    Done,
+    /// The job failed for good; the record says why.
+    Failed,
+    /// Deleted: only the row is left, so that its links answer 410.
+    Deleted,
+}
+
+impl ImageState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+impl ImageRecord {
+    pub fn state(&self) -> ImageState {
+        if self.deleted_ms.is_some() {
+            ImageState::Deleted
+        } else if self.failure.is_some() {
+            ImageState::Failed
+        } else if self.thumbnails.iter().all(Option::is_some) {
+            ImageState::Done
+        } else {
+            ImageState::Pending
+        }
+    }
+
+    /// The format the thumbnail of `size` was written in, if it is.
+    pub fn thumbnail(&self, size: ThumbSize) -> Option<ThumbFormat> {
+        self.thumbnails[size_index(size)]
+    }
+
+    /// Whether `caller` owns the image.
+    pub fn is_owned_by(&self, caller: Option<&OwnerId>) -> bool {
+        matches!((caller, &self.owner), (Some(caller), Some(owner)) if owner.same_as(caller))
+    }
+}
+
+/// What a delete found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// The image was there and is deleted now.
+    Deleted,
+    /// It was deleted before.
+    AlreadyDeleted,
+    /// There is no such image.
+    Unknown,
+}
+
+fn size_index(size: ThumbSize) -> usize {
+    match size {
+        ThumbSize::Small => 0,
+        ThumbSize::Medium => 1,
+        ThumbSize::Large => 2,
+    }
+}
+
+const IMAGE_COLUMNS: &str =
+    "id, owner, name, format, bytes, created_ms, small, medium, large, webp, placeholder, done_ms, failure, failure_retryable, failed_ms, deleted_ms";
+
+/// A row of `images` as the database gives it.
+#[derive(sqlx::FromRow)]
+struct ImageRow {
+    id: String,
+    owner: Option<String>,
+    name: Option<String>,
+    format: Option<String>,
+    bytes: i64,
+    created_ms: i64,
+    small: Option<String>,
+    medium: Option<String>,
+    large: Option<String>,
+    webp: bool,
+    placeholder: Option<String>,
+    done_ms: Option<i64>,
+    failure: Option<String>,
+    failure_retryable: Option<bool>,
+    failed_ms: Option<i64>,
+    deleted_ms: Option<i64>,
+}
+
+impl TryFrom<ImageRow> for ImageRecord {
+    type Error = RepoError;
+
+    fn try_from(row: ImageRow) -> Result<Self, RepoError> {
+        let corrupt = |what: &str, value: &str| RepoError::Corrupt(format!("image {}: {what} {value:?}", row.id));
+        let id = row.id.parse().map_err(|_| corrupt("id", &row.id))?;
+        let owner = row.owner.as_deref().map(|owner| owner.parse().map_err(|_| corrupt("owner", owner))).transpose()?;
+        let format = row.format.as_deref().map(|format| SourceFormat::from_code(format).ok_or_else(|| corrupt("format", format))).transpose()?;
+        let thumbnail = |extension: &Option<String>| {
+            extension.as_deref().map(|extension| ThumbFormat::from_extension(extension).ok_or_else(|| corrupt("thumbnail format", extension))).transpose()
+        };
+        let thumbnails = [thumbnail(&row.small)?, thumbnail(&row.medium)?, thumbnail(&row.large)?];
+        let failure = row.failure.clone().map(|reason| FailureRecord {
+            reason,
+            failed_at_ms: row.failed_ms.map_or(0, to_u64),
+            retryable: row.failure_retryable.unwrap_or(true),
+        });
+        Ok(Self {
+            id,
+            owner,
+            name: row.name,
+            format,
+            bytes: to_u64(row.bytes),
+            created_ms: to_u64(row.created_ms),
+            thumbnails,
+            webp: row.webp,
+            placeholder: row.placeholder,
+            done_ms: row.done_ms.map(to_u64),
+            failure,
+            deleted_ms: row.deleted_ms.map(to_u64),
+        })
+    }
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Adds `steps` of `id` inside `$tx`.
+macro_rules! insert_steps {
+    ($tx:expr, $id:expr, $steps:expr) => {
+        for (seq, step) in $steps.iter().enumerate() {
+            sqlx::query("INSERT INTO steps (image_id, at_ms, seq, step, by_process) VALUES ($1, $2, $3, $4, $5)")
+                .bind($id)
+                .bind(to_i64(step.at))
+                .bind(seq as i64)
+                .bind(&step.step)
+                .bind(&step.by)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
+impl Repository {
+    /// Records an accepted upload and the web server's steps so far, in one transaction.
+    pub async fn add_image(&self, image: &NewImage, steps: &[Step]) -> Result<(), RepoError> {
+        let id = image.id.to_string();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO images (id, owner, name, format, bytes, content_hash, width, height, created_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&id)
+            .bind(image.owner.to_string())
+            .bind(&image.name)
+            .bind(image.format.code())
+            .bind(to_i64(image.bytes))
+            .bind(&image.content_hash)
+            .bind(i64::from(image.width))
+            .bind(i64::from(image.height))
+            .bind(to_i64(image.created_ms))
+            .execute(&mut *tx)
+            .await?;
+            insert_steps!(tx, &id, steps);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Removes the record of an upload that was never answered "accepted" (its job could not be queued).
+    pub async fn forget_unaccepted(&self, id: ImageId) -> Result<(), RepoError> {
+        let id = id.to_string();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM steps WHERE image_id = $1").bind(&id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM images WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Adds steps to the timeline of `id`, unless it was deleted.
+    pub async fn add_steps(&self, id: ImageId, steps: &[Step]) -> Result<(), RepoError> {
+        let id = id.to_string();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let live = sqlx::query("SELECT 1 FROM images WHERE id = $1 AND deleted_ms IS NULL").bind(&id).fetch_optional(&mut *tx).await?;
+            if live.is_some() {
+                insert_steps!(tx, &id, steps);
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The record of `id`, deleted or not; `None` when there is no such image.
+    pub async fn image(&self, id: ImageId) -> Result<Option<ImageRecord>, RepoError> {
+        let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = $1");
+        let row = on_pool!(self, pool => sqlx::query_as::<_, ImageRow>(&sql).bind(id.to_string()).fetch_optional(pool).await)?;
+        row.map(ImageRecord::try_from).transpose()
+    }
+
+    /// The records of `ids` that exist, in the order asked, in one query.
+    pub async fn images(&self, ids: &[ImageId]) -> Result<Vec<ImageRecord>, RepoError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|number| format!("${number}")).collect();
+        let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({})", placeholders.join(", "));
+        let rows = on_pool!(self, pool => {
+            let mut query = sqlx::query_as::<_, ImageRow>(&sql);
+            for id in ids {
+                query = query.bind(id.to_string());
+            }
+            query.fetch_all(pool).await
+        })?;
+        let mut records = rows.into_iter().map(ImageRecord::try_from).collect::<Result<Vec<_>, _>>()?;
+        records.sort_by_key(|record| ids.iter().position(|id| *id == record.id));
+        Ok(records)
+    }
+
+    /// One page of `owner`'s images, newest first, and how many they have in all.
+    pub async fn images_of(&self, owner: &OwnerId, offset: usize, limit: usize) -> Result<(Vec<ImageRecord>, usize), RepoError> {
+        let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE owner = $1 AND deleted_ms IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3");
+        let owner = owner.to_string();
+        let (rows, total) = on_pool!(self, pool => {
+            let rows = sqlx::query_as::<_, ImageRow>(&sql).bind(&owner).bind(limit as i64).bind(offset as i64).fetch_all(pool).await?;
+            let total: i64 = sqlx::query("SELECT COUNT(*) FROM images WHERE owner = $1 AND deleted_ms IS NULL").bind(&owner).fetch_one(pool).await?.try_get(0)?;
+            (rows, total)
+        });
+        let records = rows.into_iter().map(ImageRecord::try_from).collect::<Result<Vec<_>, _>>()?;
+        Ok((records, usize::try_from(total).unwrap_or(0)))
+    }
+
+    /// The steps of `id`'s way, both sides', oldest first.
+    pub async fn timeline(&self, id: ImageId) -> Result<Vec<Step>, RepoError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query("SELECT at_ms, step, by_process FROM steps WHERE image_id = $1 ORDER BY at_ms, seq").bind(id.to_string()).fetch_all(pool).await?;
+            rows.iter().map(step_of).collect()
+        })
+    }
+
+    /// Records that the thumbnail of `size` is written in `format` (with the
+    /// placeholder, when this is the first), and the worker's steps so far.
+    /// `false` when the image was deleted: what the job wrote is its to remove.
+    pub async fn thumbnail_written(
+        &self,
+        id: ImageId,
+        size: ThumbSize,
+        format: ThumbFormat,
+        placeholder: Option<&str>,
+        steps: &[Step],
+    ) -> Result<bool, RepoError> {
+        // The column is named by the size, never by anything a client sent.
+        let sql = format!("UPDATE images SET {} = $2, placeholder = COALESCE($3, placeholder) WHERE id = $1 AND deleted_ms IS NULL", size.name());
+        self.update_with_steps(id, steps, &sql, |query| query.bind(format.extension()).bind(placeholder.map(str::to_owned))).await
+    }
+
+    /// Records that the job of `id` wrote its last file, durably, and its
+    /// last steps; clears a failure an earlier try recorded. `false` when the image was deleted.
+    pub async fn finished(&self, id: ImageId, webp: bool, done_ms: u64, steps: &[Step]) -> Result<bool, RepoError> {
+        let sql = "UPDATE images SET webp = $2, done_ms = $3, failure = NULL, failure_retryable = NULL, failed_ms = NULL WHERE id = $1 AND deleted_ms IS NULL";
+        self.update_with_steps(id, steps, sql, |query| query.bind(webp).bind(to_i64(done_ms))).await
+    }
+
+    /// Records that the job of `id` failed for good, and why; a failed image
+    /// has no thumbnails. `false` when the image was deleted.
+    pub async fn failed(&self, id: ImageId, failure: &FailureRecord, steps: &[Step]) -> Result<bool, RepoError> {
+        let sql = "UPDATE images SET failure = $2, failure_retryable = $3, failed_ms = $4, small = NULL, medium = NULL, large = NULL, \
+                   webp = FALSE, placeholder = NULL, done_ms = NULL WHERE id = $1 AND deleted_ms IS NULL";
+        let (reason, retryable, at) = (failure.reason.clone(), failure.retryable, to_i64(failure.failed_at_ms));
+        self.update_with_steps(id, steps, sql, |query| query.bind(reason).bind(retryable).bind(at)).await
+    }
+
+    /// Makes a failed image pending again for a replay, unless a newer failure replaced the one seen.
+    pub async fn clear_failure(&self, id: ImageId, failed_at_ms: u64) -> Result<bool, RepoError> {
+        let sql = "UPDATE images SET failure = NULL, failure_retryable = NULL, failed_ms = NULL WHERE id = $1 AND failed_ms = $2 AND deleted_ms IS NULL";
+        self.update_with_steps(id, &[], sql, |query| query.bind(to_i64(failed_at_ms))).await
+    }
+
+    /// The images whose job failed for good, newest first, at most `limit`.
+    pub async fn failures(&self, limit: usize) -> Result<Vec<(ImageId, FailureRecord)>, RepoError> {
+        let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE failure IS NOT NULL AND deleted_ms IS NULL ORDER BY id DESC LIMIT $1");
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, ImageRow>(&sql).bind(limit as i64).fetch_all(pool).await)?;
+        let mut failures = Vec::with_capacity(rows.len());
+        for row in rows {
+            let record = ImageRecord::try_from(row)?;
+            if let Some(failure) = record.failure {
+                failures.push((record.id, failure));
+            }
+        }
+        Ok(failures)
+    }
+
+    /// Marks `id` deleted at `at_ms`, keeping only the row (the image's
+    /// tombstone) and forgetting everything else about it, in one transaction.
+    pub async fn mark_deleted(&self, id: ImageId, at_ms: u64) -> Result<Deletion, RepoError> {
+        let id = id.to_string();
+        let deletion = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let marked = sqlx::query(
+                "UPDATE images SET deleted_ms = $2, owner = NULL, name = NULL, content_hash = NULL, small = NULL, medium = NULL, large = NULL, \
+                 webp = FALSE, placeholder = NULL, failure = NULL, failure_retryable = NULL, failed_ms = NULL WHERE id = $1 AND deleted_ms IS NULL",
+            )
+            .bind(&id)
+            .bind(to_i64(at_ms))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let deletion = if marked == 1 {
+                sqlx::query("DELETE FROM steps WHERE image_id = $1").bind(&id).execute(&mut *tx).await?;
+                Deletion::Deleted
+            } else if sqlx::query("SELECT 1 FROM images WHERE id = $1").bind(&id).fetch_optional(&mut *tx).await?.is_some() {
+                Deletion::AlreadyDeleted
+            } else {
+                Deletion::Unknown
+            };
+            tx.commit().await?;
+            deletion
+        });
+        Ok(deletion)
+    }
+
+    /// Images uploaded before `cutoff_ms` and not deleted, oldest first, at most `limit`.
+    pub async fn created_before(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<ImageId>, RepoError> {
+        let ids: Vec<String> = on_pool!(self, pool => {
+            let rows = sqlx::query("SELECT id FROM images WHERE deleted_ms IS NULL AND created_ms < $1 ORDER BY created_ms LIMIT $2")
+                .bind(to_i64(cutoff_ms))
+                .bind(limit as i64)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?
+        });
+        ids.iter().map(|id| id.parse().map_err(|_| RepoError::Corrupt(format!("image id {id:?}")))).collect()
+    }
+
+    /// Runs `sql`, an `UPDATE` of image `$1` with the parameters `bind` adds,
+    /// and when it changed the row, adds `steps`: one transaction. `true` when it did.
+    async fn update_with_steps(&self, id: ImageId, steps: &[Step], sql: &str, bind: impl FnOnce(Update) -> Update) -> Result<bool, RepoError> {
+        let id = id.to_string();
+        let values = bind(Update::default()).0;
+        let updated = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut query = sqlx::query(sql).bind(&id);
+            for value in &values {
+                query = match value {
+                    Value::Text(text) => query.bind(text.as_deref()),
+                    Value::Int(number) => query.bind(*number),
+                    Value::Bool(flag) => query.bind(*flag),
+                };
+            }
+            let updated = query.execute(&mut *tx).await?.rows_affected() == 1;
+            if updated {
+                insert_steps!(tx, &id, steps);
+            }
+            tx.commit().await?;
+            updated
+        });
+        Ok(updated)
+    }
+}
+
+/// The parameters after `$1` of an update, typed the same for both backends.
+#[derive(Default)]
+struct Update(Vec<Value>);
+
+enum Value {
+    Text(Option<String>),
+    Int(i64),
+    Bool(bool),
+}
+
+impl Update {
+    fn bind(mut self, value: impl Into<Value>) -> Self {
+        self.0.push(value.into());
+        self
+    }
+}
+
+impl From<&str> for Value {
+    fn from(text: &str) -> Self {
+        Self::Text(Some(text.to_owned()))
+    }
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Self {
+        Self::Text(Some(text))
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(text: Option<String>) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(number: i64) -> Self {
+        Self::Int(number)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(flag: bool) -> Self {
+        Self::Bool(flag)
+    }
+}
+
+fn step_of<R: Row>(row: &R) -> Result<Step, RepoError>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    Ok(Step { at: to_u64(row.try_get(0)?), step: row.try_get(1)?, by: row.try_get(2)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestDatabase;
+    use crate::{Location, Repository};
+
+    fn image(owner: OwnerId) -> NewImage {
+        let id = ImageId::new();
+        NewImage {
+            id,
+            owner,
+            name: "cat.jpg".into(),
+            format: SourceFormat::Jpeg,
+            bytes: 1234,
+            content_hash: "ab".repeat(32),
+            width: 640,
+            height: 480,
+            created_ms: id.uploaded_at_ms(),
+        }
+    }
+
+    fn step(name: &str, at: u64) -> Step {
+        Step { step: name.into(), at, by: "test@host:1".into() }
+    }
+
+    async fn sqlite(dir: &tempfile::TempDir) -> Repository {
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        Repository::open(&Location::Sqlite(dir.path().join("thumbq.db")), shutdown).await.unwrap()
+    }
+
+    async fn postgres(database: &TestDatabase) -> Repository {
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        Repository::open(&Location::Postgres(database.url().to_owned()), shutdown).await.unwrap()
+    }
+
+    /// The life of an image, the same on both backends.
+    async fn an_image_goes_from_pending_to_done_and_a_delete_leaves_only_its_tombstone(repo: &Repository) {
+        let (alice, bob) = (OwnerId::of_secret(b"alice"), OwnerId::of_secret(b"bob"));
+        let first = image(alice);
+        repo.add_image(&first, &[step("received", 10), step("stored", 10)]).await.unwrap();
+        let second = image(alice);
+        repo.add_image(&second, &[]).await.unwrap();
+        repo.add_image(&image(bob), &[]).await.unwrap();
+
+        let record = repo.image(first.id).await.unwrap().unwrap();
+        assert_eq!(
+            (record.state(), record.name.as_deref(), record.format, record.bytes),
+            (ImageState::Pending, Some("cat.jpg"), Some(SourceFormat::Jpeg), 1234)
+        );
+        assert!(record.is_owned_by(Some(&alice)) && !record.is_owned_by(Some(&bob)) && !record.is_owned_by(None));
+        let (page, total) = repo.images_of(&alice, 0, 1).await.unwrap();
+        assert_eq!((page.iter().map(|record| record.id).collect::<Vec<_>>(), total), (vec![second.id], 2), "newest first, counted whole");
+
+        assert!(repo.thumbnail_written(first.id, ThumbSize::Small, ThumbFormat::Jpeg, Some("AAAA"), &[step("small written", 11)]).await.unwrap());
+        assert!(repo.thumbnail_written(first.id, ThumbSize::Medium, ThumbFormat::Png, None, &[]).await.unwrap());
+        let record = repo.image(first.id).await.unwrap().unwrap();
+        assert_eq!(
+            (record.state(), record.thumbnail(ThumbSize::Medium), record.placeholder.as_deref()),
+            (ImageState::Pending, Some(ThumbFormat::Png), Some("AAAA"))
+        );
+        assert!(repo.thumbnail_written(first.id, ThumbSize::Large, ThumbFormat::Jpeg, None, &[]).await.unwrap());
+        assert!(repo.finished(first.id, true, 12, &[step("done", 12)]).await.unwrap());
+        let record = repo.image(first.id).await.unwrap().unwrap();
+        assert_eq!((record.state(), record.webp, record.done_ms), (ImageState::Done, true, Some(12)));
+        let steps: Vec<String> = repo.timeline(first.id).await.unwrap().into_iter().map(|step| step.step).collect();
+        assert_eq!(steps, ["received", "stored", "small written", "done"]);
+
+        let asked: Vec<ImageId> = repo.images(&[second.id, ImageId::new(), first.id]).await.unwrap().into_iter().map(|record| record.id).collect();
+        assert_eq!(asked, [second.id, first.id], "in the order asked, unknown ids left out");
+
+        assert_eq!(repo.mark_deleted(first.id, 20).await.unwrap(), Deletion::Deleted);
+        assert_eq!(repo.mark_deleted(first.id, 21).await.unwrap(), Deletion::AlreadyDeleted);
+        assert_eq!(repo.mark_deleted(ImageId::new(), 21).await.unwrap(), Deletion::Unknown);
+        let record = repo.image(first.id).await.unwrap().unwrap();
+        assert_eq!((record.state(), record.owner, record.name.as_deref(), record.thumbnail(ThumbSize::Small)), (ImageState::Deleted, None, None, None));
+        assert!(repo.timeline(first.id).await.unwrap().is_empty());
+        assert!(
+            !repo.thumbnail_written(first.id, ThumbSize::Small, ThumbFormat::Jpeg, None, &[]).await.unwrap(),
+            "a worker late for a deleted image is told so"
+        );
+        assert!(!repo.finished(first.id, true, 30, &[]).await.unwrap());
+        assert_eq!(repo.images_of(&alice, 0, 10).await.unwrap().1, 1);
+    }
+
+    async fn a_failure_is_recorded_listed_and_cleared_for_a_replay(repo: &Repository) {
+        let new = image(OwnerId::of_secret(b"carol"));
+        repo.add_image(&new, &[]).await.unwrap();
+        assert!(repo.thumbnail_written(new.id, ThumbSize::Small, ThumbFormat::Jpeg, Some("AAAA"), &[]).await.unwrap());
+        let failure = FailureRecord { reason: "Not an image.".into(), failed_at_ms: 40, retryable: false };
+        assert!(repo.failed(new.id, &failure, &[step("failed", 40)]).await.unwrap());
+        let record = repo.image(new.id).await.unwrap().unwrap();
+        assert_eq!((record.state(), record.failure.as_ref(), record.thumbnail(ThumbSize::Small)), (ImageState::Failed, Some(&failure), None));
+        assert_eq!(repo.failures(10).await.unwrap(), vec![(new.id, failure.clone())]);
+        assert!(!repo.clear_failure(new.id, 39).await.unwrap(), "a newer failure than the one seen stays");
+        assert!(repo.clear_failure(new.id, 40).await.unwrap());
+        assert_eq!(repo.image(new.id).await.unwrap().unwrap().state(), ImageState::Pending);
+        assert!(repo.failures(10).await.unwrap().is_empty());
+        assert_eq!(repo.created_before(new.created_ms + 1, 10).await.unwrap().last(), Some(&new.id), "oldest first");
+        assert!(!repo.created_before(new.created_ms, 10).await.unwrap().contains(&new.id));
+        repo.forget_unaccepted(new.id).await.unwrap();
+        assert_eq!(repo.image(new.id).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_images_as_the_contract_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = sqlite(&dir).await;
+        an_image_goes_from_pending_to_done_and_a_delete_leaves_only_its_tombstone(&repo).await;
+        a_failure_is_recorded_listed_and_cleared_for_a_replay(&repo).await;
+        // Opened again, by a second process say: the schema is there and not migrated twice.
+        let again = sqlite(&dir).await;
+        again.check().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn postgresql_keeps_images_as_the_contract_says() {
+        let database = TestDatabase::create().await;
+        let repo = postgres(&database).await;
+        an_image_goes_from_pending_to_done_and_a_delete_leaves_only_its_tombstone(&repo).await;
+        a_failure_is_recorded_listed_and_cleared_for_a_replay(&repo).await;
+        let again = postgres(&database).await;
+        again.check().await.unwrap();
+        repo.close().await;
+        again.close().await;
+    }
+
+    #[tokio::test]
+    async fn processes_starting_together_migrate_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::Sqlite(dir.path().join("thumbq.db"));
+        let opened = futures_join(&location).await;
+        assert!(opened.iter().all(Result::is_ok), "{opened:?}");
+    }
+
+    async fn futures_join(location: &Location) -> Vec<Result<Repository, RepoError>> {
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let location = location.clone();
+                tokio::spawn(async move { Repository::open_now(&location).await })
+            })
+            .collect();
+        let mut opened = Vec::new();
+        for task in tasks {
+            opened.push(task.await.unwrap());
+        }
+        opened
+    }
+}

@@ -1,0 +1,65 @@
+//! Everything thumbq knows about an image, one record each: the metadata repository.
+//!
+//! The store keeps bytes (originals, thumbnails, WebPs); this crate keeps the
+//! facts about them, and it is the only place that knows SQL:
+//! - [`settings`]: `--database-url`, and where the database is without it.
+//! - [`connect`]: opening the database, waiting for it, and migrating it once, under a lock.
+//! - [`images`]: the image records, their steps, and every query about them.
+//!
+//! Two backends, one behaviour: SQLite in the data directory (the default:
+//! nothing to install or start) and PostgreSQL for more than one machine. The
+//! same SQL runs on both; [`Repository`] picks the pool and runs it.
+//!
+//! A handler or a job reads one record, does its work, and commits one
+//! change: a page costs one query, and a job's writes of its progress are
+//! each one short transaction.
+
+pub mod connect;
+pub mod images;
+pub mod settings;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use connect::Repository;
+pub use images::{Deletion, ImageRecord, ImageState, NewImage};
+pub use settings::{DatabaseSettings, Location};
+
+/// What went wrong with the database.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// The database could not be reached, or did not answer in time: the web
+    /// server says 503 and keeps nothing; a worker waits and tries again.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database answered with an error of its own.
+    #[error("the database failed: {0}")]
+    Failed(#[source] sqlx::Error),
+    /// A row holds what no version of thumbq writes there.
+    #[error("the database holds a record thumbq cannot read: {0}")]
+    Corrupt(String),
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl RepoError {
+    /// Whether waiting may help: the database is away, not wrong.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for RepoError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => Self::Unavailable(error),
+            // PostgreSQL shutting down or restarting ("admin shutdown", "cannot connect now").
+            sqlx::Error::Database(database) if database.code().is_some_and(|code| code.starts_with("57P") || code.starts_with("08")) => {
+                Self::Unavailable(error)
+            }
+            // SQLite busy for longer than its timeout: another process holds the write lock.
+            sqlx::Error::Database(database) if database.code().is_some_and(|code| code == "5" || code == "6") => Self::Unavailable(error),
+            _ => Self::Failed(error),
+        }
+    }
+}
