@@ -321,14 +321,18 @@ impl TestApp {
         declared.message_count()
     }
 
-    /// Every file below the data directory, as paths relative to it.
+    /// Every file below the data directory, as paths relative to it, but the
+    /// manifest and the SQLite database (which names no image in a path).
     pub fn stored_files(&self) -> Vec<PathBuf> {
         fn walk(root: &Path, dir: &Path, found: &mut Vec<PathBuf>) {
             for entry in std::fs::read_dir(dir).expect("a readable directory").flatten() {
                 let path = entry.path();
                 if path.is_dir() {
                     walk(root, &path, found);
-                } else if path.file_name().is_some_and(|name| name != ".readyz" && name != "thumbq.json" && !name.to_string_lossy().ends_with(".lock")) {
+                } else if path.file_name().is_some_and(|name| {
+                    let name = name.to_string_lossy();
+                    name != ".readyz" && name != "thumbq.json" && !name.ends_with(".lock") && !name.starts_with(thumbq_repo::Location::DEFAULT_FILE)
+                }) {
                     found.push(path.strip_prefix(root).expect("below the root").to_owned());
                 }
             }

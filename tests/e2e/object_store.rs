@@ -338,3 +338,45 @@ fn worker_logs(data_dir: &Path) -> String {
         .filter_map(|path| std::fs::read_to_string(path).ok())
         .collect()
 }
+
+#[tokio::test]
+async fn pages_and_the_api_answer_from_the_database_alone_while_the_bucket_is_down() {
+    let mut s3 = S3Server::start().await;
+    let mut app = spawn_on_s3(&s3).await;
+    app.start_worker().await;
+    let (first, key) = app.upload_owned("first.jpg", images::jpeg(640, 480)).await;
+    let second = app.upload_json(&[("second.png", images::transparent_png(300, 200), "image/png")]).await;
+    assert_eq!(second.status(), StatusCode::ACCEPTED);
+    let second: ImageId = second.json::<serde_json::Value>().await.unwrap()["images"][0]["id"].as_str().unwrap().parse().unwrap();
+    for id in [first, second] {
+        assert_eq!(app.wait_until_settled(id).await["state"], "done");
+    }
+    app.stop_worker().await;
+
+    // With the bucket gone, every answer that needs no image bytes still comes: it asks the store nothing.
+    s3.stop();
+    let home = app.get_as("/", &key).await;
+    assert_eq!(home.status(), StatusCode::OK);
+    let home = home.text().await.unwrap();
+    assert!(home.contains("first.jpg") && !home.contains("second.png"), "the owner's own uploads, from their records");
+    let status = app.status(first).await;
+    assert_eq!((status["state"].as_str(), status["name"].as_str()), (Some("done"), Some("first.jpg")), "{status}");
+    assert!(status["webp"].is_object() && status["placeholder"].is_string(), "{status}");
+    let page = app.get(&format!("/images/{first}")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let batch = app.get(&format!("/images?ids={first},{second}")).await;
+    assert_eq!(batch.status(), StatusCode::OK);
+    assert!(batch.text().await.unwrap().contains("second.png"));
+
+    // Deleted while the bucket is away: at once 410 everywhere, whatever the bucket still holds.
+    let deleted = app.delete(&format!("/images/{first}"), Some(&key)).await;
+    assert_eq!(deleted.status(), StatusCode::SERVICE_UNAVAILABLE, "the files could not be removed yet, and the owner is told");
+    s3.resume().await;
+    assert_eq!(app.get(&format!("/thumbs/{first}/small")).await.status(), StatusCode::GONE);
+    assert_eq!(app.get(&format!("/api/images/{first}")).await.status(), StatusCode::GONE);
+    // Asked again, the delete finishes what was left.
+    let finished = app.delete(&format!("/images/{first}"), Some(&key)).await;
+    assert_eq!(finished.status(), StatusCode::GONE, "the image is gone for its owner too");
+    let left: Vec<String> = s3.objects(&app.store).into_iter().filter(|name| name.contains(&first.to_string())).collect();
+    assert!(left.is_empty(), "nothing of the deleted image stays in the bucket: {left:?}");
+}
