@@ -13,7 +13,7 @@ pub async fn healthz() -> &'static str {
 }
 
 /// Ready when this instance can accept uploads: the data directory is
-/// writable and its disk above the watermark. A broker that is away does not
+/// writable, its disk above the watermark and the database answers. A broker that is away does not
 /// make it unready: uploads then wait in the outbox, which is its whole point,
 /// and a load balancer must keep sending them. The body says the broker's
 /// state, the backlog on disk and the free space.
@@ -30,12 +30,24 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
     }
     if app.store.is_bucket() {
         match app.store.check().await {
-            Ok(()) => { let _ = writeln!(report, "store: {} reachable", app.store.describe()); }
+            Ok(()) => {
+                let _ = writeln!(report, "store: {} reachable", app.store.describe());
+            }
             Err(error) => {
                 // Uploads would be refused with 503: send them elsewhere.
                 ready = false;
                 let _ = writeln!(report, "store: {} unreachable: {error}", app.store.describe());
             }
+        }
+    }
+    match app.repo.check().await {
+        Ok(()) => {
+            let _ = writeln!(report, "database: {} reachable", app.repo.describe());
+        }
+        Err(error) => {
+            // Uploads and pages would answer 503: send them elsewhere.
+            ready = false;
+            let _ = writeln!(report, "database: {} unreachable: {error}", app.repo.describe());
         }
     }
     match free_bytes(&app).await {

@@ -32,13 +32,6 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     let storage = settings.deployment.storage();
     let store = settings.deployment.store().map_err(anyhow::Error::msg)?;
     let place = store.describe();
-    // Waited for, like the store: processes start in any order, and before their database.
-    let database = settings.deployment.database();
-    let repo =
-        thumbq_repo::Repository::open(&database, shutdown.clone()).await.with_context(|| format!("cannot open the database, {}", database.describe()))?;
-    if store.is_bucket() && !repo.is_shared() {
-        tracing::warn!(database = %repo.describe(), "With a bucket, workers on other machines need the web servers' database: set --database-url postgres://….");
-    }
     // A worker never sets a store up: on a wrong path, a share not mounted or
     // another bucket, it would fail every job with "the upload is gone".
     let manifest = read_manifest_when_reachable(&store, shutdown.clone()).await.with_context(|| format!("cannot read thumbq.json in {place}"))?.with_context(|| {
@@ -46,6 +39,14 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     })?;
     if let Some(mismatch) = manifest.worker_mismatch(&settings.sizes, &settings.limits()) {
         anyhow::bail!("this worker does not match the store {place} ({manifest}): {mismatch}");
+    }
+    // Waited for, like the store; opened only once the store is known to be thumbq's, so
+    // that a worker on a wrong path sets nothing up there.
+    let database = settings.deployment.database();
+    let repo =
+        thumbq_repo::Repository::open(&database, shutdown.clone()).await.with_context(|| format!("cannot open the database, {}", database.describe()))?;
+    if store.is_bucket() && !repo.is_shared() {
+        tracing::warn!(database = %repo.describe(), "With a bucket, workers on other machines need the web servers' database: set --database-url postgres://….");
     }
     // HEIC and AVIF need libheif with its HEVC and AV1 plugins: without them
     // every such photo would fail, one job at a time, long after the start.
