@@ -156,7 +156,10 @@ async fn measure_point(
     queue: &str,
     image: &Bytes,
 ) -> anyhow::Result<Point> {
-    let bucket = shared_nothing.s3.fresh_store();
+    let mut bucket = shared_nothing.s3.fresh_store();
+    // Sharing nothing but the bucket, the broker and PostgreSQL: a database of this point's own, dropped with it.
+    let database = thumbq_repo::testing::TestDatabase::create().await;
+    bucket.push(("THUMBQ_DATABASE_URL", database.url().to_owned()));
     let (amqp_url, store) = match deployment {
         Deployment::OneMachine => (options.amqp_url, Store::DataDir),
         Deployment::SharedNothing => (shared_nothing.cluster.urls.as_str(), Store::Bucket(&bucket)),

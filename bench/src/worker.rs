@@ -2,9 +2,10 @@
 //! feeds them: no broker, no web server, nothing in between.
 //!
 //! A [`Queue`] is a fresh data directory. [`Queue::enqueue`] stores an
-//! upload under its `StorageKey` and pushes its `ResizeJob` to the job spool,
-//! as `web/src/dispatch.rs` does in embedded mode; [`Queue::wait_until_done`]
-//! watches for the thumbnail files, which are the state the web server reads too.
+//! upload under its `StorageKey`, records it in the data directory's database
+//! and pushes its `ResizeJob` to the job spool, as `web/src/upload.rs` and
+//! `web/src/dispatch.rs` do in embedded mode; [`Queue::wait_until_done`]
+//! watches for the thumbnail files, the last thing a job writes before its record.
 
 use std::path::Path;
 use std::process::Command;
@@ -26,6 +27,9 @@ const LOOK_EVERY: Duration = Duration::from_millis(5);
 pub struct Queue {
     storage: Storage,
     spool: Spool,
+    repo: thumbq_repo::Repository,
+    /// Runs the repository's queries for this synchronous code.
+    runtime: tokio::runtime::Runtime,
     dir: TempDir,
 }
 
@@ -37,13 +41,17 @@ impl Queue {
         // What a web server with the default settings writes at its first start.
         storage.init_manifest(&thumbq_contract::Manifest::new(&thumbq_contract::Sizes::default(), &thumbq_contract::MediaLimits::default()))?;
         let spool = Spool::open(storage.job_spool())?;
-        Ok(Self { storage, spool, dir })
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let database = thumbq_repo::DatabaseSettings::default().location(dir.path());
+        let repo = runtime.block_on(thumbq_repo::Repository::open_now(&database))?;
+        Ok(Self { storage, spool, repo, runtime, dir })
     }
 
     /// Stores `image` as a new upload and queues its job; returns its id.
     pub fn enqueue(&self, image: &TestImage) -> anyhow::Result<ImageId> {
         let id = ImageId::new();
         std::fs::write(self.storage.path(&StorageKey::Original(id)), &image.bytes)?;
+        self.runtime.block_on(self.repo.add_image(&thumbq_repo::testing::uploaded(id, image.format, 0, 0), &[]))?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
         self.spool.push(&ResizeJob::new(id, image.format, now_ms).to_bytes())?;
         Ok(id)
@@ -66,8 +74,8 @@ impl Queue {
                 unfinished.next();
                 continue;
             }
-            if let Ok(record) = std::fs::read_to_string(self.storage.path(&StorageKey::Failure(*id))) {
-                bail!("the job of image {id} failed: {record}");
+            if let Some(failure) = self.runtime.block_on(self.repo.image(*id))?.and_then(|record| record.failure) {
+                bail!("the job of image {id} failed: {}", failure.reason);
             }
             for worker in workers.iter_mut() {
                 worker.check_running()?;

@@ -7,21 +7,20 @@
 //!
 //! ```text
 //! thumbq.json                     the data directory's manifest (web, at its first start)
+//! thumbq.db                       the metadata database, unless --database-url names another (thumbq-repo)
 //! incoming/{id}.part              an upload being received (web)
 //! originals/{id}                  the upload as received, once complete (web)
-//! owners/{id}.json                who owns the image: the hash of their key (web)
-//! by-owner/{owner}/{id}           one empty file per image of an owner: their list (web)
-//! thumbs/{id}/{size}.{jpg|png}    the thumbnails (worker)
-//! failed/{id}.json                why the job failed for good (worker)
-//! timelines/{id}/{web|worker}.json  when each step happened, each side's own file
-//! deleted/{hash of id}            a deleted image's tombstone: late jobs write nothing (web)
+//! thumbs/{id}/{size}.{jpg|png|webp}  the thumbnails (worker)
 //! spool/jobs/                     the job queue in embedded mode (no RabbitMQ)
 //! spool/outbox/                   jobs waiting for RabbitMQ to come back (web)
 //! ```
 //!
-//! A tombstone is named by a hash of the id, so that once an image is deleted
-//! no file in the data directory names it, and the list of tombstones gives
-//! no one the links of deleted images.
+//! What is known about each image is its record in the repository, not a file.
+//! Releases before the repository kept those facts as files beside the blobs
+//! (`owners/{id}.json`, `by-owner/{owner}/{id}`, `failed/{id}.json`,
+//! `timelines/{id}/{side}.json`, `thumbs/{id}/placeholder.thumbhash` and
+//! tombstones in `deleted/`); their keys are here only so that `thumbq-web
+//! migrate` can read them, and nothing writes them any more.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -89,17 +88,18 @@ pub enum StorageKey {
     Original(ImageId),
     /// One thumbnail of an image.
     Thumbnail(ImageId, ThumbSize, ThumbFormat),
-    /// The image's ThumbHash: a blurred placeholder of a few bytes, which pages paint until a thumbnail is there.
+    /// An earlier release's: the image's ThumbHash.
     Placeholder(ImageId),
-    /// The [`crate::FailureRecord`] of a job that failed for good.
+    /// An earlier release's: the [`crate::FailureRecord`] of a job that failed for good.
     Failure(ImageId),
-    /// The [`crate::OwnerRecord`] of an image: the hash of its owner's key.
+    /// An earlier release's: the [`crate::OwnerRecord`] of an image.
     Owner(ImageId),
-    /// An empty file that puts an image in its owner's list.
+    /// An earlier release's: an empty file that put an image in its owner's list.
     OwnedImage(OwnerId, ImageId),
-    /// Says that an image was deleted, so that a job still running for it writes nothing.
+    /// An earlier release's: says that an image was deleted. Named by a hash of
+    /// the id, so that no file names a deleted image.
     Tombstone(ImageId),
-    /// The steps of an image's way that one side (`web` or `worker`) took.
+    /// An earlier release's: the steps of an image's way that one side (`web` or `worker`) took.
     Timeline(ImageId, &'static str),
     /// The data directory's (or bucket's) [`crate::Manifest`].
     Manifest,
@@ -160,7 +160,9 @@ impl StorageKey {
             | Self::OwnedImage(..)
             | Self::Tombstone(_)
             | Self::Timeline(..)
-            | Self::Manifest => "no-store",
+            | Self::Manifest => {
+                "no-store"
+            }
         }
     }
 }
@@ -170,10 +172,6 @@ impl StorageKey {
 pub enum Listing {
     /// Every original: every image there is.
     Originals,
-    /// Every failure record.
-    Failures,
-    /// One owner's list of images.
-    OwnedBy(OwnerId),
 }
 
 impl Listing {
@@ -181,19 +179,15 @@ impl Listing {
     pub fn prefix(&self) -> String {
         match self {
             Self::Originals => "originals/".to_owned(),
-            Self::Failures => "failed/".to_owned(),
-            Self::OwnedBy(owner) => format!("by-owner/{owner}/"),
         }
     }
 
     /// The image a file of this folder is about, from its name; `None` for a
     /// file that is not one of ours (a temporary file, say).
     pub fn image_of(&self, file_name: &str) -> Option<ImageId> {
-        let id = match self {
-            Self::Failures => file_name.strip_suffix(".json")?,
-            Self::Originals | Self::OwnedBy(_) => file_name,
-        };
-        id.parse().ok()
+        match self {
+            Self::Originals => file_name.parse().ok(),
+        }
     }
 }
 
@@ -227,11 +221,6 @@ impl Storage {
     /// The directory of an image's thumbnails.
     pub fn thumbnail_dir(&self, id: ImageId) -> PathBuf {
         self.root.join("thumbs").join(id.to_string())
-    }
-
-    /// The directory of an image's timelines.
-    pub fn timeline_dir(&self, id: ImageId) -> PathBuf {
-        self.root.join("timelines").join(id.to_string())
     }
 
     /// The directory of the job queue in embedded mode, shared by web and workers.

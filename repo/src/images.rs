@@ -198,6 +198,24 @@ macro_rules! insert_steps {
     };
 }
 
+/// Runs `$sql`, an `UPDATE` of image `$1` with `$value`s bound after it, and
+/// when it changed the row adds `$steps`, in one transaction; `true` when it did.
+macro_rules! update_with_steps {
+    ($repository:expr, $id:expr, $steps:expr, $sql:expr $(, $value:expr)*) => {{
+        let id = $id.to_string();
+        let updated = on_pool!($repository, pool => {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query($sql).bind(&id)$(.bind($value))*.execute(&mut *tx).await?.rows_affected() == 1;
+            if updated {
+                insert_steps!(tx, &id, $steps);
+            }
+            tx.commit().await?;
+            updated
+        });
+        Ok(updated)
+    }};
+}
+
 impl Repository {
     /// Records an accepted upload and the web server's steps so far, in one transaction.
     pub async fn add_image(&self, image: &NewImage, steps: &[Step]) -> Result<(), RepoError> {
@@ -237,14 +255,25 @@ impl Repository {
         Ok(())
     }
 
-    /// Adds steps to the timeline of `id`, unless it was deleted.
+    /// Adds steps to the timeline of `id`, unless it was deleted. Each step is
+    /// one write that looks at the image itself, never a read before a write:
+    /// SQLite refuses, rather than waits for, a read transaction that tries to write after another commit.
     pub async fn add_steps(&self, id: ImageId, steps: &[Step]) -> Result<(), RepoError> {
         let id = id.to_string();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let live = sqlx::query("SELECT 1 FROM images WHERE id = $1 AND deleted_ms IS NULL").bind(&id).fetch_optional(&mut *tx).await?;
-            if live.is_some() {
-                insert_steps!(tx, &id, steps);
+            for (seq, step) in steps.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO steps (image_id, at_ms, seq, step, by_process) SELECT $1, $2, $3, $4, $5 \
+                     WHERE EXISTS (SELECT 1 FROM images WHERE id = $1 AND deleted_ms IS NULL)",
+                )
+                .bind(&id)
+                .bind(to_i64(step.at))
+                .bind(seq as i64)
+                .bind(&step.step)
+                .bind(&step.by)
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
         });
@@ -311,14 +340,14 @@ impl Repository {
     ) -> Result<bool, RepoError> {
         // The column is named by the size, never by anything a client sent.
         let sql = format!("UPDATE images SET {} = $2, placeholder = COALESCE($3, placeholder) WHERE id = $1 AND deleted_ms IS NULL", size.name());
-        self.update_with_steps(id, steps, &sql, |query| query.bind(format.extension()).bind(placeholder.map(str::to_owned))).await
+        update_with_steps!(self, id, steps, &sql, format.extension(), placeholder)
     }
 
     /// Records that the job of `id` wrote its last file, durably, and its
     /// last steps; clears a failure an earlier try recorded. `false` when the image was deleted.
     pub async fn finished(&self, id: ImageId, webp: bool, done_ms: u64, steps: &[Step]) -> Result<bool, RepoError> {
         let sql = "UPDATE images SET webp = $2, done_ms = $3, failure = NULL, failure_retryable = NULL, failed_ms = NULL WHERE id = $1 AND deleted_ms IS NULL";
-        self.update_with_steps(id, steps, sql, |query| query.bind(webp).bind(to_i64(done_ms))).await
+        update_with_steps!(self, id, steps, sql, webp, to_i64(done_ms))
     }
 
     /// Records that the job of `id` failed for good, and why; a failed image
@@ -326,14 +355,13 @@ impl Repository {
     pub async fn failed(&self, id: ImageId, failure: &FailureRecord, steps: &[Step]) -> Result<bool, RepoError> {
         let sql = "UPDATE images SET failure = $2, failure_retryable = $3, failed_ms = $4, small = NULL, medium = NULL, large = NULL, \
                    webp = FALSE, placeholder = NULL, done_ms = NULL WHERE id = $1 AND deleted_ms IS NULL";
-        let (reason, retryable, at) = (failure.reason.clone(), failure.retryable, to_i64(failure.failed_at_ms));
-        self.update_with_steps(id, steps, sql, |query| query.bind(reason).bind(retryable).bind(at)).await
+        update_with_steps!(self, id, steps, sql, &failure.reason, failure.retryable, to_i64(failure.failed_at_ms))
     }
 
     /// Makes a failed image pending again for a replay, unless a newer failure replaced the one seen.
     pub async fn clear_failure(&self, id: ImageId, failed_at_ms: u64) -> Result<bool, RepoError> {
         let sql = "UPDATE images SET failure = NULL, failure_retryable = NULL, failed_ms = NULL WHERE id = $1 AND failed_ms = $2 AND deleted_ms IS NULL";
-        self.update_with_steps(id, &[], sql, |query| query.bind(to_i64(failed_at_ms))).await
+        update_with_steps!(self, id, &[] as &[Step], sql, to_i64(failed_at_ms))
     }
 
     /// The images whose job failed for good, newest first, at most `limit`.
@@ -390,78 +418,6 @@ impl Repository {
             rows.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?
         });
         ids.iter().map(|id| id.parse().map_err(|_| RepoError::Corrupt(format!("image id {id:?}")))).collect()
-    }
-
-    /// Runs `sql`, an `UPDATE` of image `$1` with the parameters `bind` adds,
-    /// and when it changed the row, adds `steps`: one transaction. `true` when it did.
-    async fn update_with_steps(&self, id: ImageId, steps: &[Step], sql: &str, bind: impl FnOnce(Update) -> Update) -> Result<bool, RepoError> {
-        let id = id.to_string();
-        let values = bind(Update::default()).0;
-        let updated = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let mut query = sqlx::query(sql).bind(&id);
-            for value in &values {
-                query = match value {
-                    Value::Text(text) => query.bind(text.as_deref()),
-                    Value::Int(number) => query.bind(*number),
-                    Value::Bool(flag) => query.bind(*flag),
-                };
-            }
-            let updated = query.execute(&mut *tx).await?.rows_affected() == 1;
-            if updated {
-                insert_steps!(tx, &id, steps);
-            }
-            tx.commit().await?;
-            updated
-        });
-        Ok(updated)
-    }
-}
-
-/// The parameters after `$1` of an update, typed the same for both backends.
-#[derive(Default)]
-struct Update(Vec<Value>);
-
-enum Value {
-    Text(Option<String>),
-    Int(i64),
-    Bool(bool),
-}
-
-impl Update {
-    fn bind(mut self, value: impl Into<Value>) -> Self {
-        self.0.push(value.into());
-        self
-    }
-}
-
-impl From<&str> for Value {
-    fn from(text: &str) -> Self {
-        Self::Text(Some(text.to_owned()))
-    }
-}
-
-impl From<String> for Value {
-    fn from(text: String) -> Self {
-        Self::Text(Some(text))
-    }
-}
-
-impl From<Option<String>> for Value {
-    fn from(text: Option<String>) -> Self {
-        Self::Text(text)
-    }
-}
-
-impl From<i64> for Value {
-    fn from(number: i64) -> Self {
-        Self::Int(number)
-    }
-}
-
-impl From<bool> for Value {
-    fn from(flag: bool) -> Self {
-        Self::Bool(flag)
     }
 }
 

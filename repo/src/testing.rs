@@ -1,10 +1,27 @@
-//! A PostgreSQL database of a test's own, created with it and dropped with it.
+//! What tests of any crate need of the repository: a PostgreSQL database of a
+//! test's own, created with it and dropped with it, and the record of an upload.
 //!
 //! Tests never touch another database: each makes its own and drops it, pass or
 //! fail, so they can run in parallel and leave nothing behind on the server.
 
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor};
+
+/// The record the web server would make for an upload of `format` as `id`,
+/// `width` × `height`, by an owner of the tests.
+pub fn uploaded(id: thumbq_contract::ImageId, format: thumbq_contract::SourceFormat, width: u32, height: u32) -> crate::NewImage {
+    crate::NewImage {
+        id,
+        owner: thumbq_contract::OwnerId::of_secret(b"a test's owner"),
+        name: format!("upload.{}", format.code()),
+        format,
+        bytes: 0,
+        content_hash: String::new(),
+        width,
+        height,
+        created_ms: id.uploaded_at_ms(),
+    }
+}
 
 /// The environment variable that points the tests at another PostgreSQL server.
 pub const POSTGRES_URL_VAR: &str = "THUMBQ_TEST_POSTGRES_URL";

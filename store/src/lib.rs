@@ -152,17 +152,7 @@ impl Store {
         }
     }
 
-    /// Removes an image's thumbnails and both sides' timelines. A worker may
-    /// be writing one right now; what it adds after this is its own to remove
-    /// (it looks for the tombstone after writing).
-    pub async fn remove_thumbnails_and_timelines(&self, id: ImageId) -> io::Result<()> {
-        match &*self.0 {
-            Backend::Local(storage) => blocking(storage, move |storage| local::remove_thumbnails_and_timelines(storage, id)).await,
-            Backend::S3(store) => store.remove_thumbnails_and_timelines(id).await,
-        }
-    }
-
-    /// Removes an image's thumbnails only (a failed image keeps its timeline).
+    /// Removes an image's thumbnails (and the placeholder file an earlier release kept beside them).
     pub async fn remove_thumbnails(&self, id: ImageId) -> io::Result<()> {
         match &*self.0 {
             Backend::Local(storage) => blocking(storage, move |storage| local::remove_thumbnails(storage, id)).await,
@@ -271,25 +261,6 @@ impl BlockingStore {
         }
     }
 
-    /// [`Store::exists`].
-    pub fn exists(&self, key: StorageKey) -> io::Result<bool> {
-        let size = match &*self.store.0 {
-            Backend::Local(storage) => local::size(storage, &key)?,
-            Backend::S3(store) => tokio::runtime::Handle::current().block_on(store.size(&key))?,
-        };
-        Ok(size.is_some())
-    }
-
-    /// [`Store::thumbnail`].
-    pub fn thumbnail(&self, id: ImageId, size: ThumbSize) -> io::Result<Option<ThumbFormat>> {
-        for format in ThumbFormat::BASELINE {
-            if self.exists(StorageKey::Thumbnail(id, size, format))? {
-                return Ok(Some(format));
-            }
-        }
-        Ok(None)
-    }
-
     /// The whole of `key` if it has at most `limit` bytes, asked in one
     /// request: `Ok(None)` when there is no such file, `Err(size)` inside when
     /// it is larger (and nothing of it was read).
@@ -300,27 +271,11 @@ impl BlockingStore {
         }
     }
 
-    /// [`Store::remove`].
-    pub fn remove(&self, key: StorageKey) -> io::Result<()> {
-        match &*self.store.0 {
-            Backend::Local(storage) => local::remove(storage, &key),
-            Backend::S3(store) => tokio::runtime::Handle::current().block_on(store.remove(&key)),
-        }
-    }
-
     /// [`Store::remove_thumbnails`].
     pub fn remove_thumbnails(&self, id: ImageId) -> io::Result<()> {
         match &*self.store.0 {
             Backend::Local(storage) => local::remove_thumbnails(storage, id),
             Backend::S3(store) => tokio::runtime::Handle::current().block_on(store.remove_thumbnails(id)),
-        }
-    }
-
-    /// [`Store::remove_thumbnails_and_timelines`].
-    pub fn remove_thumbnails_and_timelines(&self, id: ImageId) -> io::Result<()> {
-        match &*self.store.0 {
-            Backend::Local(storage) => local::remove_thumbnails_and_timelines(storage, id),
-            Backend::S3(store) => tokio::runtime::Handle::current().block_on(store.remove_thumbnails_and_timelines(id)),
         }
     }
 }

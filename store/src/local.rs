@@ -99,11 +99,6 @@ pub fn remove_thumbnails(storage: &Storage, id: ImageId) -> io::Result<()> {
     remove_dir_retrying(&storage.thumbnail_dir(id))
 }
 
-pub fn remove_thumbnails_and_timelines(storage: &Storage, id: ImageId) -> io::Result<()> {
-    remove_thumbnails(storage, id)?;
-    remove_dir_retrying(&storage.timeline_dir(id))
-}
-
 /// Removes an image's directory. A worker may be writing into it right now,
 /// so a file may appear while it is being emptied: try again a few times.
 fn remove_dir_retrying(directory: &Path) -> io::Result<()> {

@@ -136,10 +136,6 @@ impl S3Store {
         self.remove_all(StorageKey::thumbnails(id)).await
     }
 
-    pub async fn remove_thumbnails_and_timelines(&self, id: ImageId) -> io::Result<()> {
-        self.remove_all(StorageKey::thumbnails(id).chain(StorageKey::timelines(id))).await
-    }
-
     /// The first `count` bytes of `key` (fewer when it is shorter), in one ranged GET.
     pub async fn first_bytes(&self, key: &StorageKey, count: u64) -> io::Result<Option<Vec<u8>>> {
         let path = self.path(&key.name());

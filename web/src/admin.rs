@@ -16,10 +16,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine;
 use serde::Deserialize;
-
-use crate::AppState;
 use thumbq_repo::Deletion;
 
+use crate::AppState;
 use crate::delete::{self, Reason};
 use crate::error::AppError;
 use crate::{progress, same_origin};

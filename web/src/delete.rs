@@ -45,7 +45,7 @@ async fn delete_as_owner(app: &AppState, id: &str, headers: &HeaderMap) -> Resul
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
     let record = app.repo.image(id).await?.ok_or(AppError::UnknownImage)?;
     if record.state() == ImageState::Deleted {
-        // A delete cut short (a bucket away) is finished by asking again: it only removes files of a deleted image.
+        // Whoever asks, this only removes what a delete cut short left of a deleted image.
         erase(app, id, Reason::Owner).await?;
         return Err(AppError::Deleted);
     }
@@ -55,24 +55,32 @@ async fn delete_as_owner(app: &AppState, id: &str, headers: &HeaderMap) -> Resul
     erase(app, id, Reason::Owner).await.map(|_| ())
 }
 
-/// Deletes `id`: one transaction marks its record deleted (from then on every
-/// link to it answers 410, whatever the store still holds), then its waiting
-/// jobs, original and thumbnails are removed. Pages following the image hear it.
+/// Deletes `id`. The delete is one transaction that marks its record deleted:
+/// from then on every link to it answers 410, whatever the store still holds.
+/// Its waiting jobs, original and thumbnails are removed after it, and pages
+/// following the image hear it.
 ///
-/// Asked again for an image already deleted, it removes whatever files are
-/// left, so that a delete cut short can be finished.
+/// Files that cannot be removed now (a bucket away) do not undo or fail the
+/// delete: they are logged, and removed when it is asked again.
 pub async fn erase(app: &AppState, id: ImageId, reason: Reason) -> Result<Deletion, AppError> {
     let deletion = app.repo.mark_deleted(id, progress::now_ms()).await?;
     if deletion == Deletion::Unknown {
         return Ok(deletion);
     }
-    let discarded = app.dispatcher.discard(id).await?;
-    app.store.remove(StorageKey::Original(id)).await?;
-    app.store.remove_thumbnails(id).await?;
+    if let Err(error) = remove_files(app, id).await {
+        tracing::warn!(image.id = %id, %error, "Deleted an image whose files could not all be removed yet; asking to delete it again removes them.");
+    }
     if deletion == Deletion::Deleted {
-        tracing::info!(image.id = %id, ?reason, discarded_jobs = discarded, "Deleted an image.");
+        tracing::info!(image.id = %id, ?reason, "Deleted an image.");
         app.metrics.deleted(reason);
         app.announce(ImageEvent::new(id, EventState::Deleted)).await;
     }
     Ok(deletion)
+}
+
+/// Removes the jobs of `id` waiting in a spool, its original and its thumbnails.
+async fn remove_files(app: &AppState, id: ImageId) -> std::io::Result<()> {
+    app.dispatcher.discard(id).await?;
+    app.store.remove(StorageKey::Original(id)).await?;
+    app.store.remove_thumbnails(id).await
 }

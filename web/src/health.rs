@@ -13,7 +13,7 @@ pub async fn healthz() -> &'static str {
 }
 
 /// Ready when this instance can accept uploads: the data directory is
-/// writable, its disk above the watermark and the database answers. A broker that is away does not
+/// writable, its disk above the watermark, and its bucket and database answer. A broker that is away does not
 /// make it unready: uploads then wait in the outbox, which is its whole point,
 /// and a load balancer must keep sending them. The body says the broker's
 /// state, the backlog on disk and the free space.
@@ -28,28 +28,11 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
             let _ = writeln!(report, "data directory: not writable: {error}");
         }
     }
+    // A bucket or a database away would answer uploads 503: send them elsewhere.
     if app.store.is_bucket() {
-        match app.store.check().await {
-            Ok(()) => {
-                let _ = writeln!(report, "store: {} reachable", app.store.describe());
-            }
-            Err(error) => {
-                // Uploads would be refused with 503: send them elsewhere.
-                ready = false;
-                let _ = writeln!(report, "store: {} unreachable: {error}", app.store.describe());
-            }
-        }
+        ready &= reachable(&mut report, "store", &app.store.describe(), app.store.check().await);
     }
-    match app.repo.check().await {
-        Ok(()) => {
-            let _ = writeln!(report, "database: {} reachable", app.repo.describe());
-        }
-        Err(error) => {
-            // Uploads and pages would answer 503: send them elsewhere.
-            ready = false;
-            let _ = writeln!(report, "database: {} unreachable: {error}", app.repo.describe());
-        }
-    }
+    ready &= reachable(&mut report, "database", &app.repo.describe(), app.repo.check().await);
     match free_bytes(&app).await {
         Ok(free) if free < app.settings.min_free_bytes => {
             ready = false;
@@ -81,6 +64,20 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
     }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, report)
+}
+
+/// Writes whether `what` at `place` answered; returns whether it did.
+fn reachable(report: &mut String, what: &str, place: &str, checked: Result<(), impl std::fmt::Display>) -> bool {
+    match checked {
+        Ok(()) => {
+            let _ = writeln!(report, "{what}: {place} reachable");
+            true
+        }
+        Err(error) => {
+            let _ = writeln!(report, "{what}: {place} unreachable: {error}");
+            false
+        }
+    }
 }
 
 pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {

@@ -110,8 +110,11 @@ pub async fn original(State(app): State<AppState>, Path(id): Path<String>, reque
 /// when the client's copy is as new.
 async fn serve(app: &AppState, key: StorageKey, request: Request) -> Result<Option<Response>, AppError> {
     let head_only = request.method() == axum::http::Method::HEAD;
-    let if_modified_since =
-        request.headers().get(header::IF_MODIFIED_SINCE).and_then(|value| value.to_str().ok()).and_then(|value| httpdate::parse_http_date(value).ok());
+    let if_modified_since = request
+        .headers()
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| httpdate::parse_http_date(value).ok());
     match app.store.serve(key, if_modified_since, head_only).await? {
         None => Ok(None),
         Some(Opened::File(path)) => {

@@ -407,9 +407,7 @@ fn reason_for(error: &PipelineError) -> String {
     reason.push('.');
     // Where a person can do something about it, say what.
     let next = match error {
-        PipelineError::Corrupt { .. } | PipelineError::Unsupported { .. } | PipelineError::DecoderFailed { .. } => {
-            " Open it in a photo app, export it again as JPEG or PNG, and upload that."
-        }
+        PipelineError::Corrupt { .. } | PipelineError::Unsupported { .. } | PipelineError::DecoderFailed { .. } => " Open it in a photo app, export it again as JPEG or PNG, and upload that.",
         PipelineError::OverLimits(_) | PipelineError::DimensionsOverLimits | PipelineError::OverMemoryLimit => " Export a smaller copy and upload that.",
         PipelineError::Internal(_) | PipelineError::DecoderUnavailable { .. } => "",
     };
@@ -422,8 +420,8 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    use thumbq_contract::{MediaLimits, OwnerId, SourceFormat};
-    use thumbq_repo::{Location, NewImage};
+    use thumbq_contract::{MediaLimits, SourceFormat};
+    use thumbq_repo::Location;
 
     /// A job's context on a data directory of its own, with the runtime its repository needs.
     struct Fixture {
@@ -446,18 +444,7 @@ mod tests {
     fn upload(context: &JobContext) -> ImageId {
         let id = ImageId::new();
         std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
-        let image = NewImage {
-            id,
-            owner: OwnerId::of_secret(b"owner"),
-            name: "a.png".into(),
-            format: SourceFormat::Png,
-            bytes: 1,
-            content_hash: String::new(),
-            width: 640,
-            height: 480,
-            created_ms: id.uploaded_at_ms(),
-        };
-        wait(context.repo.add_image(&image, &[])).unwrap();
+        wait(context.repo.add_image(&thumbq_repo::testing::uploaded(id, SourceFormat::Png, 640, 480), &[])).unwrap();
         id
     }
 
@@ -493,8 +480,7 @@ mod tests {
     }
 
     fn thumbnail_files(context: &JobContext, id: ImageId) -> Vec<String> {
-        let mut names: Vec<String> =
-            std::fs::read_dir(context.storage.thumbnail_dir(id)).unwrap().flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = std::fs::read_dir(context.storage.thumbnail_dir(id)).unwrap().flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
     }

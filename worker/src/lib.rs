@@ -50,8 +50,7 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     }
     // HEIC and AVIF need libheif with its HEVC and AV1 plugins: without them
     // every such photo would fail, one job at a time, long after the start.
-    let heif =
-        tokio::task::spawn_blocking(pipeline::heif::check_decoder).await?.map_err(|missing| anyhow::anyhow!("cannot decode HEIC and AVIF: {missing}"))?;
+    let heif = tokio::task::spawn_blocking(pipeline::heif::check_decoder).await?.map_err(|missing| anyhow::anyhow!("cannot decode HEIC and AVIF: {missing}"))?;
     tracing::info!(decoder = %heif, "HEIC and AVIF are decoded in a child process.");
     // With a bucket, the data directory holds at most the embedded queue's spool, which makes its own.
     if !store.is_bucket() {

@@ -89,18 +89,7 @@ mod tests {
     async fn upload(context: &JobContext, bytes: Vec<u8>) -> ImageId {
         let id = ImageId::new();
         std::fs::write(context.storage.path(&StorageKey::Original(id)), bytes).unwrap();
-        let image = thumbq_repo::NewImage {
-            id,
-            owner: thumbq_contract::OwnerId::of_secret(b"owner"),
-            name: "a.jpg".into(),
-            format: SourceFormat::Jpeg,
-            bytes: 1,
-            content_hash: String::new(),
-            width: 3000,
-            height: 2000,
-            created_ms: id.uploaded_at_ms(),
-        };
-        context.repo.add_image(&image, &[]).await.unwrap();
+        context.repo.add_image(&thumbq_repo::testing::uploaded(id, SourceFormat::Jpeg, 3000, 2000), &[]).await.unwrap();
         id
     }
 
