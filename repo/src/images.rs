@@ -243,6 +243,46 @@ impl Repository {
         Ok(())
     }
 
+    /// Records an image as an earlier release left it (see `thumbq-web migrate`),
+    /// with its steps; `false` when it has a record already, which is kept as it is.
+    pub async fn import(&self, image: &ImageRecord, steps: &[Step]) -> Result<bool, RepoError> {
+        let id = image.id.to_string();
+        let extension = |size: ThumbSize| image.thumbnail(size).map(ThumbFormat::extension);
+        let failure = image.failure.as_ref();
+        let imported = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO images (id, owner, name, format, bytes, created_ms, small, medium, large, webp, placeholder, done_ms, failure, failure_retryable, failed_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&id)
+            .bind(image.owner.map(|owner| owner.to_string()))
+            .bind(image.name.as_deref())
+            .bind(image.format.map(SourceFormat::code))
+            .bind(to_i64(image.bytes))
+            .bind(to_i64(image.created_ms))
+            .bind(extension(ThumbSize::Small))
+            .bind(extension(ThumbSize::Medium))
+            .bind(extension(ThumbSize::Large))
+            .bind(image.webp)
+            .bind(image.placeholder.as_deref())
+            .bind(image.done_ms.map(to_i64))
+            .bind(failure.map(|failure| failure.reason.as_str()))
+            .bind(failure.map(|failure| failure.retryable))
+            .bind(failure.map(|failure| to_i64(failure.failed_at_ms)))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if inserted {
+                insert_steps!(tx, &id, steps);
+            }
+            tx.commit().await?;
+            inserted
+        });
+        Ok(imported)
+    }
+
     /// Removes the record of an upload that was never answered "accepted" (its job could not be queued).
     pub async fn forget_unaccepted(&self, id: ImageId) -> Result<(), RepoError> {
         let id = id.to_string();
@@ -278,6 +318,12 @@ impl Repository {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// Whether any image has a record, deleted or not.
+    pub async fn has_images(&self) -> Result<bool, RepoError> {
+        let found = on_pool!(self, pool => sqlx::query("SELECT 1 FROM images LIMIT 1").fetch_optional(pool).await.map(|row| row.is_some()))?;
+        Ok(found)
     }
 
     /// The record of `id`, deleted or not; `None` when there is no such image.

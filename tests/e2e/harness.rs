@@ -58,6 +58,8 @@ pub struct Options {
     pub web: fn(&mut thumbq_web::Settings),
     /// Where the data directory is made; the system's temporary directory when `None`.
     pub data_dir_in: Option<PathBuf>,
+    /// Fills the data directory before any process starts on it.
+    pub before_start: fn(&Path),
     /// Where web and in-process worker store; the data directory by default.
     pub store: thumbq_store::StoreSettings,
     /// Keep the records in a PostgreSQL database of the test's own rather than SQLite in the data directory.
@@ -74,6 +76,7 @@ impl Default for Options {
             admin_token: None,
             web: |_| {},
             data_dir_in: None,
+            before_start: |_| {},
             store: thumbq_store::StoreSettings::default(),
             postgres: false,
         }
@@ -113,6 +116,7 @@ impl TestApp {
             Some(parent) => tempfile::tempdir_in(parent).expect("a temporary directory"),
             None => tempfile::tempdir().expect("a temporary directory"),
         };
+        (options.before_start)(data_dir.path());
         let queue = format!("thumbq.test.{}", uuid::Uuid::now_v7().simple());
         let web_amqp_url = options.web_amqp_url.clone().or_else(|| options.amqp_url.clone());
         let postgres = match options.postgres {

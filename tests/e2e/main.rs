@@ -23,3 +23,4 @@ mod ownership;
 mod phone_formats;
 mod refusals;
 mod thumbnails;
+mod upgrade;

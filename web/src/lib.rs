@@ -20,6 +20,7 @@
 //! - [`pages`], [`thumbs`], [`api`], [`assets`], [`health`]: what is served.
 //! - [`events`]: live updates for pages, relayed from the workers' announcements.
 //! - [`metrics`]: counters for `GET /metrics`.
+//! - [`migrate`]: `thumbq-web migrate`, records for what an earlier release kept as files.
 //! - [`admin`]: the operators' dashboard, behind a token.
 //! - [`error`]: the error every handler returns, and what the user sees of it.
 
@@ -37,6 +38,7 @@ pub mod form;
 pub mod health;
 pub mod jpeg_header;
 pub mod metrics;
+pub mod migrate;
 pub mod owner;
 pub mod pages;
 pub mod progress;
@@ -125,6 +127,17 @@ impl Application {
         let _ = relay.await;
         Ok(())
     }
+}
+
+/// `thumbq-web migrate`: records for the images an earlier release kept as files, then exits.
+pub async fn migrate_store(settings: &Settings) -> anyhow::Result<()> {
+    let store = settings.deployment.store().map_err(anyhow::Error::msg)?;
+    let database = settings.deployment.database();
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let repo = thumbq_repo::Repository::open(&database, shutdown).await.with_context(|| format!("cannot open the database, {}", database.describe()))?;
+    let migrated = migrate::migrate(&store, &repo).await.with_context(|| format!("cannot migrate {} into {}", store.describe(), repo.describe()))?;
+    tracing::info!(imported = migrated.imported, already = migrated.already, deleted = migrated.deleted, "Migrated the images of an earlier release into the database.");
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

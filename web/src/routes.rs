@@ -65,6 +65,7 @@ impl AppState {
                 store.describe(),
             );
         }
+        crate::migrate::on_first_start(&store, &repo).await;
         let metrics = crate::metrics::WebMetrics::default();
         let dispatcher = match &settings.deployment.amqp_url {
             Some(url) => {

@@ -6,6 +6,14 @@ use std::time::Duration;
 use thumbq_broker::Deployment;
 use thumbq_contract::{MediaLimits, Sizes, Topology};
 
+/// What `thumbq-web` can be asked to do besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Give every image that an earlier release kept as files beside the blobs its
+    /// record in the database, then exit; safe to run again, and while serving.
+    Migrate,
+}
+
 /// Everything the web server can be told at start. A bad value stops the start
 /// with a message that names the flag.
 #[derive(Debug, Clone, clap::Parser)]
@@ -18,6 +26,10 @@ pub struct Settings {
     /// The data directory, the broker and the queue, shared with the other processes.
     #[command(flatten)]
     pub deployment: Deployment,
+
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
 
     /// Largest accepted file, in bytes.
     #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = MediaLimits::DEFAULT_MAX_FILE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
@@ -105,6 +117,7 @@ impl Settings {
         Self {
             bind: "127.0.0.1:0".parse().expect("a valid address"),
             deployment,
+            command: None,
             max_upload_bytes: MediaLimits::DEFAULT_MAX_FILE_BYTES,
             max_pixels: MediaLimits::DEFAULT_MAX_PIXELS,
             max_side_px: MediaLimits::DEFAULT_MAX_SIDE_PX,
