@@ -78,9 +78,15 @@ impl Default for Options {
             data_dir_in: None,
             before_start: |_| {},
             store: thumbq_store::StoreSettings::default(),
-            postgres: false,
+            postgres: all_on_postgresql(),
         }
     }
+}
+
+/// Whether every test keeps its records in PostgreSQL (`THUMBQ_TEST_DATABASE=postgres`),
+/// not only those about more than one machine: the whole suite runs on either backend.
+fn all_on_postgresql() -> bool {
+    std::env::var("THUMBQ_TEST_DATABASE").is_ok_and(|backend| backend == "postgres")
 }
 
 /// How a test's processes pass jobs.
