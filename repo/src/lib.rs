@@ -11,8 +11,8 @@
 //! same SQL runs on both; [`Repository`] picks the pool and runs it.
 //!
 //! A handler or a job reads one record, does its work, and commits one
-//! change: a page costs one query, and a job's writes of its progress are
-//! each one short transaction.
+//! change: a page costs one or two queries, and each of a job's writes of its
+//! progress is one short transaction.
 
 pub mod connect;
 pub mod images;

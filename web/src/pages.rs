@@ -3,7 +3,8 @@
 //!
 //! No page lists anyone's images but the visitor's own: an image's page is
 //! reached by its link only. Every page reads the images' records in one
-//! query and asks the store nothing.
+//! query (the home page one more to count them, the image page one for its
+//! timeline) and asks the store nothing.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
