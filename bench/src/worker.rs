@@ -51,7 +51,7 @@ impl Queue {
     pub fn enqueue(&self, image: &TestImage) -> anyhow::Result<ImageId> {
         let id = ImageId::new();
         std::fs::write(self.storage.path(&StorageKey::Original(id)), &image.bytes)?;
-        self.runtime.block_on(self.repo.add_image(&thumbq_repo::testing::uploaded(id, image.format, 0, 0), &[]))?;
+        self.runtime.block_on(self.repo.add_image(&thumbq_repo::testing::uploaded(id, image.format, 0, 0), &[], None, &thumbq_repo::Lease::none()))?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
         self.spool.push(&ResizeJob::new(id, image.format, now_ms).to_bytes())?;
         Ok(id)

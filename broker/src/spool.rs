@@ -1,6 +1,6 @@
-//! A durable queue in a directory, one file per job, for when RabbitMQ is not
-//! there: the web server's outbox while the broker is unreachable, and the
-//! whole queue in embedded mode (no AMQP URL configured).
+//! A durable queue in a directory, one file per job: the whole queue in
+//! embedded mode (no AMQP URL configured). (Releases before the repository
+//! also kept each web server's outbox this way.)
 //!
 //! Every step is a rename, which is atomic within one file system, so any
 //! number of processes sharing the directory can push and claim at once:
@@ -73,18 +73,6 @@ impl Spool {
         self.write_ready(&new_key(0), payload)
     }
 
-    /// Adds a job already claimed by this process: a write-ahead record of
-    /// work in progress (a publish to RabbitMQ, say). Ack it when done, or
-    /// unclaim it to leave it waiting; if the process dies first, another
-    /// one's [`Spool::recover_orphans`] puts it back in the queue.
-    pub fn push_claimed(&self, payload: &[u8]) -> io::Result<Claim> {
-        let key = new_key(0);
-        let path = self.claimed_dir().join(format!("{key}.job"));
-        self.write_whole(&key, payload, &path)?;
-        sync_dir(&self.claimed_dir())?;
-        Ok(Claim { payload: payload.to_owned(), attempts: 0, key, path })
-    }
-
     /// Takes the oldest waiting job, if any. Another process may take the same
     /// file at the same moment: the rename decides, and the loser tries the next.
     pub fn claim(&self) -> io::Result<Option<Claim>> {
@@ -127,8 +115,7 @@ impl Spool {
         sync_dir(&self.claimed_dir())
     }
 
-    /// Puts the job back where it was, at the head of the queue (the outbox
-    /// keeps upload order while it waits for the broker).
+    /// Puts the job back where it was, at the head of the queue (a postponed job keeps its place).
     pub fn unclaim(&self, claim: Claim) -> io::Result<()> {
         fs::rename(&claim.path, self.ready_path(&claim.key))?;
         sync_dir(&self.root.join("ready"))?;
@@ -149,30 +136,6 @@ impl Spool {
     pub fn dead_letter(&self, claim: Claim) -> io::Result<()> {
         fs::rename(&claim.path, self.root.join("dead").join(format!("{}.job", claim.key)))?;
         sync_dir(&self.root.join("dead"))
-    }
-
-    /// Removes every waiting or dead job whose payload `matches` (the jobs
-    /// of a deleted image, say); returns how many. A job claimed meanwhile is
-    /// left to whoever claimed it.
-    pub fn discard(&self, matches: impl Fn(&[u8]) -> bool) -> io::Result<usize> {
-        let mut discarded = 0;
-        for dir in ["ready", "dead"] {
-            let dir = self.root.join(dir);
-            for entry in fs::read_dir(&dir)? {
-                let path = entry?.path();
-                let payload = match fs::read(&path) {
-                    Ok(payload) => payload,
-                    Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-                    Err(error) => return Err(error),
-                };
-                if matches(&payload) {
-                    crate::durable::remove_if_present(&path)?;
-                    discarded += 1;
-                }
-            }
-            sync_dir(&dir)?;
-        }
-        Ok(discarded)
     }
 
     /// How many jobs wait.
@@ -370,34 +333,6 @@ mod tests {
         }
         assert_eq!(order, (0..3000).collect::<Vec<_>>(), "oldest first, none lost");
         assert!(spool.listings.load(std::sync::atomic::Ordering::Relaxed) <= 3, "listed {} times", spool.listings.load(std::sync::atomic::Ordering::Relaxed));
-    }
-
-    #[test]
-    fn a_job_claimed_at_push_returns_to_the_queue_when_its_process_dies() {
-        let dir = tempfile::tempdir().unwrap();
-        let survivor = Spool::open(dir.path()).unwrap();
-        let doomed = Spool::open(dir.path()).unwrap();
-        let claim = doomed.push_claimed(b"publishing").unwrap();
-        assert!(survivor.claim().unwrap().is_none(), "claimed, not waiting");
-        drop(claim);
-        drop(doomed);
-        assert_eq!(survivor.recover_orphans().unwrap(), 1);
-        assert_eq!(survivor.claim().unwrap().unwrap().payload, b"publishing");
-    }
-
-    #[test]
-    fn discarded_jobs_are_gone_from_the_waiting_and_the_dead() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
-        for payload in [b"keep", b"drop", b"drop"] {
-            spool.push(payload).unwrap();
-        }
-        let dead = spool.claim().unwrap().unwrap();
-        spool.dead_letter(dead).unwrap();
-        spool.push(b"drop").unwrap();
-        assert_eq!(spool.discard(|payload| payload == b"drop").unwrap(), 3);
-        assert!(spool.claim().unwrap().is_none());
-        assert_eq!(fs::read_dir(dir.path().join("dead")).unwrap().count(), 1, "the dead job that did not match stays");
     }
 
     #[test]

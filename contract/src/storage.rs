@@ -12,15 +12,15 @@
 //! originals/{id}                  the upload as received, once complete (web)
 //! thumbs/{id}/{size}.{jpg|png|webp}  the thumbnails (worker)
 //! spool/jobs/                     the job queue in embedded mode (no RabbitMQ)
-//! spool/outbox/                   jobs waiting for RabbitMQ to come back (web)
 //! ```
 //!
 //! What is known about each image is its record in the repository, not a file.
 //! Releases before the repository kept those facts as files beside the blobs
 //! (`owners/{id}.json`, `by-owner/{owner}/{id}`, `failed/{id}.json`,
 //! `timelines/{id}/{side}.json`, `thumbs/{id}/placeholder.thumbhash` and
-//! tombstones in `deleted/`); their keys are here only so that `thumbq-web
-//! migrate` can read them, and nothing writes them any more.
+//! tombstones in `deleted/`) and each web server's outbox in `spool/outbox/`;
+//! their names are here only so that `thumbq-web migrate` can read them, and
+//! nothing writes them any more.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -228,7 +228,7 @@ impl Storage {
         self.root.join("spool").join("jobs")
     }
 
-    /// The directory where the web server keeps jobs RabbitMQ has not confirmed yet.
+    /// An earlier release's: where each web server kept the jobs RabbitMQ had not confirmed.
     pub fn outbox_spool(&self) -> PathBuf {
         self.root.join("spool").join("outbox")
     }

@@ -6,9 +6,10 @@
 //! tombstone, and no order of a delete and a job leaves a file behind.
 
 use sqlx::Row;
-use thumbq_contract::{FailureRecord, ImageId, OwnerId, SourceFormat, Step, ThumbFormat, ThumbSize};
+use thumbq_contract::{FailureRecord, ImageId, OwnerId, SourceFormat, Step, ThumbFormat, ThumbSize, TraceParent};
 
 use crate::connect::on_pool;
+use crate::outbox::Lease;
 use crate::{RepoError, Repository};
 
 /// An accepted upload, as the web server records it before it answers.
@@ -174,11 +175,11 @@ impl TryFrom<ImageRow> for ImageRecord {
     }
 }
 
-fn to_u64(value: i64) -> u64 {
+pub(crate) fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-fn to_i64(value: u64) -> i64 {
+pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
@@ -197,6 +198,29 @@ macro_rules! insert_steps {
         }
     };
 }
+pub(crate) use insert_steps;
+
+/// Adds `steps` of `id` inside `$tx`, unless the image is deleted. Each step is
+/// one write that looks at the image itself, never a read before a write:
+/// SQLite refuses, rather than waits for, a read transaction that tries to write after another commit.
+macro_rules! insert_live_steps {
+    ($tx:expr, $id:expr, $steps:expr) => {
+        for (seq, step) in $steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO steps (image_id, at_ms, seq, step, by_process) SELECT $1, $2, $3, $4, $5 \
+                 WHERE EXISTS (SELECT 1 FROM images WHERE id = $1 AND deleted_ms IS NULL)",
+            )
+            .bind($id)
+            .bind($crate::images::to_i64(step.at))
+            .bind(seq as i64)
+            .bind(&step.step)
+            .bind(&step.by)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+pub(crate) use insert_live_steps;
 
 /// Runs `$sql`, an `UPDATE` of image `$1` with `$value`s bound after it, and
 /// when it changed the row adds `$steps`, in one transaction; `true` when it did.
@@ -217,27 +241,46 @@ macro_rules! update_with_steps {
 }
 
 impl Repository {
-    /// Records an accepted upload and the web server's steps so far, in one transaction.
-    pub async fn add_image(&self, image: &NewImage, steps: &[Step]) -> Result<(), RepoError> {
-        let id = image.id.to_string();
+    /// Records an accepted upload, the web server's steps so far and its job
+    /// in the outbox, leased to `lease`'s holder, in one transaction.
+    pub async fn add_image(&self, image: &NewImage, steps: &[Step], trace: Option<TraceParent>, lease: &Lease) -> Result<(), RepoError> {
+        self.add_images(&[(image, steps, trace)], lease).await
+    }
+
+    /// Records the accepted uploads of one request, each with the web
+    /// server's steps so far and its job in the outbox, leased to `lease`'s
+    /// holder, in one transaction: once it commits, they are accepted, and
+    /// their jobs will reach the queue.
+    pub async fn add_images(&self, uploads: &[(&NewImage, &[Step], Option<TraceParent>)], lease: &Lease) -> Result<(), RepoError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO images (id, owner, name, format, bytes, content_hash, width, height, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&id)
-            .bind(image.owner.to_string())
-            .bind(&image.name)
-            .bind(image.format.code())
-            .bind(to_i64(image.bytes))
-            .bind(&image.content_hash)
-            .bind(i64::from(image.width))
-            .bind(i64::from(image.height))
-            .bind(to_i64(image.created_ms))
-            .execute(&mut *tx)
-            .await?;
-            insert_steps!(tx, &id, steps);
+            for (image, steps, trace) in uploads {
+                let id = image.id.to_string();
+                sqlx::query(
+                    "INSERT INTO images (id, owner, name, format, bytes, content_hash, width, height, created_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&id)
+                .bind(image.owner.to_string())
+                .bind(&image.name)
+                .bind(image.format.code())
+                .bind(to_i64(image.bytes))
+                .bind(&image.content_hash)
+                .bind(i64::from(image.width))
+                .bind(i64::from(image.height))
+                .bind(to_i64(image.created_ms))
+                .execute(&mut *tx)
+                .await?;
+                insert_steps!(tx, &id, steps);
+                sqlx::query("INSERT INTO outbox (image_id, traceparent, queued_ms, lease_until_ms, leased_by) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&id)
+                    .bind(trace.map(|trace| trace.to_string()))
+                    .bind(to_i64(image.created_ms))
+                    .bind(to_i64(lease.until_ms))
+                    .bind(&lease.holder)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
         });
         Ok(())
@@ -283,38 +326,12 @@ impl Repository {
         Ok(imported)
     }
 
-    /// Removes the record of an upload that was never answered "accepted" (its job could not be queued).
-    pub async fn forget_unaccepted(&self, id: ImageId) -> Result<(), RepoError> {
-        let id = id.to_string();
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM steps WHERE image_id = $1").bind(&id).execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM images WHERE id = $1").bind(&id).execute(&mut *tx).await?;
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
-    /// Adds steps to the timeline of `id`, unless it was deleted. Each step is
-    /// one write that looks at the image itself, never a read before a write:
-    /// SQLite refuses, rather than waits for, a read transaction that tries to write after another commit.
+    /// Adds steps to the timeline of `id`, unless it was deleted.
     pub async fn add_steps(&self, id: ImageId, steps: &[Step]) -> Result<(), RepoError> {
         let id = id.to_string();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            for (seq, step) in steps.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO steps (image_id, at_ms, seq, step, by_process) SELECT $1, $2, $3, $4, $5 \
-                     WHERE EXISTS (SELECT 1 FROM images WHERE id = $1 AND deleted_ms IS NULL)",
-                )
-                .bind(&id)
-                .bind(to_i64(step.at))
-                .bind(seq as i64)
-                .bind(&step.step)
-                .bind(&step.by)
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_live_steps!(tx, &id, steps);
             tx.commit().await?;
         });
         Ok(())
@@ -441,6 +458,7 @@ impl Repository {
             .rows_affected();
             let deletion = if marked == 1 {
                 sqlx::query("DELETE FROM steps WHERE image_id = $1").bind(&id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM outbox WHERE image_id = $1").bind(&id).execute(&mut *tx).await?;
                 Deletion::Deleted
             } else if sqlx::query("SELECT 1 FROM images WHERE id = $1").bind(&id).fetch_optional(&mut *tx).await?.is_some() {
                 Deletion::AlreadyDeleted
@@ -515,10 +533,10 @@ mod tests {
     async fn an_image_goes_from_pending_to_done_and_a_delete_leaves_only_its_tombstone(repo: &Repository) {
         let (alice, bob) = (OwnerId::of_secret(b"alice"), OwnerId::of_secret(b"bob"));
         let first = image(alice);
-        repo.add_image(&first, &[step("received", 10), step("stored", 10)]).await.unwrap();
+        repo.add_image(&first, &[step("received", 10), step("stored", 10)], None, &Lease::none()).await.unwrap();
         let second = image(alice);
-        repo.add_image(&second, &[]).await.unwrap();
-        repo.add_image(&image(bob), &[]).await.unwrap();
+        repo.add_image(&second, &[], None, &Lease::none()).await.unwrap();
+        repo.add_image(&image(bob), &[], None, &Lease::none()).await.unwrap();
 
         let record = repo.image(first.id).await.unwrap().unwrap();
         assert_eq!(
@@ -562,7 +580,7 @@ mod tests {
 
     async fn a_failure_is_recorded_listed_and_cleared_for_a_replay(repo: &Repository) {
         let new = image(OwnerId::of_secret(b"carol"));
-        repo.add_image(&new, &[]).await.unwrap();
+        repo.add_image(&new, &[], None, &Lease::none()).await.unwrap();
         assert!(repo.thumbnail_written(new.id, ThumbSize::Small, ThumbFormat::Jpeg, Some("AAAA"), &[]).await.unwrap());
         let failure = FailureRecord { reason: "Not an image.".into(), failed_at_ms: 40, retryable: false };
         assert!(repo.failed(new.id, &failure, &[step("failed", 40)]).await.unwrap());
@@ -575,8 +593,6 @@ mod tests {
         assert!(repo.failures(10).await.unwrap().is_empty());
         assert_eq!(repo.created_before(new.created_ms + 1, 10).await.unwrap().last(), Some(&new.id), "oldest first");
         assert!(!repo.created_before(new.created_ms, 10).await.unwrap().contains(&new.id));
-        repo.forget_unaccepted(new.id).await.unwrap();
-        assert_eq!(repo.image(new.id).await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -5,6 +5,8 @@
 //! - [`settings`]: `--database-url`, and where the database is without it.
 //! - [`connect`]: opening the database, waiting for it, and migrating it once, under a lock.
 //! - [`images`]: the image records, their steps, and every query about them.
+//! - [`outbox`]: jobs accepted and not yet on the queue, written with their image.
+//! - [`upkeep`]: what the reconciler asks: its lease, stalled images, unfinished deletes.
 //!
 //! Two backends, one behaviour: SQLite in the data directory (the default:
 //! nothing to install or start) and PostgreSQL for more than one machine. The
@@ -16,12 +18,15 @@
 
 pub mod connect;
 pub mod images;
+pub mod outbox;
 pub mod settings;
+pub mod upkeep;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use connect::Repository;
 pub use images::{Deletion, ImageRecord, ImageState, NewImage};
+pub use outbox::Lease;
 pub use settings::{DatabaseSettings, Location};
 
 /// What went wrong with the database.

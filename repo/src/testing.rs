@@ -23,6 +23,46 @@ pub fn uploaded(id: thumbq_contract::ImageId, format: thumbq_contract::SourceFor
     }
 }
 
+/// Holds the database's write lock until dropped: an upload's commit waits
+/// behind it (SQLite up to its busy timeout), so that a test can stop a process
+/// between storing an original and recording it.
+pub struct WritesHeld(Held);
+
+enum Held {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(PgConnection),
+}
+
+impl WritesHeld {
+    pub async fn take(location: &crate::Location) -> Self {
+        match location {
+            crate::Location::Sqlite(path) => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+                let mut connection = sqlx::SqliteConnection::connect_with(&options).await.expect("the test's SQLite database opens");
+                connection.execute("BEGIN IMMEDIATE").await.expect("SQLite's write lock");
+                Self(Held::Sqlite(connection))
+            }
+            crate::Location::Postgres(url) => {
+                let mut connection = PgConnection::connect(url).await.expect("the test's PostgreSQL database answers");
+                connection.execute("BEGIN; LOCK TABLE images IN SHARE ROW EXCLUSIVE MODE").await.expect("a lock on images");
+                Self(Held::Postgres(connection))
+            }
+        }
+    }
+
+    /// Lets the waiting writes go.
+    pub async fn release(self) {
+        match self.0 {
+            Held::Sqlite(mut connection) => {
+                connection.execute("ROLLBACK").await.expect("SQLite's write lock released");
+            }
+            Held::Postgres(mut connection) => {
+                connection.execute("ROLLBACK").await.expect("the lock on images released");
+            }
+        }
+    }
+}
+
 /// The environment variable that points the tests at another PostgreSQL server.
 pub const POSTGRES_URL_VAR: &str = "THUMBQ_TEST_POSTGRES_URL";
 

@@ -25,7 +25,7 @@ async fn uploads_during_a_broker_outage_are_accepted_and_all_get_thumbnails_once
     assert_eq!(readiness.status(), StatusCode::OK, "uploads are still taken: a load balancer must keep sending them");
     let report = readiness.text().await.unwrap();
     assert!(report.contains("broker: unreachable"), "{report}");
-    assert!(report.contains("jobs waiting on disk: 10"), "{report}");
+    assert!(report.contains("jobs in the outbox: 10"), "{report}");
     assert_eq!(app.count_done(&ids), 0, "no job reached the worker while the link was cut");
 
     proxy.restore();
@@ -33,7 +33,7 @@ async fn uploads_during_a_broker_outage_are_accepted_and_all_get_thumbnails_once
         assert_eq!(app.wait_until_settled(*id).await["state"], "done");
     }
     let report = app.get("/readyz").await.text().await.unwrap();
-    assert!(report.contains("jobs waiting on disk: 0"), "{report}");
+    assert!(report.contains("jobs in the outbox: 0"), "{report}");
     eprintln!("outage: {} uploads accepted while the broker link was cut, {} lost", ids.len(), ids.len() - app.count_done(&ids));
 }
 

@@ -143,7 +143,7 @@ async fn a_decompression_bomb_that_reaches_a_worker_is_refused_before_it_allocat
     let id = ImageId::new();
     std::fs::write(storage.path(&StorageKey::Original(id)), png_claiming(19_000, 19_000)).unwrap();
     let repo = thumbq_repo::Repository::open_now(&app.database()).await.unwrap();
-    repo.add_image(&thumbq_repo::testing::uploaded(id, SourceFormat::Png, 19_000, 19_000), &[]).await.unwrap();
+    repo.add_image(&thumbq_repo::testing::uploaded(id, SourceFormat::Png, 19_000, 19_000), &[], None, &thumbq_repo::Lease::none()).await.unwrap();
     let spool = thumbq_broker::Spool::open(storage.job_spool()).unwrap();
     spool.push(&ResizeJob::new(id, SourceFormat::Png, 0).to_bytes()).unwrap();
     let worker = WorkerProcess::start(&app, 1);

@@ -21,6 +21,7 @@ mod operations;
 mod object_store;
 mod ownership;
 mod phone_formats;
+mod reconcile;
 mod refusals;
 mod thumbnails;
 mod upgrade;

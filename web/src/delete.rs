@@ -5,8 +5,10 @@
 //! [`erase`] marks the record deleted before it removes anything: a worker
 //! still making the image's thumbnails finds its next record refused, and
 //! removes what it wrote (see `thumbq_worker::job`), so nothing of a deleted
-//! image survives in any order of events. Jobs still waiting in a spool are
-//! discarded; jobs on RabbitMQ are acked without work when a worker takes them.
+//! image survives in any order of events. Its job, if still in the outbox,
+//! goes in the same transaction; a job already queued is acked without work
+//! when a worker takes it. Files the store would not remove then are the
+//! reconciler's to finish (see `reconcile`).
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -61,14 +63,21 @@ async fn delete_as_owner(app: &AppState, id: &str, headers: &HeaderMap) -> Resul
 /// following the image hear it.
 ///
 /// Files that cannot be removed now (a bucket away) do not undo or fail the
-/// delete: they are logged, and removed when it is asked again.
+/// delete: they are logged, and the reconciler removes them later (as does asking again).
 pub async fn erase(app: &AppState, id: ImageId, reason: Reason) -> Result<Deletion, AppError> {
     let deletion = app.repo.mark_deleted(id, progress::now_ms()).await?;
     if deletion == Deletion::Unknown {
         return Ok(deletion);
     }
-    if let Err(error) = remove_files(app, id).await {
-        tracing::warn!(image.id = %id, %error, "Deleted an image whose files could not all be removed yet; asking to delete it again removes them.");
+    match remove_files(&app.store, id).await {
+        Ok(()) => {
+            if let Err(error) = app.repo.purged(id, progress::now_ms()).await {
+                tracing::debug!(image.id = %id, %error, "Could not record that a deleted image's files are gone; the reconciler will look again.");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(image.id = %id, %error, "Deleted an image whose files could not all be removed yet; the reconciler will remove them.");
+        }
     }
     if deletion == Deletion::Deleted {
         tracing::info!(image.id = %id, ?reason, "Deleted an image.");
@@ -78,9 +87,9 @@ pub async fn erase(app: &AppState, id: ImageId, reason: Reason) -> Result<Deleti
     Ok(deletion)
 }
 
-/// Removes the jobs of `id` waiting in a spool, its original and its thumbnails.
-async fn remove_files(app: &AppState, id: ImageId) -> std::io::Result<()> {
-    app.dispatcher.discard(id).await?;
-    app.store.remove(StorageKey::Original(id)).await?;
-    app.store.remove_thumbnails(id).await
+/// Removes the original and the thumbnails of `id` from the store. A job of
+/// it still queued is acked without work once a worker reads the record.
+pub async fn remove_files(store: &thumbq_store::Store, id: ImageId) -> std::io::Result<()> {
+    store.remove(StorageKey::Original(id)).await?;
+    store.remove_thumbnails(id).await
 }

@@ -1,203 +1,191 @@
-//! Where the web server sends each job, so that an accepted upload always ends up queued.
+//! Handing each accepted job to the queue: RabbitMQ, or the embedded queue.
 //!
-//! - With RabbitMQ: the job is written to the outbox as claimed by this
-//!   process, then published; the broker's confirm deletes it. If the broker
-//!   is down or does not confirm in time, it is left waiting in the outbox,
-//!   and [`Dispatcher::relay`] publishes it, oldest first, once the broker is
-//!   back. If this process dies meanwhile (even by SIGKILL), the claim outlives
-//!   it, and the relay of any web server sharing the directory takes it over.
-//! - Embedded (no AMQP URL): the job goes to the spool the workers read.
+//! The job is in the repository's outbox before this starts: the upload wrote
+//! its row with the image's, leased to this process (see `upload`). Here the
+//! job is sent at once; once the queue has it (RabbitMQ confirmed, or the
+//! embedded queue's file is on disk), its row goes. When the queue does not
+//! take it, the row is freed and [`Dispatcher::relay`] sends it later.
+//!
+//! Every web server runs the relay. It claims the rows whose lease ran out:
+//! those the queue refused, and those of a web server that died between its
+//! commit and its publish, here or on another machine sharing the database.
+//! A job sent twice (a confirm lost, a row not cleared) is harmless: a worker
+//! acks the job of a finished image without work.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use thumbq_broker::{PublishError, Publisher, Spool};
-use thumbq_contract::{ImageEvent, ImageId, ResizeJob};
+use thumbq_contract::{ImageEvent, ResizeJob, Step};
+use thumbq_repo::{Lease, Repository};
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::WebMetrics;
+use crate::progress::now_ms;
 
 /// How a job was queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// RabbitMQ confirmed it.
     Published,
-    /// RabbitMQ was unavailable; it waits on disk for the relay.
+    /// The queue did not take it now; it waits in the outbox for the relay.
     Outbox,
     /// It is in the embedded queue.
     Embedded,
 }
 
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Published => "published",
+            Self::Outbox => "outbox",
+            Self::Embedded => "embedded",
+        }
+    }
+
+    /// The step it adds to the image's timeline.
+    fn step(self) -> &'static str {
+        match self {
+            Self::Published => "confirmed by RabbitMQ",
+            Self::Outbox => "kept in the outbox",
+            Self::Embedded => "queued on disk",
+        }
+    }
+}
+
 pub struct Dispatcher {
-    mode: Mode,
+    queue: Queue,
+    repo: Repository,
+    /// How long a web server may take to send a job before any relay may send it.
+    lease: Duration,
+    /// A job was left in the outbox: the relay looks now rather than at its next check.
     outbox_filled: Notify,
     metrics: WebMetrics,
 }
 
-enum Mode {
-    Broker { publisher: Box<Publisher>, outbox: Arc<Spool> },
-    Embedded { jobs: Arc<Spool> },
+enum Queue {
+    Broker(Box<Publisher>),
+    Embedded(Arc<Spool>),
 }
 
 /// What `/readyz` reports.
 pub struct Readiness {
     /// `None` in embedded mode; otherwise whether RabbitMQ takes jobs now.
     pub broker: Option<Result<(), PublishError>>,
-    /// Jobs waiting on disk: in the outbox, or in the embedded queue.
-    pub waiting_on_disk: usize,
+    /// Jobs accepted and not yet on the queue.
+    pub in_outbox: usize,
+    /// In embedded mode, jobs in the embedded queue: waiting, or being worked on.
+    pub in_embedded_queue: Option<usize>,
+}
+
+/// Why a job could not be handed to the queue now.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error(transparent)]
+    Broker(#[from] PublishError),
+    #[error("cannot write to the embedded queue: {0}")]
+    Disk(#[from] std::io::Error),
 }
 
 impl Dispatcher {
-    pub fn broker(publisher: Publisher, outbox: Spool, metrics: WebMetrics) -> Self {
-        Self { mode: Mode::Broker { publisher: Box::new(publisher), outbox: Arc::new(outbox) }, outbox_filled: Notify::new(), metrics }
+    /// `publish_timeout` bounds how long sending one job may take: the lease
+    /// on a job lasts longer, so that no relay sends it while it is being published.
+    pub fn broker(publisher: Publisher, repo: Repository, publish_timeout: Duration, metrics: WebMetrics) -> Self {
+        Self::new(Queue::Broker(Box::new(publisher)), repo, publish_timeout, metrics)
     }
 
-    pub fn embedded(jobs: Spool, metrics: WebMetrics) -> Self {
-        Self { mode: Mode::Embedded { jobs: Arc::new(jobs) }, outbox_filled: Notify::new(), metrics }
+    pub fn embedded(jobs: Spool, repo: Repository, metrics: WebMetrics) -> Self {
+        Self::new(Queue::Embedded(Arc::new(jobs)), repo, Duration::ZERO, metrics)
     }
 
-    /// Queues `job`, counting the route it took.
-    pub async fn dispatch(&self, job: &ResizeJob) -> std::io::Result<Route> {
-        let route = self.route(job).await?;
-        self.metrics.dispatched(match route {
-            Route::Published => "published",
-            Route::Outbox => "outbox",
-            Route::Embedded => "embedded",
-        });
-        Ok(route)
+    fn new(queue: Queue, repo: Repository, send_timeout: Duration, metrics: WebMetrics) -> Self {
+        Self { queue, repo, lease: send_timeout + LEASE_MARGIN, outbox_filled: Notify::new(), metrics }
     }
 
-    /// Removes the jobs of `id` still waiting on disk, in the outbox or the
-    /// embedded queue; returns how many. Jobs already on RabbitMQ stay there:
-    /// a worker acks them without work once the image is gone.
-    pub async fn discard(&self, id: ImageId) -> std::io::Result<usize> {
-        let spool = match &self.mode {
-            Mode::Embedded { jobs } => jobs,
-            Mode::Broker { outbox, .. } => outbox,
+    /// A lease on a job for this process, from now: for the outbox row an upload writes.
+    pub fn lease(&self) -> Lease {
+        Lease { holder: crate::upload::PROCESS.clone(), until_ms: now_ms() + self.lease.as_millis() as u64 }
+    }
+
+    /// Sends `job`, whose outbox row this process holds, counting the route it
+    /// took. Clearing its row (or freeing it, when the queue refused) is
+    /// recorded in a task of its own: the client's answer does not wait for it.
+    pub async fn dispatch(&self, job: &ResizeJob) -> Route {
+        let route = match self.send(job).await {
+            Ok(route) => route,
+            Err(error) => {
+                tracing::warn!(image.id = %job.image_id, %error, "The queue did not take the job; it waits in the outbox.");
+                self.outbox_filled.notify_one();
+                Route::Outbox
+            }
         };
-        blocking(spool, move |spool| spool.discard(|payload| ResizeJob::from_bytes(payload).is_ok_and(|job| job.image_id == id))).await
+        self.metrics.dispatched(route.name());
+        let (repo, id, step) = (self.repo.clone(), job.image_id, step(route.step()));
+        tokio::spawn(async move {
+            let recorded = match route {
+                Route::Outbox => repo.job_waits(id, Some(&step)).await,
+                Route::Published | Route::Embedded => repo.job_queued(id, &step).await,
+            };
+            if let Err(error) = recorded {
+                // The row stays leased until its lease runs out; then a relay sends the job again, which is harmless.
+                tracing::warn!(image.id = %id, %error, "Could not record that the job was queued; it will be sent again.");
+            }
+        });
+        route
     }
 
     /// Tells every web server's pages about `event`, through RabbitMQ; best effort.
     pub async fn announce(&self, event: ImageEvent) {
-        if let Mode::Broker { publisher, .. } = &self.mode {
+        if let Queue::Broker(publisher) = &self.queue {
             publisher.announce(event).await;
         }
     }
 
     /// The resize queue's waiting messages and consumers on RabbitMQ, if it is there.
     pub async fn queue_status(&self) -> Option<(u32, u32)> {
-        match &self.mode {
-            Mode::Broker { publisher, .. } => publisher.queue_status().await.ok(),
-            Mode::Embedded { .. } => None,
+        match &self.queue {
+            Queue::Broker(publisher) => publisher.queue_status().await.ok(),
+            Queue::Embedded(_) => None,
         }
     }
 
-    /// Publishes, timing the confirm.
-    async fn publish(&self, publisher: &Publisher, job: &ResizeJob) -> Result<(), PublishError> {
-        let started = std::time::Instant::now();
-        let published = publisher.publish(job).await;
-        if published.is_ok() {
-            self.metrics.publish_confirm_seconds.observe(started.elapsed().as_secs_f64());
-        }
-        published
-    }
-
-    /// Queues `job`. Fails only when the job cannot even be written to disk.
-    async fn route(&self, job: &ResizeJob) -> std::io::Result<Route> {
-        match &self.mode {
-            Mode::Embedded { jobs } => {
-                push(jobs, job).await?;
+    /// Hands `job` to the queue, now.
+    async fn send(&self, job: &ResizeJob) -> Result<Route, SendError> {
+        match &self.queue {
+            Queue::Broker(publisher) => {
+                let started = std::time::Instant::now();
+                publisher.publish(job).await?;
+                self.metrics.publish_confirm_seconds.observe(started.elapsed().as_secs_f64());
+                Ok(Route::Published)
+            }
+            Queue::Embedded(jobs) => {
+                let payload = job.to_bytes();
+                blocking(jobs, move |jobs| jobs.push(&payload)).await?;
                 Ok(Route::Embedded)
             }
-            Mode::Broker { publisher, outbox } => {
-                // While older jobs wait in the outbox, newer ones queue behind them.
-                if blocking(outbox, |outbox| outbox.is_empty()).await? {
-                    let payload = job.to_bytes();
-                    let claim = blocking(outbox, move |outbox| outbox.push_claimed(&payload)).await?;
-                    match self.publish(publisher, job).await {
-                        Ok(()) => {
-                            // Confirmed: the record is no longer needed. Should deleting it
-                            // fail, the job is published twice, which is harmless.
-                            if let Err(error) = blocking(outbox, move |outbox| outbox.ack(claim)).await {
-                                tracing::warn!(image.id = %job.image_id, %error, "Could not clear a published job from the outbox.");
-                            }
-                            return Ok(Route::Published);
-                        }
-                        Err(error) => {
-                            tracing::warn!(image.id = %job.image_id, %error, "RabbitMQ did not take the job; keeping it in the outbox.");
-                            blocking(outbox, move |outbox| outbox.unclaim(claim)).await?;
-                        }
-                    }
-                } else {
-                    push(outbox, job).await?;
-                }
-                self.outbox_filled.notify_one();
-                Ok(Route::Outbox)
-            }
         }
     }
 
-    /// Publishes the outbox's jobs, oldest first, deleting each only once
-    /// RabbitMQ confirmed it; returns when `shutdown` becomes true.
+    /// Sends the outbox's free jobs, oldest first, a batch at a time; returns
+    /// when `shutdown` becomes true.
     pub async fn relay(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let Mode::Broker { publisher, outbox } = &self.mode else { return };
         let mut pause = RETRY_FIRST;
-        let mut last_recovery = std::time::Instant::now();
         loop {
-            // The jobs of a web process that died mid-publish, here or on another machine sharing the directory.
-            if last_recovery.elapsed() >= IDLE_CHECK {
-                last_recovery = std::time::Instant::now();
-                match blocking(outbox, |outbox| outbox.recover_orphans()).await {
-                    Ok(0) => {}
-                    Ok(jobs) => tracing::warn!(jobs, "Took over the outbox jobs of a web process that stopped."),
-                    Err(error) => tracing::warn!(%error, "Could not look for the outbox jobs of stopped web processes."),
-                }
-            }
-            let claim = {
-                let outbox = Arc::clone(outbox);
-                tokio::task::spawn_blocking(move || outbox.claim()).await
-            };
-            let wait = match claim {
-                Ok(Ok(Some(claim))) => match ResizeJob::from_bytes(&claim.payload) {
-                    Ok(job) => match self.publish(publisher, &job).await {
-                        Ok(()) => {
-                            // Should the delete fail, the job is published again later: harmless.
-                            if let Err(error) = blocking(outbox, move |outbox| outbox.ack(claim)).await {
-                                tracing::warn!(image.id = %job.image_id, %error, "Could not clear a relayed job from the outbox.");
-                            }
-                            tracing::info!(image.id = %job.image_id, "Relayed a job from the outbox to RabbitMQ.");
-                            pause = RETRY_FIRST;
-                            continue;
-                        }
-                        Err(error) => {
-                            // Should this fail, the claim stays with this process until it stops, then is recovered.
-                            if let Err(error) = blocking(outbox, move |outbox| outbox.unclaim(claim)).await {
-                                tracing::warn!(%error, "Could not put a job back in the outbox.");
-                            }
-                            tracing::debug!(%error, "RabbitMQ is still unavailable; the outbox waits.");
-                            pause = (pause * 2).min(RETRY_MAX);
-                            pause
-                        }
-                    },
-                    Err(error) => {
-                        tracing::error!(%error, "A file in the outbox is not a job; setting it aside in outbox/dead for an operator.");
-                        self.metrics.outbox_dead();
-                        if let Err(error) = blocking(outbox, move |outbox| outbox.dead_letter(claim)).await {
-                            tracing::warn!(%error, "Could not set a file in the outbox aside.");
-                        }
+            let wait = match self.repo.claim_jobs(now_ms(), &self.lease_for(RELAY_BATCH), RELAY_BATCH).await {
+                Ok(jobs) if jobs.is_empty() => IDLE_CHECK,
+                Ok(jobs) => match self.relay_batch(jobs).await {
+                    Ok(()) => {
+                        pause = RETRY_FIRST;
                         continue;
                     }
+                    Err(error) => {
+                        tracing::debug!(%error, "The queue still does not take jobs; the outbox waits.");
+                        pause = (pause * 2).min(RETRY_MAX);
+                        pause
+                    }
                 },
-                // Empty: sleep until an upload fills it (or check again now and then,
-                // for jobs left by another web process sharing the directory).
-                Ok(Ok(None)) => IDLE_CHECK,
-                Ok(Err(error)) => {
+                Err(error) => {
                     tracing::warn!(%error, "Cannot read the outbox.");
-                    RETRY_MAX
-                }
-                Err(panic) => {
-                    tracing::error!(error = %panic, "Reading the outbox panicked.");
                     RETRY_MAX
                 }
             };
@@ -209,41 +197,80 @@ impl Dispatcher {
         }
     }
 
-    /// Files set aside in the outbox's (or embedded queue's) `dead/`.
+    /// A lease long enough to send `jobs` jobs one after another.
+    fn lease_for(&self, jobs: usize) -> Lease {
+        let mut lease = self.lease();
+        lease.until_ms += (self.lease.saturating_sub(LEASE_MARGIN).as_millis() as u64) * (jobs as u64).saturating_sub(1);
+        lease
+    }
+
+    /// Sends claimed jobs; at the first the queue refuses, frees it and the rest.
+    async fn relay_batch(&self, jobs: Vec<ResizeJob>) -> Result<(), SendError> {
+        let mut jobs = jobs.into_iter();
+        while let Some(job) = jobs.next() {
+            match self.send(&job).await {
+                Ok(route) => {
+                    self.metrics.dispatched(route.name());
+                    tracing::info!(image.id = %job.image_id, "Relayed a job from the outbox to the queue.");
+                    if let Err(error) = self.repo.job_queued(job.image_id, &step(relayed(route))).await {
+                        tracing::warn!(image.id = %job.image_id, %error, "Could not clear a relayed job from the outbox; it will be sent again.");
+                    }
+                }
+                Err(error) => {
+                    for job in std::iter::once(job).chain(jobs) {
+                        if let Err(error) = self.repo.job_waits(job.image_id, None).await {
+                            tracing::debug!(image.id = %job.image_id, %error, "Could not free a job in the outbox; its lease runs out.");
+                        }
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Files set aside in the embedded queue's `dead/`.
     pub async fn dead_on_disk(&self) -> std::io::Result<usize> {
-        let spool = match &self.mode {
-            Mode::Embedded { jobs } => jobs,
-            Mode::Broker { outbox, .. } => outbox,
-        };
-        blocking(spool, |spool| spool.dead_len()).await
+        match &self.queue {
+            Queue::Embedded(jobs) => blocking(jobs, |jobs| jobs.dead_len()).await,
+            Queue::Broker(_) => Ok(0),
+        }
     }
 
-    /// Jobs on disk and not done: in the outbox (waiting, or being published),
-    /// or in the embedded queue (waiting, or being worked on).
-    pub async fn waiting_on_disk(&self) -> std::io::Result<usize> {
-        let spool = match &self.mode {
-            Mode::Embedded { jobs } => jobs,
-            Mode::Broker { outbox, .. } => outbox,
-        };
-        blocking(spool, |spool| spool.unfinished_len()).await
+    /// Jobs in the embedded queue and not done (waiting, or being worked on); `None` with RabbitMQ.
+    pub async fn in_embedded_queue(&self) -> std::io::Result<Option<usize>> {
+        match &self.queue {
+            Queue::Embedded(jobs) => blocking(jobs, |jobs| jobs.unfinished_len()).await.map(Some),
+            Queue::Broker(_) => Ok(None),
+        }
     }
 
-    pub async fn readiness(&self) -> std::io::Result<Readiness> {
-        let broker = match &self.mode {
-            Mode::Embedded { .. } => None,
-            Mode::Broker { publisher, .. } => Some(publisher.check_connection().await),
+    pub async fn readiness(&self) -> anyhow::Result<Readiness> {
+        let broker = match &self.queue {
+            Queue::Embedded(_) => None,
+            Queue::Broker(publisher) => Some(publisher.check_connection().await),
         };
-        Ok(Readiness { broker, waiting_on_disk: self.waiting_on_disk().await? })
+        Ok(Readiness { broker, in_outbox: self.repo.outbox_len().await?, in_embedded_queue: self.in_embedded_queue().await? })
     }
 }
 
+/// How long past its send timeout a job stays with the web server that took it.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+const RELAY_BATCH: usize = 16;
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often an idle relay looks for jobs another web server left.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
 
-async fn push(spool: &Arc<Spool>, job: &ResizeJob) -> std::io::Result<()> {
-    let payload = job.to_bytes();
-    blocking(spool, move |spool| spool.push(&payload)).await
+fn relayed(route: Route) -> &'static str {
+    match route {
+        Route::Published => "relayed to RabbitMQ",
+        Route::Outbox | Route::Embedded => "relayed to the embedded queue",
+    }
+}
+
+fn step(name: &str) -> Step {
+    Step { step: name.to_owned(), at: now_ms(), by: crate::upload::PROCESS.clone() }
 }
 
 /// Runs a spool operation (file system calls with fsync) off the async runtime.

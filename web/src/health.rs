@@ -55,11 +55,14 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
                     let _ = writeln!(report, "broker: unreachable ({error}): uploads are kept in the outbox until it is back");
                 }
             }
-            let _ = writeln!(report, "jobs waiting on disk: {}", readiness.waiting_on_disk);
+            let _ = writeln!(report, "jobs in the outbox: {}", readiness.in_outbox);
+            if let Some(queued) = readiness.in_embedded_queue {
+                let _ = writeln!(report, "jobs in the embedded queue: {queued}");
+            }
         }
         Err(error) => {
             ready = false;
-            let _ = writeln!(report, "queue on disk: unreadable: {error}");
+            let _ = writeln!(report, "queue: unreadable: {error}");
         }
     }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -81,11 +84,14 @@ fn reachable(report: &mut String, what: &str, place: &str, checked: Result<(), i
 }
 
 pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
-    let waiting = app.dispatcher.waiting_on_disk().await.unwrap_or(0);
-    let queue = app.dispatcher.queue_status().await;
-    let free = free_bytes(&app).await.ok();
+    let gauges = crate::metrics::Gauges {
+        in_outbox: app.repo.outbox_len().await.ok(),
+        in_embedded_queue: app.dispatcher.in_embedded_queue().await.ok().flatten(),
+        queue: app.dispatcher.queue_status().await,
+        free_bytes: free_bytes(&app).await.ok(),
+    };
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    ([(axum::http::header::CONTENT_TYPE, content_type)], app.metrics.render(waiting, queue, free))
+    ([(axum::http::header::CONTENT_TYPE, content_type)], app.metrics.render(&gauges))
 }
 
 async fn free_bytes(app: &AppState) -> std::io::Result<u64> {

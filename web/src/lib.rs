@@ -15,8 +15,9 @@
 //! - [`same_origin`]: requests that change something come only from our own pages.
 //! - [`retention`]: deletes uploads older than `--retention-days`.
 //! - [`cleanup`]: removes the parts of uploads a crashed process left in `incoming/`.
-//! - [`dispatch`]: where jobs go: RabbitMQ, the outbox while it is away, or the embedded queue.
-//! - [`progress`]: what is known of an image (pending, done, failed), read from the data directory.
+//! - [`dispatch`]: handing jobs from the repository's outbox to RabbitMQ or the embedded queue, and the relay.
+//! - [`reconcile`]: one web server at a time queues stalled jobs again, finishes deletes, removes strays.
+//! - [`progress`]: what is known of an image (pending, done, failed), read from its record.
 //! - [`pages`], [`thumbs`], [`api`], [`assets`], [`health`]: what is served.
 //! - [`events`]: live updates for pages, relayed from the workers' announcements.
 //! - [`metrics`]: counters for `GET /metrics`.
@@ -43,6 +44,7 @@ pub mod owner;
 pub mod pages;
 pub mod progress;
 pub mod rate_limit;
+pub mod reconcile;
 pub mod retention;
 pub mod routes;
 pub mod same_origin;
@@ -100,6 +102,7 @@ impl Application {
             }
         });
         tokio::spawn(cleanup::sweep_until_stopped(self.state.clone(), stopped.clone()));
+        tokio::spawn(reconcile::run_until_stopped(self.state.clone(), stopped.clone()));
         if let Some(days) = self.state.settings.retention_days {
             tokio::spawn(retention::sweep_until_stopped(self.state.clone(), days, stopped.clone()));
         }

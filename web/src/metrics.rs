@@ -23,8 +23,9 @@ pub struct WebMetrics {
     /// Seconds of each step of the request path: `stored` (from the request's start), `queued` (from stored).
     upload_steps: Family<Labels, Histogram>,
     deletions: Family<Labels, Counter>,
-    outbox_dead: Counter,
-    waiting_on_disk: Gauge,
+    reconciler: Family<Labels, Counter>,
+    in_outbox: Gauge,
+    in_embedded_queue: Gauge,
     queue_messages: Gauge,
     queue_consumers: Gauge,
     free_bytes: Gauge,
@@ -40,8 +41,9 @@ impl Default for WebMetrics {
         let dispatched = Family::default();
         let deletions = Family::default();
         let upload_steps = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 14)));
-        let outbox_dead = Counter::default();
-        let waiting_on_disk = Gauge::default();
+        let reconciler = Family::default();
+        let in_outbox = Gauge::default();
+        let in_embedded_queue = Gauge::default();
         let queue_messages = Gauge::default();
         let queue_consumers = Gauge::default();
         let free_bytes = Gauge::default();
@@ -58,8 +60,13 @@ impl Default for WebMetrics {
             upload_steps.clone(),
         );
         registry.register("images_deleted", "Images deleted, by who asked (owner, takedown, retention)", deletions.clone());
-        registry.register("outbox_set_aside", "Files in the outbox that were no job, moved to its dead/ for an operator", outbox_dead.clone());
-        registry.register("jobs_waiting_on_disk", "Jobs in the outbox (or the embedded queue)", waiting_on_disk.clone());
+        registry.register(
+            "reconciler_actions",
+            "What the reconciler did: jobs queued again (requeued), deletes finished (purged), stray originals removed (strays_removed), pending images whose original is missing, failed (missing)",
+            reconciler.clone(),
+        );
+        registry.register("jobs_in_outbox", "Jobs accepted and not yet on the queue", in_outbox.clone());
+        registry.register("jobs_in_embedded_queue", "Jobs in the embedded queue, waiting or being worked on", in_embedded_queue.clone());
         registry.register("queue_messages", "Jobs waiting in the resize queue on RabbitMQ", queue_messages.clone());
         registry.register("queue_consumers", "Workers consuming the resize queue", queue_consumers.clone());
         registry.register("data_dir_free_bytes", "Free space on the data directory's disk", free_bytes.clone());
@@ -73,13 +80,23 @@ impl Default for WebMetrics {
             dispatched,
             upload_steps,
             deletions,
-            outbox_dead,
-            waiting_on_disk,
+            reconciler,
+            in_outbox,
+            in_embedded_queue,
             queue_messages,
             queue_consumers,
             free_bytes,
         }
     }
+}
+
+/// The gauges, read when `/metrics` is asked; `None` keeps the last value.
+pub struct Gauges {
+    pub in_outbox: Option<usize>,
+    pub in_embedded_queue: Option<usize>,
+    /// The resize queue's messages and consumers on RabbitMQ.
+    pub queue: Option<(u32, u32)>,
+    pub free_bytes: Option<u64>,
 }
 
 impl WebMetrics {
@@ -101,8 +118,9 @@ impl WebMetrics {
         self.upload_steps.get_or_create(&[("step", step)]).observe(seconds);
     }
 
-    pub fn outbox_dead(&self) {
-        self.outbox_dead.inc();
+    /// Counts `count` of the reconciler's `action`s.
+    pub fn reconciled(&self, action: &'static str, count: u64) {
+        self.reconciler.get_or_create(&[("action", action)]).inc_by(count);
     }
 
     pub fn deleted(&self, reason: crate::delete::Reason) {
@@ -115,12 +133,17 @@ impl WebMetrics {
     }
 
     /// The text exposition, with the gauges read just now.
-    pub fn render(&self, waiting_on_disk: usize, queue: Option<(u32, u32)>, free_bytes: Option<u64>) -> String {
-        self.waiting_on_disk.set(waiting_on_disk as i64);
-        if let Some(free) = free_bytes {
+    pub fn render(&self, gauges: &Gauges) -> String {
+        if let Some(jobs) = gauges.in_outbox {
+            self.in_outbox.set(i64::try_from(jobs).unwrap_or(i64::MAX));
+        }
+        if let Some(jobs) = gauges.in_embedded_queue {
+            self.in_embedded_queue.set(i64::try_from(jobs).unwrap_or(i64::MAX));
+        }
+        if let Some(free) = gauges.free_bytes {
             self.free_bytes.set(i64::try_from(free).unwrap_or(i64::MAX));
         }
-        if let Some((messages, consumers)) = queue {
+        if let Some((messages, consumers)) = gauges.queue {
             self.queue_messages.set(i64::from(messages));
             self.queue_consumers.set(i64::from(consumers));
         }

@@ -4,11 +4,13 @@
 //!
 //! It only reads the old files, and an image that has a record already is left
 //! as it is: running it twice, or again after it was stopped, does no harm.
-//! Jobs still waiting in the old spools are taken by workers as usual once
-//! their images have records.
+//! Jobs still waiting in the old embedded queue are taken by workers as usual
+//! once their images have records; those in an old outbox directory move into
+//! the repository's outbox (see [`earlier_outbox`]).
 
 use base64::Engine as _;
-use thumbq_contract::{FailureRecord, ImageId, Listing, OwnerRecord, SourceFormat, StorageKey, ThumbFormat, ThumbSize, Timeline};
+use thumbq_broker::Spool;
+use thumbq_contract::{FailureRecord, ImageId, Listing, OwnerRecord, ResizeJob, SourceFormat, Step, Storage, StorageKey, ThumbFormat, ThumbSize, Timeline};
 use thumbq_repo::{ImageRecord, Repository};
 use thumbq_store::Store;
 
@@ -31,6 +33,43 @@ pub async fn on_first_start(store: &Store, repo: &Repository) {
     }
 }
 
+/// At a web server's start: jobs an earlier release left in its outbox
+/// directory (RabbitMQ was away) move into the repository's outbox, which the
+/// relay sends; the files go once their rows are committed. Best effort, and
+/// nothing to do on a data directory that never had one.
+pub async fn earlier_outbox(storage: &Storage, repo: &Repository) {
+    let root = storage.outbox_spool();
+    if !root.exists() {
+        return;
+    }
+    match move_outbox(root, repo).await {
+        Ok(0) => {}
+        Ok(moved) => tracing::info!(moved, "Moved the jobs of an earlier release's outbox into the database."),
+        Err(error) => tracing::warn!(%error, "Could not move the jobs of an earlier release's outbox; they stay on disk and the next start tries again."),
+    }
+}
+
+async fn move_outbox(root: std::path::PathBuf, repo: &Repository) -> anyhow::Result<usize> {
+    let outbox = std::sync::Arc::new(Spool::open(root)?);
+    let spool = std::sync::Arc::clone(&outbox);
+    tokio::task::spawn_blocking(move || spool.recover_orphans()).await??;
+    let mut moved = 0;
+    loop {
+        let spool = std::sync::Arc::clone(&outbox);
+        let Some(claim) = tokio::task::spawn_blocking(move || spool.claim()).await?? else { return Ok(moved) };
+        let spool = std::sync::Arc::clone(&outbox);
+        let Ok(job) = ResizeJob::from_bytes(&claim.payload) else {
+            tracing::warn!("A file in the earlier release's outbox is no job; setting it aside in its dead/.");
+            tokio::task::spawn_blocking(move || spool.dead_letter(claim)).await??;
+            continue;
+        };
+        let step = Step { step: "moved from the outbox directory of an earlier release".into(), at: crate::progress::now_ms(), by: crate::upload::PROCESS.clone() };
+        repo.requeue(job.image_id, job.traceparent.unwrap_or_default(), crate::progress::now_ms(), &step).await?;
+        tokio::task::spawn_blocking(move || spool.ack(claim)).await??;
+        moved += 1;
+    }
+}
+
 /// What one run did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Migrated {
@@ -48,22 +87,35 @@ pub async fn migrate(store: &Store, repo: &Repository) -> anyhow::Result<Migrate
     let mut ids = store.list(Listing::Originals).await?;
     ids.sort_unstable();
     for id in ids {
-        if repo.image(id).await?.is_some() {
-            migrated.already += 1;
-            continue;
-        }
-        if store.exists(StorageKey::Tombstone(id)).await? {
-            migrated.deleted += 1;
-            continue;
-        }
-        let (record, steps) = read_old_files(store, id).await?;
-        if repo.import(&record, &steps).await? {
-            migrated.imported += 1;
-        } else {
-            migrated.already += 1;
+        match import(store, repo, id).await? {
+            Import::Imported => migrated.imported += 1,
+            Import::Already => migrated.already += 1,
+            Import::Deleted => migrated.deleted += 1,
         }
     }
     Ok(migrated)
+}
+
+/// What became of one original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Import {
+    Imported,
+    /// It had a record already.
+    Already,
+    /// An earlier release deleted it (a delete cut short): left with no record.
+    Deleted,
+}
+
+/// Gives the original `id` a record from the files an earlier release kept beside it.
+pub async fn import(store: &Store, repo: &Repository, id: ImageId) -> anyhow::Result<Import> {
+    if repo.image(id).await?.is_some() {
+        return Ok(Import::Already);
+    }
+    if store.exists(StorageKey::Tombstone(id)).await? {
+        return Ok(Import::Deleted);
+    }
+    let (record, steps) = read_old_files(store, id).await?;
+    Ok(if repo.import(&record, &steps).await? { Import::Imported } else { Import::Already })
 }
 
 /// The record an earlier release kept of `id` as files, and its timeline.

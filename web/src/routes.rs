@@ -67,6 +67,7 @@ impl AppState {
         }
         crate::migrate::on_first_start(&store, &repo).await;
         let metrics = crate::metrics::WebMetrics::default();
+        crate::migrate::earlier_outbox(&storage, &repo).await;
         let dispatcher = match &settings.deployment.amqp_url {
             Some(url) => {
                 let publisher = Publisher::new(url, "thumbq-web", settings.topology(), settings.publish_timeout());
@@ -75,12 +76,11 @@ impl AppState {
                 if let Err(error) = publisher.check_connection().await {
                     tracing::warn!(%error, "RabbitMQ is not reachable yet; jobs wait in the outbox until it is.");
                 }
-                let outbox = Spool::open(storage.outbox_spool()).context("cannot open the outbox")?;
-                Dispatcher::broker(publisher, outbox, metrics.clone())
+                Dispatcher::broker(publisher, repo.clone(), settings.publish_timeout(), metrics.clone())
             }
             None => {
                 tracing::info!("No AMQP URL is set: jobs go to the embedded queue in the data directory.");
-                Dispatcher::embedded(Spool::open(storage.job_spool()).context("cannot open the embedded queue")?, metrics.clone())
+                Dispatcher::embedded(Spool::open(storage.job_spool()).context("cannot open the embedded queue")?, repo.clone(), metrics.clone())
             }
         };
         let events = settings.deployment.amqp_url.as_ref().map(|_| tokio::sync::broadcast::channel(1024).0);

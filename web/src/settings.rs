@@ -109,6 +109,20 @@ pub struct Settings {
     /// How long to wait for the broker to confirm a job before keeping it in the outbox, in milliseconds.
     #[arg(long, env = "THUMBQ_PUBLISH_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
     pub publish_timeout_ms: u64,
+
+    /// Seconds between the reconciler's rounds (one web server at a time runs it): it queues
+    /// again the job of an image no one has touched for `--stalled-after-secs`, and finishes deletes.
+    #[arg(long, env = "THUMBQ_RECONCILE_EVERY_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub reconcile_every_secs: u64,
+
+    /// Seconds a pending image may go untouched (no job waiting, no step) before the reconciler queues its job again.
+    #[arg(long, env = "THUMBQ_STALLED_AFTER_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub stalled_after_secs: u64,
+
+    /// Seconds an original with no record is left in the store before the reconciler removes it
+    /// (an upload cut short before its commit); also how old a record must be before a missing original fails it.
+    #[arg(long, env = "THUMBQ_STRAY_GRACE_SECS", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub stray_grace_secs: u64,
 }
 
 impl Settings {
@@ -139,6 +153,9 @@ impl Settings {
             trusted_proxies: Vec::new(),
             // Tests share the machine's disk: only a full disk refuses.
             min_free_bytes: 0,
+            reconcile_every_secs: 60,
+            stalled_after_secs: 600,
+            stray_grace_secs: 3_600,
         }
     }
 

@@ -211,24 +211,20 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
     let dispatcher = Arc::clone(&app.dispatcher);
     let (repo, metrics) = (app.repo.clone(), app.metrics.clone());
     let images = tokio::spawn(async move {
+        if let Err(error) = record(&repo, &dispatcher, &originals, received_ms).await {
+            for original in originals {
+                original.discard().await;
+            }
+            return Err(error);
+        }
         let mut images = Vec::with_capacity(originals.len());
-        let mut originals = originals.into_iter();
-        while let Some(original) = originals.next() {
-            let route = match record_and_queue(&repo, &dispatcher, &original, received_ms).await {
-                Ok(route) => route,
-                Err(error) => {
-                    for original in std::iter::once(original).chain(originals) {
-                        original.discard().await;
-                    }
-                    return Err(error);
-                }
-            };
+        for original in originals {
+            let route = dispatcher.dispatch(&original.job).await;
             let trace_id = original.job.traceparent.map(|trace| trace.trace_id()).unwrap_or_default();
             tracing::info!(image.id = %original.job.image_id, trace_id, ?route, "Accepted an upload and queued its resize job.");
             let queued_ms = now_ms();
             metrics.upload_step("stored", original.stored_ms.saturating_sub(received_ms) as f64 / 1000.0);
             metrics.upload_step("queued", queued_ms.saturating_sub(original.stored_ms) as f64 / 1000.0);
-            record_queued(&repo, original.job.image_id, queued_ms, route);
             images.push(original.keep());
         }
         Ok::<_, AppError>(images)
@@ -326,49 +322,20 @@ async fn stream_file(
 }
 
 /// This web server in timelines: `web@host:pid`.
-static PROCESS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| thumbq_contract::timeline::process_name("web"));
+pub(crate) static PROCESS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| thumbq_contract::timeline::process_name("web"));
 
-/// Records the image with the web server's steps so far, then queues its job.
-/// A job that cannot be queued takes its record with it: the client hears
-/// "not accepted", and nothing names the image.
-async fn record_and_queue(
-    repo: &Repository,
-    dispatcher: &crate::dispatch::Dispatcher,
-    original: &StoredOriginal,
-    received_ms: u64,
-) -> Result<crate::dispatch::Route, AppError> {
-    let steps = [step("received", received_ms), step("stored", original.stored_ms)];
-    repo.add_image(&original.image, &steps).await?;
-    match dispatcher.dispatch(&original.job).await {
-        Ok(route) => Ok(route),
-        Err(error) => {
-            if let Err(forget) = repo.forget_unaccepted(original.image.id).await {
-                tracing::warn!(image.id = %original.image.id, error = %forget, "Could not remove the record of an upload whose job was not queued.");
-            }
-            Err(error.into())
-        }
-    }
+/// Records the request's images, each with the web server's steps so far and
+/// its job in the outbox, in one transaction: from its commit on, the uploads
+/// are accepted, and no crash loses their jobs.
+async fn record(repo: &Repository, dispatcher: &crate::dispatch::Dispatcher, originals: &[StoredOriginal], received_ms: u64) -> Result<(), AppError> {
+    let steps: Vec<[Step; 2]> = originals.iter().map(|original| [step("received", received_ms), step("stored", original.stored_ms)]).collect();
+    let uploads: Vec<_> = originals.iter().zip(&steps).map(|(original, steps)| (&original.image, &steps[..], original.job.traceparent)).collect();
+    repo.add_images(&uploads, &dispatcher.lease()).await?;
+    Ok(())
 }
 
 fn step(name: &str, at: u64) -> Step {
     Step { step: name.to_owned(), at, by: PROCESS.clone() }
-}
-
-/// Adds how the job was queued to the image's timeline, in a task of its own:
-/// the client's answer does not wait for it. Best effort: a step that cannot
-/// be kept costs the picture, not the upload.
-fn record_queued(repo: &Repository, id: ImageId, queued_ms: u64, route: crate::dispatch::Route) {
-    let queued = match route {
-        crate::dispatch::Route::Published => "confirmed by RabbitMQ",
-        crate::dispatch::Route::Outbox => "kept in the outbox",
-        crate::dispatch::Route::Embedded => "queued on disk",
-    };
-    let (repo, steps) = (repo.clone(), [step(queued, queued_ms)]);
-    tokio::spawn(async move {
-        if let Err(error) = repo.add_steps(id, &steps).await {
-            tracing::debug!(image.id = %id, %error, "Could not keep the upload's last step.");
-        }
-    });
 }
 
 /// Marks `parts` as still being written.

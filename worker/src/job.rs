@@ -444,7 +444,7 @@ mod tests {
     fn upload(context: &JobContext) -> ImageId {
         let id = ImageId::new();
         std::fs::write(context.storage.path(&StorageKey::Original(id)), png()).unwrap();
-        wait(context.repo.add_image(&thumbq_repo::testing::uploaded(id, SourceFormat::Png, 640, 480), &[])).unwrap();
+        wait(context.repo.add_image(&thumbq_repo::testing::uploaded(id, SourceFormat::Png, 640, 480), &[], None, &thumbq_repo::Lease::none())).unwrap();
         id
     }
 

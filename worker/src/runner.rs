@@ -89,7 +89,7 @@ mod tests {
     async fn upload(context: &JobContext, bytes: Vec<u8>) -> ImageId {
         let id = ImageId::new();
         std::fs::write(context.storage.path(&StorageKey::Original(id)), bytes).unwrap();
-        context.repo.add_image(&thumbq_repo::testing::uploaded(id, SourceFormat::Jpeg, 3000, 2000), &[]).await.unwrap();
+        context.repo.add_image(&thumbq_repo::testing::uploaded(id, SourceFormat::Jpeg, 3000, 2000), &[], None, &thumbq_repo::Lease::none()).await.unwrap();
         id
     }
 

@@ -111,7 +111,7 @@ async fn upload(State(server): State<Server>, mut form: Multipart) -> Result<Res
                 height: 0,
                 created_ms: id.uploaded_at_ms(),
             };
-            server.context.repo.add_image(&image, &[]).await.map_err(Refusal::internal)?;
+            server.context.repo.add_image(&image, &[], None, &thumbq_repo::Lease::none()).await.map_err(Refusal::internal)?;
             let (context, job) = (server.context.clone(), ResizeJob::new(id, format, thumbq_contract::timeline::now_ms()));
             let outcome = tokio::task::spawn_blocking(move || thumbq_worker::job::process(&context, &job, &thumbq_worker::job::Progress::silent()))
                 .await
