@@ -736,7 +736,8 @@ function upload(card, file, tries = 0) {
       card.dataset.sent = String(Math.min(file.size, event.loaded));
       updateSummary();
     });
-    const transient = (status) => status === 0 || status === 408 || status === 429 || status === 507 || status >= 500;
+    // 409: the server is still answering an earlier try of this very request.
+    const transient = (status) => status === 0 || status === 408 || status === 409 || status === 429 || status === 507 || status >= 500;
     const failed = (message, status) => {
       card.request = null;
       card.dataset.sent = "0";
@@ -774,8 +775,16 @@ function upload(card, file, tries = 0) {
     request.addEventListener("abort", () => resolve());
     request.open("POST", "/images");
     request.setRequestHeader("Accept", "application/json");
+    // One key per card, kept across its tries: a try whose answer was lost is answered again, not kept twice.
+    card.dataset.requestKey ||= requestKey();
+    request.setRequestHeader("Idempotency-Key", card.dataset.requestKey);
     request.send(body);
   });
+}
+
+// A random key for one file's upload request (crypto.randomUUID needs a secure context; this does not).
+function requestKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 function showAccepted(card, image) {
@@ -796,7 +805,8 @@ function showAccepted(card, image) {
   figure.append(frame, caption);
   card.prepend(figure);
   const status = card.querySelector(".card-status");
-  status.replaceChildren("Making thumbnails… ");
+  // The same photo was uploaded before: this card follows that image, no second copy was made.
+  status.replaceChildren(image.duplicate_of ? "You uploaded this photo before. " : "Making thumbnails… ");
   const link = document.createElement("a");
   link.href = image.page;
   link.textContent = "Open";

@@ -88,10 +88,16 @@ impl Connection {
         let head =
             Bytes::from(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"));
         let tail = Bytes::from(format!("\r\n--{BOUNDARY}--\r\n"));
-        let length = head.len() + image.len() + tail.len();
+        // Sixteen bytes of its own after the image's end, which no decoder reads: each upload is
+        // another file, as a person's photos are (the same bytes again would be the same image).
+        static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let number = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+        let suffix = Bytes::from([number.to_le_bytes(), nanos.to_le_bytes()].concat());
+        let length = head.len() + image.len() + suffix.len() + tail.len();
         // Slices of the shared bytes: each is a reference count, never a copy.
         let slices = (0..image.len()).step_by(CHUNK_BYTES).map(|start| image.slice(start..(start + CHUNK_BYTES).min(image.len())));
-        let chunks: Vec<Bytes> = std::iter::once(head).chain(slices).chain(std::iter::once(tail)).collect();
+        let chunks: Vec<Bytes> = std::iter::once(head).chain(slices).chain([suffix, tail]).collect();
         let body = StreamBody::new(futures_util::stream::iter(chunks.into_iter().map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)))));
         let mut request = self.request(Method::POST, "/images");
         request = request.header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}")).header(header::CONTENT_LENGTH, length);

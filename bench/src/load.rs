@@ -122,7 +122,9 @@ async fn drive(address: &str, clients: usize, more: impl Fn() -> bool + Clone + 
 
 /// One virtual client: uploads, waits for the answer, uploads again, while
 /// `more` says so. Like one browser, it sends its owner key back after its
-/// first upload (thumbq-web's `delete_token`; the comparison server gives none).
+/// first upload (thumbq-web's `owner_key`, which releases before it called
+/// `delete_token`; the comparison server gives none).
+/// Each upload is a file of its own (see [`crate::http::Connection::upload`]).
 async fn upload_while(address: String, image: Bytes, more: impl Fn() -> bool) -> Vec<Upload> {
     let mut connection = Connection::new(&address);
     let mut bearer: Option<String> = None;
@@ -135,7 +137,7 @@ async fn upload_while(address: String, image: Bytes, more: impl Fn() -> bool) ->
         let outcome = match answer {
             Ok(answer) if answer.status.is_success() => {
                 let accepted: Option<AcceptedImage> = serde_json::from_slice::<UploadAnswer>(&answer.body).ok().and_then(|body| body.images.into_iter().next());
-                let (image_id, token) = accepted.map_or((None, None), |image| (Some(image.id), image.delete_token));
+                let (image_id, token) = accepted.map_or((None, None), |image| (Some(image.id), image.owner_key.or(image.delete_token)));
                 if bearer.is_none() {
                     bearer = token;
                 }
@@ -182,6 +184,7 @@ struct UploadAnswer {
 #[derive(Deserialize)]
 struct AcceptedImage {
     id: String,
+    owner_key: Option<String>,
     delete_token: Option<String>,
 }
 

@@ -26,6 +26,8 @@ pub struct NewImage {
     pub width: u32,
     pub height: u32,
     pub created_ms: u64,
+    /// The SHA-256 of the image's own delete token, when it has one.
+    pub delete_token_hash: Option<String>,
 }
 
 /// Everything known of one image.
@@ -257,8 +259,8 @@ impl Repository {
             for (image, steps, trace) in uploads {
                 let id = image.id.to_string();
                 sqlx::query(
-                    "INSERT INTO images (id, owner, name, format, bytes, content_hash, width, height, created_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    "INSERT INTO images (id, owner, name, format, bytes, content_hash, width, height, created_ms, delete_token_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(&id)
                 .bind(image.owner.to_string())
@@ -269,6 +271,7 @@ impl Repository {
                 .bind(i64::from(image.width))
                 .bind(i64::from(image.height))
                 .bind(to_i64(image.created_ms))
+                .bind(image.delete_token_hash.as_deref())
                 .execute(&mut *tx)
                 .await?;
                 insert_steps!(tx, &id, steps);
@@ -449,7 +452,7 @@ impl Repository {
             let mut tx = pool.begin().await?;
             let marked = sqlx::query(
                 "UPDATE images SET deleted_ms = $2, owner = NULL, name = NULL, content_hash = NULL, small = NULL, medium = NULL, large = NULL, \
-                 webp = FALSE, placeholder = NULL, failure = NULL, failure_retryable = NULL, failed_ms = NULL WHERE id = $1 AND deleted_ms IS NULL",
+                 webp = FALSE, placeholder = NULL, failure = NULL, failure_retryable = NULL, failed_ms = NULL, delete_token_hash = NULL WHERE id = $1 AND deleted_ms IS NULL",
             )
             .bind(&id)
             .bind(to_i64(at_ms))
@@ -469,6 +472,17 @@ impl Repository {
             deletion
         });
         Ok(deletion)
+    }
+
+    /// Whether `token_hash` is the delete token of `id`, not deleted.
+    pub async fn has_delete_token(&self, id: ImageId, token_hash: &str) -> Result<bool, RepoError> {
+        let found = on_pool!(self, pool => sqlx::query("SELECT 1 FROM images WHERE id = $1 AND delete_token_hash = $2 AND deleted_ms IS NULL")
+            .bind(id.to_string())
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await
+            .map(|row| row.is_some()))?;
+        Ok(found)
     }
 
     /// Images uploaded before `cutoff_ms` and not deleted, oldest first, at most `limit`.
@@ -512,6 +526,7 @@ mod tests {
             width: 640,
             height: 480,
             created_ms: id.uploaded_at_ms(),
+            delete_token_hash: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! - [`connect`]: opening the database, waiting for it, and migrating it once, under a lock.
 //! - [`images`]: the image records, their steps, and every query about them.
 //! - [`outbox`]: jobs accepted and not yet on the queue, written with their image.
+//! - [`requests`]: `Idempotency-Key`s, and the same bytes uploaded again by one owner.
 //! - [`upkeep`]: what the reconciler asks: its lease, stalled images, unfinished deletes.
 //!
 //! Two backends, one behaviour: SQLite in the data directory (the default:
@@ -19,6 +20,7 @@
 pub mod connect;
 pub mod images;
 pub mod outbox;
+pub mod requests;
 pub mod settings;
 pub mod upkeep;
 #[cfg(any(test, feature = "testing"))]
@@ -27,6 +29,7 @@ pub mod testing;
 pub use connect::Repository;
 pub use images::{Deletion, ImageRecord, ImageState, NewImage};
 pub use outbox::Lease;
+pub use requests::Attempt;
 pub use settings::{DatabaseSettings, Location};
 
 /// What went wrong with the database.

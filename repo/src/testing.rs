@@ -20,6 +20,7 @@ pub fn uploaded(id: thumbq_contract::ImageId, format: thumbq_contract::SourceFor
         width,
         height,
         created_ms: id.uploaded_at_ms(),
+        delete_token_hash: None,
     }
 }
 

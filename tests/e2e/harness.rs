@@ -173,7 +173,7 @@ impl TestApp {
             .expect("the worker ends well");
     }
 
-    /// GET as the owner of `token` (a `delete_token`).
+    /// GET as the owner of `token` (an `owner_key`).
     pub async fn get_as(&self, path: &str, token: &str) -> Response {
         self.client.get(self.url(path)).bearer_auth(token).send().await.expect("the server answers")
     }
@@ -236,13 +236,13 @@ impl TestApp {
         self.upload_owned(name, bytes).await.0
     }
 
-    /// Uploads one file as JSON and returns its id and its owner's key (`delete_token`).
+    /// Uploads one file as JSON and returns its id and its owner key (`owner_key`).
     pub async fn upload_owned(&self, name: &str, bytes: Vec<u8>) -> (ImageId, String) {
         let response = self.upload_json(&[(name, bytes, "application/octet-stream")]).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", response.text().await.unwrap_or_default());
         let body: serde_json::Value = response.json().await.expect("a JSON answer");
         let id = body["images"][0]["id"].as_str().expect("an id").parse().expect("a valid id");
-        (id, body["images"][0]["delete_token"].as_str().expect("a delete token").to_owned())
+        (id, body["images"][0]["owner_key"].as_str().expect("an owner key").to_owned())
     }
 
     /// Every file or directory below the data directory whose path names `id`.

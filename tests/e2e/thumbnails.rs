@@ -251,7 +251,7 @@ async fn the_original_is_served_under_the_type_its_bytes_say_and_can_never_run_a
     let response = app.upload_json(&[("page.html", png.clone(), "text/html")]).await;
     let body: serde_json::Value = response.json().await.unwrap();
     let id = body["images"][0]["id"].as_str().unwrap();
-    let owner = body["images"][0]["delete_token"].as_str().unwrap();
+    let owner = body["images"][0]["owner_key"].as_str().unwrap();
 
     let original = app.get_as(&format!("/originals/{id}"), owner).await;
 

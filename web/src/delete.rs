@@ -17,7 +17,7 @@ use thumbq_contract::{EventState, ImageEvent, ImageId, StorageKey};
 use thumbq_repo::{Deletion, ImageState};
 
 use crate::error::{AppError, JsonError};
-use crate::owner::presented_key;
+use crate::owner::{presented_delete_token, presented_key};
 use crate::{AppState, progress, same_origin};
 
 /// Why an image was deleted, for the log.
@@ -43,6 +43,15 @@ pub async fn delete_form(State(app): State<AppState>, Path(id): Path<String>, he
 
 async fn delete_as_owner(app: &AppState, id: &str, headers: &HeaderMap) -> Result<(), AppError> {
     same_origin::check(headers)?;
+    // The image's own delete token deletes it, and nothing else.
+    if let Some(token_hash) = presented_delete_token(headers) {
+        let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
+        if app.repo.has_delete_token(id, &token_hash).await? {
+            return erase(app, id, Reason::Owner).await.map(|_| ());
+        }
+        let record = app.repo.image(id).await?.ok_or(AppError::UnknownImage)?;
+        return Err(if record.state() == ImageState::Deleted { AppError::Deleted } else { AppError::NotYours });
+    }
     let (key, _) = presented_key(headers)?.ok_or(AppError::NoKey)?;
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
     let record = app.repo.image(id).await?.ok_or(AppError::UnknownImage)?;

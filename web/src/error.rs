@@ -21,12 +21,12 @@ pub enum AppError {
     #[error("This image was deleted.")]
     Deleted,
     /// 401: deleting needs the owner's key, and none came (no cookie, no bearer token).
-    #[error("Deleting an image needs the key it was uploaded with: this browser's cookie, or its delete_token as `Authorization: Bearer …`.")]
+    #[error("Deleting an image needs the key it was uploaded with: this browser's cookie, or its owner_key or delete_token as `Authorization: Bearer …`.")]
     NoKey,
     /// 401: a bearer token that thumbq never made.
-    #[error("The bearer token is not a thumbq key: send the delete_token of an upload as it was given.")]
+    #[error("The bearer token is not a thumbq key: send the owner_key (or, to delete one image, its delete_token) of an upload as it was given.")]
     BadKey,
-    /// 403: the key is not the one this image was uploaded with.
+    /// 403: the key is not the one this image was uploaded with (or the delete token is another image's).
     #[error("This image was uploaded by someone else; only they can delete it.")]
     NotYours,
     /// 403: a request to change something came from another site's page.
@@ -77,6 +77,12 @@ pub enum AppError {
     /// 503 with `Retry-After`: the metadata database does not answer; nothing was kept (or changed).
     #[error("The server cannot reach its database for a moment. Nothing was changed; please try again shortly.")]
     DatabaseUnavailable,
+    /// 400: an `Idempotency-Key` that is not 1 to 255 visible ASCII characters.
+    #[error("The Idempotency-Key header must be 1 to 255 visible ASCII characters (a UUID, say).")]
+    BadIdempotencyKey,
+    /// 409 with `Retry-After`: a request with the same `Idempotency-Key` is still being answered.
+    #[error("A request with this Idempotency-Key is still being answered; ask again in a moment for its answer.")]
+    RequestInProgress,
     /// 400 or 413: the request is not a readable multipart form (the message says why).
     #[error("The upload could not be read: {message}")]
     BadForm { status: StatusCode, message: String },
@@ -92,7 +98,8 @@ impl AppError {
             Self::Deleted => StatusCode::GONE,
             Self::NoKey | Self::BadKey => StatusCode::UNAUTHORIZED,
             Self::NotYours | Self::CrossSite => StatusCode::FORBIDDEN,
-            Self::NoFile | Self::EmptyFile { .. } => StatusCode::BAD_REQUEST,
+            Self::NoFile | Self::EmptyFile { .. } | Self::BadIdempotencyKey => StatusCode::BAD_REQUEST,
+            Self::RequestInProgress => StatusCode::CONFLICT,
             Self::TooManyFiles { .. } | Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotAnImage { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::OverPixelLimits { .. } | Self::DamagedHeader { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -127,6 +134,8 @@ impl AppError {
             Self::OverPixelLimits { .. } => "over_pixel_limits",
             Self::DamagedHeader { .. } => "damaged_header",
             Self::BadForm { .. } => "bad_form",
+            Self::BadIdempotencyKey => "bad_idempotency_key",
+            Self::RequestInProgress => "request_in_progress",
             Self::TooManyParts { .. } => "too_many_parts",
             Self::FormOverhead => "form_overhead",
             Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => "stalled",
@@ -156,6 +165,9 @@ impl AppError {
             }
             Self::DiskFull => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
+            }
+            Self::RequestInProgress => {
+                headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
             }
             Self::StoreUnavailable | Self::DatabaseUnavailable => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));

@@ -100,8 +100,12 @@ pub struct Gauges {
 }
 
 impl WebMetrics {
-    pub fn accepted(&self, files: u64, bytes: u64) {
+    /// Counts files stored and queued, and files the owner had uploaded already.
+    pub fn accepted(&self, files: u64, duplicates: u64, bytes: u64) {
         self.uploads.get_or_create(&[("outcome", "accepted")]).inc_by(files);
+        if duplicates > 0 {
+            self.uploads.get_or_create(&[("outcome", "duplicate")]).inc_by(duplicates);
+        }
         self.accepted_bytes.inc_by(bytes);
     }
 

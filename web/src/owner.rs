@@ -2,8 +2,12 @@
 //!
 //! An owner is whoever holds an [`OwnerKey`]: 256 random bits, given to a
 //! browser in an `HttpOnly` cookie at its first upload and to API clients as
-//! `delete_token`. The server keeps only its hash, the [`OwnerId`], in each
+//! `owner_key`. The server keeps only its hash, the [`OwnerId`], in each
 //! image's record in the repository.
+//!
+//! Each image also has its own [`DeleteToken`], given to API clients with it:
+//! it deletes that image and nothing else, so a client can hand it on without
+//! handing on the key to all its uploads. Browsers get neither in JSON.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
@@ -56,6 +60,50 @@ impl OwnerKey {
     }
 }
 
+/// An image's own delete token: `dt_` and 32 random bytes in URL-safe base64.
+/// The record keeps only its SHA-256.
+pub struct DeleteToken(String);
+
+const DELETE_TOKEN_PREFIX: &str = "dt_";
+
+impl DeleteToken {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the operating system's random source works");
+        Self(format!("{DELETE_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What the record keeps: the token's SHA-256, in hex.
+    pub fn hash(&self) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.0.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
+/// The hash of the delete token a request presents as `Authorization: Bearer dt_…`, if it does.
+pub fn presented_delete_token(headers: &HeaderMap) -> Option<String> {
+    let token = bearer(headers)?.strip_prefix(DELETE_TOKEN_PREFIX)?;
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+    (bytes.len() == 32).then(|| DeleteToken(format!("{DELETE_TOKEN_PREFIX}{token}")).hash())
+}
+
+/// Whether a browser sent the request (every current browser says where a
+/// request comes from in `Sec-Fetch-Site`; API clients do not): a browser's
+/// scripts are never given a key in JSON.
+pub fn from_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key("sec-fetch-site")
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// Never logs the secret.
 impl std::fmt::Debug for OwnerKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,12 +125,7 @@ pub enum KeySource {
 /// Another scheme (the dashboard's Basic credentials, which a browser then
 /// sends everywhere below `/`, or a proxy's) is not about owners: the cookie decides.
 pub fn presented_key(headers: &HeaderMap) -> Result<Option<(OwnerKey, KeySource)>, AppError> {
-    let bearer = headers.get(header::AUTHORIZATION).and_then(|value| {
-        let value = value.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    });
-    if let Some(token) = bearer {
+    if let Some(token) = bearer(headers) {
         return OwnerKey::parse(token).map(|key| Some((key, KeySource::Bearer))).ok_or(AppError::BadKey);
     }
     let from_cookie = headers

@@ -95,6 +95,8 @@ pub async fn reconcile(app: &AppState, scan_store: bool) -> anyhow::Result<Round
             Err(error) => tracing::warn!(image.id = %id, %error, "Still cannot remove the files of a deleted image."),
         }
     }
+    // Retries come within minutes; a day is long past any.
+    app.repo.forget_attempts_before(now.saturating_sub(24 * 3600 * 1000)).await?;
     if scan_store {
         compare_with_store(app, now.saturating_sub(app.settings.stray_grace_secs * 1000), &mut round).await?;
     }

@@ -9,7 +9,8 @@
 //! hanging up, leaves no file and no record behind.
 //!
 //! Every upload has an owner: the key the request presents (bearer token,
-//! then cookie), or a new one given back as a cookie and as `delete_token`.
+//! then cookie), or a new one given back as a cookie (and, to an API client,
+//! as `owner_key`). Each image also gets a delete token of its own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,14 +22,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
 use sha2::Digest;
 use thumbq_contract::{ImageId, MediaLimits, OwnerId, ResizeJob, SourceFormat, Step, Storage, StorageKey, ThumbSize};
-use thumbq_repo::{NewImage, Repository};
+use thumbq_repo::{Attempt, NewImage, Repository};
 use thumbq_store::Store;
 use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
 use crate::error::{AppError, JsonError};
 use crate::form::{BoundedField, BoundedForm};
-use crate::owner::{KeySource, OwnerKey, presented_key};
+use crate::owner::{DeleteToken, KeySource, OwnerKey, presented_key};
 use crate::progress::now_ms;
 
 /// The form field that carries the files.
@@ -50,12 +51,80 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
         Ok(admitted) => admitted,
         Err(error) => return respond(&app, &headers, wants_json, Err(error), None).await,
     };
+    // A client that presents its key and asks for JSON may name the request, so
+    // that a retry of it (its answer was lost) gets the first answer, not a second image.
+    let request_key = match idempotency_key(&headers) {
+        Ok(request_key) => request_key.filter(|_| source.is_some() && wants_json),
+        Err(error) => return respond(&app, &headers, wants_json, Err(error), None).await,
+    };
+    if let Some(request_key) = &request_key {
+        let now = now_ms();
+        match app.repo.attempt(&key.owner(), request_key, now, now.saturating_sub(ABANDONED_AFTER_MS)).await {
+            Ok(Attempt::First) => {}
+            Ok(Attempt::Answered(answer)) => return replayed(answer),
+            Ok(Attempt::Running) => return respond(&app, &headers, wants_json, Err(AppError::RequestInProgress), None).await,
+            Err(error) => return respond(&app, &headers, wants_json, Err(error.into()), None).await,
+        }
+    }
     let outcome = accept(&app, form, key.owner(), received_ms).await;
     let mut response = respond(&app, &headers, wants_json, outcome, Some((&key, source))).await;
+    if let Some(request_key) = &request_key {
+        response = remember(&app, &key.owner(), request_key, response).await;
+    }
     // A browser keeps (or renews) its key; a client that sent a bearer token has it.
     if source != Some(KeySource::Bearer) && (response.status().is_redirection() || response.status().is_success()) {
         response.headers_mut().append(header::SET_COOKIE, key.cookie(app.settings.secure_cookies));
     }
+    response
+}
+
+/// How long a request named by an `Idempotency-Key` may go unanswered before
+/// a retry takes it over (its web server died): longer than almost any upload.
+const ABANDONED_AFTER_MS: u64 = 10 * 60 * 1000;
+
+/// The request's `Idempotency-Key`, if it has one: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().map_err(|_| AppError::BadIdempotencyKey)?;
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(AppError::BadIdempotencyKey);
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Keeps an accepted answer for the request's retries; forgets the key of one
+/// that kept nothing, so that a retry may try again.
+async fn remember(app: &AppState, owner: &OwnerId, request_key: &str, response: Response) -> Response {
+    if response.status() != StatusCode::ACCEPTED {
+        if let Err(error) = app.repo.forget_attempt(owner, request_key).await {
+            tracing::warn!(%error, "Could not forget the Idempotency-Key of a request that kept nothing; its retries wait until it is abandoned.");
+        }
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let body = match axum::body::to_bytes(body, 4 * 1024 * 1024).await {
+        Ok(body) => body,
+        Err(error) => return AppError::Internal(anyhow::anyhow!("reading an upload's own answer: {error}")).into_response(),
+    };
+    match std::str::from_utf8(&body) {
+        Ok(answer) => {
+            if let Err(error) = app.repo.answered(owner, request_key, answer).await {
+                tracing::warn!(%error, "Could not keep the answer of a request for its retries.");
+            }
+        }
+        Err(_) => tracing::error!("An upload's JSON answer is not UTF-8; it is not kept for retries."),
+    }
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// The first answer to a request, given again to its retry.
+fn replayed(answer: String) -> Response {
+    let location = serde_json::from_str::<serde_json::Value>(&answer).ok().and_then(|json| json["images"][0]["page"].as_str().map(str::to_owned));
+    let mut response = (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "application/json")], answer).into_response();
+    if let Some(location) = location.and_then(|location| header::HeaderValue::try_from(location).ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response.headers_mut().insert("idempotent-replayed", header::HeaderValue::from_static("true"));
     response
 }
 
@@ -93,8 +162,9 @@ async fn check_free_space(app: &AppState) -> Result<(), AppError> {
 
 /// Counts the outcome and answers as the client asked: JSON, or pages.
 ///
-/// The JSON carries the key as `delete_token` unless it came in the cookie:
-/// that one stays where the browser keeps it, out of scripts' reach. When
+/// The JSON gives an API client a new owner's key as `owner_key`, and each
+/// image's own `delete_token`; a browser's scripts get neither: its key stays
+/// in the `HttpOnly` cookie. When
 /// some files were refused and others kept, the answer is still 202 (JSON)
 /// or the page of the kept ones listing the refused ones (a form); when none
 /// was kept, it has the status of the first refusal.
@@ -130,11 +200,13 @@ async fn respond(
         }
         return first.into_response();
     }
-    app.metrics.accepted(accepted.images.len() as u64, accepted.bytes);
-    let ids: Vec<ImageId> = accepted.images.iter().map(|(id, _)| *id).collect();
+    let duplicates = accepted.images.iter().filter(|image| image.duplicate_of.is_some()).count() as u64;
+    app.metrics.accepted(accepted.images.len() as u64 - duplicates, duplicates, accepted.bytes);
+    let ids: Vec<ImageId> = accepted.images.iter().map(|image| image.id).collect();
     if wants_json {
         let (key, source) = key.expect("an accepted upload has its owner's key");
-        return accepted_json(&accepted.images, (source != Some(KeySource::Cookie)).then_some(key), refused);
+        let keys = (!crate::owner::from_browser(headers)).then_some(source.is_none().then_some(key));
+        return accepted_json(&accepted.images, keys, refused);
     }
     if !accepted.refused.is_empty() {
         let refusals = accepted.refused.iter().map(|refusal| refusal.error.to_string()).collect();
@@ -149,12 +221,23 @@ async fn respond(
 
 /// What became of the files of one request.
 pub struct Accepted {
-    /// The files stored and queued, with the names they were sent under.
-    pub images: Vec<(ImageId, String)>,
+    /// The files stored and queued, and those the owner had uploaded already, in the request's order.
+    pub images: Vec<Kept>,
     /// The files refused for what they are; the others are kept all the same.
     pub refused: Vec<Refusal>,
     /// Bytes of the files stored.
     pub bytes: u64,
+}
+
+/// One file accepted: stored and queued now, or found among the owner's images.
+pub struct Kept {
+    pub id: ImageId,
+    /// The name it was sent under.
+    pub name: String,
+    /// The owner's image with the same bytes, when this file is one: `id` is that image's.
+    pub duplicate_of: Option<ImageId>,
+    /// The image's own delete token; `None` for a duplicate (its image was given one before).
+    pub delete_token: Option<String>,
 }
 
 /// One file refused, and why.
@@ -193,10 +276,30 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
         return Err(AppError::NoFile);
     }
 
-    let bytes = received.iter().map(|file| file.size).sum();
-    let mut originals = Vec::with_capacity(received.len());
+    // The same bytes again from the same owner are the image they have: no second copy, no job.
+    // (Never across owners: that would tell a stranger someone holds a photo.)
+    let mut order = Vec::with_capacity(received.len());
+    let mut fresh = Vec::with_capacity(received.len());
+    let mut seen = std::collections::HashMap::new();
     for file in received {
-        match file.store(&app.store, owner).await {
+        let existing = match seen.get(&file.content_hash) {
+            Some(id) => Some(*id),
+            None => app.repo.same_bytes(&owner, &file.content_hash).await?,
+        };
+        match existing {
+            Some(id) => order.push(Kept { id, name: file.name.clone(), duplicate_of: Some(id), delete_token: None }),
+            None => {
+                seen.insert(file.content_hash.clone(), file.id);
+                let token = DeleteToken::generate();
+                order.push(Kept { id: file.id, name: file.name.clone(), duplicate_of: None, delete_token: Some(token.as_str().to_owned()) });
+                fresh.push((file, token.hash()));
+            }
+        }
+    }
+    let bytes = fresh.iter().map(|(file, _)| file.size).sum();
+    let mut originals = Vec::with_capacity(fresh.len());
+    for (file, delete_token_hash) in fresh {
+        match file.store(&app.store, owner, delete_token_hash).await {
             Ok(original) => originals.push(original),
             Err(error) => {
                 for original in originals {
@@ -210,14 +313,13 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
     // not cancel it halfway, leaving a queued job whose original the guards delete.
     let dispatcher = Arc::clone(&app.dispatcher);
     let (repo, metrics) = (app.repo.clone(), app.metrics.clone());
-    let images = tokio::spawn(async move {
+    tokio::spawn(async move {
         if let Err(error) = record(&repo, &dispatcher, &originals, received_ms).await {
             for original in originals {
                 original.discard().await;
             }
             return Err(error);
         }
-        let mut images = Vec::with_capacity(originals.len());
         for original in originals {
             let route = dispatcher.dispatch(&original.job).await;
             let trace_id = original.job.traceparent.map(|trace| trace.trace_id()).unwrap_or_default();
@@ -225,13 +327,13 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
             let queued_ms = now_ms();
             metrics.upload_step("stored", original.stored_ms.saturating_sub(received_ms) as f64 / 1000.0);
             metrics.upload_step("queued", queued_ms.saturating_sub(original.stored_ms) as f64 / 1000.0);
-            images.push(original.keep());
+            original.keep();
         }
-        Ok::<_, AppError>(images)
+        Ok::<_, AppError>(())
     })
     .await
     .map_err(anyhow::Error::from)??;
-    Ok(Accepted { images, refused, bytes })
+    Ok(Accepted { images: order, refused, bytes })
 }
 
 /// Receives one file; a refusal for what the file is comes back as `Ok(Err)`,
@@ -389,7 +491,7 @@ impl ReceivedFile {
     /// In a task of its own: if the client hangs up meanwhile, the task still
     /// runs to its end, and the guard it returns, dropped with it, removes
     /// what it wrote.
-    async fn store(self, store: &Store, owner: OwnerId) -> std::io::Result<StoredOriginal> {
+    async fn store(self, store: &Store, owner: OwnerId, delete_token_hash: String) -> std::io::Result<StoredOriginal> {
         let store = store.clone();
         tokio::spawn(async move {
             let id = self.id;
@@ -410,6 +512,7 @@ impl ReceivedFile {
                 width: self.width,
                 height: self.height,
                 created_ms: id.uploaded_at_ms(),
+                delete_token_hash: Some(delete_token_hash),
             };
             Ok(StoredOriginal { file: written, job, image, stored_ms: now_ms() })
         })
@@ -429,9 +532,8 @@ struct StoredOriginal {
 }
 
 impl StoredOriginal {
-    fn keep(self) -> (ImageId, String) {
+    fn keep(self) {
         self.file.disarm();
-        (self.image.id, self.image.name)
     }
 
     /// Removes the original now.
@@ -541,16 +643,23 @@ pub struct AcceptedImage {
     pub thumbnails: std::collections::BTreeMap<&'static str, String>,
     /// The original, for its owner only.
     pub original: String,
-    /// The owner's key: `Authorization: Bearer {delete_token}` deletes the
-    /// image (`DELETE {page}`), fetches its original, and, sent with later
-    /// uploads, makes them the same owner's. Absent when the request's key
-    /// came in the browser's cookie.
+    /// The owner's key: `Authorization: Bearer {owner_key}` lists the owner's
+    /// images, fetches their originals, deletes any of them, and, sent with
+    /// later uploads, makes them the same owner's. Given to API clients only,
+    /// and only when the request did not present it already.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_key: Option<String>,
+    /// This image's own token: `Authorization: Bearer {delete_token}` deletes
+    /// this image (`DELETE {page}`) and nothing else. Given to API clients only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_token: Option<String>,
+    /// Set when the owner had uploaded these bytes already: this is that image, and no new job was queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
 }
 
 impl AcceptedImage {
-    pub fn new(id: ImageId, name: String, key: Option<&OwnerKey>) -> Self {
+    pub fn new(id: ImageId, name: String) -> Self {
         Self {
             id: id.to_string(),
             name,
@@ -558,7 +667,9 @@ impl AcceptedImage {
             status: format!("/api/images/{id}"),
             thumbnails: thumbnail_urls(id),
             original: format!("/originals/{id}"),
-            delete_token: key.map(|key| key.as_str().to_owned()),
+            owner_key: None,
+            delete_token: None,
+            duplicate_of: None,
         }
     }
 }
@@ -568,8 +679,19 @@ pub fn thumbnail_urls(id: ImageId) -> std::collections::BTreeMap<&'static str, S
     ThumbSize::ALL.into_iter().map(|size| (size.name(), format!("/thumbs/{id}/{size}"))).collect()
 }
 
-fn accepted_json(images: &[(ImageId, String)], key: Option<&OwnerKey>, refused: Vec<serde_json::Value>) -> Response {
-    let images: Vec<_> = images.iter().map(|(id, name)| AcceptedImage::new(*id, name.clone(), key)).collect();
+/// The answer to an accepted upload. `keys` is `None` for a browser, whose
+/// scripts get no key; otherwise the owner's key (when the request did not
+/// present it) and each image's delete token go with the images.
+fn accepted_json(images: &[Kept], keys: Option<Option<&OwnerKey>>, refused: Vec<serde_json::Value>) -> Response {
+    let images: Vec<_> = images
+        .iter()
+        .map(|image| AcceptedImage {
+            duplicate_of: image.duplicate_of.map(|id| id.to_string()),
+            owner_key: keys.flatten().map(|key| key.as_str().to_owned()),
+            delete_token: keys.and(image.delete_token.clone()),
+            ..AcceptedImage::new(image.id, image.name.clone())
+        })
+        .collect();
     let location = images[0].page.clone();
     (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(serde_json::json!({ "images": images, "refused": refused }))).into_response()
 }

@@ -38,14 +38,27 @@ impl TestServer {
         self.app().oneshot(request).await.unwrap()
     }
 
-    /// Uploads `count` PNGs as an API client, with `headers`; returns the answer's JSON and the response's cookie.
+    /// Uploads `count` PNGs, each with bytes of its own, as an API client, with `headers`; returns the answer's JSON and the response's cookie.
     async fn upload(&self, count: usize, headers: &[(header::HeaderName, &str)]) -> (serde_json::Value, Option<String>) {
+        let files: Vec<Vec<u8>> = (0..count).map(|_| distinct_png()).collect();
+        self.upload_files(&files, headers).await
+    }
+
+    /// Uploads `files` in one request as an API client, with `headers`; returns the answer's JSON and the response's cookie.
+    async fn upload_files(&self, files: &[Vec<u8>], headers: &[(header::HeaderName, &str)]) -> (serde_json::Value, Option<String>) {
+        let response = self.send_files(files, headers).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let cookie = response.headers().get(header::SET_COOKIE).map(|value| value.to_str().unwrap().to_owned());
+        (json(response).await, cookie)
+    }
+
+    async fn send_files(&self, files: &[Vec<u8>], headers: &[(header::HeaderName, &str)]) -> Response<Body> {
         let mut body = Vec::new();
-        for n in 0..count {
+        for (n, file) in files.iter().enumerate() {
             body.extend(
                 format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p{n}.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
             );
-            body.extend(PNG);
+            body.extend(file);
             body.extend(b"\r\n");
         }
         body.extend(format!("--{BOUNDARY}--\r\n").as_bytes());
@@ -55,10 +68,7 @@ impl TestServer {
         for (name, value) in headers {
             request = request.header(name, *value);
         }
-        let response = self.send(request.body(Body::from(body)).unwrap()).await;
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        let cookie = response.headers().get(header::SET_COOKIE).map(|value| value.to_str().unwrap().to_owned());
-        (json(response).await, cookie)
+        self.send(request.body(Body::from(body)).unwrap()).await
     }
 
     async fn get(&self, path: &str, headers: &[(header::HeaderName, &str)]) -> Response<Body> {
@@ -102,6 +112,13 @@ impl TestServer {
     }
 }
 
+/// The test PNG with bytes after its end that no decoder reads: the same picture, another file.
+fn distinct_png() -> Vec<u8> {
+    let mut png = PNG.to_vec();
+    png.extend(uuid::Uuid::new_v4().as_bytes());
+    png
+}
+
 async fn json(response: Response<Body>) -> serde_json::Value {
     serde_json::from_slice(&text(response).await.into_bytes()).unwrap()
 }
@@ -120,14 +137,14 @@ fn bearer(token: &str) -> String {
 }
 
 #[tokio::test]
-async fn an_upload_gives_a_browser_an_http_only_cookie_and_an_api_client_its_delete_token() {
+async fn an_upload_gives_a_browser_an_http_only_cookie_and_an_api_client_its_owner_key() {
     let server = TestServer::start().await;
     let (answer, cookie) = server.upload(1, &[]).await;
     let cookie = cookie.expect("a first upload sets the owner cookie");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
     assert!(!cookie.contains("Secure"), "no TLS here: {cookie}");
-    let token = answer["images"][0]["delete_token"].as_str().unwrap();
-    assert_eq!(cookie_pair(&cookie), format!("thumbq_owner={token}"), "the cookie and the token are the same key");
+    let token = answer["images"][0]["owner_key"].as_str().unwrap();
+    assert_eq!(cookie_pair(&cookie), format!("thumbq_owner={token}"), "the cookie and the owner_key are the same key");
     assert_eq!(token.len(), 43, "256 bits in URL-safe base64");
 
     // What the server keeps is the key's hash, never the key.
@@ -141,7 +158,12 @@ async fn an_upload_gives_a_browser_an_http_only_cookie_and_an_api_client_its_del
 
     // Later uploads with the cookie keep the key where the browser holds it, out of scripts' reach.
     let (again, _) = server.upload(1, &[(header::COOKIE, &cookie_pair(&cookie))]).await;
-    assert!(again["images"][0].get("delete_token").is_none(), "{again}");
+    assert!(again["images"][0].get("owner_key").is_none(), "{again}");
+    // A browser's scripts get no key at all, not even on its first upload: the cookie holds it.
+    let browser = [(header::HeaderName::from_static("sec-fetch-site"), "same-origin")];
+    let (first, cookie) = server.upload(1, &browser).await;
+    assert!(cookie.is_some());
+    assert!(first["images"][0].get("owner_key").is_none() && first["images"][0].get("delete_token").is_none(), "{first}");
 
     let secure = TestServer::start_with(|settings| settings.secure_cookies = true).await;
     let (_, cookie) = secure.upload(1, &[]).await;
@@ -171,11 +193,11 @@ async fn another_site_cannot_upload_in_a_visitors_name_nor_replace_their_key() {
 async fn an_api_client_that_sends_its_token_back_owns_its_later_uploads_with_it() {
     let server = TestServer::start().await;
     let (first, _) = server.upload(1, &[]).await;
-    let token = first["images"][0]["delete_token"].as_str().unwrap().to_owned();
+    let token = first["images"][0]["owner_key"].as_str().unwrap().to_owned();
     let (second, cookie) = server.upload(2, &[(header::AUTHORIZATION, &bearer(&token))]).await;
     assert!(cookie.is_none(), "a client with a bearer token is not given a cookie");
     for image in second["images"].as_array().unwrap() {
-        assert_eq!(image["delete_token"], token.as_str());
+        assert!(image.get("owner_key").is_none(), "it has its key already: {image}");
         let response = server.delete(image["page"].as_str().unwrap(), &[(header::AUTHORIZATION, &bearer(&token))]).await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
     }
@@ -191,8 +213,9 @@ async fn an_api_client_that_sends_its_token_back_owns_its_later_uploads_with_it(
 #[tokio::test]
 async fn only_the_owner_gets_the_original_and_no_shared_cache_keeps_it() {
     let server = TestServer::start().await;
-    let (answer, cookie) = server.upload(1, &[]).await;
-    let (id, token) = (answer["images"][0]["id"].as_str().unwrap(), answer["images"][0]["delete_token"].as_str().unwrap());
+    let photo = distinct_png();
+    let (answer, cookie) = server.upload_files(std::slice::from_ref(&photo), &[]).await;
+    let (id, token) = (answer["images"][0]["id"].as_str().unwrap(), answer["images"][0]["owner_key"].as_str().unwrap());
     let original = format!("/originals/{id}");
 
     for owner in [(header::COOKIE, cookie_pair(&cookie.unwrap())), (header::AUTHORIZATION, bearer(token))] {
@@ -200,10 +223,10 @@ async fn only_the_owner_gets_the_original_and_no_shared_cache_keeps_it() {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[header::CACHE_CONTROL], "private, no-cache");
         assert_eq!(response.headers()[header::CONTENT_TYPE], "image/png");
-        assert_eq!(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap(), PNG);
+        assert_eq!(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap(), photo);
     }
     let (stranger, _) = server.upload(1, &[]).await;
-    let stranger = bearer(stranger["images"][0]["delete_token"].as_str().unwrap());
+    let stranger = bearer(stranger["images"][0]["owner_key"].as_str().unwrap());
     for headers in [vec![], vec![(header::AUTHORIZATION, stranger.as_str())]] {
         let response = server.get(&original, &headers).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "as for an id that never existed");
@@ -252,11 +275,11 @@ async fn only_the_owner_can_delete_and_then_nothing_of_the_image_is_left() {
     let server = TestServer::start().await;
     let (answer, _) = server.upload(1, &[]).await;
     let image = &answer["images"][0];
-    let (id, token) = (image["id"].as_str().unwrap(), image["delete_token"].as_str().unwrap());
+    let (id, token) = (image["id"].as_str().unwrap(), image["owner_key"].as_str().unwrap());
     let page = format!("/images/{id}");
     assert_eq!(server.queued_jobs_of(id), 1);
     let (stranger, _) = server.upload(1, &[]).await;
-    let stranger = bearer(stranger["images"][0]["delete_token"].as_str().unwrap());
+    let stranger = bearer(stranger["images"][0]["owner_key"].as_str().unwrap());
 
     let response = server.delete(&page, &[]).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -363,4 +386,61 @@ async fn thumbnails_may_be_cached_an_hour_and_assets_revalidate_by_etag() {
         thumbq_contract::StorageKey::Thumbnail(ImageId::new(), thumbq_contract::ThumbSize::Small, thumbq_contract::ThumbFormat::Jpeg).cache_control(),
         "public, max-age=3600"
     );
+}
+
+#[tokio::test]
+async fn a_retried_request_gets_its_first_answer_and_the_same_photo_again_is_the_same_image() {
+    let server = TestServer::start().await;
+    let (first, _) = server.upload(1, &[]).await;
+    let owner = bearer(first["images"][0]["owner_key"].as_str().unwrap());
+    let photo = distinct_png();
+
+    let request_key = (header::HeaderName::from_static("idempotency-key"), "5d3b0c1e-upload-1");
+    let auth = (header::AUTHORIZATION, owner.as_str());
+    let (answer, _) = server.upload_files(std::slice::from_ref(&photo), &[auth.clone(), request_key.clone()]).await;
+    // Its answer was lost; the client sends the same request again.
+    let retry = server.send_files(&[distinct_png()], &[auth.clone(), request_key.clone()]).await;
+    assert_eq!(retry.status(), StatusCode::ACCEPTED);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(json(retry).await, answer, "the first answer, whatever the retry carried");
+
+    // The same bytes picked again by the same owner: the image they have, and no job.
+    let id = answer["images"][0]["id"].as_str().unwrap();
+    let (again, _) = server.upload_files(std::slice::from_ref(&photo), std::slice::from_ref(&auth)).await;
+    assert_eq!((again["images"][0]["id"].as_str(), again["images"][0]["duplicate_of"].as_str()), (Some(id), Some(id)), "{again}");
+    assert_eq!(server.queued_jobs_of(id), 1);
+    // Twice in one request: the second is the first.
+    let (twice, _) = server.upload_files(&[distinct_png(), photo.clone()], std::slice::from_ref(&auth)).await;
+    assert!(twice["images"][0]["duplicate_of"].is_null() && twice["images"][1]["duplicate_of"] == id, "{twice}");
+    let page = text(server.get("/", std::slice::from_ref(&auth)).await).await;
+    assert!(page.contains("(3)"), "the first upload, the photo once, the new one: {page}");
+
+    // Never across owners: a stranger's copy is their own image, and says nothing of ours.
+    let (strangers, _) = server.upload_files(std::slice::from_ref(&photo), &[]).await;
+    assert!(strangers["images"][0]["duplicate_of"].is_null() && strangers["images"][0]["id"] != id, "{strangers}");
+
+    let bad = server.send_files(&[distinct_png()], &[auth.clone(), (header::HeaderName::from_static("idempotency-key"), "")]).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let long = "k".repeat(256);
+    let bad = server.send_files(&[distinct_png()], &[auth, (header::HeaderName::from_static("idempotency-key"), long.as_str())]).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn an_images_delete_token_deletes_that_image_and_no_other() {
+    let server = TestServer::start().await;
+    let (answer, _) = server.upload(2, &[]).await;
+    let images = answer["images"].as_array().unwrap();
+    let (first, second) = (&images[0], &images[1]);
+    let token = bearer(first["delete_token"].as_str().unwrap());
+    assert!(token.starts_with("Bearer dt_") && first["delete_token"] != second["delete_token"], "{answer}");
+    let auth = [(header::AUTHORIZATION, token.as_str())];
+
+    assert_eq!(server.delete(second["page"].as_str().unwrap(), &auth).await.status(), StatusCode::FORBIDDEN);
+    let home = text(server.get("/", &auth).await).await;
+    assert!(!home.contains(first["id"].as_str().unwrap()), "it is no owner key: it lists nothing");
+    assert_ne!(server.get(first["original"].as_str().unwrap(), &auth).await.status(), StatusCode::OK, "nor fetches originals");
+    assert_eq!(server.delete(first["page"].as_str().unwrap(), &auth).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(server.delete(first["page"].as_str().unwrap(), &auth).await.status(), StatusCode::GONE);
+    assert_eq!(server.get(second["page"].as_str().unwrap(), &[]).await.status(), StatusCode::OK, "the other image stays");
 }

@@ -1,0 +1,158 @@
+//! Requests said twice: an upload retried under the same `Idempotency-Key`,
+//! and the same photo uploaded again by the same owner.
+
+use sqlx::Row;
+use thumbq_contract::{ImageId, OwnerId};
+
+use crate::connect::on_pool;
+use crate::images::to_i64;
+use crate::upkeep::parse_id;
+use crate::{RepoError, Repository};
+
+/// Where a request with an `Idempotency-Key` stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The first with this key (or one whose first died): it goes ahead.
+    First,
+    /// Another request with this key is being answered now.
+    Running,
+    /// The first was answered: this is its answer.
+    Answered(String),
+}
+
+impl Repository {
+    /// Records that `owner` sent a request with `key` at `now_ms`. A request
+    /// with the key that started before `abandoned_before_ms` and never got
+    /// its answer (its process died) is taken over.
+    pub async fn attempt(&self, owner: &OwnerId, key: &str, now_ms: u64, abandoned_before_ms: u64) -> Result<Attempt, RepoError> {
+        let owner = owner.to_string();
+        let attempt = on_pool!(self, pool => {
+            let inserted = sqlx::query("INSERT INTO idempotency (owner, request_key, created_ms) VALUES ($1, $2, $3) ON CONFLICT (owner, request_key) DO NOTHING")
+                .bind(&owner)
+                .bind(key)
+                .bind(to_i64(now_ms))
+                .execute(pool)
+                .await?
+                .rows_affected()
+                == 1;
+            if inserted {
+                Attempt::First
+            } else {
+                let taken_over = sqlx::query(
+                    "UPDATE idempotency SET created_ms = $3 WHERE owner = $1 AND request_key = $2 AND answer IS NULL AND created_ms < $4",
+                )
+                .bind(&owner)
+                .bind(key)
+                .bind(to_i64(now_ms))
+                .bind(to_i64(abandoned_before_ms))
+                .execute(pool)
+                .await?
+                .rows_affected()
+                    == 1;
+                if taken_over {
+                    Attempt::First
+                } else {
+                    let row = sqlx::query("SELECT answer FROM idempotency WHERE owner = $1 AND request_key = $2").bind(&owner).bind(key).fetch_optional(pool).await?;
+                    match row.map(|row| row.try_get::<Option<String>, _>(0)).transpose()?.flatten() {
+                        Some(answer) => Attempt::Answered(answer),
+                        None => Attempt::Running,
+                    }
+                }
+            }
+        });
+        Ok(attempt)
+    }
+
+    /// Keeps the answer to the request `owner` sent with `key`, for its retries.
+    pub async fn answered(&self, owner: &OwnerId, key: &str, answer: &str) -> Result<(), RepoError> {
+        on_pool!(self, pool => sqlx::query("UPDATE idempotency SET answer = $3 WHERE owner = $1 AND request_key = $2")
+            .bind(owner.to_string())
+            .bind(key)
+            .bind(answer)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Forgets the request `owner` sent with `key`: it kept nothing, and a retry may go ahead.
+    pub async fn forget_attempt(&self, owner: &OwnerId, key: &str) -> Result<(), RepoError> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM idempotency WHERE owner = $1 AND request_key = $2 AND answer IS NULL")
+            .bind(owner.to_string())
+            .bind(key)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Forgets the keys of requests made before `before_ms`; returns how many.
+    pub async fn forget_attempts_before(&self, before_ms: u64) -> Result<u64, RepoError> {
+        let forgotten = on_pool!(self, pool => sqlx::query("DELETE FROM idempotency WHERE created_ms < $1").bind(to_i64(before_ms)).execute(pool).await?.rows_affected());
+        Ok(forgotten)
+    }
+
+    /// An image of `owner` with the bytes whose SHA-256 is `content_hash`,
+    /// pending or done (a failed one is not given back: uploading again is how
+    /// a person retries), if there is one.
+    pub async fn same_bytes(&self, owner: &OwnerId, content_hash: &str) -> Result<Option<ImageId>, RepoError> {
+        let id: Option<String> = on_pool!(self, pool => {
+            let row = sqlx::query("SELECT id FROM images WHERE owner = $1 AND content_hash = $2 AND deleted_ms IS NULL AND failure IS NULL ORDER BY id LIMIT 1")
+                .bind(owner.to_string())
+                .bind(content_hash)
+                .fetch_optional(pool)
+                .await?;
+            row.map(|row| row.try_get(0)).transpose()?
+        });
+        id.as_deref().map(parse_id).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use thumbq_contract::SourceFormat;
+
+    use super::*;
+    use crate::testing::{TestDatabase, uploaded};
+    use crate::{Lease, Location};
+
+    async fn retries_get_the_first_answer_and_the_same_bytes_are_found(repo: &Repository) {
+        let (alice, bob) = (OwnerId::of_secret(b"alice"), OwnerId::of_secret(b"bob"));
+        assert_eq!(repo.attempt(&alice, "k1", 100, 0).await.unwrap(), Attempt::First);
+        assert_eq!(repo.attempt(&alice, "k1", 101, 0).await.unwrap(), Attempt::Running);
+        assert_eq!(repo.attempt(&bob, "k1", 101, 0).await.unwrap(), Attempt::First, "keys are each owner's own");
+        repo.answered(&alice, "k1", r#"{"images":[]}"#).await.unwrap();
+        assert_eq!(repo.attempt(&alice, "k1", 102, 0).await.unwrap(), Attempt::Answered(r#"{"images":[]}"#.into()));
+        // Bob's first try died unanswered: after a while a retry takes it over.
+        assert_eq!(repo.attempt(&bob, "k1", 200, 150).await.unwrap(), Attempt::First);
+        repo.forget_attempt(&bob, "k1").await.unwrap();
+        assert_eq!(repo.attempt(&bob, "k1", 201, 0).await.unwrap(), Attempt::First, "a request that kept nothing may be sent again");
+        assert_eq!(repo.forget_attempts_before(201).await.unwrap(), 1);
+
+        let id = ImageId::new();
+        let mut image = uploaded(id, SourceFormat::Jpeg, 10, 10);
+        (image.owner, image.content_hash) = (alice, "cd".repeat(32));
+        repo.add_image(&image, &[], None, &Lease::none()).await.unwrap();
+        assert_eq!(repo.same_bytes(&alice, &"cd".repeat(32)).await.unwrap(), Some(id));
+        assert_eq!(repo.same_bytes(&bob, &"cd".repeat(32)).await.unwrap(), None, "never across owners");
+        repo.mark_deleted(id, 300).await.unwrap();
+        assert_eq!(repo.same_bytes(&alice, &"cd".repeat(32)).await.unwrap(), None, "a deleted image is no duplicate");
+    }
+
+    #[tokio::test]
+    async fn sqlite_answers_retries_and_finds_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let repo = Repository::open(&Location::Sqlite(dir.path().join("thumbq.db")), shutdown).await.unwrap();
+        retries_get_the_first_answer_and_the_same_bytes_are_found(&repo).await;
+    }
+
+    #[tokio::test]
+    async fn postgresql_answers_retries_and_finds_duplicates() {
+        let database = TestDatabase::create().await;
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let repo = Repository::open(&Location::Postgres(database.url().to_owned()), shutdown).await.unwrap();
+        retries_get_the_first_answer_and_the_same_bytes_are_found(&repo).await;
+        repo.close().await;
+    }
+}
