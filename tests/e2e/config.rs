@@ -1,7 +1,9 @@
-//! The binaries refuse bad settings at start, naming the one at fault.
+//! The binaries refuse bad settings at start, naming the one at fault, and wait for what is not there yet.
 
 use std::process::Command;
+use std::time::Duration;
 
+use crate::harness::wait_for;
 use crate::processes::binary;
 
 #[test]
@@ -32,8 +34,56 @@ fn an_empty_admin_token_stops_the_web_server_instead_of_opening_the_dashboard() 
     }
 }
 
+#[tokio::test]
+async fn a_worker_started_before_any_web_server_waits_for_the_directory_to_be_set_up_and_sets_nothing_up_itself() {
+    let empty = tempfile::tempdir().unwrap();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("worker.log");
+    let mut worker = Command::new(binary("thumbq-worker"))
+        .env_clear()
+        .env("THUMBQ_DATA_DIR", empty.path())
+        .env("RUST_LOG", "info")
+        // The log goes to stdout, a failed start's error to stderr: both into one file.
+        .stdout(std::fs::File::options().create(true).append(true).open(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        .spawn()
+        .expect("the worker starts");
+    let stop = scopeguard(|| {
+        let _ = worker.kill();
+        let _ = worker.wait();
+    });
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(Duration::from_secs(20), "the worker to say it waits", || {
+        let said = said();
+        assert!(!said.contains("Error"), "{said}");
+        async move { said.contains("waiting for thumbq-web to set it up").then_some(()) }
+    })
+    .await;
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0, "it set nothing up there");
+
+    // The web server sets the directory up (as thumbq-web does at its start): the worker goes on.
+    let storage = thumbq_contract::Storage::new(empty.path());
+    storage.init_manifest(&thumbq_contract::Manifest::new(&thumbq_contract::Sizes::default(), &thumbq_contract::MediaLimits::default())).unwrap();
+    wait_for(Duration::from_secs(20), "the worker to go on", || async { empty.path().join("originals").is_dir().then_some(()) }).await;
+    assert_eq!(said().matches("waiting for thumbq-web").count(), 1, "said once: {}", said());
+    drop(stop);
+}
+
+/// Runs `cleanup` when dropped, also when the test panics.
+fn scopeguard(cleanup: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(cleanup) = self.0.take() {
+                cleanup();
+            }
+        }
+    }
+    Guard(Some(cleanup))
+}
+
 #[test]
-fn a_worker_refuses_a_directory_that_is_not_set_up_or_set_up_otherwise() {
+fn a_worker_refuses_a_directory_set_up_otherwise() {
     let worker = |data_dir: &std::path::Path, environment: &[(&str, &str)]| {
         let mut command = Command::new(binary("thumbq-worker"));
         command.env_clear().env("THUMBQ_DATA_DIR", data_dir).envs(environment.iter().copied());
@@ -42,10 +92,6 @@ fn a_worker_refuses_a_directory_that_is_not_set_up_or_set_up_otherwise() {
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
 
-    let empty = tempfile::tempdir().unwrap();
-    let said = worker(empty.path(), &[]);
-    assert!(said.contains("is not a thumbq data directory") && said.contains("mounted"), "{said}");
-    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0, "it set nothing up there");
 
     let set_up = tempfile::tempdir().unwrap();
     let storage = thumbq_contract::Storage::new(set_up.path());

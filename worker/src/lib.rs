@@ -33,9 +33,10 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     let store = settings.deployment.store().map_err(anyhow::Error::msg)?;
     let place = store.describe();
     // A worker never sets a store up: on a wrong path, a share not mounted or
-    // another bucket, it would fail every job with "the upload is gone".
-    let manifest = read_manifest_when_reachable(&store, shutdown.clone()).await.with_context(|| format!("cannot read thumbq.json in {place}"))?.with_context(|| {
-        format!("{place} is not a thumbq data directory or bucket (it has no thumbq.json): start thumbq-web on it first, or check the path and that it is mounted")
+    // another bucket, it would fail every job with "the upload is gone". It
+    // waits for a web server to set it up instead, so that they may start in any order.
+    let manifest = read_manifest_when_there(&store, shutdown.clone()).await.with_context(|| format!("cannot read thumbq.json in {place}"))?.with_context(|| {
+        format!("stopped before {place} was set up (it has no thumbq.json): start thumbq-web on it, or check the path and that it is mounted")
     })?;
     if let Some(mismatch) = manifest.worker_mismatch(&settings.sizes, &settings.limits()) {
         anyhow::bail!("this worker does not match the store {place} ({manifest}): {mismatch}");
@@ -77,24 +78,39 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     }
 }
 
-/// The store's manifest. An object store that does not answer is waited for
-/// (a worker started during an outage takes jobs once it is back), until
-/// shutdown; any other error stops the start.
-async fn read_manifest_when_reachable(store: &thumbq_store::Store, mut shutdown: watch::Receiver<bool>) -> std::io::Result<Option<thumbq_contract::Manifest>> {
-    let mut said = false;
+/// The store's manifest, or `None` at shutdown. An object store that does
+/// not answer is waited for (a worker started during an outage takes jobs once
+/// it is back), and so is a store with no manifest yet (a worker started before
+/// the first web server), each said once; any other error stops the start.
+async fn read_manifest_when_there(store: &thumbq_store::Store, mut shutdown: watch::Receiver<bool>) -> std::io::Result<Option<thumbq_contract::Manifest>> {
+    let (mut said_unavailable, mut said_missing) = (false, false);
     loop {
-        match store.read_manifest().await {
-            Err(error) if thumbq_store::is_unavailable(&error) && !*shutdown.borrow() => {
-                if !said {
+        let read = store.read_manifest().await;
+        let waits = matches!(&read, Ok(None)) || read.as_ref().is_err_and(thumbq_store::is_unavailable);
+        if waits && *shutdown.borrow() {
+            return Ok(None);
+        }
+        match read {
+            Err(error) if thumbq_store::is_unavailable(&error) => {
+                if !said_unavailable {
                     tracing::warn!(store = %store.describe(), %error, "The store does not answer; waiting for it before taking jobs.");
-                    said = true;
+                    said_unavailable = true;
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => {}
+            }
+            Ok(None) => {
+                if !said_missing {
+                    tracing::warn!(
+                        store = %store.describe(),
+                        "No thumbq.json here yet: waiting for thumbq-web to set it up before taking jobs (if none will, check the path and that it is mounted)."
+                    );
+                    said_missing = true;
                 }
             }
             read => return read,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => {}
         }
     }
 }
