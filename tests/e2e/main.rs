@@ -13,6 +13,7 @@ mod processes;
 mod abuse;
 mod cluster;
 mod config;
+mod crashes;
 mod faults;
 mod hostile;
 mod hosts;
