@@ -353,6 +353,32 @@ impl Repository {
         row.map(ImageRecord::try_from).transpose()
     }
 
+    /// The record of `id` and its steps, oldest first, in one query; `None` when there is no such image.
+    pub async fn image_with_timeline(&self, id: ImageId) -> Result<Option<(ImageRecord, Vec<Step>)>, RepoError> {
+        let columns: Vec<String> = IMAGE_COLUMNS.split(", ").map(|column| format!("images.{column}")).collect();
+        let sql = format!(
+            "SELECT {}, steps.at_ms AS step_at_ms, steps.step AS step_name, steps.by_process AS step_by FROM images \
+             LEFT JOIN steps ON steps.image_id = images.id WHERE images.id = $1 ORDER BY steps.at_ms, steps.seq",
+            columns.join(", ")
+        );
+        let (rows, steps) = on_pool!(self, pool => {
+            use sqlx::FromRow;
+            let rows = sqlx::query(&sql).bind(id.to_string()).fetch_all(pool).await?;
+            let mut steps = Vec::with_capacity(rows.len());
+            for row in &rows {
+                // One row with no step (all NULL) when the image has none.
+                if let Some(at) = row.try_get::<Option<i64>, _>("step_at_ms")? {
+                    steps.push(Step { at: to_u64(at), step: row.try_get("step_name")?, by: row.try_get("step_by")? });
+                }
+            }
+            (rows.first().map(ImageRow::from_row).transpose()?, steps)
+        });
+        Ok(match rows {
+            Some(row) => Some((ImageRecord::try_from(row)?, steps)),
+            None => None,
+        })
+    }
+
     /// The records of `ids` that exist, in the order asked, in one query.
     pub async fn images(&self, ids: &[ImageId]) -> Result<Vec<ImageRecord>, RepoError> {
         if ids.is_empty() {
@@ -372,14 +398,22 @@ impl Repository {
         Ok(records)
     }
 
-    /// One page of `owner`'s images, newest first, and how many they have in all.
+    /// One page of `owner`'s images, newest first, and how many they have in
+    /// all: one query (a second only for a page past the end, to count).
     pub async fn images_of(&self, owner: &OwnerId, offset: usize, limit: usize) -> Result<(Vec<ImageRecord>, usize), RepoError> {
-        let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE owner = $1 AND deleted_ms IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3");
+        let sql = format!(
+            "SELECT {IMAGE_COLUMNS}, COUNT(*) OVER () AS total FROM images WHERE owner = $1 AND deleted_ms IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3"
+        );
         let owner = owner.to_string();
         let (rows, total) = on_pool!(self, pool => {
-            let rows = sqlx::query_as::<_, ImageRow>(&sql).bind(&owner).bind(limit as i64).bind(offset as i64).fetch_all(pool).await?;
-            let total: i64 = sqlx::query("SELECT COUNT(*) FROM images WHERE owner = $1 AND deleted_ms IS NULL").bind(&owner).fetch_one(pool).await?.try_get(0)?;
-            (rows, total)
+            use sqlx::FromRow;
+            let rows = sqlx::query(&sql).bind(&owner).bind(limit as i64).bind(offset as i64).fetch_all(pool).await?;
+            let total: i64 = match rows.first() {
+                Some(row) => row.try_get("total")?,
+                None if offset == 0 => 0,
+                None => sqlx::query("SELECT COUNT(*) FROM images WHERE owner = $1 AND deleted_ms IS NULL").bind(&owner).fetch_one(pool).await?.try_get(0)?,
+            };
+            (rows.iter().map(ImageRow::from_row).collect::<Result<Vec<_>, _>>()?, total)
         });
         let records = rows.into_iter().map(ImageRecord::try_from).collect::<Result<Vec<_>, _>>()?;
         Ok((records, usize::try_from(total).unwrap_or(0)))
@@ -575,6 +609,12 @@ mod tests {
         assert_eq!((record.state(), record.webp, record.done_ms), (ImageState::Done, true, Some(12)));
         let steps: Vec<String> = repo.timeline(first.id).await.unwrap().into_iter().map(|step| step.step).collect();
         assert_eq!(steps, ["received", "stored", "small written", "done"]);
+        let (record, steps) = repo.image_with_timeline(first.id).await.unwrap().unwrap();
+        assert_eq!((record.state(), steps), (ImageState::Done, repo.timeline(first.id).await.unwrap()), "the record and its steps in one query");
+        let (_, no_steps) = repo.image_with_timeline(second.id).await.unwrap().unwrap();
+        assert!(no_steps.is_empty());
+        assert_eq!(repo.image_with_timeline(ImageId::new()).await.unwrap(), None);
+        assert_eq!(repo.images_of(&alice, 5, 10).await.unwrap(), (Vec::new(), 2), "a page past the end still counts them all");
 
         let asked: Vec<ImageId> = repo.images(&[second.id, ImageId::new(), first.id]).await.unwrap().into_iter().map(|record| record.id).collect();
         assert_eq!(asked, [second.id, first.id], "in the order asked, unknown ids left out");

@@ -14,7 +14,7 @@
 //! same SQL runs on both; [`Repository`] picks the pool and runs it.
 //!
 //! A handler or a job reads one record, does its work, and commits one
-//! change: a page costs one or two queries, and each of a job's writes of its
+//! change: a page costs one query, and each of a job's writes of its
 //! progress is one short transaction.
 
 pub mod connect;

@@ -32,12 +32,12 @@ pub struct ImageStatus {
 
 pub async fn image_status(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<ImageStatus>, JsonError> {
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
-    let record = app.repo.image(id).await?.ok_or(AppError::UnknownImage)?;
+    let (record, steps) = app.repo.image_with_timeline(id).await?.ok_or(AppError::UnknownImage)?;
     let state = record.state();
     if state == ImageState::Deleted {
         return Err(AppError::Deleted.into());
     }
-    let timeline = progress::timeline(&app.repo, id).await?;
+    let timeline = progress::public_timeline(steps);
     Ok(Json(ImageStatus {
         id: id.to_string(),
         name: record.name,

@@ -129,13 +129,13 @@ impl ImageView {
         }
     }
 
-    /// The image `id` as `caller` sees it: 404 when there is none, 410 once deleted.
-    async fn load(app: &AppState, id: ImageId, caller: Option<&OwnerId>) -> Result<Self, AppError> {
-        let record = app.repo.image(id).await?.ok_or(AppError::UnknownImage)?;
+    /// The image `id` as `caller` sees it, and its steps, in one query: 404 when there is none, 410 once deleted.
+    async fn load(app: &AppState, id: ImageId, caller: Option<&OwnerId>) -> Result<(Self, Vec<thumbq_contract::Step>), AppError> {
+        let (record, steps) = app.repo.image_with_timeline(id).await?.ok_or(AppError::UnknownImage)?;
         if record.state() == ImageState::Deleted {
             return Err(AppError::Deleted);
         }
-        Ok(Self::new(app, &record, caller))
+        Ok((Self::new(app, &record, caller), progress::public_timeline(steps)))
     }
 
     pub fn pending(&self) -> bool {
@@ -165,8 +165,7 @@ struct StepView {
 /// `GET /images/{id}`: the three sizes, each a placeholder until its thumbnail is ready.
 pub async fn image(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
-    let image = ImageView::load(&app, id, owner::caller(&headers).as_ref()).await?;
-    let timeline = progress::timeline(&app.repo, id).await?;
+    let (image, timeline) = ImageView::load(&app, id, owner::caller(&headers).as_ref()).await?;
     let total_ms = match (timeline.first(), timeline.last()) {
         (Some(first), Some(last)) => last.at.saturating_sub(first.at),
         _ => 0,

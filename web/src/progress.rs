@@ -1,9 +1,6 @@
 //! What pages and the API show of an image's record besides its state: its
 //! timeline, with the processes named for strangers, and the placeholders workers announce.
 
-use thumbq_contract::ImageId;
-use thumbq_repo::{RepoError, Repository};
-
 pub use thumbq_contract::timeline::now_ms;
 
 /// The most bytes a ThumbHash has (25 with alpha); anything longer is not one.
@@ -15,17 +12,16 @@ pub fn is_placeholder(placeholder: &str) -> bool {
     base64::engine::general_purpose::STANDARD.decode(placeholder).is_ok_and(|hash| (5..=MAX_PLACEHOLDER_BYTES).contains(&hash.len()))
 }
 
-/// The steps of `id`'s way, both sides', oldest first; empty when none were kept.
+/// The steps of an image's way as anyone with its link may see them.
 ///
-/// Anyone with the image's link sees them, so a process is named by its role
-/// and a short digest of `role@host:pid`: enough to tell two workers apart,
-/// and no host name or process id for a stranger (the database and logs keep them).
-pub async fn timeline(repo: &Repository, id: ImageId) -> Result<Vec<thumbq_contract::Step>, RepoError> {
-    let mut steps = repo.timeline(id).await?;
+/// A process is named by its role and a short digest of `role@host:pid`:
+/// enough to tell two workers apart, and no host name or process id for a
+/// stranger (the database and logs keep them).
+pub fn public_timeline(mut steps: Vec<thumbq_contract::Step>) -> Vec<thumbq_contract::Step> {
     for step in &mut steps {
         step.by = public_name(&step.by);
     }
-    Ok(steps)
+    steps
 }
 
 /// `worker 3f2a9c` for `worker@host:1234`.
