@@ -362,7 +362,9 @@ function updateStatus(image) {
   const cardStatus = image.querySelector(".card-status");
   if (cardStatus) {
     // An upload card: keep its link to the image page.
-    const words = image.dataset.state === "failed" ? `Failed: ${image.dataset.reason} ` : "Ready. ";
+    // A photo uploaded before keeps saying so: this card follows the image the owner already had.
+    const ready = image.dataset.duplicate ? "Ready: you uploaded this photo before, so no copy was made. " : "Ready. ";
+    const words = image.dataset.state === "failed" ? `Failed: ${image.dataset.reason} ` : ready;
     if (image.dataset.state === "failed" || figures.every((figure) => figure.dataset.state === "ready")) {
       const text = document.createElement("span");
       text.textContent = words;
@@ -806,6 +808,7 @@ function showAccepted(card, image) {
   card.prepend(figure);
   const status = card.querySelector(".card-status");
   // The same photo was uploaded before: this card follows that image, no second copy was made.
+  if (image.duplicate_of) card.dataset.duplicate = "true";
   status.replaceChildren(image.duplicate_of ? "You uploaded this photo before. " : "Making thumbnails… ");
   const link = document.createElement("a");
   link.href = image.page;

@@ -18,25 +18,39 @@ pub enum Attempt {
     Running,
     /// The first was answered: this is its answer.
     Answered(String),
+    /// The key came with a different request before.
+    Reused,
 }
 
 impl Repository {
-    /// Records that `owner` sent a request with `key` at `now_ms`. A request
-    /// with the key that started before `abandoned_before_ms` and never got
-    /// its answer (its process died) is taken over.
-    pub async fn attempt(&self, owner: &OwnerId, key: &str, now_ms: u64, abandoned_before_ms: u64) -> Result<Attempt, RepoError> {
+    /// Records that `owner` sent a request with `key` at `now_ms`, looking
+    /// like `fingerprint` (when it can be told). A request with the key that
+    /// started before `abandoned_before_ms` and never got its answer (its
+    /// process died) is taken over.
+    pub async fn attempt(&self, owner: &OwnerId, key: &str, fingerprint: Option<&str>, now_ms: u64, abandoned_before_ms: u64) -> Result<Attempt, RepoError> {
         let owner = owner.to_string();
         let attempt = on_pool!(self, pool => {
-            let inserted = sqlx::query("INSERT INTO idempotency (owner, request_key, created_ms) VALUES ($1, $2, $3) ON CONFLICT (owner, request_key) DO NOTHING")
-                .bind(&owner)
-                .bind(key)
-                .bind(to_i64(now_ms))
-                .execute(pool)
-                .await?
-                .rows_affected()
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency (owner, request_key, created_ms, fingerprint) VALUES ($1, $2, $3, $4) ON CONFLICT (owner, request_key) DO NOTHING",
+            )
+            .bind(&owner)
+            .bind(key)
+            .bind(to_i64(now_ms))
+            .bind(fingerprint)
+            .execute(pool)
+            .await?
+            .rows_affected()
                 == 1;
+            let first: Option<Option<String>> = if inserted {
+                None
+            } else {
+                let row = sqlx::query("SELECT fingerprint FROM idempotency WHERE owner = $1 AND request_key = $2").bind(&owner).bind(key).fetch_optional(pool).await?;
+                row.map(|row| row.try_get(0)).transpose()?
+            };
             if inserted {
                 Attempt::First
+            } else if matches!((&first, fingerprint), (Some(Some(seen)), Some(now)) if seen != now) {
+                Attempt::Reused
             } else {
                 let taken_over = sqlx::query(
                     "UPDATE idempotency SET created_ms = $3 WHERE owner = $1 AND request_key = $2 AND answer IS NULL AND created_ms < $4",
@@ -118,15 +132,16 @@ mod tests {
 
     async fn retries_get_the_first_answer_and_the_same_bytes_are_found(repo: &Repository) {
         let (alice, bob) = (OwnerId::of_secret(b"alice"), OwnerId::of_secret(b"bob"));
-        assert_eq!(repo.attempt(&alice, "k1", 100, 0).await.unwrap(), Attempt::First);
-        assert_eq!(repo.attempt(&alice, "k1", 101, 0).await.unwrap(), Attempt::Running);
-        assert_eq!(repo.attempt(&bob, "k1", 101, 0).await.unwrap(), Attempt::First, "keys are each owner's own");
+        assert_eq!(repo.attempt(&alice, "k1", Some("100"), 100, 0).await.unwrap(), Attempt::First);
+        assert_eq!(repo.attempt(&alice, "k1", Some("100"), 101, 0).await.unwrap(), Attempt::Running);
+        assert_eq!(repo.attempt(&bob, "k1", None, 101, 0).await.unwrap(), Attempt::First, "keys are each owner's own");
         repo.answered(&alice, "k1", r#"{"images":[]}"#).await.unwrap();
-        assert_eq!(repo.attempt(&alice, "k1", 102, 0).await.unwrap(), Attempt::Answered(r#"{"images":[]}"#.into()));
+        assert_eq!(repo.attempt(&alice, "k1", Some("100"), 102, 0).await.unwrap(), Attempt::Answered(r#"{"images":[]}"#.into()));
+        assert_eq!(repo.attempt(&alice, "k1", Some("999"), 103, 0).await.unwrap(), Attempt::Reused, "the key with another request");
         // Bob's first try died unanswered: after a while a retry takes it over.
-        assert_eq!(repo.attempt(&bob, "k1", 200, 150).await.unwrap(), Attempt::First);
+        assert_eq!(repo.attempt(&bob, "k1", None, 200, 150).await.unwrap(), Attempt::First);
         repo.forget_attempt(&bob, "k1").await.unwrap();
-        assert_eq!(repo.attempt(&bob, "k1", 201, 0).await.unwrap(), Attempt::First, "a request that kept nothing may be sent again");
+        assert_eq!(repo.attempt(&bob, "k1", None, 201, 0).await.unwrap(), Attempt::First, "a request that kept nothing may be sent again");
         assert_eq!(repo.forget_attempts_before(201).await.unwrap(), 1);
 
         let id = ImageId::new();

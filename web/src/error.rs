@@ -29,6 +29,12 @@ pub enum AppError {
     /// 403: the key is not the one this image was uploaded with (or the delete token is another image's).
     #[error("This image was uploaded by someone else; only they can delete it.")]
     NotYours,
+    /// 403: an image's delete token sent to delete another image.
+    #[error("This delete token is another image's: each deletes only the image it came with.")]
+    OtherImagesToken,
+    /// 422: an `Idempotency-Key` sent again with a different request.
+    #[error("This Idempotency-Key was used for a different request: send a new key with a new request.")]
+    IdempotencyKeyReused,
     /// 403: a request to change something came from another site's page.
     #[error("This request came from another site; thumbq takes it only from its own pages.")]
     CrossSite,
@@ -97,7 +103,8 @@ impl AppError {
             Self::NotFound | Self::UnknownImage => StatusCode::NOT_FOUND,
             Self::Deleted => StatusCode::GONE,
             Self::NoKey | Self::BadKey => StatusCode::UNAUTHORIZED,
-            Self::NotYours | Self::CrossSite => StatusCode::FORBIDDEN,
+            Self::NotYours | Self::CrossSite | Self::OtherImagesToken => StatusCode::FORBIDDEN,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NoFile | Self::EmptyFile { .. } | Self::BadIdempotencyKey => StatusCode::BAD_REQUEST,
             Self::RequestInProgress => StatusCode::CONFLICT,
             Self::TooManyFiles { .. } | Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -124,7 +131,8 @@ impl AppError {
             Self::NotFound | Self::UnknownImage => "not_found",
             Self::Deleted => "deleted",
             Self::NoKey | Self::BadKey => "no_key",
-            Self::NotYours => "not_yours",
+            Self::NotYours | Self::OtherImagesToken => "not_yours",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::CrossSite => "cross_site",
             Self::NoFile => "no_file",
             Self::TooManyFiles { .. } => "too_many_files",

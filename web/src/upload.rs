@@ -59,9 +59,12 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
     };
     if let Some(request_key) = &request_key {
         let now = now_ms();
-        match app.repo.attempt(&key.owner(), request_key, now, now.saturating_sub(ABANDONED_AFTER_MS)).await {
+        // A retry is the same request again: of the same length (a browser's form has a boundary of the same length each time).
+        let fingerprint = headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok());
+        match app.repo.attempt(&key.owner(), request_key, fingerprint, now, now.saturating_sub(ABANDONED_AFTER_MS)).await {
             Ok(Attempt::First) => {}
             Ok(Attempt::Answered(answer)) => return replayed(answer),
+            Ok(Attempt::Reused) => return respond(&app, &headers, wants_json, Err(AppError::IdempotencyKeyReused), None).await,
             Ok(Attempt::Running) => return respond(&app, &headers, wants_json, Err(AppError::RequestInProgress), None).await,
             Err(error) => return respond(&app, &headers, wants_json, Err(error.into()), None).await,
         }
@@ -106,18 +109,28 @@ async fn remember(app: &AppState, owner: &OwnerId, request_key: &str, response: 
         Ok(body) => body,
         Err(error) => return AppError::Internal(anyhow::anyhow!("reading an upload's own answer: {error}")).into_response(),
     };
-    match std::str::from_utf8(&body) {
+    // Kept without the delete tokens: the database holds no token, only their hashes.
+    let kept = serde_json::from_slice::<serde_json::Value>(&body).map(|mut answer| {
+        for image in answer["images"].as_array_mut().into_iter().flatten() {
+            if let Some(image) = image.as_object_mut() {
+                image.remove("delete_token");
+            }
+        }
+        answer.to_string()
+    });
+    match kept {
         Ok(answer) => {
-            if let Err(error) = app.repo.answered(owner, request_key, answer).await {
+            if let Err(error) = app.repo.answered(owner, request_key, &answer).await {
                 tracing::warn!(%error, "Could not keep the answer of a request for its retries.");
             }
         }
-        Err(_) => tracing::error!("An upload's JSON answer is not UTF-8; it is not kept for retries."),
+        Err(error) => tracing::error!(%error, "An upload's JSON answer is not JSON; it is not kept for retries."),
     }
     Response::from_parts(parts, axum::body::Body::from(body))
 }
 
-/// The first answer to a request, given again to its retry.
+/// The first answer to a request, given again to its retry, without the
+/// images' delete tokens (the server keeps none; the owner key deletes them).
 fn replayed(answer: String) -> Response {
     let location = serde_json::from_str::<serde_json::Value>(&answer).ok().and_then(|json| json["images"][0]["page"].as_str().map(str::to_owned));
     let mut response = (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "application/json")], answer).into_response();

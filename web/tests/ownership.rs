@@ -63,6 +63,7 @@ impl TestServer {
         }
         body.extend(format!("--{BOUNDARY}--\r\n").as_bytes());
         let mut request = Request::post("/images")
+            .header(header::CONTENT_LENGTH, body.len())
             .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
             .header(header::ACCEPT, "application/json");
         for (name, value) in headers {
@@ -400,9 +401,19 @@ async fn a_retried_request_gets_its_first_answer_and_the_same_photo_again_is_the
     let (answer, _) = server.upload_files(std::slice::from_ref(&photo), &[auth.clone(), request_key.clone()]).await;
     // Its answer was lost; the client sends the same request again.
     let retry = server.send_files(&[distinct_png()], &[auth.clone(), request_key.clone()]).await;
+    // (Its bytes differ, its length does not: a retry is the same request again.)
     assert_eq!(retry.status(), StatusCode::ACCEPTED);
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
-    assert_eq!(json(retry).await, answer, "the first answer, whatever the retry carried");
+    let mut without_tokens = answer.clone();
+    without_tokens["images"][0].as_object_mut().unwrap().remove("delete_token");
+    assert_eq!(json(retry).await, without_tokens, "the first answer but its delete token, which the server keeps only hashed");
+    let database = std::fs::read(server.data_dir.path().join("thumbq.db")).unwrap();
+    let wal = std::fs::read(server.data_dir.path().join("thumbq.db-wal")).unwrap_or_default();
+    let token = answer["images"][0]["delete_token"].as_str().unwrap().as_bytes();
+    assert!(![database, wal].iter().any(|bytes| bytes.windows(token.len()).any(|window| window == token)), "no delete token in the database");
+    // The same key with another request (another length) is refused, not answered as the first.
+    let reused = server.send_files(&[distinct_png(), distinct_png()], &[auth.clone(), request_key.clone()]).await;
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // The same bytes picked again by the same owner: the image they have, and no job.
     let id = answer["images"][0]["id"].as_str().unwrap();
@@ -436,7 +447,9 @@ async fn an_images_delete_token_deletes_that_image_and_no_other() {
     assert!(token.starts_with("Bearer dt_") && first["delete_token"] != second["delete_token"], "{answer}");
     let auth = [(header::AUTHORIZATION, token.as_str())];
 
-    assert_eq!(server.delete(second["page"].as_str().unwrap(), &auth).await.status(), StatusCode::FORBIDDEN);
+    let refused = server.delete(second["page"].as_str().unwrap(), &auth).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(text(refused).await.contains("another image's"), "it says why");
     let home = text(server.get("/", &auth).await).await;
     assert!(!home.contains(first["id"].as_str().unwrap()), "it is no owner key: it lists nothing");
     assert_ne!(server.get(first["original"].as_str().unwrap(), &auth).await.status(), StatusCode::OK, "nor fetches originals");
