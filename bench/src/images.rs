@@ -26,6 +26,21 @@ impl TestImage {
         Self { name: name.into(), bytes: png(&DynamicImage::ImageRgb8(photo_like(width, height))), format: SourceFormat::Png }
     }
 
+    /// A PNG of random pixels from a fixed seed, the same bytes on every run:
+    /// deflate finds nothing to shrink, so it keeps about 3 bytes a pixel.
+    pub fn noise_png(name: &str, width: u32, height: u32) -> Self {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let noise = RgbImage::from_fn(width, height, |_, _| {
+            // xorshift64: plenty random for deflate, and no dependency.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let [red, green, blue, ..] = state.to_le_bytes();
+            Rgb([red, green, blue])
+        });
+        Self { name: name.into(), bytes: png(&DynamicImage::ImageRgb8(noise)), format: SourceFormat::Png }
+    }
+
     /// A PNG that fades to transparent from right to left: its thumbnails are PNGs.
     pub fn transparent_png(name: &str, width: u32, height: u32) -> Self {
         let photo = photo_like(width, height);

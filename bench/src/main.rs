@@ -27,7 +27,14 @@
 //! - [`scale_out`] (`--only scale-out`; needs RabbitMQ, starts an S3 server
 //!   and a RabbitMQ cluster of its own): images/s with one and two workers on
 //!   one machine's data directory and broker, and on a bucket and a
-//!   three-node cluster, with what each upload costs on both.
+//!   three-node cluster, with what each upload costs on both;
+//! - [`uploads`] (`--only uploads`; minutes long; needs RabbitMQ and strace):
+//!   uploads/s of the web tier alone (no workers) on RabbitMQ and the embedded
+//!   queue, `thumbq-web` as it is against an earlier commit's (`scripts/bench`
+//!   builds 738b44c's) and the store-only server, and the fsyncs per upload;
+//! - [`home_page`] (`--only home-page`; needs RabbitMQ and PostgreSQL, starts
+//!   an S3 server): a home page of 24 done images on a bucket and PostgreSQL,
+//!   p50 and p99, asked again with the bucket's server stopped.
 //!
 //! Timings are printed, never asserted.
 
@@ -35,6 +42,7 @@ mod browser;
 mod chart;
 mod confirms;
 mod first_thumbnail;
+mod home_page;
 mod http;
 mod images;
 mod libvips;
@@ -56,6 +64,7 @@ mod sharp;
 mod speed;
 mod ssim;
 mod table;
+mod uploads;
 mod webp;
 mod worker;
 mod worker_cpu;
@@ -75,7 +84,8 @@ use crate::sharp::Sharp;
 #[command(about = "Measures thumbq's pipeline and worker against libvips and prints Markdown tables.")]
 struct Options {
     /// The tables to measure, in this order; `offload` (minutes long, needs RabbitMQ),
-    /// `first-thumbnail` (needs RabbitMQ and Chromium) and `scale-out` (needs RabbitMQ) only when named.
+    /// `first-thumbnail` (needs RabbitMQ and Chromium), `scale-out` (needs RabbitMQ)
+    /// `uploads` (minutes long, needs RabbitMQ and strace) and `home-page` (needs RabbitMQ and PostgreSQL) only when named.
     #[arg(long, value_delimiter = ',', default_value = "speed,quality,phone,webp,memory,scaling")]
     only: Vec<Table>,
 
@@ -124,7 +134,31 @@ struct Options {
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u16).range(1..))]
     scale_out_images: u16,
 
-    /// RabbitMQ for the offload, first-thumbnail and scale-out tables.
+    /// Concurrent uploading clients at each point of the uploads table.
+    #[arg(long, value_delimiter = ',', default_value = "1,4", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    uploads_clients: Vec<u16>,
+
+    /// Seconds of load in each run of the uploads table.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    uploads_seconds: u64,
+
+    /// Home pages asked in each row of the home-page table.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..))]
+    home_page_requests: u16,
+
+    /// Runs of each server at each point of the uploads table, the servers taking turns.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=100))]
+    uploads_repetitions: u16,
+
+    /// `thumbq-web` built from an earlier commit, for the uploads table (scripts/bench builds 738b44c's).
+    #[arg(long, env = "THUMBQ_BENCH_BASELINE_WEB")]
+    baseline_web: Option<PathBuf>,
+
+    /// The commit `--baseline-web` was built from, as the uploads table names it.
+    #[arg(long, env = "THUMBQ_BENCH_BASELINE_NAME", default_value = "738b44c")]
+    baseline_name: String,
+
+    /// RabbitMQ for the offload, first-thumbnail, scale-out and uploads tables.
     #[arg(long, env = "THUMBQ_BENCH_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp_url: String,
 
@@ -142,6 +176,8 @@ enum Table {
     Offload,
     FirstThumbnail,
     ScaleOut,
+    Uploads,
+    HomePage,
     Webp,
     Phone,
 }
@@ -164,6 +200,16 @@ fn main() -> anyhow::Result<()> {
         inline_server: options.inline_server.unwrap_or_else(|| here.join("thumbq-bench-inline")),
         amqp_url: options.amqp_url,
         chart: options.chart.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).join("docs/offload.svg")),
+    };
+    let uploads = uploads::Options {
+        clients: options.uploads_clients.iter().map(|&clients| usize::from(clients)).collect(),
+        seconds: options.uploads_seconds,
+        repetitions: usize::from(options.uploads_repetitions),
+        web: offload.web.clone(),
+        baseline_web: options.baseline_web,
+        baseline_name: options.baseline_name,
+        inline_server: offload.inline_server.clone(),
+        amqp_url: offload.amqp_url.clone(),
     };
     let workdir = tempfile::tempdir()?;
 
@@ -248,6 +294,11 @@ fn main() -> anyhow::Result<()> {
                 let scale_out =
                     scale_out::Options { images: usize::from(options.scale_out_images), web: &offload.web, worker: &worker, amqp_url: &offload.amqp_url };
                 scale_out::run(&scale_out, &TestImage::photo_jpeg("2 MP JPEG", 1600, 1200))?;
+            }
+            // About 0.2 MB: a small photo's size, so that the table is about the request path, not the disk.
+            Table::Uploads => uploads::run(&uploads, &TestImage::noise_png("320×208 PNG of noise", 320, 208))?,
+            Table::HomePage => {
+                home_page::run(&home_page::Options { web: &offload.web, worker: &worker, amqp_url: &offload.amqp_url, requests: usize::from(options.home_page_requests) })?
             }
         }
         share.note();

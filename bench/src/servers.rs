@@ -34,6 +34,13 @@ pub struct Offloaded<'a> {
     pub store: Store<'a>,
 }
 
+/// RabbitMQ and the resize queue, unique to a run, that a web server publishes to.
+#[derive(Clone, Copy)]
+pub struct Broker<'a> {
+    pub amqp_url: &'a str,
+    pub queue: &'a str,
+}
+
 /// Where the web server and its workers keep images.
 #[derive(Clone, Copy)]
 pub enum Store<'a> {
@@ -66,12 +73,17 @@ impl Servers {
 
     /// `thumbq-web` on RabbitMQ alone; returns once it is ready.
     pub async fn web(setup: &Offloaded<'_>) -> anyhow::Result<Self> {
+        Self::web_alone(setup.web, Some(Broker { amqp_url: setup.amqp_url, queue: setup.queue }), setup.store).await
+    }
+
+    /// The `thumbq-web` at `binary` (this tree's, or an earlier release's,
+    /// which ignores the settings it does not know) on RabbitMQ, or on the
+    /// embedded queue when `broker` is `None`, with no workers; returns once it is ready.
+    pub async fn web_alone(binary: &Path, broker: Option<Broker<'_>>, store: Store<'_>) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
         let address = free_address()?;
-        let mut web = Command::new(setup.web);
+        let mut web = Command::new(binary);
         web.env("THUMBQ_DATA_DIR", data_dir.path())
-            .env("THUMBQ_AMQP_URL", setup.amqp_url)
-            .env("THUMBQ_QUEUE", setup.queue)
             .env("THUMBQ_BIND", &address)
             // Every client of the bench comes from 127.0.0.1: neither the rate
             // limit nor the per-client connection cap may answer for it.
@@ -80,7 +92,10 @@ impl Servers {
             .env("THUMBQ_MAX_CONNECTIONS_PER_CLIENT", "10000")
             // Low, but not nothing: a disk that does fill shows up as 507s in the table.
             .env("THUMBQ_MIN_FREE_BYTES", (256u64 << 20).to_string());
-        set_store(&mut web, setup.store);
+        if let Some(broker) = broker {
+            web.env("THUMBQ_AMQP_URL", broker.amqp_url).env("THUMBQ_QUEUE", broker.queue);
+        }
+        set_store(&mut web, store);
         let mut servers = Self { processes: Vec::new(), data_dir, worker_dirs: Vec::new(), address };
         servers.processes.push(Process::start("thumbq-web", web, servers.data_dir.path(), 0)?);
         // Ready means it wrote the store's manifest, which the workers need.
@@ -117,6 +132,11 @@ impl Servers {
 
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// The process that serves [`Servers::address`]: the web server or the comparison server.
+    pub fn server_pid(&self) -> u32 {
+        self.processes[0].id()
     }
 
     /// Fails, with the end of its log, when a process has exited.
