@@ -90,7 +90,11 @@ impl Repository {
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true);
-                let pool = SqlitePoolOptions::new().max_connections(8).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
+                // One connection: SQLite lets one writer in at a time, and a second
+                // connection of this process that found the write lock taken would sleep
+                // in SQLite's busy handler (1, 2, 5, 10 ms…) instead of queueing here.
+                // Reads are tens of microseconds; they queue behind a commit's fsync at worst.
+                let pool = SqlitePoolOptions::new().max_connections(1).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
                 // sqlx does not lock SQLite while it migrates: a file lock keeps two
                 // processes starting at once from running the same migration twice.
                 let lock = migration_lock(path).await?;

@@ -51,6 +51,11 @@ pub enum RepoError {
 }
 
 impl RepoError {
+    /// The repository's handle is closing (the process is stopping): unavailable, as for a client it is.
+    pub fn closing() -> Self {
+        Self::Unavailable(sqlx::Error::PoolClosed)
+    }
+
     /// Whether waiting may help: the database is away, not wrong.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable(_))

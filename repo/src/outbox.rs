@@ -71,14 +71,44 @@ impl Repository {
     /// The queue has the job of `id`: its outbox row goes, and `step` (how it
     /// was queued) joins the timeline, in one transaction.
     pub async fn job_queued(&self, id: ImageId, step: &Step) -> Result<(), RepoError> {
-        let id = id.to_string();
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM outbox WHERE image_id = $1").bind(&id).execute(&mut *tx).await?;
-            insert_live_steps!(tx, &id, std::slice::from_ref(step));
-            tx.commit().await?;
-        });
-        Ok(())
+        self.jobs_queued(&[(id, step.clone())]).await
+    }
+
+    /// [`Repository::job_queued`] for many jobs, in one transaction: one commit
+    /// (one fsync with SQLite) however many uploads were confirmed meanwhile.
+    ///
+    /// On SQLite this commit is not fsynced (`synchronous = NORMAL` for it
+    /// alone): the next fsynced commit makes it durable, and a power cut before
+    /// that leaves the rows, whose jobs a relay sends again, which is harmless.
+    pub async fn jobs_queued(&self, queued: &[(ImageId, Step)]) -> Result<(), RepoError> {
+        macro_rules! clear {
+            ($connection:expr) => {{
+                let mut tx = sqlx::Connection::begin(&mut *$connection).await?;
+                for (id, step) in queued {
+                    let id = id.to_string();
+                    sqlx::query("DELETE FROM outbox WHERE image_id = $1").bind(&id).execute(&mut *tx).await?;
+                    insert_live_steps!(tx, &id, std::slice::from_ref(step));
+                }
+                tx.commit().await?;
+                Ok::<_, RepoError>(())
+            }};
+        }
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut connection = pool.acquire().await?;
+                clear!(connection)
+            }
+            Pool::Sqlite(pool) => {
+                let mut connection = pool.acquire().await?;
+                sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *connection).await?;
+                let cleared = async { clear!(connection) }.await;
+                // Every other commit is fsynced: should this fail, the connection goes rather than stay relaxed.
+                if sqlx::query("PRAGMA synchronous = FULL").execute(&mut *connection).await.is_err() {
+                    connection.close_on_drop();
+                }
+                cleared
+            }
+        }
     }
 
     /// The queue did not take the job of `id`: its row is free for the next

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thumbq_broker::{PublishError, Publisher, Spool};
-use thumbq_contract::{ImageEvent, ResizeJob, Step};
+use thumbq_contract::{ImageEvent, ImageId, ResizeJob, Step};
 use thumbq_repo::{Lease, Repository};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::metrics::WebMetrics;
 use crate::progress::now_ms;
@@ -56,6 +56,10 @@ impl Route {
 pub struct Dispatcher {
     queue: Queue,
     repo: Repository,
+    /// Commits the records and outbox rows of uploads arriving together as one.
+    records: crate::group_commit::GroupCommit,
+    /// How each job went, for the task that records it (see [`record_routes`]).
+    routes: mpsc::UnboundedSender<(ImageId, Route, Step)>,
     /// How long a web server may take to send a job before any relay may send it.
     lease: Duration,
     /// A job was left in the outbox: the relay looks now rather than at its next check.
@@ -99,17 +103,27 @@ impl Dispatcher {
     }
 
     fn new(queue: Queue, repo: Repository, send_timeout: Duration, metrics: WebMetrics) -> Self {
-        Self { queue, repo, lease: send_timeout + LEASE_MARGIN, outbox_filled: Notify::new(), metrics }
+        let (routes, taken) = mpsc::unbounded_channel();
+        tokio::spawn(record_routes(repo.clone(), taken));
+        let lease = send_timeout + LEASE_MARGIN;
+        let records = crate::group_commit::GroupCommit::start(repo.clone(), move || lease_from_now(lease));
+        Self { queue, repo, records, routes, lease, outbox_filled: Notify::new(), metrics }
     }
 
-    /// A lease on a job for this process, from now: for the outbox row an upload writes.
-    pub fn lease(&self) -> Lease {
-        Lease { holder: crate::upload::PROCESS.clone(), until_ms: now_ms() + self.lease.as_millis() as u64 }
+    /// A lease on a job for this process, from now.
+    fn lease(&self) -> Lease {
+        lease_from_now(self.lease)
+    }
+
+    /// Records accepted uploads, each with its job in the outbox leased to
+    /// this process, committed with those of other requests arriving at once.
+    pub async fn record(&self, uploads: crate::group_commit::Uploads) -> Result<(), thumbq_repo::RepoError> {
+        self.records.record(uploads).await
     }
 
     /// Sends `job`, whose outbox row this process holds, counting the route it
     /// took. Clearing its row (or freeing it, when the queue refused) is
-    /// recorded in a task of its own: the client's answer does not wait for it.
+    /// recorded by a task of its own: the client's answer does not wait for it.
     pub async fn dispatch(&self, job: &ResizeJob) -> Route {
         let route = match self.send(job).await {
             Ok(route) => route,
@@ -120,17 +134,8 @@ impl Dispatcher {
             }
         };
         self.metrics.dispatched(route.name());
-        let (repo, id, step) = (self.repo.clone(), job.image_id, step(route.step()));
-        tokio::spawn(async move {
-            let recorded = match route {
-                Route::Outbox => repo.job_waits(id, Some(&step)).await,
-                Route::Published | Route::Embedded => repo.job_queued(id, &step).await,
-            };
-            if let Err(error) = recorded {
-                // The row stays leased until its lease runs out; then a relay sends the job again, which is harmless.
-                tracing::warn!(image.id = %id, %error, "Could not record that the job was queued; it will be sent again.");
-            }
-        });
+        // Should the task be gone (the server stopping), the row's lease runs out and a relay sends the job again: harmless.
+        let _ = self.routes.send((job.image_id, route, step(route.step())));
         route
     }
 
@@ -251,6 +256,33 @@ impl Dispatcher {
             Queue::Broker(publisher) => Some(publisher.check_connection().await),
         };
         Ok(Readiness { broker, in_outbox: self.repo.outbox_len().await?, in_embedded_queue: self.in_embedded_queue().await? })
+    }
+}
+
+fn lease_from_now(lease: Duration) -> Lease {
+    Lease { holder: crate::upload::PROCESS.clone(), until_ms: now_ms() + lease.as_millis() as u64 }
+}
+
+/// Records how each job went: the outbox rows of those queued go, with their
+/// step, all that arrived meanwhile in one transaction (under load, one commit
+/// for many uploads); those the queue refused are freed for the relay.
+async fn record_routes(repo: Repository, mut taken: mpsc::UnboundedReceiver<(ImageId, Route, Step)>) {
+    const MOST_AT_ONCE: usize = 256;
+    let mut batch = Vec::with_capacity(MOST_AT_ONCE);
+    while taken.recv_many(&mut batch, MOST_AT_ONCE).await > 0 {
+        let (waiting, queued): (Vec<_>, Vec<_>) = batch.drain(..).partition(|(_, route, _)| *route == Route::Outbox);
+        let queued: Vec<(ImageId, Step)> = queued.into_iter().map(|(id, _, step)| (id, step)).collect();
+        if !queued.is_empty() {
+            if let Err(error) = repo.jobs_queued(&queued).await {
+                // The rows stay leased until their lease runs out; then a relay sends the jobs again, which is harmless.
+                tracing::warn!(jobs = queued.len(), %error, "Could not record that jobs were queued; they will be sent again.");
+            }
+        }
+        for (id, _, step) in waiting {
+            if let Err(error) = repo.job_waits(id, Some(&step)).await {
+                tracing::warn!(image.id = %id, %error, "Could not free a job the queue refused; its lease runs out.");
+            }
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 //! - [`retention`]: deletes uploads older than `--retention-days`.
 //! - [`cleanup`]: removes the parts of uploads a crashed process left in `incoming/`.
 //! - [`dispatch`]: handing jobs from the repository's outbox to RabbitMQ or the embedded queue, and the relay.
+//! - [`group_commit`]: the records of uploads arriving together, committed as one.
 //! - [`reconcile`]: one web server at a time queues stalled jobs again, finishes deletes, removes strays.
 //! - [`progress`]: what is known of an image (pending, done, failed), read from its record.
 //! - [`pages`], [`thumbs`], [`api`], [`assets`], [`health`]: what is served.
@@ -36,6 +37,7 @@ pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod form;
+pub mod group_commit;
 pub mod health;
 pub mod jpeg_header;
 pub mod metrics;

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
 use sha2::Digest;
 use thumbq_contract::{ImageId, MediaLimits, OwnerId, ResizeJob, SourceFormat, Step, Storage, StorageKey, ThumbSize};
-use thumbq_repo::{Attempt, NewImage, Repository};
+use thumbq_repo::{Attempt, NewImage};
 use thumbq_store::Store;
 use tokio::io::AsyncWriteExt;
 
@@ -325,9 +325,9 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
     // Recorded and queued in a task of its own: a client hanging up now must
     // not cancel it halfway, leaving a queued job whose original the guards delete.
     let dispatcher = Arc::clone(&app.dispatcher);
-    let (repo, metrics) = (app.repo.clone(), app.metrics.clone());
+    let metrics = app.metrics.clone();
     tokio::spawn(async move {
-        if let Err(error) = record(&repo, &dispatcher, &originals, received_ms).await {
+        if let Err(error) = record(&dispatcher, &originals, received_ms).await {
             for original in originals {
                 original.discard().await;
             }
@@ -440,12 +440,15 @@ async fn stream_file(
 pub(crate) static PROCESS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| thumbq_contract::timeline::process_name("web"));
 
 /// Records the request's images, each with the web server's steps so far and
-/// its job in the outbox, in one transaction: from its commit on, the uploads
-/// are accepted, and no crash loses their jobs.
-async fn record(repo: &Repository, dispatcher: &crate::dispatch::Dispatcher, originals: &[StoredOriginal], received_ms: u64) -> Result<(), AppError> {
-    let steps: Vec<[Step; 2]> = originals.iter().map(|original| [step("received", received_ms), step("stored", original.stored_ms)]).collect();
-    let uploads: Vec<_> = originals.iter().zip(&steps).map(|(original, steps)| (&original.image, &steps[..], original.job.traceparent)).collect();
-    repo.add_images(&uploads, &dispatcher.lease()).await?;
+/// its job in the outbox, in one transaction (shared with other requests
+/// arriving at once): from its commit on, the uploads are accepted, and no
+/// crash loses their jobs.
+async fn record(dispatcher: &crate::dispatch::Dispatcher, originals: &[StoredOriginal], received_ms: u64) -> Result<(), AppError> {
+    let uploads = originals
+        .iter()
+        .map(|original| (original.image.clone(), vec![step("received", received_ms), step("stored", original.stored_ms)], original.job.traceparent))
+        .collect();
+    dispatcher.record(uploads).await?;
     Ok(())
 }
 
