@@ -18,6 +18,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, Clone)]
 pub struct Repository {
     pub(crate) pool: Pool,
+    /// SQLite's one connection that writes (see [`on_writer!`]); `pool` then only reads.
+    pub(crate) sqlite_writer: Option<SqlitePool>,
     location: Location,
 }
 
@@ -38,6 +40,20 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// [`on_pool!`] for a query that writes. SQLite lets one writer in at a time:
+/// its writes go through one connection of their own, so that this process's
+/// writers queue on it instead of sleeping in SQLite's busy handler (1, 2, 5,
+/// 10 ms…), and reads, on the other connections, never wait behind a write.
+macro_rules! on_writer {
+    ($repository:expr, $pool:ident => $body:expr) => {
+        match (&$repository.pool, &$repository.sqlite_writer) {
+            ($crate::connect::Pool::Sqlite(_), Some($pool)) | ($crate::connect::Pool::Sqlite($pool), None) => $body,
+            ($crate::connect::Pool::Postgres($pool), _) => $body,
+        }
+    };
+}
+pub(crate) use on_writer;
 
 /// How long a query waits for a free connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,7 +92,7 @@ impl Repository {
 
     /// Opens and migrates the database at `location`, or says why it cannot now.
     pub async fn open_now(location: &Location) -> Result<Self, RepoError> {
-        let pool = match location {
+        let (pool, sqlite_writer) = match location {
             Location::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|error| RepoError::Failed(sqlx::Error::Io(error)))?;
@@ -86,22 +102,20 @@ impl Repository {
                     .create_if_missing(true)
                     // Readers never wait for the writer; several processes share the file.
                     .journal_mode(SqliteJournalMode::Wal)
-                    // An answered upload survives a power cut: each commit is fsynced.
+                    // An answered upload survives a power cut: each commit is fsynced (but
+                    // the one that clears confirmed jobs from the outbox: see `jobs_queued`).
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true);
-                // One connection: SQLite lets one writer in at a time, and a second
-                // connection of this process that found the write lock taken would sleep
-                // in SQLite's busy handler (1, 2, 5, 10 ms…) instead of queueing here.
-                // Reads are tens of microseconds; they queue behind a commit's fsync at worst.
-                let pool = SqlitePoolOptions::new().max_connections(1).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
+                let pool = SqlitePoolOptions::new().max_connections(8).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options.clone()).await?;
+                let writer = SqlitePoolOptions::new().max_connections(1).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
                 // sqlx does not lock SQLite while it migrates: a file lock keeps two
                 // processes starting at once from running the same migration twice.
                 let lock = migration_lock(path).await?;
                 let migrated = MIGRATOR.run(&pool).await;
                 drop(lock);
                 migrated?;
-                Pool::Sqlite(pool)
+                (Pool::Sqlite(pool), Some(writer))
             }
             Location::Postgres(url) => {
                 let pool = PgPoolOptions::new().max_connections(10).acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await?;
@@ -110,10 +124,10 @@ impl Repository {
                     sqlx::migrate::MigrateError::Execute(inner) => RepoError::from(inner),
                     other => RepoError::Migrate(other),
                 })?;
-                Pool::Postgres(pool)
+                (Pool::Postgres(pool), None)
             }
         };
-        Ok(Self { pool, location: location.clone() })
+        Ok(Self { pool, sqlite_writer, location: location.clone() })
     }
 
     /// Where the database is, for people: never a password.
@@ -135,6 +149,9 @@ impl Repository {
     /// Closes every connection, waiting for queries in flight.
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await);
+        if let Some(writer) = &self.sqlite_writer {
+            writer.close().await;
+        }
     }
 }
 

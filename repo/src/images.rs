@@ -8,7 +8,7 @@
 use sqlx::Row;
 use thumbq_contract::{FailureRecord, ImageId, OwnerId, SourceFormat, Step, ThumbFormat, ThumbSize, TraceParent};
 
-use crate::connect::on_pool;
+use crate::connect::{on_pool, on_writer};
 use crate::outbox::Lease;
 use crate::{RepoError, Repository};
 
@@ -229,7 +229,7 @@ pub(crate) use insert_live_steps;
 macro_rules! update_with_steps {
     ($repository:expr, $id:expr, $steps:expr, $sql:expr $(, $value:expr)*) => {{
         let id = $id.to_string();
-        let updated = on_pool!($repository, pool => {
+        let updated = on_writer!($repository, pool => {
             let mut tx = pool.begin().await?;
             let updated = sqlx::query($sql).bind(&id)$(.bind($value))*.execute(&mut *tx).await?.rows_affected() == 1;
             if updated {
@@ -254,7 +254,7 @@ impl Repository {
     /// holder, in one transaction: once it commits, they are accepted, and
     /// their jobs will reach the queue.
     pub async fn add_images(&self, uploads: &[(&NewImage, &[Step], Option<TraceParent>)], lease: &Lease) -> Result<(), RepoError> {
-        on_pool!(self, pool => {
+        on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             for (image, steps, trace) in uploads {
                 let id = image.id.to_string();
@@ -295,7 +295,7 @@ impl Repository {
         let id = image.id.to_string();
         let extension = |size: ThumbSize| image.thumbnail(size).map(ThumbFormat::extension);
         let failure = image.failure.as_ref();
-        let imported = on_pool!(self, pool => {
+        let imported = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
                 "INSERT INTO images (id, owner, name, format, bytes, created_ms, small, medium, large, webp, placeholder, done_ms, failure, failure_retryable, failed_ms) \
@@ -332,7 +332,7 @@ impl Repository {
     /// Adds steps to the timeline of `id`, unless it was deleted.
     pub async fn add_steps(&self, id: ImageId, steps: &[Step]) -> Result<(), RepoError> {
         let id = id.to_string();
-        on_pool!(self, pool => {
+        on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             insert_live_steps!(tx, &id, steps);
             tx.commit().await?;
@@ -482,7 +482,7 @@ impl Repository {
     /// tombstone) and forgetting everything else about it, in one transaction.
     pub async fn mark_deleted(&self, id: ImageId, at_ms: u64) -> Result<Deletion, RepoError> {
         let id = id.to_string();
-        let deletion = on_pool!(self, pool => {
+        let deletion = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let marked = sqlx::query(
                 "UPDATE images SET deleted_ms = $2, owner = NULL, name = NULL, content_hash = NULL, small = NULL, medium = NULL, large = NULL, \

@@ -13,7 +13,7 @@
 use sqlx::Row;
 use thumbq_contract::{ImageId, ResizeJob, SourceFormat, Step, TraceParent};
 
-use crate::connect::{Pool, on_pool};
+use crate::connect::{Pool, on_pool, on_writer};
 use crate::images::{insert_live_steps, insert_steps, to_i64};
 use crate::upkeep::parse_id;
 use crate::{RepoError, Repository};
@@ -47,7 +47,7 @@ impl Repository {
              (SELECT image_id FROM outbox WHERE lease_until_ms < $3 ORDER BY queued_ms LIMIT $4 {skip_locked}) \
              RETURNING image_id, traceparent"
         );
-        let claimed: Vec<(String, Option<String>)> = on_pool!(self, pool => {
+        let claimed: Vec<(String, Option<String>)> = on_writer!(self, pool => {
             let rows = sqlx::query(&sql)
                 .bind(to_i64(lease.until_ms))
                 .bind(&lease.holder)
@@ -93,12 +93,12 @@ impl Repository {
                 Ok::<_, RepoError>(())
             }};
         }
-        match &self.pool {
-            Pool::Postgres(pool) => {
+        match (&self.pool, &self.sqlite_writer) {
+            (Pool::Postgres(pool), _) => {
                 let mut connection = pool.acquire().await?;
                 clear!(connection)
             }
-            Pool::Sqlite(pool) => {
+            (Pool::Sqlite(_), Some(pool)) | (Pool::Sqlite(pool), None) => {
                 let mut connection = pool.acquire().await?;
                 sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *connection).await?;
                 let cleared = async { clear!(connection) }.await;
@@ -115,7 +115,7 @@ impl Repository {
     /// relay at once, and `step`, if any, joins the timeline.
     pub async fn job_waits(&self, id: ImageId, step: Option<&Step>) -> Result<(), RepoError> {
         let id = id.to_string();
-        on_pool!(self, pool => {
+        on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("UPDATE outbox SET lease_until_ms = 0, leased_by = NULL WHERE image_id = $1").bind(&id).execute(&mut *tx).await?;
             insert_live_steps!(tx, &id, step.as_slice());
@@ -129,7 +129,7 @@ impl Repository {
     /// `true` when it did, with `step` in the timeline.
     pub async fn requeue(&self, id: ImageId, trace: TraceParent, now_ms: u64, step: &Step) -> Result<bool, RepoError> {
         let id = id.to_string();
-        let queued = on_pool!(self, pool => {
+        let queued = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let queued = sqlx::query(
                 "INSERT INTO outbox (image_id, traceparent, queued_ms, lease_until_ms) \

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use thumbq_contract::{ImageId, OwnerId};
 
-use crate::connect::on_pool;
+use crate::connect::{on_pool, on_writer};
 use crate::images::to_i64;
 use crate::upkeep::parse_id;
 use crate::{RepoError, Repository};
@@ -29,7 +29,7 @@ impl Repository {
     /// process died) is taken over.
     pub async fn attempt(&self, owner: &OwnerId, key: &str, fingerprint: Option<&str>, now_ms: u64, abandoned_before_ms: u64) -> Result<Attempt, RepoError> {
         let owner = owner.to_string();
-        let attempt = on_pool!(self, pool => {
+        let attempt = on_writer!(self, pool => {
             let inserted = sqlx::query(
                 "INSERT INTO idempotency (owner, request_key, created_ms, fingerprint) VALUES ($1, $2, $3, $4) ON CONFLICT (owner, request_key) DO NOTHING",
             )
@@ -79,7 +79,7 @@ impl Repository {
 
     /// Keeps the answer to the request `owner` sent with `key`, for its retries.
     pub async fn answered(&self, owner: &OwnerId, key: &str, answer: &str) -> Result<(), RepoError> {
-        on_pool!(self, pool => sqlx::query("UPDATE idempotency SET answer = $3 WHERE owner = $1 AND request_key = $2")
+        on_writer!(self, pool => sqlx::query("UPDATE idempotency SET answer = $3 WHERE owner = $1 AND request_key = $2")
             .bind(owner.to_string())
             .bind(key)
             .bind(answer)
@@ -91,7 +91,7 @@ impl Repository {
 
     /// Forgets the request `owner` sent with `key`: it kept nothing, and a retry may go ahead.
     pub async fn forget_attempt(&self, owner: &OwnerId, key: &str) -> Result<(), RepoError> {
-        on_pool!(self, pool => sqlx::query("DELETE FROM idempotency WHERE owner = $1 AND request_key = $2 AND answer IS NULL")
+        on_writer!(self, pool => sqlx::query("DELETE FROM idempotency WHERE owner = $1 AND request_key = $2 AND answer IS NULL")
             .bind(owner.to_string())
             .bind(key)
             .execute(pool)
@@ -102,7 +102,7 @@ impl Repository {
 
     /// Forgets the keys of requests made before `before_ms`; returns how many.
     pub async fn forget_attempts_before(&self, before_ms: u64) -> Result<u64, RepoError> {
-        let forgotten = on_pool!(self, pool => sqlx::query("DELETE FROM idempotency WHERE created_ms < $1").bind(to_i64(before_ms)).execute(pool).await?.rows_affected());
+        let forgotten = on_writer!(self, pool => sqlx::query("DELETE FROM idempotency WHERE created_ms < $1").bind(to_i64(before_ms)).execute(pool).await?.rows_affected());
         Ok(forgotten)
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use sqlx::Row;
 use thumbq_contract::ImageId;
 
-use crate::connect::on_pool;
+use crate::connect::{on_pool, on_writer};
 use crate::images::to_i64;
 use crate::outbox::Lease;
 use crate::{RepoError, Repository};
@@ -16,7 +16,7 @@ impl Repository {
     /// Takes the lease `name` for `lease`'s holder, or renews it, unless another
     /// process holds it past `now_ms`; `true` when the holder has it now.
     pub async fn take_lease(&self, name: &str, lease: &Lease, now_ms: u64) -> Result<bool, RepoError> {
-        let taken = on_pool!(self, pool => sqlx::query(
+        let taken = on_writer!(self, pool => sqlx::query(
             "INSERT INTO leases (name, holder, until_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms \
              WHERE leases.until_ms < $4 OR leases.holder = excluded.holder",
@@ -66,7 +66,7 @@ impl Repository {
 
     /// Records that every file of the deleted image `id` is gone from the store.
     pub async fn purged(&self, id: ImageId, at_ms: u64) -> Result<(), RepoError> {
-        on_pool!(self, pool => sqlx::query("UPDATE images SET purged_ms = $2 WHERE id = $1 AND deleted_ms IS NOT NULL")
+        on_writer!(self, pool => sqlx::query("UPDATE images SET purged_ms = $2 WHERE id = $1 AND deleted_ms IS NOT NULL")
             .bind(id.to_string())
             .bind(to_i64(at_ms))
             .execute(pool)
