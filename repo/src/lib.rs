@@ -56,6 +56,11 @@ impl RepoError {
         Self::Unavailable(sqlx::Error::PoolClosed)
     }
 
+    /// An unavailable error saying what `error` said, for each of several callers that met it.
+    pub fn unavailable_like(error: &RepoError) -> Self {
+        Self::Unavailable(sqlx::Error::Protocol(error.to_string()))
+    }
+
     /// Whether waiting may help: the database is away, not wrong.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable(_))

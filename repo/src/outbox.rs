@@ -60,10 +60,14 @@ impl Repository {
         let ids: Vec<ImageId> = claimed.iter().map(|(id, _)| parse_id(id)).collect::<Result<_, _>>()?;
         let images = self.images(&ids).await?;
         let mut jobs = Vec::with_capacity(images.len());
-        for ((_, trace), image) in claimed.iter().zip(&ids).filter_map(|(claim, id)| Some((claim, images.iter().find(|image| image.id == *id)?))) {
-            // A row of a deleted image is gone with its delete; one without a format is no job.
-            let Some(format) = image.format else { continue };
-            jobs.push(job_of(image.id, format, image.created_ms, trace.as_deref()));
+        for ((_, trace), id) in claimed.iter().zip(&ids) {
+            match images.iter().find(|image| image.id == *id).and_then(|image| Some((image, image.format?))) {
+                Some((image, format)) => jobs.push(job_of(image.id, format, image.created_ms, trace.as_deref())),
+                // No job can be made of it (an earlier release's image whose bytes were not recognised): its row goes.
+                None => {
+                    on_writer!(self, pool => sqlx::query("DELETE FROM outbox WHERE image_id = $1").bind(id.to_string()).execute(pool).await.map(|_| ()))?;
+                }
+            }
         }
         Ok(jobs)
     }
@@ -226,6 +230,10 @@ mod tests {
     }
 
     async fn one_process_at_a_time_holds_a_lease(repo: &Repository) {
+        assert!(!repo.migrated().await.unwrap(), "no migration has finished on a new database");
+        repo.mark_migrated(1).await.unwrap();
+        repo.mark_migrated(2).await.unwrap();
+        assert!(repo.migrated().await.unwrap());
         assert!(repo.take_lease("reconciler", &lease("web-a", 1_000), 0).await.unwrap());
         assert!(!repo.take_lease("reconciler", &lease("web-b", 1_500), 500).await.unwrap());
         assert!(repo.take_lease("reconciler", &lease("web-a", 2_000), 900).await.unwrap(), "its holder renews it");

@@ -31,6 +31,29 @@ impl Repository {
         Ok(taken == 1)
     }
 
+    /// Whether the images an earlier release kept as files were all given their
+    /// records (see `thumbq-web migrate`): until then, an original with no
+    /// record may be one of them, not an upload cut short.
+    pub async fn migrated(&self) -> Result<bool, RepoError> {
+        let found = on_pool!(self, pool => sqlx::query("SELECT 1 FROM leases WHERE name = 'earlier release migrated'")
+            .fetch_optional(pool)
+            .await
+            .map(|row| row.is_some()))?;
+        Ok(found)
+    }
+
+    /// Records that every original of an earlier release has its record.
+    pub async fn mark_migrated(&self, at_ms: u64) -> Result<(), RepoError> {
+        on_writer!(self, pool => sqlx::query(
+            "INSERT INTO leases (name, holder, until_ms) VALUES ('earlier release migrated', 'thumbq-web migrate', $1) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(to_i64(at_ms))
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
     /// Pending images uploaded before `quiet_since_ms` with no job in the
     /// outbox and no step since then: no one has touched them for that long.
     /// Oldest first, at most `limit`.

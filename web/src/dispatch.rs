@@ -106,7 +106,7 @@ impl Dispatcher {
         let (routes, taken) = mpsc::unbounded_channel();
         tokio::spawn(record_routes(repo.clone(), taken));
         let lease = send_timeout + LEASE_MARGIN;
-        let records = crate::group_commit::GroupCommit::start(repo.clone(), move || lease_from_now(lease));
+        let records = crate::group_commit::GroupCommit::start(repo.clone(), move |jobs| lease_from_now(send_timeout * jobs as u32 + LEASE_MARGIN));
         Self { queue, repo, records, routes, lease, outbox_filled: Notify::new(), metrics }
     }
 
@@ -260,7 +260,7 @@ impl Dispatcher {
 }
 
 fn lease_from_now(lease: Duration) -> Lease {
-    Lease { holder: crate::upload::PROCESS.clone(), until_ms: now_ms() + lease.as_millis() as u64 }
+    Lease { holder: crate::upload::INSTANCE.clone(), until_ms: now_ms() + lease.as_millis() as u64 }
 }
 
 /// Records how each job went: the outbox rows of those queued go, with their

@@ -27,19 +27,22 @@ pub struct GroupCommit {
 const MOST_AT_ONCE: usize = 64;
 
 impl GroupCommit {
-    /// Starts the committing task; `lease` gives the outbox rows of each commit their lease.
-    pub fn start(repo: Repository, lease: impl Fn() -> Lease + Send + 'static) -> Self {
+    /// Starts the committing task; `lease` gives the outbox rows of each commit
+    /// their lease, long enough for a request of that many files to send them one by one.
+    pub fn start(repo: Repository, lease: impl Fn(usize) -> Lease + Send + 'static) -> Self {
         let (requests, mut waiting) = mpsc::unbounded_channel::<Request>();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MOST_AT_ONCE);
             while waiting.recv_many(&mut batch, MOST_AT_ONCE).await > 0 {
-                let lease = lease();
+                let lease = lease(batch.iter().map(|request| request.uploads.len()).max().unwrap_or(1));
                 let all: Vec<_> = batch.iter().flat_map(|request| request.uploads.iter().map(|(image, steps, trace)| (image, &steps[..], *trace))).collect();
                 let committed = repo.add_images(&all, &lease).await;
                 drop(all);
                 match committed {
                     Ok(()) => batch.drain(..).for_each(|request| drop(request.done.send(Ok(())))),
                     Err(error) if batch.len() == 1 => drop(batch.remove(0).done.send(Err(error))),
+                    // The database is away for all of them alike: each hears so now, not one timeout after another.
+                    Err(error) if error.is_unavailable() => batch.drain(..).for_each(|request| drop(request.done.send(Err(RepoError::unavailable_like(&error))))),
                     Err(_) => {
                         for request in batch.drain(..) {
                             let alone: Vec<_> = request.uploads.iter().map(|(image, steps, trace)| (image, &steps[..], *trace)).collect();

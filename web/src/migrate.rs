@@ -14,16 +14,28 @@ use thumbq_contract::{FailureRecord, ImageId, Listing, OwnerRecord, ResizeJob, S
 use thumbq_repo::{ImageRecord, Repository};
 use thumbq_store::Store;
 
-/// At a web server's start, before it listens: when the database has no image
-/// yet but the store has originals, they are an earlier release's, and are
-/// migrated now, so that no link of theirs answers 404 meanwhile. Best effort:
-/// `thumbq-web migrate` does the same (before an upgrade, for a large bucket).
+/// At a web server's start, before it listens: until a migration has
+/// finished (the database says so), the store's originals without a record
+/// may be an earlier release's, and are migrated now, so that no link of
+/// theirs answers 404 meanwhile; a store with no original has nothing to
+/// migrate. Best effort: `thumbq-web migrate` does the same (before an
+/// upgrade, for a large bucket), and the reconciler removes no original
+/// without a record until one has finished.
 pub async fn on_first_start(store: &Store, repo: &Repository) {
-    let earlier = async { Ok::<_, anyhow::Error>(!repo.has_images().await? && !store.list(Listing::Originals).await?.is_empty()) };
+    let earlier = async {
+        if repo.migrated().await? {
+            return Ok::<_, anyhow::Error>(false);
+        }
+        if store.list(Listing::Originals).await?.is_empty() {
+            repo.mark_migrated(crate::progress::now_ms()).await?;
+            return Ok(false);
+        }
+        Ok(true)
+    };
     match earlier.await {
         Ok(false) => {}
         Ok(true) => {
-            tracing::info!(store = %store.describe(), "The store holds images of an earlier release and the database none: migrating them now.");
+            tracing::info!(store = %store.describe(), "The store holds originals and no migration has finished: giving those of an earlier release their records now.");
             match migrate(store, repo).await {
                 Ok(migrated) => tracing::info!(imported = migrated.imported, already = migrated.already, deleted = migrated.deleted, "Migrated the images of an earlier release into the database."),
                 Err(error) => tracing::error!(%error, "Could not migrate the images of an earlier release; run `thumbq-web migrate`."),
@@ -93,6 +105,7 @@ pub async fn migrate(store: &Store, repo: &Repository) -> anyhow::Result<Migrate
             Import::Deleted => migrated.deleted += 1,
         }
     }
+    repo.mark_migrated(crate::progress::now_ms()).await?;
     Ok(migrated)
 }
 

@@ -91,11 +91,12 @@ pub fn presented_delete_token(headers: &HeaderMap) -> Option<String> {
     (bytes.len() == 32).then(|| DeleteToken(format!("{DELETE_TOKEN_PREFIX}{token}")).hash())
 }
 
-/// Whether a browser sent the request (every current browser says where a
-/// request comes from in `Sec-Fetch-Site`; API clients do not): a browser's
-/// scripts are never given a key in JSON.
+/// Whether a browser may have sent the request: a browser's scripts are never
+/// given a key in JSON. Browsers say where a request comes from
+/// (`Sec-Fetch-Site`, only to secure origins; `Origin` on every POST) or send
+/// their cookie; an API client does none of that.
 pub fn from_browser(headers: &HeaderMap) -> bool {
-    headers.contains_key("sec-fetch-site")
+    headers.contains_key("sec-fetch-site") || headers.contains_key(header::ORIGIN) || headers.contains_key(header::COOKIE)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

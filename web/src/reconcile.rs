@@ -51,7 +51,7 @@ pub async fn run_until_stopped(app: AppState, mut stopped: watch::Receiver<bool>
     let scan_every = Duration::from_secs(app.settings.stray_grace_secs / 2);
     let mut last_scan: Option<std::time::Instant> = None;
     loop {
-        let lease = Lease { holder: crate::upload::PROCESS.clone(), until_ms: now_ms() + 2 * every.as_millis() as u64 };
+        let lease = Lease { holder: crate::upload::INSTANCE.clone(), until_ms: now_ms() + 2 * every.as_millis() as u64 };
         match app.repo.take_lease(LEASE, &lease, now_ms()).await {
             Ok(true) => {
                 let scan_store = last_scan.is_none_or(|scanned| scanned.elapsed() >= scan_every);
@@ -111,16 +111,30 @@ pub async fn reconcile(app: &AppState, scan_store: bool) -> anyhow::Result<Round
 
 /// Originals with no record, and records with no original, older than `settled_before_ms`.
 async fn compare_with_store(app: &AppState, settled_before_ms: u64, round: &mut Round) -> anyhow::Result<()> {
+    // Until a migration has finished, an original with no record may be an earlier release's.
+    if !app.repo.migrated().await? {
+        return Ok(());
+    }
     let settled = |id: &ImageId| id.uploaded_at_ms() < settled_before_ms;
     let originals: Vec<ImageId> = app.store.list(Listing::Originals).await?.into_iter().filter(settled).collect();
     let known = app.repo.known(&originals).await?;
     for &id in originals.iter().filter(|id| !known.contains(id)) {
         if app.store.exists(StorageKey::Owner(id)).await? {
-            // An earlier release's image that `migrate` did not reach.
-            if crate::migrate::import(&app.store, &app.repo, id).await? == crate::migrate::Import::Imported {
-                round.imported += 1;
-                continue;
+            // An earlier release's image that `migrate` did not reach (or is giving its record now).
+            match crate::migrate::import(&app.store, &app.repo, id).await? {
+                crate::migrate::Import::Imported => round.imported += 1,
+                crate::migrate::Import::Already => {}
+                // Deleted by the earlier release, which did not finish removing it.
+                crate::migrate::Import::Deleted => {
+                    crate::delete::remove_files(&app.store, id).await?;
+                    round.strays_removed += 1;
+                }
             }
+            continue;
+        }
+        // Looked at again just before: an upload may have committed since the listing.
+        if app.repo.image(id).await?.is_some() {
+            continue;
         }
         crate::delete::remove_files(&app.store, id).await?;
         tracing::warn!(image.id = %id, "Removed an original that no record names: an upload cut short before it was accepted.");
@@ -134,6 +148,10 @@ async fn compare_with_store(app: &AppState, settled_before_ms: u64, round: &mut 
         let Some(&(last, _)) = page.last() else { return Ok(()) };
         after = Some(last);
         for (id, pending) in page.into_iter().filter(|(id, _)| settled(id) && !originals.contains(id)) {
+            // Stored since the listing (a long upload commits its originals at its end)?
+            if app.store.exists(StorageKey::Original(id)).await? {
+                continue;
+            }
             if !pending {
                 tracing::warn!(image.id = %id, "A finished image's original is missing from the store; its thumbnails stay.");
                 round.missing_done += 1;

@@ -57,12 +57,13 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
         Ok(request_key) => request_key.filter(|_| source.is_some() && wants_json),
         Err(error) => return respond(&app, &headers, wants_json, Err(error), None).await,
     };
+    let mut unsettled = None;
     if let Some(request_key) = &request_key {
         let now = now_ms();
         // A retry is the same request again: of the same length (a browser's form has a boundary of the same length each time).
         let fingerprint = headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok());
         match app.repo.attempt(&key.owner(), request_key, fingerprint, now, now.saturating_sub(ABANDONED_AFTER_MS)).await {
-            Ok(Attempt::First) => {}
+            Ok(Attempt::First) => unsettled = Some(UnsettledKey { repo: app.repo.clone(), owner: key.owner(), key: request_key.clone() }),
             Ok(Attempt::Answered(answer)) => return replayed(answer),
             Ok(Attempt::Reused) => return respond(&app, &headers, wants_json, Err(AppError::IdempotencyKeyReused), None).await,
             Ok(Attempt::Running) => return respond(&app, &headers, wants_json, Err(AppError::RequestInProgress), None).await,
@@ -74,11 +75,47 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
     if let Some(request_key) = &request_key {
         response = remember(&app, &key.owner(), request_key, response).await;
     }
+    if let Some(unsettled) = unsettled {
+        unsettled.settled();
+    }
     // A browser keeps (or renews) its key; a client that sent a bearer token has it.
     if source != Some(KeySource::Bearer) && (response.status().is_redirection() || response.status().is_success()) {
         response.headers_mut().append(header::SET_COOKIE, key.cookie(app.settings.secure_cookies));
     }
     response
+}
+
+/// A request's `Idempotency-Key` not yet given its answer. Should the handler
+/// be dropped first (the client hung up, the server is stopping), the key is
+/// forgotten, so that a retry goes ahead at once rather than waiting out
+/// [`ABANDONED_AFTER_MS`]; the retry's files are then the owner's already
+/// stored ones, if they were, and come back as `duplicate_of`.
+struct UnsettledKey {
+    repo: thumbq_repo::Repository,
+    owner: OwnerId,
+    key: String,
+}
+
+impl UnsettledKey {
+    fn settled(mut self) {
+        self.key.clear();
+    }
+}
+
+impl Drop for UnsettledKey {
+    fn drop(&mut self) {
+        if self.key.is_empty() {
+            return;
+        }
+        let (repo, owner, key) = (self.repo.clone(), self.owner, std::mem::take(&mut self.key));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = repo.forget_attempt(&owner, &key).await {
+                    tracing::warn!(%error, "Could not forget the Idempotency-Key of a request cut short; its retries wait until it is abandoned.");
+                }
+            });
+        }
+    }
 }
 
 /// How long a request named by an `Idempotency-Key` may go unanswered before
@@ -333,14 +370,15 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
             }
             return Err(error);
         }
-        for original in originals {
-            let route = dispatcher.dispatch(&original.job).await;
-            let trace_id = original.job.traceparent.map(|trace| trace.trace_id()).unwrap_or_default();
-            tracing::info!(image.id = %original.job.image_id, trace_id, ?route, "Accepted an upload and queued its resize job.");
+        // Committed: accepted, whatever happens next. The originals are theirs to keep.
+        let accepted: Vec<(ResizeJob, u64)> = originals.into_iter().map(StoredOriginal::keep).collect();
+        for (job, stored_ms) in accepted {
+            let route = dispatcher.dispatch(&job).await;
+            let trace_id = job.traceparent.map(|trace| trace.trace_id()).unwrap_or_default();
+            tracing::info!(image.id = %job.image_id, trace_id, ?route, "Accepted an upload and queued its resize job.");
             let queued_ms = now_ms();
-            metrics.upload_step("stored", original.stored_ms.saturating_sub(received_ms) as f64 / 1000.0);
-            metrics.upload_step("queued", queued_ms.saturating_sub(original.stored_ms) as f64 / 1000.0);
-            original.keep();
+            metrics.upload_step("stored", stored_ms.saturating_sub(received_ms) as f64 / 1000.0);
+            metrics.upload_step("queued", queued_ms.saturating_sub(stored_ms) as f64 / 1000.0);
         }
         Ok::<_, AppError>(())
     })
@@ -438,6 +476,11 @@ async fn stream_file(
 
 /// This web server in timelines: `web@host:pid`.
 pub(crate) static PROCESS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| thumbq_contract::timeline::process_name("web"));
+
+/// This web server as a lease holder: its process name and a random part, since
+/// containers may share a host name and a process id.
+pub(crate) static INSTANCE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{} {}", *PROCESS, &uuid::Uuid::new_v4().simple().to_string()[..8]));
 
 /// Records the request's images, each with the web server's steps so far and
 /// its job in the outbox, in one transaction (shared with other requests
@@ -548,8 +591,10 @@ struct StoredOriginal {
 }
 
 impl StoredOriginal {
-    fn keep(self) {
+    /// Keeps the original; its job and when it was stored.
+    fn keep(self) -> (ResizeJob, u64) {
         self.file.disarm();
+        (self.job, self.stored_ms)
     }
 
     /// Removes the original now.

@@ -159,7 +159,7 @@ async fn an_upload_gives_a_browser_an_http_only_cookie_and_an_api_client_its_own
 
     // Later uploads with the cookie keep the key where the browser holds it, out of scripts' reach.
     let (again, _) = server.upload(1, &[(header::COOKIE, &cookie_pair(&cookie))]).await;
-    assert!(again["images"][0].get("owner_key").is_none(), "{again}");
+    assert!(again["images"][0].get("owner_key").is_none() && again["images"][0].get("delete_token").is_none(), "a request with a cookie is a browser's: {again}");
     // A browser's scripts get no key at all, not even on its first upload: the cookie holds it.
     let browser = [(header::HeaderName::from_static("sec-fetch-site"), "same-origin")];
     let (first, cookie) = server.upload(1, &browser).await;
