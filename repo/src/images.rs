@@ -9,7 +9,7 @@ use sqlx::Row;
 use thumbq_contract::{FailureRecord, ImageId, OwnerId, SourceFormat, Step, ThumbFormat, ThumbSize, TraceParent};
 
 use crate::connect::{on_pool, on_writer};
-use crate::outbox::Lease;
+use crate::columns::{Lease, to_i64, to_u64};
 use crate::{RepoError, Repository};
 
 /// An accepted upload, as the web server records it before it answers.
@@ -177,14 +177,6 @@ impl TryFrom<ImageRow> for ImageRecord {
     }
 }
 
-pub(crate) fn to_u64(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
-}
-
-pub(crate) fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 /// Adds `steps` of `id` inside `$tx`.
 macro_rules! insert_steps {
     ($tx:expr, $id:expr, $steps:expr) => {
@@ -213,7 +205,7 @@ macro_rules! insert_live_steps {
                  WHERE EXISTS (SELECT 1 FROM images WHERE id = $1 AND deleted_ms IS NULL)",
             )
             .bind($id)
-            .bind($crate::images::to_i64(step.at))
+            .bind($crate::columns::to_i64(step.at))
             .bind(seq as i64)
             .bind(&step.step)
             .bind(&step.by)

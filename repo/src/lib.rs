@@ -3,6 +3,7 @@
 //! The store keeps bytes (originals, thumbnails, WebPs); this crate keeps the
 //! facts about them, and it is the only place that knows SQL:
 //! - [`settings`]: `--database-url`, and where the database is without it.
+//! - [`columns`]: how times and ids are kept in columns, and the lease a row is held under.
 //! - [`connect`]: opening the database, waiting for it, and migrating it once, under a lock.
 //! - [`images`]: the image records, their steps, and every query about them.
 //! - [`outbox`]: jobs accepted and not yet on the queue, written with their image.
@@ -17,6 +18,7 @@
 //! change: a page costs one query, and each of a job's writes of its
 //! progress is one short transaction.
 
+pub mod columns;
 pub mod connect;
 pub mod images;
 pub mod outbox;
@@ -28,7 +30,7 @@ pub mod testing;
 
 pub use connect::Repository;
 pub use images::{Deletion, ImageRecord, ImageState, NewImage};
-pub use outbox::Lease;
+pub use columns::Lease;
 pub use requests::Attempt;
 pub use settings::{DatabaseSettings, Location};
 

@@ -14,24 +14,9 @@ use sqlx::Row;
 use thumbq_contract::{ImageId, ResizeJob, SourceFormat, Step, TraceParent};
 
 use crate::connect::{Pool, on_pool, on_writer};
-use crate::images::{insert_live_steps, insert_steps, to_i64};
-use crate::upkeep::parse_id;
+use crate::columns::{Lease, parse_id, to_i64};
+use crate::images::{insert_live_steps, insert_steps};
 use crate::{RepoError, Repository};
-
-/// Who holds an outbox row, and until when.
-#[derive(Debug, Clone)]
-pub struct Lease {
-    /// `web@host:pid`.
-    pub holder: String,
-    pub until_ms: u64,
-}
-
-impl Lease {
-    /// No one's: the first relay to look takes the job.
-    pub fn none() -> Self {
-        Self { holder: String::new(), until_ms: 0 }
-    }
-}
 
 impl Repository {
     /// Up to `limit` jobs whose lease ran out by `now_ms`, oldest first, now

@@ -5,8 +5,7 @@ use sqlx::Row;
 use thumbq_contract::{ImageId, OwnerId};
 
 use crate::connect::{on_pool, on_writer};
-use crate::images::to_i64;
-use crate::upkeep::parse_id;
+use crate::columns::{parse_id, to_i64};
 use crate::{RepoError, Repository};
 
 /// Where a request with an `Idempotency-Key` stands.

@@ -8,8 +8,7 @@ use sqlx::Row;
 use thumbq_contract::ImageId;
 
 use crate::connect::{on_pool, on_writer};
-use crate::images::to_i64;
-use crate::outbox::Lease;
+use crate::columns::{Lease, parse_id, to_i64};
 use crate::{RepoError, Repository};
 
 impl Repository {
@@ -124,10 +123,6 @@ impl Repository {
         });
         rows.into_iter().map(|(id, pending)| Ok((parse_id(&id)?, pending))).collect()
     }
-}
-
-pub(crate) fn parse_id(id: &str) -> Result<ImageId, RepoError> {
-    id.parse().map_err(|_| RepoError::Corrupt(format!("image id {id:?}")))
 }
 
 fn parse_ids(ids: &[String]) -> Result<Vec<ImageId>, RepoError> {

@@ -260,7 +260,7 @@ impl Dispatcher {
 }
 
 fn lease_from_now(lease: Duration) -> Lease {
-    Lease { holder: crate::upload::INSTANCE.clone(), until_ms: now_ms() + lease.as_millis() as u64 }
+    Lease { holder: crate::instance::INSTANCE.clone(), until_ms: now_ms() + lease.as_millis() as u64 }
 }
 
 /// Records how each job went: the outbox rows of those queued go, with their
@@ -302,7 +302,7 @@ fn relayed(route: Route) -> &'static str {
 }
 
 fn step(name: &str) -> Step {
-    Step { step: name.to_owned(), at: now_ms(), by: crate::upload::PROCESS.clone() }
+    crate::instance::step(name, now_ms())
 }
 
 /// Runs a spool operation (file system calls with fsync) off the async runtime.

@@ -21,6 +21,7 @@
 //! - [`progress`]: what is known of an image (pending, done, failed), read from its record.
 //! - [`pages`], [`thumbs`], [`api`], [`assets`], [`health`]: what is served.
 //! - [`events`]: live updates for pages, relayed from the workers' announcements.
+//! - [`instance`]: who this web server is, in timelines and as a lease holder.
 //! - [`metrics`]: counters for `GET /metrics`.
 //! - [`migrate`]: `thumbq-web migrate`, records for what an earlier release kept as files.
 //! - [`admin`]: the operators' dashboard, behind a token.
@@ -39,6 +40,7 @@ pub mod events;
 pub mod form;
 pub mod group_commit;
 pub mod health;
+pub mod instance;
 pub mod jpeg_header;
 pub mod metrics;
 pub mod migrate;

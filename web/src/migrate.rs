@@ -10,7 +10,7 @@
 
 use base64::Engine as _;
 use thumbq_broker::Spool;
-use thumbq_contract::{FailureRecord, ImageId, Listing, OwnerRecord, ResizeJob, SourceFormat, Step, Storage, StorageKey, ThumbFormat, ThumbSize, Timeline};
+use thumbq_contract::{FailureRecord, ImageId, Listing, OwnerRecord, ResizeJob, SourceFormat, Storage, StorageKey, ThumbFormat, ThumbSize, Timeline};
 use thumbq_repo::{ImageRecord, Repository};
 use thumbq_store::Store;
 
@@ -75,7 +75,7 @@ async fn move_outbox(root: std::path::PathBuf, repo: &Repository) -> anyhow::Res
             tokio::task::spawn_blocking(move || spool.dead_letter(claim)).await??;
             continue;
         };
-        let step = Step { step: "moved from the outbox directory of an earlier release".into(), at: crate::progress::now_ms(), by: crate::upload::PROCESS.clone() };
+        let step = crate::instance::step("moved from the outbox directory of an earlier release", crate::progress::now_ms());
         repo.requeue(job.image_id, job.traceparent.unwrap_or_default(), crate::progress::now_ms(), &step).await?;
         tokio::task::spawn_blocking(move || spool.ack(claim)).await??;
         moved += 1;

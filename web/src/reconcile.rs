@@ -51,7 +51,7 @@ pub async fn run_until_stopped(app: AppState, mut stopped: watch::Receiver<bool>
     let scan_every = Duration::from_secs(app.settings.stray_grace_secs / 2);
     let mut last_scan: Option<std::time::Instant> = None;
     loop {
-        let lease = Lease { holder: crate::upload::INSTANCE.clone(), until_ms: now_ms() + 2 * every.as_millis() as u64 };
+        let lease = Lease { holder: crate::instance::INSTANCE.clone(), until_ms: now_ms() + 2 * every.as_millis() as u64 };
         match app.repo.take_lease(LEASE, &lease, now_ms()).await {
             Ok(true) => {
                 let scan_store = last_scan.is_none_or(|scanned| scanned.elapsed() >= scan_every);
@@ -167,5 +167,5 @@ async fn compare_with_store(app: &AppState, settled_before_ms: u64, round: &mut 
 }
 
 fn step(name: &str) -> Step {
-    Step { step: name.to_owned(), at: now_ms(), by: crate::upload::PROCESS.clone() }
+    crate::instance::step(name, now_ms())
 }

@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
 use sha2::Digest;
-use thumbq_contract::{ImageId, MediaLimits, OwnerId, ResizeJob, SourceFormat, Step, Storage, StorageKey, ThumbSize};
+use thumbq_contract::{ImageId, MediaLimits, OwnerId, ResizeJob, SourceFormat, Storage, StorageKey, ThumbSize};
 use thumbq_repo::{Attempt, NewImage};
 use thumbq_store::Store;
 use tokio::io::AsyncWriteExt;
@@ -474,14 +474,6 @@ async fn stream_file(
     Ok(ReceivedFile { id, format, size, part, name: file, content_hash, width, height })
 }
 
-/// This web server in timelines: `web@host:pid`.
-pub(crate) static PROCESS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| thumbq_contract::timeline::process_name("web"));
-
-/// This web server as a lease holder: its process name and a random part, since
-/// containers may share a host name and a process id.
-pub(crate) static INSTANCE: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!("{} {}", *PROCESS, &uuid::Uuid::new_v4().simple().to_string()[..8]));
-
 /// Records the request's images, each with the web server's steps so far and
 /// its job in the outbox, in one transaction (shared with other requests
 /// arriving at once): from its commit on, the uploads are accepted, and no
@@ -489,14 +481,10 @@ pub(crate) static INSTANCE: std::sync::LazyLock<String> =
 async fn record(dispatcher: &crate::dispatch::Dispatcher, originals: &[StoredOriginal], received_ms: u64) -> Result<(), AppError> {
     let uploads = originals
         .iter()
-        .map(|original| (original.image.clone(), vec![step("received", received_ms), step("stored", original.stored_ms)], original.job.traceparent))
+        .map(|original| (original.image.clone(), vec![crate::instance::step("received", received_ms), crate::instance::step("stored", original.stored_ms)], original.job.traceparent))
         .collect();
     dispatcher.record(uploads).await?;
     Ok(())
-}
-
-fn step(name: &str, at: u64) -> Step {
-    Step { step: name.to_owned(), at, by: PROCESS.clone() }
 }
 
 /// Marks `parts` as still being written.
