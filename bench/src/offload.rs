@@ -89,18 +89,7 @@ pub fn run(options: &Options, image: &TestImage) -> anyhow::Result<()> {
     let measured = runtime.block_on(measure(options, &queue, &image_bytes));
     // Also after a failure: a run leaves no queue behind.
     let deleted = runtime.block_on(crate::rabbitmq::delete_topology(&options.amqp_url, &queue));
-    let points = match (measured, deleted) {
-        (Ok(points), deleted) => {
-            deleted?;
-            points
-        }
-        (Err(error), deleted) => {
-            if let Err(cleanup) = deleted {
-                eprintln!("{cleanup:#}");
-            }
-            return Err(error);
-        }
-    };
+    let points = crate::rabbitmq::after_cleanup(measured, deleted)?;
     print_tables(options, image, &points);
     write_chart(&options.chart, &image.name, &points)
 }

@@ -95,3 +95,17 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// What a run measured, once its queues are deleted: the run's error first,
+/// else the cleanup's; a cleanup that failed after a failed run is said too.
+pub fn after_cleanup<T>(measured: anyhow::Result<T>, deleted: anyhow::Result<()>) -> anyhow::Result<T> {
+    match (measured, deleted) {
+        (Ok(measured), deleted) => deleted.map(|()| measured),
+        (Err(error), deleted) => {
+            if let Err(cleanup) = deleted {
+                eprintln!("{cleanup:#}");
+            }
+            Err(error)
+        }
+    }
+}

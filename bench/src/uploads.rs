@@ -135,18 +135,7 @@ pub fn run(options: &Options, image: &TestImage) -> anyhow::Result<()> {
     let measured = runtime.block_on(measure(options, baseline, &queue, &image_bytes));
     // Also after a failure: a run leaves no queue behind.
     let deleted = runtime.block_on(crate::rabbitmq::delete_topology(&options.amqp_url, &queue));
-    let (runs, traced) = match (measured, deleted) {
-        (Ok(measured), deleted) => {
-            deleted?;
-            measured
-        }
-        (Err(error), deleted) => {
-            if let Err(cleanup) = deleted {
-                eprintln!("{cleanup:#}");
-            }
-            return Err(error);
-        }
-    };
+    let (runs, traced) = crate::rabbitmq::after_cleanup(measured, deleted)?;
     print_tables(options, baseline, image, &runs, &traced);
     Ok(())
 }

@@ -177,23 +177,6 @@ impl TryFrom<ImageRow> for ImageRecord {
     }
 }
 
-/// Adds `steps` of `id` inside `$tx`.
-macro_rules! insert_steps {
-    ($tx:expr, $id:expr, $steps:expr) => {
-        for (seq, step) in $steps.iter().enumerate() {
-            sqlx::query("INSERT INTO steps (image_id, at_ms, seq, step, by_process) VALUES ($1, $2, $3, $4, $5)")
-                .bind($id)
-                .bind(to_i64(step.at))
-                .bind(seq as i64)
-                .bind(&step.step)
-                .bind(&step.by)
-                .execute(&mut *$tx)
-                .await?;
-        }
-    };
-}
-pub(crate) use insert_steps;
-
 /// Adds `steps` of `id` inside `$tx`, unless the image is deleted. Each step is
 /// one write that looks at the image itself, never a read before a write:
 /// SQLite refuses, rather than waits for, a read transaction that tries to write after another commit.
@@ -225,7 +208,7 @@ macro_rules! update_with_steps {
             let mut tx = pool.begin().await?;
             let updated = sqlx::query($sql).bind(&id)$(.bind($value))*.execute(&mut *tx).await?.rows_affected() == 1;
             if updated {
-                insert_steps!(tx, &id, $steps);
+                insert_live_steps!(tx, &id, $steps);
             }
             tx.commit().await?;
             updated
@@ -266,7 +249,7 @@ impl Repository {
                 .bind(image.delete_token_hash.as_deref())
                 .execute(&mut *tx)
                 .await?;
-                insert_steps!(tx, &id, steps);
+                insert_live_steps!(tx, &id, steps);
                 sqlx::query("INSERT INTO outbox (image_id, traceparent, queued_ms, lease_until_ms, leased_by) VALUES ($1, $2, $3, $4, $5)")
                     .bind(&id)
                     .bind(trace.map(|trace| trace.to_string()))
@@ -313,7 +296,7 @@ impl Repository {
             .rows_affected()
                 == 1;
             if inserted {
-                insert_steps!(tx, &id, steps);
+                insert_live_steps!(tx, &id, steps);
             }
             tx.commit().await?;
             inserted
@@ -330,12 +313,6 @@ impl Repository {
             tx.commit().await?;
         });
         Ok(())
-    }
-
-    /// Whether any image has a record, deleted or not.
-    pub async fn has_images(&self) -> Result<bool, RepoError> {
-        let found = on_pool!(self, pool => sqlx::query("SELECT 1 FROM images LIMIT 1").fetch_optional(pool).await.map(|row| row.is_some()))?;
-        Ok(found)
     }
 
     /// The record of `id`, deleted or not; `None` when there is no such image.
@@ -560,15 +537,7 @@ mod tests {
         Step { step: name.into(), at, by: "test@host:1".into() }
     }
 
-    async fn sqlite(dir: &tempfile::TempDir) -> Repository {
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        Repository::open(&Location::Sqlite(dir.path().join("thumbq.db")), shutdown).await.unwrap()
-    }
-
-    async fn postgres(database: &TestDatabase) -> Repository {
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        Repository::open(&Location::Postgres(database.url().to_owned()), shutdown).await.unwrap()
-    }
+    use crate::testing::{postgres, sqlite};
 
     /// The life of an image, the same on both backends.
     async fn an_image_goes_from_pending_to_done_and_a_delete_leaves_only_its_tombstone(repo: &Repository) {

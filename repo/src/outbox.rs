@@ -15,7 +15,7 @@ use thumbq_contract::{ImageId, ResizeJob, SourceFormat, Step, TraceParent};
 
 use crate::connect::{Pool, on_pool, on_writer};
 use crate::columns::{Lease, parse_id, to_i64};
-use crate::images::{insert_live_steps, insert_steps};
+use crate::images::insert_live_steps;
 use crate::{RepoError, Repository};
 
 impl Repository {
@@ -133,7 +133,7 @@ impl Repository {
             .rows_affected()
                 == 1;
             if queued {
-                insert_steps!(tx, &id, std::slice::from_ref(step));
+                insert_live_steps!(tx, &id, std::slice::from_ref(step));
             }
             tx.commit().await?;
             queued
@@ -163,7 +163,7 @@ mod tests {
 
     use super::*;
     use crate::testing::{TestDatabase, uploaded};
-    use crate::{Deletion, Location};
+    use crate::Deletion;
 
     fn lease(holder: &str, until_ms: u64) -> Lease {
         Lease { holder: holder.into(), until_ms }
@@ -258,8 +258,7 @@ mod tests {
     #[tokio::test]
     async fn sqlite_outbox_and_leases_keep_their_promises() {
         let dir = tempfile::tempdir().unwrap();
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let repo = Repository::open(&Location::Sqlite(dir.path().join("thumbq.db")), shutdown).await.unwrap();
+        let repo = crate::testing::sqlite(&dir).await;
         jobs_are_relayed_once_their_lease_runs_out(&repo).await;
         one_process_at_a_time_holds_a_lease(&repo).await;
         concurrent_relays_never_claim_a_job_twice(&repo).await;
@@ -268,8 +267,7 @@ mod tests {
     #[tokio::test]
     async fn postgresql_outbox_and_leases_keep_their_promises() {
         let database = TestDatabase::create().await;
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let repo = Repository::open(&Location::Postgres(database.url().to_owned()), shutdown).await.unwrap();
+        let repo = crate::testing::postgres(&database).await;
         jobs_are_relayed_once_their_lease_runs_out(&repo).await;
         one_process_at_a_time_holds_a_lease(&repo).await;
         concurrent_relays_never_claim_a_job_twice(&repo).await;

@@ -127,7 +127,7 @@ mod tests {
 
     use super::*;
     use crate::testing::{TestDatabase, uploaded};
-    use crate::{Lease, Location};
+    use crate::Lease;
 
     async fn retries_get_the_first_answer_and_the_same_bytes_are_found(repo: &Repository) {
         let (alice, bob) = (OwnerId::of_secret(b"alice"), OwnerId::of_secret(b"bob"));
@@ -156,16 +156,14 @@ mod tests {
     #[tokio::test]
     async fn sqlite_answers_retries_and_finds_duplicates() {
         let dir = tempfile::tempdir().unwrap();
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let repo = Repository::open(&Location::Sqlite(dir.path().join("thumbq.db")), shutdown).await.unwrap();
+        let repo = crate::testing::sqlite(&dir).await;
         retries_get_the_first_answer_and_the_same_bytes_are_found(&repo).await;
     }
 
     #[tokio::test]
     async fn postgresql_answers_retries_and_finds_duplicates() {
         let database = TestDatabase::create().await;
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let repo = Repository::open(&Location::Postgres(database.url().to_owned()), shutdown).await.unwrap();
+        let repo = crate::testing::postgres(&database).await;
         retries_get_the_first_answer_and_the_same_bytes_are_found(&repo).await;
         repo.close().await;
     }

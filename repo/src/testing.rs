@@ -64,6 +64,19 @@ impl WritesHeld {
     }
 }
 
+/// A repository in a SQLite database in `dir`, for tests.
+#[cfg(test)]
+pub(crate) async fn sqlite(dir: &tempfile::TempDir) -> crate::Repository {
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    crate::Repository::open(&crate::Location::Sqlite(dir.path().join("thumbq.db")), shutdown).await.unwrap()
+}
+
+/// A repository in the test's PostgreSQL `database`, for tests.
+pub async fn postgres(database: &TestDatabase) -> crate::Repository {
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    crate::Repository::open(&crate::Location::Postgres(database.url().to_owned()), shutdown).await.expect("the test's PostgreSQL database opens")
+}
+
 /// The environment variable that points the tests at another PostgreSQL server.
 pub const POSTGRES_URL_VAR: &str = "THUMBQ_TEST_POSTGRES_URL";
 
