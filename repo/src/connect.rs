@@ -107,9 +107,16 @@ impl Repository {
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true);
-                let pool = SqlitePoolOptions::new().max_connections(8).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options.clone()).await?;
+                // A file has no connection to lose: no ping before each use, which
+                // would cost a round trip to the connection's thread.
+                let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options.clone()).await?;
                 // Waiting for the writer may include its wait for another process's write lock.
-                let writer = SqlitePoolOptions::new().max_connections(1).acquire_timeout(SQLITE_BUSY_TIMEOUT + ACQUIRE_TIMEOUT).connect_with(options).await?;
+                let writer = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .test_before_acquire(false)
+                    .acquire_timeout(SQLITE_BUSY_TIMEOUT + ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await?;
                 // sqlx does not lock SQLite while it migrates: a file lock keeps two
                 // processes starting at once from running the same migration twice.
                 let lock = migration_lock(path).await?;

@@ -177,27 +177,51 @@ impl TryFrom<ImageRow> for ImageRecord {
     }
 }
 
-/// Adds `steps` of `id` inside `$tx`, unless the image is deleted. Each step is
-/// one write that looks at the image itself, never a read before a write:
-/// SQLite refuses, rather than waits for, a read transaction that tries to write after another commit.
+/// The most rows one statement writes: SQLite takes up to 32766 bound values, PostgreSQL 65535.
+pub(crate) const ROWS_PER_STATEMENT: usize = 100;
+
+/// Adds, inside `$tx`, the steps of each `(image id, steps)` of `$of_images`,
+/// a hundred rows a statement, each unless its image is deleted. Each
+/// statement is one write that looks at the images itself, never a read
+/// before a write: SQLite refuses, rather than waits for, a read transaction
+/// that tries to write after another commit.
 macro_rules! insert_live_steps {
-    ($tx:expr, $id:expr, $steps:expr) => {
-        for (seq, step) in $steps.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO steps (image_id, at_ms, seq, step, by_process) SELECT $1, $2, $3, $4, $5 \
-                 WHERE EXISTS (SELECT 1 FROM images WHERE id = $1 AND deleted_ms IS NULL)",
-            )
-            .bind($id)
-            .bind($crate::columns::to_i64(step.at))
-            .bind(seq as i64)
-            .bind(&step.step)
-            .bind(&step.by)
-            .execute(&mut *$tx)
-            .await?;
+    ($tx:expr, $of_images:expr) => {{
+        let rows: Vec<(&str, i64, &thumbq_contract::Step)> = $of_images
+            .into_iter()
+            .flat_map(|(id, steps): (&str, &[thumbq_contract::Step])| steps.iter().enumerate().map(move |(seq, step)| (id, seq as i64, step)))
+            .collect();
+        for chunk in rows.chunks($crate::images::ROWS_PER_STATEMENT) {
+            let mut query = sqlx::QueryBuilder::new("INSERT INTO steps (image_id, at_ms, seq, step, by_process) SELECT column1, column2, column3, column4, column5 FROM (");
+            query.push_values(chunk, |mut row, (id, seq, step)| {
+                row.push_bind(*id).push_bind($crate::columns::to_i64(step.at)).push_bind(*seq).push_bind(&step.step).push_bind(&step.by);
+            });
+            query.push(") AS v WHERE EXISTS (SELECT 1 FROM images WHERE id = v.column1 AND deleted_ms IS NULL)");
+            query.build().execute(&mut *$tx).await?;
         }
-    };
+    }};
 }
 pub(crate) use insert_live_steps;
+
+/// Clears, inside `$tx`, the outbox rows of the jobs in `$queued`, `(image, step)`
+/// pairs, which the queue has taken, and adds each one's step to its timeline.
+macro_rules! clear_queued {
+    ($tx:expr, $queued:expr) => {{
+        let queued: &[(thumbq_contract::ImageId, thumbq_contract::Step)] = $queued;
+        let ids: Vec<String> = queued.iter().map(|(id, _)| id.to_string()).collect();
+        for chunk in ids.chunks($crate::images::ROWS_PER_STATEMENT) {
+            let mut query = sqlx::QueryBuilder::new("DELETE FROM outbox WHERE image_id IN (");
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            query.push(")");
+            query.build().execute(&mut *$tx).await?;
+        }
+        insert_live_steps!($tx, ids.iter().zip(queued).map(|(id, (_, step))| (id.as_str(), std::slice::from_ref(step))));
+    }};
+}
+pub(crate) use clear_queued;
 
 /// Runs `$sql`, an `UPDATE` of image `$1` with `$value`s bound after it, and
 /// when it changed the row adds `$steps`, in one transaction; `true` when it did.
@@ -208,7 +232,7 @@ macro_rules! update_with_steps {
             let mut tx = pool.begin().await?;
             let updated = sqlx::query($sql).bind(&id)$(.bind($value))*.execute(&mut *tx).await?.rows_affected() == 1;
             if updated {
-                insert_live_steps!(tx, &id, $steps);
+                insert_live_steps!(tx, [(id.as_str(), $steps)]);
             }
             tx.commit().await?;
             updated
@@ -219,49 +243,88 @@ macro_rules! update_with_steps {
 
 impl Repository {
     /// Records an accepted upload, the web server's steps so far and its job
-    /// in the outbox, leased to `lease`'s holder, in one transaction.
-    pub async fn add_image(&self, image: &NewImage, steps: &[Step], trace: Option<TraceParent>, lease: &Lease) -> Result<(), RepoError> {
-        self.add_images(&[(image, steps, trace)], lease).await
+    /// in the outbox, leased to `lease`'s holder, in one transaction; `false`
+    /// when its owner has an image of the same bytes already (see [`Repository::add_images`]).
+    pub async fn add_image(&self, image: &NewImage, steps: &[Step], trace: Option<TraceParent>, lease: &Lease) -> Result<bool, RepoError> {
+        Ok(self.add_images(&[(image, steps, trace)], lease, &[]).await?.is_empty())
     }
 
-    /// Records the accepted uploads of one request, each with the web
-    /// server's steps so far and its job in the outbox, leased to `lease`'s
-    /// holder, in one transaction: once it commits, they are accepted, and
-    /// their jobs will reach the queue.
-    pub async fn add_images(&self, uploads: &[(&NewImage, &[Step], Option<TraceParent>)], lease: &Lease) -> Result<(), RepoError> {
-        on_writer!(self, pool => {
+    /// Records accepted uploads, each with the web server's steps so far and
+    /// its job in the outbox, leased to `lease`'s holder, in one transaction:
+    /// once it commits, they are accepted, and their jobs will reach the queue.
+    ///
+    /// An upload whose owner has an image of the same bytes (pending or done)
+    /// is not recorded, even one committed a moment ago by another request or
+    /// another web server: its id comes back, and its owner's image is the one
+    /// to answer with. On SQLite the single writer makes the check and the
+    /// insert one step; on PostgreSQL a lock on the owner and the bytes, held
+    /// to the commit, does.
+    ///
+    /// The same commit clears the outbox rows of the jobs in `queued`, which
+    /// the queue took meanwhile (see [`Repository::jobs_queued`]), adding each one's step.
+    pub async fn add_images(&self, uploads: &[(&NewImage, &[Step], Option<TraceParent>)], lease: &Lease, queued: &[(ImageId, Step)]) -> Result<Vec<ImageId>, RepoError> {
+        // The same bytes twice in one batch (two requests at once): the first is recorded.
+        let mut seen = std::collections::HashSet::new();
+        let (first, again): (Vec<_>, Vec<_>) = uploads.iter().partition(|(image, _, _)| seen.insert((image.owner, image.content_hash.as_str())));
+        let ids: Vec<String> = first.iter().map(|(image, _, _)| image.id.to_string()).collect();
+        let owners: Vec<String> = first.iter().map(|(image, _, _)| image.owner.to_string()).collect();
+        let traces: Vec<Option<String>> = first.iter().map(|(_, _, trace)| trace.map(|trace| trace.to_string())).collect();
+        let rows: Vec<_> = first.iter().zip(&ids).zip(owners.iter().zip(&traces)).map(|(((image, steps, _), id), (owner, trace))| (*image, *steps, id.as_str(), owner.as_str(), trace.as_deref())).collect();
+        let mut locks: Vec<String> = rows.iter().map(|(image, _, _, owner, _)| format!("{owner}:{}", image.content_hash)).collect();
+        // Taken in one order by every transaction, so that two never wait for each other.
+        locks.sort_unstable();
+        let inserted: Vec<String> = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
-            for (image, steps, trace) in uploads {
-                let id = image.id.to_string();
-                sqlx::query(
-                    "INSERT INTO images (id, owner, name, format, bytes, content_hash, width, height, created_ms, delete_token_hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(&id)
-                .bind(image.owner.to_string())
-                .bind(&image.name)
-                .bind(image.format.code())
-                .bind(to_i64(image.bytes))
-                .bind(&image.content_hash)
-                .bind(i64::from(image.width))
-                .bind(i64::from(image.height))
-                .bind(to_i64(image.created_ms))
-                .bind(image.delete_token_hash.as_deref())
-                .execute(&mut *tx)
-                .await?;
-                insert_live_steps!(tx, &id, steps);
-                sqlx::query("INSERT INTO outbox (image_id, traceparent, queued_ms, lease_until_ms, leased_by) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(&id)
-                    .bind(trace.map(|trace| trace.to_string()))
-                    .bind(to_i64(image.created_ms))
-                    .bind(to_i64(lease.until_ms))
-                    .bind(&lease.holder)
-                    .execute(&mut *tx)
-                    .await?;
+            if self.is_shared() && !locks.is_empty() {
+                // PostgreSQL calls a volatile function of the select list after the sort.
+                let mut query = sqlx::QueryBuilder::new("SELECT pg_advisory_xact_lock(hashtextextended(column1, 0)) FROM (");
+                query.push_values(&locks, |mut row, key| {
+                    row.push_bind(key.as_str());
+                });
+                query.push(") AS keys ORDER BY column1");
+                query.build().execute(&mut *tx).await?;
             }
+            let mut inserted = Vec::with_capacity(rows.len());
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut query = sqlx::QueryBuilder::new(
+                    "INSERT INTO images (id, owner, name, format, bytes, content_hash, width, height, created_ms, delete_token_hash) \
+                     SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10 FROM (",
+                );
+                query.push_values(chunk, |mut row, (image, _, id, owner, _)| {
+                    row.push_bind(*id)
+                        .push_bind(*owner)
+                        .push_bind(&image.name)
+                        .push_bind(image.format.code())
+                        .push_bind(to_i64(image.bytes))
+                        .push_bind(&image.content_hash)
+                        .push_bind(i64::from(image.width))
+                        .push_bind(i64::from(image.height))
+                        .push_bind(to_i64(image.created_ms))
+                        .push_bind(image.delete_token_hash.as_deref());
+                });
+                query.push(
+                    ") AS v WHERE NOT EXISTS (SELECT 1 FROM images WHERE owner = v.column2 AND content_hash = v.column6 AND deleted_ms IS NULL AND failure IS NULL) \
+                     RETURNING id",
+                );
+                for row in query.build().fetch_all(&mut *tx).await? {
+                    inserted.push(row.try_get::<String, _>(0)?);
+                }
+            }
+            let recorded: Vec<_> = rows.iter().filter(|(_, _, id, _, _)| inserted.iter().any(|inserted| inserted == id)).collect();
+            for chunk in recorded.chunks(ROWS_PER_STATEMENT) {
+                let mut query = sqlx::QueryBuilder::new("INSERT INTO outbox (image_id, traceparent, queued_ms, lease_until_ms, leased_by) ");
+                query.push_values(chunk, |mut row, (image, _, id, _, trace)| {
+                    row.push_bind(*id).push_bind(*trace).push_bind(to_i64(image.created_ms)).push_bind(to_i64(lease.until_ms)).push_bind(&lease.holder);
+                });
+                query.build().execute(&mut *tx).await?;
+            }
+            insert_live_steps!(tx, recorded.iter().map(|(_, steps, id, _, _)| (*id, *steps)));
+            clear_queued!(tx, queued);
             tx.commit().await?;
+            inserted
         });
-        Ok(())
+        let skipped = first.iter().map(|(image, _, _)| image.id).filter(|id| !inserted.contains(&id.to_string()));
+        Ok(skipped.chain(again.iter().map(|(image, _, _)| image.id)).collect())
     }
 
     /// Records an image as an earlier release left it (see `thumbq-web migrate`),
@@ -296,7 +359,7 @@ impl Repository {
             .rows_affected()
                 == 1;
             if inserted {
-                insert_live_steps!(tx, &id, steps);
+                insert_live_steps!(tx, [(id.as_str(), steps)]);
             }
             tx.commit().await?;
             inserted
@@ -309,7 +372,7 @@ impl Repository {
         let id = id.to_string();
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
-            insert_live_steps!(tx, &id, steps);
+            insert_live_steps!(tx, [(id.as_str(), steps)]);
             tx.commit().await?;
         });
         Ok(())
@@ -525,7 +588,8 @@ mod tests {
             name: "cat.jpg".into(),
             format: SourceFormat::Jpeg,
             bytes: 1234,
-            content_hash: "ab".repeat(32),
+            // Bytes of its own: an owner's same bytes are one image.
+            content_hash: id.to_string().replace('-', "").repeat(2),
             width: 640,
             height: 480,
             created_ms: id.uploaded_at_ms(),

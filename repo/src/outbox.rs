@@ -15,7 +15,7 @@ use thumbq_contract::{ImageId, ResizeJob, SourceFormat, Step, TraceParent};
 
 use crate::connect::{Pool, on_pool, on_writer};
 use crate::columns::{Lease, parse_id, to_i64};
-use crate::images::insert_live_steps;
+use crate::images::{clear_queued, insert_live_steps};
 use crate::{RepoError, Repository};
 
 impl Repository {
@@ -73,11 +73,7 @@ impl Repository {
         macro_rules! clear {
             ($connection:expr) => {{
                 let mut tx = sqlx::Connection::begin(&mut *$connection).await?;
-                for (id, step) in queued {
-                    let id = id.to_string();
-                    sqlx::query("DELETE FROM outbox WHERE image_id = $1").bind(&id).execute(&mut *tx).await?;
-                    insert_live_steps!(tx, &id, std::slice::from_ref(step));
-                }
+                clear_queued!(tx, queued);
                 tx.commit().await?;
                 Ok::<_, RepoError>(())
             }};
@@ -107,7 +103,7 @@ impl Repository {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("UPDATE outbox SET lease_until_ms = 0, leased_by = NULL WHERE image_id = $1").bind(&id).execute(&mut *tx).await?;
-            insert_live_steps!(tx, &id, step.as_slice());
+            insert_live_steps!(tx, step.map(|step| (id.as_str(), std::slice::from_ref(step))));
             tx.commit().await?;
         });
         Ok(())
@@ -133,7 +129,7 @@ impl Repository {
             .rows_affected()
                 == 1;
             if queued {
-                insert_live_steps!(tx, &id, std::slice::from_ref(step));
+                insert_live_steps!(tx, [(id.as_str(), std::slice::from_ref(step))]);
             }
             tx.commit().await?;
             queued

@@ -110,7 +110,9 @@ impl Repository {
     /// a person retries), if there is one.
     pub async fn same_bytes(&self, owner: &OwnerId, content_hash: &str) -> Result<Option<ImageId>, RepoError> {
         let id: Option<String> = on_pool!(self, pool => {
-            let row = sqlx::query("SELECT id FROM images WHERE owner = $1 AND content_hash = $2 AND deleted_ms IS NULL AND failure IS NULL ORDER BY id LIMIT 1")
+            // Not `ORDER BY id`: the index on (owner, id) would serve that order, and
+            // SQLite, without statistics, would walk all the owner's images in it.
+            let row = sqlx::query("SELECT id FROM images WHERE owner = $1 AND content_hash = $2 AND deleted_ms IS NULL AND failure IS NULL ORDER BY created_ms, id LIMIT 1")
                 .bind(owner.to_string())
                 .bind(content_hash)
                 .fetch_optional(pool)
@@ -153,11 +155,44 @@ mod tests {
         assert_eq!(repo.same_bytes(&alice, &"cd".repeat(32)).await.unwrap(), None, "a deleted image is no duplicate");
     }
 
+    /// Uploads of one owner's same bytes, in requests at once (several web
+    /// servers, or one group commit): one image, whoever checked first.
+    async fn the_same_bytes_sent_at_once_become_one_image(repo: &Repository) {
+        let (owner, hash) = (OwnerId::of_secret(b"at once"), "ab".repeat(32));
+        let same = |owner: OwnerId| {
+            let mut image = uploaded(ImageId::new(), SourceFormat::Jpeg, 10, 10);
+            (image.owner, image.content_hash) = (owner, hash.clone());
+            image
+        };
+        let tries: Vec<_> = (0..8)
+            .map(|_| {
+                let (repo, image) = (repo.clone(), same(owner));
+                tokio::spawn(async move { repo.add_image(&image, &[], None, &Lease::none()).await.unwrap() })
+            })
+            .collect();
+        let mut recorded = 0;
+        for try_ in tries {
+            recorded += usize::from(try_.await.unwrap());
+        }
+        assert_eq!(recorded, 1, "eight requests at once with the same bytes leave one image");
+        let (first, second) = (same(owner), same(owner));
+        assert_eq!(repo.add_images(&[(&first, &[], None), (&second, &[], None)], &Lease::none(), &[]).await.unwrap(), [first.id, second.id], "both are the earlier image's");
+        let (third, fourth) = {
+            let (mut third, mut fourth) = (same(owner), same(owner));
+            (third.content_hash, fourth.content_hash) = ("ef".repeat(32), "ef".repeat(32));
+            (third, fourth)
+        };
+        assert_eq!(repo.add_images(&[(&third, &[], None), (&fourth, &[], None)], &Lease::none(), &[]).await.unwrap(), [fourth.id], "in one commit, the first is recorded");
+        assert!(repo.add_image(&same(OwnerId::of_secret(b"someone else")), &[], None, &Lease::none()).await.unwrap(), "never across owners");
+        assert_eq!(repo.outbox_len().await.unwrap(), 3, "a job for each image recorded, none for the others");
+    }
+
     #[tokio::test]
     async fn sqlite_answers_retries_and_finds_duplicates() {
         let dir = tempfile::tempdir().unwrap();
         let repo = crate::testing::sqlite(&dir).await;
         retries_get_the_first_answer_and_the_same_bytes_are_found(&repo).await;
+        the_same_bytes_sent_at_once_become_one_image(&repo).await;
     }
 
     #[tokio::test]
@@ -165,6 +200,7 @@ mod tests {
         let database = TestDatabase::create().await;
         let repo = crate::testing::postgres(&database).await;
         retries_get_the_first_answer_and_the_same_bytes_are_found(&repo).await;
+        the_same_bytes_sent_at_once_become_one_image(&repo).await;
         repo.close().await;
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thumbq_broker::{PublishError, Publisher, Spool};
-use thumbq_contract::{ImageEvent, ImageId, ResizeJob, Step};
+use thumbq_contract::{ImageEvent, ResizeJob, Step};
 use thumbq_repo::{Lease, Repository};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -56,14 +56,16 @@ impl Route {
 pub struct Dispatcher {
     queue: Queue,
     repo: Repository,
-    /// Commits the records and outbox rows of uploads arriving together as one.
+    /// Commits the records and outbox rows of uploads arriving together as
+    /// one, and with them clears the rows of the jobs the queue took.
     records: crate::group_commit::GroupCommit,
-    /// How each job went, for the task that records it (see [`record_routes`]).
-    routes: mpsc::UnboundedSender<(ImageId, Route, Step)>,
     /// How long a web server may take to send a job before any relay may send it.
     lease: Duration,
     /// A job was left in the outbox: the relay looks now rather than at its next check.
     outbox_filled: Notify,
+    /// Held by each task sending committed jobs; [`Dispatcher::sent`] waits for them all to end.
+    sending: std::sync::Mutex<Option<mpsc::Sender<()>>>,
+    all_sent: tokio::sync::Mutex<mpsc::Receiver<()>>,
     metrics: WebMetrics,
 }
 
@@ -103,11 +105,10 @@ impl Dispatcher {
     }
 
     fn new(queue: Queue, repo: Repository, send_timeout: Duration, metrics: WebMetrics) -> Self {
-        let (routes, taken) = mpsc::unbounded_channel();
-        tokio::spawn(record_routes(repo.clone(), taken));
         let lease = send_timeout + LEASE_MARGIN;
         let records = crate::group_commit::GroupCommit::start(repo.clone(), move |jobs| lease_from_now(send_timeout * jobs as u32 + LEASE_MARGIN));
-        Self { queue, repo, records, routes, lease, outbox_filled: Notify::new(), metrics }
+        let (sending, all_sent) = mpsc::channel(1);
+        Self { queue, repo, records, lease, outbox_filled: Notify::new(), sending: std::sync::Mutex::new(Some(sending)), all_sent: tokio::sync::Mutex::new(all_sent), metrics }
     }
 
     /// A lease on a job for this process, from now.
@@ -116,26 +117,61 @@ impl Dispatcher {
     }
 
     /// Records accepted uploads, each with its job in the outbox leased to
-    /// this process, committed with those of other requests arriving at once.
-    pub async fn record(&self, uploads: crate::group_commit::Uploads) -> Result<(), thumbq_repo::RepoError> {
+    /// this process, committed with those of other requests arriving at once;
+    /// the ids of those not recorded, their owner having the same bytes already.
+    pub async fn record(&self, uploads: crate::group_commit::Uploads) -> crate::group_commit::Recorded {
         self.records.record(uploads).await
     }
 
+    /// Sends the jobs of uploads just committed (each with when its original
+    /// was stored), in a task of its own: their outbox rows hold them already,
+    /// so the client's answer does not wait for the queue.
+    pub fn send_committed(self: &Arc<Self>, jobs: Vec<(ResizeJob, u64)>, received_ms: u64) {
+        let Some(sending) = self.sending.lock().expect("never poisoned: nothing panics holding it").clone() else {
+            // Stopping: the rows' leases run out, and a relay sends the jobs.
+            return;
+        };
+        let dispatcher = Arc::clone(self);
+        tokio::spawn(async move {
+            for (job, stored_ms) in jobs {
+                let route = dispatcher.dispatch(&job).await;
+                let trace_id = job.traceparent.map(|trace| trace.trace_id()).unwrap_or_default();
+                tracing::info!(image.id = %job.image_id, trace_id, ?route, "Accepted an upload and queued its resize job.");
+                dispatcher.metrics.upload_step("stored", stored_ms.saturating_sub(received_ms) as f64 / 1000.0);
+                dispatcher.metrics.upload_step("queued", now_ms().saturating_sub(stored_ms) as f64 / 1000.0);
+            }
+            drop(sending);
+        });
+    }
+
+    /// Waits, for at most one lease, for the jobs being sent when the server
+    /// stops; a job not sent by then is relayed once its lease runs out.
+    pub async fn sent(&self) {
+        drop(self.sending.lock().expect("never poisoned: nothing panics holding it").take());
+        let mut all_sent = self.all_sent.lock().await;
+        let _ = tokio::time::timeout(self.lease, all_sent.recv()).await;
+    }
+
     /// Sends `job`, whose outbox row this process holds, counting the route it
-    /// took. Clearing its row (or freeing it, when the queue refused) is
-    /// recorded by a task of its own: the client's answer does not wait for it.
+    /// took. Its row is cleared with the next commit (the client's answer does
+    /// not wait for it); or, when the queue refused the job, freed for the relay at once.
     pub async fn dispatch(&self, job: &ResizeJob) -> Route {
         let route = match self.send(job).await {
             Ok(route) => route,
             Err(error) => {
                 tracing::warn!(image.id = %job.image_id, %error, "The queue did not take the job; it waits in the outbox.");
+                // Should this fail, the row's lease runs out and a relay sends the job all the same.
+                if let Err(error) = self.repo.job_waits(job.image_id, Some(&step(Route::Outbox.step()))).await {
+                    tracing::warn!(image.id = %job.image_id, %error, "Could not free a job the queue refused; its lease runs out.");
+                }
                 self.outbox_filled.notify_one();
                 Route::Outbox
             }
         };
         self.metrics.dispatched(route.name());
-        // Should the task be gone (the server stopping), the row's lease runs out and a relay sends the job again: harmless.
-        let _ = self.routes.send((job.image_id, route, step(route.step())));
+        if route != Route::Outbox {
+            self.records.queued(job.image_id, step(route.step()));
+        }
         route
     }
 
@@ -217,9 +253,7 @@ impl Dispatcher {
                 Ok(route) => {
                     self.metrics.dispatched(route.name());
                     tracing::info!(image.id = %job.image_id, "Relayed a job from the outbox to the queue.");
-                    if let Err(error) = self.repo.job_queued(job.image_id, &step(relayed(route))).await {
-                        tracing::warn!(image.id = %job.image_id, %error, "Could not clear a relayed job from the outbox; it will be sent again.");
-                    }
+                    self.records.queued(job.image_id, step(relayed(route)));
                 }
                 Err(error) => {
                     for job in std::iter::once(job).chain(jobs) {
@@ -261,29 +295,6 @@ impl Dispatcher {
 
 fn lease_from_now(lease: Duration) -> Lease {
     Lease { holder: crate::instance::INSTANCE.clone(), until_ms: now_ms() + lease.as_millis() as u64 }
-}
-
-/// Records how each job went: the outbox rows of those queued go, with their
-/// step, all that arrived meanwhile in one transaction (under load, one commit
-/// for many uploads); those the queue refused are freed for the relay.
-async fn record_routes(repo: Repository, mut taken: mpsc::UnboundedReceiver<(ImageId, Route, Step)>) {
-    const MOST_AT_ONCE: usize = 256;
-    let mut batch = Vec::with_capacity(MOST_AT_ONCE);
-    while taken.recv_many(&mut batch, MOST_AT_ONCE).await > 0 {
-        let (waiting, queued): (Vec<_>, Vec<_>) = batch.drain(..).partition(|(_, route, _)| *route == Route::Outbox);
-        let queued: Vec<(ImageId, Step)> = queued.into_iter().map(|(id, _, step)| (id, step)).collect();
-        if !queued.is_empty() {
-            if let Err(error) = repo.jobs_queued(&queued).await {
-                // The rows stay leased until their lease runs out; then a relay sends the jobs again, which is harmless.
-                tracing::warn!(jobs = queued.len(), %error, "Could not record that jobs were queued; they will be sent again.");
-            }
-        }
-        for (id, _, step) in waiting {
-            if let Err(error) = repo.job_waits(id, Some(&step)).await {
-                tracing::warn!(image.id = %id, %error, "Could not free a job the queue refused; its lease runs out.");
-            }
-        }
-    }
 }
 
 /// How long past its send timeout a job stays with the web server that took it.

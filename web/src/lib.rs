@@ -130,7 +130,9 @@ impl Application {
         };
         let limits = self.state.settings.connection_limits();
         let trusted_proxies = self.state.settings.trusted_proxies.clone();
+        let dispatcher = Arc::clone(&self.state.dispatcher);
         server::serve(self.listener, router(self.state), limits, &trusted_proxies, shutdown).await;
+        dispatcher.sent().await;
         let _ = relay.await;
         Ok(())
     }

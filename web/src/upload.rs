@@ -3,10 +3,10 @@
 //! A file is never held in memory: chunks go straight to `incoming/{id}.part`
 //! while the first bytes tell its format and its hash is taken. Only when
 //! every file of the request is complete and recognised are they moved to
-//! `originals/`; each then gets its record in the repository, and only when
-//! every job is queued (confirmed by RabbitMQ, or on disk in the outbox) does
-//! the client hear "accepted". Whatever goes wrong, including the client
-//! hanging up, leaves no file and no record behind.
+//! `originals/`; each then gets its record in the repository, committed with
+//! its job's outbox row, and only then does the client hear "accepted": the
+//! job reaches the queue from the outbox, whatever happens next. Whatever goes
+//! wrong before, including the client hanging up, leaves no file and no record behind.
 //!
 //! Every upload has an owner: the key the request presents (bearer token,
 //! then cookie), or a new one given back as a cookie (and, to an API client,
@@ -346,7 +346,8 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
             }
         }
     }
-    let bytes = fresh.iter().map(|(file, _)| file.size).sum();
+    let mut bytes = fresh.iter().map(|(file, _)| file.size).sum();
+    let sent: std::collections::HashMap<ImageId, (String, u64)> = fresh.iter().map(|(file, _)| (file.id, (file.content_hash.clone(), file.size))).collect();
     let mut originals = Vec::with_capacity(fresh.len());
     for (file, delete_token_hash) in fresh {
         match file.store(&app.store, owner, delete_token_hash).await {
@@ -359,31 +360,37 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
             }
         }
     }
-    // Recorded and queued in a task of its own: a client hanging up now must
-    // not cancel it halfway, leaving a queued job whose original the guards delete.
+    // Recorded in a task of its own: a client hanging up now must not cancel
+    // it halfway, leaving a committed record whose original the guards delete.
     let dispatcher = Arc::clone(&app.dispatcher);
-    let metrics = app.metrics.clone();
-    tokio::spawn(async move {
-        if let Err(error) = record(&dispatcher, &originals, received_ms).await {
-            for original in originals {
-                original.discard().await;
+    let skipped = tokio::spawn(async move {
+        let skipped = match record(&dispatcher, &originals, received_ms).await {
+            Ok(skipped) => skipped,
+            Err(error) => {
+                for original in originals {
+                    original.discard().await;
+                }
+                return Err(error);
             }
-            return Err(error);
+        };
+        let (kept, skipped_originals): (Vec<_>, Vec<_>) = originals.into_iter().partition(|original| !skipped.contains(&original.image.id));
+        for original in skipped_originals {
+            original.discard().await;
         }
-        // Committed: accepted, whatever happens next. The originals are theirs to keep.
-        let accepted: Vec<(ResizeJob, u64)> = originals.into_iter().map(StoredOriginal::keep).collect();
-        for (job, stored_ms) in accepted {
-            let route = dispatcher.dispatch(&job).await;
-            let trace_id = job.traceparent.map(|trace| trace.trace_id()).unwrap_or_default();
-            tracing::info!(image.id = %job.image_id, trace_id, ?route, "Accepted an upload and queued its resize job.");
-            let queued_ms = now_ms();
-            metrics.upload_step("stored", stored_ms.saturating_sub(received_ms) as f64 / 1000.0);
-            metrics.upload_step("queued", queued_ms.saturating_sub(stored_ms) as f64 / 1000.0);
-        }
-        Ok::<_, AppError>(())
+        // Committed: accepted, whatever happens next. The originals are theirs to
+        // keep, and the outbox has their jobs: the answer need not wait for the queue.
+        dispatcher.send_committed(kept.into_iter().map(StoredOriginal::keep).collect(), received_ms);
+        Ok::<_, AppError>(skipped)
     })
     .await
     .map_err(anyhow::Error::from)??;
+    // Bytes another request of the owner's recorded first, a moment ago: its image answers for them.
+    for kept in order.iter_mut().filter(|kept| skipped.contains(&kept.id)) {
+        let (hash, size) = &sent[&kept.id];
+        let existing = app.repo.same_bytes(&owner, hash).await?.ok_or_else(|| anyhow::anyhow!("the image that holds the same bytes as {} was removed as they were sent", kept.name))?;
+        bytes -= size;
+        *kept = Kept { id: existing, name: std::mem::take(&mut kept.name), duplicate_of: Some(existing), delete_token: None };
+    }
     Ok(Accepted { images: order, refused, bytes })
 }
 
@@ -477,14 +484,14 @@ async fn stream_file(
 /// Records the request's images, each with the web server's steps so far and
 /// its job in the outbox, in one transaction (shared with other requests
 /// arriving at once): from its commit on, the uploads are accepted, and no
-/// crash loses their jobs.
-async fn record(dispatcher: &crate::dispatch::Dispatcher, originals: &[StoredOriginal], received_ms: u64) -> Result<(), AppError> {
+/// crash loses their jobs. Returns the ids of those not recorded because
+/// their owner's same bytes were recorded first, by another request.
+async fn record(dispatcher: &crate::dispatch::Dispatcher, originals: &[StoredOriginal], received_ms: u64) -> Result<Vec<ImageId>, AppError> {
     let uploads = originals
         .iter()
         .map(|original| (original.image.clone(), vec![crate::instance::step("received", received_ms), crate::instance::step("stored", original.stored_ms)], original.job.traceparent))
         .collect();
-    dispatcher.record(uploads).await?;
-    Ok(())
+    Ok(dispatcher.record(uploads).await?)
 }
 
 /// Marks `parts` as still being written.

@@ -106,8 +106,14 @@ impl TestServer {
         found
     }
 
-    /// How many jobs wait in the embedded queue that name `id`.
-    fn queued_jobs_of(&self, id: &str) -> usize {
+    /// How many jobs wait in the embedded queue that name `id`, once every
+    /// job accepted is there (sent after the answer, out of the outbox).
+    async fn queued_jobs_of(&self, id: &str) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.state.repo.outbox_len().await.unwrap() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the outbox still holds jobs after 10 s");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let ready = self.data_dir.path().join("spool/jobs/ready");
         std::fs::read_dir(ready).unwrap().flatten().filter(|entry| std::fs::read_to_string(entry.path()).unwrap().contains(id)).count()
     }
@@ -278,7 +284,7 @@ async fn only_the_owner_can_delete_and_then_nothing_of_the_image_is_left() {
     let image = &answer["images"][0];
     let (id, token) = (image["id"].as_str().unwrap(), image["owner_key"].as_str().unwrap());
     let page = format!("/images/{id}");
-    assert_eq!(server.queued_jobs_of(id), 1);
+    assert_eq!(server.queued_jobs_of(id).await, 1);
     let (stranger, _) = server.upload(1, &[]).await;
     let stranger = bearer(stranger["images"][0]["owner_key"].as_str().unwrap());
 
@@ -287,13 +293,13 @@ async fn only_the_owner_can_delete_and_then_nothing_of_the_image_is_left() {
     assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
     assert_eq!(server.delete(&page, &[(header::AUTHORIZATION, &stranger)]).await.status(), StatusCode::FORBIDDEN);
     assert_eq!(server.get(&page, &[]).await.status(), StatusCode::OK, "nothing changed");
-    assert_eq!(server.queued_jobs_of(id), 1);
+    assert_eq!(server.queued_jobs_of(id).await, 1);
 
     assert_eq!(server.delete(&page, &[(header::AUTHORIZATION, &bearer(token))]).await.status(), StatusCode::NO_CONTENT);
 
     assert_eq!(server.files_naming(id), Vec::<String>::new(), "no file under the data directory names the image");
     // A delete reads no queue: the job stays, and the worker that takes it finds the record deleted and acks it without work.
-    assert_eq!(server.queued_jobs_of(id), 1);
+    assert_eq!(server.queued_jobs_of(id).await, 1);
     for path in [page.clone(), format!("/api/images/{id}"), format!("/thumbs/{id}/small")] {
         assert_eq!(server.get(&path, &[]).await.status(), StatusCode::GONE, "{path}");
     }
@@ -419,12 +425,20 @@ async fn a_retried_request_gets_its_first_answer_and_the_same_photo_again_is_the
     let id = answer["images"][0]["id"].as_str().unwrap();
     let (again, _) = server.upload_files(std::slice::from_ref(&photo), std::slice::from_ref(&auth)).await;
     assert_eq!((again["images"][0]["id"].as_str(), again["images"][0]["duplicate_of"].as_str()), (Some(id), Some(id)), "{again}");
-    assert_eq!(server.queued_jobs_of(id), 1);
+    assert_eq!(server.queued_jobs_of(id).await, 1);
     // Twice in one request: the second is the first.
     let (twice, _) = server.upload_files(&[distinct_png(), photo.clone()], std::slice::from_ref(&auth)).await;
     assert!(twice["images"][0]["duplicate_of"].is_null() && twice["images"][1]["duplicate_of"] == id, "{twice}");
     let page = text(server.get("/", std::slice::from_ref(&auth)).await).await;
     assert!(page.contains("(3)"), "the first upload, the photo once, the new one: {page}");
+    // New bytes in requests sent at once (the page sends files in parallel): one image, whichever was first.
+    let photo = distinct_png();
+    let answers = futures_util::future::join_all((0..4).map(|_| server.upload_files(std::slice::from_ref(&photo), std::slice::from_ref(&auth)))).await;
+    let ids: std::collections::HashSet<_> = answers.iter().map(|(answer, _)| answer["images"][0]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 1, "{answers:?}");
+    assert_eq!(answers.iter().filter(|(answer, _)| answer["images"][0]["duplicate_of"].is_null()).count(), 1, "one made it, the others name it: {answers:?}");
+    let originals = std::fs::read_dir(server.data_dir.path().join("originals")).unwrap().count();
+    assert_eq!(originals, 4, "the copies' originals are gone before their answers");
 
     // Never across owners: a stranger's copy is their own image, and says nothing of ours.
     let (strangers, _) = server.upload_files(std::slice::from_ref(&photo), &[]).await;
