@@ -263,17 +263,25 @@ impl Repository {
     /// The same commit clears the outbox rows of the jobs in `queued`, which
     /// the queue took meanwhile (see [`Repository::jobs_queued`]), adding each one's step.
     pub async fn add_images(&self, uploads: &[(&NewImage, &[Step], Option<TraceParent>)], lease: &Lease, queued: &[(ImageId, Step)]) -> Result<Vec<ImageId>, RepoError> {
+        /// One upload, its columns as they are bound.
+        struct Row<'a> {
+            image: &'a NewImage,
+            steps: &'a [Step],
+            id: String,
+            owner: String,
+            trace: Option<String>,
+        }
         // The same bytes twice in one batch (two requests at once): the first is recorded.
         let mut seen = std::collections::HashSet::new();
         let (first, again): (Vec<_>, Vec<_>) = uploads.iter().partition(|(image, _, _)| seen.insert((image.owner, image.content_hash.as_str())));
-        let ids: Vec<String> = first.iter().map(|(image, _, _)| image.id.to_string()).collect();
-        let owners: Vec<String> = first.iter().map(|(image, _, _)| image.owner.to_string()).collect();
-        let traces: Vec<Option<String>> = first.iter().map(|(_, _, trace)| trace.map(|trace| trace.to_string())).collect();
-        let rows: Vec<_> = first.iter().zip(&ids).zip(owners.iter().zip(&traces)).map(|(((image, steps, _), id), (owner, trace))| (*image, *steps, id.as_str(), owner.as_str(), trace.as_deref())).collect();
-        let mut locks: Vec<String> = rows.iter().map(|(image, _, _, owner, _)| format!("{owner}:{}", image.content_hash)).collect();
+        let rows: Vec<Row> = first
+            .iter()
+            .map(|(image, steps, trace)| Row { image, steps, id: image.id.to_string(), owner: image.owner.to_string(), trace: trace.map(|trace| trace.to_string()) })
+            .collect();
+        let mut locks: Vec<String> = rows.iter().map(|row| format!("{}:{}", row.owner, row.image.content_hash)).collect();
         // Taken in one order by every transaction, so that two never wait for each other.
         locks.sort_unstable();
-        let inserted: Vec<String> = on_writer!(self, pool => {
+        let inserted: std::collections::HashSet<String> = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             if self.is_shared() && !locks.is_empty() {
                 // PostgreSQL calls a volatile function of the select list after the sort.
@@ -284,15 +292,17 @@ impl Repository {
                 query.push(") AS keys ORDER BY column1");
                 query.build().execute(&mut *tx).await?;
             }
-            let mut inserted = Vec::with_capacity(rows.len());
+            let mut inserted = std::collections::HashSet::with_capacity(rows.len());
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let mut query = sqlx::QueryBuilder::new(
                     "INSERT INTO images (id, owner, name, format, bytes, content_hash, width, height, created_ms, delete_token_hash) \
                      SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10 FROM (",
                 );
-                query.push_values(chunk, |mut row, (image, _, id, owner, _)| {
-                    row.push_bind(*id)
-                        .push_bind(*owner)
+                query.push_values(chunk, |mut values, row| {
+                    let image = row.image;
+                    values
+                        .push_bind(row.id.as_str())
+                        .push_bind(row.owner.as_str())
                         .push_bind(&image.name)
                         .push_bind(image.format.code())
                         .push_bind(to_i64(image.bytes))
@@ -307,23 +317,23 @@ impl Repository {
                      RETURNING id",
                 );
                 for row in query.build().fetch_all(&mut *tx).await? {
-                    inserted.push(row.try_get::<String, _>(0)?);
+                    inserted.insert(row.try_get::<String, _>(0)?);
                 }
             }
-            let recorded: Vec<_> = rows.iter().filter(|(_, _, id, _, _)| inserted.iter().any(|inserted| inserted == id)).collect();
+            let recorded: Vec<&Row> = rows.iter().filter(|row| inserted.contains(&row.id)).collect();
             for chunk in recorded.chunks(ROWS_PER_STATEMENT) {
                 let mut query = sqlx::QueryBuilder::new("INSERT INTO outbox (image_id, traceparent, queued_ms, lease_until_ms, leased_by) ");
-                query.push_values(chunk, |mut row, (image, _, id, _, trace)| {
-                    row.push_bind(*id).push_bind(*trace).push_bind(to_i64(image.created_ms)).push_bind(to_i64(lease.until_ms)).push_bind(&lease.holder);
+                query.push_values(chunk, |mut values, row| {
+                    values.push_bind(row.id.as_str()).push_bind(row.trace.as_deref()).push_bind(to_i64(row.image.created_ms)).push_bind(to_i64(lease.until_ms)).push_bind(&lease.holder);
                 });
                 query.build().execute(&mut *tx).await?;
             }
-            insert_live_steps!(tx, recorded.iter().map(|(_, steps, id, _, _)| (*id, *steps)));
+            insert_live_steps!(tx, recorded.iter().map(|row| (row.id.as_str(), row.steps)));
             clear_queued!(tx, queued);
             tx.commit().await?;
             inserted
         });
-        let skipped = first.iter().map(|(image, _, _)| image.id).filter(|id| !inserted.contains(&id.to_string()));
+        let skipped = rows.iter().filter(|row| !inserted.contains(&row.id)).map(|row| row.image.id);
         Ok(skipped.chain(again.iter().map(|(image, _, _)| image.id)).collect())
     }
 

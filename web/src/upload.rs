@@ -347,7 +347,6 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
         }
     }
     let mut bytes = fresh.iter().map(|(file, _)| file.size).sum();
-    let sent: std::collections::HashMap<ImageId, (String, u64)> = fresh.iter().map(|(file, _)| (file.id, (file.content_hash.clone(), file.size))).collect();
     let mut originals = Vec::with_capacity(fresh.len());
     for (file, delete_token_hash) in fresh {
         match file.store(&app.store, owner, delete_token_hash).await {
@@ -363,7 +362,7 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
     // Recorded in a task of its own: a client hanging up now must not cancel
     // it halfway, leaving a committed record whose original the guards delete.
     let dispatcher = Arc::clone(&app.dispatcher);
-    let skipped = tokio::spawn(async move {
+    let late = tokio::spawn(async move {
         let skipped = match record(&dispatcher, &originals, received_ms).await {
             Ok(skipped) => skipped,
             Err(error) => {
@@ -373,21 +372,23 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
                 return Err(error);
             }
         };
-        let (kept, skipped_originals): (Vec<_>, Vec<_>) = originals.into_iter().partition(|original| !skipped.contains(&original.image.id));
-        for original in skipped_originals {
+        let (kept, skipped): (Vec<_>, Vec<_>) = originals.into_iter().partition(|original| !skipped.contains(&original.image.id));
+        let mut late = Vec::with_capacity(skipped.len());
+        for original in skipped {
+            late.push((original.image.id, original.image.content_hash.clone(), original.image.bytes));
             original.discard().await;
         }
         // Committed: accepted, whatever happens next. The originals are theirs to
         // keep, and the outbox has their jobs: the answer need not wait for the queue.
         dispatcher.send_committed(kept.into_iter().map(StoredOriginal::keep).collect(), received_ms);
-        Ok::<_, AppError>(skipped)
+        Ok::<_, AppError>(late)
     })
     .await
     .map_err(anyhow::Error::from)??;
     // Bytes another request of the owner's recorded first, a moment ago: its image answers for them.
-    for kept in order.iter_mut().filter(|kept| skipped.contains(&kept.id)) {
-        let (hash, size) = &sent[&kept.id];
-        let existing = app.repo.same_bytes(&owner, hash).await?.ok_or_else(|| anyhow::anyhow!("the image that holds the same bytes as {} was removed as they were sent", kept.name))?;
+    for (id, hash, size) in late {
+        let kept = order.iter_mut().find(|kept| kept.id == id).expect("each stored file is in the request's order");
+        let existing = app.repo.same_bytes(&owner, &hash).await?.ok_or_else(|| anyhow::anyhow!("the image that holds the same bytes as {} was removed as they were sent", kept.name))?;
         bytes -= size;
         *kept = Kept { id: existing, name: std::mem::take(&mut kept.name), duplicate_of: Some(existing), delete_token: None };
     }
