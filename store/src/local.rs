@@ -130,9 +130,16 @@ pub fn list(storage: &Storage, listing: Listing) -> io::Result<Vec<ImageId>> {
     Ok(ids)
 }
 
+/// Makes the complete upload at `part` the original of `id`, durably.
+///
+/// Renamed first, flushed after: nothing reads an original before its image
+/// is recorded, and that waits for this to return, so a crash leaves at worst
+/// an original no record names, which the reconciler removes. In this order
+/// one journal commit carries the file's bytes and its new name, and the
+/// directory's fsync finds them committed: one commit per upload, not two.
 pub fn store_original(storage: &Storage, id: ImageId, part: &Path) -> io::Result<()> {
     let original = storage.path(&StorageKey::Original(id));
     std::fs::rename(part, &original)?;
-    // The rename, too, must survive a power cut before the upload counts as stored.
+    std::fs::File::open(&original)?.sync_all()?;
     sync_dir(original.parent().unwrap_or(Path::new(".")))
 }

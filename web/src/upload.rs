@@ -474,8 +474,8 @@ async fn stream_file(
         Some(format) => format,
         None => SourceFormat::sniff(&head).ok_or_else(|| AppError::NotAnImage { file: file.clone() })?,
     };
-    // The upload is acknowledged only once its bytes are on disk.
-    out.sync_all().await?;
+    // Not flushed here: storing it as the original does (locally), or sends it away (a bucket).
+    out.flush().await?;
     drop(out);
     let (width, height) = check_dimensions(part.path(), format, file.clone(), limits).await?;
     let content_hash = hash.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
