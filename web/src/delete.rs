@@ -52,7 +52,7 @@ async fn delete_as_owner(app: &AppState, id: &str, headers: &HeaderMap) -> Resul
         let record = app.repo.image(id).await?.ok_or(AppError::UnknownImage)?;
         return Err(if record.state() == ImageState::Deleted { AppError::Deleted } else { AppError::OtherImagesToken });
     }
-    let (key, _) = presented_key(headers)?.ok_or(AppError::NoKey)?;
+    let (key, _) = presented_key(headers, app.settings.secure_cookies)?.ok_or(AppError::NoKey)?;
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
     let record = app.repo.image(id).await?.ok_or(AppError::UnknownImage)?;
     if record.state() == ImageState::Deleted {

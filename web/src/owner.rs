@@ -125,10 +125,15 @@ pub enum KeySource {
 /// something and cannot); a cookie that is no key is ignored, as if absent.
 /// Another scheme (the dashboard's Basic credentials, which a browser then
 /// sends everywhere below `/`, or a proxy's) is not about owners: the cookie decides.
-pub fn presented_key(headers: &HeaderMap) -> Result<Option<(OwnerKey, KeySource)>, AppError> {
+///
+/// Only the cookie this server gives (`secure_cookies` says which) counts:
+/// behind TLS a plain `thumbq_owner`, which a sibling subdomain can plant,
+/// would otherwise make a visitor's uploads the planter's.
+pub fn presented_key(headers: &HeaderMap, secure_cookies: bool) -> Result<Option<(OwnerKey, KeySource)>, AppError> {
     if let Some(token) = bearer(headers) {
         return OwnerKey::parse(token).map(|key| Some((key, KeySource::Bearer))).ok_or(AppError::BadKey);
     }
+    let ours = if secure_cookies { SECURE_COOKIE } else { COOKIE };
     let from_cookie = headers
         .get_all(header::COOKIE)
         .iter()
@@ -136,15 +141,15 @@ pub fn presented_key(headers: &HeaderMap) -> Result<Option<(OwnerKey, KeySource)
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE || name == SECURE_COOKIE).then_some(value)
+            (name == ours).then_some(value)
         })
         .find_map(OwnerKey::parse);
     Ok(from_cookie.map(|key| (key, KeySource::Cookie)))
 }
 
 /// The owner a request proves to be, if any; for pages, where a bad token only means "a stranger".
-pub fn caller(headers: &HeaderMap) -> Option<OwnerId> {
-    presented_key(headers).ok().flatten().map(|(key, _)| key.owner())
+pub fn caller(headers: &HeaderMap, secure_cookies: bool) -> Option<OwnerId> {
+    presented_key(headers, secure_cookies).ok().flatten().map(|(key, _)| key.owner())
 }
 
 #[cfg(test)]
@@ -167,20 +172,36 @@ mod tests {
         let (cookie, bearer) = (OwnerKey::generate(), OwnerKey::generate());
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::try_from(format!("theme=dark; {COOKIE}={}", cookie.as_str())).unwrap());
-        let (found, source) = presented_key(&headers).unwrap().unwrap();
+        let (found, source) = presented_key(&headers, false).unwrap().unwrap();
         assert_eq!((found.as_str(), source), (cookie.as_str(), KeySource::Cookie));
 
         headers.insert(header::AUTHORIZATION, HeaderValue::try_from(format!("Bearer {}", bearer.as_str())).unwrap());
-        let (found, source) = presented_key(&headers).unwrap().unwrap();
+        let (found, source) = presented_key(&headers, false).unwrap().unwrap();
         assert_eq!((found.as_str(), source), (bearer.as_str(), KeySource::Bearer));
 
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer nonsense"));
-        assert!(matches!(presented_key(&headers), Err(AppError::BadKey)));
+        assert!(matches!(presented_key(&headers, false), Err(AppError::BadKey)));
 
         // The dashboard's Basic credentials ride along on every request: the cookie still counts.
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic OnNlY3JldA=="));
-        let (found, source) = presented_key(&headers).unwrap().unwrap();
+        let (found, source) = presented_key(&headers, false).unwrap().unwrap();
         assert_eq!((found.as_str(), source), (cookie.as_str(), KeySource::Cookie));
+    }
+
+    #[test]
+    fn behind_tls_only_the_host_cookie_counts_so_a_planted_plain_one_is_ignored() {
+        let (ours, planted) = (OwnerKey::generate(), OwnerKey::generate());
+        let mut headers = HeaderMap::new();
+        // A sibling subdomain's `thumbq_owner` (Domain=.example.com) arrives first, before the visitor's own.
+        headers.insert(header::COOKIE, HeaderValue::try_from(format!("{COOKIE}={}; {SECURE_COOKIE}={}", planted.as_str(), ours.as_str())).unwrap());
+        let (found, _) = presented_key(&headers, true).unwrap().unwrap();
+        assert_eq!(found.as_str(), ours.as_str());
+        // A visitor with no key of their own yet: the planted one is no key at all.
+        headers.insert(header::COOKIE, HeaderValue::try_from(format!("{COOKIE}={}", planted.as_str())).unwrap());
+        assert!(presented_key(&headers, true).unwrap().is_none());
+        // Without TLS the server gives the plain cookie, and reads only that one.
+        headers.insert(header::COOKIE, HeaderValue::try_from(format!("{SECURE_COOKIE}={}", planted.as_str())).unwrap());
+        assert!(presented_key(&headers, false).unwrap().is_none());
     }
 
     #[test]

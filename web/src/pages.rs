@@ -51,7 +51,7 @@ pub struct IndexQuery {
 /// `GET /`: the upload form, and the visitor's own uploads, newest first. It works without JavaScript.
 pub async fn index(State(app): State<AppState>, headers: HeaderMap, Query(query): Query<IndexQuery>) -> Result<Response, AppError> {
     let settings = &app.settings;
-    let caller = owner::caller(&headers);
+    let caller = owner::caller(&headers, app.settings.secure_cookies);
     let page_number = query.page.unwrap_or(1).max(1);
     let (records, total) = match &caller {
         Some(owner) => app.repo.images_of(owner, (page_number - 1).saturating_mul(UPLOADS_PER_PAGE), UPLOADS_PER_PAGE).await?,
@@ -165,7 +165,7 @@ struct StepView {
 /// `GET /images/{id}`: the three sizes, each a placeholder until its thumbnail is ready.
 pub async fn image(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
-    let (image, timeline) = ImageView::load(&app, id, owner::caller(&headers).as_ref()).await?;
+    let (image, timeline) = ImageView::load(&app, id, owner::caller(&headers, app.settings.secure_cookies).as_ref()).await?;
     let total_ms = match (timeline.first(), timeline.last()) {
         (Some(first), Some(last)) => last.at.saturating_sub(first.at),
         _ => 0,
@@ -211,7 +211,7 @@ pub async fn batch(State(app): State<AppState>, Query(query): Query<BatchQuery>,
             ids.push(id);
         }
     }
-    batch_page(&app, &ids, owner::caller(&headers).as_ref(), Vec::new()).await
+    batch_page(&app, &ids, owner::caller(&headers, app.settings.secure_cookies).as_ref(), Vec::new()).await
 }
 
 /// The page of the images of one upload, with the reasons its other files were refused.

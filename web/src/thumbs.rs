@@ -90,7 +90,7 @@ const IMAGE_STATE: header::HeaderName = header::HeaderName::from_static("x-image
 pub async fn original(State(app): State<AppState>, Path(id): Path<String>, request: Request) -> Result<Response, AppError> {
     let id: ImageId = id.parse().map_err(|_| AppError::NotFound)?;
     let record = app.repo.image(id).await?.ok_or(AppError::NotFound)?;
-    if !record.is_owned_by(owner::caller(request.headers()).as_ref()) {
+    if !record.is_owned_by(owner::caller(request.headers(), app.settings.secure_cookies).as_ref()) {
         return Err(AppError::NotFound);
     }
     let format = record.format.ok_or(AppError::NotFound)?;

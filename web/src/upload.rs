@@ -182,7 +182,7 @@ fn replayed(answer: String) -> Response {
 async fn admit(app: &AppState, request: Request) -> Result<((OwnerKey, Option<KeySource>), BoundedForm), AppError> {
     // Another site's form must not upload in a visitor's name, nor give them a new key.
     crate::same_origin::check(request.headers())?;
-    let key = match presented_key(request.headers())? {
+    let key = match presented_key(request.headers(), app.settings.secure_cookies)? {
         Some((key, source)) => (key, Some(source)),
         None => (OwnerKey::generate(), None),
     };

@@ -179,6 +179,29 @@ async fn an_upload_gives_a_browser_an_http_only_cookie_and_an_api_client_its_own
 }
 
 #[tokio::test]
+async fn behind_tls_a_planted_plain_cookie_neither_takes_a_visitors_uploads_nor_becomes_their_key() {
+    let server = TestServer::start_with(|settings| settings.secure_cookies = true).await;
+    // The planter's own key, which a sibling subdomain sets as a plain `thumbq_owner` cookie for the parent domain.
+    let (planters, _) = server.upload(1, &[]).await;
+    let planted = planters["images"][0]["owner_key"].as_str().unwrap().to_owned();
+    let (_, victims) = server.upload(1, &[]).await;
+    let victims = cookie_pair(&victims.unwrap());
+    assert!(victims.starts_with("__Host-thumbq_owner="), "{victims}");
+
+    for cookies in [format!("thumbq_owner={planted}; {victims}"), format!("thumbq_owner={planted}")] {
+        let (answer, reissued) = server.upload(1, &[(header::COOKIE, &cookies)]).await;
+        let page = answer["images"][0]["page"].as_str().unwrap().to_owned();
+        assert_ne!(cookie_pair(&reissued.unwrap()), format!("__Host-thumbq_owner={planted}"), "the planted key is never given back as the visitor's own");
+        let response = server.delete(&page, &[(header::AUTHORIZATION, &bearer(&planted))]).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "the planter cannot delete the visitor's upload ({cookies})");
+    }
+    // The visitor's own cookie still deletes what it uploaded.
+    let (answer, _) = server.upload(1, &[(header::COOKIE, &format!("thumbq_owner={planted}; {victims}"))]).await;
+    let response = server.delete(answer["images"][0]["page"].as_str().unwrap(), &[(header::COOKIE, &victims)]).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
 async fn another_site_cannot_upload_in_a_visitors_name_nor_replace_their_key() {
     let server = TestServer::start().await;
     let mut body = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n\r\n").into_bytes();
