@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use thumbq_contract::{Storage, Topology};
+use thumbq_contract::{RetryDelays, Storage, Topology};
 use thumbq_repo::{DatabaseSettings, Location};
 use thumbq_store::{Store, StoreSettings};
 
@@ -24,6 +24,11 @@ pub struct Deployment {
     #[arg(long, env = "THUMBQ_QUEUE", default_value = Topology::DEFAULT_QUEUE, value_parser = Topology::check_queue_name)]
     pub queue: String,
 
+    /// Seconds a job waits after each failed try before the next, one delay per gap between
+    /// its five tries (with RabbitMQ, each delay is a queue of its own, named after it).
+    #[arg(long, env = "THUMBQ_RETRY_DELAYS_SECS", default_value_t = RetryDelays::default())]
+    pub retry_delays_secs: RetryDelays,
+
     #[command(flatten)]
     pub store: StoreSettings,
 
@@ -34,7 +39,20 @@ pub struct Deployment {
 impl Deployment {
     /// `amqp_url` `None` is embedded mode.
     pub fn new(data_dir: impl Into<PathBuf>, amqp_url: Option<String>, queue: impl Into<String>) -> Self {
-        Self { data_dir: data_dir.into(), amqp_url, queue: queue.into(), store: StoreSettings::default(), database: DatabaseSettings::default() }
+        Self {
+            data_dir: data_dir.into(),
+            amqp_url,
+            queue: queue.into(),
+            retry_delays_secs: RetryDelays::default(),
+            store: StoreSettings::default(),
+            database: DatabaseSettings::default(),
+        }
+    }
+
+    /// This deployment, its failed tries waiting `retry_delays` rather than the default's.
+    pub fn with_retry_delays(mut self, retry_delays: RetryDelays) -> Self {
+        self.retry_delays_secs = retry_delays;
+        self
     }
 
     /// This deployment, storing in `store` rather than the data directory.
@@ -66,7 +84,7 @@ impl Deployment {
     }
 
     pub fn topology(&self) -> Topology {
-        Topology::new(self.queue.clone())
+        Topology::new(self.queue.clone()).with_retry_delays(self.retry_delays_secs.clone())
     }
 }
 

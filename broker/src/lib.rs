@@ -40,6 +40,18 @@ pub fn job_properties(job: &thumbq_contract::ResizeJob) -> lapin::BasicPropertie
     properties
 }
 
+/// The header of a job sent again (after a delay, or postponed) that says how
+/// many tries it had before: a message sent again starts its own delivery count.
+pub const TRIES_HEADER: &str = "x-thumbq-tries";
+
+/// [`job_properties`], for a job sent again after `tries` tries.
+pub fn job_properties_after(job: &thumbq_contract::ResizeJob, tries: u32) -> lapin::BasicProperties {
+    let properties = job_properties(job);
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    headers.insert(TRIES_HEADER.into(), lapin::types::AMQPValue::LongUInt(tries));
+    properties.with_headers(headers)
+}
+
 /// How long one node of a cluster may take to accept a connection before the next is tried.
 const NODE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -77,7 +89,7 @@ pub fn node_urls(urls: &str) -> impl Iterator<Item = &str> {
     urls.split(',').map(str::trim).filter(|url| !url.is_empty())
 }
 
-/// Declares the resize queue, its dead-letter exchange and queue, and the events exchange.
+/// Declares the resize queue, its retry queues, its dead-letter exchange and queue, and the events exchange.
 ///
 /// Declaring is idempotent, so every process does it on every (re)connect.
 pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<(), lapin::Error> {
@@ -90,6 +102,10 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
         .queue_bind(dead_letter_queue.as_str().into(), dead_letter_exchange.as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default())
         .await?;
     channel.queue_declare(topology.resize_queue().into(), durable, field_table(topology.resize_queue_arguments())).await?;
+    for &delay_secs in topology.retry_delays().secs() {
+        let retry_queue = topology.retry_queue(delay_secs);
+        channel.queue_declare(retry_queue.as_str().into(), durable, field_table(topology.retry_queue_arguments(delay_secs))).await?;
+    }
     declare_fanout(channel, &topology.events_exchange()).await
 }
 

@@ -90,6 +90,14 @@ impl Spool {
                 listed_again = true;
                 continue;
             };
+            // Keys are in time order: a job to be tried later waits, and so do those after it.
+            if due_ms(&key) > now_ms() {
+                self.lock_listed().clear();
+                if listed_again {
+                    return Ok(None);
+                }
+                continue;
+            }
             let from = self.ready_path(&key);
             let to = self.claimed_dir().join(format!("{key}.job"));
             match fs::rename(&from, &to) {
@@ -123,13 +131,12 @@ impl Spool {
         Ok(())
     }
 
-    /// Puts the job back at the end of the queue, counting the failed attempt.
-    pub fn retry_later(&self, claim: Claim) -> io::Result<()> {
-        let key = new_key(claim.attempts + 1);
+    /// Puts the job back, counting the failed attempt, to be taken no sooner than `after` from now.
+    pub fn retry_later(&self, claim: Claim, after: std::time::Duration) -> io::Result<()> {
+        let key = key_at(now_ms() + after.as_millis(), claim.attempts + 1);
         fs::rename(&claim.path, self.ready_path(&key))?;
-        sync_dir(&self.root.join("ready"))?;
-        self.lock_listed().push_back(key);
-        Ok(())
+        // Not added to this handle's list: it is not due yet; a later listing finds it.
+        sync_dir(&self.root.join("ready"))
     }
 
     /// Gives up on the job; it stays in `dead/` for an operator.
@@ -264,8 +271,21 @@ impl Spool {
 pub use crate::durable::sync_dir;
 
 fn new_key(attempts: u32) -> String {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());
-    format!("{now_ms:013}-{}-{attempts}", uuid::Uuid::now_v7().simple())
+    key_at(now_ms(), attempts)
+}
+
+/// A key that is due at `due_ms` (milliseconds since the Unix epoch).
+fn key_at(due_ms: u128, attempts: u32) -> String {
+    format!("{due_ms:013}-{}-{attempts}", uuid::Uuid::now_v7().simple())
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis())
+}
+
+/// When the job of `key` may be taken.
+fn due_ms(key: &str) -> u128 {
+    key.split('-').next().and_then(|due| due.parse().ok()).unwrap_or(0)
 }
 
 fn attempts_of(key: &str) -> u32 {
@@ -308,13 +328,36 @@ mod tests {
         spool.unclaim(a).unwrap();
         let a = spool.claim().unwrap().unwrap();
         assert_eq!((a.payload.as_slice(), a.attempts), (&b"a"[..], 0));
-        spool.retry_later(a).unwrap();
+        spool.retry_later(a, std::time::Duration::ZERO).unwrap();
         assert_eq!(spool.claim().unwrap().unwrap().payload, b"b");
         let again = spool.claim().unwrap().unwrap();
         assert_eq!((again.payload.as_slice(), again.attempts), (&b"a"[..], 1));
         spool.dead_letter(again).unwrap();
         assert!(spool.claim().unwrap().is_none());
         assert_eq!(fs::read_dir(dir.path().join("dead")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_retried_job_waits_its_delay_and_jobs_pushed_meanwhile_go_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        spool.push(b"failing").unwrap();
+        let failing = spool.claim().unwrap().unwrap();
+        let delay = std::time::Duration::from_millis(300);
+        let retried_at = std::time::Instant::now();
+        spool.retry_later(failing, delay).unwrap();
+        spool.push(b"new").unwrap();
+        assert_eq!(spool.claim().unwrap().unwrap().payload, b"new");
+        assert_eq!(spool.len().unwrap(), 1, "the retried job still waits");
+        let again = loop {
+            if let Some(claim) = spool.claim().unwrap() {
+                break claim;
+            }
+            assert!(retried_at.elapsed() < std::time::Duration::from_secs(10), "the retried job was never due");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert!(retried_at.elapsed() >= delay, "taken after {:?}", retried_at.elapsed());
+        assert_eq!((again.payload.as_slice(), again.attempts), (&b"failing"[..], 1));
     }
 
     #[test]

@@ -37,5 +37,5 @@ pub use owner::{OwnerId, OwnerRecord};
 pub use sizes::{Sizes, SizesError, ThumbSize};
 pub use storage::{ImageId, Listing, Storage, StorageKey, TIMELINE_SIDES};
 pub use timeline::{Step, Timeline};
-pub use topology::Topology;
+pub use topology::{RetryDelays, Topology};
 pub use trace::TraceParent;

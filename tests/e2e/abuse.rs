@@ -437,3 +437,135 @@ async fn one_address_cannot_hold_every_connection() {
     .await;
     assert_eq!(again, StatusCode::OK);
 }
+
+/// A connection to `app` from `local` (an address of 127/8, which Linux gives every loopback socket).
+async fn connect_from(app: &TestApp, local: [u8; 4]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((local, 0))).unwrap();
+    socket.connect(host(app).parse().unwrap()).await.unwrap()
+}
+
+/// Reads the first line of an answer's head; `None` when none came within `within`.
+async fn first_status(stream: &mut TcpStream, within: Duration) -> Option<u16> {
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 512];
+    let read = tokio::time::timeout(within, async {
+        while head.len() < 12 {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => head.extend_from_slice(&buffer[..read]),
+            }
+        }
+    });
+    read.await.ok()?;
+    status_of(&head)
+}
+
+/// Eight addresses ask for as many connections as the whole server has: the
+/// probes, on their own address, and a new visitor still get answers at once.
+async fn a_new_visitor_and_the_probes_are_answered_while(app: &TestApp) {
+    let started = Instant::now();
+    let ops = app.ops_address.as_ref().expect("the test set --ops-bind");
+    let ready = app.client.get(format!("{ops}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK, "{}", ready.text().await.unwrap());
+    let visitor = reqwest::Client::builder().local_address("127.0.0.10".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    assert_eq!(visitor.get(app.url("/")).send().await.unwrap().status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(2), "the probe and the page took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn eight_addresses_cannot_take_the_server_with_event_streams_or_slow_uploads() {
+    const ADDRESSES: u8 = 8;
+    // As many as the server has connections, and as one address may hold.
+    const PER_ADDRESS: usize = 64;
+    let app = TestApp::spawn_with(Options {
+        with_worker: false,
+        web: |settings| {
+            settings.ops_bind = Some("127.0.0.1:0".parse().unwrap());
+            settings.event_stream_secs = 120;
+        },
+        ..Options::default()
+    })
+    .await;
+    let id = app.upload_one("followed.jpg", images::jpeg(64, 48)).await;
+
+    // 512 live-update streams, 64 from each of eight addresses: each address gets its share, the rest are refused and closed.
+    let mut streams = Vec::new();
+    for address in 2..2 + ADDRESSES {
+        let mut statuses = std::collections::BTreeMap::new();
+        for _ in 0..PER_ADDRESS {
+            let mut stream = connect_from(&app, [127, 0, 0, address]).await;
+            stream.write_all(format!("GET /events?ids={id} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").as_bytes()).await.unwrap();
+            let status = first_status(&mut stream, Duration::from_secs(5)).await;
+            *statuses.entry(status).or_insert(0) += 1;
+            if status == Some(200) {
+                streams.push(stream);
+            }
+        }
+        assert_eq!(statuses, [(Some(200), 8), (Some(503), PER_ADDRESS - 8)].into(), "from 127.0.0.{address}");
+    }
+    a_new_visitor_and_the_probes_are_answered_while(&app).await;
+
+    // 512 uploads that send a little and hold on: each address gets its share of uploads in progress.
+    let mut uploads = Vec::new();
+    for address in 2..2 + ADDRESSES {
+        let mut sent = JoinSet::new();
+        for _ in 0..PER_ADDRESS {
+            let mut stream = connect_from(&app, [127, 0, 0, address]).await;
+            stream.write_all(upload_head("x", 1_000_000).as_bytes()).await.unwrap();
+            stream.write_all(&[0xFF, 0xD8, 0xFF]).await.unwrap();
+            // Held uploads say nothing yet; a refused one hears 429 at once.
+            sent.spawn(async move { (first_status(&mut stream, Duration::from_secs(1)).await, stream) });
+        }
+        let mut refused = 0;
+        while let Some(answered) = sent.join_next().await {
+            match answered.unwrap() {
+                (Some(429), _) => refused += 1,
+                (None, stream) => uploads.push(stream),
+                (other, _) => panic!("an upload from 127.0.0.{address} got {other:?}"),
+            }
+        }
+        assert_eq!(refused, PER_ADDRESS - 16, "from 127.0.0.{address}");
+    }
+    a_new_visitor_and_the_probes_are_answered_while(&app).await;
+
+    // Ids that name no image get no stream at all.
+    let unknown = thumbq_contract::ImageId::new();
+    assert_eq!(app.get(&format!("/events?ids={unknown}")).await.status(), StatusCode::NOT_FOUND);
+    drop((streams, uploads));
+}
+
+#[tokio::test]
+async fn an_event_stream_ends_after_its_lifetime_and_gives_its_place_back() {
+    let app = TestApp::spawn_with(Options {
+        with_worker: false,
+        web: |settings| {
+            settings.event_stream_secs = 1;
+            settings.max_event_streams_per_client = 1;
+        },
+        ..Options::default()
+    })
+    .await;
+    let id = app.upload_one("followed.jpg", images::jpeg(64, 48)).await;
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(host(&app)).await.unwrap();
+    stream.write_all(format!("GET /events?ids={id} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").as_bytes()).await.unwrap();
+    assert_eq!(first_status(&mut stream, Duration::from_secs(5)).await, Some(200));
+    let second = app.get(&format!("/events?ids={id}")).await;
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE, "one stream per address here");
+    assert!(second.headers().contains_key("retry-after"));
+    // The stream's body ends (chunked: a last chunk of size 0) after its second.
+    let mut rest = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !rest.ends_with(b"0\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await.expect("the stream ends within its lifetime").unwrap();
+        assert!(read > 0, "the stream ended without its last chunk");
+        rest.extend_from_slice(&buffer[..read]);
+    }
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    wait_for(Duration::from_secs(5), "the stream's place back", || async {
+        let response = app.get(&format!("/events?ids={id}")).await;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+}

@@ -16,6 +16,8 @@ fn bad_settings_are_refused_at_start_with_a_message_naming_them() {
         ("thumbq-worker", "THUMBQ_CONCURRENCY", "0", "--concurrency"),
         ("thumbq-worker", "THUMBQ_QUEUE", "amq.mine", "--queue"),
         ("thumbq-worker", "THUMBQ_SIZES", "small=900", "--sizes"),
+        ("thumbq-worker", "THUMBQ_RETRY_DELAYS_SECS", "1,5", "--retry-delays-secs"),
+        ("thumbq-web", "THUMBQ_OPS_BIND", "nowhere", "--ops-bind"),
     ];
     for (program, variable, value, flag) in cases {
         let output = Command::new(binary(program)).env(variable, value).output().expect("the binary runs");

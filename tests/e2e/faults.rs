@@ -170,3 +170,44 @@ async fn a_job_that_keeps_failing_is_given_up_after_its_tries_with_a_reason_and_
     assert_eq!(dead, 1);
     assert_eq!(app.queue_depth().await, 0, "it does not loop on the resize queue");
 }
+
+#[tokio::test]
+async fn a_fault_that_clears_in_seconds_never_fails_an_image_with_rabbitmq() {
+    a_fault_that_clears_in_seconds_never_fails_an_image(Mode::RabbitMq).await;
+}
+
+#[tokio::test]
+async fn a_fault_that_clears_in_seconds_never_fails_an_image_in_the_embedded_queue() {
+    a_fault_that_clears_in_seconds_never_fails_an_image(Mode::Embedded).await;
+}
+
+/// Tries after a failure wait 1 s, then 5 s, …: a fault of three seconds
+/// (here, a file where the image's thumbnail directory must go) costs two
+/// tries, not all five.
+async fn a_fault_that_clears_in_seconds_never_fails_an_image(mode: Mode) {
+    let amqp_url = match mode {
+        Mode::RabbitMq => Some(amqp_url()),
+        Mode::Embedded => None,
+    };
+    // The delays a deployment has by default.
+    let retry_delays = thumbq_contract::RetryDelays::default();
+    let mut app = TestApp::spawn_with(Options { with_worker: false, amqp_url, retry_delays, ..Options::default() }).await;
+    let id = app.upload_one("unlucky.jpg", images::jpeg(320, 240)).await;
+    let blocker = app.data_dir.path().join("thumbs").join(id.to_string());
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"in the way").unwrap();
+    app.start_worker().await;
+    // The fault lasts this long: the first try fails at once, the second a second later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let state = app.get(&format!("/api/images/{id}")).await.json::<serde_json::Value>().await.unwrap()["state"].clone();
+    assert_eq!(state, "pending", "the job waits between its tries, and has not used them all up");
+    std::fs::remove_file(&blocker).unwrap();
+    let done = wait_for(Duration::from_secs(30), "the image to be done once the fault cleared", || async {
+        let state = app.get(&format!("/api/images/{id}")).await.json::<serde_json::Value>().await.unwrap()["state"].clone();
+        assert_ne!(state, "failed", "a fault of seconds failed the image");
+        (state == "done").then_some(state)
+    })
+    .await;
+    assert_eq!(done, "done");
+    app.stop_worker().await;
+}

@@ -32,6 +32,8 @@ pub async fn require_rabbitmq() {
 /// A running web server (and, unless asked otherwise, a worker) with its own data directory and queue.
 pub struct TestApp {
     pub address: String,
+    /// `http://…` of `--ops-bind`, when the test set one.
+    pub ops_address: Option<String>,
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
     pub queue: String,
@@ -41,6 +43,7 @@ pub struct TestApp {
     pub store: thumbq_store::StoreSettings,
     /// The test's own PostgreSQL database, when its processes share one rather than the data directory's SQLite.
     pub postgres: Option<thumbq_repo::testing::TestDatabase>,
+    pub retry_delays: thumbq_contract::RetryDelays,
     worker: Option<(watch::Sender<bool>, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -64,6 +67,8 @@ pub struct Options {
     pub store: thumbq_store::StoreSettings,
     /// Keep the records in a PostgreSQL database of the test's own rather than SQLite in the data directory.
     pub postgres: bool,
+    /// How long failed tries wait; a second each by default, so that a job that keeps failing ends in seconds.
+    pub retry_delays: thumbq_contract::RetryDelays,
 }
 
 impl Default for Options {
@@ -79,6 +84,7 @@ impl Default for Options {
             before_start: |_| {},
             store: thumbq_store::StoreSettings::default(),
             postgres: all_on_postgresql(),
+            retry_delays: "1,1,1,1".parse().expect("valid delays"),
         }
     }
 }
@@ -129,7 +135,7 @@ impl TestApp {
             true => Some(thumbq_repo::testing::TestDatabase::create().await),
             false => None,
         };
-        let mut deployment = Deployment::new(data_dir.path(), web_amqp_url, &queue).with_store(options.store.clone());
+        let mut deployment = Deployment::new(data_dir.path(), web_amqp_url, &queue).with_store(options.store.clone()).with_retry_delays(options.retry_delays.clone());
         if let Some(database) = &postgres {
             deployment = deployment.with_database(thumbq_repo::Location::Postgres(database.url().to_owned()));
         }
@@ -139,9 +145,10 @@ impl TestApp {
         (options.web)(&mut settings);
         let web = thumbq_web::Application::build(settings).await.expect("the web server starts");
         let address = format!("http://{}", web.local_addr());
+        let ops_address = web.ops_addr().map(|ops| format!("http://{ops}"));
         tokio::spawn(web.run_until_stopped(std::future::pending()));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
-        let mut app = Self { address, client, data_dir, queue, amqp_url: options.amqp_url, store: options.store, postgres, worker: None };
+        let mut app = Self { address, ops_address, client, data_dir, queue, amqp_url: options.amqp_url, store: options.store, postgres, retry_delays: options.retry_delays, worker: None };
         if options.with_worker {
             app.start_worker().await;
         }
@@ -155,7 +162,10 @@ impl TestApp {
     /// Starts the worker with its job context changed by `prepare` (a hook, say).
     pub async fn start_worker_with(&mut self, prepare: impl FnOnce(&mut thumbq_worker::job::JobContext) + Send + 'static) {
         let deployment =
-            Deployment::new(self.data_dir.path(), self.amqp_url.clone(), &self.queue).with_store(self.store.clone()).with_database(self.database());
+            Deployment::new(self.data_dir.path(), self.amqp_url.clone(), &self.queue)
+                .with_store(self.store.clone())
+                .with_database(self.database())
+                .with_retry_delays(self.retry_delays.clone());
         let settings = thumbq_worker::Settings::for_tests(deployment);
         let (stop, shutdown) = watch::channel(false);
         let handle = tokio::spawn(thumbq_worker::run_with(settings, prepare, shutdown));

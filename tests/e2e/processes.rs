@@ -48,6 +48,7 @@ impl WorkerProcess {
             .env_clear()
             .env("THUMBQ_DATA_DIR", app.data_dir.path())
             .env("THUMBQ_QUEUE", &app.queue)
+            .env("THUMBQ_RETRY_DELAYS_SECS", app.retry_delays.to_string())
             .env("THUMBQ_CONCURRENCY", concurrency.to_string())
             .env("RUST_LOG", "info")
             // The log lines go to stdout; a panic's message to stderr: both kept.
@@ -140,6 +141,7 @@ impl WebProcess {
             .env_clear()
             .env("THUMBQ_DATA_DIR", app.data_dir.path())
             .env("THUMBQ_QUEUE", &app.queue)
+            .env("THUMBQ_RETRY_DELAYS_SECS", app.retry_delays.to_string())
             .env("THUMBQ_BIND", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

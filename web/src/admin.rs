@@ -251,6 +251,7 @@ async fn check_access(app: &AppState, headers: &HeaderMap) -> Option<Response> {
         return None;
     }
     if tried {
+        // The request's span names the client's address and the request id.
         tracing::warn!("A dashboard login failed: wrong token.");
         tokio::time::sleep(FAILED_LOGIN_DELAY).await;
     }
@@ -258,9 +259,12 @@ async fn check_access(app: &AppState, headers: &HeaderMap) -> Option<Response> {
     Some((StatusCode::UNAUTHORIZED, challenge, "The dashboard needs the admin token (as the password).\n").into_response())
 }
 
-/// Compares without stopping at the first difference, so timing does not tell how much matched.
+/// Compares the two secrets' SHA-256 digests, every byte of them: the time
+/// taken tells neither how much matched nor how long the token is.
 fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
+    use sha2::Digest;
+    let (given, expected) = (sha2::Sha256::digest(given), sha2::Sha256::digest(expected));
+    given.iter().zip(expected.iter()).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
 }
 
 /// "2026-12-02 05:30:12 UTC" from milliseconds since the Unix epoch.
@@ -293,6 +297,14 @@ pub fn record_finish(times: &std::sync::Mutex<std::collections::VecDeque<Instant
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_match_only_when_equal_whatever_their_lengths() {
+        assert!(same_secret(b"a-token-long-enough", b"a-token-long-enough"));
+        for given in [&b""[..], b"a", b"a-token-long-enougH", b"a-token-long-enough-and-more"] {
+            assert!(!same_secret(given, b"a-token-long-enough"), "{given:?}");
+        }
+    }
 
     #[test]
     fn failure_times_read_as_utc_dates() {

@@ -8,19 +8,26 @@
 //! An IPv6 client is known by its /64: one host is given a whole /64, and
 //! counting each of its addresses apart would give it 2⁶⁴ rate-limit buckets.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
+use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap};
 
 /// The client's address; `None` when the request came through no socket (a handler test).
 pub fn address(request: &Parts, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
+    address_of(&request.extensions, &request.headers, trusted_proxies)
+}
+
+/// [`address`], from a request's extensions and headers (a layer has no `Parts`).
+pub fn address_of(extensions: &Extensions, headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
     // An IPv4 peer of a server bound to [::] arrives as ::ffff:a.b.c.d.
-    let peer = crate::server::peer(request)?.ip().to_canonical();
+    let peer = extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip().to_canonical();
     if !trusted_proxies.contains(&peer) {
         return Some(client_key(peer));
     }
     let forwarded: Vec<&str> =
-        request.headers.get_all("x-forwarded-for").iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).map(str::trim).collect();
+        headers.get_all("x-forwarded-for").iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).map(str::trim).collect();
     let mut client = peer;
     for hop in forwarded.into_iter().rev() {
         // What stands left of a hop that is no address was written by someone we cannot vouch for.
@@ -43,9 +50,6 @@ pub fn client_key(address: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
-    use axum::extract::ConnectInfo;
     use axum::http::Request;
 
     use super::*;

@@ -74,6 +74,9 @@ pub enum AppError {
     /// 429 with `Retry-After`: this client uploaded too much too fast.
     #[error("Too many uploads from your address: please wait {retry_after_secs} seconds and try again.")]
     TooManyUploads { retry_after_secs: u64 },
+    /// 429 with `Retry-After`: this client has as many uploads in progress as it may.
+    #[error("Your address has {limit} uploads in progress already: wait for one to finish, then try again.")]
+    UploadsInProgress { limit: u32 },
     /// 507: the disk is (nearly) full; nothing was kept.
     #[error("The server has no room for uploads right now. Nothing was uploaded; please try again later.")]
     DiskFull,
@@ -113,7 +116,7 @@ impl AppError {
             Self::BadForm { status, .. } => *status,
             Self::TooManyParts { .. } | Self::FormOverhead => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::TooManyUploads { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyUploads { .. } | Self::UploadsInProgress { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::StoreUnavailable | Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -148,6 +151,7 @@ impl AppError {
             Self::FormOverhead => "form_overhead",
             Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => "stalled",
             Self::TooManyUploads { .. } => "rate_limited",
+            Self::UploadsInProgress { .. } => "uploads_in_progress",
             Self::DiskFull => "disk_full",
             Self::StoreUnavailable => "store_unavailable",
             Self::DatabaseUnavailable => "database_unavailable",
@@ -181,6 +185,10 @@ impl AppError {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
             }
             // The rest of the body is not read: the connection cannot be reused.
+            Self::UploadsInProgress { .. } => {
+                headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+                headers.insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            }
             Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => {
                 headers.insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
             }

@@ -6,7 +6,8 @@
 //!
 //! - [`settings`]: flags and environment variables.
 //! - [`routes`]: the router, its layers and the shared state.
-//! - [`server`]: the accept loop: header timeout, connection cap, bounded graceful shutdown.
+//! - [`server`]: the accept loop: header timeout, connection cap, bounded graceful shutdown; probes on `--ops-bind` apart.
+//! - [`slots`]: places for what holds a connection long (connections, uploads, event streams), in all and per client.
 //! - [`upload`]: streaming multipart uploads to disk and queueing their jobs.
 //! - [`form`]: the bounds of a multipart form besides its files: progress, parts, overhead.
 //! - [`client`], [`rate_limit`], [`disk`]: who is uploading, how fast they may, and whether there is room.
@@ -54,6 +55,7 @@ pub mod routes;
 pub mod same_origin;
 pub mod server;
 pub mod settings;
+pub mod slots;
 pub mod thumbs;
 pub mod upload;
 
@@ -69,6 +71,8 @@ pub use settings::Settings;
 /// A web server bound to its port and ready to run.
 pub struct Application {
     listener: TcpListener,
+    /// `--ops-bind`'s: probes and metrics only, on connections of their own.
+    ops_listener: Option<TcpListener>,
     state: AppState,
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -82,11 +86,20 @@ impl Application {
         let bind = settings.bind;
         let (state, stop) = AppState::build(settings).await?;
         let listener = TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
-        Ok(Self { listener, state, stop })
+        let ops_listener = match state.settings.ops_bind {
+            Some(ops_bind) => Some(TcpListener::bind(ops_bind).await.with_context(|| format!("cannot listen on {ops_bind} (--ops-bind)"))?),
+            None => None,
+        };
+        Ok(Self { listener, ops_listener, state, stop })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where probes and metrics are served apart, with `--ops-bind`.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_listener.as_ref().map(|listener| listener.local_addr().expect("a bound listener has an address"))
     }
 
     /// Serves until `shutdown` completes, then lets requests in flight finish.
@@ -128,15 +141,26 @@ impl Application {
             shutdown.await;
             let _ = stop.send(true);
         };
+        if let Some(ops_listener) = self.ops_listener {
+            let limits = server::ConnectionLimits { max_connections: OPS_CONNECTIONS, max_connections_per_client: OPS_CONNECTIONS, ..self.state.settings.connection_limits() };
+            let mut stopping = self.state.stopping.clone();
+            let stopped = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            tokio::spawn(server::serve(ops_listener, routes::ops_router(self.state.clone()), limits, Vec::new(), stopped));
+        }
         let limits = self.state.settings.connection_limits();
         let trusted_proxies = self.state.settings.trusted_proxies.clone();
         let dispatcher = Arc::clone(&self.state.dispatcher);
-        server::serve(self.listener, router(self.state), limits, &trusted_proxies, shutdown).await;
+        server::serve(self.listener, router(self.state), limits, trusted_proxies, shutdown).await;
         dispatcher.sent().await;
         let _ = relay.await;
         Ok(())
     }
 }
+
+/// Connections the operators' address keeps open at once: probes and scrapers are few.
+const OPS_CONNECTIONS: usize = 64;
 
 /// `thumbq-web migrate`: records for the images an earlier release kept as files, then exits.
 pub async fn migrate_store(settings: &Settings) -> anyhow::Result<()> {

@@ -10,6 +10,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let app = Application::build(settings).await?;
     tracing::info!(address = %app.local_addr(), "Serving thumbq; open http://{}/ in a browser.", app.local_addr());
+    if let Some(ops) = app.ops_addr() {
+        tracing::info!(address = %ops, "Serving /healthz, /readyz and /metrics for operators on http://{ops}/ too.");
+    }
     app.run_until_stopped(thumbq_web::shutdown_signal()).await?;
     Ok(())
 }

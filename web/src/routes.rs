@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use axum::routing::{get, post};
 use thumbq_contract::Storage;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -35,6 +36,10 @@ pub struct AppState {
     pub recent_finishes: Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>>,
     /// How fast each client may upload.
     pub upload_limiter: Arc<crate::rate_limit::UploadLimiter>,
+    /// Uploads in progress, per client: a slow one holds its connection for long.
+    pub uploads: Arc<crate::slots::Slots>,
+    /// Live-update streams open, in all and per client.
+    pub event_streams: Arc<crate::slots::Slots>,
     /// Becomes true when the server starts shutting down; long-lived responses end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
     pub settings: Arc<Settings>,
@@ -95,6 +100,9 @@ impl AppState {
             metrics,
             recent_finishes: Arc::default(),
             upload_limiter,
+            // An upload's total is bounded by the connections; its share per client here.
+            uploads: crate::slots::Slots::new(usize::MAX, settings.max_uploads_per_client as usize),
+            event_streams: crate::slots::Slots::new(settings.max_event_streams as usize, settings.max_event_streams_per_client as usize),
             settings: Arc::new(settings),
         };
         Ok((state, stop))
@@ -117,6 +125,19 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 /// The largest body of any request but an upload: the forms (delete, replay, takedown) are tiny.
 pub const SMALL_BODY_BYTES: usize = 16 * 1024;
 
+/// What the operators' address serves (`--ops-bind`): probes and metrics, nothing a visitor can reach.
+pub fn ops_router(state: AppState) -> Router {
+    let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.settings.request_timeout());
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .layer(timeout)
+        .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .with_state(state)
+}
+
 /// Builds the whole application; tests call it with their own state.
 pub fn router(state: AppState) -> Router {
     // Each file is held to its own limit while it streams (see `upload`); this
@@ -128,6 +149,7 @@ pub fn router(state: AppState) -> Router {
     // An upload is bounded by its progress (see `upload`), a live-update stream
     // lasts as long as its page; every other request by this.
     let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout());
+    let trusted_proxies = settings.trusted_proxies.clone();
 
     let timed = Router::new()
         .route("/", get(pages::index))
@@ -154,12 +176,25 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY)))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
-        // Every request gets an id (or keeps the one a proxy gave it), logged on
-        // each of its lines and sent back in `x-request-id`.
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-            let id = request.headers().get(X_REQUEST_ID).and_then(|id| id.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", request.id = %id, method = %request.method(), path = %request.uri().path())
-        }))
+        // Every request gets an id (or keeps the one a proxy gave it), logged with
+        // its client on each of its lines and sent back in `x-request-id`; its
+        // answer is one line at `info`: the access log.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(move |request: &Request| {
+                    let id = request.headers().get(X_REQUEST_ID).and_then(|id| id.to_str().ok()).unwrap_or("-");
+                    let route = request.extensions().get::<MatchedPath>().map_or("-", MatchedPath::as_str);
+                    let client = crate::client::address_of(request.extensions(), request.headers(), &trusted_proxies);
+                    let client = client.map_or_else(|| "-".to_owned(), |client| client.to_string());
+                    tracing::info_span!("request", request.id = %id, method = %request.method(), route = %route, path = %request.uri().path(), client.address = %client)
+                })
+                .on_response(|response: &Response, latency: std::time::Duration, _: &tracing::Span| {
+                    use axum::body::HttpBody;
+                    // A streamed body (a file, an event stream) has no length yet: "-".
+                    let bytes = response.body().size_hint().exact().map_or_else(|| "-".to_owned(), |bytes| bytes.to_string());
+                    tracing::info!(status = response.status().as_u16(), bytes = %bytes, ms = latency.as_secs_f64() * 1000.0, "Answered.");
+                }),
+        )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
         .with_state(state)

@@ -14,7 +14,6 @@
 //!   503 with `Retry-After` and closed, so a few clients cannot take every slot.
 //! - Every request knows its peer's address (`ConnectInfo`), for the rate limit.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,46 +37,19 @@ pub struct ConnectionLimits {
     pub shutdown_timeout: Duration,
 }
 
-/// Open connections per client address, released when a connection ends.
-#[derive(Default)]
-struct PerClient(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
-
-impl PerClient {
-    /// Counts one more connection of `client`, unless it has `limit` already.
-    fn enter(self: &Arc<Self>, client: std::net::IpAddr, limit: usize) -> Option<ClientSlot> {
-        let mut open = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = open.entry(client).or_default();
-        if *count >= limit {
-            return None;
-        }
-        *count += 1;
-        Some(ClientSlot { clients: Arc::clone(self), client })
-    }
-}
-
-struct ClientSlot {
-    clients: Arc<PerClient>,
-    client: std::net::IpAddr,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut open = self.clients.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&self.client) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.client);
-            }
-        }
-    }
-}
-
 /// What a client over its connection cap hears before the connection closes.
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 62\r\nConnection: close\r\n\r\nToo many connections from your address; try again in a moment.";
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains.
-pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, trusted_proxies: &[std::net::IpAddr], shutdown: impl Future<Output = ()>) {
-    let per_client = Arc::new(PerClient::default());
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    trusted_proxies: Vec<std::net::IpAddr>,
+    shutdown: impl Future<Output = ()>,
+) {
+    // The semaphore below bounds them all, and waits; this refuses one address's one too many.
+    let per_client = crate::slots::Slots::new(usize::MAX, limits.max_connections_per_client);
     // HTTP/1 only: browsers speak HTTP/2 to a TLS proxy in front, never in
     // clear text; and guessing the version first reads bytes with no timer,
     // so a connection that sends nothing would hold its slot for ever.
@@ -105,20 +77,17 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
         };
         let _ = stream.set_nodelay(true);
         let client = crate::client::client_key(peer.ip().to_canonical());
-        let client_slot = if trusted_proxies.contains(&peer.ip().to_canonical()) {
-            None
-        } else {
-            match per_client.enter(client, limits.max_connections_per_client) {
-                Some(slot) => Some(slot),
-                None => {
-                    tracing::info!(client.address = %client, "Refused a connection over the client's cap.");
-                    tokio::spawn(async move {
-                        use tokio::io::AsyncWriteExt;
-                        let mut stream = stream;
-                        let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(TOO_MANY_CONNECTIONS)).await;
-                    });
-                    continue;
-                }
+        let counted_as = (!trusted_proxies.contains(&peer.ip().to_canonical())).then_some(client);
+        let client_slot = match per_client.take(counted_as) {
+            Ok(slot) => slot,
+            Err(_) => {
+                tracing::info!(client.address = %client, "Refused a connection over the client's cap.");
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let mut stream = stream;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(TOO_MANY_CONNECTIONS)).await;
+                });
+                continue;
             }
         };
         let service = router.clone().map_request(move |mut request: axum::http::Request<Incoming>| {
@@ -142,9 +111,4 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             tracing::warn!(connections = open, "Closing the connections still open after the shutdown timeout.");
         }
     }
-}
-
-/// The peer of a request, as the accept loop saw it.
-pub fn peer(request: &axum::http::request::Parts) -> Option<SocketAddr> {
-    request.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(address)| *address)
 }

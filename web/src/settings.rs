@@ -81,6 +81,28 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections_per_client: u32,
 
+    /// Upload requests one client may have in progress at once (429 beyond), so that a few
+    /// addresses sending slowly cannot hold every connection.
+    #[arg(long, env = "THUMBQ_MAX_UPLOADS_PER_CLIENT", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_uploads_per_client: u32,
+
+    /// Live-update streams (`/events`) open at once, in all (503 beyond: the page polls instead).
+    #[arg(long, env = "THUMBQ_MAX_EVENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_event_streams: u32,
+
+    /// Live-update streams one client address may hold at once (503 beyond).
+    #[arg(long, env = "THUMBQ_MAX_EVENT_STREAMS_PER_CLIENT", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_event_streams_per_client: u32,
+
+    /// Seconds a live-update stream lasts; the browser then opens it again by itself.
+    #[arg(long, env = "THUMBQ_EVENT_STREAM_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub event_stream_secs: u64,
+
+    /// A second address that serves only /healthz, /readyz and /metrics, with connections of
+    /// its own, so that probes and scrapes get through whatever holds the public port.
+    #[arg(long, env = "THUMBQ_OPS_BIND")]
+    pub ops_bind: Option<SocketAddr>,
+
     /// Upload requests one client may make per minute, once its burst is spent (429 beyond).
     #[arg(long, env = "THUMBQ_UPLOADS_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub uploads_per_minute: u32,
@@ -147,6 +169,11 @@ impl Settings {
             shutdown_timeout_secs: 30,
             max_connections: 512,
             max_connections_per_client: 64,
+            max_uploads_per_client: 16,
+            max_event_streams: 256,
+            max_event_streams_per_client: 8,
+            event_stream_secs: 300,
+            ops_bind: None,
             // Tests upload in bulk from one address; the rate limit's own test lowers these.
             uploads_per_minute: 6000,
             upload_burst: 10_000,

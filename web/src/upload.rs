@@ -47,7 +47,7 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
     let headers = request.headers().clone();
     let wants_json = wants_json(&headers);
     let admitted = admit(&app, request).await;
-    let ((key, source), form) = match admitted {
+    let ((key, source), form, _in_progress) = match admitted {
         Ok(admitted) => admitted,
         Err(error) => return respond(&app, &headers, wants_json, Err(error), None).await,
     };
@@ -178,8 +178,9 @@ fn replayed(answer: String) -> Response {
     response
 }
 
-/// The checks made before the body is read; the owner's key (and where it came from) and the form.
-async fn admit(app: &AppState, request: Request) -> Result<((OwnerKey, Option<KeySource>), BoundedForm), AppError> {
+/// The checks made before the body is read; the owner's key (and where it came from), the
+/// form, and the client's place among the uploads in progress, held until the answer.
+async fn admit(app: &AppState, request: Request) -> Result<((OwnerKey, Option<KeySource>), BoundedForm, crate::slots::Slot), AppError> {
     // Another site's form must not upload in a visitor's name, nor give them a new key.
     crate::same_origin::check(request.headers())?;
     let key = match presented_key(request.headers(), app.settings.secure_cookies)? {
@@ -187,16 +188,19 @@ async fn admit(app: &AppState, request: Request) -> Result<((OwnerKey, Option<Ke
         None => (OwnerKey::generate(), None),
     };
     let (parts, body) = request.into_parts();
-    if let Some(client) = crate::client::address(&parts, &app.settings.trusted_proxies) {
+    let client = crate::client::address(&parts, &app.settings.trusted_proxies);
+    if let Some(client) = client {
         app.upload_limiter.check(client)?;
     }
+    // A trusted proxy's requests are counted by the client it names; one that names none counts alone.
+    let in_progress = app.uploads.take(client).map_err(|_| AppError::UploadsInProgress { limit: app.settings.max_uploads_per_client })?;
     check_free_space(app).await?;
     let request = Request::from_parts(parts, body);
     let settings = &app.settings;
     // Each file is one part; a few more for fields a form may add.
     let max_parts = usize::from(settings.max_files_per_request) + 8;
     let form = BoundedForm::from_request(request, settings.upload_idle_timeout(), max_parts).await?;
-    Ok((key, form))
+    Ok((key, form, in_progress))
 }
 
 /// 507 while the disk is below the watermark: refused before anything is written.

@@ -51,7 +51,7 @@ async fn consume(
     let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect(amqp_url, "thumbq-worker")).await??;
     let channel = connection.create_channel().await?;
     declare_topology(&channel, &topology).await?;
-    // Postponed jobs go back as fresh messages, each confirmed before its original is acked.
+    // Postponed and retried jobs go back as fresh messages, each confirmed before its original is acked.
     let republisher = connection.create_channel().await?;
     republisher.confirm_select(thumbq_broker::lapin::options::ConfirmSelectOptions::default()).await?;
     // A channel of its own for asking the queue's depth: a failed question closes only it.
@@ -134,21 +134,20 @@ impl Announcer {
 /// Runs one delivery's job, settles its message and announces the result.
 async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Duration, announcer: Announcer) {
     let progress = Progress { preview: announcer.preview().await, written: announcer.written() };
-    let Ran { settlement, event } = run_job(Arc::clone(&context), &delivery.data, earlier_deliveries(&delivery), time_limit, progress).await;
+    let tries = earlier_tries(&delivery);
+    let Ran { settlement, event } = run_job(Arc::clone(&context), &delivery.data, tries, time_limit, progress).await;
     let sent = match settlement {
+        // Its tries as they were: a postponed try does not count.
         Settlement::Postpone => {
             tokio::time::sleep(context.disk_full_retry).await;
-            match republish(&announcer, &delivery.data).await {
-                Ok(()) => delivery.ack(BasicAckOptions::default()).await,
-                Err(error) => {
-                    tracing::warn!(%error, "Could not put a postponed job back as a fresh message; requeueing it.");
-                    delivery.reject(BasicRejectOptions { requeue: true }).await
-                }
-            }
+            send_again(&announcer, &delivery, announcer.topology.resize_queue(), tries).await
+        }
+        // Back to the resize queue through the retry queue of its delay, with this try counted.
+        Settlement::Retry => {
+            let delay_secs = announcer.topology.retry_delays().after(tries).as_secs();
+            send_again(&announcer, &delivery, &announcer.topology.retry_queue(delay_secs), tries + 1).await
         }
         Settlement::Ack | Settlement::Forget => delivery.ack(BasicAckOptions::default()).await,
-        // basic.reject, not nack: newer RabbitMQ counts only rejects in x-delivery-count.
-        Settlement::Requeue => delivery.reject(BasicRejectOptions { requeue: true }).await,
         Settlement::DeadLetter => delivery.reject(BasicRejectOptions { requeue: false }).await,
     };
     match sent {
@@ -163,16 +162,29 @@ async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Durati
     }
 }
 
-/// Publishes `payload` anew on the resize queue and waits for the broker's confirm.
-async fn republish(announcer: &Announcer, payload: &[u8]) -> Result<(), thumbq_broker::lapin::Error> {
+/// Sends the delivery's job again, to `queue`, as having had `tries` tries, then acks
+/// the delivery. Should the broker not take it, the delivery goes back to the queue as it is.
+async fn send_again(announcer: &Announcer, delivery: &Delivery, queue: &str, tries: u32) -> Result<bool, thumbq_broker::lapin::Error> {
+    match republish(announcer, &delivery.data, queue, tries).await {
+        Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+        Err(error) => {
+            tracing::warn!(%error, queue, "Could not send a job again as a fresh message; requeueing it at once.");
+            // basic.reject, not nack: newer RabbitMQ counts only rejects in x-delivery-count.
+            delivery.reject(BasicRejectOptions { requeue: true }).await
+        }
+    }
+}
+
+/// Publishes `payload` anew on `queue`, as having had `tries` tries, and waits for the broker's confirm.
+async fn republish(announcer: &Announcer, payload: &[u8], queue: &str, tries: u32) -> Result<(), thumbq_broker::lapin::Error> {
     use thumbq_broker::lapin::options::BasicPublishOptions;
     use thumbq_broker::lapin::{BasicProperties, Confirmation};
-    // A job that is no job would not have been postponed; its bytes go back as they came.
+    // A job that is no job would not have been sent again; its bytes go back as they came.
     let properties = thumbq_contract::ResizeJob::from_bytes(payload)
-        .map(|job| thumbq_broker::job_properties(&job))
+        .map(|job| thumbq_broker::job_properties_after(&job, tries))
         .unwrap_or_else(|_| BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()));
     let options = BasicPublishOptions { mandatory: true, ..Default::default() };
-    let confirm = announcer.republisher.basic_publish("".into(), announcer.topology.resize_queue().into(), options, payload, properties).await?.await?;
+    let confirm = announcer.republisher.basic_publish("".into(), queue.into(), options, payload, properties).await?.await?;
     match confirm {
         Confirmation::Ack(None) => Ok(()),
         _ => Err(thumbq_broker::lapin::Error::from(thumbq_broker::lapin::ErrorKind::InvalidChannelState(
@@ -182,10 +194,15 @@ async fn republish(announcer: &Announcer, payload: &[u8]) -> Result<(), thumbq_b
     }
 }
 
-/// How many times the broker delivered this message before: quorum queues
-/// count them in `x-delivery-count`, including deliveries to workers that died.
-fn earlier_deliveries(delivery: &Delivery) -> u32 {
-    let count = delivery.properties.headers().as_ref().and_then(|headers| headers.inner().get("x-delivery-count").cloned());
+/// How many times the job was tried before: the tries its message carries (it
+/// was sent again after them), and the broker's deliveries of this message
+/// (quorum queues count them in `x-delivery-count`, including deliveries to workers that died).
+fn earlier_tries(delivery: &Delivery) -> u32 {
+    header_count(delivery, thumbq_broker::TRIES_HEADER).saturating_add(header_count(delivery, "x-delivery-count"))
+}
+
+fn header_count(delivery: &Delivery, name: &str) -> u32 {
+    let count = delivery.properties.headers().as_ref().and_then(|headers| headers.inner().get(name).cloned());
     let count = match count {
         Some(AMQPValue::LongLongInt(count)) => count,
         Some(AMQPValue::LongInt(count)) => i64::from(count),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thumbq_broker::Spool;
+use thumbq_contract::RetryDelays;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -27,7 +28,8 @@ pub async fn run(settings: Settings, context: JobContext, shutdown: watch::Recei
     tracing::info!(spool = %spool.root().display(), concurrency = settings.concurrency, "Waiting for resize jobs in the embedded queue.");
     let mut lanes = JoinSet::new();
     for _ in 0..settings.concurrency {
-        lanes.spawn(lane(Arc::clone(&spool), Arc::clone(&context), settings.job_time_limit(), shutdown.clone()));
+        let retry_delays = settings.topology().retry_delays().clone();
+        lanes.spawn(lane(Arc::clone(&spool), Arc::clone(&context), settings.job_time_limit(), retry_delays, shutdown.clone()));
     }
     lanes.spawn(recover_orphans(Arc::clone(&spool), shutdown));
     while let Some(lane) = lanes.join_next().await {
@@ -37,7 +39,13 @@ pub async fn run(settings: Settings, context: JobContext, shutdown: watch::Recei
 }
 
 /// One job at a time, until shutdown; a job in flight at shutdown is finished first.
-async fn lane(spool: Arc<Spool>, context: Arc<JobContext>, time_limit: Duration, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn lane(
+    spool: Arc<Spool>,
+    context: Arc<JobContext>,
+    time_limit: Duration,
+    retry_delays: RetryDelays,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     while !*shutdown.borrow() {
         let claim = {
             let spool = Arc::clone(&spool);
@@ -68,11 +76,14 @@ async fn lane(spool: Arc<Spool>, context: Arc<JobContext>, time_limit: Duration,
                 _ = shutdown.wait_for(|stop| *stop) => {}
             }
         }
-        let spool = Arc::clone(&spool);
+        let (spool, retry_delays) = (Arc::clone(&spool), retry_delays.clone());
         let settled = tokio::task::spawn_blocking(move || match settlement {
             Settlement::Ack | Settlement::Forget => spool.ack(claim),
             Settlement::Postpone => spool.unclaim(claim),
-            Settlement::Requeue => spool.retry_later(claim),
+            Settlement::Retry => {
+                let after = retry_delays.after(claim.attempts);
+                spool.retry_later(claim, after)
+            }
             Settlement::DeadLetter => spool.dead_letter(claim),
         })
         .await?;

@@ -44,8 +44,6 @@ pub struct JobContext {
     pub before_writing: Option<Arc<dyn Fn(ImageId, ThumbSize) + Send + Sync>>,
     /// How long a job waits when the disk is full before it is tried again.
     pub disk_full_retry: Duration,
-    /// How long a job whose original is missing waits before its next try, times the tries so far.
-    pub missing_original_wait: Duration,
     /// This worker in timelines: `worker@host:pid`.
     pub name: String,
     /// Whether each size is also written as WebP, and with what effort.
@@ -65,7 +63,6 @@ impl JobContext {
             cpu_slots,
             before_writing: None,
             disk_full_retry: Duration::from_secs(30),
-            missing_original_wait: Duration::from_secs(1),
             name: timeline::process_name("worker"),
             webp: WebP::default(),
         }
@@ -104,7 +101,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settlement {
     Ack,
-    Requeue,
+    /// This try failed, and trying again may help: the job goes back to the queue
+    /// after [`thumbq_contract::ResizeJob::retry_delay`] of its tries, this one counted.
+    Retry,
     DeadLetter,
     /// Acked without a word: the image was deleted, there is nothing to announce.
     Forget,
@@ -176,21 +175,20 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32, progress: &Progr
         // A write that failed may have left thumbnails of an image deleted meanwhile.
         Err(JobError::Retry(_)) if is_deleted(context, id) == Some(true) => forget_deleted(context, id),
         Err(JobError::Retry(error)) if last_attempt && error.kind() == std::io::ErrorKind::NotFound => give_up(context, id, UPLOAD_GONE, Fault::Image),
-        // Shared storage may show a new file late: wait a little more each try before the next.
+        // Shared storage may show a new file late: the retry's delay gives it time.
         Err(JobError::Retry(error)) if error.kind() == std::io::ErrorKind::NotFound => {
             tracing::info!(image.id = %id, attempt, "The original is not there (yet); trying again shortly.");
-            std::thread::sleep(context.missing_original_wait * (attempt + 1));
             context.metrics.job("retried");
-            Settlement::Requeue
+            Settlement::Retry
         }
         Err(JobError::Retry(error)) if last_attempt => {
             tracing::warn!(image.id = %id, %error, attempt, "The job failed on its last try.");
             give_up(context, id, &format!("The thumbnails could not be made after {} tries; the last error was: {error}.", attempt + 1), Fault::Ours)
         }
         Err(JobError::Retry(error)) => {
-            tracing::warn!(image.id = %id, %error, attempt, "The job failed for now; it goes back to the queue.");
+            tracing::warn!(image.id = %id, %error, attempt, "The job failed for now; it is tried again after a delay.");
             context.metrics.job("retried");
-            Settlement::Requeue
+            Settlement::Retry
         }
         Err(JobError::Abort(reason)) => give_up(context, id, &reason, Fault::Image),
     }
@@ -229,12 +227,12 @@ pub fn give_up(context: &JobContext, id: ImageId, reason: &str, fault: Fault) ->
                 context.metrics.job("failed");
                 Settlement::DeadLetter
             }
-            Err(_) => Settlement::Requeue,
+            Err(_) => Settlement::Retry,
         },
         Err(error) if error.is_unavailable() => Settlement::Postpone,
         Err(error) => {
             tracing::warn!(image.id = %id, %error, "Could not record the job's failure; it goes back to the queue.");
-            Settlement::Requeue
+            Settlement::Retry
         }
     }
 }
@@ -249,7 +247,7 @@ fn forget_deleted(context: &JobContext, id: ImageId) -> Settlement {
         }
         Err(error) => {
             tracing::warn!(image.id = %id, %error, "Could not remove the files of a deleted image; the job goes back to the queue.");
-            Settlement::Requeue
+            Settlement::Retry
         }
     }
 }
@@ -591,15 +589,14 @@ mod tests {
 
     #[test]
     fn a_missing_original_is_waited_for_and_at_the_last_try_fails_with_a_reason() {
-        let mut fixture = fixture();
+        let fixture = fixture();
         let _runtime = fixture.runtime.enter();
-        fixture.context.missing_original_wait = Duration::ZERO;
         let context = &fixture.context;
         let id = upload(context);
         std::fs::remove_file(context.storage.path(&StorageKey::Original(id))).unwrap();
         let job = ResizeJob::new(id, SourceFormat::Png, 0);
 
-        assert_eq!(run(context, &job, 0, &Progress::silent()), Settlement::Requeue, "shared storage may show it late");
+        assert_eq!(run(context, &job, 0, &Progress::silent()), Settlement::Retry, "shared storage may show it late");
         assert_eq!(record(context, id).state(), ImageState::Pending);
 
         assert_eq!(run(context, &job, ResizeJob::MAX_ATTEMPTS - 1, &Progress::silent()), Settlement::DeadLetter);
@@ -609,11 +606,10 @@ mod tests {
 
     #[test]
     fn a_job_for_an_image_the_database_does_not_know_is_dead_lettered_at_its_last_try() {
-        let mut fixture = fixture();
+        let fixture = fixture();
         let _runtime = fixture.runtime.enter();
-        fixture.context.missing_original_wait = Duration::ZERO;
         let job = ResizeJob::new(ImageId::new(), SourceFormat::Png, 0);
-        assert_eq!(run(&fixture.context, &job, 0, &Progress::silent()), Settlement::Requeue);
+        assert_eq!(run(&fixture.context, &job, 0, &Progress::silent()), Settlement::Retry);
         assert_eq!(run(&fixture.context, &job, ResizeJob::MAX_ATTEMPTS - 1, &Progress::silent()), Settlement::DeadLetter);
     }
 }

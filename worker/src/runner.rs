@@ -34,7 +34,7 @@ pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, tim
     let state = match settlement {
         Settlement::Ack => Some(EventState::Done),
         Settlement::DeadLetter => Some(EventState::Failed),
-        Settlement::Requeue | Settlement::Forget | Settlement::Postpone => None,
+        Settlement::Retry | Settlement::Forget | Settlement::Postpone => None,
     };
     Ran { settlement, event: state.map(|state| ImageEvent::new(id, state)) }
 }
@@ -42,7 +42,7 @@ pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, tim
 async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_limit: Duration, progress: Progress) -> Settlement {
     let id = job.image_id;
     let Ok(slot) = Arc::clone(&context.cpu_slots).acquire_owned().await else {
-        return Settlement::Requeue;
+        return Settlement::Retry;
     };
     let task = {
         let context = Arc::clone(&context);
@@ -64,11 +64,11 @@ async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_lim
                 job::give_up(&context, id, "The thumbnails could not be made because of an error in thumbq; it has been logged.", job::Fault::Ours)
             })
             .await
-            .unwrap_or(Settlement::Requeue)
+            .unwrap_or(Settlement::Retry)
         }
         Err(_elapsed) => {
             tracing::warn!(image.id = %id, time_limit_ms = time_limit.as_millis() as u64, attempt, "The job ran over its time limit; abandoning this try.");
-            Settlement::Requeue
+            Settlement::Retry
         }
     }
 }
@@ -109,7 +109,7 @@ mod tests {
 
         let ran = run_job(context, &job.to_bytes(), 0, Duration::from_millis(1), Progress::silent()).await;
 
-        assert_eq!(ran, Ran { settlement: Settlement::Requeue, event: None });
+        assert_eq!(ran, Ran { settlement: Settlement::Retry, event: None });
     }
 
     #[tokio::test(flavor = "multi_thread")]
