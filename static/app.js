@@ -223,6 +223,15 @@ function openStream() {
   });
 }
 
+// Nothing left to follow: the stream closes, and gives its place on the server back.
+function closeStreamWhenSettled() {
+  if (live.source && pendingFigures().length === 0) {
+    live.source.close();
+    live.source = null;
+    retireStreams();
+  }
+}
+
 function retireStreams() {
   live.retiring.forEach((stream) => stream.close());
   live.retiring = [];
@@ -295,6 +304,7 @@ async function failureReason(url) {
 function showThumbnail(figure) {
   if (figure.dataset.state !== "pending") return;
   figure.dataset.state = "loading";
+  closeStreamWhenSettled();
   const image = new Image();
   image.alt = figure.querySelector("figcaption")?.textContent ?? "thumbnail";
   image.onload = () => {
@@ -330,6 +340,7 @@ function showFailure(figure, reason) {
     image.dataset.reason = reason;
   }
   updateStatus(image);
+  closeStreamWhenSettled();
 }
 
 // Shows that an image is gone: its thumbnails, its buttons and links to it.
@@ -343,6 +354,7 @@ function showDeleted(image) {
     figure.querySelector(".frame").replaceChildren(placeholder);
     figure.dataset.state = "deleted";
   });
+  closeStreamWhenSettled();
   image.querySelectorAll("form.delete, button.delete, a[href^='/images/'], a[href^='/originals/']").forEach((element) => element.remove());
   const words = "This image was deleted.";
   const status = image.querySelector(".card-status, .status");

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::Deserialize;
 use thumbq_contract::{EventState, ImageEvent, ImageId};
+use thumbq_repo::ImageState;
 use tokio::sync::{broadcast, watch};
 
 use crate::AppState;
@@ -53,13 +54,13 @@ pub async fn events(State(app): State<AppState>, Query(query): Query<EventsQuery
             return response;
         }
     };
-    // Only images there are: a stream about nothing would hold its slot for nothing.
+    // Only images there are, not deleted: a stream about nothing would hold its slot for nothing.
     let wanted: HashSet<ImageId> = match app.repo.images(&asked).await {
-        Ok(records) => records.into_iter().map(|record| record.id).collect(),
+        Ok(records) => records.into_iter().filter(|record| record.state() != ImageState::Deleted).map(|record| record.id).collect(),
         Err(error) => return crate::error::AppError::from(error).into_response(),
     };
     if wanted.is_empty() {
-        return (StatusCode::NOT_FOUND, "None of these images exists.\n").into_response();
+        return (StatusCode::NOT_FOUND, "None of these images exists (any more).\n").into_response();
     }
     let lifetime = Duration::from_secs(app.settings.event_stream_secs);
     let events = stream(sender.subscribe(), wanted, app.stopping.clone(), tokio::time::Instant::now() + lifetime, slot);

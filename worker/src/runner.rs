@@ -31,6 +31,14 @@ pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, tim
     };
     let id = job.image_id;
     let settlement = settle(context, job, attempt, time_limit, progress).await;
+    // A job gives up after its tries and records why; should even that keep
+    // failing (the database refusing the failure record), it is tried no more
+    // than this, and waits in the dead-letter queue for an operator (the
+    // image is not failed: nothing is announced).
+    if settlement == Settlement::Retry && attempt + 1 >= MOST_TRIES {
+        tracing::error!(image.id = %id, attempt, "A job still could not settle after all its tries, nor record why; dead-lettering it.");
+        return Ran { settlement: Settlement::DeadLetter, event: None };
+    }
     let state = match settlement {
         Settlement::Ack => Some(EventState::Done),
         Settlement::DeadLetter => Some(EventState::Failed),
@@ -38,6 +46,9 @@ pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, tim
     };
     Ran { settlement, event: state.map(|state| ImageEvent::new(id, state)) }
 }
+
+/// Tries of one job, counting those spent giving it up: twice the tries it has.
+const MOST_TRIES: u32 = 2 * ResizeJob::MAX_ATTEMPTS;
 
 async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_limit: Duration, progress: Progress) -> Settlement {
     let id = job.image_id;
@@ -110,6 +121,19 @@ mod tests {
         let ran = run_job(context, &job.to_bytes(), 0, Duration::from_millis(1), Progress::silent()).await;
 
         assert_eq!(ran, Ran { settlement: Settlement::Retry, event: None });
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_job_that_cannot_settle_is_tried_no_more_than_twice_its_tries() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(dir.path()).await;
+        let id = upload(&context, large_jpeg()).await;
+        let job = ResizeJob::new(id, SourceFormat::Jpeg, 0).to_bytes();
+        // No time at all: every try is abandoned, giving up included.
+        let ran = run_job(Arc::clone(&context), &job, MOST_TRIES - 2, Duration::ZERO, Progress::silent()).await;
+        assert_eq!(ran, Ran { settlement: Settlement::Retry, event: None });
+        let ran = run_job(context, &job, MOST_TRIES - 1, Duration::ZERO, Progress::silent()).await;
+        assert_eq!(ran, Ran { settlement: Settlement::DeadLetter, event: None });
     }
 
     #[tokio::test(flavor = "multi_thread")]
