@@ -39,7 +39,7 @@ pub async fn delete_topology(url: &str, queue: &str) -> anyhow::Result<()> {
     let topology = Topology::new(queue);
     let connection = thumbq_broker::connect(url, "thumbq-bench").await.with_context(|| format!("cannot reach RabbitMQ at {url} to delete {queue}"))?;
     let channel = connection.create_channel().await?;
-    for name in [topology.resize_queue().to_owned(), topology.dead_letter_queue()] {
+    for name in topology.queues() {
         channel.queue_delete(name.as_str().into(), QueueDeleteOptions::default()).await.with_context(|| format!("cannot delete the queue {name}"))?;
     }
     for name in [topology.dead_letter_exchange(), topology.events_exchange()] {

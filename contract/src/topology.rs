@@ -160,6 +160,13 @@ impl Topology {
         ]
     }
 
+    /// Every queue of this topology (the events queues of web servers go with their connections):
+    /// what to delete to remove a deployment's queues.
+    pub fn queues(&self) -> Vec<String> {
+        let retries = self.retry_delays.secs().iter().map(|&delay_secs| self.retry_queue(delay_secs));
+        [self.queue.clone(), self.dead_letter_queue()].into_iter().chain(retries).collect()
+    }
+
     /// The arguments of the dead-letter queue.
     pub fn dead_letter_queue_arguments(&self) -> Vec<(&'static str, ArgumentValue)> {
         vec![("x-queue-type", ArgumentValue::Text("quorum".into()))]

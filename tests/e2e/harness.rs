@@ -369,14 +369,14 @@ impl Drop for TestApp {
         if let Some((stop, _)) = &self.worker {
             let _ = stop.send(true);
         }
-        let topology = Topology::new(self.queue.clone());
+        let topology = Topology::new(self.queue.clone()).with_retry_delays(self.retry_delays.clone());
         let url = self.amqp_url.clone().unwrap_or_else(amqp_url);
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
                 let connection = thumbq_broker::connect(&url, "thumbq-tests-cleanup").await.ok()?;
                 let channel = connection.create_channel().await.ok()?;
-                for queue in [topology.resize_queue().to_owned(), topology.dead_letter_queue()] {
+                for queue in topology.queues() {
                     let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
                 }
                 let exchange = topology.dead_letter_exchange();
