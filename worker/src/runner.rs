@@ -129,10 +129,11 @@ mod tests {
         let context = context(dir.path()).await;
         let id = upload(&context, large_jpeg()).await;
         let job = ResizeJob::new(id, SourceFormat::Jpeg, 0).to_bytes();
-        // No time at all: every try is abandoned, giving up included.
-        let ran = run_job(Arc::clone(&context), &job, MOST_TRIES - 2, Duration::ZERO, Progress::silent()).await;
+        // No slot to run in (as when the worker stops): every try, giving up included, goes back.
+        context.cpu_slots.close();
+        let ran = run_job(Arc::clone(&context), &job, MOST_TRIES - 2, Duration::from_secs(60), Progress::silent()).await;
         assert_eq!(ran, Ran { settlement: Settlement::Retry, event: None });
-        let ran = run_job(context, &job, MOST_TRIES - 1, Duration::ZERO, Progress::silent()).await;
+        let ran = run_job(context, &job, MOST_TRIES - 1, Duration::from_secs(60), Progress::silent()).await;
         assert_eq!(ran, Ran { settlement: Settlement::DeadLetter, event: None });
     }
 
