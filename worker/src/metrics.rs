@@ -46,6 +46,11 @@ impl WorkerMetrics {
         self.jobs.get_or_create(&[("outcome", outcome)]).inc();
     }
 
+    /// How many jobs ended with `outcome` so far.
+    pub fn jobs_ended(&self, outcome: &'static str) -> u64 {
+        self.jobs.get_or_create(&[("outcome", outcome)]).get()
+    }
+
     pub fn stage(&self, stage: &'static str, took: Duration) {
         self.stage_seconds.get_or_create(&[("stage", stage)]).observe(took.as_secs_f64());
     }
