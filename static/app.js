@@ -126,7 +126,19 @@ const live = {
   // Set when a stream dropped: events may have been missed, so everything pending is looked at once.
   dropped: false,
   retiring: [],
+  // The images the open stream follows: polling leaves them to it.
+  streamed: new Set(),
+  // Streams refused in a row (the server full, or without live updates): the next try waits longer.
+  refusals: 0,
+  // After a refused stream the page polls, and asks for a stream again after
+  // this long, doubling each time it is refused, up to MAX_STREAM_RETRY_MS.
+  streamRetryMs: 30000,
 };
+
+// A stream follows at most this many images (the server's --max-files), the
+// newest first: those further down the page are polled.
+const STREAM_IDS = 50;
+const MAX_STREAM_RETRY_MS = 10 * 60 * 1000;
 
 // A 404 without Retry-After says the image does not exist; a proxy's hiccup
 // can say it too, so it counts only when it keeps saying it.
@@ -170,8 +182,10 @@ function setMode(mode) {
 const SAFETY_POLL_MS = 15000;
 
 function openStream() {
-  // Only images still pending: the stream's list stays short on a long-lived page.
-  const ids = [...live.figures.keys()].filter((id) => [...live.figures.get(id)].some((figure) => figure.dataset.state === "pending"));
+  // Only images still pending, the latest added first: the stream's list stays
+  // short on a long-lived page, and the uploads of now are the ones it follows.
+  const pending = [...live.figures.keys()].filter((id) => [...live.figures.get(id)].some((figure) => figure.dataset.state === "pending")).reverse();
+  const ids = pending.slice(0, STREAM_IDS);
   // Earlier streams stay open until the new one is: no event falls between them.
   if (live.source) live.retiring.push(live.source);
   live.source = null;
@@ -179,11 +193,14 @@ function openStream() {
   if (!live.safetyPoll) live.safetyPoll = setInterval(() => pendingFigures().forEach(checkOnce), SAFETY_POLL_MS);
   const source = new EventSource(`/events?ids=${ids.join(",")}`);
   live.source = source;
+  live.streamed = new Set(ids);
   setMode("push");
+  pending.slice(STREAM_IDS).forEach((id) => live.figures.get(id).forEach(poll));
   // Whatever finished before the stream opened is found by one look at each
   // thumbnail not looked at since: opening anew for every image added must not
   // look at all the earlier ones again each time (n² requests for n uploads).
   source.addEventListener("open", () => {
+    live.refusals = 0;
     retireStreams();
     const figures = live.dropped ? pendingFigures() : [...live.unchecked].filter((figure) => figure.dataset.state === "pending");
     live.unchecked.clear();
@@ -210,13 +227,21 @@ function openStream() {
     }
   });
   source.addEventListener("error", () => {
-    // A refused stream (no RabbitMQ behind this server) is closed for good: poll instead.
-    // A dropped one reconnects by itself and looks again on "open".
+    // A refused stream (the server full, or without RabbitMQ) is closed: poll
+    // meanwhile, and ask again later. A dropped one reconnects by itself and looks again on "open".
     if (source.readyState === EventSource.CLOSED && live.source === source) {
       retireStreams();
       live.source = null;
+      live.streamed = new Set();
       setMode("poll");
       pendingFigures().forEach(poll);
+      const wait = Math.min(live.streamRetryMs * 2 ** live.refusals, MAX_STREAM_RETRY_MS);
+      live.refusals += 1;
+      clearTimeout(live.reopen);
+      live.reopen = setTimeout(() => {
+        setMode("push");
+        openStream();
+      }, wait * (0.75 + Math.random() / 2));
     } else if (live.source === source) {
       live.dropped = true;
     }
@@ -273,21 +298,35 @@ async function checkOnce(figure) {
   return { settled: false, response };
 }
 
+// Figures being polled, each by one loop at most.
+const polling = new WeakSet();
+
 function poll(figure) {
+  if (polling.has(figure)) return;
+  polling.add(figure);
   const started = Date.now();
   let delay = FIRST_POLL_MS;
   async function again() {
-    if (figure.dataset.state !== "pending") return;
+    const settled = await lookAgain();
+    if (settled) polling.delete(figure);
+  }
+  // One look; true when the loop ends.
+  async function lookAgain() {
+    if (figure.dataset.state !== "pending") return true;
+    // A stream follows it now (opened again after a refusal): polling stops.
+    if (live.mode === "push" && live.streamed.has(figure.closest("[data-image]")?.dataset.image)) return true;
     const { settled, response } = await checkOnce(figure);
-    if (settled) return;
+    if (settled) return true;
     if (Date.now() - started > GIVE_UP_AFTER_MS) {
-      return showFailure(figure, "This is taking much longer than it should. Reload the page to try again.");
+      showFailure(figure, "This is taking much longer than it should. Reload the page to try again.");
+      return true;
     }
     // The server's Retry-After is the least wait: backing off still reaches
     // its maximum when it says "1" every time, and a longer one is honoured.
     const hintMs = Number(response?.headers.get("Retry-After")) * 1000 || 0;
     delay = Math.max(Math.min(delay * POLL_GROWTH, MAX_POLL_MS), hintMs);
     setTimeout(again, delay);
+    return false;
   }
   setTimeout(again, delay);
 }
@@ -460,6 +499,8 @@ const uploads = { waiting: [], running: 0, keyed: false, seen: new Set(), starte
 // A transient failure (the network, the server busy or out of room) is tried
 // again by itself this many times, waiting longer each time.
 const AUTOMATIC_RETRIES = 3;
+// Waits longer than this are left to the person, with a button to try again.
+const MAX_AUTOMATIC_WAIT_MS = 5 * 60 * 1000;
 
 function setUpUploads(form) {
   const input = form.querySelector("input[type=file]");
@@ -755,9 +796,10 @@ function upload(card, file, tries = 0) {
     const failed = (message, status) => {
       card.request = null;
       card.dataset.sent = "0";
-      if (transient(status) && tries < AUTOMATIC_RETRIES) {
+      const wait = Number(request.getResponseHeader?.("Retry-After")) * 1000 || 1000 * 2 ** tries;
+      // A wait of hours (a daily quota) is said, not waited out behind the person's back.
+      if (transient(status) && tries < AUTOMATIC_RETRIES && wait <= MAX_AUTOMATIC_WAIT_MS) {
         status_(card, `${message} Trying again…`);
-        const wait = Number(request.getResponseHeader?.("Retry-After")) * 1000 || 1000 * 2 ** tries;
         setTimeout(() => {
           // Removed meanwhile: it is not sent again.
           if (!card.isConnected) return resolve();

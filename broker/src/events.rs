@@ -1,4 +1,9 @@
 //! Image events over RabbitMQ: workers announce, every web server listens.
+//!
+//! Events are not kept for a listener that is away: each web server's queue
+//! is its own and lives only while it listens. So each time the listener
+//! (re)connects it says [`Heard::Resync`], and open pages look again at
+//! what they follow instead of waiting for events that went by.
 
 use std::time::Duration;
 
@@ -28,17 +33,32 @@ pub async fn announce(channel: &Channel, topology: &Topology, event: ImageEvent)
     }
 }
 
+/// What the listener passes on to the open pages.
+#[derive(Debug, Clone)]
+pub enum Heard {
+    /// A worker's news of one image.
+    Event(ImageEvent),
+    /// The listener has just begun listening (again): events may have gone by unheard.
+    Resync,
+}
+
 /// Listens for image events and sends each to `events`, reconnecting with
 /// backoff, until `shutdown` becomes true.
-pub async fn listen(url: String, topology: Topology, events: broadcast::Sender<ImageEvent>, mut shutdown: watch::Receiver<bool>) {
+pub async fn listen(url: String, topology: Topology, events: broadcast::Sender<Heard>, mut shutdown: watch::Receiver<bool>) {
     let mut pause = Duration::from_millis(100);
+    let mut lost_said = false;
     loop {
         let outcome = tokio::select! {
-            outcome = listen_once(&url, &topology, &events) => outcome,
+            outcome = listen_once(&url, &topology, &events, &mut lost_said) => outcome,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
-        if let Err(error) = outcome {
-            tracing::debug!(%error, "Lost the events exchange; listening again soon.");
+        let error = match outcome {
+            Ok(()) => "the broker closed the stream".to_owned(),
+            Err(error) => error.to_string(),
+        };
+        if !lost_said {
+            tracing::warn!(%error, "Lost the events exchange: pages poll until it is back, then look again at what they follow.");
+            lost_said = true;
         }
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
@@ -48,7 +68,7 @@ pub async fn listen(url: String, topology: Topology, events: broadcast::Sender<I
     }
 }
 
-async fn listen_once(url: &str, topology: &Topology, events: &broadcast::Sender<ImageEvent>) -> Result<(), lapin::Error> {
+async fn listen_once(url: &str, topology: &Topology, events: &broadcast::Sender<Heard>, lost_said: &mut bool) -> Result<(), lapin::Error> {
     let connection = connect(url, "thumbq-web-events").await?;
     let channel = connection.create_channel().await?;
     declare_topology(&channel, topology).await?;
@@ -59,10 +79,12 @@ async fn listen_once(url: &str, topology: &Topology, events: &broadcast::Sender<
     let consume = BasicConsumeOptions { no_ack: true, ..Default::default() };
     let mut deliveries = channel.basic_consume(queue.name().clone(), "".into(), consume, FieldTable::default()).await?;
     tracing::info!("Listening for image events.");
+    *lost_said = false;
+    // No receiver is fine: no page is open.
+    let _ = events.send(Heard::Resync);
     while let Some(delivery) = deliveries.next().await {
         if let Some(event) = ImageEvent::from_bytes(&delivery?.data) {
-            // No receiver is fine: no page is open.
-            let _ = events.send(event);
+            let _ = events.send(Heard::Event(event));
         }
     }
     Ok(())

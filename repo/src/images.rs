@@ -28,6 +28,8 @@ pub struct NewImage {
     pub created_ms: u64,
     /// The SHA-256 of the image's own delete token, when it has one.
     pub delete_token_hash: Option<String>,
+    /// The address it was sent from, counted against that address's daily quota.
+    pub client: Option<String>,
 }
 
 /// Everything known of one image.
@@ -295,8 +297,8 @@ impl Repository {
             let mut inserted = std::collections::HashSet::with_capacity(rows.len());
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let mut query = sqlx::QueryBuilder::new(
-                    "INSERT INTO images (id, owner, name, format, bytes, content_hash, width, height, created_ms, delete_token_hash) \
-                     SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10 FROM (",
+                    "INSERT INTO images (id, owner, name, format, bytes, content_hash, width, height, created_ms, delete_token_hash, client) \
+                     SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10, column11 FROM (",
                 );
                 query.push_values(chunk, |mut values, row| {
                     let image = row.image;
@@ -310,7 +312,8 @@ impl Repository {
                         .push_bind(i64::from(image.width))
                         .push_bind(i64::from(image.height))
                         .push_bind(to_i64(image.created_ms))
-                        .push_bind(image.delete_token_hash.as_deref());
+                        .push_bind(image.delete_token_hash.as_deref())
+                        .push_bind(image.client.as_deref());
                 });
                 query.push(
                     ") AS v WHERE NOT EXISTS (SELECT 1 FROM images WHERE owner = v.column2 AND content_hash = v.column6 AND deleted_ms IS NULL AND failure IS NULL) \
@@ -604,6 +607,7 @@ mod tests {
             height: 480,
             created_ms: id.uploaded_at_ms(),
             delete_token_hash: None,
+            client: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`outbox`]: jobs accepted and not yet on the queue, written with their image.
 //! - [`requests`]: `Idempotency-Key`s, and the same bytes uploaded again by one owner.
 //! - [`upkeep`]: what the reconciler asks: its lease, stalled images, unfinished deletes.
+//! - [`usage`]: what one owner, and one address, uploaded lately, for the daily quotas.
 //!
 //! Two backends, one behaviour: SQLite in the data directory (the default:
 //! nothing to install or start) and PostgreSQL for more than one machine. The
@@ -25,6 +26,7 @@ pub mod outbox;
 pub mod requests;
 pub mod settings;
 pub mod upkeep;
+pub mod usage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -32,6 +34,7 @@ pub use connect::Repository;
 pub use images::{Deletion, ImageRecord, ImageState, NewImage};
 pub use columns::Lease;
 pub use requests::Attempt;
+pub use usage::Uploaded;
 pub use settings::{DatabaseSettings, Location};
 
 /// What went wrong with the database.

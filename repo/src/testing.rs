@@ -22,6 +22,7 @@ pub fn uploaded(id: thumbq_contract::ImageId, format: thumbq_contract::SourceFor
         height,
         created_ms: id.uploaded_at_ms(),
         delete_token_hash: None,
+        client: None,
     }
 }
 

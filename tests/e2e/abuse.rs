@@ -1,7 +1,7 @@
 //! A hostile or broken client gets a bounded, clear answer, and the server
 //! stays up: slow headers, stalled uploads, endless part headers, bodies sent
-//! to routes that take none, too many connections or uploads, a full disk,
-//! and a web server killed mid-publish.
+//! to routes that take none, too many connections, uploads, files or bytes,
+//! a spent daily quota, a full disk, and a web server killed mid-publish.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -204,6 +204,131 @@ async fn a_client_over_its_upload_rate_gets_429_with_retry_after_and_others_do_n
     let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(images::jpeg(64, 64)).file_name("n.jpg"));
     let response = neighbour.post(app.url("/images")).header("accept", "application/json").multipart(form).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
+/// A JPEG padded after its end to `bytes`: a valid upload of that size.
+fn jpeg_of(bytes: usize) -> Vec<u8> {
+    let mut jpeg = images::jpeg(64, 64);
+    jpeg.resize(bytes, 0);
+    jpeg
+}
+
+/// Posts one file as an API client from `client` (its own address, its own owner unless `key`).
+async fn post_one(app: &TestApp, client: &reqwest::Client, key: Option<&str>, bytes: Vec<u8>) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name("p.jpg"));
+    let mut request = client.post(app.url("/images")).header("accept", "application/json").multipart(form);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request.send().await.unwrap()
+}
+
+fn from_address(address: &str) -> reqwest::Client {
+    reqwest::Client::builder().local_address(address.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
+}
+
+#[tokio::test]
+async fn each_file_of_a_request_is_charged_to_the_clients_rate() {
+    let app = TestApp::spawn_with(Options {
+        with_worker: false,
+        web: |settings| {
+            settings.upload_burst = 3;
+            settings.uploads_per_minute = 1;
+        },
+        ..Options::default()
+    })
+    .await;
+    let five: Vec<_> = (0..5).map(|n| (format!("{n}.jpg"), images::jpeg(64, 64 + n), "image/jpeg")).collect();
+    let five: Vec<_> = five.iter().map(|(name, bytes, kind)| (name.as_str(), bytes.clone(), *kind)).collect();
+    let refused = app.upload_json(&five).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "five files in one request, three allowed");
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("Too many uploads"), "{body}");
+    assert!(app.stored_files().iter().all(|path| !path.starts_with("originals")), "nothing of the request was kept: {:?}", app.stored_files());
+    let neighbour = post_one(&app, &from_address("127.0.0.2"), None, images::jpeg(64, 64)).await;
+    assert_eq!(neighbour.status(), StatusCode::ACCEPTED, "another address has its own bucket");
+}
+
+#[tokio::test]
+async fn bytes_over_the_clients_rate_are_refused_as_they_arrive() {
+    let app = TestApp::spawn_with(Options {
+        with_worker: false,
+        web: |settings| {
+            settings.upload_mib_burst = 2;
+            settings.upload_mib_per_minute = 1;
+        },
+        ..Options::default()
+    })
+    .await;
+    // Three files of 1.5 MiB in one request, sent as fast as the server reads.
+    let boundary = "thumbq-rate-boundary";
+    let mut body = Vec::new();
+    for n in 0..3 {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{n}.jpg\"\r\n\r\n").as_bytes());
+        body.extend(jpeg_of(1536 * 1024 + n));
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    let head = format!(
+        "POST /images HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let stream = TcpStream::connect(host(&app)).await.unwrap();
+    let (mut reading, mut writing) = stream.into_split();
+    let sender = tokio::spawn(async move {
+        // The server stops reading once refused: the rest may not go.
+        let _ = writing.write_all(head.as_bytes()).await;
+        let _ = writing.write_all(&body).await;
+        writing
+    });
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_to_close(&mut reading)).await.expect("an answer");
+    sender.abort();
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), Some(429), "{text}");
+    assert!(text.to_ascii_lowercase().contains("retry-after:"), "{text}");
+    assert!(text.contains("more than 1 MB a minute"), "{text}");
+    assert!(app.stored_files().iter().all(|path| !path.starts_with("originals")), "nothing of the request was kept: {:?}", app.stored_files());
+}
+
+#[tokio::test]
+async fn an_owner_past_its_daily_quota_is_refused_until_the_days_first_upload_is_a_day_old() {
+    let app = TestApp::spawn_with(Options {
+        with_worker: false,
+        web: |settings| settings.owner_mib_per_day = 2,
+        ..Options::default()
+    })
+    .await;
+    let (_, key) = app.upload_owned("first.jpg", jpeg_of(1200 * 1024)).await;
+    let client = reqwest::Client::new();
+    let refused = post_one(&app, &client, Some(&key), jpeg_of(1200 * 1024)).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((86_000..=86_400).contains(&wait), "the first upload is a day old in a day: Retry-After {wait}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("You have uploaded 2 MB in the last 24 hours") && error.contains("about 24 hours"), "{error}");
+
+    assert_eq!(post_one(&app, &client, Some(&key), jpeg_of(100 * 1024)).await.status(), StatusCode::ACCEPTED, "what still fits is taken");
+    assert_eq!(post_one(&app, &client, None, jpeg_of(1200 * 1024)).await.status(), StatusCode::ACCEPTED, "another owner has a quota of its own");
+}
+
+#[tokio::test]
+async fn an_address_past_its_daily_quota_is_refused_whoever_uploads_and_deleting_gives_nothing_back() {
+    let app = TestApp::spawn_with(Options {
+        with_worker: false,
+        web: |settings| settings.client_mib_per_day = 2,
+        ..Options::default()
+    })
+    .await;
+    let (id, key) = app.upload_owned("first.jpg", jpeg_of(1200 * 1024)).await;
+    assert_eq!(app.delete(&format!("/images/{id}"), Some(&key)).await.status(), StatusCode::NO_CONTENT);
+    let stranger = reqwest::Client::new();
+    let refused = post_one(&app, &stranger, None, jpeg_of(1200 * 1024)).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "a new owner from the same address, after the first was deleted");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("Your address has uploaded 2 MB"), "{body}");
+    assert_eq!(post_one(&app, &from_address("127.0.0.2"), None, jpeg_of(1200 * 1024)).await.status(), StatusCode::ACCEPTED, "another address");
 }
 
 #[tokio::test]

@@ -213,3 +213,32 @@ async fn a_fault_that_clears_in_seconds_never_fails_an_image(mode: Mode) {
     assert_eq!(done, "done");
     app.stop_worker().await;
 }
+
+/// Reads `stream` until what it sent since `seen` began holds `wanted`.
+async fn read_until(stream: &mut reqwest::Response, seen: &mut String, wanted: &str) {
+    let from = seen.len();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen[from..].contains(wanted) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk()).await.unwrap_or_else(|_| panic!("no {wanted:?} within 20 s; the stream said: {seen}"));
+        let chunk = chunk.unwrap().unwrap_or_else(|| panic!("the stream ended before {wanted:?}; it said: {seen}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn open_pages_are_told_to_look_again_when_the_web_server_hears_events_again_after_losing_the_broker() {
+    let proxy = BrokerProxy::start().await;
+    let app = TestApp::spawn_with(Options { with_worker: false, web_amqp_url: Some(proxy.url.clone()), ..Options::default() }).await;
+    let (followed, (deleted, key)) = (app.upload_one("followed.jpg", images::jpeg(64, 48)).await, app.upload_owned("deleted.jpg", images::jpeg(48, 64)).await);
+    let mut stream = app.get(&format!("/events?ids={followed},{deleted}")).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    // An event through the broker and back: the web server is listening.
+    assert_eq!(app.delete(&format!("/images/{deleted}"), Some(&key)).await.status(), StatusCode::NO_CONTENT);
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "\"deleted\"").await;
+
+    // Events sent while it was away are gone: the page hears that it must look again.
+    proxy.cut();
+    proxy.restore();
+    read_until(&mut stream, &mut seen, "event: resync").await;
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 use fantoccini::Locator;
 
 use crate::browser::Browser;
-use crate::harness::{Mode, TestApp, wait_for};
+use crate::harness::{Mode, Options, TestApp, wait_for};
 use crate::images;
 
 fn fixture_path(name: &str) -> String {
@@ -298,6 +298,47 @@ async fn a_page_following_an_image_shows_at_once_that_its_owner_deleted_it() {
     assert_eq!(status, "This image was deleted.");
     assert_eq!(browser.eval("return document.querySelectorAll('.thumb[data-state=deleted]').length").await, 3);
     browser.screenshot("image-page-deleted-live").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_page_refused_a_live_stream_polls_asks_again_later_and_follows_its_newest_uploads_first() {
+    let mut app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.max_event_streams = 1, ..Options::default() }).await;
+    // The server's one stream, held by someone else.
+    let held = app.upload_one("held.jpg", images::jpeg(64, 64)).await;
+    let holder = app.client.get(app.url(&format!("/events?ids={held}"))).send().await.unwrap();
+    assert_eq!(holder.status(), reqwest::StatusCode::OK);
+
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.eval("live.streamRetryMs = 300").await;
+    pick_files(&browser, &[fixture_path("exif-orientation/Landscape_1.jpg")]).await;
+    wait_for(Duration::from_secs(20), "the page to poll once its stream is refused", || async {
+        (browser.eval("return document.body.dataset.live").await == "poll").then_some(())
+    })
+    .await;
+    drop(holder);
+    wait_for(Duration::from_secs(20), "the page to ask again and get a stream", || async {
+        (browser.eval("return live.source?.readyState === EventSource.OPEN").await == true).then_some(())
+    })
+    .await;
+
+    pick_files(&browser, &[fixture_path("exif-orientation/Landscape_2.jpg")]).await;
+    let followed = wait_for(Duration::from_secs(20), "a stream that follows both uploads", || async {
+        let ids = browser.eval("return live.source?.readyState === EventSource.OPEN ? new URL(live.source.url).searchParams.get('ids') : null").await;
+        ids.as_str().filter(|ids| ids.split(',').count() == 2).map(str::to_owned)
+    })
+    .await;
+    let newest = browser.eval("return document.querySelector('#uploads .card:last-child').dataset.image").await;
+    assert_eq!(followed.split(',').next(), newest.as_str(), "the newest upload comes first: {followed}");
+
+    app.start_worker().await;
+    wait_for(Duration::from_secs(60), "both cards with their thumbnail, pushed", || async {
+        let done = browser.eval("return document.querySelectorAll('#uploads .card[data-state=done] .thumb[data-state=ready] img').length").await;
+        (done == 2).then_some(())
+    })
+    .await;
+    assert_eq!(browser.eval("return document.body.dataset.live").await, "push");
     browser.close().await;
 }
 

@@ -71,9 +71,17 @@ pub enum AppError {
     /// 408: the upload kept sending, but too little to ever finish; what was received is deleted.
     #[error("The upload was too slow: less than {} arrived in {secs} seconds. Nothing was uploaded; please try again on a better connection.", human_bytes(*min_bytes))]
     UploadTooSlow { min_bytes: u64, secs: u64 },
-    /// 429 with `Retry-After`: this client uploaded too much too fast.
+    /// 429 with `Retry-After`: this client sent too many files too fast; the request keeps nothing.
     #[error("Too many uploads from your address: please wait {retry_after_secs} seconds and try again.")]
     TooManyUploads { retry_after_secs: u64 },
+    /// 429 with `Retry-After`: this client sent too many bytes too fast; the request keeps nothing.
+    #[error("Your address has sent more than {} a minute: please wait {retry_after_secs} seconds and try again. Nothing was uploaded.", human_bytes(*bytes_per_minute))]
+    TooManyBytes { bytes_per_minute: u64, retry_after_secs: u64 },
+    /// 429 with `Retry-After` (when the first of the day's bytes are a day old): the daily
+    /// quota of the owner or of the client's address is spent, or this upload would pass it.
+    #[error("{} uploaded {} in the last 24 hours, the most {} may. Nothing was uploaded; you can upload again in {}.",
+        quota.holder(), human_bytes(*limit_bytes), quota.whom(), human_wait(*retry_after_secs))]
+    QuotaReached { quota: crate::quota::Quota, limit_bytes: u64, retry_after_secs: u64 },
     /// 429 with `Retry-After`: this client has as many uploads in progress as it may.
     #[error("Your address has {limit} uploads in progress already: wait for one to finish, then try again.")]
     UploadsInProgress { limit: u32 },
@@ -116,7 +124,9 @@ impl AppError {
             Self::BadForm { status, .. } => *status,
             Self::TooManyParts { .. } | Self::FormOverhead => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::TooManyUploads { .. } | Self::UploadsInProgress { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyUploads { .. } | Self::TooManyBytes { .. } | Self::QuotaReached { .. } | Self::UploadsInProgress { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::StoreUnavailable | Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -151,6 +161,8 @@ impl AppError {
             Self::FormOverhead => "form_overhead",
             Self::UploadStalled { .. } | Self::UploadTooSlow { .. } => "stalled",
             Self::TooManyUploads { .. } => "rate_limited",
+            Self::TooManyBytes { .. } => "byte_rate_limited",
+            Self::QuotaReached { quota, .. } => quota.reason_label(),
             Self::UploadsInProgress { .. } => "uploads_in_progress",
             Self::DiskFull => "disk_full",
             Self::StoreUnavailable => "store_unavailable",
@@ -172,8 +184,13 @@ impl AppError {
             Self::NoKey | Self::BadKey => {
                 headers.insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static(r#"Bearer realm="thumbq""#));
             }
-            Self::TooManyUploads { retry_after_secs } => {
+            Self::TooManyUploads { retry_after_secs } | Self::QuotaReached { retry_after_secs, .. } => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after_secs));
+            }
+            // Refused as it streams: the rest of the body is not read.
+            Self::TooManyBytes { retry_after_secs, .. } => {
+                headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after_secs));
+                headers.insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
             }
             Self::DiskFull => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
@@ -270,9 +287,25 @@ pub fn human_bytes(bytes: u64) -> String {
     if unit == 0 || value.fract() == 0.0 { format!("{value:.0} {}", UNITS[unit]) } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
+/// "40 seconds", "12 minutes", "about 3 hours": a wait as people say it.
+pub fn human_wait(secs: u64) -> String {
+    match secs {
+        0..=90 => format!("{secs} seconds"),
+        91..=5400 => format!("{} minutes", secs.div_ceil(60)),
+        _ => format!("about {} hours", secs.div_ceil(3600)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_read_as_people_say_them() {
+        assert_eq!(human_wait(40), "40 seconds");
+        assert_eq!(human_wait(601), "11 minutes");
+        assert_eq!(human_wait(3 * 3600 - 5), "about 3 hours");
+    }
 
     #[test]
     fn sizes_read_as_people_write_them() {

@@ -16,7 +16,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::Deserialize;
-use thumbq_contract::{EventState, ImageEvent, ImageId};
+use thumbq_broker::events::Heard;
+use thumbq_contract::{EventState, ImageId};
 use thumbq_repo::ImageState;
 use tokio::sync::{broadcast, watch};
 
@@ -71,7 +72,7 @@ pub async fn events(State(app): State<AppState>, Query(query): Query<EventsQuery
 /// The stream ends at `ends`, or when the server shuts down, so that shutdown
 /// need not wait for it; its `slot` is given back then.
 fn stream(
-    receiver: broadcast::Receiver<ImageEvent>,
+    receiver: broadcast::Receiver<Heard>,
     wanted: HashSet<ImageId>,
     stopping: watch::Receiver<bool>,
     ends: tokio::time::Instant,
@@ -85,7 +86,7 @@ fn stream(
                 () = tokio::time::sleep_until(ends) => return None,
             };
             match received {
-                Ok(event) if wanted.contains(&event.image_id) => {
+                Ok(Heard::Event(event)) if wanted.contains(&event.image_id) => {
                     let state = match event.state {
                         EventState::Written => "written",
                         EventState::Done => "done",
@@ -104,9 +105,9 @@ fn stream(
                     let name = if event.state == EventState::Written { "size" } else { "image" };
                     return Some((Ok(Event::default().event(name).data(data.to_string())), (receiver, wanted, stopping, slot)));
                 }
-                Ok(_) => continue,
-                // Too slow a reader missed some: the page asks the server again.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
+                Ok(Heard::Event(_)) => continue,
+                // The listener was away, or this reader too slow: some were missed, and the page asks the server again.
+                Ok(Heard::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     return Some((Ok(Event::default().event("resync").data("{}")), (receiver, wanted, stopping, slot)));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,

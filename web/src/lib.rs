@@ -48,6 +48,7 @@ pub mod migrate;
 pub mod owner;
 pub mod pages;
 pub mod progress;
+pub mod quota;
 pub mod rate_limit;
 pub mod reconcile;
 pub mod retention;
@@ -126,11 +127,15 @@ impl Application {
         if let (Some(events), Some(url)) = (&self.state.events, &self.state.settings.deployment.amqp_url) {
             let topology = self.state.settings.topology();
             tokio::spawn(thumbq_broker::events::listen(url.clone(), topology, events.clone(), stopped));
+            use thumbq_broker::events::Heard;
+            use thumbq_contract::{EventState, ImageEvent};
             let (mut finishes, times) = (events.subscribe(), Arc::clone(&self.state.recent_finishes));
             tokio::spawn(async move {
                 loop {
                     match finishes.recv().await {
-                        Ok(_) => admin::record_finish(&times),
+                        // An image's last event: each of its sizes has one of its own before.
+                        Ok(Heard::Event(ImageEvent { state: EventState::Done | EventState::Failed, .. })) => admin::record_finish(&times),
+                        Ok(_) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                     }

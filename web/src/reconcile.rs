@@ -7,6 +7,8 @@
 //!   an earlier release accepted it and crashed before queueing. A job sent
 //!   twice is harmless; a worker acks the second at once.
 //! - a delete whose files the store would not remove then is finished.
+//! - the keys of requests (`Idempotency-Key`) a day old are forgotten, and so
+//!   are the addresses of uploads past the daily quota's window.
 //!
 //! Now and then (the first round a server holds the lease, then every half
 //! `--stray-grace-secs`) it also compares the store's originals with the
@@ -97,6 +99,8 @@ pub async fn reconcile(app: &AppState, scan_store: bool) -> anyhow::Result<Round
     }
     // Retries come within minutes; a day is long past any.
     app.repo.forget_attempts_before(now.saturating_sub(24 * 3600 * 1000)).await?;
+    // An upload's address is kept only as long as its daily quota counts it.
+    app.repo.forget_clients_before(now.saturating_sub(crate::quota::WINDOW.as_millis() as u64)).await?;
     if scan_store {
         compare_with_store(app, now.saturating_sub(app.settings.stray_grace_secs * 1000), &mut round).await?;
     }

@@ -29,8 +29,8 @@ pub struct AppState {
     /// Everything known about each image: the metadata database.
     pub repo: thumbq_repo::Repository,
     pub dispatcher: Arc<Dispatcher>,
-    /// Finished-image events from the workers; `None` without RabbitMQ.
-    pub events: Option<tokio::sync::broadcast::Sender<thumbq_contract::ImageEvent>>,
+    /// What the workers say of images, passed on to open pages; `None` without RabbitMQ.
+    pub events: Option<tokio::sync::broadcast::Sender<thumbq_broker::events::Heard>>,
     pub metrics: crate::metrics::WebMetrics,
     /// When images finished in the last minute, for the dashboard's rate.
     pub recent_finishes: Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>>,
@@ -89,7 +89,12 @@ impl AppState {
             }
         };
         let events = settings.deployment.amqp_url.as_ref().map(|_| tokio::sync::broadcast::channel(1024).0);
-        let upload_limiter = Arc::new(crate::rate_limit::UploadLimiter::new(settings.uploads_per_minute, settings.upload_burst));
+        let upload_limiter = Arc::new(crate::rate_limit::UploadLimiter::new(
+            settings.uploads_per_minute,
+            settings.upload_burst,
+            settings.upload_mib_per_minute,
+            settings.upload_mib_burst,
+        ));
         let state = Self {
             storage,
             store,
@@ -112,7 +117,7 @@ impl AppState {
     /// server's through RabbitMQ (pages take a repeated event in their stride).
     pub async fn announce(&self, event: thumbq_contract::ImageEvent) {
         if let Some(events) = &self.events {
-            let _ = events.send(event.clone());
+            let _ = events.send(thumbq_broker::events::Heard::Event(event.clone()));
         }
         self.dispatcher.announce(event).await;
     }

@@ -103,13 +103,30 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_OPS_BIND")]
     pub ops_bind: Option<SocketAddr>,
 
-    /// Upload requests one client may make per minute, once its burst is spent (429 beyond).
+    /// Files one client may upload per minute, once its burst is spent (429 beyond).
     #[arg(long, env = "THUMBQ_UPLOADS_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub uploads_per_minute: u32,
 
-    /// Upload requests one client may make at once before the per-minute rate applies.
+    /// Files one client may upload at once before the per-minute rate applies.
     #[arg(long, env = "THUMBQ_UPLOAD_BURST", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
     pub upload_burst: u32,
+
+    /// Mebibytes one client may upload per minute, once its burst is spent (429 beyond).
+    #[arg(long, env = "THUMBQ_UPLOAD_MIB_PER_MINUTE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub upload_mib_per_minute: u32,
+
+    /// Mebibytes one client may upload at once before the per-minute rate applies; a request
+    /// larger than this is always refused, so keep it above --max-files × --max-upload-bytes.
+    #[arg(long, env = "THUMBQ_UPLOAD_MIB_BURST", default_value_t = 2560, value_parser = clap::value_parser!(u32).range(1..))]
+    pub upload_mib_burst: u32,
+
+    /// Mebibytes of images one owner may have uploaded in any 24 hours (429 beyond).
+    #[arg(long, env = "THUMBQ_OWNER_MIB_PER_DAY", default_value_t = 5 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub owner_mib_per_day: u64,
+
+    /// Mebibytes of images one client address may upload in any 24 hours, whoever's, deleted or not (429 beyond).
+    #[arg(long, env = "THUMBQ_CLIENT_MIB_PER_DAY", default_value_t = 20 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub client_mib_per_day: u64,
 
     /// Addresses of reverse proxies whose `X-Forwarded-For` names the client (comma-separated);
     /// without them the client is the socket's peer.
@@ -177,6 +194,10 @@ impl Settings {
             // Tests upload in bulk from one address; the rate limit's own test lowers these.
             uploads_per_minute: 6000,
             upload_burst: 10_000,
+            upload_mib_per_minute: 100_000,
+            upload_mib_burst: 100_000,
+            owner_mib_per_day: 1024 * 1024,
+            client_mib_per_day: 1024 * 1024,
             trusted_proxies: Vec::new(),
             // Tests share the machine's disk: only a full disk refuses.
             min_free_bytes: 0,

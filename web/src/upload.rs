@@ -31,6 +31,7 @@ use crate::error::{AppError, JsonError};
 use crate::form::{BoundedField, BoundedForm};
 use crate::owner::{DeleteToken, KeySource, OwnerKey, presented_key};
 use crate::progress::now_ms;
+use crate::rate_limit::Charge;
 
 /// The form field that carries the files.
 pub const FILE_FIELD: &str = "file";
@@ -40,14 +41,14 @@ pub const FILE_FIELD: &str = "file";
 /// A browser's form post is redirected (303) to the new image's page, or to a
 /// page of all of them; a client asking for JSON gets 202 and links to poll.
 ///
-/// Before a byte of the body is read: the client's key, its rate limit and
-/// the disk's free space are checked.
+/// Before a byte of the body is read: the client's key, its rates, its
+/// quotas and the disk's free space are checked.
 pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
     let received_ms = now_ms();
     let headers = request.headers().clone();
     let wants_json = wants_json(&headers);
     let admitted = admit(&app, request).await;
-    let ((key, source), form, _in_progress) = match admitted {
+    let Admitted { key: (key, source), form, in_progress: _in_progress, client, charge } = match admitted {
         Ok(admitted) => admitted,
         Err(error) => return respond(&app, &headers, wants_json, Err(error), None).await,
     };
@@ -70,7 +71,7 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
             Err(error) => return respond(&app, &headers, wants_json, Err(error.into()), None).await,
         }
     }
-    let outcome = accept(&app, form, key.owner(), received_ms).await;
+    let outcome = accept(&app, form, Uploader { owner: key.owner(), client, charge }, received_ms).await;
     let mut response = respond(&app, &headers, wants_json, outcome, Some((&key, source))).await;
     if let Some(request_key) = &request_key {
         response = remember(&app, &key.owner(), request_key, response).await;
@@ -178,9 +179,19 @@ fn replayed(answer: String) -> Response {
     response
 }
 
-/// The checks made before the body is read; the owner's key (and where it came from), the
-/// form, and the client's place among the uploads in progress, held until the answer.
-async fn admit(app: &AppState, request: Request) -> Result<((OwnerKey, Option<KeySource>), BoundedForm, crate::slots::Slot), AppError> {
+/// What the checks made before the body is read give the request.
+struct Admitted<'a> {
+    /// The owner's key, and where it came from (`None`: made now).
+    key: (OwnerKey, Option<KeySource>),
+    form: BoundedForm,
+    /// The client's place among the uploads in progress, held until the answer.
+    in_progress: crate::slots::Slot,
+    client: Option<std::net::IpAddr>,
+    /// The client's rates, charged as the files and bytes arrive.
+    charge: Charge<'a>,
+}
+
+async fn admit(app: &AppState, request: Request) -> Result<Admitted<'_>, AppError> {
     // Another site's form must not upload in a visitor's name, nor give them a new key.
     crate::same_origin::check(request.headers())?;
     let key = match presented_key(request.headers(), app.settings.secure_cookies)? {
@@ -189,18 +200,25 @@ async fn admit(app: &AppState, request: Request) -> Result<((OwnerKey, Option<Ke
     };
     let (parts, body) = request.into_parts();
     let client = crate::client::address(&parts, &app.settings.trusted_proxies);
-    if let Some(client) = client {
-        app.upload_limiter.check(client)?;
-    }
+    let charge = app.upload_limiter.admit(client)?;
     // A trusted proxy's requests are counted by the client it names; one that names none counts alone.
     let in_progress = app.uploads.take(client).map_err(|_| AppError::UploadsInProgress { limit: app.settings.max_uploads_per_client })?;
+    let length = parts.headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse().ok()).unwrap_or(0);
+    crate::quota::check(app, &key.0.owner(), client, length).await?;
     check_free_space(app).await?;
     let request = Request::from_parts(parts, body);
     let settings = &app.settings;
     // Each file is one part; a few more for fields a form may add.
     let max_parts = usize::from(settings.max_files_per_request) + 8;
     let form = BoundedForm::from_request(request, settings.upload_idle_timeout(), max_parts).await?;
-    Ok((key, form, in_progress))
+    Ok(Admitted { key, form, in_progress, client, charge })
+}
+
+/// Who is uploading: the owner the images will be, the address they come from, and its rates.
+struct Uploader<'a> {
+    owner: OwnerId,
+    client: Option<std::net::IpAddr>,
+    charge: Charge<'a>,
 }
 
 /// 507 while the disk is below the watermark: refused before anything is written.
@@ -304,8 +322,9 @@ pub struct Refusal {
 /// for what it is (not an image, empty, too large) is read to its end and
 /// reported, and the request's other files are kept; a problem with the
 /// request itself (a broken form, too many files, a full disk) keeps nothing.
-async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_ms: u64) -> Result<Accepted, AppError> {
+async fn accept(app: &AppState, mut form: BoundedForm, uploader: Uploader<'_>, received_ms: u64) -> Result<Accepted, AppError> {
     let settings = &app.settings;
+    let Uploader { owner, client, mut charge } = uploader;
     let mut received = Vec::new();
     let mut refused = Vec::new();
     while let Some(field) = form.next_field().await? {
@@ -319,9 +338,10 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
         if received.len() + refused.len() >= usize::from(settings.max_files_per_request) {
             return Err(AppError::TooManyFiles { limit: settings.max_files_per_request });
         }
+        charge.file()?;
         let number = received.len() + refused.len() + 1;
         let earlier: Vec<PathBuf> = received.iter().map(|file: &ReceivedFile| file.part.path().to_owned()).collect();
-        match receive_file(&app.storage, field, number, &settings.limits(), &earlier).await? {
+        match receive_file(&app.storage, field, number, &settings.limits(), &earlier, &mut charge).await? {
             Ok(file) => received.push(file),
             Err(refusal) => refused.push(refusal),
         }
@@ -352,8 +372,9 @@ async fn accept(app: &AppState, mut form: BoundedForm, owner: OwnerId, received_
     }
     let mut bytes = fresh.iter().map(|(file, _)| file.size).sum();
     let mut originals = Vec::with_capacity(fresh.len());
+    let client = client.map(|client| client.to_string());
     for (file, delete_token_hash) in fresh {
-        match file.store(&app.store, owner, delete_token_hash).await {
+        match file.store(&app.store, owner, client.clone(), delete_token_hash).await {
             Ok(original) => originals.push(original),
             Err(error) => {
                 for original in originals {
@@ -407,15 +428,17 @@ async fn receive_file(
     number: usize,
     limits: &MediaLimits,
     earlier: &[PathBuf],
+    charge: &mut Charge<'_>,
 ) -> Result<Result<ReceivedFile, Refusal>, AppError> {
     let name = display_name(field.file_name(), number);
-    match stream_file(storage, &mut field, name.clone(), limits, earlier).await {
+    match stream_file(storage, &mut field, name.clone(), limits, earlier, charge).await {
         Ok(file) => Ok(Ok(file)),
         Err(error) if error.is_about_one_file() => {
             // Read past, to reach the next file: as far as one file may be long.
             // A refused file longer than that ends the request, as it always did.
             let (mut drained, mut touched) = (0u64, std::time::Instant::now());
             while let Some(chunk) = field.chunk().await? {
+                charge.bytes(chunk.len() as u64)?;
                 drained += chunk.len() as u64;
                 if drained > limits.max_file_bytes {
                     return Err(error);
@@ -441,6 +464,7 @@ async fn stream_file(
     file: String,
     limits: &MediaLimits,
     earlier: &[PathBuf],
+    charge: &mut Charge<'_>,
 ) -> Result<ReceivedFile, AppError> {
     let limit_bytes = limits.max_file_bytes;
     let id = ImageId::new();
@@ -456,6 +480,7 @@ async fn stream_file(
             touched = std::time::Instant::now();
             touch(earlier).await;
         }
+        charge.bytes(chunk.len() as u64)?;
         size += chunk.len() as u64;
         if size > limit_bytes {
             return Err(AppError::TooLarge { file, limit_bytes });
@@ -550,7 +575,7 @@ impl ReceivedFile {
     /// In a task of its own: if the client hangs up meanwhile, the task still
     /// runs to its end, and the guard it returns, dropped with it, removes
     /// what it wrote.
-    async fn store(self, store: &Store, owner: OwnerId, delete_token_hash: String) -> std::io::Result<StoredOriginal> {
+    async fn store(self, store: &Store, owner: OwnerId, client: Option<String>, delete_token_hash: String) -> std::io::Result<StoredOriginal> {
         let store = store.clone();
         tokio::spawn(async move {
             let id = self.id;
@@ -572,6 +597,7 @@ impl ReceivedFile {
                 height: self.height,
                 created_ms: id.uploaded_at_ms(),
                 delete_token_hash: Some(delete_token_hash),
+                client,
             };
             Ok(StoredOriginal { file: written, job, image, stored_ms: now_ms() })
         })

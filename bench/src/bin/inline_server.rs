@@ -111,6 +111,7 @@ async fn upload(State(server): State<Server>, mut form: Multipart) -> Result<Res
                 height: 0,
                 created_ms: id.uploaded_at_ms(),
                 delete_token_hash: None,
+                client: None,
             };
             server.context.repo.add_image(&image, &[], None, &thumbq_repo::Lease::none()).await.map_err(Refusal::internal)?;
             let (context, job) = (server.context.clone(), ResizeJob::new(id, format, thumbq_contract::timeline::now_ms()));
