@@ -15,7 +15,12 @@ use object_store::{ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMo
 use thumbq_contract::{ImageId, Listing, Manifest, StorageKey};
 use tokio::io::AsyncReadExt;
 
-use crate::{S3Location, StoreSettings, Unavailable};
+use crate::{S3Location, StoreSettings};
+use errors::to_io;
+
+mod errors;
+#[cfg(test)]
+mod tests;
 
 /// An original up to this size goes in one PUT; a larger one in parts of this size.
 /// It is also what one upload may hold in memory, twice over at most.
@@ -39,6 +44,26 @@ pub struct Object {
     pub modified: bool,
 }
 
+/// How long a request may take, and how often it is sent again, before the store counts as unavailable.
+struct Patience {
+    retry: RetryConfig,
+    client: ClientOptions,
+}
+
+impl Patience {
+    /// An outage must be answered in seconds (a 503, a postponed job), not after minutes of retries.
+    fn serving() -> Self {
+        Self {
+            retry: RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(10),
+                backoff: object_store::BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2), base: 2.0 },
+            },
+            client: ClientOptions::new().with_connect_timeout(Duration::from_secs(2)).with_timeout(Duration::from_secs(60)),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct S3Store {
     client: Arc<dyn ObjectStore>,
@@ -48,19 +73,19 @@ pub struct S3Store {
 
 impl S3Store {
     pub fn new(location: &S3Location, settings: &StoreSettings) -> Result<Self, String> {
+        Self::with_patience(location, settings, Patience::serving())
+    }
+
+    fn with_patience(location: &S3Location, settings: &StoreSettings, patience: Patience) -> Result<Self, String> {
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&location.bucket)
             .with_region(&settings.s3_region)
             .with_virtual_hosted_style_request(settings.s3_virtual_hosted)
             // Tags are an extra header some S3-compatible stores refuse; thumbq uses none.
             .with_disable_tagging(true)
-            // An outage must be answered in seconds (a 503, a postponed job), not after minutes of retries.
-            .with_retry(RetryConfig {
-                max_retries: 3,
-                retry_timeout: Duration::from_secs(10),
-                backoff: object_store::BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2), base: 2.0 },
-            })
-            .with_client_options(ClientOptions::new().with_connect_timeout(Duration::from_secs(2)).with_timeout(Duration::from_secs(60)));
+            .with_retry(patience.retry)
+            .with_client_options(patience.client)
+            .with_http_connector(errors::KeepErrorAnswers);
         if let Some(endpoint) = &settings.s3_endpoint {
             builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
         }
@@ -230,33 +255,4 @@ impl S3Store {
             Err(error) => Err(to_io(error)),
         }
     }
-}
-
-/// A missing object is `NotFound`, as for a file. Only what may pass by
-/// itself (no answer, a timeout, a 5xx, a 429 "slow down") is [`Unavailable`],
-/// which is waited out; a refusal (401, 403, another 4xx) is an error of ours
-/// that an operator must see, and a job counts it as a try.
-fn to_io(error: object_store::Error) -> io::Error {
-    use object_store::Error;
-    match error {
-        Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, error),
-        Error::PermissionDenied { .. } | Error::Unauthenticated { .. } => io::Error::new(io::ErrorKind::PermissionDenied, error),
-        Error::Generic { .. } if is_client_error(&error) => io::Error::other(error),
-        Error::Generic { .. } => io::Error::other(Unavailable(error.to_string())),
-        error => io::Error::other(error),
-    }
-}
-
-/// Whether the store answered with a 4xx other than 429. object_store keeps
-/// the status in a private type, so it is read from the error's message.
-fn is_client_error(error: &object_store::Error) -> bool {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(error) = source {
-        let text = error.to_string();
-        if let Some(status) = text.split("non-2xx status code: ").nth(1).and_then(|rest| rest.get(..3)) {
-            return status.starts_with('4') && status != "429";
-        }
-        source = error.source();
-    }
-    false
 }
