@@ -931,16 +931,20 @@ function setCardError(card, message, file) {
 
 // ---- The dashboard -----------------------------------------------------------
 
-// A notice of what was just done (a replay, a takedown) is shown once: a reload
-// shows the dashboard as it is, not the notice again. The numbers refresh by themselves.
+// A takedown's notice is shown once: a reload shows the dashboard as it is,
+// not the notice again (the page of reasons stays). The numbers, and a
+// replay's progress, refresh by themselves.
 function setUpDashboard(main) {
-  if (location.search) history.replaceState(null, "", location.pathname);
+  const params = new URLSearchParams(location.search);
+  ["takedown", "image"].forEach((name) => params.delete(name));
+  const here = location.pathname + (params.size ? `?${params}` : "");
+  history.replaceState(null, "", here);
   setInterval(async () => {
     // Someone is typing, or has typed something not sent yet.
     if (document.activeElement?.closest("form")) return;
     if ([...main.querySelectorAll("input")].some((input) => input.value !== input.defaultValue)) return;
     try {
-      const response = await fetch(location.pathname, { cache: "no-store" });
+      const response = await fetch(here, { cache: "no-store" });
       if (!response.ok) return;
       const fresh = new DOMParser().parseFromString(await response.text(), "text/html").querySelector("main[data-dashboard]");
       if (fresh) main.replaceChildren(...fresh.childNodes);

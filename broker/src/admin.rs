@@ -6,6 +6,8 @@
 //! and RabbitMQ 4 drops a quorum queue's message after 20 of them. A replay
 //! moves the jobs it does not take into fresh messages instead of requeueing them.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection};
@@ -42,23 +44,34 @@ async fn read_report(channel: &Channel, topology: &Topology) -> Result<QueueRepo
     Ok(QueueReport { waiting: queue.message_count(), consumers: queue.consumer_count(), dead: dead.message_count() })
 }
 
+/// How far a replay has gone, for the dashboard to show while it runs.
+#[derive(Debug, Default)]
+pub struct ReplayProgress {
+    /// Dead-lettered messages the replay will look at.
+    pub total: AtomicUsize,
+    pub looked_at: AtomicUsize,
+    pub replayed: AtomicUsize,
+}
+
 /// Moves the dead-lettered jobs that `select` picks back to the resize queue,
 /// each confirmed there before it leaves the dead-letter queue; the rest stay,
-/// as fresh messages at the queue's end. Returns the jobs replayed.
-pub async fn replay(url: &str, topology: &Topology, select: impl FnMut(&ResizeJob) -> bool) -> Result<Vec<ResizeJob>, lapin::Error> {
+/// as fresh messages at the queue's end. Counts in `progress` as it goes;
+/// returns the jobs replayed.
+pub async fn replay(url: &str, topology: &Topology, select: impl FnMut(&ResizeJob) -> bool, progress: &ReplayProgress) -> Result<Vec<ResizeJob>, lapin::Error> {
     let link = AdminLink::open(url, topology).await?;
-    let replayed = replay_on(&link.channel, topology, select).await;
+    let replayed = replay_on(&link.channel, topology, select, progress).await;
     link.close().await;
     replayed
 }
 
-async fn replay_on(channel: &Channel, topology: &Topology, mut select: impl FnMut(&ResizeJob) -> bool) -> Result<Vec<ResizeJob>, lapin::Error> {
+async fn replay_on(channel: &Channel, topology: &Topology, mut select: impl FnMut(&ResizeJob) -> bool, progress: &ReplayProgress) -> Result<Vec<ResizeJob>, lapin::Error> {
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
     let dead_letter_queue = topology.dead_letter_queue();
     // Each message is looked at once: the count taken now, before kept ones are put back at the end.
     let passive = QueueDeclareOptions { passive: true, ..Default::default() };
     let waiting = channel.queue_declare(dead_letter_queue.as_str().into(), passive, FieldTable::default()).await?.message_count() as usize;
     let mut replayed = Vec::new();
+    progress.total.store(waiting.min(MAX_DEAD_MESSAGES), Ordering::Relaxed);
     for _ in 0..waiting.min(MAX_DEAD_MESSAGES) {
         let Some(message) = channel.basic_get(dead_letter_queue.as_str().into(), BasicGetOptions::default()).await? else { break };
         let delivery = message.delivery;
@@ -77,11 +90,13 @@ async fn replay_on(channel: &Channel, topology: &Topology, mut select: impl FnMu
         let confirm = channel.basic_publish("".into(), queue.into(), options, &payload, properties).await?.await?;
         if matches!(confirm, Confirmation::Ack(None)) {
             delivery.ack(BasicAckOptions::default()).await?;
+            progress.replayed.fetch_add(usize::from(chosen.is_some()), Ordering::Relaxed);
             replayed.extend(chosen);
         } else {
             // Not stored anew: it stays where it was.
             delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
         }
+        progress.looked_at.fetch_add(1, Ordering::Relaxed);
     }
     Ok(replayed)
 }

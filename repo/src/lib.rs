@@ -6,6 +6,7 @@
 //! - [`columns`]: how times and ids are kept in columns, and the lease a row is held under.
 //! - [`connect`]: opening the database, waiting for it, and migrating it once, under a lock.
 //! - [`images`]: the image records, their steps, and every query about them.
+//! - [`failures`]: the images that failed for good, grouped by reason, for the dashboard.
 //! - [`outbox`]: jobs accepted and not yet on the queue, written with their image.
 //! - [`requests`]: `Idempotency-Key`s, and the same bytes uploaded again by one owner.
 //! - [`upkeep`]: what the reconciler asks: its lease, stalled images, unfinished deletes.
@@ -21,6 +22,7 @@
 
 pub mod columns;
 pub mod connect;
+pub mod failures;
 pub mod images;
 pub mod outbox;
 pub mod requests;
@@ -31,6 +33,7 @@ pub mod usage;
 pub mod testing;
 
 pub use connect::Repository;
+pub use failures::FailureGroup;
 pub use images::{Deletion, ImageRecord, ImageState, NewImage};
 pub use columns::Lease;
 pub use requests::Attempt;

@@ -116,6 +116,7 @@ async fn the_dashboard_shows_dead_lettered_jobs_and_replays_them_once_their_caus
     assert!(page.contains(&format!("/images/{id}")) && page.contains(&format!("<code>{broken}</code>")), "full ids: {page}");
     assert!(page.contains("the image's fault") && page.contains("Replaying would fail again."), "a broken image is not offered for replay: {page}");
     assert!(page.contains(" UTC"), "failure times: {page}");
+    assert!(page.contains("Reasons 1–2 of 2"), "a page of reasons: {page}");
     assert_eq!(app.queue_depth_of(&dead_queue).await, 2, "looking does not take jobs away");
     for _ in 0..25 {
         let page = app.client.get(app.url("/admin")).basic_auth("ops", Some("s3cret-admin-token-0123")).send().await.unwrap();
@@ -127,12 +128,14 @@ async fn the_dashboard_shows_dead_lettered_jobs_and_replays_them_once_their_caus
     let replay =
         app.client.post(app.url("/admin/replay")).basic_auth("ops", Some("s3cret-admin-token-0123")).form(&[("reason", reason.as_str())]).send().await.unwrap();
     assert_eq!(replay.status(), StatusCode::SEE_OTHER);
-    assert_eq!(replay.headers()["location"], "/admin?replayed=1");
+    assert_eq!(replay.headers()["location"], "/admin", "the replay runs on its own; the dashboard shows how far it is");
+    wait_for_dashboard(&app, "Replayed 1 job that failed with").await;
 
     assert_eq!(app.wait_until_settled(id).await["state"], "done");
     assert_eq!(app.queue_depth_of(&dead_queue).await, 1);
     let replay_all = app.client.post(app.url("/admin/replay")).basic_auth("ops", Some("s3cret-admin-token-0123")).form(&[("reason", "")]).send().await.unwrap();
-    assert_eq!(replay_all.headers()["location"], "/admin?replayed=0", "the broken image's job would only fail again");
+    assert_eq!(replay_all.headers()["location"], "/admin");
+    wait_for_dashboard(&app, "Replayed 0 jobs.").await;
     assert_eq!(app.status(broken).await["state"], "failed");
 }
 
@@ -142,6 +145,15 @@ async fn without_an_admin_token_there_is_no_dashboard() {
     assert_eq!(app.get("/admin").await.status(), StatusCode::NOT_FOUND);
     let replay = app.client.post(app.url("/admin/replay")).form(&[("reason", "")]).send().await.unwrap();
     assert_eq!(replay.status(), StatusCode::NOT_FOUND);
+}
+
+/// Waits until the dashboard says `words`.
+async fn wait_for_dashboard(app: &TestApp, words: &str) {
+    wait_for(Duration::from_secs(20), &format!("the dashboard to say {words:?}"), || async {
+        let page = app.client.get(app.url("/admin")).basic_auth("ops", Some("s3cret-admin-token-0123")).send().await.unwrap().text().await.unwrap();
+        page.contains(words).then_some(())
+    })
+    .await;
 }
 
 /// Whether the first message of `queue` was ever delivered before; puts it back.

@@ -5,8 +5,14 @@
 //! grouped by the reason they failed, each group replayable once its cause
 //! is fixed; and takedowns: any image deleted by its id or link, for abuse
 //! reports. Off without a token; the dashboard needs RabbitMQ, takedowns do not.
+//!
+//! Every open tab refreshes it every 10 s, so a report is made at most once
+//! per [`REPORT_FOR`] and shared, a page of reasons at a time; a replay runs
+//! in a task of its own, past any request's time limit, and the dashboard
+//! shows how far it is.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use askama::Template;
@@ -16,7 +22,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine;
 use serde::Deserialize;
-use thumbq_repo::Deletion;
+use thumbq_broker::admin::{QueueReport, ReplayProgress};
+use thumbq_repo::{Deletion, FailureGroup};
 
 use crate::AppState;
 use crate::delete::{self, Reason};
@@ -25,6 +32,59 @@ use crate::{progress, same_origin};
 
 /// How far back the finish rate looks.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// A report is made at most this often, whatever the number of tabs open.
+pub const REPORT_FOR: Duration = Duration::from_secs(5);
+/// Reasons on one page of the dashboard, and images named for each.
+const REASONS_PER_PAGE: usize = 50;
+const EXAMPLES_PER_REASON: usize = 5;
+/// How long the dashboard says what the last replay did.
+const REPLAY_NOTICE_FOR: Duration = Duration::from_secs(600);
+
+/// What every request to the dashboard shares: the last report, and the replay running or last run.
+#[derive(Default)]
+pub struct AdminState {
+    /// When the report was made, the page of reasons it holds, and the report.
+    report: tokio::sync::Mutex<Option<(Instant, usize, Arc<Report>)>>,
+    replay: std::sync::Mutex<Option<Arc<ReplayRun>>>,
+}
+
+struct Report {
+    queue: QueueReport,
+    groups: Vec<FailureGroup>,
+    /// Reasons in all, on every page.
+    reasons: usize,
+    set_aside: usize,
+}
+
+/// One replay of dead-lettered jobs, running or done.
+struct ReplayRun {
+    /// Only the jobs that failed for this reason; all that may succeed when `None`.
+    reason: Option<String>,
+    progress: ReplayProgress,
+    /// When it ended, and whether it went through.
+    ended: std::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl ReplayRun {
+    fn is_running(&self) -> bool {
+        self.ended.lock().map(|ended| ended.is_none()).unwrap_or(false)
+    }
+
+    /// What the dashboard says of it; `None` once it ended long ago.
+    fn notice(&self) -> Option<String> {
+        let (total, looked_at, replayed) =
+            (self.progress.total.load(Ordering::Relaxed), self.progress.looked_at.load(Ordering::Relaxed), self.progress.replayed.load(Ordering::Relaxed));
+        let which = self.reason.as_ref().map(|reason| format!(" that failed with “{reason}”")).unwrap_or_default();
+        let jobs = if replayed == 1 { "job" } else { "jobs" };
+        match &*self.ended.lock().ok()? {
+            None => Some(format!("Replaying the jobs{which}: {looked_at} of {total} dead-lettered jobs looked at, {replayed} replayed so far.")),
+            Some((at, _)) if at.elapsed() > REPLAY_NOTICE_FOR => None,
+            Some((_, Ok(()))) => Some(format!("Replayed {replayed} {jobs}{which}.")),
+            Some((_, Err(error))) => Some(format!("The replay stopped after {replayed} {jobs}: {error}")),
+        }
+    }
+}
 
 #[derive(Template)]
 #[template(path = "admin.html")]
@@ -35,7 +95,10 @@ struct Dashboard {
     dead_total: u32,
     set_aside: usize,
     reasons: Vec<DeadGroup>,
-    replayed: Option<usize>,
+    /// This page's place among the reasons: the first shown (from 1), the last, and how many in all.
+    shown: (usize, usize, usize),
+    page: usize,
+    replay: Option<String>,
     takedown: Option<String>,
 }
 
@@ -47,12 +110,12 @@ struct DeadGroup {
     retryable: bool,
     /// When the newest of the group failed, in UTC.
     last_failed: String,
-    last_failed_ms: u64,
 }
 
 #[derive(Deserialize)]
 pub struct DashboardQuery {
-    replayed: Option<usize>,
+    /// The page of reasons, from 0.
+    page: Option<usize>,
     /// What the last takedown did: `done`, `already` or `unknown`.
     takedown: Option<String>,
     image: Option<String>,
@@ -63,44 +126,61 @@ pub async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(qu
         Ok(url) => url,
         Err(refusal) => return Ok(*refusal),
     };
-    let report = match thumbq_broker::admin::report(url, &app.settings.topology()).await {
+    let page = query.page.unwrap_or(0).min(10_000);
+    let report = match report(&app, url, page).await? {
         Ok(report) => report,
         Err(error) => return Ok(broker_unavailable(&error)),
     };
-    // The reasons come from the failure records, not from the dead-letter
-    // queue: reading that queue would count as deliveries of its messages.
-    let mut groups: BTreeMap<String, DeadGroup> = BTreeMap::new();
-    for (id, record) in failure_records(&app).await? {
-        let group = groups.entry(record.reason.clone()).or_insert_with(|| DeadGroup {
-            reason: record.reason.clone(),
-            count: 0,
-            examples: Vec::new(),
-            retryable: record.retryable,
-            last_failed: String::new(),
-            last_failed_ms: 0,
-        });
-        group.count += 1;
-        group.retryable &= record.retryable;
-        if record.failed_at_ms >= group.last_failed_ms {
-            group.last_failed_ms = record.failed_at_ms;
-            group.last_failed = utc(record.failed_at_ms);
-        }
-        if group.examples.len() < 5 {
-            group.examples.push(id.to_string());
-        }
-    }
+    let reasons: Vec<DeadGroup> = report
+        .groups
+        .iter()
+        .map(|group| DeadGroup {
+            reason: group.reason.clone(),
+            count: group.count as usize,
+            examples: group.examples.iter().map(ToString::to_string).collect(),
+            retryable: group.retryable,
+            last_failed: utc(group.last_failed_ms),
+        })
+        .collect();
+    let first = page * REASONS_PER_PAGE;
     let finished = app.recent_finishes.lock().map(|times| times.len()).unwrap_or(0);
-    let page = Dashboard {
-        waiting: report.waiting,
-        consumers: report.consumers,
+    let replay = app.admin.replay.lock().ok().and_then(|run| run.as_ref().and_then(|run| run.notice()));
+    let dashboard = Dashboard {
+        waiting: report.queue.waiting,
+        consumers: report.queue.consumers,
         finished_per_second: format!("{:.2}", finished as f64 / RATE_WINDOW.as_secs_f64()),
-        dead_total: report.dead,
-        set_aside: app.dispatcher.dead_on_disk().await?,
-        reasons: groups.into_values().collect(),
-        replayed: query.replayed,
+        dead_total: report.queue.dead,
+        set_aside: report.set_aside,
+        shown: (first + 1, first + reasons.len(), report.reasons),
+        reasons,
+        page,
+        replay,
         takedown: takedown_notice(query.takedown.as_deref(), query.image.as_deref()),
     };
-    Ok(Html(page.render().map_err(anyhow::Error::from)?).into_response())
+    Ok(Html(dashboard.render().map_err(anyhow::Error::from)?).into_response())
+}
+
+/// The queues' counts and a page of the failures' reasons: the last report
+/// when it is recent and of that page, or a new one. One is made at a time;
+/// the requests that wait for it share it.
+async fn report(app: &AppState, url: &str, page: usize) -> Result<Result<Arc<Report>, thumbq_broker::lapin::Error>, AppError> {
+    let mut last = app.admin.report.lock().await;
+    if let Some((made, of_page, report)) = last.as_ref()
+        && *of_page == page
+        && made.elapsed() < REPORT_FOR
+    {
+        return Ok(Ok(Arc::clone(report)));
+    }
+    let queue = match thumbq_broker::admin::report(url, &app.settings.topology()).await {
+        Ok(queue) => queue,
+        Err(error) => return Ok(Err(error)),
+    };
+    // The reasons come from the failure records, not from the dead-letter
+    // queue: reading that queue would count as deliveries of its messages.
+    let (groups, reasons) = app.repo.failure_groups(page * REASONS_PER_PAGE, REASONS_PER_PAGE, EXAMPLES_PER_REASON).await?;
+    let report = Arc::new(Report { queue, groups, reasons, set_aside: app.dispatcher.dead_on_disk().await? });
+    *last = Some((Instant::now(), page, Arc::clone(&report)));
+    Ok(Ok(report))
 }
 
 #[derive(Deserialize)]
@@ -111,37 +191,63 @@ pub struct ReplayForm {
 
 /// `POST /admin/replay`. Credentials are checked before the form is read, and
 /// only a request from the dashboard's own page is taken: a form post from
-/// another site would carry the browser's credentials along.
+/// another site would carry the browser's credentials along. The replay runs
+/// in a task of its own (one at a time); the dashboard shows how far it is.
 pub async fn replay(State(app): State<AppState>, request: Request) -> Result<Response, AppError> {
     let url = match broker_url(&app, request.headers()).await {
-        Ok(url) => url,
+        Ok(url) => url.to_owned(),
         Err(refusal) => return Ok(*refusal),
     };
     same_origin::check(request.headers())?;
     let Form(form) = Form::<ReplayForm>::from_request(request, &app)
         .await
         .map_err(|rejection| AppError::BadForm { status: rejection.status(), message: rejection.body_text() })?;
-    let wanted = form.reason.filter(|reason| !reason.is_empty());
-    // Read as the dashboard reads them, so that the groups match.
-    let records: std::collections::HashMap<_, _> = failure_records(&app).await?.into_iter().collect();
-    let mut chosen_images = Vec::new();
-    let replayed = thumbq_broker::admin::replay(url, &app.settings.topology(), |job| {
-        let (reason, retryable) = match records.get(&job.image_id) {
-            Some(record) => (record.reason.clone(), record.retryable),
-            None => (UNKNOWN_REASON.to_owned(), true),
-        };
-        // A failure of the image itself would only fail again.
-        let chosen = retryable && wanted.as_ref().is_none_or(|wanted| *wanted == reason);
-        if chosen {
-            chosen_images.push(job.image_id);
+    let run = {
+        let mut replay = app.admin.replay.lock().map_err(|_| anyhow::anyhow!("the replay's lock was poisoned"))?;
+        if replay.as_ref().is_some_and(|run| run.is_running()) {
+            // The dashboard shows the one running.
+            return Ok(Redirect::to("/admin").into_response());
         }
-        chosen
-    })
-    .await;
-    let replayed = match replayed {
-        Ok(replayed) => replayed,
-        Err(error) => return Ok(broker_unavailable(&error)),
+        let run = Arc::new(ReplayRun { reason: form.reason.filter(|reason| !reason.is_empty()), progress: ReplayProgress::default(), ended: Default::default() });
+        *replay = Some(Arc::clone(&run));
+        run
     };
+    tokio::spawn(async move {
+        let outcome = replay_jobs(&app, &url, &run).await.map_err(|error| {
+            tracing::warn!(error = %error, "A replay of dead-lettered jobs stopped.");
+            error.to_string()
+        });
+        if let Ok(mut ended) = run.ended.lock() {
+            *ended = Some((Instant::now(), outcome));
+        }
+        // The counts changed: the next look makes a new report.
+        *app.admin.report.lock().await = None;
+    });
+    Ok(Redirect::to("/admin").into_response())
+}
+
+/// Moves the dead-lettered jobs `run` asks for back to the queue, and makes their images pending again.
+async fn replay_jobs(app: &AppState, url: &str, run: &ReplayRun) -> anyhow::Result<()> {
+    let records: std::collections::HashMap<_, _> = app.repo.failures(MAX_FAILURES_READ).await?.into_iter().collect();
+    let mut chosen_images = Vec::new();
+    let replayed = thumbq_broker::admin::replay(
+        url,
+        &app.settings.topology(),
+        |job| {
+            let (reason, retryable) = match records.get(&job.image_id) {
+                Some(record) => (record.reason.as_str(), record.retryable),
+                None => (UNKNOWN_REASON, true),
+            };
+            // A failure of the image itself would only fail again.
+            let chosen = retryable && run.reason.as_ref().is_none_or(|wanted| wanted == reason);
+            if chosen {
+                chosen_images.push(job.image_id);
+            }
+            chosen
+        },
+        &run.progress,
+    )
+    .await?;
     // The images are pending again, so that their pages wait for the new try.
     // A record the new try already replaced (another failure, newer) stays.
     for id in chosen_images {
@@ -149,8 +255,8 @@ pub async fn replay(State(app): State<AppState>, request: Request) -> Result<Res
             app.repo.clear_failure(id, record.failed_at_ms).await?;
         }
     }
-    tracing::info!(jobs = replayed.len(), "Replayed dead-lettered jobs.");
-    Ok(Redirect::to(&format!("/admin?replayed={}", replayed.len())).into_response())
+    tracing::info!(jobs = replayed.len(), reason = ?run.reason, "Replayed dead-lettered jobs.");
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -208,13 +314,8 @@ fn broker_unavailable(error: &thumbq_broker::lapin::Error) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, format!("RabbitMQ cannot be reached: {error}\n")).into_response()
 }
 
-/// The most failure records one look at the dashboard reads.
-const MAX_FAILURES_SHOWN: usize = 10_000;
-
-/// The images whose job failed for good, with their records, newest first.
-async fn failure_records(app: &AppState) -> Result<Vec<(thumbq_contract::ImageId, thumbq_contract::FailureRecord)>, AppError> {
-    Ok(app.repo.failures(MAX_FAILURES_SHOWN).await?)
-}
+/// The most failure records a replay reads, as many as the dead-lettered messages it looks at.
+const MAX_FAILURES_READ: usize = 10_000;
 
 /// The broker to read, when the request may use the dashboard; otherwise the answer to give.
 async fn broker_url<'a>(app: &'a AppState, headers: &HeaderMap) -> Result<&'a str, Box<Response>> {
@@ -283,6 +384,12 @@ fn utc(ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", seconds / 3600, seconds % 3600 / 60, seconds % 60)
 }
 
+/// Whether `heard` is an image's last event (done or failed for good): each of its sizes has one of its own before.
+pub fn is_a_finish(heard: &thumbq_broker::events::Heard) -> bool {
+    use thumbq_contract::EventState;
+    matches!(heard, thumbq_broker::events::Heard::Event(event) if matches!(event.state, EventState::Done | EventState::Failed))
+}
+
 /// Keeps the times of the last minute's finished images, for the rate.
 pub fn record_finish(times: &std::sync::Mutex<std::collections::VecDeque<Instant>>) {
     if let Ok(mut times) = times.lock() {
@@ -297,6 +404,17 @@ pub fn record_finish(times: &std::sync::Mutex<std::collections::VecDeque<Instant
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_finishes_once_whatever_the_sizes_announced_before() {
+        use thumbq_broker::events::Heard;
+        use thumbq_contract::{EventState, ImageEvent, ImageId};
+        let id = ImageId::new();
+        let heard = [EventState::Written, EventState::Written, EventState::Written, EventState::Done].map(|state| Heard::Event(ImageEvent::new(id, state)));
+        assert_eq!(heard.iter().filter(|heard| is_a_finish(heard)).count(), 1);
+        assert!(is_a_finish(&Heard::Event(ImageEvent::new(id, EventState::Failed))));
+        assert!(!is_a_finish(&Heard::Event(ImageEvent::new(id, EventState::Deleted))) && !is_a_finish(&Heard::Resync));
+    }
 
     #[test]
     fn secrets_match_only_when_equal_whatever_their_lengths() {

@@ -127,14 +127,11 @@ impl Application {
         if let (Some(events), Some(url)) = (&self.state.events, &self.state.settings.deployment.amqp_url) {
             let topology = self.state.settings.topology();
             tokio::spawn(thumbq_broker::events::listen(url.clone(), topology, events.clone(), stopped));
-            use thumbq_broker::events::Heard;
-            use thumbq_contract::{EventState, ImageEvent};
             let (mut finishes, times) = (events.subscribe(), Arc::clone(&self.state.recent_finishes));
             tokio::spawn(async move {
                 loop {
                     match finishes.recv().await {
-                        // An image's last event: each of its sizes has one of its own before.
-                        Ok(Heard::Event(ImageEvent { state: EventState::Done | EventState::Failed, .. })) => admin::record_finish(&times),
+                        Ok(heard) if admin::is_a_finish(&heard) => admin::record_finish(&times),
                         Ok(_) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

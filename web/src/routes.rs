@@ -32,6 +32,8 @@ pub struct AppState {
     /// What the workers say of images, passed on to open pages; `None` without RabbitMQ.
     pub events: Option<tokio::sync::broadcast::Sender<thumbq_broker::events::Heard>>,
     pub metrics: crate::metrics::WebMetrics,
+    /// The dashboard's last report and replay, shared by its requests.
+    pub admin: Arc<crate::admin::AdminState>,
     /// When images finished in the last minute, for the dashboard's rate.
     pub recent_finishes: Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>>,
     /// How fast each client may upload.
@@ -103,6 +105,7 @@ impl AppState {
             events,
             stopping,
             metrics,
+            admin: Arc::default(),
             recent_finishes: Arc::default(),
             upload_limiter,
             // An upload's total is bounded by the connections; its share per client here.
