@@ -94,7 +94,10 @@ mod tests {
 
         let (first, reasons) = repo.failure_groups(0, 2, 2).await.unwrap();
         assert_eq!(reasons, 3, "a deleted image's reason is not counted");
-        let store = FailureGroup { reason: "store refused".into(), count: 3, retryable: true, last_failed_ms: 300, examples: vec![failed[2].0.id, failed[1].0.id] };
+        // The newest by id: ids made in the same millisecond are in no particular order.
+        let mut newest = [failed[0].0.id, failed[1].0.id, failed[2].0.id];
+        newest.sort_unstable_by(|a, b| b.cmp(a));
+        let store = FailureGroup { reason: "store refused".into(), count: 3, retryable: true, last_failed_ms: 300, examples: newest[..2].to_vec() };
         assert_eq!(first, [store, FailureGroup { reason: "not a JPEG".into(), count: 1, retryable: false, last_failed_ms: 250, examples: vec![failed[3].0.id] }]);
         let (second, _) = repo.failure_groups(2, 2, 2).await.unwrap();
         assert_eq!(second.len(), 1);
