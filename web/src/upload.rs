@@ -41,8 +41,8 @@ pub const FILE_FIELD: &str = "file";
 /// A browser's form post is redirected (303) to the new image's page, or to a
 /// page of all of them; a client asking for JSON gets 202 and links to poll.
 ///
-/// Before a byte of the body is read: the client's key, its rates, its
-/// quotas and the disk's free space are checked.
+/// Before a byte of the body is read: the client's key, its rates, the
+/// disk's free space and (past a retry's first answer) its quotas are checked.
 pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
     let received_ms = now_ms();
     let headers = request.headers().clone();
@@ -71,7 +71,12 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
             Err(error) => return respond(&app, &headers, wants_json, Err(error.into()), None).await,
         }
     }
-    let outcome = accept(&app, form, Uploader { owner: key.owner(), client, charge }, received_ms).await;
+    // After the key's first answer, if any: a retry of an accepted request is given it, whatever the quota says now.
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let outcome = match crate::quota::check(&app, &key.owner(), client, length).await {
+        Ok(()) => accept(&app, form, Uploader { owner: key.owner(), client, charge }, received_ms).await,
+        Err(refused) => Err(refused),
+    };
     let mut response = respond(&app, &headers, wants_json, outcome, Some((&key, source))).await;
     if let Some(request_key) = &request_key {
         response = remember(&app, &key.owner(), request_key, response).await;
@@ -203,8 +208,6 @@ async fn admit(app: &AppState, request: Request) -> Result<Admitted<'_>, AppErro
     let charge = app.upload_limiter.admit(client)?;
     // A trusted proxy's requests are counted by the client it names; one that names none counts alone.
     let in_progress = app.uploads.take(client).map_err(|_| AppError::UploadsInProgress { limit: app.settings.max_uploads_per_client })?;
-    let length = parts.headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse().ok()).unwrap_or(0);
-    crate::quota::check(app, &key.0.owner(), client, length).await?;
     check_free_space(app).await?;
     let request = Request::from_parts(parts, body);
     let settings = &app.settings;
