@@ -16,27 +16,25 @@ pub struct Uploaded {
 }
 
 impl Repository {
-    /// What `owner` has (not deleted), and what was sent from `client` (deleted
-    /// or not), of the images uploaded since `since_ms`: one query.
-    pub async fn uploaded_since(&self, owner: &OwnerId, client: Option<&str>, since_ms: u64) -> Result<(Uploaded, Uploaded), RepoError> {
-        let counted = |bytes: i64, earliest: Option<i64>| Uploaded { bytes: to_u64(bytes), earliest_ms: earliest.map(to_u64) };
-        let usage = on_pool!(self, pool => {
-            // PostgreSQL's SUM of a BIGINT is a NUMERIC: cast back.
-            let row = sqlx::query(
-                "SELECT \
-                 (SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM images WHERE owner = $1 AND created_ms >= $3), \
-                 (SELECT MIN(created_ms) FROM images WHERE owner = $1 AND created_ms >= $3), \
-                 (SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM images WHERE client = $2 AND created_ms >= $3), \
-                 (SELECT MIN(created_ms) FROM images WHERE client = $2 AND created_ms >= $3)",
-            )
-            .bind(owner.to_string())
-            .bind(client)
-            .bind(to_i64(since_ms))
-            .fetch_one(pool)
-            .await?;
-            (counted(row.try_get(0)?, row.try_get(1)?), counted(row.try_get(2)?, row.try_get(3)?))
+    /// What `owner` has, of the images uploaded since `since_ms` (not deleted).
+    pub async fn uploaded_by(&self, owner: &OwnerId, since_ms: u64) -> Result<Uploaded, RepoError> {
+        self.uploaded_where("owner", &owner.to_string(), since_ms).await
+    }
+
+    /// What was sent from `client`, of the images uploaded since `since_ms` (deleted or not).
+    pub async fn uploaded_from(&self, client: &str, since_ms: u64) -> Result<Uploaded, RepoError> {
+        self.uploaded_where("client", client, since_ms).await
+    }
+
+    /// `column` is one of ours, never anything a client sent.
+    async fn uploaded_where(&self, column: &'static str, value: &str, since_ms: u64) -> Result<Uploaded, RepoError> {
+        // PostgreSQL's SUM of a BIGINT is a NUMERIC: cast back.
+        let sql = format!("SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT), MIN(created_ms) FROM images WHERE {column} = $1 AND created_ms >= $2");
+        let (bytes, earliest): (i64, Option<i64>) = on_pool!(self, pool => {
+            let row = sqlx::query(&sql).bind(value).bind(to_i64(since_ms)).fetch_one(pool).await?;
+            (row.try_get(0)?, row.try_get(1)?)
         });
-        Ok(usage)
+        Ok(Uploaded { bytes: to_u64(bytes), earliest_ms: earliest.map(to_u64) })
     }
 
     /// Forgets the address of every image uploaded before `before_ms`; returns how many.
@@ -73,18 +71,16 @@ mod tests {
         for image in [&old, &recent, &from_bob, &elsewhere] {
             repo.add_image(image, &[], None, &Lease::none()).await.unwrap();
         }
-        let (owner, client) = repo.uploaded_since(&alice, Some("192.0.2.1"), 1_000).await.unwrap();
-        assert_eq!(owner, Uploaded { bytes: 4_020, earliest_ms: Some(1_500) }, "alice's, from any address, not before the window");
-        assert_eq!(client, Uploaded { bytes: 320, earliest_ms: Some(1_500) }, "the address's, whoever's");
-        assert_eq!(repo.uploaded_since(&alice, None, 1_000).await.unwrap().1, Uploaded::default(), "no address, nothing counted by address");
+        assert_eq!(repo.uploaded_by(&alice, 1_000).await.unwrap(), Uploaded { bytes: 4_020, earliest_ms: Some(1_500) }, "alice's, from any address, not before the window");
+        assert_eq!(repo.uploaded_from("192.0.2.1", 1_000).await.unwrap(), Uploaded { bytes: 320, earliest_ms: Some(1_500) }, "the address's, whoever's");
+        assert_eq!(repo.uploaded_from("198.51.100.1", 0).await.unwrap(), Uploaded::default(), "an address that sent nothing");
 
         repo.mark_deleted(from_bob.id, 3_000).await.unwrap();
-        let (bobs, client) = repo.uploaded_since(&bob, Some("192.0.2.1"), 0).await.unwrap();
-        assert_eq!(bobs.bytes, 0, "a deleted image is no longer its owner's");
-        assert_eq!(client.bytes, 1_320, "but its address sent it all the same");
+        assert_eq!(repo.uploaded_by(&bob, 0).await.unwrap().bytes, 0, "a deleted image is no longer its owner's");
+        assert_eq!(repo.uploaded_from("192.0.2.1", 0).await.unwrap().bytes, 1_320, "but its address sent it all the same");
 
         assert_eq!(repo.forget_clients_before(2_000).await.unwrap(), 2);
-        assert_eq!(repo.uploaded_since(&alice, Some("192.0.2.1"), 0).await.unwrap().1.bytes, 300, "older addresses are forgotten");
+        assert_eq!(repo.uploaded_from("192.0.2.1", 0).await.unwrap().bytes, 300, "older addresses are forgotten");
     }
 
     #[tokio::test]

@@ -32,6 +32,8 @@ pub struct AppState {
     /// What the workers say of images, passed on to open pages; `None` without RabbitMQ.
     pub events: Option<tokio::sync::broadcast::Sender<thumbq_broker::events::Heard>>,
     pub metrics: crate::metrics::WebMetrics,
+    /// The daily quotas' counts, as lately read and added to.
+    pub quota_counts: Arc<crate::quota::Counts>,
     /// The dashboard's last report and replay, shared by its requests.
     pub admin: Arc<crate::admin::AdminState>,
     /// When images finished in the last minute, for the dashboard's rate.
@@ -105,6 +107,7 @@ impl AppState {
             events,
             stopping,
             metrics,
+            quota_counts: Arc::default(),
             admin: Arc::default(),
             recent_finishes: Arc::default(),
             upload_limiter,

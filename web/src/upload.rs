@@ -77,6 +77,9 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
         Ok(()) => accept(&app, form, Uploader { owner: key.owner(), client, charge }, received_ms).await,
         Err(refused) => Err(refused),
     };
+    if let Ok(accepted) = &outcome {
+        app.quota_counts.accepted(&key.owner(), client, accepted.bytes, received_ms);
+    }
     let mut response = respond(&app, &headers, wants_json, outcome, Some((&key, source))).await;
     if let Some(request_key) = &request_key {
         response = remember(&app, &key.owner(), request_key, response).await;
