@@ -307,7 +307,7 @@ async fn an_owner_past_its_daily_quota_is_refused_until_the_days_first_upload_is
     assert!((86_000..=86_400).contains(&wait), "the first upload is a day old in a day: Retry-After {wait}");
     let body: serde_json::Value = refused.json().await.unwrap();
     let error = body["error"].as_str().unwrap();
-    assert!(error.contains("You have uploaded 2 MB in the last 24 hours") && error.contains("about 24 hours"), "{error}");
+    assert!(error.contains("This upload would take you past 2 MB in 24 hours") && error.contains("about 24 hours"), "{error}");
 
     // What still fits is taken; a retry of it gets its first answer, though twice would not fit.
     let fits = jpeg_of(500 * 1024);
@@ -338,7 +338,7 @@ async fn an_address_past_its_daily_quota_is_refused_whoever_uploads_and_deleting
     let refused = post_one(&app, &stranger, None, jpeg_of(1200 * 1024)).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "a new owner from the same address, after the first was deleted");
     let body: serde_json::Value = refused.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("Your address has uploaded 2 MB"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("would take your address past 2 MB in 24 hours"), "{body}");
     assert_eq!(post_one(&app, &from_address("127.0.0.2"), None, jpeg_of(1200 * 1024)).await.status(), StatusCode::ACCEPTED, "another address");
 }
 

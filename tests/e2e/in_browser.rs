@@ -342,6 +342,31 @@ async fn a_page_refused_a_live_stream_polls_asks_again_later_and_follows_its_new
     browser.close().await;
 }
 
+#[tokio::test]
+async fn a_person_past_the_daily_quota_reads_when_they_can_upload_again_and_the_page_does_not_wait_for_it() {
+    let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.owner_mib_per_day = 1, ..Options::default() }).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    pick_files(&browser, &[fixture_path("exif-orientation/Landscape_1.jpg")]).await;
+    wait_for(Duration::from_secs(20), "the first upload accepted", || async {
+        (browser.eval("return document.querySelectorAll('#uploads .card[data-image]').length").await == 1).then_some(())
+    })
+    .await;
+    // 0.35 MB kept, then 0.9 MB more: past the 1 MiB of the day.
+    pick_files(&browser, &[fixture_path("pillow-heif/xiaomi.heic")]).await;
+    let said = wait_for(Duration::from_secs(20), "the second card to say why it was refused", || async {
+        let said = browser.eval("const card = document.querySelectorAll('#uploads .card')[1]; return card?.dataset.state === 'failed' ? card.querySelector('.card-status').textContent : null").await;
+        said.as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(said.contains("would take you past 1 MB in 24 hours") && said.contains("about 24 hours"), "{said}");
+    assert!(said.contains("Try again") && !said.contains("Trying again"), "a button, not a wait of a day behind the person's back: {said}");
+    let posts = browser.eval("return performance.getEntriesByType('resource').filter(e => e.initiatorType === 'xmlhttprequest' && e.name.endsWith('/images')).length").await;
+    assert_eq!(posts, 2, "nothing was sent again by itself");
+    browser.screenshot("home-daily-quota").await;
+    browser.close().await;
+}
+
 /// Holds every upload request the page sends until `releaseUploads()` is called in it.
 const HOLD_UPLOADS: &str = "
     const send = XMLHttpRequest.prototype.send;

@@ -79,7 +79,7 @@ pub enum AppError {
     TooManyBytes { bytes_per_minute: u64, retry_after_secs: u64 },
     /// 429 with `Retry-After` (when the first of the day's bytes are a day old): the daily
     /// quota of the owner or of the client's address is spent, or this upload would pass it.
-    #[error("{} uploaded {} in the last 24 hours, the most {} may. Nothing was uploaded; you can upload again in {}.",
+    #[error("This upload would take {} past {} in 24 hours, the most {} may upload. Nothing was uploaded; you can upload more in {}.",
         quota.holder(), human_bytes(*limit_bytes), quota.whom(), human_wait(*retry_after_secs))]
     QuotaReached { quota: crate::quota::Quota, limit_bytes: u64, retry_after_secs: u64 },
     /// 429 with `Retry-After`: this client has as many uploads in progress as it may.

@@ -44,11 +44,11 @@ pub enum Quota {
 }
 
 impl Quota {
-    /// Who has uploaded, as the user reads it.
+    /// Whose uploads, as the user reads it.
     pub fn holder(self) -> &'static str {
         match self {
-            Self::Owner => "You have",
-            Self::Client => "Your address has",
+            Self::Owner => "you",
+            Self::Client => "your address",
         }
     }
 
