@@ -72,8 +72,7 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
         }
     }
     // After the key's first answer, if any: a retry of an accepted request is given it, whatever the quota says now.
-    let length = headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse().ok()).unwrap_or(0);
-    let outcome = match crate::quota::check(&app, &key.owner(), client, length).await {
+    let outcome = match crate::quota::check(&app, &key.owner(), client, content_length(&headers)).await {
         Ok(()) => accept(&app, form, Uploader { owner: key.owner(), client, charge }, received_ms).await,
         Err(refused) => Err(refused),
     };
@@ -175,6 +174,11 @@ async fn remember(app: &AppState, owner: &OwnerId, request_key: &str, response: 
     Response::from_parts(parts, axum::body::Body::from(body))
 }
 
+/// The request's `Content-Length`, 0 when it sends none (a chunked body).
+fn content_length(headers: &HeaderMap) -> u64 {
+    headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse().ok()).unwrap_or(0)
+}
+
 /// The first answer to a request, given again to its retry, without the
 /// images' delete tokens (the server keeps none; the owner key deletes them).
 fn replayed(answer: String) -> Response {
@@ -253,7 +257,7 @@ async fn respond(
     outcome: Result<Accepted, AppError>,
     key: Option<(&OwnerKey, Option<KeySource>)>,
 ) -> Response {
-    let sent = headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let sent = content_length(&headers);
     let accepted = match outcome {
         Ok(accepted) => accepted,
         Err(error) => {
