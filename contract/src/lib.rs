@@ -35,7 +35,7 @@ pub use limits::{DimensionError, MediaLimits};
 pub use manifest::Manifest;
 pub use owner::{OwnerId, OwnerRecord};
 pub use sizes::{Sizes, SizesError, ThumbSize};
-pub use storage::{ImageId, Listing, Storage, StorageKey, TIMELINE_SIDES};
+pub use storage::{ImageId, Listing, Storage, StorageKey, TIMELINE_SIDES, UploadId};
 pub use timeline::{Step, Timeline};
 pub use topology::{RetryDelays, Topology};
 pub use trace::TraceParent;

@@ -10,6 +10,7 @@
 //! thumbq.db                       the metadata database, unless --database-url names another (thumbq-repo)
 //! incoming/{id}.part              an upload being received (web)
 //! originals/{id}                  the upload as received, once complete (web)
+//! uploads/{upload}/{part}         the parts of a resumable upload, until it is complete (web)
 //! thumbs/{id}/{size}.{jpg|png|webp}  the thumbnails (worker)
 //! spool/jobs/                     the job queue in embedded mode (no RabbitMQ)
 //! ```
@@ -79,6 +80,37 @@ impl FromStr for ImageId {
     }
 }
 
+/// The server-made identity of a resumable upload: random (UUID v4), since
+/// its URL is all a stranger would need to guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UploadId(Uuid);
+
+impl UploadId {
+    /// A fresh id for a new resumable upload.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.as_hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for UploadId {
+    type Err = uuid::Error;
+
+    /// Accepts only the 36-character hyphenated form that [`fmt::Display`] prints.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.len() != 36 {
+            return Err(Uuid::try_parse("not-36").unwrap_err());
+        }
+        Uuid::try_parse(text).map(Self)
+    }
+}
+
 /// Every file thumbq stores, named by what it is rather than where it lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageKey {
@@ -86,6 +118,9 @@ pub enum StorageKey {
     Incoming(ImageId),
     /// The upload exactly as the client sent it.
     Original(ImageId),
+    /// Bytes of a resumable upload as one request brought them, named by a
+    /// random number (two requests may race for the same offset).
+    UploadPart(UploadId, u64),
     /// One thumbnail of an image.
     Thumbnail(ImageId, ThumbSize, ThumbFormat),
     /// An earlier release's: the image's ThumbHash.
@@ -114,6 +149,7 @@ impl StorageKey {
         match self {
             Self::Incoming(id) => format!("incoming/{id}.part"),
             Self::Original(id) => format!("originals/{id}"),
+            Self::UploadPart(upload, part) => format!("uploads/{upload}/{part:016x}"),
             Self::Thumbnail(id, size, format) => format!("thumbs/{id}/{size}.{}", format.extension()),
             Self::Placeholder(id) => format!("thumbs/{id}/placeholder.thumbhash"),
             Self::Failure(id) => format!("failed/{id}.json"),
@@ -154,6 +190,7 @@ impl StorageKey {
             Self::Thumbnail(..) => "public, max-age=3600",
             Self::Original(_) => "private, no-cache",
             Self::Incoming(_)
+            | Self::UploadPart(..)
             | Self::Placeholder(_)
             | Self::Failure(_)
             | Self::Owner(_)
@@ -223,6 +260,11 @@ impl Storage {
         self.root.join("thumbs").join(id.to_string())
     }
 
+    /// The directory of a resumable upload's parts.
+    pub fn upload_dir(&self, upload: UploadId) -> PathBuf {
+        self.root.join("uploads").join(upload.to_string())
+    }
+
     /// The directory of the job queue in embedded mode, shared by web and workers.
     pub fn job_spool(&self) -> PathBuf {
         self.root.join("spool").join("jobs")
@@ -280,7 +322,7 @@ impl Storage {
 
     /// Creates the directories every process expects to exist when it stores here.
     pub fn create_dirs(&self) -> std::io::Result<()> {
-        for dir in ["incoming", "originals", "thumbs"] {
+        for dir in ["incoming", "originals", "thumbs", "uploads"] {
             std::fs::create_dir_all(self.root.join(dir))?;
         }
         Ok(())

@@ -9,6 +9,7 @@
 //! - [`failures`]: the images that failed for good, grouped by reason, for the dashboard.
 //! - [`outbox`]: jobs accepted and not yet on the queue, written with their image.
 //! - [`requests`]: `Idempotency-Key`s, and the same bytes uploaded again by one owner.
+//! - [`resumable`]: resumable uploads being received, and the parts their bytes are in.
 //! - [`upkeep`]: what the reconciler asks: its lease, stalled images, unfinished deletes.
 //! - [`usage`]: what one owner, and one address, uploaded lately, for the daily quotas.
 //!
@@ -26,6 +27,7 @@ pub mod failures;
 pub mod images;
 pub mod outbox;
 pub mod requests;
+pub mod resumable;
 pub mod settings;
 pub mod upkeep;
 pub mod usage;
@@ -37,6 +39,7 @@ pub use failures::FailureGroup;
 pub use images::{Deletion, ImageRecord, ImageState, NewImage};
 pub use columns::Lease;
 pub use requests::Attempt;
+pub use resumable::{NewUpload, UploadPart, UploadRecord};
 pub use usage::Uploaded;
 pub use settings::{DatabaseSettings, Location};
 

@@ -21,7 +21,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use thumbq_contract::{ImageId, Listing, Manifest, Storage, StorageKey, ThumbFormat, ThumbSize};
+use thumbq_contract::{ImageId, Listing, Manifest, Storage, StorageKey, ThumbFormat, ThumbSize, UploadId};
 
 pub use s3::{Object, Opened};
 pub use settings::{S3Location, StoreSettings};
@@ -172,9 +172,22 @@ impl Store {
     /// original of `id`, durably: locally a rename; on S3 a PUT, or a
     /// multipart upload for a large file, streamed from the file.
     pub async fn store_original(&self, id: ImageId, part: PathBuf) -> io::Result<()> {
+        self.store_file(StorageKey::Original(id), part).await
+    }
+
+    /// Stores the local file `part` (consumed) as `key`, durably, as [`Store::store_original`] does.
+    pub async fn store_file(&self, key: StorageKey, part: PathBuf) -> io::Result<()> {
         match &*self.0 {
-            Backend::Local(storage) => blocking(storage, move |storage| local::store_original(storage, id, &part)).await,
-            Backend::S3(store) => store.store_original(id, &part).await,
+            Backend::Local(storage) => blocking(storage, move |storage| local::store_file(storage, &key, &part)).await,
+            Backend::S3(store) => store.store_file(&key, &part).await,
+        }
+    }
+
+    /// Removes every part of the resumable upload `upload`; none there is fine.
+    pub async fn remove_upload(&self, upload: UploadId) -> io::Result<()> {
+        match &*self.0 {
+            Backend::Local(storage) => blocking(storage, move |storage| local::remove_upload(storage, upload)).await,
+            Backend::S3(store) => store.remove_upload(upload).await,
         }
     }
 

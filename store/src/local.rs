@@ -4,7 +4,7 @@
 use std::io;
 use std::path::Path;
 
-use thumbq_contract::{ImageId, Listing, Storage, StorageKey};
+use thumbq_contract::{ImageId, Listing, Storage, StorageKey, UploadId};
 
 use crate::Durability;
 use crate::durable::{remove_dir_if_present, sync_dir, write_atomically_without_dir_sync, write_whole};
@@ -130,16 +130,30 @@ pub fn list(storage: &Storage, listing: Listing) -> io::Result<Vec<ImageId>> {
     Ok(ids)
 }
 
-/// Makes the complete upload at `part` the original of `id`, durably.
+/// Makes the file at `part` the stored file `key` (an original, a resumable upload's part), durably.
 ///
 /// Renamed first, flushed after: nothing reads an original before its image
 /// is recorded, and that waits for this to return, so a crash leaves at worst
 /// an original no record names, which the reconciler removes. In this order
 /// one journal commit carries the file's bytes and its new name, and the
 /// directory's fsync finds them committed: one commit per upload, not two.
-pub fn store_original(storage: &Storage, id: ImageId, part: &Path) -> io::Result<()> {
-    let original = storage.path(&StorageKey::Original(id));
-    std::fs::rename(part, &original)?;
-    std::fs::File::open(&original)?.sync_all()?;
-    sync_dir(original.parent().unwrap_or(Path::new(".")))
+pub fn store_file(storage: &Storage, key: &StorageKey, part: &Path) -> io::Result<()> {
+    let stored = storage.path(key);
+    let folder = stored.parent().unwrap_or(Path::new("."));
+    if let Err(error) = std::fs::rename(part, &stored) {
+        if !absent(&error) || !part.exists() {
+            return Err(error);
+        }
+        // A folder of its own (a resumable upload's): made, and made durable, at its first file.
+        std::fs::create_dir_all(folder)?;
+        sync_dir(folder.parent().unwrap_or(Path::new(".")))?;
+        std::fs::rename(part, &stored)?;
+    }
+    std::fs::File::open(&stored)?.sync_all()?;
+    sync_dir(folder)
+}
+
+/// Removes the parts of a resumable upload, and their folder.
+pub fn remove_upload(storage: &Storage, upload: UploadId) -> io::Result<()> {
+    remove_dir_retrying(&storage.upload_dir(upload))
 }

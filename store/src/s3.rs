@@ -12,7 +12,7 @@ use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart};
-use thumbq_contract::{ImageId, Listing, Manifest, StorageKey};
+use thumbq_contract::{ImageId, Listing, Manifest, StorageKey, UploadId};
 use tokio::io::AsyncReadExt;
 
 use crate::{S3Location, StoreSettings};
@@ -178,9 +178,23 @@ impl S3Store {
         Ok(objects.iter().filter_map(|object| object.location.filename().and_then(|name| listing.image_of(name))).collect())
     }
 
-    /// Streams the file at `part` to the original's object, then removes the file.
-    pub async fn store_original(&self, id: ImageId, part: &Path) -> io::Result<()> {
-        let path = self.path(&StorageKey::Original(id).name());
+    /// Removes every part of a resumable upload, whatever their names.
+    pub async fn remove_upload(&self, upload: UploadId) -> io::Result<()> {
+        let prefix = self.path(&format!("uploads/{upload}/"));
+        let objects: Vec<_> = self.client.list(Some(&prefix)).try_collect().await.map_err(to_io)?;
+        let removed: Vec<_> = self.client.delete_stream(futures_util::stream::iter(objects.into_iter().map(|object| Ok(object.location))).boxed()).collect().await;
+        for result in removed {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(to_io(error)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams the file at `part` to the object `key`, then removes the file.
+    pub async fn store_file(&self, key: &StorageKey, part: &Path) -> io::Result<()> {
+        let path = self.path(&key.name());
         let mut file = tokio::fs::File::open(part).await?;
         let length = file.metadata().await?.len();
         if length <= PART_BYTES as u64 {

@@ -103,6 +103,30 @@ pub enum AppError {
     /// 400 or 413: the request is not a readable multipart form (the message says why).
     #[error("The upload could not be read: {message}")]
     BadForm { status: StatusCode, message: String },
+    /// 404: a resumable upload this server never made, or someone else's (a stranger learns nothing).
+    #[error("There is no such upload: it was never made, it was finished long ago or cancelled, or it is someone else's.")]
+    UnknownUpload,
+    /// 410: a resumable upload past its expiry; its bytes are (being) removed.
+    #[error("This upload expired before it was finished; its bytes were removed. Start it again.")]
+    UploadExpired,
+    /// 412 with `Tus-Version`: a tus request of a version other than 1.0.0.
+    #[error("This server speaks tus 1.0.0: send Tus-Resumable: 1.0.0.")]
+    TusVersion,
+    /// 400: a resumable upload's header is missing or malformed (the message says which).
+    #[error("{0}")]
+    BadUploadRequest(&'static str),
+    /// 415: a `PATCH` whose body is not `application/offset+octet-stream`.
+    #[error("Send an upload's bytes with Content-Type: application/offset+octet-stream.")]
+    NotOffsetOctetStream,
+    /// 409: a `PATCH` from another offset than where the upload stands.
+    #[error("The upload has {received} bytes, not {sent}: ask where it stands (HEAD) and send from there.")]
+    OffsetMismatch { received: u64, sent: u64 },
+    /// 409: the answer of a resumable upload asked for before its last byte arrived.
+    #[error("The upload has {} of {}: send the rest first.", human_bytes(*received), human_bytes(*length))]
+    UploadIncomplete { received: u64, length: u64 },
+    /// 429: an owner with as many resumable uploads begun and not finished as they may have.
+    #[error("You have {limit} uploads begun and not finished: finish or cancel some, or wait for them to expire.")]
+    TooManyOpenUploads { limit: u64 },
     /// 500 "Something went wrong on our side."; the cause is logged.
     #[error("Something went wrong on our side. It has been logged; please try again.")]
     Internal(#[from] anyhow::Error),
@@ -111,8 +135,13 @@ pub enum AppError {
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotFound | Self::UnknownImage => StatusCode::NOT_FOUND,
-            Self::Deleted => StatusCode::GONE,
+            Self::NotFound | Self::UnknownImage | Self::UnknownUpload => StatusCode::NOT_FOUND,
+            Self::Deleted | Self::UploadExpired => StatusCode::GONE,
+            Self::TusVersion => StatusCode::PRECONDITION_FAILED,
+            Self::BadUploadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotOffsetOctetStream => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::OffsetMismatch { .. } | Self::UploadIncomplete { .. } => StatusCode::CONFLICT,
+            Self::TooManyOpenUploads { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NoKey | Self::BadKey => StatusCode::UNAUTHORIZED,
             Self::NotYours | Self::CrossSite | Self::OtherImagesToken => StatusCode::FORBIDDEN,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -141,8 +170,13 @@ impl AppError {
     /// A short name for metrics' labels.
     pub fn reason_label(&self) -> &'static str {
         match self {
-            Self::NotFound | Self::UnknownImage => "not_found",
+            Self::NotFound | Self::UnknownImage | Self::UnknownUpload => "not_found",
             Self::Deleted => "deleted",
+            Self::UploadExpired => "expired",
+            Self::TusVersion | Self::BadUploadRequest(_) | Self::NotOffsetOctetStream => "bad_tus_request",
+            Self::OffsetMismatch { .. } => "offset_mismatch",
+            Self::UploadIncomplete { .. } => "incomplete",
+            Self::TooManyOpenUploads { .. } => "too_many_open_uploads",
             Self::NoKey | Self::BadKey => "no_key",
             Self::NotYours | Self::OtherImagesToken => "not_yours",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
@@ -194,6 +228,9 @@ impl AppError {
             }
             Self::DiskFull => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
+            }
+            Self::TusVersion => {
+                headers.insert("tus-version", axum::http::HeaderValue::from_static(crate::resumable::TUS_VERSION));
             }
             Self::RequestInProgress => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));

@@ -9,6 +9,7 @@
 //! - [`server`]: the accept loop: header timeout, connection cap, bounded graceful shutdown; probes on `--ops-bind` apart.
 //! - [`slots`]: places for what holds a connection long (connections, uploads, event streams), in all and per client.
 //! - [`upload`]: streaming multipart uploads to disk and queueing their jobs.
+//! - [`resumable`]: resumable uploads (tus 1.0.0) at `/uploads`, continued by any web server.
 //! - [`form`]: the bounds of a multipart form besides its files: progress, parts, overhead.
 //! - [`client`], [`rate_limit`], [`disk`]: who is uploading, how fast they may, and whether there is room.
 //! - [`owner`]: who owns an image: keys, cookies and the owner's list.
@@ -51,6 +52,7 @@ pub mod progress;
 pub mod quota;
 pub mod rate_limit;
 pub mod reconcile;
+pub mod resumable;
 pub mod retention;
 pub mod routes;
 pub mod same_origin;

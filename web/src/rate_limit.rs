@@ -47,6 +47,15 @@ impl UploadLimiter {
         Ok(charge)
     }
 
+    /// Charges a request that carries bytes of a file already charged (a
+    /// resumable upload's): its first mebibyte now, the rest as it arrives.
+    pub fn admit_bytes(&self, client: Option<IpAddr>) -> Result<Charge<'_>, AppError> {
+        let mut charge = Charge { limiter: self, client, files_seen: 0, files_charged: 0, bytes: 0, mib_charged: 0 };
+        charge.bytes(1)?;
+        charge.bytes = 0;
+        Ok(charge)
+    }
+
     /// Forgets clients whose buckets are full again, so memory stays bounded.
     pub fn forget_idle_clients(&self) {
         for limiter in [&self.files, &self.mebibytes] {

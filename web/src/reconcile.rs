@@ -45,6 +45,8 @@ pub struct Round {
     pub imported: usize,
     pub missing_failed: usize,
     pub missing_done: usize,
+    /// Resumable uploads past their expiry, removed with their bytes.
+    pub expired_uploads: usize,
 }
 
 /// Runs rounds every `--reconcile-every-secs` while this server holds the lease, until `stopped`.
@@ -97,6 +99,10 @@ pub async fn reconcile(app: &AppState, scan_store: bool) -> anyhow::Result<Round
             Err(error) => tracing::warn!(image.id = %id, %error, "Still cannot remove the files of a deleted image."),
         }
     }
+    for id in app.repo.expired_uploads(now, BATCH).await? {
+        crate::resumable::discard(app, id).await?;
+        round.expired_uploads += 1;
+    }
     // Retries come within minutes; a day is long past any.
     app.repo.forget_attempts_before(now.saturating_sub(24 * 3600 * 1000)).await?;
     // An upload's address is kept only as long as its daily quota counts it.
@@ -110,6 +116,7 @@ pub async fn reconcile(app: &AppState, scan_store: bool) -> anyhow::Result<Round
     metrics.reconciled("strays_removed", round.strays_removed as u64);
     metrics.reconciled("imported", round.imported as u64);
     metrics.reconciled("missing", round.missing_failed as u64);
+    metrics.reconciled("expired_uploads", round.expired_uploads as u64);
     Ok(round)
 }
 

@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 use crate::dispatch::Dispatcher;
-use crate::{Settings, admin, api, assets, delete, events, health, pages, thumbs, upload};
+use crate::{Settings, admin, api, assets, delete, events, health, pages, resumable, thumbs, upload};
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -161,6 +161,9 @@ pub fn router(state: AppState) -> Router {
     // lasts as long as its page; every other request by this.
     let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout());
     let trusted_proxies = settings.trusted_proxies.clone();
+    // A resumable upload's request carries at most the file; every answer says the protocol's version.
+    let file_limit = usize::try_from(settings.max_upload_bytes.saturating_add(1024 * 1024)).unwrap_or(usize::MAX);
+    let tus = SetResponseHeaderLayer::overriding(HeaderName::from_static("tus-resumable"), HeaderValue::from_static(resumable::TUS_VERSION));
 
     let timed = Router::new()
         .route("/", get(pages::index))
@@ -178,9 +181,18 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/takedown", post(admin::takedown))
         .layer(timeout);
 
+    let resumable = Router::new()
+        .route("/uploads", post(resumable::create).layer(DefaultBodyLimit::max(file_limit)).options(resumable::options))
+        .route(
+            "/uploads/{id}",
+            get(resumable::accepted).head(resumable::status).delete(resumable::terminate).layer(timeout).patch(resumable::patch).layer(DefaultBodyLimit::max(file_limit)),
+        )
+        .layer(tus);
+
     Router::new()
         .merge(timed)
         .route("/images", get(pages::batch).layer(timeout).post(upload::upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .merge(resumable)
         .route("/events", get(events::events))
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES))

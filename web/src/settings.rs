@@ -157,6 +157,14 @@ pub struct Settings {
     /// Seconds a pending image may go untouched (no job waiting, no step) before the reconciler queues its job again.
     #[arg(long, env = "THUMBQ_STALLED_AFTER_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub stalled_after_secs: u64,
+    /// Seconds a resumable upload (`/uploads`) may take from its creation; then it is removed
+    /// with its bytes, finished or not (a late request gets 410, then 404).
+    #[arg(long, env = "THUMBQ_RESUMABLE_EXPIRY_SECS", default_value_t = 24 * 3600, value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 3600))]
+    pub resumable_expiry_secs: u64,
+
+    /// Resumable uploads one owner may have begun and not finished at once (429 beyond).
+    #[arg(long, env = "THUMBQ_MAX_OPEN_RESUMABLE_UPLOADS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_open_resumable_uploads: u64,
 
     /// Seconds an original with no record is left in the store before the reconciler removes it
     /// (an upload cut short before its commit); also how old a record must be before a missing original fails it.
@@ -204,6 +212,8 @@ impl Settings {
             reconcile_every_secs: 60,
             stalled_after_secs: 600,
             stray_grace_secs: 3_600,
+            resumable_expiry_secs: 24 * 3600,
+            max_open_resumable_uploads: 100,
         }
     }
 

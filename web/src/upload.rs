@@ -232,7 +232,7 @@ struct Uploader<'a> {
 }
 
 /// 507 while the disk is below the watermark: refused before anything is written.
-async fn check_free_space(app: &AppState) -> Result<(), AppError> {
+pub(crate) async fn check_free_space(app: &AppState) -> Result<(), AppError> {
     let root = app.storage.root().to_owned();
     let free = tokio::task::spawn_blocking(move || crate::disk::free_bytes(&root)).await.map_err(anyhow::Error::from)??;
     if free < app.settings.min_free_bytes {
@@ -359,7 +359,21 @@ async fn accept(app: &AppState, mut form: BoundedForm, uploader: Uploader<'_>, r
     if received.is_empty() && refused.is_empty() {
         return Err(AppError::NoFile);
     }
+    keep(app, owner, client.map(|client| client.to_string()), received, refused, received_ms).await
+}
 
+/// Keeps the files received whole and recognised: each is stored as an
+/// original and recorded with its job, or, when its owner has the same bytes
+/// already, answered by that image. `refused` are the request's files refused
+/// for what they are, reported with the rest.
+pub(crate) async fn keep(
+    app: &AppState,
+    owner: OwnerId,
+    client: Option<String>,
+    received: Vec<ReceivedFile>,
+    refused: Vec<Refusal>,
+    received_ms: u64,
+) -> Result<Accepted, AppError> {
     // The same bytes again from the same owner are the image they have: no second copy, no job.
     // (Never across owners: that would tell a stranger someone holds a photo.)
     let mut order = Vec::with_capacity(received.len());
@@ -382,7 +396,6 @@ async fn accept(app: &AppState, mut form: BoundedForm, uploader: Uploader<'_>, r
     }
     let mut bytes = fresh.iter().map(|(file, _)| file.size).sum();
     let mut originals = Vec::with_capacity(fresh.len());
-    let client = client.map(|client| client.to_string());
     for (file, delete_token_hash) in fresh {
         match file.store(&app.store, owner, client.clone(), delete_token_hash).await {
             Ok(original) => originals.push(original),
@@ -516,9 +529,23 @@ async fn stream_file(
     // Not flushed here: storing it as the original does (locally), or sends it away (a bucket).
     out.flush().await?;
     drop(out);
-    let (width, height) = check_dimensions(part.path(), format, file.clone(), limits).await?;
+    recognised(id, part, file, size, format, hash, limits).await
+}
+
+/// A file whole in `incoming/` (at `part`), of `format` by its first bytes:
+/// received once its header is within the pixel limits.
+pub(crate) async fn recognised(
+    id: ImageId,
+    part: RemoveOnDrop,
+    name: String,
+    size: u64,
+    format: SourceFormat,
+    hash: sha2::Sha256,
+    limits: &MediaLimits,
+) -> Result<ReceivedFile, AppError> {
+    let (width, height) = check_dimensions(part.path(), format, name.clone(), limits).await?;
     let content_hash = hash.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
-    Ok(ReceivedFile { id, format, size, part, name: file, content_hash, width, height })
+    Ok(ReceivedFile { id, format, size, part, name, content_hash, width, height })
 }
 
 /// Records the request's images, each with the web server's steps so far and
@@ -535,7 +562,7 @@ async fn record(dispatcher: &crate::dispatch::Dispatcher, originals: &[StoredOri
 }
 
 /// Marks `parts` as still being written.
-async fn touch(parts: &[PathBuf]) {
+pub(crate) async fn touch(parts: &[PathBuf]) {
     let parts = parts.to_vec();
     let _ = tokio::task::spawn_blocking(move || {
         for part in parts {
@@ -566,7 +593,7 @@ async fn check_dimensions(path: &std::path::Path, format: SourceFormat, file: St
 }
 
 /// A file fully received into `incoming/` and recognised.
-struct ReceivedFile {
+pub(crate) struct ReceivedFile {
     id: ImageId,
     format: SourceFormat,
     size: u64,
@@ -681,19 +708,19 @@ impl Drop for ForgetOnDrop {
 /// Local files deleted when this is dropped, unless disarmed: so that an error, or
 /// a client hanging up mid-request (which drops the handler's future), leaves
 /// nothing behind.
-struct RemoveOnDrop(Vec<PathBuf>);
+pub(crate) struct RemoveOnDrop(Vec<PathBuf>);
 
 impl RemoveOnDrop {
-    fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         Self(vec![path])
     }
 
     /// The first file guarded.
-    fn path(&self) -> &std::path::Path {
+    pub(crate) fn path(&self) -> &std::path::Path {
         &self.0[0]
     }
 
-    fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         self.0.clear();
     }
 }
@@ -707,7 +734,7 @@ impl Drop for RemoveOnDrop {
 }
 
 /// The client's file name, for messages only: never part of a path.
-fn display_name(client_name: Option<&str>, number: usize) -> String {
+pub(crate) fn display_name(client_name: Option<&str>, number: usize) -> String {
     let base = client_name.map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name).trim()).unwrap_or("");
     if base.is_empty() {
         return format!("File {number}");
@@ -780,6 +807,13 @@ pub fn thumbnail_urls(id: ImageId) -> std::collections::BTreeMap<&'static str, S
 /// scripts get no key; otherwise the owner's key (when the request did not
 /// present it) and each image's delete token go with the images.
 fn accepted_json(images: &[Kept], keys: Option<Option<&OwnerKey>>, refused: Vec<serde_json::Value>) -> Response {
+    let answer = accepted_answer(images, keys, refused);
+    let location = answer["images"][0]["page"].as_str().unwrap_or("/").to_owned();
+    (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(answer)).into_response()
+}
+
+/// The JSON of [`accepted_json`].
+pub(crate) fn accepted_answer(images: &[Kept], keys: Option<Option<&OwnerKey>>, refused: Vec<serde_json::Value>) -> serde_json::Value {
     let images: Vec<_> = images
         .iter()
         .map(|image| AcceptedImage {
@@ -789,8 +823,7 @@ fn accepted_json(images: &[Kept], keys: Option<Option<&OwnerKey>>, refused: Vec<
             ..AcceptedImage::new(image.id, image.name.clone())
         })
         .collect();
-    let location = images[0].page.clone();
-    (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(serde_json::json!({ "images": images, "refused": refused }))).into_response()
+    serde_json::json!({ "images": images, "refused": refused })
 }
 
 #[cfg(test)]

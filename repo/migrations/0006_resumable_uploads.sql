@@ -1,0 +1,30 @@
+-- Resumable (tus) uploads: how far each has come, so that any web server can
+-- take it up again, and the parts its bytes are stored in until it is whole.
+CREATE TABLE resumable_uploads (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    -- The address it was created from, as for an image.
+    client TEXT,
+    -- The file's name, for people; never part of a path.
+    name TEXT NOT NULL,
+    length BIGINT NOT NULL,
+    -- Bytes stored so far: the sum of its parts' bytes.
+    received BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    -- After this it is removed with its parts, finished or not.
+    expires_ms BIGINT NOT NULL,
+    -- The JSON answer once its image was accepted; NULL until then.
+    answer TEXT
+);
+
+CREATE INDEX resumable_uploads_by_expiry ON resumable_uploads (expires_ms);
+CREATE INDEX resumable_uploads_open_of_owner ON resumable_uploads (owner, expires_ms) WHERE answer IS NULL;
+
+CREATE TABLE resumable_parts (
+    upload TEXT NOT NULL,
+    start BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    -- The random number that names the part's file.
+    part BIGINT NOT NULL,
+    PRIMARY KEY (upload, start)
+);
