@@ -23,6 +23,7 @@ mod object_store;
 mod ownership;
 mod phone_formats;
 mod reconcile;
+mod resumable;
 mod refusals;
 mod thumbnails;
 mod upgrade;

@@ -17,7 +17,9 @@
 //! bytes arrive) and the pixel limits. An upload not finished in
 //! `--resumable-expiry-secs` is removed with its bytes by the reconciler.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
@@ -30,6 +32,7 @@ use sha2::Digest;
 use thumbq_contract::{ImageId, SourceFormat, StorageKey, UploadId};
 use thumbq_repo::{NewUpload, UploadPart, UploadRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 
 use crate::AppState;
 use crate::error::{AppError, JsonError};
@@ -63,6 +66,8 @@ pub async fn status(State(app): State<AppState>, Path(id): Path<String>, headers
     let outcome = async {
         check_version(&headers)?;
         let upload = owned(&app, &id, &headers).await?;
+        let _turn = app.turns.take(upload.id).await?;
+        let upload = owned(&app, &id, &headers).await?;
         let mut response = (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response();
         describe(response.headers_mut(), &upload, upload.received);
         response.headers_mut().insert("upload-length", HeaderValue::from(upload.length));
@@ -83,6 +88,8 @@ pub async fn patch(State(app): State<AppState>, Path(id): Path<String>, request:
         }
         let sent = number(&parts.headers, "upload-offset").ok_or(AppError::BadUploadRequest("Send where these bytes start as Upload-Offset."))?;
         let upload = owned(&app, &id, &parts.headers).await?;
+        let turn = app.turns.take(upload.id).await?;
+        let upload = owned(&app, &id, &parts.headers).await?;
         // The last request's answer was lost and it comes again: the upload is whole.
         if upload.answer.is_some() && sent == upload.length {
             return Ok(patched(&upload, upload.length));
@@ -92,7 +99,7 @@ pub async fn patch(State(app): State<AppState>, Path(id): Path<String>, request:
         }
         let client = crate::client::address(&parts, &app.settings.trusted_proxies);
         check_free_space(&app).await?;
-        let offset = receive(&app, upload.clone(), body, client, received_ms).await?;
+        let offset = receive(&app, upload.clone(), body, client, received_ms, turn).await?;
         Ok(patched(&upload, offset))
     };
     answer(&app, outcome.await)
@@ -105,6 +112,7 @@ pub async fn terminate(State(app): State<AppState>, Path(id): Path<String>, head
         check_version(&headers)?;
         crate::same_origin::check(&headers)?;
         let upload = owned(&app, &id, &headers).await?;
+        let _turn = app.turns.take(upload.id).await?;
         discard(&app, upload.id).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     };
@@ -120,6 +128,69 @@ pub async fn accepted(State(app): State<AppState>, Path(id): Path<String>, heade
         Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], answer).into_response())
     };
     answer(&app, outcome.await)
+}
+
+/// The requests receiving bytes of an upload on this server. A client whose
+/// request was cut asks where the upload stands at once, while the server
+/// may still be storing what that request brought: each request about an
+/// upload takes its turn, so the answer counts those bytes and none are sent twice.
+#[derive(Default)]
+pub struct Turns(std::sync::Mutex<HashMap<UploadId, Arc<Lane>>>);
+
+/// One upload's turns: who holds it, and a count of the requests that asked it to stop.
+struct Lane {
+    held: Arc<tokio::sync::Mutex<()>>,
+    stops: watch::Sender<u64>,
+}
+
+/// How long a request waits for the one before it on the same upload to end
+/// by itself (a cut connection's last bytes are still being read and stored)
+/// before asking it to stop.
+const TURN_GRACE: Duration = Duration::from_secs(3);
+/// How long it then waits for that request to store what it has.
+const TURN_STOPPING: Duration = Duration::from_secs(20);
+
+/// A request's turn on an upload: no other request of this server receives it meanwhile.
+struct Turn {
+    turns: Arc<Turns>,
+    upload: UploadId,
+    lane: Arc<Lane>,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+    /// The stops asked before this turn began: one more means "stop".
+    stops_before: u64,
+}
+
+impl Turns {
+    async fn take(self: &Arc<Self>, upload: UploadId) -> Result<Turn, AppError> {
+        let lane = Arc::clone(self.0.lock().expect("turns").entry(upload).or_insert_with(|| Arc::new(Lane { held: Arc::default(), stops: watch::Sender::new(0) })));
+        let held = match tokio::time::timeout(TURN_GRACE, Arc::clone(&lane.held).lock_owned()).await {
+            Ok(held) => held,
+            Err(_) => {
+                lane.stops.send_modify(|stops| *stops += 1);
+                tokio::time::timeout(TURN_STOPPING, Arc::clone(&lane.held).lock_owned()).await.map_err(|_| AppError::RequestInProgress)?
+            }
+        };
+        let stops_before = *lane.stops.borrow();
+        Ok(Turn { turns: Arc::clone(self), upload, lane, _held: held, stops_before })
+    }
+}
+
+impl Turn {
+    /// Resolves when a later request asks this one to stop.
+    async fn asked_to_stop(&self) {
+        let mut stops = self.lane.stops.subscribe();
+        let _ = stops.wait_for(|stops| *stops > self.stops_before).await;
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut lanes = self.turns.0.lock().expect("turns");
+        // The map's and this one's: no request waits for it.
+        if Arc::strong_count(&self.lane) == 2 {
+            lanes.remove(&self.upload);
+        }
+    }
 }
 
 /// Removes the upload `id`'s bytes, then its record.
@@ -183,7 +254,10 @@ async fn created(app: &AppState, request: Request) -> Result<Response, AppError>
         answer: None,
         parts: Vec::new(),
     };
-    let offset = if has_upload_bytes(headers) { Some(receive(app, record.clone(), body, client, received_ms).await?) } else { None };
+    let offset = match has_upload_bytes(headers) {
+        true => Some(receive(app, record.clone(), body, client, received_ms, app.turns.take(record.id).await?).await?),
+        false => None,
+    };
 
     let mut response = StatusCode::CREATED.into_response();
     let answer = response.headers_mut();
@@ -207,9 +281,9 @@ async fn created(app: &AppState, request: Request) -> Result<Response, AppError>
 ///
 /// In a task of its own: when the client goes (a cut connection drops the
 /// request's future), the bytes that arrived are still stored and counted.
-async fn receive(app: &AppState, upload: UploadRecord, body: Body, client: Option<IpAddr>, received_ms: u64) -> Result<u64, AppError> {
+async fn receive(app: &AppState, upload: UploadRecord, body: Body, client: Option<IpAddr>, received_ms: u64, turn: Turn) -> Result<u64, AppError> {
     let app = app.clone();
-    tokio::spawn(async move { receive_whole_or_cut(&app, upload, body, client, received_ms).await }).await.map_err(anyhow::Error::from)?
+    tokio::spawn(async move { receive_whole_or_cut(&app, upload, body, client, received_ms, &turn).await }).await.map_err(anyhow::Error::from)?
 }
 
 /// How a request's body ended.
@@ -220,23 +294,27 @@ enum Ended {
     Early(AppError),
 }
 
-async fn receive_whole_or_cut(app: &AppState, upload: UploadRecord, body: Body, client: Option<IpAddr>, received_ms: u64) -> Result<u64, AppError> {
+/// Bytes after which what a request brought so far is stored as a part and
+/// counted: a web server killed mid-request loses at most this much of it.
+const PART_BYTES: u64 = 1024 * 1024;
+
+async fn receive_whole_or_cut(app: &AppState, mut upload: UploadRecord, body: Body, client: Option<IpAddr>, received_ms: u64, turn: &Turn) -> Result<u64, AppError> {
     let _in_progress = app.uploads.take(client).map_err(|_| AppError::UploadsInProgress { limit: app.settings.max_uploads_per_client })?;
     let mut charge = app.upload_limiter.admit_bytes(client)?;
-    let start = upload.received;
-    let room = upload.length - start;
-    let scratch_id = ImageId::new();
-    let scratch = RemoveOnDrop::new(app.storage.path(&StorageKey::Incoming(scratch_id)));
-    let mut out = tokio::fs::File::create(scratch.path()).await?;
-    // An upload that arrives in one request is hashed as it arrives; one in parts, as they are put together.
-    let mut hash = (start == 0).then(sha2::Sha256::new);
+    let sent_from = upload.received;
+    let mut scratch = Scratch::create(app).await?;
+    // An upload that arrives whole in one part is hashed as it arrives; one in parts, as they are put together.
+    let mut hash = (sent_from == 0).then(sha2::Sha256::new);
     let mut head = Vec::with_capacity(SourceFormat::SNIFF_LEN);
-    let mut written: u64 = 0;
     let mut stream = body.into_data_stream();
     let idle = app.settings.upload_idle_timeout();
     let mut touched = Instant::now();
     let ended = loop {
-        let chunk = match tokio::time::timeout(idle, stream.next()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout(idle, stream.next()) => next,
+            () = turn.asked_to_stop() => break Ended::Early(AppError::BadUploadRequest("A newer request for this upload took over from this one. What arrived is kept.")),
+        };
+        let chunk = match next {
             Ok(Some(Ok(chunk))) => chunk,
             Ok(None) => break Ended::Whole,
             Ok(Some(Err(_))) => break Ended::Early(AppError::BadUploadRequest("The request ended before its body did. What arrived is kept: ask where the upload stands (HEAD) and send the rest.")),
@@ -245,10 +323,10 @@ async fn receive_whole_or_cut(app: &AppState, upload: UploadRecord, body: Body, 
         if let Err(refused) = charge.bytes(chunk.len() as u64) {
             break Ended::Early(refused);
         }
-        if written + chunk.len() as u64 > room {
-            return Err(AppError::BadUploadRequest("The request sent more bytes than the upload's Upload-Length; none of them was kept."));
+        if upload.received + scratch.bytes + chunk.len() as u64 > upload.length {
+            return Err(AppError::BadUploadRequest("The request sent more bytes than the upload's Upload-Length; what came past it was not kept."));
         }
-        if start == 0 && head.len() < SourceFormat::SNIFF_LEN {
+        if sent_from == 0 && head.len() < SourceFormat::SNIFF_LEN {
             let wanted = SourceFormat::SNIFF_LEN - head.len();
             head.extend_from_slice(&chunk[..wanted.min(chunk.len())]);
             // Refused as soon as the first bytes tell, not after the whole file.
@@ -260,41 +338,79 @@ async fn receive_whole_or_cut(app: &AppState, upload: UploadRecord, body: Body, 
         if let Some(hash) = &mut hash {
             hash.update(&chunk);
         }
-        out.write_all(&chunk).await?;
-        written += chunk.len() as u64;
+        scratch.write(&chunk).await?;
+        // The last bytes finish the upload; a part is stored only of bytes before them.
+        if scratch.bytes >= PART_BYTES && upload.received + scratch.bytes < upload.length {
+            let full = std::mem::replace(&mut scratch, Scratch::create(app).await?);
+            store_part(app, &mut upload, full).await?;
+        }
         if touched.elapsed() > crate::cleanup::TOUCH_EVERY {
             touched = Instant::now();
-            crate::upload::touch(&[scratch.path().to_owned()]).await;
+            crate::upload::touch(&[scratch.guard.path().to_owned()]).await;
         }
     };
-    out.flush().await?;
-    drop(out);
-    if written == room {
-        return finish(app, &upload, scratch_id, scratch, hash, received_ms).await;
+    scratch.out.flush().await?;
+    if upload.received + scratch.bytes == upload.length {
+        let hash = hash.filter(|_| upload.parts.is_empty());
+        return finish(app, &upload, scratch, hash, received_ms).await;
     }
-    if written > 0 {
-        let part = UploadPart { start, bytes: written, part: random_part_name() };
-        let key = StorageKey::UploadPart(upload.id, part.part);
-        app.store.store_file(key, scratch.path().to_owned()).await?;
-        if !app.repo.add_part(upload.id, part).await? {
-            // Another request's bytes for this offset were recorded first.
-            app.store.remove(key).await?;
-            let now = app.repo.upload(upload.id).await?.map_or(start, |upload| upload.received);
-            return Err(AppError::OffsetMismatch { received: now, sent: start });
-        }
+    if scratch.bytes > 0 {
+        store_part(app, &mut upload, scratch).await?;
     }
     match ended {
-        Ended::Whole => Ok(start + written),
+        Ended::Whole => Ok(upload.received),
         Ended::Early(error) => Err(error),
     }
 }
 
+/// A request's bytes not yet stored, in `incoming/`.
+struct Scratch {
+    id: ImageId,
+    guard: RemoveOnDrop,
+    out: tokio::fs::File,
+    bytes: u64,
+}
+
+impl Scratch {
+    async fn create(app: &AppState) -> Result<Self, AppError> {
+        let id = ImageId::new();
+        let guard = RemoveOnDrop::new(app.storage.path(&StorageKey::Incoming(id)));
+        let out = tokio::fs::File::create(guard.path()).await?;
+        Ok(Self { id, guard, out, bytes: 0 })
+    }
+
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), AppError> {
+        self.out.write_all(chunk).await?;
+        self.bytes += chunk.len() as u64;
+        Ok(())
+    }
+}
+
+/// Stores `scratch` as the upload's next part and counts it, if the upload
+/// still stands where it did (else another request's bytes came first: 409).
+async fn store_part(app: &AppState, upload: &mut UploadRecord, mut scratch: Scratch) -> Result<(), AppError> {
+    scratch.out.flush().await?;
+    drop(scratch.out);
+    let part = UploadPart { start: upload.received, bytes: scratch.bytes, part: random_part_name() };
+    let key = StorageKey::UploadPart(upload.id, part.part);
+    app.store.store_file(key, scratch.guard.path().to_owned()).await?;
+    if !app.repo.add_part(upload.id, part).await? {
+        app.store.remove(key).await?;
+        let now = app.repo.upload(upload.id).await?.map_or(part.start, |upload| upload.received);
+        return Err(AppError::OffsetMismatch { received: now, sent: part.start });
+    }
+    upload.received += part.bytes;
+    upload.parts.push(part);
+    Ok(())
+}
+
 /// Puts the upload's stored parts and its `last` bytes together and keeps the
-/// file as an image; returns the upload's length. A file refused for what it
+/// file as an image (`hash`: of the whole, when it came in one piece); returns the upload's length. A file refused for what it
 /// is takes the upload with it.
-async fn finish(app: &AppState, upload: &UploadRecord, last_id: ImageId, last: RemoveOnDrop, hash: Option<sha2::Sha256>, received_ms: u64) -> Result<u64, AppError> {
+async fn finish(app: &AppState, upload: &UploadRecord, last: Scratch, hash: Option<sha2::Sha256>, received_ms: u64) -> Result<u64, AppError> {
+    drop(last.out);
     let (id, whole, hash) = match hash {
-        Some(hash) => (last_id, last, hash),
+        Some(hash) => (last.id, last.guard, hash),
         None => {
             let id = ImageId::new();
             let whole = RemoveOnDrop::new(app.storage.path(&StorageKey::Incoming(id)));
@@ -303,7 +419,7 @@ async fn finish(app: &AppState, upload: &UploadRecord, last_id: ImageId, last: R
             for part in &upload.parts {
                 copy_part(app, StorageKey::UploadPart(upload.id, part.part), &mut out, &mut hash).await?;
             }
-            let mut file = tokio::fs::File::open(last.path()).await?;
+            let mut file = tokio::fs::File::open(last.guard.path()).await?;
             let mut buffer = vec![0; 256 * 1024];
             loop {
                 let read = file.read(&mut buffer).await?;

@@ -42,6 +42,8 @@ pub struct AppState {
     pub upload_limiter: Arc<crate::rate_limit::UploadLimiter>,
     /// Uploads in progress, per client: a slow one holds its connection for long.
     pub uploads: Arc<crate::slots::Slots>,
+    /// The requests receiving each resumable upload on this server, one at a time.
+    pub turns: Arc<crate::resumable::Turns>,
     /// Live-update streams open, in all and per client.
     pub event_streams: Arc<crate::slots::Slots>,
     /// Becomes true when the server starts shutting down; long-lived responses end then.
@@ -113,6 +115,7 @@ impl AppState {
             upload_limiter,
             // An upload's total is bounded by the connections; its share per client here.
             uploads: crate::slots::Slots::new(usize::MAX, settings.max_uploads_per_client as usize),
+            turns: Arc::default(),
             event_streams: crate::slots::Slots::new(settings.max_event_streams as usize, settings.max_event_streams_per_client as usize),
             settings: Arc::new(settings),
         };

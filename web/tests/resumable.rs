@@ -4,6 +4,7 @@
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use futures_util::StreamExt;
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
 use thumbq_broker::Deployment;
 use thumbq_web::{AppState, Settings, router};
@@ -303,4 +304,35 @@ async fn an_upload_past_its_expiry_is_refused_then_removed_with_its_bytes() {
     assert_eq!(round.expired_uploads, 1);
     assert_eq!(server.offset(&path).await, Err(StatusCode::NOT_FOUND));
     assert_eq!(server.files_in("uploads"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_long_request_is_stored_a_mebibyte_at_a_time_as_it_arrives() {
+    let server = TestServer::start().await;
+    let mut bytes = distinct_png();
+    bytes.resize(5 << 20, 0);
+    let path = server.create(bytes.len()).await;
+    // 2.5 MiB, then nothing more: the client is still sending (or its server died).
+    let chunks: Vec<Result<Bytes, std::io::Error>> = bytes[..5 << 19].chunks(64 * 1024).map(|chunk| Ok(Bytes::copy_from_slice(chunk))).collect();
+    let body = Body::from_stream(futures_util::stream::iter(chunks).chain(futures_util::stream::pending()));
+    let app = server.app();
+    let request = Request::patch(&path)
+        .header("tus-resumable", "1.0.0")
+        .header(header::AUTHORIZATION, &server.bearer)
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(body)
+        .unwrap();
+    let sending = tokio::spawn(app.oneshot(request));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let offset = server.offset(&path).await.unwrap();
+        if offset >= 2 << 20 {
+            assert!(offset <= 5 << 19, "{offset}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {offset} bytes were stored while the request went on");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    sending.abort();
 }

@@ -1,0 +1,212 @@
+//! Resumable uploads with a real tus client: tus-js-client 4 from npm, under
+//! Node.js, through a TCP proxy that cuts its connection part way, and across
+//! a web server killed mid-upload. The upload must complete as one image with
+//! its thumbnails, the client sending little more than the file.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use thumbq_contract::ImageId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::harness::{TestApp, wait_for};
+use crate::processes::WebProcess;
+
+/// A 20 MB JPEG: a real photo with bytes after its end, which every decoder ignores.
+fn twenty_megabytes() -> Vec<u8> {
+    let mut jpeg = include_bytes!("../fixtures/libjpeg-turbo/testorig.jpg").to_vec();
+    let mut state = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap());
+    while jpeg.len() < 20 * 1000 * 1000 {
+        // xorshift: bytes that do not compress, different for each test.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        jpeg.extend_from_slice(&state.to_le_bytes());
+    }
+    jpeg
+}
+
+/// The `node_modules` that holds tus-js-client; the test fails with the fix when it is missing.
+fn tus_js_client() -> PathBuf {
+    let modules = std::env::var_os("THUMBQ_TUS_JS_CLIENT").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
+        cache.join("thumbq/tools/tus-js-client-4.3.1/node_modules")
+    });
+    assert!(
+        modules.join("tus-js-client/package.json").exists(),
+        "tus-js-client is not installed at {}: run `scripts/ensure-tus-js-client` (scripts/test does), which installs it from npm",
+        modules.display()
+    );
+    modules
+}
+
+/// Runs tus-js-client on `file` against `endpoint` as the owner of `key`; returns the upload's URL.
+async fn upload_with_tus_js_client(endpoint: &str, file: &std::path::Path, key: &str) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/tus-upload.cjs");
+    let mut node = tokio::process::Command::new("node");
+    node.arg(&script).arg(endpoint).arg(file).arg(key).env("NODE_PATH", tus_js_client()).kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), node.output()).await.expect("tus-js-client finished in 2 minutes").expect("node runs (apt-get install nodejs)");
+    assert!(output.status.success(), "tus-js-client failed: {}", String::from_utf8_lossy(&output.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+    printed["url"].as_str().expect("the upload's URL").to_owned()
+}
+
+/// A TCP proxy in front of a web server that counts what clients send and
+/// closes their connection once at each of its cut points (bytes from all clients, in all).
+struct CuttingProxy {
+    address: String,
+    upstream: Arc<Mutex<String>>,
+    from_clients: Arc<AtomicU64>,
+    cuts_made: Arc<AtomicUsize>,
+}
+
+impl CuttingProxy {
+    async fn start(upstream: &str, cuts: Vec<u64>) -> Self {
+        Self::start_paced(upstream, cuts, u64::MAX).await
+    }
+
+    /// A proxy that passes clients' bytes on at most at `bytes_per_second`, as a phone's link would.
+    async fn start_paced(upstream: &str, cuts: Vec<u64>, bytes_per_second: u64) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let address = listener.local_addr().expect("an address").to_string();
+        let upstream = Arc::new(Mutex::new(upstream.to_owned()));
+        let (from_clients, cuts_made) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicUsize::new(0)));
+        let cuts = Arc::new(cuts);
+        let proxy = Self { address, upstream: Arc::clone(&upstream), from_clients: Arc::clone(&from_clients), cuts_made: Arc::clone(&cuts_made) };
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let to = upstream.lock().unwrap().clone();
+                let (from_clients, cuts_made, cuts) = (Arc::clone(&from_clients), Arc::clone(&cuts_made), Arc::clone(&cuts));
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&to).await else { return };
+                    let (mut client_read, mut client_write) = client.split();
+                    let (mut server_read, mut server_write) = server.split();
+                    let upward = async {
+                        let mut buffer = vec![0u8; 64 * 1024];
+                        let (began, mut passed_on) = (std::time::Instant::now(), 0u64);
+                        loop {
+                            let due = Duration::from_secs_f64(passed_on as f64 / bytes_per_second as f64);
+                            tokio::time::sleep(due.saturating_sub(began.elapsed())).await;
+                            let read = match client_read.read(&mut buffer).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(read) => read,
+                            };
+                            let before = from_clients.fetch_add(read as u64, Ordering::SeqCst);
+                            let next_cut = cuts.get(cuts_made.load(Ordering::SeqCst)).copied();
+                            // Passed on up to the cut point, then the connection is gone.
+                            let (passed, cut) = match next_cut {
+                                Some(at) if before + read as u64 >= at => ((at.saturating_sub(before)) as usize, true),
+                                _ => (read, false),
+                            };
+                            if server_write.write_all(&buffer[..passed]).await.is_err() {
+                                return;
+                            }
+                            passed_on += passed as u64;
+                            if cut {
+                                cuts_made.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        () = upward => {}
+                        _ = tokio::io::copy(&mut server_read, &mut client_write) => {}
+                    }
+                });
+            }
+        });
+        proxy
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}/uploads", self.address)
+    }
+
+    /// New connections go to `upstream` from now on.
+    fn redirect(&self, upstream: &str) {
+        *self.upstream.lock().unwrap() = upstream.to_owned();
+    }
+}
+
+/// The image a finished upload became, asked of `base` as the owner of `key`.
+async fn image_of(app: &TestApp, base: &str, upload_url: &str, key: &str) -> ImageId {
+    let path = upload_url.find("/uploads/").map(|at| &upload_url[at..]).expect("an upload URL");
+    let response = app.client.get(format!("{base}{path}")).bearer_auth(key).send().await.expect("GET the upload");
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(answer["images"].as_array().map(Vec::len), Some(1), "{answer}");
+    answer["images"][0]["id"].as_str().expect("an id").parse().expect("a valid id")
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().flat_map(|entry| if entry.path().is_dir() { walk(&entry.path()) } else { vec![entry.path()] }).collect()
+}
+
+fn originals(app: &TestApp) -> usize {
+    std::fs::read_dir(app.data_dir.path().join("originals")).expect("originals/").count()
+}
+
+#[tokio::test]
+async fn tus_js_client_finishes_an_upload_cut_at_30_60_and_90_percent_sending_little_more_than_the_file() {
+    let app = TestApp::spawn().await;
+    let file = twenty_megabytes();
+    let length = file.len() as u64;
+    let path = app.data_dir.path().join("photo.jpg");
+    std::fs::write(&path, &file).expect("the file is written");
+    let proxy = CuttingProxy::start(app.address.trim_start_matches("http://"), [3, 6, 9].map(|tenths| length * tenths / 10).to_vec()).await;
+    let key = thumbq_web::owner::OwnerKey::generate();
+
+    let url = upload_with_tus_js_client(&proxy.endpoint(), &path, key.as_str()).await;
+
+    assert_eq!(proxy.cuts_made.load(Ordering::SeqCst), 3, "every cut was made");
+    let sent = proxy.from_clients.load(Ordering::SeqCst);
+    eprintln!("tus-js-client sent {sent} bytes for a file of {length}: {:.3}×", sent as f64 / length as f64);
+    assert!(sent as f64 <= 1.1 * length as f64, "the client sent {sent} bytes for a file of {length}");
+    let id = image_of(&app, &app.address, &url, key.as_str()).await;
+    assert!(std::fs::read(app.data_dir.path().join("originals").join(id.to_string())).expect("the original") == file, "the original is the file");
+    assert_eq!(originals(&app), 1, "one image");
+    app.wait_for_thumbnails(id).await;
+    assert_eq!(std::fs::read_dir(app.data_dir.path().join("uploads")).map(|parts| parts.count()).unwrap_or(0), 0, "no part is left");
+}
+
+#[tokio::test]
+async fn tus_js_client_finishes_an_upload_on_another_web_server_when_its_own_is_killed_mid_upload() {
+    let app = TestApp::spawn().await;
+    let file = twenty_megabytes();
+    let length = file.len() as u64;
+    let path = app.data_dir.path().join("photo.jpg");
+    std::fs::write(&path, &file).expect("the file is written");
+    let first = WebProcess::start(&app, None, &[]).await;
+    let proxy = CuttingProxy::start_paced(&first.address, Vec::new(), 10_000_000).await;
+    let key = thumbq_web::owner::OwnerKey::generate();
+
+    let endpoint = proxy.endpoint();
+    let client = tokio::spawn({
+        let (key, path) = (key.as_str().to_owned(), path.clone());
+        async move { upload_with_tus_js_client(&endpoint, &path, &key).await }
+    });
+    // Killed once it has stored half the file: those bytes must not be sent again.
+    let parts = app.data_dir.path().join("uploads");
+    wait_for(Duration::from_secs(60), "the first web server to store half the file", || {
+        let stored: u64 = walk(&parts).iter().filter_map(|part| part.metadata().ok()).map(|meta| meta.len()).sum();
+        async move { (stored >= length / 2).then_some(()) }
+    })
+    .await;
+    first.kill();
+    let second = WebProcess::start(&app, None, &[]).await;
+    proxy.redirect(&second.address);
+
+    let url = client.await.expect("the client's task");
+    let sent = proxy.from_clients.load(Ordering::SeqCst);
+    eprintln!("tus-js-client sent {sent} bytes for a file of {length}: {:.3}×", sent as f64 / length as f64);
+    assert!(sent as f64 <= 1.1 * length as f64, "the client sent {sent} bytes for a file of {length}");
+    let id = image_of(&app, &second.url(""), &url, key.as_str()).await;
+    assert_eq!(originals(&app), 1, "one image");
+    app.wait_for_thumbnails(id).await;
+}
