@@ -210,3 +210,47 @@ async fn tus_js_client_finishes_an_upload_on_another_web_server_when_its_own_is_
     assert_eq!(originals(&app), 1, "one image");
     app.wait_for_thumbnails(id).await;
 }
+
+#[tokio::test]
+async fn on_a_bucket_an_upload_begun_through_one_web_server_is_finished_through_another_that_shares_only_the_bucket_and_the_database() {
+    let s3 = crate::object_store::S3Server::start().await;
+    let mut app = crate::object_store::spawn_on_s3(&s3).await;
+    app.start_worker().await;
+    let environment = crate::object_store::store_environment(&app.store);
+    let other_dir = tempfile::tempdir().expect("a directory");
+    let mut other_environment = crate::object_store::borrowed(&environment);
+    other_environment.push(("THUMBQ_DATA_DIR", other_dir.path().to_str().expect("a UTF-8 path")));
+    let other = WebProcess::start(&app, None, &other_environment).await;
+
+    let file = twenty_megabytes();
+    let length = file.len() as u64;
+    let path = app.data_dir.path().join("photo.jpg");
+    std::fs::write(&path, &file).expect("the file is written");
+    let proxy = CuttingProxy::start_paced(app.address.trim_start_matches("http://"), vec![length / 2], 20_000_000).await;
+    let key = thumbq_web::owner::OwnerKey::generate();
+    let endpoint = proxy.endpoint();
+    let client = tokio::spawn({
+        let (key, path) = (key.as_str().to_owned(), path.clone());
+        async move { upload_with_tus_js_client(&endpoint, &path, &key).await }
+    });
+    // The request under way stays with the first; the retry after the cut goes to the other.
+    wait_for(Duration::from_secs(60), "a quarter of the file to be sent", || {
+        let sent = proxy.from_clients.load(Ordering::SeqCst);
+        async move { (sent >= length / 4).then_some(()) }
+    })
+    .await;
+    proxy.redirect(&other.address);
+
+    let url = client.await.expect("the client's task");
+    assert_eq!(proxy.cuts_made.load(Ordering::SeqCst), 1);
+    let sent = proxy.from_clients.load(Ordering::SeqCst);
+    eprintln!("tus-js-client sent {sent} bytes for a file of {length}: {:.3}×", sent as f64 / length as f64);
+    assert!(sent as f64 <= 1.1 * length as f64, "the client sent {sent} bytes for a file of {length}");
+    let id = image_of(&app, &other.url(""), &url, key.as_str()).await;
+    app.wait_for_thumbnails(id).await;
+    let logs: String = std::fs::read_dir(app.data_dir.path()).expect("the data directory").flatten().filter(|entry| entry.file_name().to_string_lossy().starts_with("web-")).map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default()).collect();
+    assert!(logs.contains("method=PATCH"), "the other web server took bytes of the upload");
+    let objects = s3.objects(&app.store);
+    assert!(objects.iter().all(|object| !object.starts_with("uploads/")), "no part is left in the bucket: {objects:?}");
+    assert_eq!(objects.iter().filter(|object| object.starts_with("originals/")).count(), 1, "one image: {objects:?}");
+}
