@@ -19,12 +19,13 @@ async fn pick_files(browser: &Browser, files: &[String]) {
 }
 
 /// For each thumbnail shown on the page, the milliseconds from the upload's
-/// answer to the thumbnail's arrival, read from the browser's resource timings.
+/// answer (the finished upload's `GET /uploads/{id}`) to the thumbnail's
+/// arrival, read from the browser's resource timings.
 async fn upload_to_thumbnail_ms(browser: &Browser) -> Vec<f64> {
     let timings = browser
         .eval(
             "const entries = performance.getEntriesByType('resource');
-             const uploads = entries.filter(e => e.initiatorType === 'xmlhttprequest' && e.name.endsWith('/images'));
+             const uploads = entries.filter(e => e.initiatorType === 'fetch' && /[/]uploads[/][0-9a-f-]{36}$/.test(e.name));
              const thumbs = entries.filter(e => e.initiatorType === 'img' && e.name.includes('/thumbs/'));
              return thumbs.map(t => t.responseEnd - Math.max(...uploads.filter(u => u.responseEnd <= t.startTime).map(u => u.responseEnd)));",
         )
@@ -284,7 +285,7 @@ async fn a_page_following_an_image_shows_at_once_that_its_owner_deleted_it() {
     let browser = Browser::start().await;
     browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
     wait_for(Duration::from_secs(20), "the page's event stream to open", || async {
-        (browser.eval("return live.source?.readyState === EventSource.OPEN").await == true).then_some(())
+        (browser.eval("return thumbqLive.source?.readyState === EventSource.OPEN").await == true).then_some(())
     })
     .await;
 
@@ -311,7 +312,7 @@ async fn a_page_refused_a_live_stream_polls_asks_again_later_and_follows_its_new
 
     let browser = Browser::start().await;
     browser.client.goto(&app.url("/")).await.unwrap();
-    browser.eval("live.streamRetryMs = 300").await;
+    browser.eval("thumbqLive.streamRetryMs = 300").await;
     pick_files(&browser, &[fixture_path("exif-orientation/Landscape_1.jpg")]).await;
     wait_for(Duration::from_secs(20), "the page to poll once its stream is refused", || async {
         (browser.eval("return document.body.dataset.live").await == "poll").then_some(())
@@ -319,13 +320,13 @@ async fn a_page_refused_a_live_stream_polls_asks_again_later_and_follows_its_new
     .await;
     drop(holder);
     wait_for(Duration::from_secs(20), "the page to ask again and get a stream", || async {
-        (browser.eval("return live.source?.readyState === EventSource.OPEN").await == true).then_some(())
+        (browser.eval("return thumbqLive.source?.readyState === EventSource.OPEN").await == true).then_some(())
     })
     .await;
 
     pick_files(&browser, &[fixture_path("exif-orientation/Landscape_2.jpg")]).await;
     let followed = wait_for(Duration::from_secs(20), "a stream that follows both uploads", || async {
-        let ids = browser.eval("return live.source?.readyState === EventSource.OPEN ? new URL(live.source.url).searchParams.get('ids') : null").await;
+        let ids = browser.eval("return thumbqLive.source?.readyState === EventSource.OPEN ? new URL(thumbqLive.source.url).searchParams.get('ids') : null").await;
         ids.as_str().filter(|ids| ids.split(',').count() == 2).map(str::to_owned)
     })
     .await;
@@ -361,8 +362,8 @@ async fn a_person_past_the_daily_quota_reads_when_they_can_upload_again_and_the_
     .await;
     assert!(said.contains("would take you past 1 MB in 24 hours") && said.contains("about 24 hours"), "{said}");
     assert!(said.contains("Try again") && !said.contains("Trying again"), "a button, not a wait of a day behind the person's back: {said}");
-    let posts = browser.eval("return performance.getEntriesByType('resource').filter(e => e.initiatorType === 'xmlhttprequest' && e.name.endsWith('/images')).length").await;
-    assert_eq!(posts, 2, "nothing was sent again by itself");
+    let creations = browser.eval("return performance.getEntriesByType('resource').filter(e => e.initiatorType === 'xmlhttprequest' && e.name.endsWith('/uploads')).length").await;
+    assert_eq!(creations, 2, "nothing was sent again by itself");
     browser.screenshot("home-daily-quota").await;
     browser.close().await;
 }

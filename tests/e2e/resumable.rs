@@ -258,3 +258,66 @@ async fn on_a_bucket_an_upload_begun_through_one_web_server_is_finished_through_
     assert!(objects.iter().all(|object| !object.starts_with("uploads/")), "no part is left in the bucket: {objects:?}");
     assert_eq!(objects.iter().filter(|object| object.starts_with("originals/")).count(), 1, "one image: {objects:?}");
 }
+
+/// The tus upload URLs tus-js-client keeps in the page's localStorage, by the file's fingerprint.
+async fn kept_upload_urls(browser: &crate::browser::Browser) -> Vec<String> {
+    let urls = browser
+        .eval("return Object.keys(localStorage).filter(key => key.startsWith('tus::')).map(key => JSON.parse(localStorage.getItem(key)).uploadUrl)")
+        .await;
+    serde_json::from_value(urls).expect("a list of URLs")
+}
+
+#[tokio::test]
+async fn a_page_reloaded_mid_upload_goes_on_where_it_stopped_when_the_file_is_picked_again() {
+    let app = TestApp::spawn().await;
+    let file = twenty_megabytes();
+    let length = file.len() as u64;
+    let path = app.data_dir.path().join("phone photo.jpg");
+    std::fs::write(&path, &file).expect("the file is written");
+    // A phone's link: 4 MB/s up, so that the reload comes mid-upload.
+    let proxy = CuttingProxy::start_paced(app.address.trim_start_matches("http://"), Vec::new(), 4_000_000).await;
+    let browser = crate::browser::Browser::start().await;
+    let page = format!("http://{}/", proxy.address);
+    browser.client.goto(&page).await.unwrap();
+    let pick = || async {
+        let input = browser.client.find(fantoccini::Locator::Css("input[type=file]")).await.unwrap();
+        input.send_keys(path.to_str().unwrap()).await.unwrap();
+    };
+    pick().await;
+    let parts = app.data_dir.path().join("uploads");
+    wait_for(Duration::from_secs(60), "a quarter of the file to be stored", || {
+        let stored: u64 = walk(&parts).iter().filter_map(|part| part.metadata().ok()).map(|meta| meta.len()).sum();
+        async move { (stored >= length / 4).then_some(()) }
+    })
+    .await;
+    let before = kept_upload_urls(&browser).await;
+    assert_eq!(before.len(), 1, "the page keeps the upload's URL: {before:?}");
+
+    // A reload (the phone killed the tab, say): the card says to pick the file again.
+    browser.client.goto(&page).await.unwrap();
+    let said = wait_for(Duration::from_secs(10), "the card of the unfinished upload", || async {
+        let said = browser.eval("return document.querySelector('#uploads .card[data-state=stopped] .card-status')?.textContent ?? null").await;
+        said.as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(said.contains("pick it again, and it goes on where it stopped"), "{said}");
+    let summary = browser.eval("return document.querySelector('#summary .summary-text').textContent").await;
+    assert_eq!(summary, "0 of 1 uploaded · 0 thumbnails ready · 1 to pick again");
+    browser.screenshot("reload-mid-upload").await;
+    pick().await;
+    let id = wait_for(Duration::from_secs(60), "the upload to finish", || async {
+        let id = browser.eval("return document.querySelector('#uploads .card[data-image]')?.dataset.image ?? null").await;
+        id.as_str().map(str::to_owned)
+    })
+    .await;
+
+    assert_eq!(browser.eval("return document.querySelectorAll('#uploads .card').length").await, 1, "the stopped card gave way to the upload going on");
+    let sent = proxy.from_clients.load(Ordering::SeqCst);
+    eprintln!("The page sent {sent} bytes for a file of {length} across a reload: {:.3}×", sent as f64 / length as f64);
+    assert!(sent as f64 <= 1.1 * length as f64, "the page sent {sent} bytes for a file of {length}");
+    assert_eq!(originals(&app), 1, "one image");
+    assert!(kept_upload_urls(&browser).await.is_empty(), "a finished upload's URL is forgotten");
+    let id: ImageId = id.parse().expect("an image id");
+    app.wait_for_thumbnails(id).await;
+    browser.close().await;
+}

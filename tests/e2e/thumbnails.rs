@@ -81,7 +81,7 @@ async fn a_browser_form_post_is_redirected_to_the_image_page_which_shows_placeho
     let html = response.text().await.unwrap();
     assert_eq!(html.matches("<span class=\"placeholder\" role=\"status\">Making the").count(), 3, "three placeholders:\n{html}");
     assert!(html.contains(&format!("data-thumb=\"/thumbs/{id}/large\"")));
-    assert!(html.contains("/static/app.js"));
+    assert!(html.contains("/static/main.js"));
 
     app.start_worker().await;
     let thumbnails = app.wait_for_thumbnails(id.parse().unwrap()).await;

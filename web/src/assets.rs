@@ -1,4 +1,4 @@
-//! `GET /static/{file}`: the script and style sheet, built into the binary so
+//! `GET /static/{file}`: the scripts and the style sheet, built into the binary so
 //! that a deployment is one file and no CDN is ever involved.
 //!
 //! Each is sent with `no-cache` and an `ETag` of its bytes: a browser asks
@@ -14,6 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
 
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
 struct Asset {
     name: &'static str,
     content_type: &'static str,
@@ -21,14 +23,23 @@ struct Asset {
     etag: String,
 }
 
-static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
+static ASSETS: LazyLock<[Asset; 9]> = LazyLock::new(|| {
     let asset = |name, content_type, body: &'static str| {
         let digest = Sha256::digest(body.as_bytes());
         let etag = format!("\"{}\"", digest[..12].iter().map(|byte| format!("{byte:02x}")).collect::<String>());
         Asset { name, content_type, body, etag }
     };
     [
-        asset("app.js", "text/javascript; charset=utf-8", include_str!("../../static/app.js")),
+        // The page's script, as ES modules (main.js imports the rest).
+        asset("main.js", JAVASCRIPT, include_str!("../../static/main.js")),
+        asset("live.js", JAVASCRIPT, include_str!("../../static/live.js")),
+        asset("thumbhash.js", JAVASCRIPT, include_str!("../../static/thumbhash.js")),
+        asset("uploads.js", JAVASCRIPT, include_str!("../../static/uploads.js")),
+        asset("cards.js", JAVASCRIPT, include_str!("../../static/cards.js")),
+        asset("transfer.js", JAVASCRIPT, include_str!("../../static/transfer.js")),
+        asset("dashboard.js", JAVASCRIPT, include_str!("../../static/dashboard.js")),
+        // Vendored: see static/VENDORED.md.
+        asset("tus-js-client-4.3.1.min.js", JAVASCRIPT, include_str!("../../static/tus-js-client-4.3.1.min.js")),
         asset("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
     ]
 });

@@ -404,11 +404,11 @@ async fn the_retention_sweep_deletes_only_uploads_past_their_days() {
 #[tokio::test]
 async fn thumbnails_may_be_cached_an_hour_and_assets_revalidate_by_etag() {
     let server = TestServer::start().await;
-    let response = server.get("/static/app.js", &[]).await;
+    let response = server.get("/static/main.js", &[]).await;
     assert_eq!(response.status(), StatusCode::OK);
     let etag = response.headers()[header::ETAG].to_str().unwrap().to_owned();
     assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
-    let again = server.get("/static/app.js", &[(header::IF_NONE_MATCH, &etag)]).await;
+    let again = server.get("/static/main.js", &[(header::IF_NONE_MATCH, &etag)]).await;
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert!(text(again).await.is_empty());
     assert_ne!(server.get("/static/style.css", &[]).await.headers()[header::ETAG], etag.as_str());

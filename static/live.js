@@ -1,0 +1,381 @@
+// Following thumbnails: each appears the moment a worker writes it, smallest
+// first, pushed over Server-Sent Events (/events) or, where those are not
+// available, found by polling its URL until 404 turns into 200 (or 410:
+// failed, or deleted). A page shows at once when one of its images was deleted.
+
+import { paintPlaceholder } from "./thumbhash.js";
+
+// Poll soon (small images are ready in tens of milliseconds), then back off
+// up to MAX_POLL_MS; the server's Retry-After is the least wait between looks.
+const FIRST_POLL_MS = 150;
+const POLL_GROWTH = 1.6;
+const MAX_POLL_MS = 4000;
+const GIVE_UP_AFTER_MS = 15 * 60 * 1000;
+
+export const live = {
+  figures: new Map(), // image id -> Set of pending figures
+  source: null,
+  mode: "push",
+  reopen: null,
+  // Figures no stream has covered yet: one look each when the next stream opens.
+  unchecked: new Set(),
+  // Set when a stream dropped: events may have been missed, so everything pending is looked at once.
+  dropped: false,
+  retiring: [],
+  // The images the open stream follows: polling leaves them to it.
+  streamed: new Set(),
+  // Streams refused in a row (the server full, or without live updates): the next try waits longer.
+  refusals: 0,
+  // After a refused stream the page polls, and asks for a stream again after
+  // this long, doubling each time it is refused, up to MAX_STREAM_RETRY_MS.
+  streamRetryMs: 30000,
+};
+
+// A stream follows at most this many images (the server's --max-files), the
+// newest first: those further down the page are polled.
+const STREAM_IDS = 50;
+const MAX_STREAM_RETRY_MS = 10 * 60 * 1000;
+
+// A 404 without Retry-After says the image does not exist; a proxy's hiccup
+// can say it too, so it counts only when it keeps saying it.
+const GONE_AFTER_404S = 4;
+// An image that fails to load is tried again this many times before it counts as failed.
+const IMAGE_LOAD_TRIES = 3;
+
+// Follows every pending thumbnail inside `root`.
+export function follow(root) {
+  const fresh = [];
+  root.querySelectorAll("[data-thumb][data-state=pending]").forEach((figure) => {
+    // A placeholder the server already knew of when it made the page.
+    if (figure.dataset.placeholder) paintPlaceholder([figure], figure.dataset.placeholder);
+    const id = figure.closest("[data-image]")?.dataset.image;
+    if (!id) return;
+    if (!live.figures.has(id)) live.figures.set(id, new Set());
+    live.figures.get(id).add(figure);
+    live.unchecked.add(figure);
+    fresh.push(figure);
+  });
+  if (fresh.length === 0) return;
+  if (live.mode === "poll" || !("EventSource" in window)) {
+    setMode("poll");
+    fresh.forEach(poll);
+  } else {
+    // One stream for all the images on the page, opened anew when images are
+    // added: once for all those added in the same turn, and at once, since
+    // the first thumbnail may be written a few dozen milliseconds from now.
+    clearTimeout(live.reopen);
+    live.reopen = setTimeout(openStream, 0);
+  }
+}
+
+function setMode(mode) {
+  live.mode = mode;
+  document.body.dataset.live = mode;
+}
+
+// A slow look at every pending thumbnail even while events flow: an event
+// lost on the way (a web server reconnecting to RabbitMQ, say) costs seconds, not forever.
+const SAFETY_POLL_MS = 15000;
+
+function openStream() {
+  // Only images still pending, the latest added first: the stream's list stays
+  // short on a long-lived page, and the uploads of now are the ones it follows.
+  const pending = [...live.figures.keys()].filter((id) => [...live.figures.get(id)].some((figure) => figure.dataset.state === "pending")).reverse();
+  const ids = pending.slice(0, STREAM_IDS);
+  // Earlier streams stay open until the new one is: no event falls between them.
+  if (live.source) live.retiring.push(live.source);
+  live.source = null;
+  if (ids.length === 0) return retireStreams();
+  if (!live.safetyPoll) live.safetyPoll = setInterval(() => pendingFigures().forEach(checkOnce), SAFETY_POLL_MS);
+  const source = new EventSource(`/events?ids=${ids.join(",")}`);
+  live.source = source;
+  live.streamed = new Set(ids);
+  setMode("push");
+  pending.slice(STREAM_IDS).forEach((id) => live.figures.get(id).forEach(poll));
+  // Whatever finished before the stream opened is found by one look at each
+  // thumbnail not looked at since: opening anew for every image added must not
+  // look at all the earlier ones again each time (n² requests for n uploads).
+  source.addEventListener("open", () => {
+    live.refusals = 0;
+    retireStreams();
+    const figures = live.dropped ? pendingFigures() : [...live.unchecked].filter((figure) => figure.dataset.state === "pending");
+    live.unchecked.clear();
+    live.dropped = false;
+    figures.forEach(checkOnce);
+  });
+  source.addEventListener("resync", () => pendingFigures().forEach(checkOnce));
+  // One size is on disk: load it at once, without asking first; the others wait for theirs.
+  source.addEventListener("size", (message) => {
+    const { id, size, placeholder } = JSON.parse(message.data);
+    const figures = [...(live.figures.get(id) ?? [])];
+    // The first size brings the placeholder: the larger sizes' slots show it until theirs land.
+    if (placeholder) paintPlaceholder(figures.filter((figure) => figure.dataset.size !== size), placeholder);
+    for (const figure of figures) {
+      if (figure.dataset.size === size) showThumbnail(figure);
+    }
+  });
+  source.addEventListener("image", (message) => {
+    const { id, state } = JSON.parse(message.data);
+    for (const figure of live.figures.get(id) ?? []) {
+      if (state === "done") checkOnce(figure);
+      else if (state === "deleted") showDeleted(figure.closest("[data-image]"));
+      else failureReason(figure.dataset.thumb).then((reason) => showFailure(figure, reason));
+    }
+  });
+  source.addEventListener("error", () => {
+    // A refused stream (the server full, or without RabbitMQ) is closed: poll
+    // meanwhile, and ask again later. A dropped one reconnects by itself and looks again on "open".
+    if (source.readyState === EventSource.CLOSED && live.source === source) {
+      retireStreams();
+      live.source = null;
+      live.streamed = new Set();
+      setMode("poll");
+      pendingFigures().forEach(poll);
+      const wait = Math.min(live.streamRetryMs * 2 ** live.refusals, MAX_STREAM_RETRY_MS);
+      live.refusals += 1;
+      clearTimeout(live.reopen);
+      live.reopen = setTimeout(() => {
+        setMode("push");
+        openStream();
+      }, wait * (0.75 + Math.random() / 2));
+    } else if (live.source === source) {
+      live.dropped = true;
+    }
+  });
+}
+
+// Nothing left to follow: the stream closes, and gives its place on the server back.
+function closeStreamWhenSettled() {
+  if (live.source && pendingFigures().length === 0) {
+    live.source.close();
+    live.source = null;
+    retireStreams();
+  }
+}
+
+function retireStreams() {
+  live.retiring.forEach((stream) => stream.close());
+  live.retiring = [];
+}
+
+function pendingFigures() {
+  return [...live.figures.values()].flatMap((figures) => [...figures]).filter((figure) => figure.dataset.state === "pending");
+}
+
+// Asks once whether a thumbnail is there; true when it was settled.
+async function checkOnce(figure) {
+  let response = null;
+  try {
+    response = await fetch(figure.dataset.thumb, { method: "HEAD", cache: "no-store" });
+  } catch {
+    return { settled: false, response };
+  }
+  if (response.ok) {
+    showThumbnail(figure);
+    return { settled: true, response };
+  }
+  if (response.status === 410 && response.headers.get("X-Image-State") === "deleted") {
+    showDeleted(figure.closest("[data-image]"));
+    return { settled: true, response };
+  }
+  if (response.status === 410) {
+    showFailure(figure, await failureReason(figure.dataset.thumb));
+    return { settled: true, response };
+  }
+  if (response.status === 404 && !response.headers.has("Retry-After")) {
+    figure.dataset.missing = String(Number(figure.dataset.missing ?? 0) + 1);
+    if (Number(figure.dataset.missing) >= GONE_AFTER_404S) {
+      showFailure(figure, "This image no longer exists.");
+      return { settled: true, response };
+    }
+    return { settled: false, response };
+  }
+  delete figure.dataset.missing;
+  return { settled: false, response };
+}
+
+// Figures being polled, each by one loop at most.
+const polling = new WeakSet();
+
+function poll(figure) {
+  if (polling.has(figure)) return;
+  polling.add(figure);
+  const started = Date.now();
+  let delay = FIRST_POLL_MS;
+  async function again() {
+    const settled = await lookAgain();
+    if (settled) polling.delete(figure);
+  }
+  // One look; true when the loop ends.
+  async function lookAgain() {
+    if (figure.dataset.state !== "pending") return true;
+    // A stream follows it now (opened again after a refusal): polling stops.
+    if (live.mode === "push" && live.streamed.has(figure.closest("[data-image]")?.dataset.image)) return true;
+    const { settled, response } = await checkOnce(figure);
+    if (settled) return true;
+    if (Date.now() - started > GIVE_UP_AFTER_MS) {
+      showFailure(figure, "This is taking much longer than it should. Reload the page to try again.");
+      return true;
+    }
+    // The server's Retry-After is the least wait: backing off still reaches
+    // its maximum when it says "1" every time, and a longer one is honoured.
+    const hintMs = Number(response?.headers.get("Retry-After")) * 1000 || 0;
+    delay = Math.max(Math.min(delay * POLL_GROWTH, MAX_POLL_MS), hintMs);
+    setTimeout(again, delay);
+    return false;
+  }
+  setTimeout(again, delay);
+}
+
+async function failureReason(url) {
+  try {
+    const text = (await (await fetch(url, { cache: "no-store" })).text()).trim();
+    return text.replace(/^No thumbnail will be made: /, "") || "The image could not be processed.";
+  } catch {
+    return "The image could not be processed.";
+  }
+}
+
+function showThumbnail(figure) {
+  if (figure.dataset.state !== "pending") return;
+  figure.dataset.state = "loading";
+  closeStreamWhenSettled();
+  const image = new Image();
+  image.alt = figure.querySelector("figcaption")?.textContent ?? "thumbnail";
+  image.onload = () => {
+    // Settled otherwise meanwhile (failed, or deleted): that stands.
+    if (figure.dataset.state !== "loading") return;
+    const frame = figure.querySelector(".frame");
+    frame.style.aspectRatio = "";
+    frame.replaceChildren(image);
+    figure.dataset.state = "ready";
+    updateStatus(figure.closest("[data-image]"));
+  };
+  let tries = 0;
+  image.onerror = () => {
+    tries += 1;
+    if (tries >= IMAGE_LOAD_TRIES) return showFailure(figure, "The thumbnail could not be shown.");
+    // A dropped connection, say: try again a little later, bypassing the cache.
+    setTimeout(() => {
+      image.src = `${figure.dataset.thumb}?try=${tries}`;
+    }, 500 * tries);
+  };
+  image.src = figure.dataset.thumb;
+}
+
+function showFailure(figure, reason) {
+  const placeholder = document.createElement("span");
+  placeholder.className = "placeholder failed";
+  placeholder.textContent = "No thumbnail";
+  figure.querySelector(".frame").replaceChildren(placeholder);
+  figure.dataset.state = "failed";
+  const image = figure.closest("[data-image]");
+  if (image) {
+    image.dataset.state = "failed";
+    image.dataset.reason = reason;
+  }
+  updateStatus(image);
+  closeStreamWhenSettled();
+}
+
+// Shows that an image is gone: its thumbnails, its buttons and links to it.
+export function showDeleted(image) {
+  if (!image || image.dataset.state === "deleted") return;
+  image.dataset.state = "deleted";
+  image.querySelectorAll("[data-thumb]").forEach((figure) => {
+    const placeholder = document.createElement("span");
+    placeholder.className = "placeholder";
+    placeholder.textContent = "Deleted";
+    figure.querySelector(".frame").replaceChildren(placeholder);
+    figure.dataset.state = "deleted";
+  });
+  closeStreamWhenSettled();
+  image.querySelectorAll("form.delete, button.delete, a[href^='/images/'], a[href^='/originals/']").forEach((element) => element.remove());
+  const words = "This image was deleted.";
+  const status = image.querySelector(".card-status, .status");
+  if (status) status.replaceChildren(words);
+  else {
+    const note = document.createElement("p");
+    note.className = "status";
+    note.textContent = words;
+    image.append(note);
+  }
+}
+
+// Says on the page what the thumbnails say one by one.
+function updateStatus(image) {
+  if (!image) return;
+  const figures = [...image.querySelectorAll("[data-thumb]")];
+  const cardStatus = image.querySelector(".card-status");
+  if (cardStatus) {
+    // An upload card: keep its link to the image page.
+    // A photo uploaded before keeps saying so: this card follows the image the owner already had.
+    const ready = image.dataset.duplicate ? "Ready: you uploaded this photo before, so no copy was made. " : "Ready. ";
+    const words = image.dataset.state === "failed" ? `Failed: ${image.dataset.reason} ` : ready;
+    if (image.dataset.state === "failed" || figures.every((figure) => figure.dataset.state === "ready")) {
+      const text = document.createElement("span");
+      text.textContent = words;
+      if (image.dataset.state === "failed") {
+        text.className = "failure";
+        text.setAttribute("role", "alert");
+      } else {
+        image.dataset.state = "done";
+      }
+      cardStatus.firstChild.replaceWith(text);
+    }
+    return;
+  }
+  const status = image.querySelector(".status");
+  if (image.dataset.state === "failed") {
+    let alert = image.querySelector(".failure");
+    if (!alert) {
+      alert = document.createElement(status ? "strong" : "p");
+      alert.className = "failure";
+      alert.setAttribute("role", "alert");
+      if (status) status.replaceChildren(alert);
+      else image.append(alert);
+    }
+    alert.textContent = `This image could not be processed: ${image.dataset.reason}`;
+  } else if (figures.every((figure) => figure.dataset.state === "ready")) {
+    image.dataset.state = "done";
+    if (status) status.textContent = "All thumbnails are ready.";
+    if (status) drawTimeline(image);
+  }
+}
+
+// An image page opened while its thumbnails were being made draws the
+// image's way once they are there, as the server draws it for a finished one.
+async function drawTimeline(image) {
+  let answer = null;
+  try {
+    answer = await (await fetch(`/api/images/${image.dataset.image}`, { cache: "no-store" })).json();
+  } catch {
+    return;
+  }
+  const steps = answer?.timeline ?? [];
+  if (steps.length === 0) return;
+  const details = document.createElement("details");
+  details.className = "timeline";
+  details.open = true;
+  const summary = document.createElement("summary");
+  summary.textContent = `Its way through thumbq: ${steps[steps.length - 1].at - steps[0].at} ms`;
+  const list = document.createElement("ol");
+  steps.forEach((step, index) => {
+    const item = document.createElement("li");
+    if (index > 0) {
+      const gap = document.createElement("span");
+      gap.className = "gap";
+      gap.textContent = `+${step.at - steps[index - 1].at} ms`;
+      item.append(gap);
+    }
+    const name = document.createElement("span");
+    name.className = "step";
+    name.title = step.by;
+    name.textContent = step.step;
+    item.append(name);
+    list.append(item);
+  });
+  details.append(summary, list);
+  image.querySelector(".timeline")?.remove();
+  image.querySelector(".thumbs")?.before(details);
+}
