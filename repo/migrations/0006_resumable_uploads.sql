@@ -19,6 +19,7 @@ CREATE TABLE resumable_uploads (
 
 CREATE INDEX resumable_uploads_by_expiry ON resumable_uploads (expires_ms);
 CREATE INDEX resumable_uploads_open_of_owner ON resumable_uploads (owner, expires_ms) WHERE answer IS NULL;
+CREATE INDEX resumable_uploads_open_from_client ON resumable_uploads (client, expires_ms) WHERE answer IS NULL;
 
 CREATE TABLE resumable_parts (
     upload TEXT NOT NULL,

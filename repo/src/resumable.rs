@@ -72,12 +72,18 @@ impl Repository {
 
     /// How many uploads `owner` has begun and not finished that have not expired at `now_ms`.
     pub async fn open_uploads(&self, owner: &OwnerId, now_ms: u64) -> Result<u64, RepoError> {
-        let count: i64 = on_pool!(self, pool => sqlx::query("SELECT COUNT(*) FROM resumable_uploads WHERE owner = $1 AND answer IS NULL AND expires_ms > $2")
-            .bind(owner.to_string())
-            .bind(to_i64(now_ms))
-            .fetch_one(pool)
-            .await?
-            .try_get(0)?);
+        self.open_uploads_where("owner", &owner.to_string(), now_ms).await
+    }
+
+    /// How many uploads were begun from `client`, whoever's, and not finished, that have not expired at `now_ms`.
+    pub async fn open_uploads_from(&self, client: &str, now_ms: u64) -> Result<u64, RepoError> {
+        self.open_uploads_where("client", client, now_ms).await
+    }
+
+    /// `column` is one of ours, never anything a client sent.
+    async fn open_uploads_where(&self, column: &'static str, value: &str, now_ms: u64) -> Result<u64, RepoError> {
+        let sql = format!("SELECT COUNT(*) FROM resumable_uploads WHERE {column} = $1 AND answer IS NULL AND expires_ms > $2");
+        let count: i64 = on_pool!(self, pool => sqlx::query(&sql).bind(value).bind(to_i64(now_ms)).fetch_one(pool).await?.try_get(0)?);
         Ok(to_u64(count))
     }
 
@@ -199,6 +205,8 @@ mod tests {
         let upload = new_upload(alice, 100, 10_000);
         repo.create_upload(&upload).await.unwrap();
         assert_eq!(repo.open_uploads(&alice, 5_000).await.unwrap(), 1);
+        assert_eq!(repo.open_uploads_from("192.0.2.1", 5_000).await.unwrap(), 1);
+        assert_eq!(repo.open_uploads_from("192.0.2.2", 5_000).await.unwrap(), 0);
 
         let first = UploadPart { start: 0, bytes: 30, part: u64::MAX - 1 };
         assert!(repo.add_part(upload.id, first).await.unwrap());

@@ -321,3 +321,42 @@ async fn a_page_reloaded_mid_upload_goes_on_where_it_stopped_when_the_file_is_pi
     app.wait_for_thumbnails(id).await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_thousand_creations_without_data_from_one_address_leave_a_bounded_number_of_open_uploads() {
+    let app = TestApp::spawn_with(crate::harness::Options {
+        with_worker: false,
+        web: |settings| {
+            settings.max_open_resumable_uploads = 100;
+            settings.max_open_resumable_uploads_per_client = 150;
+        },
+        ..crate::harness::Options::default()
+    })
+    .await;
+    let create = |key: String| {
+        let request = app.client.post(app.url("/uploads")).header("tus-resumable", "1.0.0").header("upload-length", "5000000").bearer_auth(key);
+        async move { request.send().await.expect("POST /uploads").status() }
+    };
+    let one_owner = thumbq_web::owner::OwnerKey::generate();
+    let mut created = 0;
+    for _ in 0..500 {
+        match create(one_owner.as_str().to_owned()).await {
+            StatusCode::CREATED => created += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("a creation answered {other}"),
+        }
+    }
+    assert_eq!(created, 100, "one owner keeps at most 100 uploads open");
+    for _ in 0..500 {
+        match create(thumbq_web::owner::OwnerKey::generate().as_str().to_owned()).await {
+            StatusCode::CREATED => created += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("a creation answered {other}"),
+        }
+    }
+    assert_eq!(created, 150, "keys cost nothing to make: one address keeps at most 150 open, whoever's");
+    let refused = app.client.post(app.url("/uploads")).header("tus-resumable", "1.0.0").header("upload-length", "10").bearer_auth(thumbq_web::owner::OwnerKey::generate().as_str()).send().await.unwrap();
+    let said: serde_json::Value = refused.json().await.unwrap();
+    assert!(said["error"].as_str().unwrap().contains("Your address has 150 uploads begun and not finished"), "{said}");
+    assert!(walk(&app.data_dir.path().join("uploads")).is_empty(), "no bytes were stored for any of them");
+}

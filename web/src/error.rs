@@ -127,6 +127,9 @@ pub enum AppError {
     /// 429: an owner with as many resumable uploads begun and not finished as they may have.
     #[error("You have {limit} uploads begun and not finished: finish or cancel some, or wait for them to expire.")]
     TooManyOpenUploads { limit: u64 },
+    /// 429: a client address with as many resumable uploads begun and not finished as one may have.
+    #[error("Your address has {limit} uploads begun and not finished: finish or cancel some, or wait for them to expire.")]
+    TooManyOpenUploadsFromClient { limit: u64 },
     /// 500 "Something went wrong on our side."; the cause is logged.
     #[error("Something went wrong on our side. It has been logged; please try again.")]
     Internal(#[from] anyhow::Error),
@@ -141,7 +144,7 @@ impl AppError {
             Self::BadUploadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotOffsetOctetStream => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::OffsetMismatch { .. } | Self::UploadIncomplete { .. } => StatusCode::CONFLICT,
-            Self::TooManyOpenUploads { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyOpenUploads { .. } | Self::TooManyOpenUploadsFromClient { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NoKey | Self::BadKey => StatusCode::UNAUTHORIZED,
             Self::NotYours | Self::CrossSite | Self::OtherImagesToken => StatusCode::FORBIDDEN,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -176,7 +179,7 @@ impl AppError {
             Self::TusVersion | Self::BadUploadRequest(_) | Self::NotOffsetOctetStream => "bad_tus_request",
             Self::OffsetMismatch { .. } => "offset_mismatch",
             Self::UploadIncomplete { .. } => "incomplete",
-            Self::TooManyOpenUploads { .. } => "too_many_open_uploads",
+            Self::TooManyOpenUploads { .. } | Self::TooManyOpenUploadsFromClient { .. } => "too_many_open_uploads",
             Self::NoKey | Self::BadKey => "no_key",
             Self::NotYours | Self::OtherImagesToken => "not_yours",
             Self::IdempotencyKeyReused => "idempotency_key_reused",

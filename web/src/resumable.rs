@@ -239,6 +239,12 @@ async fn created(app: &AppState, request: Request) -> Result<Response, AppError>
     if app.repo.open_uploads(&owner, received_ms).await? >= limit {
         return Err(AppError::TooManyOpenUploads { limit });
     }
+    let limit = app.settings.max_open_resumable_uploads_per_client;
+    if let Some(client) = client
+        && app.repo.open_uploads_from(&client.to_string(), received_ms).await? >= limit
+    {
+        return Err(AppError::TooManyOpenUploadsFromClient { limit });
+    }
     let expires_ms = received_ms + app.settings.resumable_expiry_secs * 1000;
     let upload = NewUpload { id: UploadId::new(), owner, client: client.map(|client| client.to_string()), name, length, created_ms: received_ms, expires_ms };
     app.repo.create_upload(&upload).await?;

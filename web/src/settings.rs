@@ -166,6 +166,11 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_MAX_OPEN_RESUMABLE_UPLOADS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_open_resumable_uploads: u64,
 
+    /// Resumable uploads begun from one client address, whoever's, and not finished at once
+    /// (429 beyond): keys cost nothing to make, addresses do.
+    #[arg(long, env = "THUMBQ_MAX_OPEN_RESUMABLE_UPLOADS_PER_CLIENT", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_open_resumable_uploads_per_client: u64,
+
     /// Seconds an original with no record is left in the store before the reconciler removes it
     /// (an upload cut short before its commit); also how old a record must be before a missing original fails it.
     #[arg(long, env = "THUMBQ_STRAY_GRACE_SECS", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
@@ -214,6 +219,7 @@ impl Settings {
             stray_grace_secs: 3_600,
             resumable_expiry_secs: 24 * 3600,
             max_open_resumable_uploads: 100,
+            max_open_resumable_uploads_per_client: 1000,
         }
     }
 
