@@ -24,6 +24,9 @@ export const live = {
   retiring: [],
   // The images the open stream follows: polling leaves them to it.
   streamed: new Set(),
+  // The open stream's name, to add images to it; and the images to add at the end of this turn.
+  streamName: null,
+  adding: new Set(),
   // Streams refused in a row (the server full, or without live updates): the next try waits longer.
   refusals: 0,
   // After a refused stream the page polls, and asks for a stream again after
@@ -59,13 +62,47 @@ export function follow(root) {
   if (live.mode === "poll" || !("EventSource" in window)) {
     setMode("poll");
     fresh.forEach(poll);
+  } else if (live.source && live.source.readyState !== EventSource.CLOSED) {
+    // One stream for the page: images added later join the stream it has (once it has its name).
+    fresh.forEach((figure) => live.adding.add(figure.closest("[data-image]").dataset.image));
+    if (live.streamName) queueMicrotask(addToStream);
   } else {
-    // One stream for all the images on the page, opened anew when images are
-    // added: once for all those added in the same turn, and at once, since
-    // the first thumbnail may be written a few dozen milliseconds from now.
+    // No stream yet: one for all the images added in the same turn, at once,
+    // since the first thumbnail may be written a few dozen milliseconds from now.
     clearTimeout(live.reopen);
     live.reopen = setTimeout(openStream, 0);
   }
+}
+
+// Asks the open stream to follow the images added since it opened (all of
+// them, in one request per turn); should it not (it ended, or a web server
+// behind the same address does not know it), a new stream follows them.
+function addToStream() {
+  const ids = [...live.adding].filter((id) => !live.streamed.has(id));
+  live.adding.clear();
+  if (ids.length > 0) tellStream(ids);
+}
+
+function tellStream(ids) {
+  const source = live.source;
+  fetch(`/events/${live.streamName}?ids=${ids.join(",")}`, { method: "POST" })
+    .then((response) => {
+      if (response.status !== 204) throw new Error(`the stream was not told: ${response.status}`);
+      if (live.source !== source) return;
+      ids.forEach((id) => live.streamed.add(id));
+      // What was written before the stream followed it is found by one look.
+      for (const id of ids) {
+        for (const figure of live.figures.get(id) ?? []) {
+          live.unchecked.delete(figure);
+          if (figure.dataset.state === "pending") checkOnce(figure);
+        }
+      }
+    })
+    .catch(() => {
+      if (live.source !== source) return;
+      clearTimeout(live.reopen);
+      live.reopen = setTimeout(openStream, 0);
+    });
 }
 
 function setMode(mode) {
@@ -89,7 +126,18 @@ function openStream() {
   if (!live.safetyPoll) live.safetyPoll = setInterval(() => pendingFigures().forEach(checkOnce), SAFETY_POLL_MS);
   const source = new EventSource(`/events?ids=${ids.join(",")}`);
   live.source = source;
+  live.streamName = null;
   live.streamed = new Set(ids);
+  live.adding.clear();
+  // Each connection (the first, and the browser's own after a drop) is a stream
+  // of its own name, following the ids of its URL: those added since are told again.
+  source.addEventListener("stream", (message) => {
+    if (live.source !== source) return;
+    live.streamName = JSON.parse(message.data).stream;
+    const added = [...live.streamed].filter((id) => !ids.includes(id));
+    if (added.length > 0) tellStream(added);
+    addToStream();
+  });
   setMode("push");
   pending.slice(STREAM_IDS).forEach((id) => live.figures.get(id).forEach(poll));
   // Whatever finished before the stream opened is found by one look at each

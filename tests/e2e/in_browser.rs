@@ -80,6 +80,43 @@ async fn a_person_picks_photos_and_their_thumbnails_are_pushed_to_the_page() {
     eprintln!("upload answer to thumbnail shown, pushed over SSE: median {:.0} ms of {timings:?}", median(&timings));
 }
 
+/// Counts the live-update streams the page opens, in `window.streamsOpened`.
+const COUNT_STREAMS: &str = "
+    const Original = window.EventSource;
+    window.streamsOpened = 0;
+    window.EventSource = function (url) { window.streamsOpened += 1; return new Original(url); };
+    Object.assign(window.EventSource, { CONNECTING: 0, OPEN: 1, CLOSED: 2 });";
+
+#[tokio::test]
+async fn a_page_follows_all_its_uploads_on_one_live_stream() {
+    let mut app = TestApp::spawn_without_worker().await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.eval(COUNT_STREAMS).await;
+    let files: Vec<String> = (1..=5).map(|n| fixture_path(&format!("exif-orientation/Portrait_{n}.jpg"))).collect();
+    pick_files(&browser, &files).await;
+    wait_for(Duration::from_secs(30), "five cards waiting for their thumbnails", || async {
+        (browser.eval("return document.querySelectorAll('#uploads .card[data-state=processing]').length").await == 5).then_some(())
+    })
+    .await;
+    let followed = wait_for(Duration::from_secs(10), "the stream to follow all five", || async {
+        let followed = browser.eval("return thumbqLive.source?.readyState === EventSource.OPEN ? thumbqLive.streamed.size : null").await;
+        (followed == 5).then_some(followed)
+    })
+    .await;
+    assert_eq!(followed, 5);
+    assert_eq!(browser.eval("return window.streamsOpened").await, 1, "uploads accepted one after another joined the stream the page had");
+
+    app.start_worker().await;
+    wait_for(Duration::from_secs(60), "five thumbnails pushed", || async {
+        (browser.eval("return document.querySelectorAll('#uploads .card[data-state=done] .thumb[data-state=ready] img').length").await == 5).then_some(())
+    })
+    .await;
+    assert_eq!(browser.eval("return document.body.dataset.live").await, "push");
+    assert_eq!(browser.eval("return window.streamsOpened").await, 1);
+    browser.close().await;
+}
+
 #[tokio::test]
 async fn without_live_events_the_page_polls_and_still_shows_every_thumbnail() {
     // The embedded queue has no events exchange: /events answers 503 and the page polls.
@@ -318,13 +355,12 @@ async fn a_page_refused_a_live_stream_polls_asks_again_later_and_follows_its_new
         (browser.eval("return document.body.dataset.live").await == "poll").then_some(())
     })
     .await;
-    drop(holder);
-    wait_for(Duration::from_secs(20), "the page to ask again and get a stream", || async {
-        (browser.eval("return thumbqLive.source?.readyState === EventSource.OPEN").await == true).then_some(())
+    pick_files(&browser, &[fixture_path("exif-orientation/Landscape_2.jpg")]).await;
+    wait_for(Duration::from_secs(20), "the second upload accepted", || async {
+        (browser.eval("return document.querySelectorAll('#uploads .card[data-image]').length").await == 2).then_some(())
     })
     .await;
-
-    pick_files(&browser, &[fixture_path("exif-orientation/Landscape_2.jpg")]).await;
+    drop(holder);
     let followed = wait_for(Duration::from_secs(20), "a stream that follows both uploads", || async {
         let ids = browser.eval("return thumbqLive.source?.readyState === EventSource.OPEN ? new URL(thumbqLive.source.url).searchParams.get('ids') : null").await;
         ids.as_str().filter(|ids| ids.split(',').count() == 2).map(str::to_owned)

@@ -222,6 +222,9 @@ async fn a_page_following_an_image_hears_over_sse_each_size_as_it_lands_then_tha
     let events = crate::harness::read_events_until(stream, &done, std::time::Duration::from_secs(30)).await;
     // A resync may come first: the web server began listening after the stream opened.
     let events = events.replacen("event: resync\ndata: {}\n\n", "", 1);
+    // The stream's name comes first: the page adds images to it by that name.
+    let (named, events) = events.split_once("\n\n").expect("a first event");
+    assert!(named.starts_with("event: stream\ndata: {\"stream\":\""), "{named}");
 
     // Sizes under `event: size`, which pages with an older script ignore; the end under `event: image`.
     let names: Vec<&str> = events.lines().filter(|line| line.starts_with("event: ")).collect();

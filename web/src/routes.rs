@@ -44,6 +44,8 @@ pub struct AppState {
     pub uploads: Arc<crate::slots::Slots>,
     /// The requests receiving each resumable upload on this server, one at a time.
     pub turns: Arc<crate::resumable::Turns>,
+    /// This server's live-update streams, by name, to add images to.
+    pub streams: Arc<crate::events::Streams>,
     /// Live-update streams open, in all and per client.
     pub event_streams: Arc<crate::slots::Slots>,
     /// Becomes true when the server starts shutting down; long-lived responses end then.
@@ -116,6 +118,7 @@ impl AppState {
             // An upload's total is bounded by the connections; its share per client here.
             uploads: crate::slots::Slots::new(usize::MAX, settings.max_uploads_per_client as usize),
             turns: Arc::default(),
+            streams: Arc::default(),
             event_streams: crate::slots::Slots::new(settings.max_event_streams as usize, settings.max_event_streams_per_client as usize),
             settings: Arc::new(settings),
         };
@@ -197,6 +200,7 @@ pub fn router(state: AppState) -> Router {
         .route("/images", get(pages::batch).layer(timeout).post(upload::upload).layer(DefaultBodyLimit::max(upload_limit)))
         .merge(resumable)
         .route("/events", get(events::events))
+        .route("/events/{stream}", post(events::follow).layer(timeout))
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
