@@ -66,7 +66,7 @@ pub enum AppError {
     #[error("The form's part headers and fields are too large. Nothing was uploaded.")]
     FormOverhead,
     /// 408: the upload sent no byte for too long; what was received is deleted.
-    #[error("The upload stopped: nothing arrived for {idle_secs} seconds. Nothing was uploaded; please try again.")]
+    #[error("The upload stopped: nothing arrived for {idle_secs} seconds. Please try again.")]
     UploadStalled { idle_secs: u64 },
     /// 408: the upload kept sending, but too little to ever finish; what was received is deleted.
     #[error("The upload was too slow: less than {} arrived in {secs} seconds. Nothing was uploaded; please try again on a better connection.", human_bytes(*min_bytes))]
@@ -75,7 +75,7 @@ pub enum AppError {
     #[error("Too many uploads from your address: please wait {retry_after_secs} seconds and try again.")]
     TooManyUploads { retry_after_secs: u64 },
     /// 429 with `Retry-After`: this client sent too many bytes too fast; the request keeps nothing.
-    #[error("Your address has sent more than {} a minute: please wait {retry_after_secs} seconds and try again. Nothing was uploaded.", human_bytes(*bytes_per_minute))]
+    #[error("Your address has sent more than {} a minute: please wait {retry_after_secs} seconds and try again.", human_bytes(*bytes_per_minute))]
     TooManyBytes { bytes_per_minute: u64, retry_after_secs: u64 },
     /// 429 with `Retry-After` (when the first of the day's bytes are a day old): the daily
     /// quota of the owner or of the client's address is spent, or this upload would pass it.
@@ -121,6 +121,9 @@ pub enum AppError {
     /// 409: a `PATCH` from another offset than where the upload stands.
     #[error("The upload has {received} bytes, not {sent}: ask where it stands (HEAD) and send from there.")]
     OffsetMismatch { received: u64, sent: u64 },
+    /// 423 with `Retry-After`: another request of this upload's is still storing what it brought.
+    #[error("Another request for this upload is still storing what it brought; ask again in a moment.")]
+    UploadBusy,
     /// 409: the answer of a resumable upload asked for before its last byte arrived.
     #[error("The upload has {} of {}: send the rest first.", human_bytes(*received), human_bytes(*length))]
     UploadIncomplete { received: u64, length: u64 },
@@ -144,6 +147,7 @@ impl AppError {
             Self::BadUploadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotOffsetOctetStream => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::OffsetMismatch { .. } | Self::UploadIncomplete { .. } => StatusCode::CONFLICT,
+            Self::UploadBusy => StatusCode::LOCKED,
             Self::TooManyOpenUploads { .. } | Self::TooManyOpenUploadsFromClient { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NoKey | Self::BadKey => StatusCode::UNAUTHORIZED,
             Self::NotYours | Self::CrossSite | Self::OtherImagesToken => StatusCode::FORBIDDEN,
@@ -178,6 +182,7 @@ impl AppError {
             Self::UploadExpired => "expired",
             Self::TusVersion | Self::BadUploadRequest(_) | Self::NotOffsetOctetStream => "bad_tus_request",
             Self::OffsetMismatch { .. } => "offset_mismatch",
+            Self::UploadBusy => "upload_busy",
             Self::UploadIncomplete { .. } => "incomplete",
             Self::TooManyOpenUploads { .. } | Self::TooManyOpenUploadsFromClient { .. } => "too_many_open_uploads",
             Self::NoKey | Self::BadKey => "no_key",
@@ -235,7 +240,7 @@ impl AppError {
             Self::TusVersion => {
                 headers.insert("tus-version", axum::http::HeaderValue::from_static(crate::resumable::TUS_VERSION));
             }
-            Self::RequestInProgress => {
+            Self::RequestInProgress | Self::UploadBusy => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
             }
             Self::StoreUnavailable | Self::DatabaseUnavailable => {

@@ -100,8 +100,10 @@ pub async fn reconcile(app: &AppState, scan_store: bool) -> anyhow::Result<Round
         }
     }
     for id in app.repo.expired_uploads(now, BATCH).await? {
-        crate::resumable::discard(app, id).await?;
-        round.expired_uploads += 1;
+        match crate::resumable::discard(app, id).await {
+            Ok(()) => round.expired_uploads += 1,
+            Err(error) => tracing::warn!(upload.id = %id, %error, "Still cannot remove an expired upload."),
+        }
     }
     // Retries come within minutes; a day is long past any.
     app.repo.forget_attempts_before(now.saturating_sub(24 * 3600 * 1000)).await?;

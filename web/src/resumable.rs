@@ -152,44 +152,53 @@ const TURN_STOPPING: Duration = Duration::from_secs(20);
 
 /// A request's turn on an upload: no other request of this server receives it meanwhile.
 struct Turn {
+    // Declared first, dropped first: the turn is given up before its lane is let go of.
+    _held: tokio::sync::OwnedMutexGuard<()>,
+    lane: LaneHeld,
+    /// The stops asked before this turn began: one more means "stop".
+    stops_before: u64,
+}
+
+/// A request's hold on an upload's lane, while it waits for its turn and while
+/// it has it: the last to let go removes the lane, whether it got the turn or
+/// was dropped waiting (its client gone).
+struct LaneHeld {
     turns: Arc<Turns>,
     upload: UploadId,
     lane: Arc<Lane>,
-    _held: tokio::sync::OwnedMutexGuard<()>,
-    /// The stops asked before this turn began: one more means "stop".
-    stops_before: u64,
+}
+
+impl Drop for LaneHeld {
+    fn drop(&mut self) {
+        let mut lanes = self.turns.0.lock().expect("turns");
+        // The map's and this one's: no other request holds it.
+        if Arc::strong_count(&self.lane) == 2 {
+            lanes.remove(&self.upload);
+        }
+    }
 }
 
 impl Turns {
     async fn take(self: &Arc<Self>, upload: UploadId) -> Result<Turn, AppError> {
         let lane = Arc::clone(self.0.lock().expect("turns").entry(upload).or_insert_with(|| Arc::new(Lane { held: Arc::default(), stops: watch::Sender::new(0) })));
-        let held = match tokio::time::timeout(TURN_GRACE, Arc::clone(&lane.held).lock_owned()).await {
+        let lane = LaneHeld { turns: Arc::clone(self), upload, lane };
+        let held = match tokio::time::timeout(TURN_GRACE, Arc::clone(&lane.lane.held).lock_owned()).await {
             Ok(held) => held,
             Err(_) => {
-                lane.stops.send_modify(|stops| *stops += 1);
-                tokio::time::timeout(TURN_STOPPING, Arc::clone(&lane.held).lock_owned()).await.map_err(|_| AppError::RequestInProgress)?
+                lane.lane.stops.send_modify(|stops| *stops += 1);
+                tokio::time::timeout(TURN_STOPPING, Arc::clone(&lane.lane.held).lock_owned()).await.map_err(|_| AppError::UploadBusy)?
             }
         };
-        let stops_before = *lane.stops.borrow();
-        Ok(Turn { turns: Arc::clone(self), upload, lane, _held: held, stops_before })
+        let stops_before = *lane.lane.stops.borrow();
+        Ok(Turn { _held: held, lane, stops_before })
     }
 }
 
 impl Turn {
     /// Resolves when a later request asks this one to stop.
     async fn asked_to_stop(&self) {
-        let mut stops = self.lane.stops.subscribe();
+        let mut stops = self.lane.lane.stops.subscribe();
         let _ = stops.wait_for(|stops| *stops > self.stops_before).await;
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        let mut lanes = self.turns.0.lock().expect("turns");
-        // The map's and this one's: no request waits for it.
-        if Arc::strong_count(&self.lane) == 2 {
-            lanes.remove(&self.upload);
-        }
     }
 }
 
@@ -261,7 +270,17 @@ async fn created(app: &AppState, request: Request) -> Result<Response, AppError>
         parts: Vec::new(),
     };
     let offset = match has_upload_bytes(headers) {
-        true => Some(receive(app, record.clone(), body, client, received_ms, app.turns.take(record.id).await?).await?),
+        true => match receive(app, record.clone(), body, client, received_ms, app.turns.take(record.id).await?).await {
+            Ok(offset) => Some(offset),
+            // The upload stands: the client hears where, and sends the rest there (tus's creation-with-upload).
+            Err(error) => match app.repo.upload(record.id).await? {
+                Some(stands) => {
+                    tracing::info!(upload.id = %record.id, %error, "An upload's first request ended early; it stands at its stored bytes.");
+                    Some(stands.received)
+                }
+                None => return Err(error),
+            },
+        },
         false => None,
     };
 
@@ -307,6 +326,10 @@ const PART_BYTES: u64 = 1024 * 1024;
 async fn receive_whole_or_cut(app: &AppState, mut upload: UploadRecord, body: Body, client: Option<IpAddr>, received_ms: u64, turn: &Turn) -> Result<u64, AppError> {
     let _in_progress = app.uploads.take(client).map_err(|_| AppError::UploadsInProgress { limit: app.settings.max_uploads_per_client })?;
     let mut charge = app.upload_limiter.admit_bytes(client)?;
+    // Each request that ends stores a part: a client cutting its own requests short must not make them without end.
+    if upload.parts.len() as u64 >= most_parts(upload.length) {
+        return Err(AppError::BadUploadRequest("This upload came in too many pieces: cancel it and start again."));
+    }
     let sent_from = upload.received;
     let mut scratch = Scratch::create(app).await?;
     // An upload that arrives whole in one part is hashed as it arrives; one in parts, as they are put together.
@@ -330,7 +353,7 @@ async fn receive_whole_or_cut(app: &AppState, mut upload: UploadRecord, body: Bo
             break Ended::Early(refused);
         }
         if upload.received + scratch.bytes + chunk.len() as u64 > upload.length {
-            return Err(AppError::BadUploadRequest("The request sent more bytes than the upload's Upload-Length; what came past it was not kept."));
+            return Err(AppError::BadUploadRequest("The request sent more bytes than the upload's Upload-Length; those of its bytes not stored yet were not kept."));
         }
         if sent_from == 0 && head.len() < SourceFormat::SNIFF_LEN {
             let wanted = SourceFormat::SNIFF_LEN - head.len();
@@ -360,13 +383,22 @@ async fn receive_whole_or_cut(app: &AppState, mut upload: UploadRecord, body: Bo
         let hash = hash.filter(|_| upload.parts.is_empty());
         return finish(app, &upload, scratch, hash, received_ms).await;
     }
-    if scratch.bytes > 0 {
+    // The first bytes are kept only once they tell the format: a client sending
+    // a byte at a time must not slip past the check.
+    let too_short_to_tell = sent_from == 0 && upload.parts.is_empty() && scratch.bytes < SourceFormat::SNIFF_LEN as u64;
+    if scratch.bytes > 0 && !too_short_to_tell {
         store_part(app, &mut upload, scratch).await?;
     }
     match ended {
         Ended::Whole => Ok(upload.received),
         Ended::Early(error) => Err(error),
     }
+}
+
+/// The most parts an upload of `length` bytes may be stored in: one a MiB, and
+/// room for many requests cut short.
+fn most_parts(length: u64) -> u64 {
+    length.div_ceil(PART_BYTES) + 256
 }
 
 /// A request's bytes not yet stored, in `incoming/`.
@@ -402,8 +434,14 @@ async fn store_part(app: &AppState, upload: &mut UploadRecord, mut scratch: Scra
     app.store.store_file(key, scratch.guard.path().to_owned()).await?;
     if !app.repo.add_part(upload.id, part).await? {
         app.store.remove(key).await?;
-        let now = app.repo.upload(upload.id).await?.map_or(part.start, |upload| upload.received);
-        return Err(AppError::OffsetMismatch { received: now, sent: part.start });
+        return match app.repo.upload(upload.id).await? {
+            Some(now) => Err(AppError::OffsetMismatch { received: now.received, sent: part.start }),
+            // Cancelled or expired meanwhile: the folder this part made goes too.
+            None => {
+                app.store.remove_upload(upload.id).await?;
+                Err(AppError::UnknownUpload)
+            }
+        };
     }
     upload.received += part.bytes;
     upload.parts.push(part);
@@ -453,20 +491,31 @@ async fn finish(app: &AppState, upload: &UploadRecord, last: Scratch, hash: Opti
         discard(app, upload.id).await?;
         Err(error)
     };
+    let size = tokio::fs::metadata(whole.path()).await?.len();
+    if size != upload.length {
+        return Err(AppError::Internal(anyhow::anyhow!("the parts of upload {} make {size} bytes, not {}", upload.id, upload.length)));
+    }
     let Some(format) = SourceFormat::sniff(&head) else { return refused(AppError::NotAnImage { file: upload.name.clone() }).await };
     let received = match crate::upload::recognised(id, whole, upload.name.clone(), upload.length, format, hash, &app.settings.limits()).await {
         Ok(received) => received,
         Err(error) if error.is_about_one_file() => return refused(error).await,
         Err(error) => return Err(error),
     };
-    let accepted = crate::upload::keep(app, upload.owner, upload.client.clone(), vec![received], Vec::new(), received_ms).await?;
     let client = upload.client.as_deref().and_then(|client| client.parse().ok());
+    // Checked at creation against what was kept then; again now, against what other uploads kept meanwhile
+    // (unless these bytes are an image the owner has: a retry of this very request, say).
+    if app.repo.same_bytes(&upload.owner, &received.content_hash).await?.is_none() {
+        if let Err(over) = crate::quota::check(app, &upload.owner, client, upload.length).await {
+            return refused(over).await;
+        }
+    }
+    let accepted = crate::upload::keep(app, upload.owner, upload.client.clone(), vec![received], Vec::new(), received_ms).await?;
     app.quota_counts.accepted(&upload.owner, client, accepted.bytes, received_ms);
     let duplicates = accepted.images.iter().filter(|image| image.duplicate_of.is_some()).count() as u64;
     app.metrics.accepted(accepted.images.len() as u64 - duplicates, duplicates, accepted.bytes);
     let answer = crate::upload::accepted_answer(&accepted.images, None, Vec::new()).to_string();
-    // `false`: a retry of this request finished it first, with the same image.
-    app.repo.finish_upload(upload.id, upload.received, &answer).await?;
+    // `false`: another request finished it first, with the same image.
+    app.repo.finish_upload(upload.id, &answer).await?;
     if let Err(error) = app.store.remove_upload(upload.id).await {
         tracing::warn!(upload.id = %upload.id, %error, "Could not remove the parts of a finished upload; they go when it expires.");
     }

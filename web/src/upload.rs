@@ -601,7 +601,7 @@ pub(crate) struct ReceivedFile {
     /// The name it was sent under, for people: never part of a path.
     name: String,
     /// The SHA-256 of its bytes, in hex.
-    content_hash: String,
+    pub(crate) content_hash: String,
     width: u32,
     height: u32,
 }

@@ -336,3 +336,28 @@ async fn a_long_request_is_stored_a_mebibyte_at_a_time_as_it_arrives() {
     }
     sending.abort();
 }
+
+#[tokio::test]
+async fn first_bytes_too_few_to_tell_the_format_are_not_kept_so_a_non_image_cannot_slip_past() {
+    let server = TestServer::start().await;
+    let path = server.create(50_000).await;
+    assert_eq!(server.patch(&path, 0, b"%").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(server.offset(&path).await, Ok(0), "one byte tells nothing: it is not kept");
+    assert_eq!(server.patch(&path, 0, &[b'%'; 64]).await.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(server.offset(&path).await, Err(StatusCode::NOT_FOUND));
+}
+
+#[tokio::test]
+async fn a_creation_whose_bytes_are_cut_short_still_gives_the_upload_and_where_it_stands() {
+    let server = TestServer::start().await;
+    let png = distinct_png();
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![Ok(Bytes::copy_from_slice(&png[..100])), Err(std::io::Error::other("the connection dropped"))];
+    let length = png.len().to_string();
+    let headers = [("upload-length", length.as_str()), ("content-type", "application/offset+octet-stream")];
+    let response = server.tus("POST", "/uploads", &headers, Body::from_stream(futures_util::stream::iter(chunks))).await;
+    assert_eq!(response.status(), StatusCode::CREATED, "the upload stands: the client can go on");
+    assert_eq!(response.headers()["upload-offset"], "100");
+    let path = location(response.headers());
+    assert_eq!(server.patch(&path, 100, &png[100..]).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(server.tus("GET", &path, &[], Body::empty()).await.status(), StatusCode::OK);
+}
