@@ -21,6 +21,7 @@ mod in_browser;
 mod operations;
 mod object_store;
 mod ownership;
+mod page_code;
 mod phone_formats;
 mod reconcile;
 mod resumable;
