@@ -219,6 +219,9 @@ async function checkOnce(figure) {
     return { settled: false, response };
   }
   if (response.ok) {
+    // The WebP beside it, once a worker wrote it: smaller, for the browsers that show it.
+    const webp = /<([^>]+\.webp)>/.exec(response.headers.get("Link") ?? "")?.[1];
+    if (webp) figure.dataset.webp = webp;
     showThumbnail(figure);
     return { settled: true, response };
   }
@@ -301,6 +304,12 @@ function showThumbnail(figure) {
   };
   let tries = 0;
   image.onerror = () => {
+    // A browser that cannot show WebP, or a WebP that went missing: the baseline file does.
+    if (figure.dataset.webp) {
+      delete figure.dataset.webp;
+      image.src = figure.dataset.thumb;
+      return;
+    }
     tries += 1;
     if (tries >= IMAGE_LOAD_TRIES) return showFailure(figure, "The thumbnail could not be shown.");
     // A dropped connection, say: try again a little later, bypassing the cache.
@@ -308,7 +317,8 @@ function showThumbnail(figure) {
       image.src = `${figure.dataset.thumb}?try=${tries}`;
     }, 500 * tries);
   };
-  image.src = figure.dataset.thumb;
+  // The smaller WebP once a worker wrote it (the baseline file's answer named it), as the server's pages list it.
+  image.src = figure.dataset.webp ?? figure.dataset.thumb;
 }
 
 function showFailure(figure, reason) {

@@ -360,3 +360,30 @@ async fn a_thousand_creations_without_data_from_one_address_leave_a_bounded_numb
     assert!(said["error"].as_str().unwrap().contains("Your address has 150 uploads begun and not finished"), "{said}");
     assert!(walk(&app.data_dir.path().join("uploads")).is_empty(), "no bytes were stored for any of them");
 }
+
+#[tokio::test]
+async fn the_page_finishes_an_upload_cut_at_30_60_and_90_percent_sending_little_more_than_the_file() {
+    let app = TestApp::spawn().await;
+    let file = twenty_megabytes();
+    let length = file.len() as u64;
+    let path = app.data_dir.path().join("cut.jpg");
+    std::fs::write(&path, &file).expect("the file is written");
+    let proxy = CuttingProxy::start(app.address.trim_start_matches("http://"), [3, 6, 9].map(|tenths| length * tenths / 10).to_vec()).await;
+    let browser = crate::browser::Browser::start().await;
+    browser.client.goto(&format!("http://{}/", proxy.address)).await.unwrap();
+    let input = browser.client.find(fantoccini::Locator::Css("input[type=file]")).await.unwrap();
+    input.send_keys(path.to_str().unwrap()).await.unwrap();
+    let id = wait_for(Duration::from_secs(60), "the upload to finish", || async {
+        let id = browser.eval("return document.querySelector('#uploads .card[data-image]')?.dataset.image ?? null").await;
+        id.as_str().map(str::to_owned)
+    })
+    .await;
+
+    assert_eq!(proxy.cuts_made.load(Ordering::SeqCst), 3, "every cut was made");
+    let sent = proxy.from_clients.load(Ordering::SeqCst);
+    eprintln!("The page sent {sent} bytes for a file of {length} cut three times: {:.3}×", sent as f64 / length as f64);
+    assert!(sent as f64 <= 1.1 * length as f64, "the page sent {sent} bytes for a file of {length}");
+    assert_eq!(originals(&app), 1, "one image");
+    app.wait_for_thumbnails(id.parse().expect("an image id")).await;
+    browser.close().await;
+}

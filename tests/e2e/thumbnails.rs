@@ -60,6 +60,9 @@ async fn a_jpeg_upload_gets_three_thumbnails(mode: Mode) {
         let (ours, baseline) = (decode(&webp), decode(jpeg));
         assert_eq!((ours.width(), ours.height()), (baseline.width(), baseline.height()), "{size}");
         assert!(mean_difference(&ours, &baseline) < 4.0, "{size}: the WebP looks like the JPEG");
+        // A page's script that asks for the baseline file learns of the WebP too.
+        let baseline = app.head(&format!("/thumbs/{id}/{size}")).await;
+        assert_eq!(baseline.headers()[header::LINK], format!(r#"<{url}>; rel="alternate"; type="image/webp""#).as_str());
     }
     let html = app.get(&format!("/images/{id}")).await.text().await.unwrap();
     assert!(html.contains(&format!(r#"<picture><source srcset="/thumbs/{id}/large.webp" type="image/webp"><img src="/thumbs/{id}/large""#)), "{html}");

@@ -1,6 +1,7 @@
 //! `GET /thumbs/{id}/{size}`: a thumbnail, or why there is none yet;
 //! `GET /thumbs/{id}/{size}.webp` the same size in WebP, which a worker writes
-//! after all three (an image made before WebPs existed has none: 404 without `Retry-After`).
+//! after all three (an image made before WebPs existed has none: 404 without `Retry-After`);
+//! once it exists, the baseline file's answers name it in a `Link` header.
 //!
 //! | state            | answer                                                   |
 //! |------------------|----------------------------------------------------------|
@@ -65,6 +66,11 @@ pub async fn thumbnail(State(app): State<AppState>, Path((id, size)): Path<(Stri
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(key.cache_control()));
+            // A page's script that found the baseline file learns of the smaller WebP beside it, as the server's pages know of it.
+            if !webp && record.webp {
+                let link = format!("</thumbs/{id}/{size}.webp>; rel=\"alternate\"; type=\"image/webp\"");
+                headers.insert(header::LINK, HeaderValue::try_from(link).expect("an id and a size are ASCII"));
+            }
             return Ok(response);
         }
         // Recorded but not in the store: deleted between the two looks, or a store that lost it.
