@@ -24,11 +24,16 @@ export function transient(status) {
 // `retrying(why)`, then `accepted(image)` or `failed(why, canRetry)`.
 // Returns what cancels it: the server then keeps nothing of it.
 export function send(file, on) {
+  // The creation, retried after its answer was lost, is answered with the upload it made (a PATCH is safe to repeat by its offset).
+  const creationKey = Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
   const upload = new globalThis.tus.Upload(file, {
     endpoint: "/uploads",
     metadata: { filename: file.name, filetype: file.type },
     retryDelays: RETRY_DELAYS_MS,
     removeFingerprintOnSuccess: true,
+    onBeforeRequest(request) {
+      if (request.getMethod() === "POST") request.setHeader("Idempotency-Key", creationKey);
+    },
     onShouldRetry(error) {
       const { status, waitMs } = failure(error);
       const retry = transient(status) && waitMs <= MAX_AUTOMATIC_WAIT_MS;

@@ -14,8 +14,12 @@ CREATE TABLE resumable_uploads (
     -- After this it is removed with its parts, finished or not.
     expires_ms BIGINT NOT NULL,
     -- The JSON answer once its image was accepted; NULL until then.
-    answer TEXT
+    answer TEXT,
+    -- The creation's `Idempotency-Key`, if it had one: its retry gets this upload, not a second.
+    request_key TEXT
 );
+
+CREATE UNIQUE INDEX resumable_uploads_by_request_key ON resumable_uploads (owner, request_key) WHERE request_key IS NOT NULL;
 
 CREATE INDEX resumable_uploads_by_expiry ON resumable_uploads (expires_ms);
 CREATE INDEX resumable_uploads_open_of_owner ON resumable_uploads (owner, expires_ms) WHERE answer IS NULL;

@@ -22,6 +22,8 @@ pub struct NewUpload {
     pub length: u64,
     pub created_ms: u64,
     pub expires_ms: u64,
+    /// The creation's `Idempotency-Key`, if it had one.
+    pub request_key: Option<String>,
 }
 
 /// A resumable upload as it stands.
@@ -52,10 +54,12 @@ pub struct UploadPart {
 }
 
 impl Repository {
-    /// Records a new resumable upload with no bytes yet.
-    pub async fn create_upload(&self, upload: &NewUpload) -> Result<(), RepoError> {
-        on_writer!(self, pool => sqlx::query(
-            "INSERT INTO resumable_uploads (id, owner, client, name, length, received, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
+    /// Records a new resumable upload with no bytes yet; returns its id, or
+    /// the id of the upload its owner created with the same `request_key`.
+    pub async fn create_upload(&self, upload: &NewUpload) -> Result<UploadId, RepoError> {
+        let created = on_writer!(self, pool => sqlx::query(
+            "INSERT INTO resumable_uploads (id, owner, client, name, length, received, created_ms, expires_ms, request_key) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8) \
+             ON CONFLICT (owner, request_key) WHERE request_key IS NOT NULL DO NOTHING",
         )
         .bind(upload.id.to_string())
         .bind(upload.owner.to_string())
@@ -64,10 +68,26 @@ impl Repository {
         .bind(to_i64(upload.length))
         .bind(to_i64(upload.created_ms))
         .bind(to_i64(upload.expires_ms))
+        .bind(upload.request_key.as_deref())
         .execute(pool)
-        .await
-        .map(|_| ()))?;
-        Ok(())
+        .await?
+        .rows_affected()
+            == 1);
+        if created {
+            return Ok(upload.id);
+        }
+        let key = upload.request_key.as_deref().unwrap_or_default();
+        self.upload_by_request_key(&upload.owner, key).await?.ok_or_else(|| RepoError::Corrupt(format!("the upload with request key {key:?} vanished")))
+    }
+
+    /// The upload `owner` created with the `Idempotency-Key` `key`, if any.
+    pub async fn upload_by_request_key(&self, owner: &OwnerId, key: &str) -> Result<Option<UploadId>, RepoError> {
+        let id: Option<String> = on_pool!(self, pool => sqlx::query_scalar("SELECT id FROM resumable_uploads WHERE owner = $1 AND request_key = $2")
+            .bind(owner.to_string())
+            .bind(key)
+            .fetch_optional(pool)
+            .await?);
+        id.map(|id| id.parse().map_err(|_| RepoError::Corrupt(format!("upload id {id:?}")))).transpose()
     }
 
     /// How many uploads `owner` has begun and not finished that have not expired at `now_ms`.
@@ -200,13 +220,18 @@ mod tests {
     use crate::testing::TestDatabase;
 
     fn new_upload(owner: OwnerId, length: u64, expires_ms: u64) -> NewUpload {
-        NewUpload { id: UploadId::new(), owner, client: Some("192.0.2.1".into()), name: "photo.jpg".into(), length, created_ms: 1_000, expires_ms }
+        NewUpload { id: UploadId::new(), owner, client: Some("192.0.2.1".into()), name: "photo.jpg".into(), length, created_ms: 1_000, expires_ms, request_key: None }
     }
 
     async fn an_upload_advances_only_from_where_it_stands(repo: &Repository) {
         let alice = OwnerId::of_secret(b"alice");
-        let upload = new_upload(alice, 100, 10_000);
-        repo.create_upload(&upload).await.unwrap();
+        let upload = NewUpload { request_key: Some("key-1".into()), ..new_upload(alice, 100, 10_000) };
+        assert_eq!(repo.create_upload(&upload).await.unwrap(), upload.id);
+        let retried = NewUpload { request_key: Some("key-1".into()), ..new_upload(alice, 100, 10_000) };
+        assert_eq!(repo.create_upload(&retried).await.unwrap(), upload.id, "a retried creation gets the first upload");
+        let bobs = NewUpload { request_key: Some("key-1".into()), ..new_upload(OwnerId::of_secret(b"bob"), 100, 10_000) };
+        assert_eq!(repo.create_upload(&bobs).await.unwrap(), bobs.id, "keys are each owner's own");
+        repo.forget_upload(bobs.id).await.unwrap();
         assert_eq!(repo.open_uploads(&alice, 5_000).await.unwrap(), 1);
         assert_eq!(repo.open_uploads_from("192.0.2.1", 5_000).await.unwrap(), 1);
         assert_eq!(repo.open_uploads_from("192.0.2.2", 5_000).await.unwrap(), 0);

@@ -240,6 +240,14 @@ async fn created(app: &AppState, request: Request) -> Result<Response, AppError>
     }
     let client = crate::client::address(&parts, &app.settings.trusted_proxies);
     let owner = key.owner();
+    // A creation whose answer was lost, sent again: the upload it made, not a second one.
+    let request_key = crate::upload::idempotency_key(headers)?.filter(|_| source.is_some());
+    if let Some(request_key) = &request_key
+        && let Some(existing) = app.repo.upload_by_request_key(&owner, request_key).await?
+        && let Some(upload) = app.repo.upload(existing).await?
+    {
+        return Ok(created_answer(app, &upload, Some(upload.received), &key, source, headers));
+    }
     // The file is charged now, once; its bytes as they arrive, whichever request brings them.
     app.upload_limiter.admit(client)?;
     check_free_space(app).await?;
@@ -255,8 +263,13 @@ async fn created(app: &AppState, request: Request) -> Result<Response, AppError>
         return Err(AppError::TooManyOpenUploadsFromClient { limit });
     }
     let expires_ms = received_ms + app.settings.resumable_expiry_secs * 1000;
-    let upload = NewUpload { id: UploadId::new(), owner, client: client.map(|client| client.to_string()), name, length, created_ms: received_ms, expires_ms };
-    app.repo.create_upload(&upload).await?;
+    let upload = NewUpload { id: UploadId::new(), owner, client: client.map(|client| client.to_string()), name, length, created_ms: received_ms, expires_ms, request_key };
+    let id = app.repo.create_upload(&upload).await?;
+    if id != upload.id {
+        // Its first try made it a moment ago, beside this one.
+        let existing = app.repo.upload(id).await?.ok_or(AppError::UnknownUpload)?;
+        return Ok(created_answer(app, &existing, Some(existing.received), &key, source, headers));
+    }
     let record = UploadRecord {
         id: upload.id,
         owner,
@@ -284,13 +297,17 @@ async fn created(app: &AppState, request: Request) -> Result<Response, AppError>
         false => None,
     };
 
+    Ok(created_answer(app, &record, offset, &key, source, headers))
+}
+
+/// 201 for `upload`, where it stands when the creation brought bytes, and the owner's key where it is new.
+fn created_answer(app: &AppState, upload: &UploadRecord, offset: Option<u64>, key: &OwnerKey, source: Option<KeySource>, headers: &HeaderMap) -> Response {
     let mut response = StatusCode::CREATED.into_response();
     let answer = response.headers_mut();
     answer.insert(header::LOCATION, HeaderValue::try_from(format!("/uploads/{}", upload.id)).expect("an id is ASCII"));
-    if let Some(offset) = offset {
-        describe(answer, &record, offset);
-    } else {
-        answer.insert("upload-expires", expiry(&record));
+    match offset {
+        Some(offset) => describe(answer, upload, offset),
+        None => drop(answer.insert("upload-expires", expiry(upload))),
     }
     if source != Some(KeySource::Bearer) {
         answer.append(header::SET_COOKIE, key.cookie(app.settings.secure_cookies));
@@ -299,7 +316,7 @@ async fn created(app: &AppState, request: Request) -> Result<Response, AppError>
     if source.is_none() && !crate::owner::from_browser(headers) {
         answer.insert(OWNER_KEY_HEADER, HeaderValue::try_from(key.as_str()).expect("a key is URL-safe base64"));
     }
-    Ok(response)
+    response
 }
 
 /// Receives a request's bytes of `upload` from where it stands; returns where it stands after.

@@ -131,7 +131,7 @@ impl Drop for UnsettledKey {
 const ABANDONED_AFTER_MS: u64 = 10 * 60 * 1000;
 
 /// The request's `Idempotency-Key`, if it has one: 1 to 255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
     let key = value.to_str().map_err(|_| AppError::BadIdempotencyKey)?;
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|byte| byte.is_ascii_graphic()) {

@@ -361,3 +361,20 @@ async fn a_creation_whose_bytes_are_cut_short_still_gives_the_upload_and_where_i
     assert_eq!(server.patch(&path, 100, &png[100..]).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(server.tus("GET", &path, &[], Body::empty()).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_creation_sent_again_with_its_idempotency_key_gets_the_upload_it_made() {
+    let server = TestServer::start().await;
+    let create = |key: &'static str| {
+        let server = &server;
+        async move { server.tus("POST", "/uploads", &[("upload-length", "1000"), ("idempotency-key", key)], Body::empty()).await }
+    };
+    let first = create("file-1").await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let again = create("file-1").await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(location(again.headers()), location(first.headers()), "the same upload, not a second");
+    assert_eq!(again.headers()["upload-offset"], "0", "and where it stands");
+    let other = create("file-2").await;
+    assert_ne!(location(other.headers()), location(first.headers()));
+}
