@@ -9,7 +9,7 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use thumbq_contract::{ImageId, OwnerId, SourceFormat, ThumbSize};
 use thumbq_repo::{ImageRecord, ImageState};
@@ -194,18 +194,23 @@ struct BatchPage {
     deleted: usize,
     /// Why the files of the same upload that were not kept were refused.
     refused: Vec<String>,
+    /// Where a page without JavaScript looks again while thumbnails are made:
+    /// this page by its ids (the answer to a form's POST has no URL of its own).
+    refresh_url: String,
 }
 
 #[derive(Deserialize)]
 pub struct BatchQuery {
-    ids: String,
+    ids: Option<String>,
 }
 
 /// `GET /images?ids=a,b,c`: the images of one multi-file upload; those
 /// deleted since are counted, not shown.
 pub async fn batch(State(app): State<AppState>, Query(query): Query<BatchQuery>, headers: HeaderMap) -> Result<Response, AppError> {
+    // No ids: the visitor's uploads are on the home page.
+    let Some(asked) = query.ids else { return Ok(Redirect::to("/").into_response()) };
     let mut ids = Vec::new();
-    for id in query.ids.split(',').take(usize::from(app.settings.max_files_per_request)) {
+    for id in asked.split(',').take(usize::from(app.settings.max_files_per_request)) {
         let id: ImageId = id.trim().parse().map_err(|_| AppError::UnknownImage)?;
         if !ids.contains(&id) {
             ids.push(id);
@@ -232,7 +237,8 @@ pub async fn batch_page(app: &AppState, ids: &[ImageId], caller: Option<&OwnerId
     }
     let any_pending = images.iter().any(ImageView::pending);
     let all_yours = images.iter().all(|image| image.owned);
-    personal(&BatchPage { images, any_pending, all_yours, deleted, refused })
+    let refresh_url = format!("/images?ids={}", ids.iter().map(ImageId::to_string).collect::<Vec<_>>().join(","));
+    personal(&BatchPage { images, any_pending, all_yours, deleted, refused, refresh_url })
 }
 
 /// A page whose content depends on who asks (their uploads, their buttons):

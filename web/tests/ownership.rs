@@ -494,3 +494,31 @@ async fn an_images_delete_token_deletes_that_image_and_no_other() {
     assert_eq!(server.delete(first["page"].as_str().unwrap(), &auth).await.status(), StatusCode::GONE);
     assert_eq!(server.get(second["page"].as_str().unwrap(), &[]).await.status(), StatusCode::OK, "the other image stays");
 }
+
+#[tokio::test]
+async fn a_form_upload_with_a_refused_file_answers_a_page_that_reads_in_order_and_refreshes_to_itself() {
+    let server = TestServer::start().await;
+    let mut body = Vec::new();
+    for (name, bytes) in [("good.png", distinct_png()), ("notes.jpg", b"not a photo".to_vec())] {
+        body.extend(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: image/png\r\n\r\n").as_bytes());
+        body.extend(bytes);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{BOUNDARY}--\r\n").as_bytes());
+    let request = Request::post("/images")
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
+        .body(Body::from(body))
+        .unwrap();
+    let response = server.send(request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = text(response).await;
+    let (refused, kept) = (page.find("1 file was not uploaded:").expect("the refusal"), page.find("The other was:").expect("then the kept one"));
+    assert!(refused < page.find("notes.jpg").unwrap() && page.find("notes.jpg").unwrap() < kept, "the refused file under its heading: {page}");
+    let id = page.split("data-image=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("the kept image");
+    assert!(page.contains(&format!(r#"<meta http-equiv="refresh" content="2; url=/images?ids={id}">"#)), "a page without script looks again at these images, not at /images: {page}");
+
+    let bare = server.get("/images", &[]).await;
+    assert_eq!(bare.status(), StatusCode::SEE_OTHER, "/images with no ids leads to the visitor's uploads");
+    assert_eq!(bare.headers()[header::LOCATION], "/");
+}
