@@ -21,7 +21,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use thumbq_contract::{ImageId, StorageKey, ThumbFormat, ThumbSize};
+use thumbq_contract::{ImageId, SourceFormat, StorageKey, ThumbFormat, ThumbSize};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
@@ -88,7 +88,7 @@ fn gone(state: &'static str, body: String) -> Response {
 /// Says why a thumbnail answered 410.
 const IMAGE_STATE: header::HeaderName = header::HeaderName::from_static("x-image-state");
 
-/// `GET /originals/{id}`: the upload as it was sent, to its owner only
+/// `GET /originals/{id}` (`?download` to save it): the upload as it was sent, under its name, to its owner only
 /// (cookie or bearer token); anyone else gets 404, as for no image at all.
 /// It is served under the type its bytes said it is at upload, and never cached by a
 /// shared cache. The bytes are the client's, so the answer may never run as
@@ -100,13 +100,40 @@ pub async fn original(State(app): State<AppState>, Path(id): Path<String>, reque
         return Err(AppError::NotFound);
     }
     let format = record.format.ok_or(AppError::NotFound)?;
+    let download = request.uri().query().is_some_and(|query| query.split('&').any(|pair| pair == "download" || pair.starts_with("download=")));
     let Some(mut response) = serve(&app, StorageKey::Original(id), request).await? else { return Err(AppError::NotFound) };
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(StorageKey::Original(id).cache_control()));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
     headers.insert(header::VARY, HeaderValue::from_static("Cookie, Authorization"));
+    headers.insert(header::CONTENT_DISPOSITION, content_disposition(record.name.as_deref(), format, download));
     Ok(response)
+}
+
+/// `inline` (or, for `?download`, `attachment`) with the name the file was
+/// uploaded under, given the extension of its format when it lacks one:
+/// `filename` in plain ASCII for old clients, `filename*` in UTF-8 (RFC 6266).
+/// The name is already clean (no path, no control characters: see `upload`).
+fn content_disposition(name: Option<&str>, format: SourceFormat, download: bool) -> HeaderValue {
+    let extensions: &[&str] = match format {
+        SourceFormat::Jpeg => &["jpg", "jpeg", "jpe", "jfif"],
+        SourceFormat::Heic => &["heic", "heif", "hif"],
+        _ => &[format.code()],
+    };
+    let name = name.filter(|name| !name.is_empty()).unwrap_or("original");
+    let has_extension = name.rsplit_once('.').is_some_and(|(_, extension)| extensions.iter().any(|known| extension.eq_ignore_ascii_case(known)));
+    let name = if has_extension { name.to_owned() } else { format!("{name}.{}", extensions[0]) };
+    let ascii: String = name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let encoded: String = name
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'!' | b'#' | b'$' | b'&' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect();
+    let kind = if download { "attachment" } else { "inline" };
+    HeaderValue::try_from(format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")).expect("ASCII only")
 }
 
 /// `key` as an answer to `request` (GET or HEAD, conditional or not); `None` when it is not there.
@@ -139,5 +166,24 @@ async fn serve(app: &AppState, key: StorageKey, request: Request) -> Result<Opti
             let body = object.body.map_or_else(Body::empty, Body::from_stream);
             Ok(Some(response.body(body).map_err(anyhow::Error::from)?))
         }
+    }
+}
+
+#[cfg(test)]
+mod naming_tests {
+    use super::*;
+
+    #[test]
+    fn an_original_comes_back_under_its_name_with_its_formats_extension() {
+        let named = |name: Option<&str>, format, download| content_disposition(name, format, download).to_str().unwrap().to_owned();
+        assert_eq!(named(Some("IMG_0042.HEIC"), SourceFormat::Heic, false), r#"inline; filename="IMG_0042.HEIC"; filename*=UTF-8''IMG_0042.HEIC"#);
+        assert_eq!(named(Some("holiday"), SourceFormat::Jpeg, true), r#"attachment; filename="holiday.jpg"; filename*=UTF-8''holiday.jpg"#, "an extension is added");
+        assert_eq!(named(Some("scan.jpeg"), SourceFormat::Jpeg, false), r#"inline; filename="scan.jpeg"; filename*=UTF-8''scan.jpeg"#);
+        assert_eq!(named(Some("photo.png"), SourceFormat::Avif, false), r#"inline; filename="photo.png.avif"; filename*=UTF-8''photo.png.avif"#, "the bytes decide");
+        assert_eq!(
+            named(Some("Ünïcode \"quoted\" été.jpg"), SourceFormat::Jpeg, false),
+            r#"inline; filename="_n_code _quoted_ _t_.jpg"; filename*=UTF-8''%C3%9Cn%C3%AFcode%20%22quoted%22%20%C3%A9t%C3%A9.jpg"#
+        );
+        assert_eq!(named(None, SourceFormat::Png, false), r#"inline; filename="original.png"; filename*=UTF-8''original.png"#);
     }
 }

@@ -249,11 +249,14 @@ async fn only_the_owner_gets_the_original_and_no_shared_cache_keeps_it() {
     let original = format!("/originals/{id}");
 
     for owner in [(header::COOKIE, cookie_pair(&cookie.unwrap())), (header::AUTHORIZATION, bearer(token))] {
-        let response = server.get(&original, &[(owner.0, &owner.1)]).await;
+        let response = server.get(&original, &[(owner.0.clone(), &owner.1)]).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[header::CACHE_CONTROL], "private, no-cache");
         assert_eq!(response.headers()[header::CONTENT_TYPE], "image/png");
+        assert_eq!(response.headers()[header::CONTENT_DISPOSITION], r#"inline; filename="p0.png"; filename*=UTF-8''p0.png"#, "under its name");
         assert_eq!(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap(), photo);
+        let saved = server.get(&format!("{original}?download"), &[(owner.0, &owner.1)]).await;
+        assert_eq!(saved.headers()[header::CONTENT_DISPOSITION], r#"attachment; filename="p0.png"; filename*=UTF-8''p0.png"#);
     }
     let (stranger, _) = server.upload(1, &[]).await;
     let stranger = bearer(stranger["images"][0]["owner_key"].as_str().unwrap());
