@@ -558,3 +558,30 @@ async fn after_a_reload_an_image_still_being_made_is_shown_once_and_finishes() {
     .await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_portrait_photo_in_your_uploads_is_shown_whole_on_a_phone() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::start_with(&["--window-size=390,844"]).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    pick_files(&browser, &[fixture_path("exif-orientation/Portrait_1.jpg")]).await;
+    wait_for(Duration::from_secs(60), "the upload's thumbnail", || async {
+        (browser.eval("return document.querySelectorAll('#uploads .card[data-state=done]').length").await == 1).then_some(())
+    })
+    .await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    let fits = wait_for(Duration::from_secs(20), "the listed thumbnail to load", || async {
+        let fits = browser
+            .eval(
+                "const img = document.querySelector('.batch .thumb img'); if (!img?.complete || img.naturalWidth === 0) return null;
+                 const frame = img.closest('.frame').getBoundingClientRect(), shown = img.getBoundingClientRect();
+                 return [img.naturalHeight > img.naturalWidth, shown.top >= frame.top - 0.5 && shown.bottom <= frame.bottom + 0.5 && shown.height >= 100];",
+            )
+            .await;
+        (!fits.is_null()).then_some(fits)
+    })
+    .await;
+    browser.screenshot("yours-portrait-phone").await;
+    assert_eq!(fits, serde_json::json!([true, true]), "a portrait thumbnail, whole inside its frame");
+    browser.close().await;
+}
