@@ -21,20 +21,37 @@ export function setUpUploads(form) {
   uploads.keyed = form.dataset.keyed === "true";
   input.required = false;
 
+  // Says why a file picked again got no card of its own.
+  const notice = document.createElement("p");
+  notice.className = "notice";
+  notice.id = "picked-again";
+  notice.setAttribute("role", "status");
+  notice.hidden = true;
+  cards.before(notice);
+
   const add = (files) => {
+    // The same file picked twice is uploaded once, until its card is removed or its image deleted.
+    const identity = (file) => `${file.name}\u0000${file.size}\u0000${file.lastModified}`;
+    const [again, fresh, picked] = [[], [], new Set()];
+    for (const file of files) {
+      (uploads.seen.has(identity(file)) || picked.has(identity(file)) ? again : fresh).push(file);
+      picked.add(identity(file));
+    }
+    notice.hidden = again.length === 0;
+    notice.textContent =
+      again.length === 1 ? `“${again[0].name}” is already on this page: it is uploaded once.` : `${again.length} of these files are already on this page: each is uploaded once.`;
+    if (again.length > 0) [...cards.querySelectorAll(".card")].find((card) => card.dataset.identity === identity(again[0]))?.scrollIntoView({ block: "nearest" });
+    if (fresh.length === 0) return;
     // Files added while nothing uploads start a new batch; added meanwhile, they join it.
     if (!uploadsActive()) uploads.batch += 1;
-    for (const file of files) {
-      // The same file picked twice in one batch is uploaded once.
-      const identity = `${file.name}\u0000${file.size}\u0000${file.lastModified}`;
-      if (uploads.seen.has(identity)) continue;
-      uploads.seen.add(identity);
+    for (const file of fresh) {
+      uploads.seen.add(identity(file));
       // The card of this file's upload stopped by a reload gives way to the upload going on.
       [...cards.querySelectorAll(".card[data-state=stopped]")].find((stopped) => stopped.querySelector(".name")?.textContent === file.name)?.remove();
       // In the order chosen.
       const card = newCard(file);
       card.querySelector("button.remove").addEventListener("click", () => removeCard(card));
-      card.dataset.identity = identity;
+      card.dataset.identity = identity(file);
       card.dataset.batch = String(uploads.batch);
       cards.append(card);
       const problem = clientSideProblem(file, maxBytes);
@@ -89,6 +106,8 @@ export function setUpUploads(form) {
   });
   restoreCards(cards, maxBytes);
   new MutationObserver(() => {
+    // A deleted image's file may be picked again, and uploaded anew.
+    cards.querySelectorAll(".card[data-state=deleted]").forEach((card) => uploads.seen.delete(card.dataset.identity));
     updateSummary();
     saveCards(cards);
   }).observe(cards, { subtree: true, attributes: true, attributeFilter: ["data-state"], childList: true });

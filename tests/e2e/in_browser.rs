@@ -585,3 +585,36 @@ async fn a_portrait_photo_in_your_uploads_is_shown_whole_on_a_phone() {
     assert_eq!(fits, serde_json::json!([true, true]), "a portrait thumbnail, whole inside its frame");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_file_picked_again_is_said_to_be_here_already_and_once_deleted_it_can_be_uploaded_anew() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    let photo = fixture_path("exif-orientation/Landscape_3.jpg");
+    pick_files(&browser, std::slice::from_ref(&photo)).await;
+    wait_for(Duration::from_secs(60), "the first upload done", || async {
+        (browser.eval("return document.querySelectorAll('#uploads .card[data-state=done]').length").await == 1).then_some(())
+    })
+    .await;
+
+    pick_files(&browser, std::slice::from_ref(&photo)).await;
+    let said = browser.eval("const notice = document.querySelector('#picked-again'); return notice && !notice.hidden ? notice.textContent : null").await;
+    assert_eq!(said, "“Landscape_3.jpg” is already on this page: it is uploaded once.");
+    assert_eq!(browser.eval("return document.querySelectorAll('#uploads .card').length").await, 1, "no second card");
+    assert_eq!(browser.eval("return document.querySelector('#summary').hidden").await, false, "the summary stays");
+    browser.screenshot("picked-again").await;
+
+    browser.client.find(Locator::Css("#uploads .card button.delete")).await.unwrap().click().await.unwrap();
+    wait_for(Duration::from_secs(20), "the card to say its image was deleted", || async {
+        (browser.eval("return document.querySelector('#uploads .card').dataset.state").await == "deleted").then_some(())
+    })
+    .await;
+    pick_files(&browser, std::slice::from_ref(&photo)).await;
+    wait_for(Duration::from_secs(60), "the file uploaded anew", || async {
+        (browser.eval("return document.querySelectorAll('#uploads .card[data-state=done]').length").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(browser.eval("return document.querySelectorAll('#uploads .card').length").await, 2, "the deleted one and the new one");
+    browser.close().await;
+}
