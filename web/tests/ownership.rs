@@ -525,3 +525,14 @@ async fn a_form_upload_with_a_refused_file_answers_a_page_that_reads_in_order_an
     assert_eq!(bare.status(), StatusCode::SEE_OTHER, "/images with no ids leads to the visitor's uploads");
     assert_eq!(bare.headers()[header::LOCATION], "/");
 }
+
+#[tokio::test]
+async fn a_failed_image_in_your_uploads_says_why() {
+    let server = TestServer::start().await;
+    let (answer, cookie) = server.upload_files(&[distinct_png()], &[]).await;
+    let id: ImageId = answer["images"][0]["id"].as_str().unwrap().parse().unwrap();
+    let failure = thumbq_contract::FailureRecord { reason: "The file ends before its image data does.".into(), failed_at_ms: 1, retryable: false };
+    assert!(server.state.repo.failed(id, &failure, &[]).await.unwrap());
+    let home = text(server.get("/", &[(header::COOKIE, &cookie_pair(&cookie.unwrap()))]).await).await;
+    assert!(home.contains(r#"<p class="failure" role="alert">The file ends before its image data does.</p>"#), "not only “No thumbnail”: {home}");
+}
