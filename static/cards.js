@@ -2,7 +2,8 @@
 // preview while it uploads, then its small thumbnail, a link and a delete
 // button once the server has it, or why it failed.
 
-import { follow, showDeleted } from "./live.js";
+import { follow } from "./live.js";
+import { deleteWithUndo } from "./trash.js";
 
 // What a browser can show itself, for the preview while the upload goes (not HEIC or JPEG XL in most).
 const PREVIEWABLE_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp", "image/avif"];
@@ -118,24 +119,10 @@ function deleteButton(card, page) {
   button.type = "button";
   button.className = "delete";
   button.textContent = "Delete";
-  const problem = document.createElement("p");
-  problem.className = "failure";
-  problem.setAttribute("role", "alert");
-  button.addEventListener("click", async () => {
-    button.disabled = true;
-    problem.remove();
-    try {
-      const response = await fetch(page, { method: "DELETE" });
-      if (response.status === 204 || response.status === 410) return showDeleted(card);
-      const answer = await response.json().catch(() => null);
-      problem.textContent = `Not deleted: ${answer?.error ?? `the server answered ${response.status}.`}`;
-    } catch {
-      problem.textContent = "Not deleted: the connection failed.";
-    }
-    // The image is still there: say why below the button, and leave the card as it was.
-    button.after(problem);
-    button.disabled = false;
-  });
+  const name = card.querySelector(".name").textContent;
+  button.setAttribute("aria-label", `Delete ${name}`);
+  const undoSecs = Number(document.querySelector("form.upload")?.dataset.undoSecs ?? 0);
+  button.addEventListener("click", () => deleteWithUndo(card, { page, name, undoSecs, button }));
   return button;
 }
 

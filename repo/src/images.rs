@@ -51,6 +51,8 @@ pub struct ImageRecord {
     /// When the job wrote its last file, durably.
     pub done_ms: Option<u64>,
     pub failure: Option<FailureRecord>,
+    /// When its owner deleted it, while they can still undo that (see `trash`).
+    pub trashed_ms: Option<u64>,
     pub deleted_ms: Option<u64>,
 }
 
@@ -63,7 +65,8 @@ pub enum ImageState {
     Done,
     /// The job failed for good; the record says why.
     Failed,
-    /// Deleted: only the row is left, so that its links answer 410.
+    /// Deleted: only the row is left, so that its links answer 410. An
+    /// image in the trash reads as deleted too; only its files are still there.
     Deleted,
 }
 
@@ -80,7 +83,7 @@ impl ImageState {
 
 impl ImageRecord {
     pub fn state(&self) -> ImageState {
-        if self.deleted_ms.is_some() {
+        if self.deleted_ms.is_some() || self.trashed_ms.is_some() {
             ImageState::Deleted
         } else if self.failure.is_some() {
             ImageState::Failed
@@ -94,6 +97,12 @@ impl ImageRecord {
     /// The format the thumbnail of `size` was written in, if it is.
     pub fn thumbnail(&self, size: ThumbSize) -> Option<ThumbFormat> {
         self.thumbnails[size_index(size)]
+    }
+
+    /// Whether the image is deleted for good, not only in the trash: what a
+    /// worker must know before it removes what it wrote.
+    pub fn is_deleted_for_good(&self) -> bool {
+        self.deleted_ms.is_some()
     }
 
     /// Whether `caller` owns the image.
@@ -122,7 +131,7 @@ fn size_index(size: ThumbSize) -> usize {
 }
 
 const IMAGE_COLUMNS: &str =
-    "id, owner, name, format, bytes, created_ms, small, medium, large, webp, placeholder, done_ms, failure, failure_retryable, failed_ms, deleted_ms";
+    "id, owner, name, format, bytes, created_ms, small, medium, large, webp, placeholder, done_ms, failure, failure_retryable, failed_ms, trashed_ms, deleted_ms";
 
 /// A row of `images` as the database gives it.
 #[derive(sqlx::FromRow)]
@@ -142,6 +151,7 @@ struct ImageRow {
     failure: Option<String>,
     failure_retryable: Option<bool>,
     failed_ms: Option<i64>,
+    trashed_ms: Option<i64>,
     deleted_ms: Option<i64>,
 }
 
@@ -174,6 +184,7 @@ impl TryFrom<ImageRow> for ImageRecord {
             placeholder: row.placeholder,
             done_ms: row.done_ms.map(to_u64),
             failure,
+            trashed_ms: row.trashed_ms.map(to_u64),
             deleted_ms: row.deleted_ms.map(to_u64),
         })
     }
@@ -316,7 +327,7 @@ impl Repository {
                         .push_bind(image.client.as_deref());
                 });
                 query.push(
-                    ") AS v WHERE NOT EXISTS (SELECT 1 FROM images WHERE owner = v.column2 AND content_hash = v.column6 AND deleted_ms IS NULL AND failure IS NULL) \
+                    ") AS v WHERE NOT EXISTS (SELECT 1 FROM images WHERE owner = v.column2 AND content_hash = v.column6 AND deleted_ms IS NULL AND trashed_ms IS NULL AND failure IS NULL) \
                      RETURNING id",
                 );
                 for row in query.build().fetch_all(&mut *tx).await? {
@@ -447,7 +458,7 @@ impl Repository {
     /// all: one query (a second only for a page past the end, to count).
     pub async fn images_of(&self, owner: &OwnerId, offset: usize, limit: usize) -> Result<(Vec<ImageRecord>, usize), RepoError> {
         let sql = format!(
-            "SELECT {IMAGE_COLUMNS}, COUNT(*) OVER () AS total FROM images WHERE owner = $1 AND deleted_ms IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3"
+            "SELECT {IMAGE_COLUMNS}, COUNT(*) OVER () AS total FROM images WHERE owner = $1 AND deleted_ms IS NULL AND trashed_ms IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3"
         );
         let owner = owner.to_string();
         let (rows, total) = on_pool!(self, pool => {
@@ -456,7 +467,7 @@ impl Repository {
             let total: i64 = match rows.first() {
                 Some(row) => row.try_get("total")?,
                 None if offset == 0 => 0,
-                None => sqlx::query("SELECT COUNT(*) FROM images WHERE owner = $1 AND deleted_ms IS NULL").bind(&owner).fetch_one(pool).await?.try_get(0)?,
+                None => sqlx::query("SELECT COUNT(*) FROM images WHERE owner = $1 AND deleted_ms IS NULL AND trashed_ms IS NULL").bind(&owner).fetch_one(pool).await?.try_get(0)?,
             };
             (rows.iter().map(ImageRow::from_row).collect::<Result<Vec<_>, _>>()?, total)
         });
@@ -526,18 +537,25 @@ impl Repository {
     /// Marks `id` deleted at `at_ms`, keeping only the row (the image's
     /// tombstone) and forgetting everything else about it, in one transaction.
     pub async fn mark_deleted(&self, id: ImageId, at_ms: u64) -> Result<Deletion, RepoError> {
+        self.mark_deleted_where(id, at_ms, "", None).await
+    }
+
+    /// [`Self::mark_deleted`], only when `condition` (SQL on the row, with
+    /// `$3` bound to `value`) holds; [`Deletion::AlreadyDeleted`] when it does not.
+    pub(crate) async fn mark_deleted_where(&self, id: ImageId, at_ms: u64, condition: &str, value: Option<i64>) -> Result<Deletion, RepoError> {
         let id = id.to_string();
+        let sql = format!(
+            "UPDATE images SET deleted_ms = $2, owner = NULL, name = NULL, content_hash = NULL, small = NULL, medium = NULL, large = NULL, \
+             webp = FALSE, placeholder = NULL, failure = NULL, failure_retryable = NULL, failed_ms = NULL, delete_token_hash = NULL, trashed_ms = NULL \
+             WHERE id = $1 AND deleted_ms IS NULL{condition}"
+        );
         let deletion = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
-            let marked = sqlx::query(
-                "UPDATE images SET deleted_ms = $2, owner = NULL, name = NULL, content_hash = NULL, small = NULL, medium = NULL, large = NULL, \
-                 webp = FALSE, placeholder = NULL, failure = NULL, failure_retryable = NULL, failed_ms = NULL, delete_token_hash = NULL WHERE id = $1 AND deleted_ms IS NULL",
-            )
-            .bind(&id)
-            .bind(to_i64(at_ms))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let mut update = sqlx::query(&sql).bind(&id).bind(to_i64(at_ms));
+            if let Some(value) = value {
+                update = update.bind(value);
+            }
+            let marked = update.execute(&mut *tx).await?.rows_affected();
             let deletion = if marked == 1 {
                 sqlx::query("DELETE FROM steps WHERE image_id = $1").bind(&id).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM outbox WHERE image_id = $1").bind(&id).execute(&mut *tx).await?;

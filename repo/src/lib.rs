@@ -10,6 +10,7 @@
 //! - [`outbox`]: jobs accepted and not yet on the queue, written with their image.
 //! - [`requests`]: `Idempotency-Key`s, and the same bytes uploaded again by one owner.
 //! - [`resumable`]: resumable uploads being received, and the parts their bytes are in.
+//! - [`trash`]: an owner's delete, undone within a while, and deleted for good after it.
 //! - [`upkeep`]: what the reconciler asks: its lease, stalled images, unfinished deletes.
 //! - [`usage`]: what one owner, and one address, uploaded lately, for the daily quotas.
 //!
@@ -29,6 +30,7 @@ pub mod outbox;
 pub mod requests;
 pub mod resumable;
 pub mod settings;
+pub mod trash;
 pub mod upkeep;
 pub mod usage;
 #[cfg(any(test, feature = "testing"))]
@@ -42,6 +44,7 @@ pub use requests::Attempt;
 pub use resumable::{NewUpload, UploadPart, UploadRecord};
 pub use usage::Uploaded;
 pub use settings::{DatabaseSettings, Location};
+pub use trash::Restoration;
 
 /// What went wrong with the database.
 #[derive(Debug, thiserror::Error)]

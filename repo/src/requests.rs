@@ -107,12 +107,12 @@ impl Repository {
 
     /// An image of `owner` with the bytes whose SHA-256 is `content_hash`,
     /// pending or done (a failed one is not given back: uploading again is how
-    /// a person retries), if there is one.
+    /// a person retries, and one in the trash is deleted to them), if there is one.
     pub async fn same_bytes(&self, owner: &OwnerId, content_hash: &str) -> Result<Option<ImageId>, RepoError> {
         let id: Option<String> = on_pool!(self, pool => {
             // Not `ORDER BY id`: the index on (owner, id) would serve that order, and
             // SQLite, without statistics, would walk all the owner's images in it.
-            let row = sqlx::query("SELECT id FROM images WHERE owner = $1 AND content_hash = $2 AND deleted_ms IS NULL AND failure IS NULL ORDER BY created_ms, id LIMIT 1")
+            let row = sqlx::query("SELECT id FROM images WHERE owner = $1 AND content_hash = $2 AND deleted_ms IS NULL AND trashed_ms IS NULL AND failure IS NULL ORDER BY created_ms, id LIMIT 1")
                 .bind(owner.to_string())
                 .bind(content_hash)
                 .fetch_optional(pool)

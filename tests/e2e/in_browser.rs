@@ -256,8 +256,8 @@ async fn listed_uploads(browser: &Browser) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn two_browsers_see_only_their_own_uploads_and_the_owner_deletes_with_the_buttons() {
-    let app = TestApp::spawn().await;
+async fn two_browsers_see_only_their_own_uploads_and_the_owner_deletes_with_the_buttons_and_can_undo() {
+    let app = TestApp::spawn_with(Options { web: |settings| settings.undo_delete_secs = 30, ..Options::default() }).await;
     let alice = Browser::start().await;
     alice.client.goto(&app.url("/")).await.unwrap();
     let files: Vec<String> = (1..=3).map(|n| fixture_path(&format!("exif-orientation/Landscape_{n}.jpg"))).collect();
@@ -270,15 +270,32 @@ async fn two_browsers_see_only_their_own_uploads_and_the_owner_deletes_with_the_
     let cookie = alice.client.get_named_cookie("thumbq_owner").await.expect("the first upload gave the browser its key");
     assert_eq!(cookie.http_only(), Some(true), "the key is out of scripts' reach");
 
-    // An upload card's delete button, without leaving the page.
+    // An upload card's delete button, without leaving the page: the card offers Undo, and Undo gives the image back.
     let card_button = alice.client.find(Locator::Css("#uploads .card button.delete")).await.unwrap();
     card_button.click().await.unwrap();
+    let undo_card = wait_for(Duration::from_secs(30), "the card to offer Undo", || async {
+        let id = alice.eval("return document.querySelector('#uploads .card[data-state=deleted] .undo button')?.closest('.card').dataset.image ?? null").await;
+        id.as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(alice.eval("return document.activeElement.textContent").await, "Undo", "the keyboard's focus is on Undo, not lost to the page");
+    alice.screenshot("alice-card-deleted-with-undo").await;
+    assert_eq!(app.get(&format!("/images/{undo_card}")).await.status(), reqwest::StatusCode::GONE, "deleted to everyone meanwhile");
+    alice.client.find(Locator::Css("#uploads .card .undo button")).await.unwrap().click().await.unwrap();
+    wait_for(Duration::from_secs(30), "the card to be back with its thumbnail", || async {
+        let back = alice.eval(&format!("return document.querySelector('#uploads .card[data-image=\"{undo_card}\"][data-state=done] .thumb[data-state=ready] img') !== null")).await;
+        (back == true).then_some(())
+    })
+    .await;
+    assert_eq!(app.get(&format!("/images/{undo_card}")).await.status(), reqwest::StatusCode::OK);
+    assert_eq!(alice.eval("return document.activeElement.textContent").await, "Delete");
+    alice.screenshot("alice-card-undone").await;
+    alice.client.find(Locator::Css(&format!("#uploads .card[data-image='{undo_card}'] button.delete"))).await.unwrap().click().await.unwrap();
     let deleted_from_card = wait_for(Duration::from_secs(30), "the card to say its image was deleted", || async {
         let id = alice.eval("return document.querySelector('#uploads .card[data-state=deleted]')?.dataset.image ?? null").await;
         id.as_str().map(str::to_owned)
     })
     .await;
-    alice.screenshot("alice-card-deleted").await;
 
     alice.client.goto(&app.url("/")).await.unwrap();
     let listed = listed_uploads(&alice).await;
@@ -286,16 +303,18 @@ async fn two_browsers_see_only_their_own_uploads_and_the_owner_deletes_with_the_
     assert!(!listed.contains(&deleted_from_card));
     alice.screenshot("alice-your-uploads").await;
 
-    // The list's delete button: a plain form, back to the home page.
+    // The list's delete button: in place, with Undo where the image was.
     let (gone, kept) = (listed[0].clone(), listed[1].clone());
     alice.client.find(Locator::Css(&format!(".yours li[data-image='{gone}'] form.delete button"))).await.unwrap().click().await.unwrap();
-    wait_for(Duration::from_secs(30), "the home page to say the image was deleted", || async {
-        let notice = alice.eval("return document.querySelector('.notice')?.textContent ?? ''").await;
-        notice.as_str().is_some_and(|notice| notice.contains("deleted")).then_some(())
+    wait_for(Duration::from_secs(30), "the list to offer Undo where the image was", || async {
+        let undo = alice.eval(&format!("return document.querySelector('.yours li[data-image=\"{gone}\"] .undo')?.textContent ?? ''")).await;
+        undo.as_str().is_some_and(|undo| undo.starts_with("Deleted “Landscape_")).then_some(())
     })
     .await;
-    assert_eq!(listed_uploads(&alice).await, vec![kept.clone()]);
+    assert_eq!(alice.eval("return document.activeElement.getAttribute('aria-label')").await.as_str().map(|label| label.starts_with("Undo deleting")), Some(true));
     alice.screenshot("alice-after-delete").await;
+    alice.client.goto(&app.url("/")).await.unwrap();
+    assert_eq!(listed_uploads(&alice).await, vec![kept.clone()]);
     alice.close().await;
 
     let bob = Browser::start().await;

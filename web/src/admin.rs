@@ -116,7 +116,7 @@ struct DeadGroup {
 pub struct DashboardQuery {
     /// The page of reasons, from 0.
     page: Option<usize>,
-    /// What the last takedown did: `done`, `already` or `unknown`.
+    /// What the last takedown did: `done`, `already`, `unconfirmed` or `unknown`.
     takedown: Option<String>,
     image: Option<String>,
 }
@@ -263,6 +263,8 @@ async fn replay_jobs(app: &AppState, url: &str, run: &ReplayRun) -> anyhow::Resu
 pub struct TakedownForm {
     /// An image's id, or any link to it (its page, a thumbnail, the original).
     image: String,
+    /// The box ticked to say the operator means it: a takedown cannot be undone.
+    confirm: Option<String>,
 }
 
 /// `POST /admin/takedown`: deletes any image, as its owner would, and logs
@@ -280,6 +282,9 @@ pub async fn takedown(State(app): State<AppState>, request: Request) -> Result<R
     let Some(id) = image_id_in(&form.image) else {
         return Ok(Redirect::to("/admin?takedown=unknown").into_response());
     };
+    if form.confirm.as_deref() != Some("yes") {
+        return Ok(Redirect::to(&format!("/admin?takedown=unconfirmed&image={id}")).into_response());
+    }
     let outcome = match delete::erase(&app, id, Reason::Takedown).await? {
         Deletion::Unknown => "unknown",
         Deletion::AlreadyDeleted => "already",
@@ -302,6 +307,7 @@ fn takedown_notice(outcome: Option<&str>, image: Option<&str>) -> Option<String>
     match outcome? {
         "done" => Some(format!("Took down image {image}: its original, thumbnails and queued jobs are deleted.")),
         "already" => Some(format!("Image {image} was deleted already.")),
+        "unconfirmed" => Some(format!("Nothing was deleted: to take image {image} down, tick the box that confirms it.")),
         _ => Some("No image has that id; nothing was deleted. Paste the image's id, or a link to its page or a thumbnail.".to_owned()),
     }
 }

@@ -20,8 +20,11 @@ pub enum AppError {
     /// 410 "This image was deleted."
     #[error("This image was deleted.")]
     Deleted,
+    /// 410: Undo came after `--undo-delete-secs`, or after a takedown.
+    #[error("This image was deleted for good: it is too late to undo that.")]
+    TooLateToRestore,
     /// 401: deleting needs the owner's key, and none came (no cookie, no bearer token).
-    #[error("Deleting an image needs the key it was uploaded with: this browser's cookie, or its owner_key or delete_token as `Authorization: Bearer …`.")]
+    #[error("Deleting an image (or undoing that) needs the key it was uploaded with: this browser's cookie, or its owner_key or delete_token as `Authorization: Bearer …`.")]
     NoKey,
     /// 401: a bearer token that thumbq never made.
     #[error("The bearer token is not a thumbq key: send the owner_key (or, to delete one image, its delete_token) of an upload as it was given.")]
@@ -142,7 +145,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound | Self::UnknownImage | Self::UnknownUpload => StatusCode::NOT_FOUND,
-            Self::Deleted | Self::UploadExpired => StatusCode::GONE,
+            Self::Deleted | Self::UploadExpired | Self::TooLateToRestore => StatusCode::GONE,
             Self::TusVersion => StatusCode::PRECONDITION_FAILED,
             Self::BadUploadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotOffsetOctetStream => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -178,7 +181,7 @@ impl AppError {
     pub fn reason_label(&self) -> &'static str {
         match self {
             Self::NotFound | Self::UnknownImage | Self::UnknownUpload => "not_found",
-            Self::Deleted => "deleted",
+            Self::Deleted | Self::TooLateToRestore => "deleted",
             Self::UploadExpired => "expired",
             Self::TusVersion | Self::BadUploadRequest(_) | Self::NotOffsetOctetStream => "bad_tus_request",
             Self::OffsetMismatch { .. } => "offset_mismatch",

@@ -31,7 +31,9 @@ struct IndexPage {
     your_total: usize,
     newer_page: Option<usize>,
     older_page: Option<usize>,
-    just_deleted: bool,
+    notice: Option<Notice>,
+    /// Seconds an owner's delete can be undone (0: none), for the page's script.
+    undo_secs: u64,
     /// Whether the visitor already holds an owner key; the page's script
     /// uploads one file at a time until it does, so that all get the same key.
     keyed: bool,
@@ -44,8 +46,43 @@ pub const UPLOADS_PER_PAGE: usize = 24;
 pub struct IndexQuery {
     /// Which page of the visitor's uploads, from 1 (the newest).
     page: Option<usize>,
-    /// Set after the delete button's form: the page says it is done.
-    deleted: Option<u8>,
+    /// Set after the delete button's form: the page says it is done, and offers Undo.
+    deleted: Option<String>,
+    /// Set after Undo's form: the page says the image is back.
+    restored: Option<String>,
+}
+
+/// What the home page says after a delete or an Undo by its form.
+pub enum Notice {
+    /// `seconds_left` to undo it, if any; no `name` once deleted for good.
+    Deleted { id: String, name: Option<String>, seconds_left: Option<u64> },
+    Restored { name: String },
+}
+
+/// The notice `query` asks for, if it is about an image of `caller`'s: a
+/// stale or foreign link says nothing.
+async fn notice(app: &AppState, query: &IndexQuery, caller: Option<&OwnerId>) -> Result<Option<Notice>, AppError> {
+    let (asked, deleted) = match (&query.deleted, &query.restored) {
+        (Some(id), _) => (id, true),
+        (None, Some(id)) => (id, false),
+        (None, None) => return Ok(None),
+    };
+    let Ok(id) = asked.parse::<ImageId>() else { return Ok(None) };
+    let Some(record) = app.repo.image(id).await? else { return Ok(None) };
+    // Deleted for good, the record no longer knows whose it was.
+    if !(record.is_owned_by(caller) || deleted && record.is_deleted_for_good()) {
+        return Ok(None);
+    }
+    let name = record.name.clone();
+    Ok(match (deleted, record.state() == ImageState::Deleted) {
+        (true, true) => {
+            let undo_until = record.trashed_ms.map(|trashed| trashed + app.settings.undo_delete_secs * 1000);
+            let seconds_left = undo_until.map(|until| until.saturating_sub(progress::now_ms()) / 1000).filter(|left| *left > 0);
+            Some(Notice::Deleted { id: id.to_string(), name, seconds_left })
+        }
+        (false, false) => Some(Notice::Restored { name: name.unwrap_or_default() }),
+        _ => None,
+    })
 }
 
 /// `GET /`: the upload form, and the visitor's own uploads, newest first. It works without JavaScript.
@@ -59,6 +96,7 @@ pub async fn index(State(app): State<AppState>, headers: HeaderMap, Query(query)
     };
     let yours: Vec<ImageView> = records.iter().map(|record| ImageView::new(&app, record, caller.as_ref())).collect();
     let pages = total.div_ceil(UPLOADS_PER_PAGE);
+    let notice = notice(&app, &query, caller.as_ref()).await?;
     let page = IndexPage {
         accept: SourceFormat::ACCEPT_ATTRIBUTE,
         accepted_formats: SourceFormat::ACCEPTED,
@@ -69,7 +107,8 @@ pub async fn index(State(app): State<AppState>, headers: HeaderMap, Query(query)
         your_total: total,
         newer_page: (page_number > 1).then(|| (page_number - 1).min(pages.max(1))),
         older_page: (page_number < pages).then_some(page_number + 1),
-        just_deleted: query.deleted.is_some(),
+        notice,
+        undo_secs: settings.undo_delete_secs,
         keyed: caller.is_some(),
     };
     personal(&page)
@@ -85,6 +124,8 @@ pub struct ImageView {
     pub thumbnails: Vec<ThumbnailView>,
     /// Whether the visitor owns it: only then do pages offer the original and a delete button.
     pub owned: bool,
+    /// Seconds its delete can be undone, for the page's script (0: deleted at once).
+    pub undo_secs: u64,
 }
 
 /// One thumbnail slot: the image once ready, a placeholder until then.
@@ -126,6 +167,7 @@ impl ImageView {
             failure: record.failure.as_ref().map(|failure| failure.reason.clone()),
             thumbnails,
             owned: record.is_owned_by(caller),
+            undo_secs: app.settings.undo_delete_secs,
         }
     }
 

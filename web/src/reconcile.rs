@@ -6,6 +6,8 @@
 //!   job in the outbox, no step) gets its job again: its message was lost, or
 //!   an earlier release accepted it and crashed before queueing. A job sent
 //!   twice is harmless; a worker acks the second at once.
+//! - an image its owner deleted more than `--undo-delete-secs` ago is deleted
+//!   for good (see `delete::empty_trash`).
 //! - a delete whose files the store would not remove then is finished.
 //! - the keys of requests (`Idempotency-Key`) a day old are forgotten, and so
 //!   are the addresses of uploads past the daily quota's window.
@@ -40,6 +42,8 @@ const BATCH: usize = 100;
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Round {
     pub requeued: usize,
+    /// Images their owners deleted, past the time to undo it: deleted for good.
+    pub trash_emptied: usize,
     pub purged: usize,
     pub strays_removed: usize,
     pub imported: usize,
@@ -90,6 +94,7 @@ pub async fn reconcile(app: &AppState, scan_store: bool) -> anyhow::Result<Round
             round.requeued += 1;
         }
     }
+    round.trash_emptied = crate::delete::empty_trash(app, BATCH).await?;
     for id in app.repo.unpurged(BATCH).await? {
         match crate::delete::remove_files(&app.store, id).await {
             Ok(()) => {
@@ -114,6 +119,7 @@ pub async fn reconcile(app: &AppState, scan_store: bool) -> anyhow::Result<Round
     }
     let metrics = &app.metrics;
     metrics.reconciled("requeued", round.requeued as u64);
+    metrics.reconciled("trash_emptied", round.trash_emptied as u64);
     metrics.reconciled("purged", round.purged as u64);
     metrics.reconciled("strays_removed", round.strays_removed as u64);
     metrics.reconciled("imported", round.imported as u64);

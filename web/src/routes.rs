@@ -175,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::index))
         .route("/images/{id}", get(pages::image).delete(delete::delete))
         .route("/images/{id}/delete", post(delete::delete_form))
+        .route("/images/{id}/restore", post(delete::restore))
         .route("/thumbs/{id}/{size}", get(thumbs::thumbnail))
         .route("/originals/{id}", get(thumbs::original))
         .route("/api/images/{id}", get(api::image_status))

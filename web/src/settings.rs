@@ -157,6 +157,12 @@ pub struct Settings {
     /// Seconds a pending image may go untouched (no job waiting, no step) before the reconciler queues its job again.
     #[arg(long, env = "THUMBQ_STALLED_AFTER_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub stalled_after_secs: u64,
+    /// Seconds an owner's delete can be undone: until then the image is in the trash (deleted
+    /// to every page and link, its files kept), then the reconciler deletes it for good.
+    /// 0 deletes at once. An operator's takedown and the retention sweeper never wait.
+    #[arg(long, env = "THUMBQ_UNDO_DELETE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=7 * 86_400))]
+    pub undo_delete_secs: u64,
+
     /// Seconds a resumable upload (`/uploads`) may take from its creation; then it is removed
     /// with its bytes, finished or not (a late request gets 410, then 404).
     #[arg(long, env = "THUMBQ_RESUMABLE_EXPIRY_SECS", default_value_t = 24 * 3600, value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 3600))]
@@ -215,6 +221,8 @@ impl Settings {
             // Tests share the machine's disk: only a full disk refuses.
             min_free_bytes: 0,
             reconcile_every_secs: 60,
+            // A delete is final at once; the tests of Undo set a time to undo it.
+            undo_delete_secs: 0,
             stalled_after_secs: 600,
             stray_grace_secs: 3_600,
             resumable_expiry_secs: 24 * 3600,

@@ -99,6 +99,10 @@ pub async fn original(State(app): State<AppState>, Path(id): Path<String>, reque
     if !record.is_owned_by(owner::caller(request.headers(), app.settings.secure_cookies).as_ref()) {
         return Err(AppError::NotFound);
     }
+    // In the trash: its owner sees it deleted, as everyone does, until Undo.
+    if record.state() == ImageState::Deleted {
+        return Err(AppError::Deleted);
+    }
     let format = record.format.ok_or(AppError::NotFound)?;
     let download = request.uri().query().is_some_and(|query| query.split('&').any(|pair| pair == "download" || pair.starts_with("download=")));
     let Some(mut response) = serve(&app, StorageKey::Original(id), request).await? else { return Err(AppError::NotFound) };

@@ -305,7 +305,8 @@ async fn the_home_page_lists_your_uploads_only_newest_first_and_paged() {
 
 #[tokio::test]
 async fn only_the_owner_can_delete_and_then_nothing_of_the_image_is_left() {
-    let server = TestServer::start().await;
+    // Deleted at once, with no time to undo it: what the trash leads to in the end.
+    let server = TestServer::start_with(|settings| settings.undo_delete_secs = 0).await;
     let (answer, _) = server.upload(1, &[]).await;
     let image = &answer["images"][0];
     let (id, token) = (image["id"].as_str().unwrap(), image["owner_key"].as_str().unwrap());
@@ -337,7 +338,7 @@ async fn only_the_owner_can_delete_and_then_nothing_of_the_image_is_left() {
 
 #[tokio::test]
 async fn the_delete_button_works_without_a_script_but_not_from_another_site() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|settings| settings.undo_delete_secs = 60).await;
     let (answer, cookie) = server.upload(1, &[]).await;
     let id = answer["images"][0]["id"].as_str().unwrap();
     let cookie = cookie_pair(&cookie.unwrap());
@@ -361,9 +362,75 @@ async fn the_delete_button_works_without_a_script_but_not_from_another_site() {
 
     let response = server.send(form("http://127.0.0.1:8080", Some("same-origin"))).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(response.headers()[header::LOCATION], "/?deleted=1");
-    assert!(text(server.get("/?deleted=1", &[(header::COOKIE, &cookie)]).await).await.contains("The image was deleted"));
-    assert_eq!(server.files_naming(id), Vec::<String>::new());
+    let back_home = format!("/?deleted={id}");
+    assert_eq!(response.headers()[header::LOCATION], back_home.as_str());
+    let page = text(server.get(&back_home, &[(header::COOKIE, &cookie)]).await).await;
+    assert!(page.contains("Deleted “p0.png”") && page.contains(&format!(r#"action="/images/{id}/restore""#)), "the owner is offered Undo: {page}");
+    let strangers = text(server.get(&back_home, &[]).await).await;
+    assert!(!strangers.contains("p0.png") && !strangers.contains("/restore"), "a stranger with the link learns nothing");
+}
+
+/// Undo's request, as the home page's form sends it (`json`: as its script does).
+fn restore(id: &str, authorization: &[(header::HeaderName, &str)], json: bool) -> Request<Body> {
+    let mut request = Request::post(format!("/images/{id}/restore"));
+    for (name, value) in authorization {
+        request = request.header(name, *value);
+    }
+    if json {
+        request = request.header(header::ACCEPT, "application/json");
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn an_owners_delete_can_be_undone_for_a_while_and_is_for_good_after() {
+    let server = TestServer::start_with(|settings| settings.undo_delete_secs = 1).await;
+    let (answer, _) = server.upload(1, &[]).await;
+    let image = &answer["images"][0];
+    let (id, key) = (image["id"].as_str().unwrap(), bearer(image["owner_key"].as_str().unwrap()));
+    let owner = [(header::AUTHORIZATION, key.as_str())];
+    let (stranger, _) = server.upload(1, &[]).await;
+    let stranger = bearer(stranger["images"][0]["owner_key"].as_str().unwrap());
+    let page = format!("/images/{id}");
+    let files = server.files_naming(id);
+    assert!(!files.is_empty());
+
+    assert_eq!(server.delete(&page, &owner).await.status(), StatusCode::NO_CONTENT);
+    for path in [page.clone(), format!("/api/images/{id}"), format!("/thumbs/{id}/small")] {
+        assert_eq!(server.get(&path, &[]).await.status(), StatusCode::GONE, "deleted to everyone at once: {path}");
+    }
+    assert_eq!(server.get(&format!("/originals/{id}"), &owner).await.status(), StatusCode::GONE, "to its owner too");
+    assert!(!text(server.get("/", &owner).await).await.contains(&page), "gone from the owner's list");
+    assert_eq!(server.delete(&page, &owner).await.status(), StatusCode::GONE, "deleted already");
+    assert_eq!(server.files_naming(id), files, "its files wait in the trash");
+
+    let refused = server.send(restore(id, &[(header::AUTHORIZATION, &stranger)], true)).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "only the owner undoes it");
+    assert_eq!(server.send(restore(id, &[], true)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.send(restore(id, &owner, true)).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(server.get(&page, &[]).await.status(), StatusCode::OK, "back, whole");
+    assert!(text(server.get("/", &owner).await).await.contains(&page));
+    assert_eq!(server.send(restore(id, &owner, true)).await.status(), StatusCode::NO_CONTENT, "Undo twice is still one image back");
+
+    // Undo by the form (no script): back to the home page, which says so.
+    assert_eq!(server.delete(&page, &owner).await.status(), StatusCode::NO_CONTENT);
+    let response = server.send(restore(id, &owner, false)).await;
+    assert_eq!((response.status(), response.headers()[header::LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, format!("/?restored={id}").as_str()));
+    assert!(text(server.get(&format!("/?restored={id}"), &owner).await).await.contains("“p0.png” is back."));
+
+    // Past the time to undo it, the reconciler deletes it for good.
+    assert_eq!(server.delete(&page, &owner).await.status(), StatusCode::NO_CONTENT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while thumbq_web::delete::empty_trash(&server.state, 10).await.unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the trash was not emptied 10 s after its second");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.files_naming(id), Vec::<String>::new(), "nothing of it is left");
+    let late = server.send(restore(id, &owner, true)).await;
+    assert_eq!(late.status(), StatusCode::GONE);
+    assert!(json(late).await["error"].as_str().unwrap().contains("too late to undo"));
+    let notice = text(server.get(&format!("/?deleted={id}"), &owner).await).await;
+    assert!(notice.contains("The image was deleted") && !notice.contains("/restore"), "{notice}");
 }
 
 #[tokio::test]
@@ -376,12 +443,22 @@ async fn an_operator_takes_any_image_down_with_the_admin_token_only() {
         if let Some(authorization) = authorization {
             request = request.header(header::AUTHORIZATION, authorization);
         }
-        let link = format!("image=http%3A%2F%2F127.0.0.1%3A8080%2Fimages%2F{id}");
+        let link = format!("image=http%3A%2F%2F127.0.0.1%3A8080%2Fimages%2F{id}&confirm=yes");
         request.body(Body::from(link)).unwrap()
     };
 
     assert_eq!(server.send(takedown(None)).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(server.send(takedown(Some("Bearer wrong"))).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.get(&format!("/images/{id}"), &[]).await.status(), StatusCode::OK);
+
+    // Without the box ticked, nothing is deleted: a takedown cannot be undone.
+    let unconfirmed = Request::post("/admin/takedown")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::AUTHORIZATION, "Bearer s3cret-admin-token-0123")
+        .body(Body::from(format!("image={id}")))
+        .unwrap();
+    let response = server.send(unconfirmed).await;
+    assert_eq!(response.headers()[header::LOCATION], format!("/admin?takedown=unconfirmed&image={id}"));
     assert_eq!(server.get(&format!("/images/{id}"), &[]).await.status(), StatusCode::OK);
 
     let response = server.send(takedown(Some("Bearer s3cret-admin-token-0123"))).await;

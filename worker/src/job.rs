@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thumbq_contract::timeline::{self, Timeline};
 use thumbq_contract::{FailureRecord, ImageId, ResizeJob, Sizes, Storage, StorageKey, ThumbFormat, ThumbSize};
-use thumbq_repo::{ImageState, RepoError, Repository};
+use thumbq_repo::{RepoError, Repository};
 use thumbq_store::{BlockingStore, Durability, Store};
 
 use crate::metrics::WorkerMetrics;
@@ -259,11 +259,12 @@ fn waits(error: &std::io::Error) -> bool {
     thumbq_broker::durable::is_disk_full(error) || thumbq_store::is_unavailable(error) || database_away
 }
 
-/// Whether the image was deleted; `None` when the database cannot tell. Only
-/// a record seen deleted lets a job remove what it wrote and be acked: when
-/// in doubt, the job is tried again, and the next try looks again.
+/// Whether the image was deleted for good; `None` when the database cannot
+/// tell. Only a record seen deleted lets a job remove what it wrote and be
+/// acked: when in doubt, the job is tried again, and the next try looks again.
+/// An image in the trash is made as any other: its owner may take it back.
 fn is_deleted(context: &JobContext, id: ImageId) -> Option<bool> {
-    wait(context.repo.image(id)).ok().map(|record| record.is_some_and(|record| record.state() == ImageState::Deleted))
+    wait(context.repo.image(id)).ok().map(|record| record.is_some_and(|record| record.is_deleted_for_good()))
 }
 
 /// Waits for `future` on the runtime whose blocking thread runs the job.
@@ -292,7 +293,7 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     let record = wait(repo.image(id)).map_err(|error| JobError::Retry(database(error)))?;
     // A job that reached the queue before its record was visible (a replica behind, say) is tried again.
     let record = record.ok_or_else(|| JobError::Retry(std::io::Error::new(std::io::ErrorKind::NotFound, NO_RECORD)))?;
-    if record.state() == ImageState::Deleted {
+    if record.is_deleted_for_good() {
         return Ok(Outcome::Deleted);
     }
     if record.done_ms.is_some() && record.thumbnails.iter().all(Option::is_some) && (record.webp || context.webp == WebP::Without) {
@@ -419,7 +420,7 @@ mod tests {
     use std::path::Path;
 
     use thumbq_contract::{MediaLimits, SourceFormat};
-    use thumbq_repo::Location;
+    use thumbq_repo::{ImageState, Location};
 
     /// A job's context on a data directory of its own, with the runtime its repository needs.
     struct Fixture {
@@ -566,6 +567,21 @@ mod tests {
 
         assert_eq!(settlement, Settlement::Forget);
         assert_eq!(files_naming(fixture.dir.path(), id), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_image_in_its_owners_trash_is_made_whole_so_that_undo_gives_it_back() {
+        let fixture = fixture();
+        let _runtime = fixture.runtime.enter();
+        let context = &fixture.context;
+        let id = upload(context);
+        wait(context.repo.trash(id, 1)).unwrap();
+
+        let settlement = run(context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &Progress::silent());
+
+        assert_eq!(settlement, Settlement::Ack);
+        assert_eq!(wait(context.repo.restore(id, 0)).unwrap(), thumbq_repo::Restoration::Restored);
+        assert_eq!(record(context, id).state(), ImageState::Done);
     }
 
     #[test]
