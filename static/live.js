@@ -222,6 +222,7 @@ async function checkOnce(figure) {
     // The WebP beside it, once a worker wrote it: smaller, for the browsers that show it.
     const webp = /<([^>]+\.webp)>/.exec(response.headers.get("Link") ?? "")?.[1];
     if (webp) figure.dataset.webp = webp;
+    if (response.headers.get("X-Image-Warning") === "cut-off") showCutOff(figure.closest("[data-image]"));
     showThumbnail(figure);
     return { settled: true, response };
   }
@@ -360,6 +361,39 @@ export function showDeleted(image) {
   }
 }
 
+const CUT_OFF = "This file was cut off: part of the picture is missing (grey in the thumbnails). Upload the whole file again.";
+
+// A thumbnail's answer says whether its file was cut off; one that came by
+// push was loaded without asking, so a finished image is asked once.
+const asked = new WeakSet();
+
+async function askForWarnings(image) {
+  const figure = image.querySelector("[data-thumb]");
+  if (!figure || asked.has(image) || image.dataset.cutOff) return;
+  asked.add(image);
+  try {
+    const response = await fetch(figure.dataset.thumb, { method: "HEAD", cache: "no-store" });
+    if (response.headers.get("X-Image-Warning") === "cut-off") showCutOff(image);
+  } catch {
+    // Only a warning: the thumbnails are there either way.
+  }
+}
+
+// The file ended before its picture did: its thumbnails show what there was. Said once, under its name.
+function showCutOff(image) {
+  if (!image || image.dataset.cutOff) return;
+  image.dataset.cutOff = "true";
+  if (image.querySelector(".card-status")) return updateStatus(image);
+  if (image.querySelector(".warning")) return;
+  const warning = document.createElement("p");
+  warning.className = "warning";
+  warning.setAttribute("role", "status");
+  warning.textContent = CUT_OFF;
+  const after = image.querySelector(".status, .name");
+  if (after) after.after(warning);
+  else image.append(warning);
+}
+
 // Says on the page what the thumbnails say one by one.
 function updateStatus(image) {
   if (!image) return;
@@ -368,7 +402,11 @@ function updateStatus(image) {
   if (cardStatus) {
     // An upload card: keep its link to the image page.
     // A photo uploaded before keeps saying so: this card follows the image the owner already had.
-    const ready = image.dataset.duplicate ? "Ready: you uploaded this photo before, so no copy was made. " : "Ready. ";
+    const ready = image.dataset.cutOff
+      ? "Ready, but the file was cut off: part of the picture is missing. Upload the whole file again. "
+      : image.dataset.duplicate
+        ? "Ready: you uploaded this photo before, so no copy was made. "
+        : "Ready. ";
     const words = image.dataset.state === "failed" ? `Failed: ${image.dataset.reason} ` : ready;
     if (image.dataset.state === "failed" || figures.every((figure) => figure.dataset.state === "ready")) {
       const text = document.createElement("span");
@@ -377,7 +415,9 @@ function updateStatus(image) {
         text.className = "failure";
         text.setAttribute("role", "alert");
       } else {
+        if (image.dataset.cutOff) text.className = "cut-off";
         image.dataset.state = "done";
+        askForWarnings(image);
       }
       cardStatus.firstChild.replaceWith(text);
     }
@@ -396,6 +436,7 @@ function updateStatus(image) {
     alert.textContent = `This image could not be processed: ${image.dataset.reason}`;
   } else if (figures.every((figure) => figure.dataset.state === "ready")) {
     image.dataset.state = "done";
+    askForWarnings(image);
     if (status) status.textContent = "All thumbnails are ready.";
     if (status) drawTimeline(image);
   }

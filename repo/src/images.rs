@@ -51,6 +51,8 @@ pub struct ImageRecord {
     /// When the job wrote its last file, durably.
     pub done_ms: Option<u64>,
     pub failure: Option<FailureRecord>,
+    /// The file ended before its picture did: the thumbnails show what there was.
+    pub cut_off: bool,
     /// When its owner deleted it, while they can still undo that (see `trash`).
     pub trashed_ms: Option<u64>,
     pub deleted_ms: Option<u64>,
@@ -131,7 +133,7 @@ fn size_index(size: ThumbSize) -> usize {
 }
 
 const IMAGE_COLUMNS: &str =
-    "id, owner, name, format, bytes, created_ms, small, medium, large, webp, placeholder, done_ms, failure, failure_retryable, failed_ms, trashed_ms, deleted_ms";
+    "id, owner, name, format, bytes, created_ms, small, medium, large, webp, placeholder, done_ms, failure, failure_retryable, failed_ms, cut_off, trashed_ms, deleted_ms";
 
 /// A row of `images` as the database gives it.
 #[derive(sqlx::FromRow)]
@@ -151,6 +153,7 @@ struct ImageRow {
     failure: Option<String>,
     failure_retryable: Option<bool>,
     failed_ms: Option<i64>,
+    cut_off: bool,
     trashed_ms: Option<i64>,
     deleted_ms: Option<i64>,
 }
@@ -184,6 +187,7 @@ impl TryFrom<ImageRow> for ImageRecord {
             placeholder: row.placeholder,
             done_ms: row.done_ms.map(to_u64),
             failure,
+            cut_off: row.cut_off,
             trashed_ms: row.trashed_ms.map(to_u64),
             deleted_ms: row.deleted_ms.map(to_u64),
         })
@@ -532,6 +536,16 @@ impl Repository {
             }
         }
         Ok(failures)
+    }
+
+    /// Records that the file of `id` ended before its picture did. `false` when the image was deleted.
+    pub async fn cut_off(&self, id: ImageId) -> Result<bool, RepoError> {
+        let updated = on_writer!(self, pool => sqlx::query("UPDATE images SET cut_off = TRUE WHERE id = $1 AND deleted_ms IS NULL")
+            .bind(id.to_string())
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(updated == 1)
     }
 
     /// Marks `id` deleted at `at_ms`, keeping only the row (the image's

@@ -102,7 +102,7 @@ mod tests {
     async fn a_trashed_image_is_deleted_to_readers_until_restored_and_deleted_for_good_after(repo: &Repository) {
         let kept = uploaded(ImageId::new(), SourceFormat::Jpeg, 640, 480);
         let thrown = uploaded(ImageId::new(), SourceFormat::Jpeg, 640, 480);
-        let owner = kept.owner.clone();
+        let owner = kept.owner;
         for new in [&kept, &thrown] {
             repo.add_image(new, &[], None, &Lease::none()).await.unwrap();
         }

@@ -637,3 +637,43 @@ async fn a_file_picked_again_is_said_to_be_here_already_and_once_deleted_it_can_
     assert_eq!(browser.eval("return document.querySelectorAll('#uploads .card').length").await, 2, "the deleted one and the new one");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_cut_off_jpeg_keeps_its_thumbnails_and_its_owner_is_told_to_upload_it_again() {
+    let app = TestApp::spawn().await;
+    let whole = images::fixture("exif-orientation/Portrait_1.jpg");
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut-off.jpg");
+    std::fs::write(&cut, &whole[..whole.len() * 6 / 10]).unwrap();
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    pick_files(&browser, &[cut.display().to_string()]).await;
+    let said = wait_for(Duration::from_secs(60), "the card to say the file was cut off", || async {
+        let status = browser.eval("return document.querySelector('#uploads .card[data-state=done] .card-status')?.textContent ?? null").await;
+        status.as_str().filter(|status| status.contains("cut off")).map(str::to_owned)
+    })
+    .await;
+    assert!(said.contains("Upload the whole file again"), "{said}");
+    assert_eq!(browser.eval("return document.querySelectorAll('#uploads .card .thumb[data-state=ready] img').length").await, 1, "its thumbnail is shown");
+    browser.screenshot("cut-off-card").await;
+
+    let id: thumbq_contract::ImageId = browser.eval("return document.querySelector('#uploads .card').dataset.image").await.as_str().unwrap().parse().unwrap();
+    let status = app.status(id).await;
+    assert_eq!((status["state"].as_str(), status["cut_off"].as_bool()), (Some("done"), Some(true)), "{status}");
+    let thumbnail = app.get(&format!("/thumbs/{id}/small")).await;
+    assert_eq!(thumbnail.headers()["x-image-warning"], "cut-off");
+    browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
+    let warning = browser.eval("return document.querySelector('.image .warning')?.textContent ?? ''").await;
+    assert!(warning.as_str().unwrap().contains("This file was cut off"), "{warning}");
+    browser.screenshot("cut-off-image-page").await;
+
+    // A whole file says nothing of the kind.
+    let (whole_id, _) = app.upload_owned("whole.jpg", whole).await;
+    let status = wait_for(Duration::from_secs(60), "the whole file done", || async {
+        let status = app.status(whole_id).await;
+        (status["state"] == "done").then_some(status)
+    })
+    .await;
+    assert_eq!(status["cut_off"], false);
+    browser.close().await;
+}

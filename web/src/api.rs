@@ -26,6 +26,8 @@ pub struct ImageStatus {
     pub placeholder: Option<String>,
     /// Why the job failed, in words for a person; `null` unless `failed`.
     pub error: Option<String>,
+    /// The file ended before its picture did: the thumbnails show what there was, grey below. Upload it again.
+    pub cut_off: bool,
     /// When each step of the image's way happened, and which process took it.
     pub timeline: Vec<thumbq_contract::Step>,
 }
@@ -47,5 +49,6 @@ pub async fn image_status(State(app): State<AppState>, Path(id): Path<String>) -
         webp: record.webp.then(|| thumbnail_urls(id).into_iter().map(|(size, url)| (size, format!("{url}.webp"))).collect()),
         placeholder: record.placeholder,
         error: record.failure.map(|failure| failure.reason),
+        cut_off: record.cut_off,
     }))
 }

@@ -164,6 +164,7 @@ async fn read_old_files(store: &Store, id: ImageId) -> anyhow::Result<(ImageReco
         placeholder: placeholder.filter(|_| failure.is_none()),
         done_ms: done.then(|| steps.last().map_or_else(crate::progress::now_ms, |step| step.at)),
         failure,
+        cut_off: false,
         trashed_ms: None,
         deleted_ms: None,
     };

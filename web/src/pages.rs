@@ -121,6 +121,8 @@ pub struct ImageView {
     pub name: String,
     pub state: &'static str,
     pub failure: Option<String>,
+    /// The file ended before its picture did: the page asks for it again.
+    pub cut_off: bool,
     pub thumbnails: Vec<ThumbnailView>,
     /// Whether the visitor owns it: only then do pages offer the original and a delete button.
     pub owned: bool,
@@ -165,6 +167,7 @@ impl ImageView {
             name: record.name.clone().unwrap_or_else(|| format!("Image {}", &id.to_string()[..8])),
             state: state.name(),
             failure: record.failure.as_ref().map(|failure| failure.reason.clone()),
+            cut_off: record.cut_off,
             thumbnails,
             owned: record.is_owned_by(caller),
             undo_secs: app.settings.undo_delete_secs,

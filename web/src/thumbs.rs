@@ -71,6 +71,10 @@ pub async fn thumbnail(State(app): State<AppState>, Path((id, size)): Path<(Stri
                 let link = format!("</thumbs/{id}/{size}.webp>; rel=\"alternate\"; type=\"image/webp\"");
                 headers.insert(header::LINK, HeaderValue::try_from(link).expect("an id and a size are ASCII"));
             }
+            // The page that follows it tells the owner to upload the whole file again.
+            if record.cut_off {
+                headers.insert(IMAGE_WARNING, HeaderValue::from_static("cut-off"));
+            }
             return Ok(response);
         }
         // Recorded but not in the store: deleted between the two looks, or a store that lost it.
@@ -87,6 +91,8 @@ fn gone(state: &'static str, body: String) -> Response {
 
 /// Says why a thumbnail answered 410.
 const IMAGE_STATE: header::HeaderName = header::HeaderName::from_static("x-image-state");
+/// `cut-off` on a thumbnail of a file that ended before its picture did.
+const IMAGE_WARNING: header::HeaderName = header::HeaderName::from_static("x-image-warning");
 
 /// `GET /originals/{id}` (`?download` to save it): the upload as it was sent, under its name, to its owner only
 /// (cookie or bearer token); anyone else gets 404, as for no image at all.

@@ -321,6 +321,14 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
                 timeline.push(&format!("decoded for the {size} size"), timeline::now_ms(), &context.name);
                 return Ok(());
             }
+            // Its thumbnails are still made: what there is of the picture is worth seeing, and the owner is told.
+            pipeline::Made::CutOff => {
+                timeline.push("the file ended early: decoded what there was", timeline::now_ms(), &context.name);
+                if !wait(repo.cut_off(id)).map_err(database)? {
+                    return Err(std::io::Error::other(DeletedMeanwhile));
+                }
+                return Ok(());
+            }
             pipeline::Made::Thumbnail(thumbnail) => thumbnail,
         };
         if let Some(hook) = context.before_writing.as_ref().filter(|_| thumbnail.format != ThumbFormat::Webp) {

@@ -29,6 +29,8 @@ pub struct Decoded {
     pub orientation: Orientation,
     /// The ICC profile of the pixels; `None` means they are sRGB already.
     pub icc: Option<Vec<u8>>,
+    /// The file ended before the picture did: what is missing is grey.
+    pub cut_off: bool,
 }
 
 impl Decoded {
@@ -61,15 +63,22 @@ impl Keep {
     }
 }
 
+/// libjpeg's warning (JWRN_JPEG_EOF) for data that ends before the last scan does.
+const JPEG_ENDED_EARLY: &str = "Premature end of JPEG file";
+
 /// Decodes `bytes`, keeping at least `keep` pixels on the longest side
 /// where the format can decode at a reduced scale.
 pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits, keep: Keep) -> Result<Decoded, PipelineError> {
     match format {
+        // libjpeg-turbo refuses a file over a warning; the `image` crate decodes
+        // what it can, and says nothing of what was missing: libjpeg's warning does.
         SourceFormat::Jpeg => jpeg::decode(bytes, limits, keep).or_else(|error| match error {
-            PipelineError::Corrupt { detail: strict, .. } => decode_with_image_crate(bytes, format, ImageFormat::Jpeg, limits).map_err(|error| match error {
-                PipelineError::Corrupt { format, detail } => PipelineError::Corrupt { format, detail: format!("{strict}; {detail}") },
-                other => other,
-            }),
+            PipelineError::Corrupt { detail: strict, .. } => decode_with_image_crate(bytes, format, ImageFormat::Jpeg, limits)
+                .map(|decoded| Decoded { cut_off: strict.contains(JPEG_ENDED_EARLY), ..decoded })
+                .map_err(|error| match error {
+                    PipelineError::Corrupt { format, detail } => PipelineError::Corrupt { format, detail: format!("{strict}; {detail}") },
+                    other => other,
+                }),
             other => Err(other),
         }),
         SourceFormat::Webp => decode_with_image_crate(webp_riff(bytes)?, format, ImageFormat::WebP, limits),
@@ -120,7 +129,7 @@ fn decode_with_image_crate(bytes: &[u8], format: SourceFormat, image_format: Ima
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let icc = decoder.icc_profile().unwrap_or_default();
     let image = DynamicImage::from_decoder(decoder).map_err(failed)?;
-    Ok(Decoded { image: image.into(), width, height, orientation, icc })
+    Ok(Decoded { image: image.into(), width, height, orientation, icc, cut_off: false })
 }
 
 fn describe(error: image::ImageError, format: &'static str) -> PipelineError {
@@ -141,6 +150,18 @@ fn describe(error: image::ImageError, format: &'static str) -> PipelineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jpeg_cut_off_is_decoded_as_far_as_it_goes_and_said_to_be_cut_off() {
+        let pixels = turbojpeg::Image { pixels: vec![200u8; 256 * 256 * 3], width: 256, pitch: 256 * 3, height: 256, format: turbojpeg::PixelFormat::RGB };
+        let whole = turbojpeg::compress(pixels.as_deref(), 90, turbojpeg::Subsamp::Sub2x2).unwrap().to_vec();
+        let limits = MediaLimits::default();
+        let decoded = decode(&whole, SourceFormat::Jpeg, &limits, Keep::exactly(256)).unwrap();
+        assert!(!decoded.cut_off);
+        let cut = &whole[..whole.len() * 6 / 10];
+        let decoded = decode(cut, SourceFormat::Jpeg, &limits, Keep::exactly(256)).unwrap();
+        assert_eq!((decoded.width, decoded.height, decoded.cut_off), (256, 256, true));
+    }
 
     fn webp(chunks: &[(&[u8; 4], u32, &[u8])]) -> Vec<u8> {
         let mut body = b"WEBP".to_vec();

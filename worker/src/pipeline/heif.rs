@@ -213,7 +213,7 @@ fn read_image(stdout: &mut impl Read, limits: &MediaLimits) -> Result<Decoded, P
         _ => RgbaImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgba8),
     }
     .expect("the buffer has the header's size");
-    Ok(Decoded { image: image.into(), width, height, orientation: Orientation::NoTransforms, icc: header.icc })
+    Ok(Decoded { image: image.into(), width, height, orientation: Orientation::NoTransforms, icc: header.icc, cut_off: false })
 }
 
 /// Why the child's exit means no image, if it does.

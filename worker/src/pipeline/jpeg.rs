@@ -68,7 +68,7 @@ fn decode_keeping(bytes: &[u8], limits: &MediaLimits, keep_side: u32) -> Result<
     // libjpeg-turbo has no planar output for lossless JPEGs.
     if header.colorspace == Colorspace::YCbCr && markers.icc.is_none() && !header.is_lossless && !matches!(header.subsamp, Subsamp::Gray | Subsamp::Unknown) {
         let image = Pixels::Planar(decode_planes(&mut decompressor, bytes, &scaled)?);
-        return Ok(Decoded { image, width, height, orientation: markers.orientation, icc: None });
+        return Ok(Decoded { image, width, height, orientation: markers.orientation, icc: None, cut_off: false });
     }
     let format = match header.colorspace {
         Colorspace::Gray => PixelFormat::GRAY,
@@ -91,7 +91,7 @@ fn decode_keeping(bytes: &[u8], limits: &MediaLimits, keep_side: u32) -> Result<
         }
         _ => (DynamicImage::ImageRgb8(RgbImage::from_raw(scaled_width, scaled_height, pixels).ok_or_else(mismatch)?), markers.icc),
     };
-    Ok(Decoded { image: image.into(), width, height, orientation: markers.orientation, icc })
+    Ok(Decoded { image: image.into(), width, height, orientation: markers.orientation, icc, cut_off: false })
 }
 
 /// Decodes into the file's own planes, at the scale already set. libjpeg-turbo

@@ -47,7 +47,7 @@ pub fn decode(bytes: &[u8], limits: &MediaLimits) -> Result<Decoded, PipelineErr
         other => return Err(PipelineError::Unsupported { format: SourceFormat::Jxl.name(), detail: format!("{other} channels") }),
     }
     .expect("the buffer has the stream's size");
-    Ok(Decoded { image: image.into(), width, height, orientation: Orientation::NoTransforms, icc })
+    Ok(Decoded { image: image.into(), width, height, orientation: Orientation::NoTransforms, icc, cut_off: false })
 }
 
 /// Whether jxl-oxide stopped at its allocation budget (its `OutOfMemory`, somewhere down the chain).

@@ -202,6 +202,8 @@ pub enum Made {
     Placeholder(Vec<u8>),
     /// One thumbnail, encoded.
     Thumbnail(Thumbnail),
+    /// The file ended before the picture did: the thumbnails show what there was, grey below.
+    CutOff,
 }
 
 /// Why [`make_thumbnails_each`] stopped: the image, or what was done with a thumbnail.
@@ -267,6 +269,9 @@ pub fn make_thumbnails_each<'a, E>(
     };
     times.decode += started.elapsed();
     made(Made::Decoded(ThumbSize::Large)).map_err(Stop::Made)?;
+    if decoded.cut_off {
+        made(Made::CutOff).map_err(Stop::Made)?;
+    }
 
     let started = Instant::now();
     let upright = decoded.upright_size();
@@ -612,7 +617,7 @@ mod tests {
                         hash = bytes;
                     }
                     Made::Thumbnail(thumbnail) => order.push(thumbnail.size.to_string()),
-                    Made::Decoded(_) => {}
+                    Made::Decoded(_) | Made::CutOff => {}
                 }
                 Ok::<_, ()>(())
             })
