@@ -443,8 +443,10 @@ function updateStatus(image) {
 }
 
 // An image page opened while its thumbnails were being made draws the
-// image's way once they are there, as the server draws it for a finished one.
+// image's way once they are there, as the server draws it for a finished
+// one: for its owner only, folded.
 async function drawTimeline(image) {
+  if (!image.dataset.owned) return;
   let answer = null;
   try {
     answer = await (await fetch(`/api/images/${image.dataset.image}`, { cache: "no-store" })).json();
@@ -455,9 +457,8 @@ async function drawTimeline(image) {
   if (steps.length === 0) return;
   const details = document.createElement("details");
   details.className = "timeline";
-  details.open = true;
   const summary = document.createElement("summary");
-  summary.textContent = `Its way through thumbq: ${steps[steps.length - 1].at - steps[0].at} ms`;
+  summary.textContent = `How thumbq made it: ${steps[steps.length - 1].at - steps[0].at} ms`;
   const list = document.createElement("ol");
   steps.forEach((step, index) => {
     const item = document.createElement("li");
@@ -475,6 +476,7 @@ async function drawTimeline(image) {
     list.append(item);
   });
   details.append(summary, list);
-  image.querySelector(".timeline")?.remove();
-  image.querySelector(".thumbs")?.before(details);
+  const drawn = image.querySelector(".timeline");
+  if (drawn) drawn.replaceWith(details);
+  else image.append(details);
 }

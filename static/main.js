@@ -1,10 +1,12 @@
 // thumbq's pages work without this script. With it, the home page uploads
 // with a card per file and resumable transfers (uploads.js), thumbnails
 // appear the moment they exist (live.js), and the dashboard keeps itself
-// current (dashboard.js); a delete can be undone in place (trash.js). Each
+// current (dashboard.js); a delete can be undone in place (trash.js); an
+// image's page copies its link (image.js). Each
 // module has one job; there is no bundler.
 
 import { setUpDashboard } from "./dashboard.js";
+import { setUpImagePage } from "./image.js";
 import { follow, live } from "./live.js";
 import { setUpDeleteForms } from "./trash.js";
 import { setUpUploads } from "./uploads.js";
@@ -18,6 +20,7 @@ if (params.has("deleted") || params.has("restored")) {
 document.querySelectorAll("form.upload").forEach(setUpUploads);
 setUpDeleteForms(document);
 document.querySelectorAll("main[data-dashboard]").forEach(setUpDashboard);
+document.querySelectorAll(".image-page").forEach(setUpImagePage);
 follow(document);
 // How the page follows its thumbnails, for the browser tests (and whoever looks in the console).
 window.thumbqLive = live;

@@ -41,6 +41,10 @@ pub struct ImageRecord {
     pub name: Option<String>,
     pub format: Option<SourceFormat>,
     pub bytes: u64,
+    /// Width and height in pixels: as the file's header says at upload, and
+    /// turned upright (EXIF) once a worker has decoded it. `None` for an image
+    /// an earlier release kept as files.
+    pub pixels: Option<(u32, u32)>,
     pub created_ms: u64,
     /// The format of each baseline thumbnail written so far, smallest first.
     pub thumbnails: [Option<ThumbFormat>; 3],
@@ -133,7 +137,7 @@ fn size_index(size: ThumbSize) -> usize {
 }
 
 const IMAGE_COLUMNS: &str =
-    "id, owner, name, format, bytes, created_ms, small, medium, large, webp, placeholder, done_ms, failure, failure_retryable, failed_ms, cut_off, trashed_ms, deleted_ms";
+    "id, owner, name, format, bytes, width, height, created_ms, small, medium, large, webp, placeholder, done_ms, failure, failure_retryable, failed_ms, cut_off, trashed_ms, deleted_ms";
 
 /// A row of `images` as the database gives it.
 #[derive(sqlx::FromRow)]
@@ -143,6 +147,8 @@ struct ImageRow {
     name: Option<String>,
     format: Option<String>,
     bytes: i64,
+    width: Option<i64>,
+    height: Option<i64>,
     created_ms: i64,
     small: Option<String>,
     medium: Option<String>,
@@ -181,6 +187,7 @@ impl TryFrom<ImageRow> for ImageRecord {
             name: row.name,
             format,
             bytes: to_u64(row.bytes),
+            pixels: row.width.zip(row.height).and_then(|(width, height)| Some((u32::try_from(width).ok()?, u32::try_from(height).ok()?))),
             created_ms: to_u64(row.created_ms),
             thumbnails,
             webp: row.webp,
@@ -504,10 +511,13 @@ impl Repository {
     }
 
     /// Records that the job of `id` wrote its last file, durably, and its
-    /// last steps; clears a failure an earlier try recorded. `false` when the image was deleted.
-    pub async fn finished(&self, id: ImageId, webp: bool, done_ms: u64, steps: &[Step]) -> Result<bool, RepoError> {
-        let sql = "UPDATE images SET webp = $2, done_ms = $3, failure = NULL, failure_retryable = NULL, failed_ms = NULL WHERE id = $1 AND deleted_ms IS NULL";
-        update_with_steps!(self, id, steps, sql, webp, to_i64(done_ms))
+    /// last steps, with the image's `upright` size when the job decoded it;
+    /// clears a failure an earlier try recorded. `false` when the image was deleted.
+    pub async fn finished(&self, id: ImageId, webp: bool, done_ms: u64, upright: Option<(u32, u32)>, steps: &[Step]) -> Result<bool, RepoError> {
+        let sql = "UPDATE images SET webp = $2, done_ms = $3, width = COALESCE($4, width), height = COALESCE($5, height), \
+                   failure = NULL, failure_retryable = NULL, failed_ms = NULL WHERE id = $1 AND deleted_ms IS NULL";
+        let (width, height) = (upright.map(|(width, _)| i64::from(width)), upright.map(|(_, height)| i64::from(height)));
+        update_with_steps!(self, id, steps, sql, webp, to_i64(done_ms), width, height)
     }
 
     /// Records that the job of `id` failed for good, and why; a failed image
@@ -676,9 +686,10 @@ mod tests {
             (ImageState::Pending, Some(ThumbFormat::Png), Some("AAAA"))
         );
         assert!(repo.thumbnail_written(first.id, ThumbSize::Large, ThumbFormat::Jpeg, None, &[]).await.unwrap());
-        assert!(repo.finished(first.id, true, 12, &[step("done", 12)]).await.unwrap());
+        assert_eq!(repo.image(first.id).await.unwrap().unwrap().pixels, Some((640, 480)), "as the header says");
+        assert!(repo.finished(first.id, true, 12, Some((480, 640)), &[step("done", 12)]).await.unwrap());
         let record = repo.image(first.id).await.unwrap().unwrap();
-        assert_eq!((record.state(), record.webp, record.done_ms), (ImageState::Done, true, Some(12)));
+        assert_eq!((record.state(), record.webp, record.done_ms, record.pixels), (ImageState::Done, true, Some(12), Some((480, 640))));
         let steps: Vec<String> = repo.timeline(first.id).await.unwrap().into_iter().map(|step| step.step).collect();
         assert_eq!(steps, ["received", "stored", "small written", "done"]);
         let (record, steps) = repo.image_with_timeline(first.id).await.unwrap().unwrap();
@@ -701,7 +712,7 @@ mod tests {
             !repo.thumbnail_written(first.id, ThumbSize::Small, ThumbFormat::Jpeg, None, &[]).await.unwrap(),
             "a worker late for a deleted image is told so"
         );
-        assert!(!repo.finished(first.id, true, 30, &[]).await.unwrap());
+        assert!(!repo.finished(first.id, true, 30, None, &[]).await.unwrap());
         assert_eq!(repo.images_of(&alice, 0, 10).await.unwrap().1, 1);
     }
 

@@ -66,6 +66,16 @@ impl Browser {
         Self { client, driver, _profile: profile }
     }
 
+    /// Goes to `home` and gives the browser `owner_key` as its cookie, as its
+    /// first upload would have: from then on it is that uploader.
+    pub async fn become_owner(&self, home: &str, owner_key: &str) {
+        self.client.goto(home).await.unwrap();
+        let host = reqwest::Url::parse(home).expect("a URL").host_str().expect("a host").to_owned();
+        // SameSite as the server sets it: WebDriver's default, None, needs a secure page.
+        let cookie = fantoccini::cookies::Cookie::parse(format!("thumbq_owner={owner_key}; Path=/; Domain={host}; SameSite=Lax")).expect("a cookie");
+        self.client.add_cookie(cookie).await.expect("the owner's cookie set");
+    }
+
     /// Runs `script` in the page and returns its result.
     pub async fn eval(&self, script: &str) -> serde_json::Value {
         self.client.execute(script, Vec::new()).await.expect("the script runs")

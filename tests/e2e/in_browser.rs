@@ -69,7 +69,7 @@ async fn pick_photos_and_watch_them_arrive(mode: Mode, expected_live: &str) -> V
     })
     .await;
     let sizes = browser.eval("return [...document.querySelectorAll('.thumb img')].map(img => [img.naturalWidth, img.naturalHeight])").await;
-    assert_eq!(sizes, serde_json::json!([[200, 133], [600, 400], [1200, 800]]), "upright, each in its box");
+    assert_eq!(sizes, serde_json::json!([[1200, 800], [600, 400], [200, 133]]), "upright, each in its box, the large first");
     browser.close().await;
     timings
 }
@@ -127,8 +127,10 @@ async fn without_live_events_the_page_polls_and_still_shows_every_thumbnail() {
 #[tokio::test]
 async fn an_image_page_opened_early_shows_placeholders_then_the_three_thumbnails() {
     let mut app = TestApp::spawn_without_worker().await;
-    let id = app.upload_one("photo.jpg", images::fixture("exif-orientation/Portrait_6.jpg")).await;
+    let (id, owner_key) = app.upload_owned("photo.jpg", images::fixture("exif-orientation/Portrait_6.jpg")).await;
     let browser = Browser::start().await;
+    // The image's way is its owner's to see.
+    browser.become_owner(&app.url("/"), &owner_key).await;
     browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
     assert_eq!(browser.eval("return document.querySelectorAll('.thumb[data-state=pending]').length").await, 3);
 
@@ -158,11 +160,30 @@ async fn an_image_page_opened_early_shows_placeholders_then_the_three_thumbnails
     assert_eq!(steps.as_array().unwrap().last().unwrap(), "WebP written", "{steps}");
     // Now that the WebPs exist, the page offers them to browsers that show WebP.
     let sources = browser.eval("return [...document.querySelectorAll('picture source[type=\"image/webp\"]')].map(source => source.srcset)").await;
-    assert_eq!(sources, serde_json::json!(["small", "medium", "large"].map(|size| format!("/thumbs/{id}/{size}.webp"))), "{sources}");
+    assert_eq!(sources, serde_json::json!(["large", "medium", "small"].map(|size| format!("/thumbs/{id}/{size}.webp"))), "{sources}");
     let shown = browser.eval("return [...document.querySelectorAll('picture img')].map(img => img.currentSrc)").await;
     assert!(shown.as_array().unwrap().iter().all(|src| src.as_str().unwrap().ends_with(".webp")), "Chromium shows the WebPs: {shown}");
+    browser.client.find(Locator::Css(".timeline summary")).await.unwrap().click().await.unwrap();
     browser.screenshot("image-page-timeline").await;
+    // The picture first, then what it is; its way is folded below.
+    let order = browser.eval("return [...document.querySelectorAll('.image-page > *')].map(element => element.className || element.tagName)").await;
+    assert_eq!(order[0], "thumbs", "{order}");
+    let first = browser.eval("return document.querySelector('.image-page .thumb').dataset.size").await;
+    assert_eq!(first, "large");
+    let facts = browser.eval("return document.querySelector('.facts').textContent").await;
+    let facts = facts.as_str().unwrap();
+    // Portrait_6 is stored turned (EXIF 6): 1800 × 1200 in the file, 1200 × 1800 upright.
+    assert!(facts.contains("1200 × 1800 pixels") && facts.contains("JPEG,"), "{facts}");
     browser.close().await;
+
+    // A stranger with the link sees the picture and its facts, not the owner's timeline.
+    let stranger = Browser::start().await;
+    stranger.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
+    assert_eq!(stranger.eval("return document.querySelectorAll('.timeline, form.delete').length").await, 0);
+    assert_eq!(stranger.eval("return document.querySelectorAll('.thumb[data-state=ready] img').length").await, 3);
+    stranger.client.set_window_size(390, 844).await.unwrap();
+    stranger.screenshot("image-page-phone-stranger").await;
+    stranger.close().await;
 }
 
 #[tokio::test]
@@ -196,7 +217,7 @@ async fn the_small_thumbnail_is_shown_while_the_large_one_is_still_being_made() 
     let states = || async { browser.eval("return [...document.querySelectorAll('.thumb')].map(figure => figure.dataset.state)").await };
     // "loading" until the browser has the medium's bytes, on a busy machine a moment after the page.
     wait_for(Duration::from_secs(10), "small and medium shown, the large still pending", || async {
-        (states().await == serde_json::json!(["ready", "ready", "pending"])).then_some(())
+        (states().await == serde_json::json!(["pending", "ready", "ready"])).then_some(())
     })
     .await;
     // The large slot shows the image's placeholder meanwhile: its ThumbHash, painted blurred.

@@ -158,6 +158,7 @@ async fn read_old_files(store: &Store, id: ImageId) -> anyhow::Result<(ImageReco
         name: owner.and_then(|owner| owner.name),
         format,
         bytes: store.size(StorageKey::Original(id)).await?.unwrap_or(0),
+        pixels: None,
         created_ms: id.uploaded_at_ms(),
         thumbnails,
         webp,

@@ -174,13 +174,13 @@ impl ImageView {
         }
     }
 
-    /// The image `id` as `caller` sees it, and its steps, in one query: 404 when there is none, 410 once deleted.
-    async fn load(app: &AppState, id: ImageId, caller: Option<&OwnerId>) -> Result<(Self, Vec<thumbq_contract::Step>), AppError> {
+    /// The image `id` as `caller` sees it, its facts and its steps, in one query: 404 when there is none, 410 once deleted.
+    async fn load(app: &AppState, id: ImageId, caller: Option<&OwnerId>) -> Result<(Self, Facts, Vec<thumbq_contract::Step>), AppError> {
         let (record, steps) = app.repo.image_with_timeline(id).await?.ok_or(AppError::UnknownImage)?;
         if record.state() == ImageState::Deleted {
             return Err(AppError::Deleted);
         }
-        Ok((Self::new(app, &record, caller), progress::public_timeline(steps)))
+        Ok((Self::new(app, &record, caller), Facts::of(&record), progress::public_timeline(steps)))
     }
 
     pub fn pending(&self) -> bool {
@@ -188,10 +188,61 @@ impl ImageView {
     }
 }
 
+/// What the image page says of the file, for people.
+struct Facts {
+    /// "4032 × 3024 pixels", upright once a worker has decoded it.
+    pixels: Option<String>,
+    /// "HEIC, 2.4 MB".
+    file: String,
+    /// "7 Dec 2026, 07:30 UTC", which the page's script puts in the reader's own time.
+    uploaded: String,
+    uploaded_iso: String,
+}
+
+impl Facts {
+    fn of(record: &ImageRecord) -> Self {
+        let size = human_bytes(record.bytes);
+        let (date, time, iso) = utc(record.created_ms);
+        Self {
+            pixels: record.pixels.map(|(width, height)| format!("{width} × {height} pixels")),
+            file: match record.format {
+                Some(format) => format!("{}, {size}", format.name()),
+                None => size,
+            },
+            uploaded: format!("{date}, {time} UTC"),
+            uploaded_iso: iso,
+        }
+    }
+}
+
+/// `ms` since the epoch as ("7 Dec 2026", "07:30", "2026-12-07T07:30:00Z").
+fn utc(ms: u64) -> (String, String, String) {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let seconds = ms / 1000;
+    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
+    // Days to a civil date (Howard Hinnant's algorithm), for the proleptic Gregorian calendar.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second) = (of_day / 3600, of_day % 3600 / 60, of_day % 60);
+    (
+        format!("{day} {} {year}", MONTHS[(month - 1) as usize]),
+        format!("{hour:02}:{minute:02}"),
+        format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"),
+    )
+}
+
 #[derive(Template)]
 #[template(path = "image.html")]
 struct ImagePage {
     image: ImageView,
+    facts: Facts,
     steps: Vec<StepView>,
     total_ms: u64,
     /// The web server's last step: when the client had its answer.
@@ -210,7 +261,7 @@ struct StepView {
 /// `GET /images/{id}`: the three sizes, each a placeholder until its thumbnail is ready.
 pub async fn image(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
     let id: ImageId = id.parse().map_err(|_| AppError::UnknownImage)?;
-    let (image, timeline) = ImageView::load(&app, id, owner::caller(&headers, app.settings.secure_cookies).as_ref()).await?;
+    let (image, facts, timeline) = ImageView::load(&app, id, owner::caller(&headers, app.settings.secure_cookies).as_ref()).await?;
     let total_ms = match (timeline.first(), timeline.last()) {
         (Some(first), Some(last)) => last.at.saturating_sub(first.at),
         _ => 0,
@@ -226,7 +277,7 @@ pub async fn image(State(app): State<AppState>, Path(id): Path<String>, headers:
         })
         .collect();
     let answered_after = timeline.iter().rev().find(|step| step.by.starts_with("web ")).map(|step| step.step.clone());
-    let page = ImagePage { image, steps, total_ms, answered_after };
+    let page = ImagePage { image, facts, steps, total_ms, answered_after };
     personal(&page)
 }
 
@@ -296,4 +347,17 @@ fn personal(page: &impl Template) -> Result<Response, AppError> {
 /// Every path no route claims.
 pub async fn not_found() -> AppError {
     AppError::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn times_read_as_dates_in_utc() {
+        assert_eq!(utc(0), ("1 Jan 1970".into(), "00:00".into(), "1970-01-01T00:00:00Z".into()));
+        // 2024-02-29T23:59:59Z, a leap day.
+        assert_eq!(utc(1_709_251_199_000), ("29 Feb 2024".into(), "23:59".into(), "2024-02-29T23:59:59Z".into()));
+        assert_eq!(utc(1_796_628_734_906).2, "2026-12-07T07:32:14Z");
+    }
 }

@@ -613,3 +613,21 @@ async fn a_failed_image_in_your_uploads_says_why() {
     let home = text(server.get("/", &[(header::COOKIE, &cookie_pair(&cookie.unwrap()))]).await).await;
     assert!(home.contains(r#"<p class="failure" role="alert">The file ends before its image data does.</p>"#), "not only “No thumbnail”: {home}");
 }
+
+#[tokio::test]
+async fn an_image_page_shows_the_picture_and_its_facts_to_all_and_its_way_to_its_owner_only() {
+    let server = TestServer::start().await;
+    let (answer, _) = server.upload(1, &[]).await;
+    let image = &answer["images"][0];
+    let (id, key) = (image["id"].as_str().unwrap(), bearer(image["owner_key"].as_str().unwrap()));
+    let page = format!("/images/{id}");
+    let owners = text(server.get(&page, &[(header::AUTHORIZATION, &key)]).await).await;
+    let strangers = text(server.get(&page, &[]).await).await;
+    for page in [&owners, &strangers] {
+        assert!(page.find("data-size=\"large\"").unwrap() < page.find("<h1>").unwrap(), "the picture first");
+        assert!(page.contains("PNG, ") && page.contains("<time datetime=\""), "what it is and when it came");
+    }
+    assert!(owners.contains("<details class=\"timeline\">") && owners.contains("How thumbq made it"), "{owners}");
+    assert!(!strangers.contains("timeline") && !strangers.contains("How thumbq made it"), "a stranger does not see how long the upload took");
+    assert!(owners.contains("Download the original") && !strangers.contains("/originals/"));
+}

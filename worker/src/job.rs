@@ -306,6 +306,7 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     };
     let mut writing = Duration::ZERO;
     let mut placeholder = None;
+    let mut upright = None;
     let write = |made: pipeline::Made| {
         let thumbnail = match made {
             pipeline::Made::Placeholder(hash) => {
@@ -319,6 +320,10 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
             }
             pipeline::Made::Decoded(size) => {
                 timeline.push(&format!("decoded for the {size} size"), timeline::now_ms(), &context.name);
+                return Ok(());
+            }
+            pipeline::Made::Upright(width, height) => {
+                upright = Some((width, height));
                 return Ok(());
             }
             // Its thumbnails are still made: what there is of the picture is worth seeing, and the owner is told.
@@ -381,7 +386,7 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
     writing += synced.elapsed();
     // Deleted while we worked: the delete may have run before these files
     // existed, so they are ours to remove.
-    let finished = wait(repo.finished(id, context.webp != WebP::Without, timeline::now_ms(), &timeline.steps));
+    let finished = wait(repo.finished(id, context.webp != WebP::Without, timeline::now_ms(), upright, &timeline.steps));
     if !finished.map_err(|error| JobError::Retry(database(error)))? {
         return Ok(Outcome::Deleted);
     }

@@ -198,6 +198,8 @@ pub enum Preview {
 pub enum Made {
     /// The image is decoded, at a scale enough for this size and the smaller ones.
     Decoded(ThumbSize),
+    /// The original's width and height once upright, after the full decode.
+    Upright(u32, u32),
     /// The image's ThumbHash, handed over just before the small thumbnail: the first thing a page can paint.
     Placeholder(Vec<u8>),
     /// One thumbnail, encoded.
@@ -269,6 +271,8 @@ pub fn make_thumbnails_each<'a, E>(
     };
     times.decode += started.elapsed();
     made(Made::Decoded(ThumbSize::Large)).map_err(Stop::Made)?;
+    let (width, height) = decoded.upright_size();
+    made(Made::Upright(width, height)).map_err(Stop::Made)?;
     if decoded.cut_off {
         made(Made::CutOff).map_err(Stop::Made)?;
     }
@@ -617,7 +621,7 @@ mod tests {
                         hash = bytes;
                     }
                     Made::Thumbnail(thumbnail) => order.push(thumbnail.size.to_string()),
-                    Made::Decoded(_) | Made::CutOff => {}
+                    Made::Decoded(_) | Made::Upright(..) | Made::CutOff => {}
                 }
                 Ok::<_, ()>(())
             })
