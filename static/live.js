@@ -32,7 +32,15 @@ export const live = {
   // After a refused stream the page polls, and asks for a stream again after
   // this long, doubling each time it is refused, up to MAX_STREAM_RETRY_MS.
   streamRetryMs: 30000,
+  // When the page began to wait for each image's first thumbnail, and the look at the queue while some wait.
+  waitingSince: new Map(),
+  queueWatch: null,
 };
+
+// A first thumbnail takes well under a second when a worker is free: after
+// this long, the page says what the queue holds (no worker running, a long line).
+const SLOW_AFTER_MS = 10000;
+const LOOK_AT_QUEUE_EVERY_MS = 5000;
 
 // A stream follows at most this many images (the server's --max-files), the
 // newest first: those further down the page are polled.
@@ -55,10 +63,12 @@ export function follow(root) {
     if (!id) return;
     if (!live.figures.has(id)) live.figures.set(id, new Set());
     live.figures.get(id).add(figure);
+    if (!live.waitingSince.has(id)) live.waitingSince.set(id, Date.now());
     live.unchecked.add(figure);
     fresh.push(figure);
   });
   if (fresh.length === 0) return;
+  if (!live.queueWatch) live.queueWatch = setInterval(watchQueue, LOOK_AT_QUEUE_EVERY_MS);
   if (live.mode === "poll" || !("EventSource" in window)) {
     setMode("poll");
     fresh.forEach(poll);
@@ -72,6 +82,56 @@ export function follow(root) {
     clearTimeout(live.reopen);
     live.reopen = setTimeout(openStream, 0);
   }
+}
+
+// Says, under each image still without any thumbnail long after it was
+// accepted, why: what the queue holds, as the server sees it.
+async function watchQueue() {
+  const slow = [];
+  for (const [id, since] of live.waitingSince) {
+    const figures = [...(live.figures.get(id) ?? [])];
+    if (!figures.every((figure) => figure.dataset.state === "pending")) {
+      live.waitingSince.delete(id);
+      document.querySelectorAll(`[data-image="${CSS.escape(id)}"] .waiting`).forEach((note) => note.remove());
+    } else if (Date.now() - since >= SLOW_AFTER_MS) {
+      slow.push(id);
+    }
+  }
+  if (live.waitingSince.size === 0) {
+    clearInterval(live.queueWatch);
+    live.queueWatch = null;
+  }
+  if (slow.length === 0) return;
+  let queue;
+  try {
+    queue = await (await fetch("/api/queue", { cache: "no-store" })).json();
+  } catch {
+    return;
+  }
+  const words = waitingWords(queue);
+  for (const id of slow) {
+    document.querySelectorAll(`[data-image="${CSS.escape(id)}"]`).forEach((image) => {
+      if (image.dataset.state === "deleted") return;
+      let note = image.querySelector(".waiting");
+      if (!note) {
+        note = document.createElement("p");
+        note.className = "waiting";
+        note.setAttribute("role", "status");
+        const after = image.querySelector(".card-status, .status, .name");
+        if (after) after.after(note);
+        else image.append(note);
+      }
+      if (note.textContent !== words) note.textContent = words;
+    });
+  }
+}
+
+function waitingWords({ jobs, workers }) {
+  if (workers === 0) return "Waiting for a worker: none is running just now. Its thumbnails will be made as soon as one starts; nothing is lost.";
+  const line = jobs > 0 ? `${jobs} job${jobs === 1 ? "" : "s"} in the queue` : null;
+  const hands = workers > 0 ? `${workers} worker${workers === 1 ? "" : "s"} at work` : null;
+  if (line) return `Waiting for a worker: ${[line, hands].filter(Boolean).join(", ")}.`;
+  return "Taking longer than usual: a worker is on it.";
 }
 
 // Asks the open stream to follow the images added since it opened (all of
@@ -301,6 +361,7 @@ function showThumbnail(figure) {
     frame.style.aspectRatio = "";
     frame.replaceChildren(image);
     figure.dataset.state = "ready";
+    figure.closest("[data-image]")?.querySelector(".waiting")?.remove();
     updateStatus(figure.closest("[data-image]"));
   };
   let tries = 0;

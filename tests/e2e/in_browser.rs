@@ -698,3 +698,28 @@ async fn a_cut_off_jpeg_keeps_its_thumbnails_and_its_owner_is_told_to_upload_it_
     assert_eq!(status["cut_off"], false);
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_job_no_worker_takes_says_it_waits_for_a_worker_until_one_starts() {
+    let mut app = TestApp::spawn_without_worker().await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    pick_files(&browser, &[fixture_path("exif-orientation/Landscape_2.jpg")]).await;
+    let said = wait_for(Duration::from_secs(40), "the card to say it waits for a worker", || async {
+        let note = browser.eval("return document.querySelector('#uploads .card .waiting')?.textContent ?? null").await;
+        note.as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(said, "Waiting for a worker: none is running just now. Its thumbnails will be made as soon as one starts; nothing is lost.");
+    browser.screenshot("waiting-for-a-worker").await;
+    let queue: serde_json::Value = app.get("/api/queue").await.json().await.unwrap();
+    assert_eq!((queue["jobs"].as_u64(), queue["workers"].as_u64()), (Some(1), Some(0)), "{queue}");
+
+    app.start_worker().await;
+    wait_for(Duration::from_secs(60), "the thumbnail, and the note gone", || async {
+        let state = browser.eval("return [document.querySelector('#uploads .card').dataset.state, document.querySelectorAll('#uploads .waiting').length]").await;
+        (state == serde_json::json!(["done", 0])).then_some(())
+    })
+    .await;
+    browser.close().await;
+}

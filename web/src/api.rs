@@ -1,4 +1,5 @@
-//! `GET /api/images/{id}`: where an image's job stands, as JSON.
+//! `GET /api/images/{id}`: where an image's job stands, as JSON; and
+//! `GET /api/queue`: what the queue holds, which pages read when a job takes long.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -51,4 +52,10 @@ pub async fn image_status(State(app): State<AppState>, Path(id): Path<String>) -
         error: record.failure.map(|failure| failure.reason),
         cut_off: record.cut_off,
     }))
+}
+
+/// `GET /api/queue`: `{"jobs": n|null, "workers": n|null}`, as the queue says
+/// (`workers` is `null` on the embedded queue, which does not know them).
+pub async fn queue(State(app): State<AppState>) -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CACHE_CONTROL, "no-store")], Json(app.dispatcher.waiting().await))
 }

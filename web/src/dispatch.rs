@@ -67,6 +67,17 @@ pub struct Dispatcher {
     sending: std::sync::Mutex<Option<mpsc::Sender<()>>>,
     all_sent: tokio::sync::Mutex<mpsc::Receiver<()>>,
     metrics: WebMetrics,
+    /// The queue as last seen, for [`Dispatcher::waiting`]: pages ask often, the broker is asked once a second.
+    last_seen: tokio::sync::Mutex<Option<(std::time::Instant, Waiting)>>,
+}
+
+/// What the queue holds, as pages are told when a job takes long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Waiting {
+    /// Jobs waiting for a worker; `None` when the queue cannot be asked.
+    pub jobs: Option<u32>,
+    /// Workers taking jobs; `None` where the queue does not know (the embedded one).
+    pub workers: Option<u32>,
 }
 
 enum Queue {
@@ -108,7 +119,7 @@ impl Dispatcher {
         let lease = send_timeout + LEASE_MARGIN;
         let records = crate::group_commit::GroupCommit::start(repo.clone(), move |jobs| lease_from_now(send_timeout * jobs as u32 + LEASE_MARGIN));
         let (sending, all_sent) = mpsc::channel(1);
-        Self { queue, repo, records, lease, outbox_filled: Notify::new(), sending: std::sync::Mutex::new(Some(sending)), all_sent: tokio::sync::Mutex::new(all_sent), metrics }
+        Self { queue, repo, records, lease, outbox_filled: Notify::new(), sending: std::sync::Mutex::new(Some(sending)), all_sent: tokio::sync::Mutex::new(all_sent), metrics, last_seen: tokio::sync::Mutex::new(None) }
     }
 
     /// A lease on a job for this process, from now.
@@ -188,6 +199,28 @@ impl Dispatcher {
             Queue::Broker(publisher) => publisher.queue_status().await.ok(),
             Queue::Embedded(_) => None,
         }
+    }
+
+    /// What the queue holds now, or as seen within the last second.
+    pub async fn waiting(&self) -> Waiting {
+        let mut last_seen = self.last_seen.lock().await;
+        if let Some((at, waiting)) = *last_seen
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return waiting;
+        }
+        let waiting = match &self.queue {
+            Queue::Broker(publisher) => match publisher.queue_status().await {
+                Ok((jobs, workers)) => Waiting { jobs: Some(jobs), workers: Some(workers) },
+                Err(_) => Waiting { jobs: None, workers: None },
+            },
+            Queue::Embedded(jobs) => {
+                let count = blocking(jobs, |jobs| jobs.len()).await.ok().and_then(|count| u32::try_from(count).ok());
+                Waiting { jobs: count, workers: None }
+            }
+        };
+        *last_seen = Some((std::time::Instant::now(), waiting));
+        waiting
     }
 
     /// Hands `job` to the queue, now.

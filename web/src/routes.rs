@@ -179,6 +179,7 @@ pub fn router(state: AppState) -> Router {
         .route("/thumbs/{id}/{size}", get(thumbs::thumbnail))
         .route("/originals/{id}", get(thumbs::original))
         .route("/api/images/{id}", get(api::image_status))
+        .route("/api/queue", get(api::queue))
         .route("/static/{file}", get(assets::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
