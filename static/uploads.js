@@ -175,16 +175,25 @@ function updateSummary() {
   // A card that has an image was uploaded, whatever became of its thumbnails since.
   const uploaded = cards.filter((card) => card.dataset.image).length;
   const ready = count("done");
-  const refused = count("failed");
-  const parts = [`${uploaded} of ${cards.length} uploaded`, `${ready} thumbnail${ready === 1 ? "" : "s"} ready`];
-  if (refused > 0) parts.push(`${refused} failed`);
+  const failed = cards.filter((card) => card.dataset.state === "failed");
+  // Refused for what the file is: trying again would not help. Cut off on the way: "Try again" may.
+  // Uploaded, then its thumbnails could not be made: failed.
+  const refused = failed.filter((card) => !card.dataset.image && !card.querySelector("button.retry")).length;
+  const notSent = failed.filter((card) => !card.dataset.image && card.querySelector("button.retry")).length;
+  const notMade = failed.filter((card) => card.dataset.image).length;
+  const parts = [`${uploaded} of ${cards.length} uploaded`];
+  if (uploaded > 0) parts.push(`${ready} ready`);
+  if (notMade > 0) parts.push(`${notMade} failed`);
+  if (refused > 0) parts.push(`${refused} refused`);
+  if (notSent > 0) parts.push(`${notSent} not sent`);
   const stopped = count("stopped");
   if (stopped > 0) parts.push(`${stopped} to pick again`);
   const total = cards.reduce((sum, card) => sum + Number(card.dataset.bytes ?? 0), 0);
   const sent = cards.reduce((sum, card) => sum + Number(card.dataset.sent ?? 0), 0);
   const finished = count("done", "failed", "deleted") === cards.length;
   if (finished) {
-    parts.unshift("All done");
+    // "All done" only when it is: a batch that kept nothing, or lost some, is just finished.
+    parts.unshift(uploaded === 0 ? "Nothing uploaded" : failed.length > 0 ? "Finished" : "All done");
   } else if (uploadsActive() && sent > 0) {
     const elapsed = (Date.now() - uploads.started) / 1000;
     const left = Math.max(0, Math.round(((total - sent) / sent) * elapsed));

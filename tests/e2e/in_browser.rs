@@ -261,6 +261,17 @@ async fn a_person_who_uploads_a_broken_image_reads_why_it_failed() {
     assert!(messages.contains("“notes.txt” is not a JPEG, PNG, GIF, WebP, HEIC, AVIF or JPEG XL image"), "refused in the browser: {messages}");
     assert!(messages.contains("not a valid JPEG image"), "failed in the worker, with its reason: {messages}");
     assert_eq!(browser.eval("return document.querySelectorAll('.thumb[data-state=pending]').length").await, 0, "nothing keeps spinning");
+    let summary = wait_for(Duration::from_secs(10), "the summary to say what became of each", || async {
+        let text = browser.eval("return document.querySelector('#summary .summary-text').textContent").await;
+        text.as_str().filter(|text| text.starts_with("Finished")).map(str::to_owned)
+    })
+    .await;
+    assert_eq!(summary, "Finished · 1 of 2 uploaded · 0 ready · 1 failed · 1 refused");
+    // Each card offers the one action that fits: the image the server has is deleted, the file it refused removed.
+    let actions = browser
+        .eval("return [...document.querySelectorAll('#uploads .card')].map(card => [...card.querySelectorAll('button')].filter(button => button.offsetParent !== null).map(button => button.textContent))")
+        .await;
+    assert_eq!(actions, serde_json::json!([["Delete"], ["Remove"]]));
     browser.screenshot("home-with-failures").await;
 
     let page = browser.eval("return document.querySelector('#uploads .card a').href").await;
@@ -487,12 +498,12 @@ async fn a_batch_reads_as_one_keeps_its_order_and_names_and_offers_the_right_act
     browser.client.find(Locator::Css("#uploads .card:nth-child(5) button.remove")).await.unwrap().click().await.unwrap();
     browser.eval("window.releaseUploads(); return null").await;
 
-    let summary = wait_for(Duration::from_secs(60), "the summary to say all done", || async {
+    let summary = wait_for(Duration::from_secs(60), "the summary to say the batch is finished", || async {
         let text = browser.eval("return document.querySelector('#summary .summary-text').textContent").await;
-        text.as_str().filter(|text| text.starts_with("All done")).map(str::to_owned)
+        text.as_str().filter(|text| text.starts_with("Finished")).map(str::to_owned)
     })
     .await;
-    assert_eq!(summary, "All done · 3 of 4 uploaded · 3 thumbnails ready · 1 failed");
+    assert_eq!(summary, "Finished · 3 of 4 uploaded · 3 ready · 1 refused", "a refusal is no failure of ours, and not “all done”");
     let refused = browser.client.find(Locator::Css("#uploads .card[data-state=failed]")).await.unwrap();
     assert!(refused.text().await.unwrap().contains("is not a JPEG, PNG, GIF, WebP, HEIC, AVIF or JPEG XL image"));
     assert!(refused.find(Locator::Css("button.retry")).await.is_err(), "trying a refused file again would fail again: no “Try again”");
