@@ -53,6 +53,13 @@ export function newCard(file) {
     setTimeout(() => {
       if (preview.childElementCount === 0) preview.append(localPreview(file));
     }, LOCAL_PREVIEW_AFTER_MS);
+  } else {
+    // A HEIC, say: the browser cannot show it, the server's thumbnail will.
+    const kind = file.name.includes(".") ? file.name.split(".").pop().toUpperCase() : "This file";
+    const placeholder = document.createElement("span");
+    placeholder.className = "placeholder";
+    placeholder.textContent = `${kind}: its picture comes with its thumbnail`;
+    preview.append(placeholder);
   }
   const name = document.createElement("p");
   name.className = "name";

@@ -4,6 +4,7 @@
 // as it stood. Each file's way to the server is `transfer.js`'s.
 
 import { newCard, setCardError, setStatus, showAccepted } from "./cards.js";
+import { MOST_FILES_AT_ONCE, droppedFolders, photosOf, photosOfDrop } from "./folders.js";
 import { send } from "./transfer.js";
 
 const PARALLEL_UPLOADS = 3;
@@ -29,7 +30,8 @@ export function setUpUploads(form) {
   notice.hidden = true;
   cards.before(notice);
 
-  const add = (files) => {
+  // `skipped`: files of a folder that are no photos, left out.
+  const add = (files, skipped = 0) => {
     // The same file picked twice is uploaded once, until its card is removed or its image deleted.
     const identity = (file) => `${file.name}\u0000${file.size}\u0000${file.lastModified}`;
     const [again, fresh, picked] = [[], [], new Set()];
@@ -37,9 +39,14 @@ export function setUpUploads(form) {
       (uploads.seen.has(identity(file)) || picked.has(identity(file)) ? again : fresh).push(file);
       picked.add(identity(file));
     }
-    notice.hidden = again.length === 0;
-    notice.textContent =
-      again.length === 1 ? `“${again[0].name}” is already on this page: it is uploaded once.` : `${again.length} of these files are already on this page: each is uploaded once.`;
+    const later = fresh.splice(MOST_FILES_AT_ONCE);
+    const said = [];
+    if (again.length === 1) said.push(`“${again[0].name}” is already on this page: it is uploaded once.`);
+    if (again.length > 1) said.push(`${again.length} of these files are already on this page: each is uploaded once.`);
+    if (skipped > 0) said.push(`${skipped} file${skipped === 1 ? " that is" : "s that are"} not a photo ${skipped === 1 ? "was" : "were"} left out.`);
+    if (later.length > 0) said.push(`${MOST_FILES_AT_ONCE} photos are added at a time: pick the folder again once these are up, and the ${later.length} others follow.`);
+    notice.hidden = said.length === 0;
+    notice.textContent = said.join(" ");
     if (again.length > 0) [...cards.querySelectorAll(".card")].find((card) => card.dataset.identity === identity(again[0]))?.scrollIntoView({ block: "nearest" });
     if (fresh.length === 0) return;
     // Files added while nothing uploads start a new batch; added meanwhile, they join it.
@@ -63,6 +70,11 @@ export function setUpUploads(form) {
     cards.querySelector(".card[data-state=uploading], .card[data-state=waiting]")?.scrollIntoView({ block: "nearest" });
     updateSummary();
   };
+  // With this script a photo uploads as soon as it is chosen: no Upload button,
+  // and a large control to choose with (the input itself stays, for the keyboard).
+  form.classList.add("scripted");
+  form.querySelector("button[type=submit]").hidden = true;
+  if (matchMedia("(pointer: fine)").matches) form.querySelector(".drop-title").textContent = "Choose photos, or drop them anywhere on this page";
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     add([...input.files]);
@@ -72,6 +84,26 @@ export function setUpUploads(form) {
     add([...input.files]);
     form.reset();
   });
+  // A whole folder, where the browser can pick one.
+  if ("webkitdirectory" in input) {
+    const folder = document.createElement("input");
+    folder.type = "file";
+    folder.webkitdirectory = true;
+    folder.multiple = true;
+    folder.hidden = true;
+    folder.id = "folder";
+    const choose = document.createElement("button");
+    choose.type = "button";
+    choose.className = "secondary choose-folder";
+    choose.textContent = "Choose a folder";
+    choose.addEventListener("click", () => folder.click());
+    folder.addEventListener("change", () => {
+      const { photos, skipped } = photosOf([...folder.files]);
+      add(photos, skipped);
+      folder.value = "";
+    });
+    form.append(choose, folder);
+  }
   // Drop anywhere on the page.
   let depth = 0;
   document.addEventListener("dragenter", (event) => {
@@ -88,7 +120,9 @@ export function setUpUploads(form) {
     event.preventDefault();
     depth = 0;
     document.body.classList.remove("dragging");
-    add([...(event.dataTransfer?.files ?? [])]);
+    const folders = droppedFolders(event.dataTransfer);
+    if (folders) photosOfDrop(folders).then(({ photos, skipped }) => add(photos, skipped));
+    else add([...(event.dataTransfer?.files ?? [])]);
   });
   // Images pasted from the clipboard (Ctrl/Cmd+V), except into a text field.
   document.addEventListener("paste", (event) => {
@@ -188,6 +222,8 @@ function updateSummary() {
   if (notSent > 0) parts.push(`${notSent} not sent`);
   const stopped = count("stopped");
   if (stopped > 0) parts.push(`${stopped} to pick again`);
+  const deleted = count("deleted");
+  if (deleted > 0) parts.push(`${deleted} deleted`);
   const total = cards.reduce((sum, card) => sum + Number(card.dataset.bytes ?? 0), 0);
   const sent = cards.reduce((sum, card) => sum + Number(card.dataset.sent ?? 0), 0);
   const finished = count("done", "failed", "deleted") === cards.length;

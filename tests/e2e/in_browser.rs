@@ -734,3 +734,49 @@ async fn a_job_no_worker_takes_says_it_waits_for_a_worker_until_one_starts() {
     .await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn on_a_phone_a_folder_of_photos_uploads_in_order_with_large_targets_and_a_heic_shows_a_placeholder() {
+    let app = TestApp::spawn_without_worker().await;
+    let browser = Browser::start_with(&["--window-size=390,844"]).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    // With the script, the control is the large label; no Upload button that does nothing.
+    assert_eq!(browser.eval("return document.querySelector('form.upload button[type=submit]').hidden").await, true);
+    let label = browser.eval("const box = document.querySelector('form.upload .drop').getBoundingClientRect(); return [box.width, box.height]").await;
+    assert!(label[0].as_f64().unwrap() >= 300.0 && label[1].as_f64().unwrap() >= 44.0, "{label}");
+
+    // An album: photos in folders, with a sidecar and a hidden file beside them.
+    let album = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(album.path().join("day 2")).unwrap();
+    std::fs::write(album.path().join("day 2/IMG_0002.jpg"), images::fixture("exif-orientation/Landscape_2.jpg")).unwrap();
+    std::fs::write(album.path().join("IMG_0001.jpg"), images::fixture("exif-orientation/Landscape_1.jpg")).unwrap();
+    std::fs::write(album.path().join("IMG_0001.xmp"), "<x:xmpmeta/>").unwrap();
+    std::fs::write(album.path().join(".DS_Store"), "").unwrap();
+    let folder = browser.client.find(Locator::Css("input#folder")).await.unwrap();
+    folder.send_keys(&album.path().display().to_string()).await.unwrap();
+    let accepted = wait_for(Duration::from_secs(30), "the album's two photos accepted", || async {
+        let names = browser.eval("return [...document.querySelectorAll('#uploads .card[data-image] .name')].map(name => name.textContent)").await;
+        (names.as_array().is_some_and(|names| names.len() == 2)).then_some(names)
+    })
+    .await;
+    assert_eq!(accepted, serde_json::json!(["IMG_0001.jpg", "IMG_0002.jpg"]), "the folder's photos, in its order");
+    let notice = browser.eval("return document.querySelector('#picked-again').textContent").await;
+    assert_eq!(notice, "2 files that are not a photo were left out.");
+
+    // Every button and link of a card is a target a finger hits.
+    let small = browser
+        .eval("return [...document.querySelectorAll('#uploads .card button, #uploads .card a')].filter(element => element.offsetParent !== null).map(element => element.getBoundingClientRect()).filter(box => box.height < 44 || box.width < 44).length")
+        .await;
+    assert_eq!(small, 0, "no target under 44 px");
+
+    let heic = format!("{}/fixtures/pillow-heif/L_exif_xmp_iptc.heic", env!("CARGO_MANIFEST_DIR"));
+    pick_files(&browser, &[heic]).await;
+    let placeholder = wait_for(Duration::from_secs(10), "the HEIC's card", || async {
+        let text = browser.eval("return [...document.querySelectorAll('#uploads .card')].find(card => card.querySelector('.name').textContent.endsWith('.heic'))?.querySelector('.frame').textContent ?? null").await;
+        text.as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(placeholder, "HEIC: its picture comes with its thumbnail", "not a blank frame");
+    browser.screenshot("phone-folder-and-heic").await;
+    browser.close().await;
+}

@@ -23,7 +23,7 @@ struct Asset {
     etag: String,
 }
 
-static ASSETS: LazyLock<[Asset; 11]> = LazyLock::new(|| {
+static ASSETS: LazyLock<[Asset; 12]> = LazyLock::new(|| {
     let asset = |name, content_type, body: &'static str| {
         let digest = Sha256::digest(body.as_bytes());
         let etag = format!("\"{}\"", digest[..12].iter().map(|byte| format!("{byte:02x}")).collect::<String>());
@@ -40,6 +40,7 @@ static ASSETS: LazyLock<[Asset; 11]> = LazyLock::new(|| {
         asset("dashboard.js", JAVASCRIPT, include_str!("../../static/dashboard.js")),
         asset("trash.js", JAVASCRIPT, include_str!("../../static/trash.js")),
         asset("image.js", JAVASCRIPT, include_str!("../../static/image.js")),
+        asset("folders.js", JAVASCRIPT, include_str!("../../static/folders.js")),
         // Vendored: see static/VENDORED.md.
         asset("tus-js-client-4.3.1.min.js", JAVASCRIPT, include_str!("../../static/tus-js-client-4.3.1.min.js")),
         asset("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
