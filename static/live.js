@@ -35,6 +35,8 @@ export const live = {
   // When the page began to wait for each image's first thumbnail, and the look at the queue while some wait.
   waitingSince: new Map(),
   queueWatch: null,
+  // When the page last looked whether its finished images still exist.
+  lookedAgainAt: Date.now(),
 };
 
 // A first thumbnail takes well under a second when a worker is free: after
@@ -82,6 +84,27 @@ export function follow(root) {
     clearTimeout(live.reopen);
     live.reopen = setTimeout(openStream, 0);
   }
+}
+
+// A page left open in a tab learns, when it is looked at again, of its
+// images deleted meanwhile (in another tab, say): a finished image has no
+// stream to hear it on. One look per image, at most every half minute.
+const LOOK_AGAIN_AFTER_MS = 30000;
+const MOST_LOOKED_AGAIN = 50;
+
+export function lookAgainWhenShown() {
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState !== "visible" || Date.now() - live.lookedAgainAt < LOOK_AGAIN_AFTER_MS) return;
+    live.lookedAgainAt = Date.now();
+    const shown = [...document.querySelectorAll("[data-image]")].filter((image) => !["deleted", "failed"].includes(image.dataset.state) && image.querySelector("[data-thumb]"));
+    for (const image of shown.slice(0, MOST_LOOKED_AGAIN)) {
+      fetch(image.querySelector("[data-thumb]").dataset.thumb, { method: "HEAD", cache: "no-store" })
+        .then((response) => {
+          if (response.status === 410 && response.headers.get("X-Image-State") === "deleted") showDeleted(image);
+        })
+        .catch(() => {});
+    }
+  });
 }
 
 // Says, under each image still without any thumbnail long after it was

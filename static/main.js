@@ -7,7 +7,7 @@
 
 import { setUpDashboard } from "./dashboard.js";
 import { setUpImagePage } from "./image.js";
-import { follow, live } from "./live.js";
+import { follow, live, lookAgainWhenShown } from "./live.js";
 import { setUpDeleteForms } from "./trash.js";
 import { setUpUploads } from "./uploads.js";
 
@@ -22,5 +22,6 @@ setUpDeleteForms(document);
 document.querySelectorAll("main[data-dashboard]").forEach(setUpDashboard);
 document.querySelectorAll(".image-page").forEach(setUpImagePage);
 follow(document);
+lookAgainWhenShown();
 // How the page follows its thumbnails, for the browser tests (and whoever looks in the console).
 window.thumbqLive = live;

@@ -20,7 +20,14 @@ export async function deleteWithUndo(item, { page, name, undoSecs, button }) {
     return notDeleted(button, "Not deleted: the connection failed.");
   }
   button.disabled = false;
-  if (response.status === 410 || (response.status === 204 && !(undoSecs > 0))) return showDeleted(item);
+  if (response.status === 410 || (response.status === 204 && !(undoSecs > 0))) {
+    showDeleted(item);
+    // The button pressed is gone: the keyboard's place is the words that say why, not the page's top.
+    const said = item.querySelector(".card-status, .status") ?? item;
+    said.tabIndex = -1;
+    said.focus();
+    return;
+  }
   if (response.status !== 204) {
     const answer = await response.json().catch(() => null);
     return notDeleted(button, `Not deleted: ${answer?.error ?? `the server answered ${response.status}.`}`);

@@ -59,12 +59,35 @@ pub struct ReplayProgress {
 /// returns the jobs replayed.
 pub async fn replay(url: &str, topology: &Topology, select: impl FnMut(&ResizeJob) -> bool, progress: &ReplayProgress) -> Result<Vec<ResizeJob>, lapin::Error> {
     let link = AdminLink::open(url, topology).await?;
-    let replayed = replay_on(&link.channel, topology, select, progress).await;
+    let replayed = replay_on(&link.channel, topology, select, progress, Fate::Replay).await;
     link.close().await;
     replayed
 }
 
-async fn replay_on(channel: &Channel, topology: &Topology, mut select: impl FnMut(&ResizeJob) -> bool, progress: &ReplayProgress) -> Result<Vec<ResizeJob>, lapin::Error> {
+/// Removes the dead-lettered jobs that `select` picks for good (jobs that
+/// would only fail again: their images keep their failure, and say why); the
+/// rest stay, as [`replay`] leaves them. `progress.replayed` counts those removed.
+pub async fn discard(url: &str, topology: &Topology, select: impl FnMut(&ResizeJob) -> bool, progress: &ReplayProgress) -> Result<Vec<ResizeJob>, lapin::Error> {
+    let link = AdminLink::open(url, topology).await?;
+    let discarded = replay_on(&link.channel, topology, select, progress, Fate::Discard).await;
+    link.close().await;
+    discarded
+}
+
+/// What becomes of the dead-lettered jobs chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Replay,
+    Discard,
+}
+
+async fn replay_on(
+    channel: &Channel,
+    topology: &Topology,
+    mut select: impl FnMut(&ResizeJob) -> bool,
+    progress: &ReplayProgress,
+    fate: Fate,
+) -> Result<Vec<ResizeJob>, lapin::Error> {
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
     let dead_letter_queue = topology.dead_letter_queue();
     // Each message is looked at once: the count taken now, before kept ones are put back at the end.
@@ -76,6 +99,13 @@ async fn replay_on(channel: &Channel, topology: &Topology, mut select: impl FnMu
         let Some(message) = channel.basic_get(dead_letter_queue.as_str().into(), BasicGetOptions::default()).await? else { break };
         let delivery = message.delivery;
         let chosen = ResizeJob::from_bytes(&delivery.data).ok().filter(|job| select(job));
+        if let (Some(job), Fate::Discard) = (&chosen, fate) {
+            delivery.ack(BasicAckOptions::default()).await?;
+            progress.replayed.fetch_add(1, Ordering::Relaxed);
+            progress.looked_at.fetch_add(1, Ordering::Relaxed);
+            replayed.push(job.clone());
+            continue;
+        }
         // A fresh message either way: a replayed job's tries start again from
         // nought, and a kept one's requeues are not counted against it.
         let (queue, payload) = match &chosen {

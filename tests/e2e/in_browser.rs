@@ -578,7 +578,8 @@ async fn the_dashboard_fits_a_phone_and_says_which_failures_a_replay_can_mend() 
     browser.client.goto(&format!("http://ops:a-phone-dashboard-token@{address}/admin")).await.unwrap();
     let ids = browser.eval("return [...document.querySelectorAll('.dead .ids code')].map(code => code.textContent)").await;
     assert_eq!(ids, serde_json::json!([broken.to_string()]), "whole ids, to copy");
-    assert_eq!(browser.eval("return document.querySelectorAll('.dead form').length").await, 0, "no replay for the image's own fault");
+    let actions = browser.eval("return [...document.querySelectorAll('main form:not(.takedown) button')].map(button => button.textContent)").await;
+    assert_eq!(actions, serde_json::json!(["Discard these"]), "no replay for the image's own fault, and no “Replay all” with nothing to replay");
     let overflow = browser.eval("return document.documentElement.scrollWidth - window.innerWidth").await;
     assert!(overflow.as_i64().unwrap() <= 0, "the page itself does not scroll sideways ({overflow} px)");
     browser.screenshot("dashboard-phone").await;
@@ -778,5 +779,27 @@ async fn on_a_phone_a_folder_of_photos_uploads_in_order_with_large_targets_and_a
     .await;
     assert_eq!(placeholder, "HEIC: its picture comes with its thumbnail", "not a blank frame");
     browser.screenshot("phone-folder-and-heic").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_tab_left_on_a_finished_image_learns_it_was_deleted_when_looked_at_again() {
+    let app = TestApp::spawn().await;
+    let (id, owner) = app.upload_owned("finished.jpg", images::fixture("exif-orientation/Landscape_4.jpg")).await;
+    app.wait_until_settled(id).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url(&format!("/images/{id}"))).await.unwrap();
+    assert_eq!(browser.eval("return thumbqLive.source").await, serde_json::Value::Null, "nothing pending: no stream to hear a delete on");
+
+    // Deleted elsewhere (another tab, another device) while this tab was in the background.
+    assert_eq!(app.delete(&format!("/images/{id}"), Some(&owner)).await.status(), reqwest::StatusCode::NO_CONTENT);
+    browser
+        .eval("thumbqLive.lookedAgainAt = 0; Object.defineProperty(document, 'visibilityState', { value: 'visible', configurable: true }); document.dispatchEvent(new Event('visibilitychange')); return null")
+        .await;
+    wait_for(Duration::from_secs(10), "the page to show the image deleted", || async {
+        (browser.eval("return document.querySelector('[data-image]').dataset.state").await == "deleted").then_some(())
+    })
+    .await;
+    assert_eq!(browser.client.find(Locator::Css(".status")).await.unwrap().text().await.unwrap(), "This image was deleted.");
     browser.close().await;
 }

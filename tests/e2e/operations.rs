@@ -114,7 +114,7 @@ async fn the_dashboard_shows_dead_lettered_jobs_and_replays_them_once_their_caus
     let page = page.text().await.unwrap();
     assert!(page.contains(&reason.replace('\'', "&#39;").replace('"', "&#34;")) || page.contains("after 5 tries"), "{page}");
     assert!(page.contains(&format!("/images/{id}")) && page.contains(&format!("<code>{broken}</code>")), "full ids: {page}");
-    assert!(page.contains("the image's fault") && page.contains("Replaying would fail again."), "a broken image is not offered for replay: {page}");
+    assert!(page.contains("the image's fault") && page.contains("Discard these"), "a broken image is not offered for replay, but for discarding: {page}");
     assert!(page.contains(" UTC"), "failure times: {page}");
     assert!(page.contains("Reasons 1–2 of 2"), "a page of reasons: {page}");
     assert_eq!(app.queue_depth_of(&dead_queue).await, 2, "looking does not take jobs away");
@@ -137,6 +137,24 @@ async fn the_dashboard_shows_dead_lettered_jobs_and_replays_them_once_their_caus
     assert_eq!(replay_all.headers()["location"], "/admin");
     wait_for_dashboard(&app, "Replayed 0 jobs.").await;
     assert_eq!(app.status(broken).await["state"], "failed");
+
+    // The broken image's job would only fail again: it can be discarded, and its image still says why.
+    let page = app.client.get(app.url("/admin")).basic_auth("ops", Some("s3cret-admin-token-0123")).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("Replay all that may succeed"), "nothing left that a replay may mend: {page}");
+    let broken_reason = app.status(broken).await["error"].as_str().unwrap().to_owned();
+    let discard = app
+        .client
+        .post(app.url("/admin/replay"))
+        .basic_auth("ops", Some("s3cret-admin-token-0123"))
+        .form(&[("reason", broken_reason.as_str()), ("discard", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(discard.headers()["location"], "/admin");
+    wait_for_dashboard(&app, "Discarded 1 dead-lettered job that failed with").await;
+    assert_eq!(app.queue_depth_of(&dead_queue).await, 0);
+    let status = app.status(broken).await;
+    assert_eq!((status["state"].as_str(), status["error"].as_str()), (Some("failed"), Some(broken_reason.as_str())));
 }
 
 #[tokio::test]

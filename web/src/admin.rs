@@ -61,6 +61,8 @@ struct Report {
 struct ReplayRun {
     /// Only the jobs that failed for this reason; all that may succeed when `None`.
     reason: Option<String>,
+    /// Removes the jobs of `reason` that would only fail again, instead of replaying.
+    discard: bool,
     progress: ReplayProgress,
     /// When it ended, and whether it went through.
     ended: std::sync::Mutex<Option<(Instant, Result<(), String>)>>,
@@ -77,6 +79,14 @@ impl ReplayRun {
             (self.progress.total.load(Ordering::Relaxed), self.progress.looked_at.load(Ordering::Relaxed), self.progress.replayed.load(Ordering::Relaxed));
         let which = self.reason.as_ref().map(|reason| format!(" that failed with “{reason}”")).unwrap_or_default();
         let jobs = if replayed == 1 { "job" } else { "jobs" };
+        if self.discard {
+            return match &*self.ended.lock().ok()? {
+                None => Some(format!("Discarding the jobs{which}: {looked_at} of {total} dead-lettered jobs looked at, {replayed} discarded so far.")),
+                Some((at, _)) if at.elapsed() > REPLAY_NOTICE_FOR => None,
+                Some((_, Ok(()))) => Some(format!("Discarded {replayed} dead-lettered {jobs}{which}; their images still say why they failed.")),
+                Some((_, Err(error))) => Some(format!("Discarding stopped after {replayed} {jobs}: {error}")),
+            };
+        }
         match &*self.ended.lock().ok()? {
             None => Some(format!("Replaying the jobs{which}: {looked_at} of {total} dead-lettered jobs looked at, {replayed} replayed so far.")),
             Some((at, _)) if at.elapsed() > REPLAY_NOTICE_FOR => None,
@@ -100,6 +110,8 @@ struct Dashboard {
     page: usize,
     replay: Option<String>,
     takedown: Option<String>,
+    /// Whether any reason on this page is one a replay may mend: only then is "Replay all" offered.
+    any_retryable: bool,
 }
 
 struct DeadGroup {
@@ -139,7 +151,7 @@ pub async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(qu
             count: group.count as usize,
             examples: group.examples.iter().map(ToString::to_string).collect(),
             retryable: group.retryable,
-            last_failed: utc(group.last_failed_ms),
+            last_failed: crate::dates::Utc::from_ms(group.last_failed_ms).for_operators(),
         })
         .collect();
     let first = page * REASONS_PER_PAGE;
@@ -156,6 +168,7 @@ pub async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(qu
         page,
         replay,
         takedown: takedown_notice(query.takedown.as_deref(), query.image.as_deref()),
+        any_retryable: report.groups.iter().any(|group| group.retryable),
     };
     Ok(Html(dashboard.render().map_err(anyhow::Error::from)?).into_response())
 }
@@ -187,6 +200,8 @@ async fn report(app: &AppState, url: &str, page: usize) -> Result<Result<Arc<Rep
 pub struct ReplayForm {
     /// Replay only the jobs that failed for this reason; all when absent or empty.
     reason: Option<String>,
+    /// `yes`: remove the jobs of `reason` from the dead-letter queue, when they would only fail again.
+    discard: Option<String>,
 }
 
 /// `POST /admin/replay`. Credentials are checked before the form is read, and
@@ -208,7 +223,10 @@ pub async fn replay(State(app): State<AppState>, request: Request) -> Result<Res
             // The dashboard shows the one running.
             return Ok(Redirect::to("/admin").into_response());
         }
-        let run = Arc::new(ReplayRun { reason: form.reason.filter(|reason| !reason.is_empty()), progress: ReplayProgress::default(), ended: Default::default() });
+        let reason = form.reason.filter(|reason| !reason.is_empty());
+        // Discarding is for one reason at a time, never "all".
+        let discard = form.discard.as_deref() == Some("yes") && reason.is_some();
+        let run = Arc::new(ReplayRun { reason, discard, progress: ReplayProgress::default(), ended: Default::default() });
         *replay = Some(Arc::clone(&run));
         run
     };
@@ -229,6 +247,17 @@ pub async fn replay(State(app): State<AppState>, request: Request) -> Result<Res
 /// Moves the dead-lettered jobs `run` asks for back to the queue, and makes their images pending again.
 async fn replay_jobs(app: &AppState, url: &str, run: &ReplayRun) -> anyhow::Result<()> {
     let records: std::collections::HashMap<_, _> = app.repo.failures(MAX_FAILURES_READ).await?.into_iter().collect();
+    if run.discard {
+        let discarded = thumbq_broker::admin::discard(
+            url,
+            &app.settings.topology(),
+            |job| records.get(&job.image_id).is_some_and(|record| !record.retryable && run.reason.as_deref() == Some(record.reason.as_str())),
+            &run.progress,
+        )
+        .await?;
+        tracing::info!(jobs = discarded.len(), reason = ?run.reason, "Discarded dead-lettered jobs that would only fail again.");
+        return Ok(());
+    }
     let mut chosen_images = Vec::new();
     let replayed = thumbq_broker::admin::replay(
         url,
@@ -374,22 +403,6 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     given.iter().zip(expected.iter()).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
 }
 
-/// "2026-12-02 05:30:12 UTC" from milliseconds since the Unix epoch.
-fn utc(ms: u64) -> String {
-    let (days, seconds) = ((ms / 1000) / 86_400, (ms / 1000) % 86_400);
-    // Civil from days (Howard Hinnant's algorithm), for dates after 1970.
-    let z = days as i64 + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", seconds / 3600, seconds % 3600 / 60, seconds % 60)
-}
-
 /// Whether `heard` is an image's last event (done or failed for good): each of its sizes has one of its own before.
 pub fn is_a_finish(heard: &thumbq_broker::events::Heard) -> bool {
     use thumbq_contract::EventState;
@@ -428,13 +441,6 @@ mod tests {
         for given in [&b""[..], b"a", b"a-token-long-enougH", b"a-token-long-enough-and-more"] {
             assert!(!same_secret(given, b"a-token-long-enough"), "{given:?}");
         }
-    }
-
-    #[test]
-    fn failure_times_read_as_utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_796_189_412_000), "2026-12-02 05:30:12 UTC");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
     }
 
     #[test]

@@ -136,6 +136,9 @@ pub enum AppError {
     /// 429: a client address with as many resumable uploads begun and not finished as one may have.
     #[error("Your address has {limit} uploads begun and not finished: finish or cancel some, or wait for them to expire.")]
     TooManyOpenUploadsFromClient { limit: u64 },
+    /// 400: the connection closed before the form's end (the browser reloaded, or the file was removed); nothing of it was kept.
+    #[error("The upload was cut off before its end: nothing of it was kept. Send it again.")]
+    UploadCutShort,
     /// 500 "Something went wrong on our side."; the cause is logged.
     #[error("Something went wrong on our side. It has been logged; please try again.")]
     Internal(#[from] anyhow::Error),
@@ -155,7 +158,7 @@ impl AppError {
             Self::NoKey | Self::BadKey => StatusCode::UNAUTHORIZED,
             Self::NotYours | Self::CrossSite | Self::OtherImagesToken => StatusCode::FORBIDDEN,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NoFile | Self::EmptyFile { .. } | Self::BadIdempotencyKey => StatusCode::BAD_REQUEST,
+            Self::NoFile | Self::EmptyFile { .. } | Self::BadIdempotencyKey | Self::UploadCutShort => StatusCode::BAD_REQUEST,
             Self::RequestInProgress => StatusCode::CONFLICT,
             Self::TooManyFiles { .. } | Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotAnImage { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -200,6 +203,7 @@ impl AppError {
             Self::OverPixelLimits { .. } => "over_pixel_limits",
             Self::DamagedHeader { .. } => "damaged_header",
             Self::BadForm { .. } => "bad_form",
+            Self::UploadCutShort => "cut_short",
             Self::BadIdempotencyKey => "bad_idempotency_key",
             Self::RequestInProgress => "request_in_progress",
             Self::TooManyParts { .. } => "too_many_parts",

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::multipart::{Field, MultipartError};
+use axum::http::StatusCode;
 use axum::extract::{FromRequest, Multipart, Request};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -162,7 +163,11 @@ async fn within_budget<T>(budget: &Budget, step: impl Future<Output = Result<T, 
     std::future::poll_fn(|cx| {
         budget.held_back.store(false, Ordering::Relaxed);
         match step.as_mut().poll(cx) {
-            Poll::Ready(result) => Poll::Ready(result.map_err(|error| AppError::BadForm { status: error.status(), message: error.body_text() })),
+            Poll::Ready(result) => Poll::Ready(result.map_err(|error| match error.status() {
+                // The body could not be read on: the client closed the connection (a reload, Remove). Its fault, not ours.
+                StatusCode::INTERNAL_SERVER_ERROR => AppError::UploadCutShort,
+                status => AppError::BadForm { status, message: error.body_text() },
+            })),
             Poll::Pending if budget.held_back.load(Ordering::Relaxed) => Poll::Ready(Err(AppError::FormOverhead)),
             Poll::Pending => Poll::Pending,
         }
@@ -192,6 +197,15 @@ mod tests {
             }
         }
         Ok(bytes)
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_mid_file_is_the_clients_doing_not_a_fault_of_ours() {
+        let head = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n\r\n");
+        let cut = form_request(vec![Ok(Bytes::from(head)), Ok(Bytes::from_static(&[0xFF; 1000])), Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset))]);
+        let error = file_bytes(cut).await.unwrap_err();
+        assert!(matches!(error, AppError::UploadCutShort), "{error:?}");
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST, "not a 500, which the access log reports as our error");
     }
 
     #[tokio::test]

@@ -13,7 +13,8 @@
 //! - [`form`]: the bounds of a multipart form besides its files: progress, parts, overhead.
 //! - [`client`], [`rate_limit`], [`disk`]: who is uploading, how fast they may, and whether there is room.
 //! - [`owner`]: who owns an image: keys, cookies and the owner's list.
-//! - [`delete`]: deleting an image, for its owner, an operator or the retention sweeper.
+//! - [`dates`]: times as pages write them, in UTC.
+//! - [`delete`]: deleting an image, for its owner (with a while to undo it), an operator or the retention sweeper.
 //! - [`same_origin`]: requests that change something come only from our own pages.
 //! - [`retention`]: deletes uploads older than `--retention-days`.
 //! - [`cleanup`]: removes the parts of uploads a crashed process left in `incoming/`.
@@ -34,6 +35,7 @@ pub mod api;
 pub mod assets;
 pub mod cleanup;
 pub mod client;
+pub mod dates;
 pub mod delete;
 pub mod disk;
 pub mod dispatch;

@@ -15,6 +15,7 @@ use thumbq_contract::{ImageId, OwnerId, SourceFormat, ThumbSize};
 use thumbq_repo::{ImageRecord, ImageState};
 
 use crate::AppState;
+use crate::dates::Utc;
 use crate::error::{AppError, human_bytes};
 use crate::owner;
 use crate::progress;
@@ -202,40 +203,17 @@ struct Facts {
 impl Facts {
     fn of(record: &ImageRecord) -> Self {
         let size = human_bytes(record.bytes);
-        let (date, time, iso) = utc(record.created_ms);
+        let uploaded = Utc::from_ms(record.created_ms);
         Self {
             pixels: record.pixels.map(|(width, height)| format!("{width} × {height} pixels")),
             file: match record.format {
                 Some(format) => format!("{}, {size}", format.name()),
                 None => size,
             },
-            uploaded: format!("{date}, {time} UTC"),
-            uploaded_iso: iso,
+            uploaded: uploaded.for_people(),
+            uploaded_iso: uploaded.iso(),
         }
     }
-}
-
-/// `ms` since the epoch as ("7 Dec 2026", "07:30", "2026-12-07T07:30:00Z").
-fn utc(ms: u64) -> (String, String, String) {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let seconds = ms / 1000;
-    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
-    // Days to a civil date (Howard Hinnant's algorithm), for the proleptic Gregorian calendar.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    let (hour, minute, second) = (of_day / 3600, of_day % 3600 / 60, of_day % 60);
-    (
-        format!("{day} {} {year}", MONTHS[(month - 1) as usize]),
-        format!("{hour:02}:{minute:02}"),
-        format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"),
-    )
 }
 
 #[derive(Template)]
@@ -349,15 +327,3 @@ pub async fn not_found() -> AppError {
     AppError::NotFound
 }
 
-#[cfg(test)]
-mod tests {
-    use super::utc;
-
-    #[test]
-    fn times_read_as_dates_in_utc() {
-        assert_eq!(utc(0), ("1 Jan 1970".into(), "00:00".into(), "1970-01-01T00:00:00Z".into()));
-        // 2024-02-29T23:59:59Z, a leap day.
-        assert_eq!(utc(1_709_251_199_000), ("29 Feb 2024".into(), "23:59".into(), "2024-02-29T23:59:59Z".into()));
-        assert_eq!(utc(1_796_628_734_906).2, "2026-12-07T07:32:14Z");
-    }
-}
