@@ -214,6 +214,8 @@ async fn two_web_servers_share_the_store_and_the_broker_an_image_uploaded_throug
     let other_dir = tempfile::tempdir().unwrap();
     let mut other_environment = borrowed(&environment);
     other_environment.push(("THUMBQ_DATA_DIR", other_dir.path().to_str().unwrap()));
+    // Deleted for good at once, as the in-process server does in tests: no minute in the trash to wait out.
+    other_environment.push(("THUMBQ_UNDO_DELETE_SECS", "0"));
     let other = WebProcess::start(&app, None, &other_environment).await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
 
