@@ -1,5 +1,5 @@
 //! Decodes one HEIC or AVIF file with libheif, in a process of its own (see
-//! `thumbq_worker::pipeline::heif`): the file on standard input, a header and
+//! `thumbq-heif-protocol`): the file on standard input, a header and
 //! 8-bit RGB or RGBA pixels on standard output, a refusal as an exit code with
 //! one line on standard error.
 //!
@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use libheif_rs::{ColorSpace, CompressionFormat, DecodingOptions, HeifContext, HeifError, HeifErrorCode, ImageHandle, LibHeif, RgbChroma};
-use thumbq_worker::pipeline::heif::{ChildLimits, Header, MAX_ICC_BYTES, exit};
+use thumbq_heif_protocol::{ChildLimits, Header, MAX_ICC_BYTES, exit};
 
 const SAMPLE_HEIC: &[u8] = include_bytes!("../samples/check.heic");
 const SAMPLE_AVIF: &[u8] = include_bytes!("../samples/check.avif");

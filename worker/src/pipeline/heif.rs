@@ -9,7 +9,8 @@
 //!
 //! The child reads the file on its standard input and writes, on its standard
 //! output, a [`Header`] and then the pixels, upright (libheif applies `irot` and
-//! `imir`), 8 bits a channel. Its exit code says why it refused a file.
+//! `imir`), 8 bits a channel. Its exit code says why it refused a file. That
+//! protocol is `thumbq-heif-protocol`, the one crate the two share.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use image::metadata::Orientation;
 use image::{DynamicImage, RgbImage, RgbaImage};
 use thumbq_contract::{MediaLimits, SourceFormat};
+use thumbq_heif_protocol::{ChildLimits, Header, HeaderError, exit};
 
 use super::PipelineError;
 use super::decode::Decoded;
@@ -37,92 +39,20 @@ pub const WALL_TIME: Duration = Duration::from_secs(60);
 const MESSAGE_BYTES: u64 = 4096;
 /// The pipe the pixels come through: Linux's default most processes may ask for (`/proc/sys/fs/pipe-max-size`).
 const PIPE_BYTES: libc::c_int = 1 << 20;
-/// The largest ICC profile passed on; larger ones are dropped, as libheif's own limit does.
-pub const MAX_ICC_BYTES: u32 = 4 << 20;
-
-/// How the child says it refused a file, as its exit code.
-pub mod exit {
-    /// The file is damaged: its structure or its bitstream.
-    pub const CORRUPT: i32 = 65;
-    /// A kind of HEIF the decoder does not handle (a codec or feature).
-    pub const UNSUPPORTED: i32 = 66;
-    /// Over the pixel limits or libheif's security limits.
-    pub const OVER_LIMITS: i32 = 67;
-    /// The decoder itself cannot work: no plugin for the codec, say.
-    pub const BROKEN: i32 = 70;
-}
-
-/// What precedes the pixels on the child's standard output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub width: u32,
-    pub height: u32,
-    /// 3 (RGB) or 4 (RGBA).
-    pub channels: u8,
-    /// The pixels' colour space as an ICC profile; `None` means sRGB.
-    pub icc: Option<Vec<u8>>,
-}
-
-impl Header {
-    const MAGIC: &'static [u8; 4] = b"THQ1";
-
-    pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
-        let icc = self.icc.as_deref().unwrap_or_default();
-        out.write_all(Self::MAGIC)?;
-        out.write_all(&self.width.to_le_bytes())?;
-        out.write_all(&self.height.to_le_bytes())?;
-        out.write_all(&[self.channels])?;
-        out.write_all(&u32::try_from(icc.len()).unwrap_or(u32::MAX).to_le_bytes())?;
-        out.write_all(icc)
-    }
-
-    /// Reads a header, refusing one whose image is over `limits` before any pixel buffer exists.
-    fn read_from(input: &mut impl Read, limits: &MediaLimits) -> Result<Self, PipelineError> {
-        let broken = |what: &str| PipelineError::Internal(format!("the HEIF decoder sent {what}"));
-        let mut fixed = [0; 17];
-        input.read_exact(&mut fixed).map_err(|_| broken("no header"))?;
-        if &fixed[..4] != Self::MAGIC {
-            return Err(broken("an unknown header"));
-        }
-        let word = |at: usize| u32::from_le_bytes(fixed[at..at + 4].try_into().expect("four bytes"));
-        let (width, height, channels, icc_length) = (word(4), word(8), fixed[12], word(13));
-        limits.check_dimensions(width, height)?;
-        if !matches!(channels, 3 | 4) || icc_length > MAX_ICC_BYTES {
-            return Err(broken("a header out of range"));
-        }
-        let mut icc = vec![0; icc_length as usize];
-        input.read_exact(&mut icc).map_err(|_| broken("a cut profile"))?;
-        Ok(Self { width, height, channels, icc: (!icc.is_empty()).then_some(icc) })
+/// The limits the decoder puts on itself, from the worker's.
+fn child_limits(limits: &MediaLimits) -> ChildLimits {
+    ChildLimits {
+        max_side_px: limits.max_side_px,
+        max_pixels: limits.max_pixels,
+        cpu_seconds: CPU_SECONDS,
+        // The decoded image at 16 bits in YCbCr and again in RGB, with room for libheif and its codec.
+        memory_bytes: limits.max_pixels.saturating_mul(16).saturating_add(1 << 30),
     }
 }
 
-/// The limits the child puts on itself, passed as its arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChildLimits {
-    pub max_side_px: u32,
-    pub max_pixels: u64,
-    pub cpu_seconds: u64,
-    /// Address space: the decoded image at 16 bits in YCbCr and again in RGB, with room for libheif and its codec.
-    pub memory_bytes: u64,
-}
-
-impl ChildLimits {
-    pub fn new(limits: &MediaLimits) -> Self {
-        Self {
-            max_side_px: limits.max_side_px,
-            max_pixels: limits.max_pixels,
-            cpu_seconds: CPU_SECONDS,
-            memory_bytes: limits.max_pixels.saturating_mul(16).saturating_add(1 << 30),
-        }
-    }
-
-    pub fn to_args(self) -> [String; 4] {
-        [self.max_side_px.to_string(), self.max_pixels.to_string(), self.cpu_seconds.to_string(), self.memory_bytes.to_string()]
-    }
-
-    pub fn from_args(args: &[String]) -> Option<Self> {
-        let [side, pixels, cpu, memory] = args else { return None };
-        Some(Self { max_side_px: side.parse().ok()?, max_pixels: pixels.parse().ok()?, cpu_seconds: cpu.parse().ok()?, memory_bytes: memory.parse().ok()? })
+impl From<HeaderError> for PipelineError {
+    fn from(error: HeaderError) -> Self {
+        PipelineError::Internal(format!("the HEIF decoder sent {error}"))
     }
 }
 
@@ -150,7 +80,7 @@ pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits) -> Resul
     let unavailable = |detail: String| PipelineError::DecoderUnavailable { format: format.name(), detail };
     let path = decoder_path().ok_or_else(|| unavailable(format!("{DECODER} is missing")))?;
     let mut child = Command::new(&path)
-        .args(ChildLimits::new(limits).to_args())
+        .args(child_limits(limits).to_args())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -203,7 +133,7 @@ pub fn decode(bytes: &[u8], format: SourceFormat, limits: &MediaLimits) -> Resul
 }
 
 fn read_image(stdout: &mut impl Read, limits: &MediaLimits) -> Result<Decoded, PipelineError> {
-    let header = Header::read_from(stdout, limits)?;
+    let header = Header::read_from(stdout, |width, height| limits.check_dimensions(width, height).map_err(PipelineError::from))?;
     let length = header.width as usize * header.height as usize * usize::from(header.channels);
     let mut pixels = vec![0; length];
     stdout.read_exact(&mut pixels).map_err(|_| PipelineError::Internal("the HEIF decoder stopped mid-image".into()))?;
@@ -253,18 +183,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_header_goes_through_the_pipe_as_it_was() {
-        let header = Header { width: 4032, height: 3024, channels: 3, icc: Some(vec![1, 2, 3]) };
-        let mut bytes = Vec::new();
-        header.write_to(&mut bytes).unwrap();
-        assert_eq!(Header::read_from(&mut bytes.as_slice(), &MediaLimits::default()).unwrap(), header);
-    }
-
-    #[test]
     fn a_header_over_the_limits_is_refused_before_its_pixels_are_read() {
         let mut bytes = Vec::new();
         Header { width: 12_240, height: 16_320, channels: 3, icc: None }.write_to(&mut bytes).unwrap();
-        let error = Header::read_from(&mut bytes.as_slice(), &MediaLimits::default()).unwrap_err();
+        let error = read_image(&mut bytes.as_slice(), &MediaLimits::default()).err().unwrap();
         assert!(matches!(error, PipelineError::OverLimits(_)), "{error:?}");
     }
 
@@ -285,9 +207,9 @@ mod tests {
     }
 
     #[test]
-    fn child_limits_survive_the_command_line() {
-        let limits = ChildLimits::new(&MediaLimits::default());
-        assert_eq!(ChildLimits::from_args(&limits.to_args()), Some(limits));
-        assert_eq!(ChildLimits::from_args(&["1".into()]), None);
+    fn the_child_is_limited_as_the_worker_is() {
+        let limits = MediaLimits::default();
+        let child = ChildLimits::from_args(&child_limits(&limits).to_args()).unwrap();
+        assert_eq!((child.max_side_px, child.max_pixels, child.cpu_seconds), (limits.max_side_px, limits.max_pixels, CPU_SECONDS));
     }
 }
