@@ -124,7 +124,7 @@ fn decoder_peak(decoder: &Path, bytes: &[u8], limits: &MediaLimits) -> anyhow::R
     let mut child = Command::new("/usr/bin/time")
         .args(["-f", "%M"])
         .arg(decoder)
-        .args(heif::ChildLimits::new(limits).to_args())
+        .args(heif::child_limits(limits).to_args())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

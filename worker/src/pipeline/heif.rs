@@ -40,7 +40,7 @@ const MESSAGE_BYTES: u64 = 4096;
 /// The pipe the pixels come through: Linux's default most processes may ask for (`/proc/sys/fs/pipe-max-size`).
 const PIPE_BYTES: libc::c_int = 1 << 20;
 /// The limits the decoder puts on itself, from the worker's.
-fn child_limits(limits: &MediaLimits) -> ChildLimits {
+pub fn child_limits(limits: &MediaLimits) -> ChildLimits {
     ChildLimits {
         max_side_px: limits.max_side_px,
         max_pixels: limits.max_pixels,
