@@ -138,6 +138,28 @@ export function setUpUploads(form) {
     event.preventDefault();
     event.returnValue = "";
   });
+  // For the batch as a whole: cancel what is still to go, try again what was cut off.
+  const summary = document.querySelector("#summary");
+  const batchActions = document.createElement("div");
+  batchActions.className = "batch-actions";
+  const cancelAll = document.createElement("button");
+  cancelAll.type = "button";
+  cancelAll.className = "secondary cancel-all";
+  cancelAll.textContent = "Cancel all";
+  cancelAll.hidden = true;
+  cancelAll.addEventListener("click", () => {
+    [...cards.querySelectorAll(".card[data-state=waiting], .card[data-state=uploading]")].forEach(removeCard);
+    input.focus();
+  });
+  const retryAll = document.createElement("button");
+  retryAll.type = "button";
+  retryAll.className = "secondary retry-all";
+  retryAll.textContent = "Try all again";
+  retryAll.hidden = true;
+  retryAll.addEventListener("click", () => cards.querySelectorAll(".card[data-state=failed] button.retry").forEach((button) => button.click()));
+  batchActions.append(cancelAll, retryAll);
+  // Beside the summary, not in it: its words are read out as they change, buttons need not be.
+  summary?.after(batchActions);
   restoreCards(cards, maxBytes);
   new MutationObserver(() => {
     // A deleted image's file may be picked again, and uploaded anew.
@@ -202,6 +224,7 @@ function updateSummary() {
   const cards = [...document.querySelectorAll(`#uploads .card[data-batch="${uploads.batch}"]`)].filter((card) => card.dataset.state !== "removed");
   if (cards.length === 0) {
     summary.hidden = true;
+    document.querySelectorAll(".batch-actions button").forEach((button) => (button.hidden = true));
     return;
   }
   summary.hidden = false;
@@ -232,8 +255,15 @@ function updateSummary() {
     parts.unshift(uploaded === 0 ? "Nothing uploaded" : failed.length > 0 ? "Finished" : "All done");
   } else if (uploadsActive() && sent > 0) {
     const elapsed = (Date.now() - uploads.started) / 1000;
-    const left = Math.max(0, Math.round(((total - sent) / sent) * elapsed));
+    const moved = cards.reduce((sum, card) => sum + Number(card.dataset.moved ?? 0), 0);
+    // Said once the rate can be told: a resume's first progress is the server's bytes, not a speed.
+    const left = moved > 256 * 1024 ? Math.max(0, Math.round(((total - sent) / moved) * elapsed)) : 0;
     parts.push(`${humanBytes(sent)} of ${humanBytes(total)}${left > 0 ? `, about ${left} s left` : ""}`);
+  }
+  const actions = document.querySelector(".batch-actions");
+  if (actions) {
+    actions.querySelector(".cancel-all").hidden = count("waiting", "uploading") < 2;
+    actions.querySelector(".retry-all").hidden = cards.filter((card) => card.querySelector(".card-status button.retry")).length < 2;
   }
   summary.dataset.state = finished ? "done" : "working";
   summary.querySelector(".summary-text").textContent = parts.join(" · ");
@@ -269,6 +299,15 @@ function queueUpload(card, file) {
 // Takes a card away: a waiting file is never sent, one being sent is cancelled
 // (the server keeps nothing of it), a failed one is just gone from the batch.
 function removeCard(card) {
+  // The keyboard's place goes to the next card's button, or back to the chooser: never to the page's top.
+  if (card.contains(document.activeElement)) {
+    const next = [card.nextElementSibling, card.previousElementSibling].find((other) => other?.classList.contains("card"));
+    const target = [...(next?.querySelectorAll("button") ?? [])].find((button) => button.offsetParent !== null) ?? document.querySelector("form.upload input#file");
+    queueMicrotask(() => target?.focus());
+  }
+  // What was said of files picked again is about cards that may be gone now.
+  const notice = document.querySelector("#picked-again");
+  if (notice) notice.hidden = true;
   uploads.waiting = uploads.waiting.filter((entry) => entry.card !== card);
   card.transfer?.cancel();
   card.settle?.();
@@ -296,6 +335,7 @@ function upload(card, file) {
     const progress = card.querySelector("progress");
     card.dataset.state = "uploading";
     setStatus(card, "Uploading…");
+    let firstSent = null;
     const settle = () => {
       card.transfer = null;
       card.settle = null;
@@ -311,9 +351,17 @@ function upload(card, file) {
       progress(sent, total) {
         progress.value = Math.round((sent / total) * 100);
         card.dataset.sent = String(Math.min(file.size, sent));
+        // Bytes this page moved, not those the server had before a resume: the time left comes from them.
+        firstSent ??= sent;
+        card.dataset.moved = String(sent - firstSent);
+        if (card.dataset.retrying) {
+          delete card.dataset.retrying;
+          setStatus(card, "Uploading…");
+        }
         updateSummary();
       },
       retrying(why) {
+        card.dataset.retrying = "true";
         setStatus(card, `${why} Trying again…`);
       },
       accepted(image) {

@@ -803,3 +803,35 @@ async fn a_tab_left_on_a_finished_image_learns_it_was_deleted_when_looked_at_aga
     assert_eq!(browser.client.find(Locator::Css(".status")).await.unwrap().text().await.unwrap(), "This image was deleted.");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_batch_can_be_cancelled_at_once_and_removing_a_card_keeps_the_keyboards_place() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.eval(HOLD_UPLOADS).await;
+    let files: Vec<String> = (1..=4).map(|n| fixture_path(&format!("exif-orientation/Portrait_{n}.jpg"))).collect();
+    pick_files(&browser, &files).await;
+    pick_files(&browser, &files[..1]).await;
+    assert_eq!(browser.eval("return document.querySelector('#picked-again').hidden").await, false);
+
+    // By keyboard: Remove on the first card, and the focus goes to the next card's button, not the page's top.
+    browser.eval("document.querySelector('#uploads .card button.remove').focus(); return null").await;
+    browser.client.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
+    let focused = browser.eval("return [document.activeElement.textContent, document.activeElement.closest('.card')?.querySelector('.name').textContent]").await;
+    assert_eq!(focused, serde_json::json!(["Remove", "Portrait_2.jpg"]));
+    assert_eq!(browser.eval("return document.querySelector('#picked-again').hidden").await, true, "what was said of a removed card goes with it");
+
+    let cancel = browser.client.find(Locator::Css(".batch-actions .cancel-all")).await.unwrap();
+    assert!(cancel.is_displayed().await.unwrap(), "three files still to go: one button cancels them all");
+    browser.screenshot("batch-cancel-all").await;
+    cancel.click().await.unwrap();
+    assert_eq!(browser.eval("return document.querySelectorAll('#uploads .card').length").await, 0);
+    assert_eq!(browser.eval("return document.activeElement.id").await, "file", "back to the chooser");
+    browser.eval("window.releaseUploads(); return null").await;
+    // Nothing of the cancelled files is kept: no image, now or a moment later.
+    let home = app.get("/").await.text().await.unwrap();
+    assert!(!home.contains("Portrait_"), "{home}");
+    assert!(!app.data_dir.path().join("originals").exists() || std::fs::read_dir(app.data_dir.path().join("originals")).unwrap().count() == 0);
+    browser.close().await;
+}
