@@ -171,7 +171,7 @@ async fn tus_js_client_finishes_an_upload_cut_at_30_60_and_90_percent_sending_li
     assert_eq!(proxy.cuts_made.load(Ordering::SeqCst), 3, "every cut was made");
     let sent = proxy.from_clients.load(Ordering::SeqCst);
     eprintln!("tus-js-client sent {sent} bytes for a file of {length}: {:.3}×", sent as f64 / length as f64);
-    assert_little_more_than_the_file(sent, length, 3);
+    assert_little_more_than_the_file(sent, length, 3, Link::Unpaced);
     let id = image_of(&app, &app.address, &url, key.as_str()).await;
     assert!(std::fs::read(app.data_dir.path().join("originals").join(id.to_string())).expect("the original") == file, "the original is the file");
     assert_eq!(originals(&app), 1, "one image");
@@ -209,7 +209,7 @@ async fn tus_js_client_finishes_an_upload_on_another_web_server_when_its_own_is_
     let url = client.await.expect("the client's task");
     let sent = proxy.from_clients.load(Ordering::SeqCst);
     eprintln!("tus-js-client sent {sent} bytes for a file of {length}: {:.3}×", sent as f64 / length as f64);
-    assert_little_more_than_the_file(sent, length, 1);
+    assert_little_more_than_the_file(sent, length, 1, Link::Paced);
     let id = image_of(&app, &second.url(""), &url, key.as_str()).await;
     assert_eq!(originals(&app), 1, "one image");
     app.wait_for_thumbnails(id).await;
@@ -249,7 +249,7 @@ async fn on_a_bucket_an_upload_begun_through_one_web_server_is_finished_through_
     assert_eq!(proxy.cuts_made.load(Ordering::SeqCst), 1);
     let sent = proxy.from_clients.load(Ordering::SeqCst);
     eprintln!("tus-js-client sent {sent} bytes for a file of {length}: {:.3}×", sent as f64 / length as f64);
-    assert_little_more_than_the_file(sent, length, 1);
+    assert_little_more_than_the_file(sent, length, 1, Link::Paced);
     let id = image_of(&app, &other.url(""), &url, key.as_str()).await;
     app.wait_for_thumbnails(id).await;
     let to_other = proxy.sent_to.lock().unwrap().get(&other.address).copied().unwrap_or(0);
@@ -314,7 +314,7 @@ async fn a_page_reloaded_mid_upload_goes_on_where_it_stopped_when_the_file_is_pi
     assert_eq!(browser.eval("return document.querySelectorAll('#uploads .card').length").await, 1, "the stopped card gave way to the upload going on");
     let sent = proxy.from_clients.load(Ordering::SeqCst);
     eprintln!("The page sent {sent} bytes for a file of {length} across a reload: {:.3}×", sent as f64 / length as f64);
-    assert_little_more_than_the_file(sent, length, 1);
+    assert_little_more_than_the_file(sent, length, 1, Link::Paced);
     assert_eq!(originals(&app), 1, "one image");
     assert!(kept_upload_urls(&browser).await.is_empty(), "a finished upload's URL is forgotten");
     let id: ImageId = id.parse().expect("an image id");
@@ -382,17 +382,31 @@ async fn the_page_finishes_an_upload_cut_at_30_60_and_90_percent_sending_little_
     assert_eq!(proxy.cuts_made.load(Ordering::SeqCst), 3, "every cut was made");
     let sent = proxy.from_clients.load(Ordering::SeqCst);
     eprintln!("The page sent {sent} bytes for a file of {length} cut three times: {:.3}×", sent as f64 / length as f64);
-    assert_little_more_than_the_file(sent, length, 3);
+    assert_little_more_than_the_file(sent, length, 3, Link::Unpaced);
     assert_eq!(originals(&app), 1, "one image");
     app.wait_for_thumbnails(id.parse().expect("an image id")).await;
     browser.close().await;
 }
 
+/// How the proxy passed the client's bytes on.
+enum Link {
+    /// As fast as they came: on a loaded machine the server reads slower than
+    /// loopback delivers, and several MiB wait in socket buffers at a cut.
+    Unpaced,
+    /// At a link's speed, which the server keeps up with.
+    Paced,
+}
+
 /// What a client may send again after each of `interruptions` (a cut, a
-/// server killed, a reload): the bytes in flight in the sockets when it
-/// happened, which never reached the server, and the part the server had in
-/// hand. A client that sent the whole file again would be far over.
-fn assert_little_more_than_the_file(sent: u64, length: u64, interruptions: u64) {
-    const IN_FLIGHT: u64 = 2 * 1024 * 1024;
-    assert!(sent <= length + interruptions * IN_FLIGHT, "{sent} bytes sent for a file of {length}, interrupted {interruptions} times");
+/// server killed, a reload): the bytes in flight when it happened, which never
+/// reached the server, and the part the server had in hand. Seen under the
+/// whole suite's load, unpaced: up to 2.2 MiB a cut (1.03-1.06x alone). A
+/// client that sent the file again from its start would be far over (2.8x
+/// for cuts at 30, 60 and 90 %, 1.5x for one at 50 %).
+fn assert_little_more_than_the_file(sent: u64, length: u64, interruptions: u64, link: Link) {
+    let in_flight: u64 = match link {
+        Link::Unpaced => 4 << 20,
+        Link::Paced => 2 << 20,
+    };
+    assert!(sent <= length + interruptions * in_flight, "{sent} bytes sent for a file of {length}, interrupted {interruptions} times");
 }
