@@ -291,7 +291,7 @@ impl Rates {
         rates.sort_by(f64::total_cmp);
         let middle = rates.len() / 2;
         // With an even number of runs, the mean of the middle two.
-        let median = if rates.len() % 2 == 0 { (rates[middle - 1] + rates[middle]) / 2.0 } else { rates[middle] };
+        let median = if rates.len().is_multiple_of(2) { (rates[middle - 1] + rates[middle]) / 2.0 } else { rates[middle] };
         let latencies: Vec<Duration> = runs.iter().flat_map(|run| run.measured.accepted().map(|upload| upload.latency)).collect();
         Some(Self { median, min: rates[0], max: rates[rates.len() - 1], latency_p50: load::percentile(&latencies, 0.50) })
     }

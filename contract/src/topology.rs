@@ -173,6 +173,12 @@ impl Topology {
     }
 }
 
+impl Default for Topology {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_QUEUE)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,11 +192,5 @@ mod tests {
         for bad in ["1,5,30", "1,5,30,120,600", "0,5,30,120", "1,5,30,100000", "1,five,30,120", ""] {
             assert!(bad.parse::<RetryDelays>().is_err(), "{bad}");
         }
-    }
-}
-
-impl Default for Topology {
-    fn default() -> Self {
-        Self::new(Self::DEFAULT_QUEUE)
     }
 }

@@ -111,7 +111,8 @@ impl Repository {
     pub async fn upload(&self, id: UploadId) -> Result<Option<UploadRecord>, RepoError> {
         let key = id.to_string();
         type Columns = (String, Option<String>, String, i64, i64, i64, i64, Option<String>);
-        let found: Option<(Columns, Vec<(i64, i64, i64)>)> = on_pool!(self, pool => {
+        type Parts = Vec<(i64, i64, i64)>;
+        let found: Option<(Columns, Parts)> = on_pool!(self, pool => {
             let row: Option<Columns> = sqlx::query_as("SELECT owner, client, name, length, received, created_ms, expires_ms, answer FROM resumable_uploads WHERE id = $1")
                 .bind(&key)
                 .fetch_optional(pool)

@@ -257,7 +257,7 @@ async fn respond(
     outcome: Result<Accepted, AppError>,
     key: Option<(&OwnerKey, Option<KeySource>)>,
 ) -> Response {
-    let sent = content_length(&headers);
+    let sent = content_length(headers);
     let accepted = match outcome {
         Ok(accepted) => accepted,
         Err(error) => {
