@@ -99,7 +99,11 @@ async fn measure(options: &Options<'_>) -> anyhow::Result<()> {
             let answer = connection.send(home(&connection), PAGE_WITHIN).await?;
             times.push(started.elapsed());
             let page = String::from_utf8_lossy(&answer.body);
-            ensure!(answer.status.is_success() && ids.iter().all(|id| page.contains(id.as_str())), "{label}: the home page answered {} without the 24 images", answer.status);
+            ensure!(
+                answer.status.is_success() && ids.iter().all(|id| page.contains(id.as_str())),
+                "{label}: the home page answered {} without the 24 images",
+                answer.status
+            );
         }
         rows.push((label, times));
         // Stopped, not paused: a request to it now fails at once.

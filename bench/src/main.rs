@@ -297,9 +297,12 @@ fn main() -> anyhow::Result<()> {
             }
             // About 0.2 MB: a small photo's size, so that the table is about the request path, not the disk.
             Table::Uploads => uploads::run(&uploads, &TestImage::noise_png("320×208 PNG of noise", 320, 208))?,
-            Table::HomePage => {
-                home_page::run(&home_page::Options { web: &offload.web, worker: &worker, amqp_url: &offload.amqp_url, requests: usize::from(options.home_page_requests) })?
-            }
+            Table::HomePage => home_page::run(&home_page::Options {
+                web: &offload.web,
+                worker: &worker,
+                amqp_url: &offload.amqp_url,
+                requests: usize::from(options.home_page_requests),
+            })?,
         }
         share.note();
     }

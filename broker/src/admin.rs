@@ -67,7 +67,12 @@ pub async fn replay(url: &str, topology: &Topology, select: impl FnMut(&ResizeJo
 /// Removes the dead-lettered jobs that `select` picks for good (jobs that
 /// would only fail again: their images keep their failure, and say why); the
 /// rest stay, as [`replay`] leaves them. `progress.replayed` counts those removed.
-pub async fn discard(url: &str, topology: &Topology, select: impl FnMut(&ResizeJob) -> bool, progress: &ReplayProgress) -> Result<Vec<ResizeJob>, lapin::Error> {
+pub async fn discard(
+    url: &str,
+    topology: &Topology,
+    select: impl FnMut(&ResizeJob) -> bool,
+    progress: &ReplayProgress,
+) -> Result<Vec<ResizeJob>, lapin::Error> {
     let link = AdminLink::open(url, topology).await?;
     let discarded = replay_on(&link.channel, topology, select, progress, Fate::Discard).await;
     link.close().await;

@@ -108,8 +108,7 @@ impl SourceFormat {
 
     /// The media types of [`SourceFormat::ACCEPTED`], for a file picker's `accept`
     /// (with the extensions of those a browser may not know by type).
-    pub const ACCEPT_ATTRIBUTE: &'static str =
-        "image/jpeg,image/png,image/gif,image/webp,image/heic,image/heif,.heic,.heif,image/avif,.avif,image/jxl,.jxl";
+    pub const ACCEPT_ATTRIBUTE: &'static str = "image/jpeg,image/png,image/gif,image/webp,image/heic,image/heif,.heic,.heif,image/avif,.avif,image/jxl,.jxl";
 }
 
 /// The format of a thumbnail file: JPEG for opaque images, PNG where there is
@@ -156,7 +155,8 @@ mod tests {
 
     #[test]
     fn a_format_code_is_its_name_in_the_job_message_and_reads_back() {
-        for format in [SourceFormat::Jpeg, SourceFormat::Png, SourceFormat::Gif, SourceFormat::Webp, SourceFormat::Heic, SourceFormat::Avif, SourceFormat::Jxl] {
+        for format in [SourceFormat::Jpeg, SourceFormat::Png, SourceFormat::Gif, SourceFormat::Webp, SourceFormat::Heic, SourceFormat::Avif, SourceFormat::Jxl]
+        {
             assert_eq!(serde_json::to_value(format).unwrap(), format.code(), "records and jobs name formats alike");
             assert_eq!(SourceFormat::from_code(format.code()), Some(format));
         }

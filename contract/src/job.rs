@@ -39,7 +39,6 @@ impl ResizeJob {
     /// killed) while holding the job counts as a try.
     pub const MAX_ATTEMPTS: u32 = 5;
 
-
     pub fn new(image_id: ImageId, format: SourceFormat, uploaded_at_ms: u64) -> Self {
         Self { version: Self::VERSION, image_id, format, uploaded_at_ms, traceparent: None }
     }

@@ -197,9 +197,7 @@ impl StorageKey {
             | Self::OwnedImage(..)
             | Self::Tombstone(_)
             | Self::Timeline(..)
-            | Self::Manifest => {
-                "no-store"
-            }
+            | Self::Manifest => "no-store",
         }
     }
 }

@@ -42,7 +42,10 @@ impl std::str::FromStr for RetryDelays {
     /// "1,5,30,120": as many delays as there are gaps between tries, each 1 s to a day.
     fn from_str(text: &str) -> Result<Self, String> {
         let wanted = crate::ResizeJob::MAX_ATTEMPTS as usize - 1;
-        let delays = text.split(',').map(|delay| delay.trim().parse::<u64>().map_err(|_| format!("{delay:?} is not a number of seconds"))).collect::<Result<Vec<_>, _>>()?;
+        let delays = text
+            .split(',')
+            .map(|delay| delay.trim().parse::<u64>().map_err(|_| format!("{delay:?} is not a number of seconds")))
+            .collect::<Result<Vec<_>, _>>()?;
         if delays.len() != wanted {
             return Err(format!("give {wanted} delays, one between each two of the {} tries, e.g. 1,5,30,120", wanted + 1));
         }

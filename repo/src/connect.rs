@@ -109,7 +109,12 @@ impl Repository {
                     .foreign_keys(true);
                 // A file has no connection to lose: no ping before each use, which
                 // would cost a round trip to the connection's thread.
-                let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options.clone()).await?;
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .test_before_acquire(false)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options.clone())
+                    .await?;
                 // Waiting for the writer may include its wait for another process's write lock.
                 let writer = SqlitePoolOptions::new()
                     .max_connections(1)

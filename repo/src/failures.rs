@@ -98,7 +98,10 @@ mod tests {
         let mut newest = [failed[0].0.id, failed[1].0.id, failed[2].0.id];
         newest.sort_unstable_by(|a, b| b.cmp(a));
         let store = FailureGroup { reason: "store refused".into(), count: 3, retryable: true, last_failed_ms: 300, examples: newest[..2].to_vec() };
-        assert_eq!(first, [store, FailureGroup { reason: "not a JPEG".into(), count: 1, retryable: false, last_failed_ms: 250, examples: vec![failed[3].0.id] }]);
+        assert_eq!(
+            first,
+            [store, FailureGroup { reason: "not a JPEG".into(), count: 1, retryable: false, last_failed_ms: 250, examples: vec![failed[3].0.id] }]
+        );
         let (second, _) = repo.failure_groups(2, 2, 2).await.unwrap();
         assert_eq!(second.len(), 1);
         assert!(!second[0].retryable, "a replay would not help every image of a group with one that is not retryable");

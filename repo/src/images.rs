@@ -8,8 +8,8 @@
 use sqlx::Row;
 use thumbq_contract::{FailureRecord, ImageId, OwnerId, SourceFormat, Step, ThumbFormat, ThumbSize, TraceParent};
 
-use crate::connect::{on_pool, on_writer};
 use crate::columns::{Lease, to_i64, to_u64};
+use crate::connect::{on_pool, on_writer};
 use crate::{RepoError, Repository};
 
 /// An accepted upload, as the web server records it before it answers.
@@ -136,8 +136,7 @@ fn size_index(size: ThumbSize) -> usize {
     }
 }
 
-const IMAGE_COLUMNS: &str =
-    "id, owner, name, format, bytes, width, height, created_ms, small, medium, large, webp, placeholder, done_ms, failure, failure_retryable, failed_ms, cut_off, trashed_ms, deleted_ms";
+const IMAGE_COLUMNS: &str = "id, owner, name, format, bytes, width, height, created_ms, small, medium, large, webp, placeholder, done_ms, failure, failure_retryable, failed_ms, cut_off, trashed_ms, deleted_ms";
 
 /// A row of `images` as the database gives it.
 #[derive(sqlx::FromRow)]
@@ -216,7 +215,8 @@ macro_rules! insert_live_steps {
             .flat_map(|(id, steps): (&str, &[thumbq_contract::Step])| steps.iter().enumerate().map(move |(seq, step)| (id, seq as i64, step)))
             .collect();
         for chunk in rows.chunks($crate::images::ROWS_PER_STATEMENT) {
-            let mut query = sqlx::QueryBuilder::new("INSERT INTO steps (image_id, at_ms, seq, step, by_process) SELECT column1, column2, column3, column4, column5 FROM (");
+            let mut query =
+                sqlx::QueryBuilder::new("INSERT INTO steps (image_id, at_ms, seq, step, by_process) SELECT column1, column2, column3, column4, column5 FROM (");
             query.push_values(chunk, |mut row, (id, seq, step)| {
                 row.push_bind(*id).push_bind($crate::columns::to_i64(step.at)).push_bind(*seq).push_bind(&step.step).push_bind(&step.by);
             });
@@ -286,7 +286,12 @@ impl Repository {
     ///
     /// The same commit clears the outbox rows of the jobs in `queued`, which
     /// the queue took meanwhile (see [`Repository::jobs_queued`]), adding each one's step.
-    pub async fn add_images(&self, uploads: &[(&NewImage, &[Step], Option<TraceParent>)], lease: &Lease, queued: &[(ImageId, Step)]) -> Result<Vec<ImageId>, RepoError> {
+    pub async fn add_images(
+        &self,
+        uploads: &[(&NewImage, &[Step], Option<TraceParent>)],
+        lease: &Lease,
+        queued: &[(ImageId, Step)],
+    ) -> Result<Vec<ImageId>, RepoError> {
         /// One upload, its columns as they are bound.
         struct Row<'a> {
             image: &'a NewImage,
@@ -300,7 +305,13 @@ impl Repository {
         let (first, again): (Vec<_>, Vec<_>) = uploads.iter().partition(|(image, _, _)| seen.insert((image.owner, image.content_hash.as_str())));
         let rows: Vec<Row> = first
             .iter()
-            .map(|(image, steps, trace)| Row { image, steps, id: image.id.to_string(), owner: image.owner.to_string(), trace: trace.map(|trace| trace.to_string()) })
+            .map(|(image, steps, trace)| Row {
+                image,
+                steps,
+                id: image.id.to_string(),
+                owner: image.owner.to_string(),
+                trace: trace.map(|trace| trace.to_string()),
+            })
             .collect();
         let mut locks: Vec<String> = rows.iter().map(|row| format!("{}:{}", row.owner, row.image.content_hash)).collect();
         // Taken in one order by every transaction, so that two never wait for each other.

@@ -30,21 +30,21 @@ pub mod outbox;
 pub mod requests;
 pub mod resumable;
 pub mod settings;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trash;
 pub mod upkeep;
 pub mod usage;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 
+pub use columns::Lease;
 pub use connect::Repository;
 pub use failures::FailureGroup;
 pub use images::{Deletion, ImageRecord, ImageState, NewImage};
-pub use columns::Lease;
 pub use requests::Attempt;
 pub use resumable::{NewUpload, UploadPart, UploadRecord};
-pub use usage::Uploaded;
 pub use settings::{DatabaseSettings, Location};
 pub use trash::Restoration;
+pub use usage::Uploaded;
 
 /// What went wrong with the database.
 #[derive(Debug, thiserror::Error)]

@@ -13,8 +13,8 @@
 use sqlx::Row;
 use thumbq_contract::{ImageId, ResizeJob, SourceFormat, Step, TraceParent};
 
-use crate::connect::{Pool, on_pool, on_writer};
 use crate::columns::{Lease, parse_id, to_i64};
+use crate::connect::{Pool, on_pool, on_writer};
 use crate::images::{clear_queued, insert_live_steps};
 use crate::{RepoError, Repository};
 
@@ -158,8 +158,8 @@ mod tests {
     use thumbq_contract::OwnerId;
 
     use super::*;
-    use crate::testing::{TestDatabase, uploaded};
     use crate::Deletion;
+    use crate::testing::{TestDatabase, uploaded};
 
     fn lease(holder: &str, until_ms: u64) -> Lease {
         Lease { holder: holder.into(), until_ms }

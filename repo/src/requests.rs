@@ -4,8 +4,8 @@
 use sqlx::Row;
 use thumbq_contract::{ImageId, OwnerId};
 
-use crate::connect::{on_pool, on_writer};
 use crate::columns::{parse_id, to_i64};
+use crate::connect::{on_pool, on_writer};
 use crate::{RepoError, Repository};
 
 /// Where a request with an `Idempotency-Key` stands.
@@ -101,7 +101,8 @@ impl Repository {
 
     /// Forgets the keys of requests made before `before_ms`; returns how many.
     pub async fn forget_attempts_before(&self, before_ms: u64) -> Result<u64, RepoError> {
-        let forgotten = on_writer!(self, pool => sqlx::query("DELETE FROM idempotency WHERE created_ms < $1").bind(to_i64(before_ms)).execute(pool).await?.rows_affected());
+        let forgotten =
+            on_writer!(self, pool => sqlx::query("DELETE FROM idempotency WHERE created_ms < $1").bind(to_i64(before_ms)).execute(pool).await?.rows_affected());
         Ok(forgotten)
     }
 
@@ -128,8 +129,8 @@ mod tests {
     use thumbq_contract::SourceFormat;
 
     use super::*;
-    use crate::testing::{TestDatabase, uploaded};
     use crate::Lease;
+    use crate::testing::{TestDatabase, uploaded};
 
     async fn retries_get_the_first_answer_and_the_same_bytes_are_found(repo: &Repository) {
         let (alice, bob) = (OwnerId::of_secret(b"alice"), OwnerId::of_secret(b"bob"));
@@ -176,13 +177,21 @@ mod tests {
         }
         assert_eq!(recorded, 1, "eight requests at once with the same bytes leave one image");
         let (first, second) = (same(owner), same(owner));
-        assert_eq!(repo.add_images(&[(&first, &[], None), (&second, &[], None)], &Lease::none(), &[]).await.unwrap(), [first.id, second.id], "both are the earlier image's");
+        assert_eq!(
+            repo.add_images(&[(&first, &[], None), (&second, &[], None)], &Lease::none(), &[]).await.unwrap(),
+            [first.id, second.id],
+            "both are the earlier image's"
+        );
         let (third, fourth) = {
             let (mut third, mut fourth) = (same(owner), same(owner));
             (third.content_hash, fourth.content_hash) = ("ef".repeat(32), "ef".repeat(32));
             (third, fourth)
         };
-        assert_eq!(repo.add_images(&[(&third, &[], None), (&fourth, &[], None)], &Lease::none(), &[]).await.unwrap(), [fourth.id], "in one commit, the first is recorded");
+        assert_eq!(
+            repo.add_images(&[(&third, &[], None), (&fourth, &[], None)], &Lease::none(), &[]).await.unwrap(),
+            [fourth.id],
+            "in one commit, the first is recorded"
+        );
         assert!(repo.add_image(&same(OwnerId::of_secret(b"someone else")), &[], None, &Lease::none()).await.unwrap(), "never across owners");
         assert_eq!(repo.outbox_len().await.unwrap(), 3, "a job for each image recorded, none for the others");
     }

@@ -221,7 +221,16 @@ mod tests {
     use crate::testing::TestDatabase;
 
     fn new_upload(owner: OwnerId, length: u64, expires_ms: u64) -> NewUpload {
-        NewUpload { id: UploadId::new(), owner, client: Some("192.0.2.1".into()), name: "photo.jpg".into(), length, created_ms: 1_000, expires_ms, request_key: None }
+        NewUpload {
+            id: UploadId::new(),
+            owner,
+            client: Some("192.0.2.1".into()),
+            name: "photo.jpg".into(),
+            length,
+            created_ms: 1_000,
+            expires_ms,
+            request_key: None,
+        }
     }
 
     async fn an_upload_advances_only_from_where_it_stands(repo: &Repository) {

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use sqlx::Row;
 use thumbq_contract::ImageId;
 
-use crate::connect::{on_pool, on_writer};
 use crate::columns::{Lease, parse_id, to_i64};
+use crate::connect::{on_pool, on_writer};
 use crate::{RepoError, Repository};
 
 impl Repository {

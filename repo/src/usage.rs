@@ -71,7 +71,11 @@ mod tests {
         for image in [&old, &recent, &from_bob, &elsewhere] {
             repo.add_image(image, &[], None, &Lease::none()).await.unwrap();
         }
-        assert_eq!(repo.uploaded_by(&alice, 1_000).await.unwrap(), Uploaded { bytes: 4_020, earliest_ms: Some(1_500) }, "alice's, from any address, not before the window");
+        assert_eq!(
+            repo.uploaded_by(&alice, 1_000).await.unwrap(),
+            Uploaded { bytes: 4_020, earliest_ms: Some(1_500) },
+            "alice's, from any address, not before the window"
+        );
         assert_eq!(repo.uploaded_from("192.0.2.1", 1_000).await.unwrap(), Uploaded { bytes: 320, earliest_ms: Some(1_500) }, "the address's, whoever's");
         assert_eq!(repo.uploaded_from("198.51.100.1", 0).await.unwrap(), Uploaded::default(), "an address that sent nothing");
 

@@ -182,7 +182,8 @@ impl S3Store {
     pub async fn remove_upload(&self, upload: UploadId) -> io::Result<()> {
         let prefix = self.path(&format!("uploads/{upload}/"));
         let objects: Vec<_> = self.client.list(Some(&prefix)).try_collect().await.map_err(to_io)?;
-        let removed: Vec<_> = self.client.delete_stream(futures_util::stream::iter(objects.into_iter().map(|object| Ok(object.location))).boxed()).collect().await;
+        let removed: Vec<_> =
+            self.client.delete_stream(futures_util::stream::iter(objects.into_iter().map(|object| Ok(object.location))).boxed()).collect().await;
         for result in removed {
             match result {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}

@@ -293,12 +293,7 @@ async fn bytes_over_the_clients_rate_are_refused_as_they_arrive() {
 
 #[tokio::test]
 async fn an_owner_past_its_daily_quota_is_refused_until_the_days_first_upload_is_a_day_old() {
-    let app = TestApp::spawn_with(Options {
-        with_worker: false,
-        web: |settings| settings.owner_mib_per_day = 2,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.owner_mib_per_day = 2, ..Options::default() }).await;
     let (_, key) = app.upload_owned("first.jpg", jpeg_of(1200 * 1024)).await;
     let client = reqwest::Client::new();
     let refused = post_one(&app, &client, Some(&key), jpeg_of(1200 * 1024)).await;
@@ -312,7 +307,8 @@ async fn an_owner_past_its_daily_quota_is_refused_until_the_days_first_upload_is
     // What still fits is taken; a retry of it gets its first answer, though twice would not fit.
     let fits = jpeg_of(500 * 1024);
     let send = || {
-        let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(fits.clone()).file_name("fits.jpg").mime_str("image/jpeg").unwrap());
+        let form =
+            reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(fits.clone()).file_name("fits.jpg").mime_str("image/jpeg").unwrap());
         let request = client.post(app.url("/images")).header("accept", "application/json").header("idempotency-key", "fits-1").bearer_auth(&key);
         request.multipart(form).send()
     };
@@ -326,12 +322,7 @@ async fn an_owner_past_its_daily_quota_is_refused_until_the_days_first_upload_is
 
 #[tokio::test]
 async fn an_address_past_its_daily_quota_is_refused_whoever_uploads_and_deleting_gives_nothing_back() {
-    let app = TestApp::spawn_with(Options {
-        with_worker: false,
-        web: |settings| settings.client_mib_per_day = 2,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.client_mib_per_day = 2, ..Options::default() }).await;
     let (id, key) = app.upload_owned("first.jpg", jpeg_of(1200 * 1024)).await;
     assert_eq!(app.delete(&format!("/images/{id}"), Some(&key)).await.status(), StatusCode::NO_CONTENT);
     let stranger = reqwest::Client::new();

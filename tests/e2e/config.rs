@@ -94,7 +94,6 @@ fn a_worker_refuses_a_directory_set_up_otherwise() {
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
 
-
     let set_up = tempfile::tempdir().unwrap();
     let storage = thumbq_contract::Storage::new(set_up.path());
     storage.init_manifest(&thumbq_contract::Manifest::new(&thumbq_contract::Sizes::default(), &thumbq_contract::MediaLimits::default())).unwrap();

@@ -91,7 +91,9 @@ async fn a_worker_killed_after_writing_a_thumbnail_but_before_recording_it_loses
     // RabbitMQ gives the unacked job to the next worker, which writes it all again and records it.
     app.start_worker().await;
     all_done_once(&app, &[id], &key).await;
-    assert!(app.data_dir.path().join(StorageKey::Thumbnail(id, thumbq_contract::ThumbSize::Large, thumbq_contract::ThumbFormat::Jpeg).relative_path()).exists());
+    assert!(
+        app.data_dir.path().join(StorageKey::Thumbnail(id, thumbq_contract::ThumbSize::Large, thumbq_contract::ThumbFormat::Jpeg).relative_path()).exists()
+    );
 }
 
 #[tokio::test]

@@ -88,7 +88,10 @@ async fn on_sigterm_a_worker_finishes_the_jobs_it_holds_and_exits_cleanly() {
     }
     // An upload's answer does not wait for RabbitMQ's confirm: the jobs leave the outbox just after
     // (on a loaded machine a confirm later than the publish timeout may send one twice).
-    wait_for(Duration::from_secs(60), "the jobs out of the outbox", || async { app.get("/readyz").await.text().await.ok()?.contains("jobs in the outbox: 0").then_some(()) }).await;
+    wait_for(Duration::from_secs(60), "the jobs out of the outbox", || async {
+        app.get("/readyz").await.text().await.ok()?.contains("jobs in the outbox: 0").then_some(())
+    })
+    .await;
     let waiting = app.queue_depth().await;
     let worker = WorkerProcess::start(&app, 1);
     wait_for(Duration::from_secs(30), "the worker to take a job", || async { (app.queue_depth().await < waiting).then_some(()) }).await;

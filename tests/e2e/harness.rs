@@ -135,7 +135,8 @@ impl TestApp {
             true => Some(thumbq_repo::testing::TestDatabase::create().await),
             false => None,
         };
-        let mut deployment = Deployment::new(data_dir.path(), web_amqp_url, &queue).with_store(options.store.clone()).with_retry_delays(options.retry_delays.clone());
+        let mut deployment =
+            Deployment::new(data_dir.path(), web_amqp_url, &queue).with_store(options.store.clone()).with_retry_delays(options.retry_delays.clone());
         if let Some(database) = &postgres {
             deployment = deployment.with_database(thumbq_repo::Location::Postgres(database.url().to_owned()));
         }
@@ -148,7 +149,18 @@ impl TestApp {
         let ops_address = web.ops_addr().map(|ops| format!("http://{ops}"));
         tokio::spawn(web.run_until_stopped(std::future::pending()));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
-        let mut app = Self { address, ops_address, client, data_dir, queue, amqp_url: options.amqp_url, store: options.store, postgres, retry_delays: options.retry_delays, worker: None };
+        let mut app = Self {
+            address,
+            ops_address,
+            client,
+            data_dir,
+            queue,
+            amqp_url: options.amqp_url,
+            store: options.store,
+            postgres,
+            retry_delays: options.retry_delays,
+            worker: None,
+        };
         if options.with_worker {
             app.start_worker().await;
         }
@@ -161,11 +173,10 @@ impl TestApp {
 
     /// Starts the worker with its job context changed by `prepare` (a hook, say).
     pub async fn start_worker_with(&mut self, prepare: impl FnOnce(&mut thumbq_worker::job::JobContext) + Send + 'static) {
-        let deployment =
-            Deployment::new(self.data_dir.path(), self.amqp_url.clone(), &self.queue)
-                .with_store(self.store.clone())
-                .with_database(self.database())
-                .with_retry_delays(self.retry_delays.clone());
+        let deployment = Deployment::new(self.data_dir.path(), self.amqp_url.clone(), &self.queue)
+            .with_store(self.store.clone())
+            .with_database(self.database())
+            .with_retry_delays(self.retry_delays.clone());
         let settings = thumbq_worker::Settings::for_tests(deployment);
         let (stop, shutdown) = watch::channel(false);
         let handle = tokio::spawn(thumbq_worker::run_with(settings, prepare, shutdown));

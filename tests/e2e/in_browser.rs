@@ -315,7 +315,11 @@ async fn two_browsers_see_only_their_own_uploads_and_the_owner_deletes_with_the_
     assert_eq!(app.get(&format!("/images/{undo_card}")).await.status(), reqwest::StatusCode::GONE, "deleted to everyone meanwhile");
     alice.client.find(Locator::Css("#uploads .card .undo button")).await.unwrap().click().await.unwrap();
     wait_for(Duration::from_secs(30), "the card to be back with its thumbnail", || async {
-        let back = alice.eval(&format!("return document.querySelector('#uploads .card[data-image=\"{undo_card}\"][data-state=done] .thumb[data-state=ready] img') !== null")).await;
+        let back = alice
+            .eval(&format!(
+                "return document.querySelector('#uploads .card[data-image=\"{undo_card}\"][data-state=done] .thumb[data-state=ready] img') !== null"
+            ))
+            .await;
         (back == true).then_some(())
     })
     .await;
@@ -343,7 +347,10 @@ async fn two_browsers_see_only_their_own_uploads_and_the_owner_deletes_with_the_
         undo.as_str().is_some_and(|undo| undo.starts_with("Deleted “Landscape_")).then_some(())
     })
     .await;
-    assert_eq!(alice.eval("return document.activeElement.getAttribute('aria-label')").await.as_str().map(|label| label.starts_with("Undo deleting")), Some(true));
+    assert_eq!(
+        alice.eval("return document.activeElement.getAttribute('aria-label')").await.as_str().map(|label| label.starts_with("Undo deleting")),
+        Some(true)
+    );
     alice.screenshot("alice-after-delete").await;
     alice.client.goto(&app.url("/")).await.unwrap();
     assert_eq!(listed_uploads(&alice).await, vec![kept.clone()]);
@@ -413,7 +420,8 @@ async fn a_page_refused_a_live_stream_polls_asks_again_later_and_follows_its_new
     .await;
     drop(holder);
     let followed = wait_for(Duration::from_secs(20), "a stream that follows both uploads", || async {
-        let ids = browser.eval("return thumbqLive.source?.readyState === EventSource.OPEN ? new URL(thumbqLive.source.url).searchParams.get('ids') : null").await;
+        let ids =
+            browser.eval("return thumbqLive.source?.readyState === EventSource.OPEN ? new URL(thumbqLive.source.url).searchParams.get('ids') : null").await;
         ids.as_str().filter(|ids| ids.split(',').count() == 2).map(str::to_owned)
     })
     .await;
@@ -449,7 +457,9 @@ async fn a_person_past_the_daily_quota_reads_when_they_can_upload_again_and_the_
     .await;
     assert!(said.contains("would take you past 1 MB in 24 hours") && said.contains("about 24 hours"), "{said}");
     assert!(said.contains("Try again") && !said.contains("Trying again"), "a button, not a wait of a day behind the person's back: {said}");
-    let creations = browser.eval("return performance.getEntriesByType('resource').filter(e => e.initiatorType === 'xmlhttprequest' && e.name.endsWith('/uploads')).length").await;
+    let creations = browser
+        .eval("return performance.getEntriesByType('resource').filter(e => e.initiatorType === 'xmlhttprequest' && e.name.endsWith('/uploads')).length")
+        .await;
     assert_eq!(creations, 2, "nothing was sent again by itself");
     browser.screenshot("home-daily-quota").await;
     browser.close().await;
@@ -729,7 +739,8 @@ async fn a_job_no_worker_takes_says_it_waits_for_a_worker_until_one_starts() {
 
     app.start_worker().await;
     wait_for(Duration::from_secs(60), "the thumbnail, and the note gone", || async {
-        let state = browser.eval("return [document.querySelector('#uploads .card').dataset.state, document.querySelectorAll('#uploads .waiting').length]").await;
+        let state =
+            browser.eval("return [document.querySelector('#uploads .card').dataset.state, document.querySelectorAll('#uploads .waiting').length]").await;
         (state == serde_json::json!(["done", 0])).then_some(())
     })
     .await;
@@ -818,7 +829,8 @@ async fn a_batch_can_be_cancelled_at_once_and_removing_a_card_keeps_the_keyboard
     // By keyboard: Remove on the first card, and the focus goes to the next card's button, not the page's top.
     browser.eval("document.querySelector('#uploads .card button.remove').focus(); return null").await;
     browser.client.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
-    let focused = browser.eval("return [document.activeElement.textContent, document.activeElement.closest('.card')?.querySelector('.name').textContent]").await;
+    let focused =
+        browser.eval("return [document.activeElement.textContent, document.activeElement.closest('.card')?.querySelector('.name').textContent]").await;
     assert_eq!(focused, serde_json::json!(["Remove", "Portrait_2.jpg"]));
     assert_eq!(browser.eval("return document.querySelector('#picked-again').hidden").await, true, "what was said of a removed card goes with it");
 

@@ -191,7 +191,12 @@ async fn a_worker_that_shares_no_directory_with_the_web_server_makes_thumbnails_
     assert!(other.is_empty(), "the bucket holds only bytes: {other:?}");
     let stored = std::fs::read(s3.root.path().join(BUCKET).join(&app.store.store.as_ref().unwrap().prefix).join(format!("originals/{noise}"))).unwrap();
     assert!(stored == large, "the multipart original is the upload, byte for byte");
-    assert_eq!(app.stored_files().iter().filter(|path| !path.starts_with("spool") && !path.to_string_lossy().ends_with(".log")).count(), 0, "the web server keeps nothing locally: {:?}", app.stored_files());
+    assert_eq!(
+        app.stored_files().iter().filter(|path| !path.starts_with("spool") && !path.to_string_lossy().ends_with(".log")).count(),
+        0,
+        "the web server keeps nothing locally: {:?}",
+        app.stored_files()
+    );
     assert_eq!(std::fs::read_dir(worker_dir.path()).unwrap().count(), 0, "the worker wrote nothing to its own directory");
     for folder in ["originals", "thumbs"] {
         assert!(!app.data_dir.path().join(folder).exists(), "the web server makes no {folder}/ of its own");
@@ -243,7 +248,8 @@ async fn two_web_servers_share_the_store_and_the_broker_an_image_uploaded_throug
     let listed = client.get(other.url("/")).bearer_auth(&owner).send().await.unwrap().text().await.unwrap();
     assert!(listed.contains(&id.to_string()), "the owner's list is in the store, so the other server shows it");
 
-    let stranger = client.delete(other.url(&format!("/images/{id}"))).header("authorization", "Bearer AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").send().await.unwrap();
+    let stranger =
+        client.delete(other.url(&format!("/images/{id}"))).header("authorization", "Bearer AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").send().await.unwrap();
     assert_eq!(stranger.status(), StatusCode::FORBIDDEN, "no one deletes what is not theirs");
     let deleted = client.delete(other.url(&format!("/images/{id}"))).bearer_auth(&owner).send().await.unwrap();
     assert!(deleted.status().is_success(), "the owner deletes through the other server: {}", deleted.status());
@@ -330,7 +336,9 @@ async fn a_worker_started_while_the_object_store_is_down_waits_for_it() {
 /// What the worker processes of a test logged so far.
 fn worker_logs(data_dir: &Path) -> String {
     let logs = std::fs::read_dir(data_dir).expect("the data directory").flatten().map(|entry| entry.path());
-    logs.filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("worker-"))).filter_map(|path| std::fs::read_to_string(path).ok()).collect()
+    logs.filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("worker-")))
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .collect()
 }
 
 #[tokio::test]

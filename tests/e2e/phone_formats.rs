@@ -14,7 +14,8 @@ use crate::processes::WorkerProcess;
 async fn a_heic_an_avif_and_a_jpeg_xl_from_phones_each_get_three_upright_thumbnails() {
     let app = TestApp::spawn().await;
     // Upright sizes: the Xiaomi's is 2592×1944; the AVIF grid 1024×770; the JPEG XL a turned JPEG (orientation 6) of 1800×1200.
-    for (name, small) in [("pillow-heif/xiaomi.heic", (200, 150)), ("libavif/sofa_grid1x5_420.avif", (200, 150)), ("jxl/landscape_6_from_jpeg.jxl", (200, 133))] {
+    for (name, small) in [("pillow-heif/xiaomi.heic", (200, 150)), ("libavif/sofa_grid1x5_420.avif", (200, 150)), ("jxl/landscape_6_from_jpeg.jxl", (200, 133))]
+    {
         let id = app.upload_one(name, fixture(name)).await;
         let thumbnails = app.wait_for_thumbnails(id).await;
         let dimensions: Vec<_> = thumbnails.iter().map(|(_, bytes)| (decode(bytes).width(), decode(bytes).height())).collect();

@@ -79,7 +79,18 @@ impl WorkerProcess {
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         // Each thread of the worker may have started one.
         let mut found: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map(|tasks| tasks.flatten().flat_map(|task| std::fs::read_to_string(task.path().join("children")).unwrap_or_default().split_whitespace().filter_map(|child| child.parse().ok()).collect::<Vec<u32>>()).collect())
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .flat_map(|task| {
+                        std::fs::read_to_string(task.path().join("children"))
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .filter_map(|child| child.parse().ok())
+                            .collect::<Vec<u32>>()
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         found.extend(children.split_whitespace().filter_map(|child| child.parse::<u32>().ok()));
         found.sort_unstable();
@@ -88,7 +99,8 @@ impl WorkerProcess {
             .into_iter()
             .filter_map(|child| {
                 let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).ok()?;
-                let args: Vec<String> = cmdline.split(|byte| *byte == 0).filter(|arg| !arg.is_empty()).map(|arg| String::from_utf8_lossy(arg).into_owned()).collect();
+                let args: Vec<String> =
+                    cmdline.split(|byte| *byte == 0).filter(|arg| !arg.is_empty()).map(|arg| String::from_utf8_lossy(arg).into_owned()).collect();
                 args.first().is_some_and(|first| first.ends_with(program)).then(|| (child, args[1..].to_vec()))
             })
             .collect()

@@ -33,7 +33,8 @@ fn twenty_megabytes() -> Vec<u8> {
 /// The `node_modules` that holds tus-js-client; the test fails with the fix when it is missing.
 fn tus_js_client() -> PathBuf {
     let modules = std::env::var_os("THUMBQ_TUS_JS_CLIENT").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
+        let cache =
+            std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
         cache.join("thumbq/tools/tus-js-client-4.3.1/node_modules")
     });
     assert!(
@@ -49,7 +50,10 @@ async fn upload_with_tus_js_client(endpoint: &str, file: &std::path::Path, key: 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/tus-upload.cjs");
     let mut node = tokio::process::Command::new("node");
     node.arg(&script).arg(endpoint).arg(file).arg(key).env("NODE_PATH", tus_js_client()).kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), node.output()).await.expect("tus-js-client finished in 2 minutes").expect("node runs (apt-get install nodejs)");
+    let output = tokio::time::timeout(Duration::from_secs(120), node.output())
+        .await
+        .expect("tus-js-client finished in 2 minutes")
+        .expect("node runs (apt-get install nodejs)");
     assert!(output.status.success(), "tus-js-client failed: {}", String::from_utf8_lossy(&output.stderr));
     let printed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
     printed["url"].as_str().expect("the upload's URL").to_owned()
@@ -79,7 +83,13 @@ impl CuttingProxy {
         let (from_clients, cuts_made) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicUsize::new(0)));
         let cuts = Arc::new(cuts);
         let sent_to = Arc::new(Mutex::new(std::collections::HashMap::new()));
-        let proxy = Self { address, upstream: Arc::clone(&upstream), from_clients: Arc::clone(&from_clients), cuts_made: Arc::clone(&cuts_made), sent_to: Arc::clone(&sent_to) };
+        let proxy = Self {
+            address,
+            upstream: Arc::clone(&upstream),
+            from_clients: Arc::clone(&from_clients),
+            cuts_made: Arc::clone(&cuts_made),
+            sent_to: Arc::clone(&sent_to),
+        };
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let to = upstream.lock().unwrap().clone();
@@ -355,7 +365,15 @@ async fn a_thousand_creations_without_data_from_one_address_leave_a_bounded_numb
         }
     }
     assert_eq!(created, 150, "keys cost nothing to make: one address keeps at most 150 open, whoever's");
-    let refused = app.client.post(app.url("/uploads")).header("tus-resumable", "1.0.0").header("upload-length", "10").bearer_auth(thumbq_web::owner::OwnerKey::generate().as_str()).send().await.unwrap();
+    let refused = app
+        .client
+        .post(app.url("/uploads"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "10")
+        .bearer_auth(thumbq_web::owner::OwnerKey::generate().as_str())
+        .send()
+        .await
+        .unwrap();
     let said: serde_json::Value = refused.json().await.unwrap();
     assert!(said["error"].as_str().unwrap().contains("Your address has 150 uploads begun and not finished"), "{said}");
     assert!(walk(&app.data_dir.path().join("uploads")).is_empty(), "no bytes were stored for any of them");

@@ -290,7 +290,11 @@ async fn an_images_timeline_lists_its_steps_in_order_with_the_worker_that_took_i
     // The two sides' steps interleave by time: a worker may take the job before the web server hears the confirm.
     assert_eq!(by("web "), ["received", "stored", "confirmed by RabbitMQ"], "{status}");
     // An idle worker makes the small size first, from a decode of its own.
-    assert_eq!(by("worker "), ["taken", "decoded for the small size", "small written", "decoded", "medium written", "large written", "WebP written"], "{status}");
+    assert_eq!(
+        by("worker "),
+        ["taken", "decoded for the small size", "small written", "decoded", "medium written", "large written", "WebP written"],
+        "{status}"
+    );
     assert_eq!(steps.len(), 10, "nobody else: {status}");
     assert!(steps.windows(2).all(|pair| pair[0].1 <= pair[1].1), "in time order: {steps:?}");
     let at = |name: &str| steps.iter().find(|(step, ..)| step == name).unwrap().1;

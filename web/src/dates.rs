@@ -59,11 +59,10 @@ mod tests {
         assert_eq!(Utc::from_ms(0).iso(), "1970-01-01T00:00:00Z");
         // A leap day, a second before its end.
         let leap = Utc::from_ms(1_709_251_199_000);
-        assert_eq!((leap.iso(), leap.for_people(), leap.for_operators()), (
-            "2024-02-29T23:59:59Z".to_owned(),
-            "29 Feb 2024, 23:59 UTC".to_owned(),
-            "2024-02-29 23:59:59 UTC".to_owned()
-        ));
+        assert_eq!(
+            (leap.iso(), leap.for_people(), leap.for_operators()),
+            ("2024-02-29T23:59:59Z".to_owned(), "29 Feb 2024, 23:59 UTC".to_owned(), "2024-02-29 23:59:59 UTC".to_owned())
+        );
         assert_eq!(Utc::from_ms(1_796_628_734_906).iso(), "2026-12-07T07:32:14Z");
         assert_eq!(Utc::from_ms(951_782_400_000).for_operators(), "2000-02-29 00:00:00 UTC");
     }

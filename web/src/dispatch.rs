@@ -119,7 +119,17 @@ impl Dispatcher {
         let lease = send_timeout + LEASE_MARGIN;
         let records = crate::group_commit::GroupCommit::start(repo.clone(), move |jobs| lease_from_now(send_timeout * jobs as u32 + LEASE_MARGIN));
         let (sending, all_sent) = mpsc::channel(1);
-        Self { queue, repo, records, lease, outbox_filled: Notify::new(), sending: std::sync::Mutex::new(Some(sending)), all_sent: tokio::sync::Mutex::new(all_sent), metrics, last_seen: tokio::sync::Mutex::new(None) }
+        Self {
+            queue,
+            repo,
+            records,
+            lease,
+            outbox_filled: Notify::new(),
+            sending: std::sync::Mutex::new(Some(sending)),
+            all_sent: tokio::sync::Mutex::new(all_sent),
+            metrics,
+            last_seen: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// A lease on a job for this process, from now.

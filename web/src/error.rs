@@ -24,7 +24,9 @@ pub enum AppError {
     #[error("This image was deleted for good: it is too late to undo that.")]
     TooLateToRestore,
     /// 401: deleting needs the owner's key, and none came (no cookie, no bearer token).
-    #[error("Deleting an image (or undoing that) needs the key it was uploaded with: this browser's cookie, or its owner_key or delete_token as `Authorization: Bearer …`.")]
+    #[error(
+        "Deleting an image (or undoing that) needs the key it was uploaded with: this browser's cookie, or its owner_key or delete_token as `Authorization: Bearer …`."
+    )]
     NoKey,
     /// 401: a bearer token that thumbq never made.
     #[error("The bearer token is not a thumbq key: send the owner_key (or, to delete one image, its delete_token) of an upload as it was given.")]

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::multipart::{Field, MultipartError};
-use axum::http::StatusCode;
 use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::StatusCode;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -202,7 +202,8 @@ mod tests {
     #[tokio::test]
     async fn a_connection_closed_mid_file_is_the_clients_doing_not_a_fault_of_ours() {
         let head = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n\r\n");
-        let cut = form_request(vec![Ok(Bytes::from(head)), Ok(Bytes::from_static(&[0xFF; 1000])), Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset))]);
+        let cut =
+            form_request(vec![Ok(Bytes::from(head)), Ok(Bytes::from_static(&[0xFF; 1000])), Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset))]);
         let error = file_bytes(cut).await.unwrap_err();
         assert!(matches!(error, AppError::UploadCutShort), "{error:?}");
         assert_eq!(error.status(), StatusCode::BAD_REQUEST, "not a 500, which the access log reports as our error");
@@ -230,10 +231,8 @@ mod tests {
                 read.fetch_add(chunk.as_ref().map_or(0, |chunk| chunk.len() as u64), Ordering::Relaxed);
             })
         };
-        let request = Request::post("/images")
-            .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
-            .body(Body::from_stream(counted))
-            .unwrap();
+        let request =
+            Request::post("/images").header("content-type", format!("multipart/form-data; boundary={BOUNDARY}")).body(Body::from_stream(counted)).unwrap();
         let error = file_bytes(request).await.unwrap_err();
         assert!(matches!(error, AppError::FormOverhead), "{error:?}");
         assert!(read.load(Ordering::Relaxed) <= OVERHEAD_BYTES + 128 * 1024, "read {} bytes", read.load(Ordering::Relaxed));

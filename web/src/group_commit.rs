@@ -101,7 +101,12 @@ impl GroupCommit {
 
 /// Commits `requests` and clears `queued` in one transaction, and tells each
 /// request how its commit went.
-async fn commit(repo: &Repository, lease: &impl Fn(usize) -> Lease, requests: &mut Vec<(Uploads, oneshot::Sender<Recorded>)>, queued: &mut Vec<(ImageId, Step)>) {
+async fn commit(
+    repo: &Repository,
+    lease: &impl Fn(usize) -> Lease,
+    requests: &mut Vec<(Uploads, oneshot::Sender<Recorded>)>,
+    queued: &mut Vec<(ImageId, Step)>,
+) {
     let lease = lease(requests.iter().map(|(uploads, _)| uploads.len()).max().unwrap_or(1));
     let all: Vec<_> = requests.iter().flat_map(|(uploads, _)| uploads.iter().map(|(image, steps, trace)| (image, &steps[..], *trace))).collect();
     let committed = repo.add_images(&all, &lease, queued).await;

@@ -148,7 +148,11 @@ impl Application {
             let _ = stop.send(true);
         };
         if let Some(ops_listener) = self.ops_listener {
-            let limits = server::ConnectionLimits { max_connections: OPS_CONNECTIONS, max_connections_per_client: OPS_CONNECTIONS, ..self.state.settings.connection_limits() };
+            let limits = server::ConnectionLimits {
+                max_connections: OPS_CONNECTIONS,
+                max_connections_per_client: OPS_CONNECTIONS,
+                ..self.state.settings.connection_limits()
+            };
             let mut stopping = self.state.stopping.clone();
             let stopped = async move {
                 let _ = stopping.wait_for(|stop| *stop).await;
@@ -175,7 +179,12 @@ pub async fn migrate_store(settings: &Settings) -> anyhow::Result<()> {
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     let repo = thumbq_repo::Repository::open(&database, shutdown).await.with_context(|| format!("cannot open the database, {}", database.describe()))?;
     let migrated = migrate::migrate(&store, &repo).await.with_context(|| format!("cannot migrate {} into {}", store.describe(), repo.describe()))?;
-    tracing::info!(imported = migrated.imported, already = migrated.already, deleted = migrated.deleted, "Migrated the images of an earlier release into the database.");
+    tracing::info!(
+        imported = migrated.imported,
+        already = migrated.already,
+        deleted = migrated.deleted,
+        "Migrated the images of an earlier release into the database."
+    );
     Ok(())
 }
 

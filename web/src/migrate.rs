@@ -37,7 +37,12 @@ pub async fn on_first_start(store: &Store, repo: &Repository) {
         Ok(true) => {
             tracing::info!(store = %store.describe(), "The store holds originals and no migration has finished: giving those of an earlier release their records now.");
             match migrate(store, repo).await {
-                Ok(migrated) => tracing::info!(imported = migrated.imported, already = migrated.already, deleted = migrated.deleted, "Migrated the images of an earlier release into the database."),
+                Ok(migrated) => tracing::info!(
+                    imported = migrated.imported,
+                    already = migrated.already,
+                    deleted = migrated.deleted,
+                    "Migrated the images of an earlier release into the database."
+                ),
                 Err(error) => tracing::error!(%error, "Could not migrate the images of an earlier release; run `thumbq-web migrate`."),
             }
         }

@@ -56,8 +56,14 @@ pub struct IndexQuery {
 /// What the home page says after a delete or an Undo by its form.
 pub enum Notice {
     /// `seconds_left` to undo it, if any; no `name` once deleted for good.
-    Deleted { id: String, name: Option<String>, seconds_left: Option<u64> },
-    Restored { name: String },
+    Deleted {
+        id: String,
+        name: Option<String>,
+        seconds_left: Option<u64>,
+    },
+    Restored {
+        name: String,
+    },
 }
 
 /// The notice `query` asks for, if it is about an image of `caller`'s: a
@@ -326,4 +332,3 @@ fn personal(page: &impl Template) -> Result<Response, AppError> {
 pub async fn not_found() -> AppError {
     AppError::NotFound
 }
-

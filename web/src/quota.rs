@@ -112,7 +112,10 @@ pub async fn check(app: &AppState, owner: &OwnerId, client: Option<IpAddr>, inco
     let now = now_ms();
     let since = now.saturating_sub(WINDOW.as_millis() as u64);
     let settings = &app.settings;
-    let holders = [Some((Quota::Owner, Holder::Owner(*owner), settings.owner_mib_per_day)), client.map(|client| (Quota::Client, Holder::Client(client), settings.client_mib_per_day))];
+    let holders = [
+        Some((Quota::Owner, Holder::Owner(*owner), settings.owner_mib_per_day)),
+        client.map(|client| (Quota::Client, Holder::Client(client), settings.client_mib_per_day)),
+    ];
     for (quota, holder, limit_mib) in holders.into_iter().flatten() {
         let uploaded = match app.quota_counts.recent(&holder) {
             Some(uploaded) => uploaded,
@@ -132,7 +135,14 @@ pub async fn check(app: &AppState, owner: &OwnerId, client: Option<IpAddr>, inco
         // The count falls when its first upload is a day old; an upload larger than the quota never fits.
         let frees_at = uploaded.earliest_ms.map_or(now, |earliest| earliest + WINDOW.as_millis() as u64);
         let retry_after_secs = frees_at.saturating_sub(now).div_ceil(1000).max(1);
-        tracing::info!(quota = quota.reason_label(), uploaded_bytes = uploaded.bytes, incoming_bytes = incoming, limit_bytes, ?client, "Refused an upload over a daily quota.");
+        tracing::info!(
+            quota = quota.reason_label(),
+            uploaded_bytes = uploaded.bytes,
+            incoming_bytes = incoming,
+            limit_bytes,
+            ?client,
+            "Refused an upload over a daily quota."
+        );
         return Err(AppError::QuotaReached { quota, limit_bytes, retry_after_secs });
     }
     Ok(())

@@ -26,7 +26,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use thumbq_contract::{FailureRecord, ImageId, Listing, StorageKey, Step, TraceParent};
+use thumbq_contract::{FailureRecord, ImageId, Listing, Step, StorageKey, TraceParent};
 use thumbq_repo::Lease;
 use tokio::sync::watch;
 

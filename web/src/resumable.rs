@@ -180,7 +180,8 @@ impl Drop for LaneHeld {
 
 impl Turns {
     async fn take(self: &Arc<Self>, upload: UploadId) -> Result<Turn, AppError> {
-        let lane = Arc::clone(self.0.lock().expect("turns").entry(upload).or_insert_with(|| Arc::new(Lane { held: Arc::default(), stops: watch::Sender::new(0) })));
+        let lane =
+            Arc::clone(self.0.lock().expect("turns").entry(upload).or_insert_with(|| Arc::new(Lane { held: Arc::default(), stops: watch::Sender::new(0) })));
         let lane = LaneHeld { turns: Arc::clone(self), upload, lane };
         let held = match tokio::time::timeout(TURN_GRACE, Arc::clone(&lane.lane.held).lock_owned()).await {
             Ok(held) => held,
@@ -228,7 +229,9 @@ async fn created(app: &AppState, request: Request) -> Result<Response, AppError>
         None => (OwnerKey::generate(), None),
     };
     if headers.contains_key("upload-defer-length") {
-        return Err(AppError::BadUploadRequest("Send the file's size as Upload-Length when the upload is created: this server does not take Upload-Defer-Length."));
+        return Err(AppError::BadUploadRequest(
+            "Send the file's size as Upload-Length when the upload is created: this server does not take Upload-Defer-Length.",
+        ));
     }
     let length = number(headers, "upload-length").ok_or(AppError::BadUploadRequest("Send the file's size in bytes as Upload-Length."))?;
     let name = display_name(metadata_name(headers).as_deref(), 1);
@@ -263,7 +266,16 @@ async fn created(app: &AppState, request: Request) -> Result<Response, AppError>
         return Err(AppError::TooManyOpenUploadsFromClient { limit });
     }
     let expires_ms = received_ms + app.settings.resumable_expiry_secs * 1000;
-    let upload = NewUpload { id: UploadId::new(), owner, client: client.map(|client| client.to_string()), name, length, created_ms: received_ms, expires_ms, request_key };
+    let upload = NewUpload {
+        id: UploadId::new(),
+        owner,
+        client: client.map(|client| client.to_string()),
+        name,
+        length,
+        created_ms: received_ms,
+        expires_ms,
+        request_key,
+    };
     let id = app.repo.create_upload(&upload).await?;
     if id != upload.id {
         // Its first try made it a moment ago, beside this one.
@@ -340,7 +352,14 @@ enum Ended {
 /// counted: a web server killed mid-request loses at most this much of it.
 const PART_BYTES: u64 = 1024 * 1024;
 
-async fn receive_whole_or_cut(app: &AppState, mut upload: UploadRecord, body: Body, client: Option<IpAddr>, received_ms: u64, turn: &Turn) -> Result<u64, AppError> {
+async fn receive_whole_or_cut(
+    app: &AppState,
+    mut upload: UploadRecord,
+    body: Body,
+    client: Option<IpAddr>,
+    received_ms: u64,
+    turn: &Turn,
+) -> Result<u64, AppError> {
     let _in_progress = app.uploads.take(client).map_err(|_| AppError::UploadsInProgress { limit: app.settings.max_uploads_per_client })?;
     let mut charge = app.upload_limiter.admit_bytes(client)?;
     // Each request that ends stores a part: a client cutting its own requests short must not make them without end.
@@ -363,14 +382,20 @@ async fn receive_whole_or_cut(app: &AppState, mut upload: UploadRecord, body: Bo
         let chunk = match next {
             Ok(Some(Ok(chunk))) => chunk,
             Ok(None) => break Ended::Whole,
-            Ok(Some(Err(_))) => break Ended::Early(AppError::BadUploadRequest("The request ended before its body did. What arrived is kept: ask where the upload stands (HEAD) and send the rest.")),
+            Ok(Some(Err(_))) => {
+                break Ended::Early(AppError::BadUploadRequest(
+                    "The request ended before its body did. What arrived is kept: ask where the upload stands (HEAD) and send the rest.",
+                ));
+            }
             Err(_) => break Ended::Early(AppError::UploadStalled { idle_secs: idle.as_secs() }),
         };
         if let Err(refused) = charge.bytes(chunk.len() as u64) {
             break Ended::Early(refused);
         }
         if upload.received + scratch.bytes + chunk.len() as u64 > upload.length {
-            return Err(AppError::BadUploadRequest("The request sent more bytes than the upload's Upload-Length; those of its bytes not stored yet were not kept."));
+            return Err(AppError::BadUploadRequest(
+                "The request sent more bytes than the upload's Upload-Length; those of its bytes not stored yet were not kept.",
+            ));
         }
         if sent_from == 0 && head.len() < SourceFormat::SNIFF_LEN {
             let wanted = SourceFormat::SNIFF_LEN - head.len();

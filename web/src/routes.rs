@@ -193,7 +193,12 @@ pub fn router(state: AppState) -> Router {
         .route("/uploads", post(resumable::create).layer(DefaultBodyLimit::max(file_limit)).options(resumable::options))
         .route(
             "/uploads/{id}",
-            get(resumable::accepted).head(resumable::status).delete(resumable::terminate).layer(timeout).patch(resumable::patch).layer(DefaultBodyLimit::max(file_limit)),
+            get(resumable::accepted)
+                .head(resumable::status)
+                .delete(resumable::terminate)
+                .layer(timeout)
+                .patch(resumable::patch)
+                .layer(DefaultBodyLimit::max(file_limit)),
         )
         .layer(tus);
 

@@ -138,7 +138,9 @@ fn content_disposition(name: Option<&str>, format: SourceFormat, download: bool)
     let encoded: String = name
         .bytes()
         .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'!' | b'#' | b'$' | b'&' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~' => (byte as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'!' | b'#' | b'$' | b'&' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~' => {
+                (byte as char).to_string()
+            }
             _ => format!("%{byte:02X}"),
         })
         .collect();
@@ -153,11 +155,8 @@ fn content_disposition(name: Option<&str>, format: SourceFormat, download: bool)
 /// when the client's copy is as new.
 async fn serve(app: &AppState, key: StorageKey, request: Request) -> Result<Option<Response>, AppError> {
     let head_only = request.method() == axum::http::Method::HEAD;
-    let if_modified_since = request
-        .headers()
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| httpdate::parse_http_date(value).ok());
+    let if_modified_since =
+        request.headers().get(header::IF_MODIFIED_SINCE).and_then(|value| value.to_str().ok()).and_then(|value| httpdate::parse_http_date(value).ok());
     match app.store.serve(key, if_modified_since, head_only).await? {
         None => Ok(None),
         Some(Opened::File(path)) => {
@@ -187,9 +186,17 @@ mod naming_tests {
     fn an_original_comes_back_under_its_name_with_its_formats_extension() {
         let named = |name: Option<&str>, format, download| content_disposition(name, format, download).to_str().unwrap().to_owned();
         assert_eq!(named(Some("IMG_0042.HEIC"), SourceFormat::Heic, false), r#"inline; filename="IMG_0042.HEIC"; filename*=UTF-8''IMG_0042.HEIC"#);
-        assert_eq!(named(Some("holiday"), SourceFormat::Jpeg, true), r#"attachment; filename="holiday.jpg"; filename*=UTF-8''holiday.jpg"#, "an extension is added");
+        assert_eq!(
+            named(Some("holiday"), SourceFormat::Jpeg, true),
+            r#"attachment; filename="holiday.jpg"; filename*=UTF-8''holiday.jpg"#,
+            "an extension is added"
+        );
         assert_eq!(named(Some("scan.jpeg"), SourceFormat::Jpeg, false), r#"inline; filename="scan.jpeg"; filename*=UTF-8''scan.jpeg"#);
-        assert_eq!(named(Some("photo.png"), SourceFormat::Avif, false), r#"inline; filename="photo.png.avif"; filename*=UTF-8''photo.png.avif"#, "the bytes decide");
+        assert_eq!(
+            named(Some("photo.png"), SourceFormat::Avif, false),
+            r#"inline; filename="photo.png.avif"; filename*=UTF-8''photo.png.avif"#,
+            "the bytes decide"
+        );
         assert_eq!(
             named(Some("Ünïcode \"quoted\" été.jpg"), SourceFormat::Jpeg, false),
             r#"inline; filename="_n_code _quoted_ _t_.jpg"; filename*=UTF-8''%C3%9Cn%C3%AFcode%20%22quoted%22%20%C3%A9t%C3%A9.jpg"#

@@ -436,7 +436,11 @@ pub(crate) async fn keep(
     // Bytes another request of the owner's recorded first, a moment ago: its image answers for them.
     for (id, hash, size) in late {
         let kept = order.iter_mut().find(|kept| kept.id == id).expect("each stored file is in the request's order");
-        let existing = app.repo.same_bytes(&owner, &hash).await?.ok_or_else(|| anyhow::anyhow!("the image that holds the same bytes as {} was removed as they were sent", kept.name))?;
+        let existing = app
+            .repo
+            .same_bytes(&owner, &hash)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the image that holds the same bytes as {} was removed as they were sent", kept.name))?;
         bytes -= size;
         *kept = Kept { id: existing, name: std::mem::take(&mut kept.name), duplicate_of: Some(existing), delete_token: None };
     }
@@ -556,7 +560,13 @@ pub(crate) async fn recognised(
 async fn record(dispatcher: &crate::dispatch::Dispatcher, originals: &[StoredOriginal], received_ms: u64) -> Result<Vec<ImageId>, AppError> {
     let uploads = originals
         .iter()
-        .map(|original| (original.image.clone(), vec![crate::instance::step("received", received_ms), crate::instance::step("stored", original.stored_ms)], original.job.traceparent))
+        .map(|original| {
+            (
+                original.image.clone(),
+                vec![crate::instance::step("received", received_ms), crate::instance::step("stored", original.stored_ms)],
+                original.job.traceparent,
+            )
+        })
         .collect();
     Ok(dispatcher.record(uploads).await?)
 }

@@ -165,7 +165,10 @@ async fn an_upload_gives_a_browser_an_http_only_cookie_and_an_api_client_its_own
 
     // Later uploads with the cookie keep the key where the browser holds it, out of scripts' reach.
     let (again, _) = server.upload(1, &[(header::COOKIE, &cookie_pair(&cookie))]).await;
-    assert!(again["images"][0].get("owner_key").is_none() && again["images"][0].get("delete_token").is_none(), "a request with a cookie is a browser's: {again}");
+    assert!(
+        again["images"][0].get("owner_key").is_none() && again["images"][0].get("delete_token").is_none(),
+        "a request with a cookie is a browser's: {again}"
+    );
     // A browser's scripts get no key at all, not even on its first upload: the cookie holds it.
     let browser = [(header::HeaderName::from_static("sec-fetch-site"), "same-origin")];
     let (first, cookie) = server.upload(1, &browser).await;
@@ -580,7 +583,9 @@ async fn a_form_upload_with_a_refused_file_answers_a_page_that_reads_in_order_an
     let server = TestServer::start().await;
     let mut body = Vec::new();
     for (name, bytes) in [("good.png", distinct_png()), ("notes.jpg", b"not a photo".to_vec())] {
-        body.extend(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: image/png\r\n\r\n").as_bytes());
+        body.extend(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
+        );
         body.extend(bytes);
         body.extend(b"\r\n");
     }
@@ -596,7 +601,10 @@ async fn a_form_upload_with_a_refused_file_answers_a_page_that_reads_in_order_an
     let (refused, kept) = (page.find("1 file was not uploaded:").expect("the refusal"), page.find("The other was:").expect("then the kept one"));
     assert!(refused < page.find("notes.jpg").unwrap() && page.find("notes.jpg").unwrap() < kept, "the refused file under its heading: {page}");
     let id = page.split("data-image=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("the kept image");
-    assert!(page.contains(&format!(r#"<meta http-equiv="refresh" content="2; url=/images?ids={id}">"#)), "a page without script looks again at these images, not at /images: {page}");
+    assert!(
+        page.contains(&format!(r#"<meta http-equiv="refresh" content="2; url=/images?ids={id}">"#)),
+        "a page without script looks again at these images, not at /images: {page}"
+    );
 
     let bare = server.get("/images", &[]).await;
     assert_eq!(bare.status(), StatusCode::SEE_OTHER, "/images with no ids leads to the visitor's uploads");

@@ -4,8 +4,8 @@
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use futures_util::StreamExt;
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use futures_util::StreamExt;
 use thumbq_broker::Deployment;
 use thumbq_web::{AppState, Settings, router};
 use tower::ServiceExt;
@@ -51,7 +51,8 @@ impl TestServer {
 
     /// Creates an upload of `length` bytes named `photo.png`; returns its path.
     async fn create(&self, length: usize) -> String {
-        let response = self.tus("POST", "/uploads", &[("upload-length", &length.to_string()), ("upload-metadata", "filename cGhvdG8ucG5n")], Body::empty()).await;
+        let response =
+            self.tus("POST", "/uploads", &[("upload-length", &length.to_string()), ("upload-metadata", "filename cGhvdG8ucG5n")], Body::empty()).await;
         assert_eq!(response.status(), StatusCode::CREATED, "{:?}", response.headers());
         assert!(response.headers().contains_key("upload-expires"));
         location(response.headers())
@@ -220,7 +221,10 @@ async fn a_strangers_upload_is_not_there_for_anyone_else() {
     let server = TestServer::start().await;
     let png = distinct_png();
     let path = server.create(png.len()).await;
-    let stranger = TestServer { bearer: format!("Bearer {}", a_key()), ..TestServer { state: server.state.clone(), data_dir: tempfile::tempdir().unwrap(), bearer: String::new() } };
+    let stranger = TestServer {
+        bearer: format!("Bearer {}", a_key()),
+        ..TestServer { state: server.state.clone(), data_dir: tempfile::tempdir().unwrap(), bearer: String::new() }
+    };
     assert_eq!(stranger.offset(&path).await, Err(StatusCode::NOT_FOUND));
     assert_eq!(stranger.patch(&path, 0, &png).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(stranger.tus("DELETE", &path, &[], Body::empty()).await.status(), StatusCode::NOT_FOUND);
@@ -250,7 +254,9 @@ async fn creations_that_break_the_rules_are_refused_before_a_byte_is_sent() {
     let unversioned = server.send(Request::post("/uploads").header("upload-length", "10").body(Body::empty()).unwrap()).await;
     assert_eq!(unversioned.status(), StatusCode::PRECONDITION_FAILED);
     assert_eq!(unversioned.headers()["tus-version"], "1.0.0");
-    let cross_site = server.tus("POST", "/uploads", &[("upload-length", "10"), ("origin", "https://elsewhere.example"), ("sec-fetch-site", "cross-site")], Body::empty()).await;
+    let cross_site = server
+        .tus("POST", "/uploads", &[("upload-length", "10"), ("origin", "https://elsewhere.example"), ("sec-fetch-site", "cross-site")], Body::empty())
+        .await;
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
 
     for _ in 0..3 {

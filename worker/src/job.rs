@@ -419,7 +419,9 @@ fn reason_for(error: &PipelineError) -> String {
     reason.push('.');
     // Where a person can do something about it, say what.
     let next = match error {
-        PipelineError::Corrupt { .. } | PipelineError::Unsupported { .. } | PipelineError::DecoderFailed { .. } => " Open it in a photo app, export it again as JPEG or PNG, and upload that.",
+        PipelineError::Corrupt { .. } | PipelineError::Unsupported { .. } | PipelineError::DecoderFailed { .. } => {
+            " Open it in a photo app, export it again as JPEG or PNG, and upload that."
+        }
         PipelineError::OverLimits(_) | PipelineError::DimensionsOverLimits | PipelineError::OverMemoryLimit => " Export a smaller copy and upload that.",
         PipelineError::Internal(_) | PipelineError::DecoderUnavailable { .. } => "",
     };
@@ -492,7 +494,8 @@ mod tests {
     }
 
     fn thumbnail_files(context: &JobContext, id: ImageId) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(context.storage.thumbnail_dir(id)).unwrap().flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> =
+            std::fs::read_dir(context.storage.thumbnail_dir(id)).unwrap().flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
     }

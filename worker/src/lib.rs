@@ -35,9 +35,10 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     // A worker never sets a store up: on a wrong path, a share not mounted or
     // another bucket, it would fail every job with "the upload is gone". It
     // waits for a web server to set it up instead, so that they may start in any order.
-    let manifest = read_manifest_when_there(&store, shutdown.clone()).await.with_context(|| format!("cannot read thumbq.json in {place}"))?.with_context(|| {
-        format!("stopped before {place} was set up (it has no thumbq.json): start thumbq-web on it, or check the path and that it is mounted")
-    })?;
+    let manifest =
+        read_manifest_when_there(&store, shutdown.clone()).await.with_context(|| format!("cannot read thumbq.json in {place}"))?.with_context(|| {
+            format!("stopped before {place} was set up (it has no thumbq.json): start thumbq-web on it, or check the path and that it is mounted")
+        })?;
     if let Some(mismatch) = manifest.worker_mismatch(&settings.sizes, &settings.limits()) {
         anyhow::bail!("this worker does not match the store {place} ({manifest}): {mismatch}");
     }
@@ -51,7 +52,8 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     }
     // HEIC and AVIF need libheif with its HEVC and AV1 plugins: without them
     // every such photo would fail, one job at a time, long after the start.
-    let heif = tokio::task::spawn_blocking(pipeline::heif::check_decoder).await?.map_err(|missing| anyhow::anyhow!("cannot decode HEIC and AVIF: {missing}"))?;
+    let heif =
+        tokio::task::spawn_blocking(pipeline::heif::check_decoder).await?.map_err(|missing| anyhow::anyhow!("cannot decode HEIC and AVIF: {missing}"))?;
     tracing::info!(decoder = %heif, "HEIC and AVIF are decoded in a child process.");
     // With a bucket, the data directory holds at most the embedded queue's spool, which makes its own.
     if !store.is_bucket() {

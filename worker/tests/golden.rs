@@ -534,36 +534,49 @@ fn transparency_in_heic_avif_and_jpeg_xl_is_kept_in_png_thumbnails() {
 #[test]
 fn every_thumbnail_has_a_webp_of_its_size_that_looks_like_it_and_keeps_its_transparency() {
     let mut findings = Findings::default();
-    let names = ["exif-orientation/Landscape_6.jpg", "pillow/pil_sample_cmyk.jpg", "pngsuite/basn6a08.png", "pngsuite/basn0g08.png", "pillow/transparent.webp", "libavif/abc_color_irot_alpha_irot.avif", "pillow-heif/xiaomi.heic"];
+    let names = [
+        "exif-orientation/Landscape_6.jpg",
+        "pillow/pil_sample_cmyk.jpg",
+        "pngsuite/basn6a08.png",
+        "pngsuite/basn0g08.png",
+        "pillow/transparent.webp",
+        "libavif/abc_color_irot_alpha_irot.avif",
+        "pillow-heif/xiaomi.heic",
+    ];
     for name in names {
         let fixture = Fixture::read(name);
         let format = SourceFormat::sniff(&fixture.bytes).expect("an accepted format");
-        let result = thumbq_worker::pipeline::make_thumbnails_with_webp(fixture.bytes.as_slice(), format, &thumbq_contract::Sizes::default(), &thumbq_worker::pipeline::MediaLimits::default())
-            .map_err(|error| error.to_string())
-            .and_then(|(mut thumbnails, _)| {
-                let webps = thumbnails.split_off(3);
-                let (width, height) = (thumbnails[0].width, thumbnails[0].height);
-                if webps.iter().any(|webp| webp.format != ThumbFormat::Webp) {
-                    return Err("the second set is not all WebP".into());
+        let result = thumbq_worker::pipeline::make_thumbnails_with_webp(
+            fixture.bytes.as_slice(),
+            format,
+            &thumbq_contract::Sizes::default(),
+            &thumbq_worker::pipeline::MediaLimits::default(),
+        )
+        .map_err(|error| error.to_string())
+        .and_then(|(mut thumbnails, _)| {
+            let webps = thumbnails.split_off(3);
+            let (width, height) = (thumbnails[0].width, thumbnails[0].height);
+            if webps.iter().any(|webp| webp.format != ThumbFormat::Webp) {
+                return Err("the second set is not all WebP".into());
+            }
+            let baseline = support::decoded_thumbnails(&thumbnails, width, height)?;
+            let ours = support::decoded_thumbnails(&webps, width, height)?;
+            for ((webp, jpeg), thumbnail) in ours.iter().zip(&baseline).zip(&thumbnails) {
+                let difference = mean_absolute_difference(&webp.to_rgba8(), &jpeg.to_rgba8());
+                // Two lossy codecs apart: measured up to 4.7 per channel, on the small size of the orientation chart's sharp lines.
+                if worst_channel(difference) > 6.0 {
+                    return Err(format!("the {} WebP differs from its {:?} by {difference:.2?}", thumbnail.size, thumbnail.format));
                 }
-                let baseline = support::decoded_thumbnails(&thumbnails, width, height)?;
-                let ours = support::decoded_thumbnails(&webps, width, height)?;
-                for ((webp, jpeg), thumbnail) in ours.iter().zip(&baseline).zip(&thumbnails) {
-                    let difference = mean_absolute_difference(&webp.to_rgba8(), &jpeg.to_rgba8());
-                    // Two lossy codecs apart: measured up to 4.7 per channel, on the small size of the orientation chart's sharp lines.
-                    if worst_channel(difference) > 6.0 {
-                        return Err(format!("the {} WebP differs from its {:?} by {difference:.2?}", thumbnail.size, thumbnail.format));
-                    }
-                    if thumbnail.format == ThumbFormat::Png && !webp.color().has_alpha() {
-                        return Err(format!("the {} WebP lost the transparency of its PNG", thumbnail.size));
-                    }
+                if thumbnail.format == ThumbFormat::Png && !webp.color().has_alpha() {
+                    return Err(format!("the {} WebP lost the transparency of its PNG", thumbnail.size));
                 }
-                let (webp_bytes, baseline_bytes): (usize, usize) = (webps.iter().map(|t| t.bytes.len()).sum(), thumbnails.iter().map(|t| t.bytes.len()).sum());
-                if thumbnails[0].format == ThumbFormat::Jpeg && webp_bytes >= baseline_bytes {
-                    return Err(format!("the WebPs have {webp_bytes} bytes, the JPEGs {baseline_bytes}"));
-                }
-                Ok(())
-            });
+            }
+            let (webp_bytes, baseline_bytes): (usize, usize) = (webps.iter().map(|t| t.bytes.len()).sum(), thumbnails.iter().map(|t| t.bytes.len()).sum());
+            if thumbnails[0].format == ThumbFormat::Jpeg && webp_bytes >= baseline_bytes {
+                return Err(format!("the WebPs have {webp_bytes} bytes, the JPEGs {baseline_bytes}"));
+            }
+            Ok(())
+        });
         findings.check(name, result);
     }
     findings.assert_none("WebP thumbnails", names.len());
