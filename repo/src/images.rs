@@ -21,7 +21,7 @@ pub struct NewImage {
     pub name: String,
     pub format: SourceFormat,
     pub bytes: u64,
-    /// The SHA-256 of its bytes, in hex.
+    /// The hash of its bytes: `blake3:` and 64 hex digits (a bare SHA-256 in records of earlier releases).
     pub content_hash: String,
     pub width: u32,
     pub height: u32,
@@ -203,49 +203,59 @@ impl TryFrom<ImageRow> for ImageRecord {
 /// The most rows one statement writes: SQLite takes up to 32766 bound values, PostgreSQL 65535.
 pub(crate) const ROWS_PER_STATEMENT: usize = 100;
 
-/// Adds, inside `$tx`, the steps of each `(image id, steps)` of `$of_images`,
+/// Adds, to `$batch`, the steps of each `(image id, steps)` of `$of_images`,
 /// a hundred rows a statement, each unless its image is deleted. Each
 /// statement is one write that looks at the images itself, never a read
 /// before a write: SQLite refuses, rather than waits for, a read transaction
-/// that tries to write after another commit.
-macro_rules! insert_live_steps {
-    ($tx:expr, $of_images:expr) => {{
-        let rows: Vec<(&str, i64, &thumbq_contract::Step)> = $of_images
+/// that tries to write after another commit. It also means that the steps of
+/// an image that another statement of the same batch did not insert are not
+/// written either.
+macro_rules! push_live_steps {
+    ($batch:expr, $of_images:expr) => {{
+        let rows: Vec<(String, i64, &thumbq_contract::Step)> = $of_images
             .into_iter()
-            .flat_map(|(id, steps): (&str, &[thumbq_contract::Step])| steps.iter().enumerate().map(move |(seq, step)| (id, seq as i64, step)))
+            .flat_map(|(id, steps): (&str, &[thumbq_contract::Step])| steps.iter().enumerate().map(move |(seq, step)| (id.to_owned(), seq as i64, step)))
             .collect();
         for chunk in rows.chunks($crate::images::ROWS_PER_STATEMENT) {
-            let mut query =
-                sqlx::QueryBuilder::new("INSERT INTO steps (image_id, at_ms, seq, step, by_process) SELECT column1, column2, column3, column4, column5 FROM (");
+            let query =
+                $batch.statement("INSERT INTO steps (image_id, at_ms, seq, step, by_process) SELECT column1, column2, column3, column4, column5 FROM (");
             query.push_values(chunk, |mut row, (id, seq, step)| {
-                row.push_bind(*id).push_bind($crate::columns::to_i64(step.at)).push_bind(*seq).push_bind(&step.step).push_bind(&step.by);
+                row.push_bind(id.clone()).push_bind($crate::columns::to_i64(step.at)).push_bind(*seq).push_bind(step.step.clone()).push_bind(step.by.clone());
             });
             query.push(") AS v WHERE EXISTS (SELECT 1 FROM images WHERE id = v.column1 AND deleted_ms IS NULL)");
-            query.build().execute(&mut *$tx).await?;
         }
+    }};
+}
+pub(crate) use push_live_steps;
+
+/// [`push_live_steps!`] run on its own inside `$tx`.
+macro_rules! insert_live_steps {
+    ($tx:expr, $of_images:expr) => {{
+        let mut batch = $crate::batch::Batch::new();
+        $crate::images::push_live_steps!(batch, $of_images);
+        $crate::batch::run_batch!($tx, batch);
     }};
 }
 pub(crate) use insert_live_steps;
 
-/// Clears, inside `$tx`, the outbox rows of the jobs in `$queued`, `(image, step)`
-/// pairs, which the queue has taken, and adds each one's step to its timeline.
-macro_rules! clear_queued {
-    ($tx:expr, $queued:expr) => {{
+/// Adds, to `$batch`, the removal of the outbox rows of the jobs in `$queued`,
+/// `(image, step)` pairs, which the queue has taken, and each one's step.
+macro_rules! push_clear_queued {
+    ($batch:expr, $queued:expr) => {{
         let queued: &[(thumbq_contract::ImageId, thumbq_contract::Step)] = $queued;
         let ids: Vec<String> = queued.iter().map(|(id, _)| id.to_string()).collect();
         for chunk in ids.chunks($crate::images::ROWS_PER_STATEMENT) {
-            let mut query = sqlx::QueryBuilder::new("DELETE FROM outbox WHERE image_id IN (");
+            let query = $batch.statement("DELETE FROM outbox WHERE image_id IN (");
             let mut list = query.separated(", ");
             for id in chunk {
-                list.push_bind(id.as_str());
+                list.push_bind(id.clone());
             }
             query.push(")");
-            query.build().execute(&mut *$tx).await?;
         }
-        insert_live_steps!($tx, ids.iter().zip(queued).map(|(id, (_, step))| (id.as_str(), std::slice::from_ref(step))));
+        $crate::images::push_live_steps!($batch, ids.iter().zip(queued).map(|(id, (_, step))| (id.as_str(), std::slice::from_ref(step))));
     }};
 }
-pub(crate) use clear_queued;
+pub(crate) use push_clear_queued;
 
 /// Runs `$sql`, an `UPDATE` of image `$1` with `$value`s bound after it, and
 /// when it changed the row adds `$steps`, in one transaction; `true` when it did.
@@ -327,9 +337,10 @@ impl Repository {
                 query.push(") AS keys ORDER BY column1");
                 query.build().execute(&mut *tx).await?;
             }
-            let mut inserted = std::collections::HashSet::with_capacity(rows.len());
+            // One batch: on SQLite one round trip for all the statements, however many uploads.
+            let mut batch = crate::batch::Batch::new();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let mut query = sqlx::QueryBuilder::new(
+                let query = batch.statement(
                     "INSERT INTO images (id, owner, name, format, bytes, content_hash, width, height, created_ms, delete_token_hash, client) \
                      SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10, column11 FROM (",
                 );
@@ -352,20 +363,20 @@ impl Repository {
                     ") AS v WHERE NOT EXISTS (SELECT 1 FROM images WHERE owner = v.column2 AND content_hash = v.column6 AND deleted_ms IS NULL AND trashed_ms IS NULL AND failure IS NULL) \
                      RETURNING id",
                 );
-                for row in query.build().fetch_all(&mut *tx).await? {
-                    inserted.insert(row.try_get::<String, _>(0)?);
-                }
             }
-            let recorded: Vec<&Row> = rows.iter().filter(|row| inserted.contains(&row.id)).collect();
-            for chunk in recorded.chunks(ROWS_PER_STATEMENT) {
-                let mut query = sqlx::QueryBuilder::new("INSERT INTO outbox (image_id, traceparent, queued_ms, lease_until_ms, leased_by) ");
+            // The job of each image the statements above inserted: an image skipped for its bytes has no row of its id.
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let query = batch.statement("INSERT INTO outbox (image_id, traceparent, queued_ms, lease_until_ms, leased_by) SELECT column1, column2, column3, column4, column5 FROM (");
                 query.push_values(chunk, |mut values, row| {
                     values.push_bind(row.id.as_str()).push_bind(row.trace.as_deref()).push_bind(to_i64(row.image.created_ms)).push_bind(to_i64(lease.until_ms)).push_bind(&lease.holder);
                 });
-                query.build().execute(&mut *tx).await?;
+                query.push(") AS v WHERE EXISTS (SELECT 1 FROM images WHERE id = v.column1)");
             }
-            insert_live_steps!(tx, recorded.iter().map(|row| (row.id.as_str(), row.steps)));
-            clear_queued!(tx, queued);
+            push_live_steps!(batch, rows.iter().map(|row| (row.id.as_str(), row.steps)));
+            push_clear_queued!(batch, queued);
+            // Only the inserts of images return rows: their ids.
+            let returned = crate::batch::run_batch!(tx, batch);
+            let inserted = returned.iter().map(|row| row.try_get::<String, _>(0)).collect::<Result<std::collections::HashSet<String>, _>>()?;
             tx.commit().await?;
             inserted
         });

@@ -3,6 +3,7 @@
 //! The store keeps bytes (originals, thumbnails, WebPs); this crate keeps the
 //! facts about them, and it is the only place that knows SQL:
 //! - [`settings`]: `--database-url`, and where the database is without it.
+//! - [`batch`]: statements sent together, in one round trip on SQLite.
 //! - [`columns`]: how times and ids are kept in columns, and the lease a row is held under.
 //! - [`connect`]: opening the database, waiting for it, and migrating it once, under a lock.
 //! - [`images`]: the image records, their steps, and every query about them.
@@ -22,6 +23,7 @@
 //! change: a page costs one query, and each of a job's writes of its
 //! progress is one short transaction.
 
+mod batch;
 pub mod columns;
 pub mod connect;
 pub mod failures;

@@ -15,7 +15,7 @@ use thumbq_contract::{ImageId, ResizeJob, SourceFormat, Step, TraceParent};
 
 use crate::columns::{Lease, parse_id, to_i64};
 use crate::connect::{Pool, on_pool, on_writer};
-use crate::images::{clear_queued, insert_live_steps};
+use crate::images::{insert_live_steps, push_clear_queued};
 use crate::{RepoError, Repository};
 
 impl Repository {
@@ -73,7 +73,9 @@ impl Repository {
         macro_rules! clear {
             ($connection:expr) => {{
                 let mut tx = sqlx::Connection::begin(&mut *$connection).await?;
-                clear_queued!(tx, queued);
+                let mut batch = crate::batch::Batch::new();
+                push_clear_queued!(batch, queued);
+                crate::batch::run_batch!(tx, batch);
                 tx.commit().await?;
                 Ok::<_, RepoError>(())
             }};

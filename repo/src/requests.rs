@@ -21,6 +21,13 @@ pub enum Attempt {
     Reused,
 }
 
+/// The owner's image of these bytes. `+` keeps the order from choosing the
+/// index: one that served it (by owner and id, or by owner and age) would have
+/// SQLite, which keeps no statistics, walk all the owner's images instead of
+/// the few of these bytes.
+const SAME_BYTES: &str = "SELECT id FROM images WHERE owner = $1 AND content_hash = $2 AND deleted_ms IS NULL AND trashed_ms IS NULL AND failure IS NULL \
+     ORDER BY +created_ms, id LIMIT 1";
+
 impl Repository {
     /// Records that `owner` sent a request with `key` at `now_ms`, looking
     /// like `fingerprint` (when it can be told). A request with the key that
@@ -106,14 +113,12 @@ impl Repository {
         Ok(forgotten)
     }
 
-    /// An image of `owner` with the bytes whose SHA-256 is `content_hash`,
+    /// An image of `owner` with the bytes whose hash is `content_hash`,
     /// pending or done (a failed one is not given back: uploading again is how
     /// a person retries, and one in the trash is deleted to them), if there is one.
     pub async fn same_bytes(&self, owner: &OwnerId, content_hash: &str) -> Result<Option<ImageId>, RepoError> {
         let id: Option<String> = on_pool!(self, pool => {
-            // Not `ORDER BY id`: the index on (owner, id) would serve that order, and
-            // SQLite, without statistics, would walk all the owner's images in it.
-            let row = sqlx::query("SELECT id FROM images WHERE owner = $1 AND content_hash = $2 AND deleted_ms IS NULL AND trashed_ms IS NULL AND failure IS NULL ORDER BY created_ms, id LIMIT 1")
+            let row = sqlx::query(SAME_BYTES)
                 .bind(owner.to_string())
                 .bind(content_hash)
                 .fetch_optional(pool)
@@ -194,6 +199,16 @@ mod tests {
         );
         assert!(repo.add_image(&same(OwnerId::of_secret(b"someone else")), &[], None, &Lease::none()).await.unwrap(), "never across owners");
         assert_eq!(repo.outbox_len().await.unwrap(), 3, "a job for each image recorded, none for the others");
+    }
+
+    #[tokio::test]
+    async fn sqlite_looks_up_the_same_bytes_by_their_index_not_through_all_the_owners_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::testing::sqlite(&dir).await;
+        let plan: Vec<String> = on_pool!(repo, pool => {
+            sqlx::query(&format!("EXPLAIN QUERY PLAN {SAME_BYTES}")).fetch_all(pool).await.unwrap().iter().map(|row| row.get::<String, _>(3)).collect()
+        });
+        assert!(plan.iter().any(|step| step.contains("USING INDEX images_by_content")), "{plan:?}");
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 //! - [`server`]: the accept loop: header timeout, connection cap, bounded graceful shutdown; probes on `--ops-bind` apart.
 //! - [`slots`]: places for what holds a connection long (connections, uploads, event streams), in all and per client.
 //! - [`upload`]: streaming multipart uploads to disk and queueing their jobs.
+//! - [`content_hash`]: the hash of each upload that tells the same bytes again.
 //! - [`resumable`]: resumable uploads (tus 1.0.0) at `/uploads`, continued by any web server.
 //! - [`form`]: the bounds of a multipart form besides its files: progress, parts, overhead.
 //! - [`client`], [`rate_limit`], [`disk`]: who is uploading, how fast they may, and whether there is room.
@@ -35,6 +36,7 @@ pub mod api;
 pub mod assets;
 pub mod cleanup;
 pub mod client;
+pub mod content_hash;
 pub mod dates;
 pub mod delete;
 pub mod disk;

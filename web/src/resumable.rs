@@ -22,13 +22,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::content_hash::ContentHasher;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use futures_util::StreamExt;
-use sha2::Digest;
 use thumbq_contract::{ImageId, SourceFormat, StorageKey, UploadId};
 use thumbq_repo::{NewUpload, UploadPart, UploadRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -369,7 +369,7 @@ async fn receive_whole_or_cut(
     let sent_from = upload.received;
     let mut scratch = Scratch::create(app).await?;
     // An upload that arrives whole in one part is hashed as it arrives; one in parts, as they are put together.
-    let mut hash = (sent_from == 0).then(sha2::Sha256::new);
+    let mut hash = (sent_from == 0).then(ContentHasher::new);
     let mut head = Vec::with_capacity(SourceFormat::SNIFF_LEN);
     let mut stream = body.into_data_stream();
     let idle = app.settings.upload_idle_timeout();
@@ -447,7 +447,7 @@ fn most_parts(length: u64) -> u64 {
 struct Scratch {
     id: ImageId,
     guard: RemoveOnDrop,
-    out: tokio::fs::File,
+    out: tokio::io::BufWriter<tokio::fs::File>,
     bytes: u64,
 }
 
@@ -455,7 +455,7 @@ impl Scratch {
     async fn create(app: &AppState) -> Result<Self, AppError> {
         let id = ImageId::new();
         let guard = RemoveOnDrop::new(app.storage.path(&StorageKey::Incoming(id)));
-        let out = tokio::fs::File::create(guard.path()).await?;
+        let out = crate::upload::incoming_file(guard.path()).await?;
         Ok(Self { id, guard, out, bytes: 0 })
     }
 
@@ -493,15 +493,15 @@ async fn store_part(app: &AppState, upload: &mut UploadRecord, mut scratch: Scra
 /// Puts the upload's stored parts and its `last` bytes together and keeps the
 /// file as an image (`hash`: of the whole, when it came in one piece); returns the upload's length. A file refused for what it
 /// is takes the upload with it.
-async fn finish(app: &AppState, upload: &UploadRecord, last: Scratch, hash: Option<sha2::Sha256>, received_ms: u64) -> Result<u64, AppError> {
+async fn finish(app: &AppState, upload: &UploadRecord, last: Scratch, hash: Option<ContentHasher>, received_ms: u64) -> Result<u64, AppError> {
     drop(last.out);
     let (id, whole, hash) = match hash {
         Some(hash) => (last.id, last.guard, hash),
         None => {
             let id = ImageId::new();
             let whole = RemoveOnDrop::new(app.storage.path(&StorageKey::Incoming(id)));
-            let mut out = tokio::fs::File::create(whole.path()).await?;
-            let mut hash = sha2::Sha256::new();
+            let mut out = crate::upload::incoming_file(whole.path()).await?;
+            let mut hash = ContentHasher::new();
             for part in &upload.parts {
                 copy_part(app, StorageKey::UploadPart(upload.id, part.part), &mut out, &mut hash).await?;
             }
@@ -565,7 +565,7 @@ async fn finish(app: &AppState, upload: &UploadRecord, last: Scratch, hash: Opti
 }
 
 /// Appends the stored part `key` to `out`.
-async fn copy_part(app: &AppState, key: StorageKey, out: &mut tokio::fs::File, hash: &mut sha2::Sha256) -> Result<(), AppError> {
+async fn copy_part(app: &AppState, key: StorageKey, out: &mut tokio::io::BufWriter<tokio::fs::File>, hash: &mut ContentHasher) -> Result<(), AppError> {
     let missing = || AppError::Internal(anyhow::anyhow!("the part {} of an upload is missing from the store", key.name()));
     match app.store.serve(key, None, false).await?.ok_or_else(missing)? {
         thumbq_store::Opened::File(path) => {

@@ -20,7 +20,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
-use sha2::Digest;
 use thumbq_contract::{ImageId, MediaLimits, OwnerId, ResizeJob, SourceFormat, Storage, StorageKey, ThumbSize};
 use thumbq_repo::{Attempt, NewImage};
 use thumbq_store::Store;
@@ -375,16 +374,14 @@ pub(crate) async fn keep(
     received_ms: u64,
 ) -> Result<Accepted, AppError> {
     // The same bytes again from the same owner are the image they have: no second copy, no job.
-    // (Never across owners: that would tell a stranger someone holds a photo.)
+    // (Never across owners: that would tell a stranger someone holds a photo.) Twice in this
+    // request is seen here; an image of theirs from before is seen by the commit, which
+    // records no second one (see `late` below): the common case, a new photo, costs no query.
     let mut order = Vec::with_capacity(received.len());
     let mut fresh = Vec::with_capacity(received.len());
     let mut seen = std::collections::HashMap::new();
     for file in received {
-        let existing = match seen.get(&file.content_hash) {
-            Some(id) => Some(*id),
-            None => app.repo.same_bytes(&owner, &file.content_hash).await?,
-        };
-        match existing {
+        match seen.get(&file.content_hash).copied() {
             Some(id) => order.push(Kept { id, name: file.name.clone(), duplicate_of: Some(id), delete_token: None }),
             None => {
                 seen.insert(file.content_hash.clone(), file.id);
@@ -433,16 +430,18 @@ pub(crate) async fn keep(
     })
     .await
     .map_err(anyhow::Error::from)??;
-    // Bytes another request of the owner's recorded first, a moment ago: its image answers for them.
+    // Bytes the owner has an image of already (from before, or from another request a moment ago): that image answers for them.
     for (id, hash, size) in late {
-        let kept = order.iter_mut().find(|kept| kept.id == id).expect("each stored file is in the request's order");
         let existing = app
             .repo
             .same_bytes(&owner, &hash)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("the image that holds the same bytes as {} was removed as they were sent", kept.name))?;
+            .ok_or_else(|| anyhow::anyhow!("the image that holds the same bytes as upload {id} was removed as they were sent"))?;
         bytes -= size;
-        *kept = Kept { id: existing, name: std::mem::take(&mut kept.name), duplicate_of: Some(existing), delete_token: None };
+        // The file, and the same bytes again in this request, which were answered with its id.
+        for kept in order.iter_mut().filter(|kept| kept.id == id) {
+            *kept = Kept { id: existing, name: std::mem::take(&mut kept.name), duplicate_of: Some(existing), delete_token: None };
+        }
     }
     Ok(Accepted { images: order, refused, bytes })
 }
@@ -495,9 +494,9 @@ async fn stream_file(
 ) -> Result<ReceivedFile, AppError> {
     let limit_bytes = limits.max_file_bytes;
     let id = ImageId::new();
-    let mut hash = sha2::Sha256::new();
+    let mut hash = crate::content_hash::ContentHasher::new();
     let part = RemoveOnDrop::new(storage.path(&StorageKey::Incoming(id)));
-    let mut out = tokio::fs::File::create(part.path()).await?;
+    let mut out = incoming_file(part.path()).await?;
     let mut head = Vec::with_capacity(SourceFormat::SNIFF_LEN);
     let mut format = None;
     let mut size: u64 = 0;
@@ -536,6 +535,16 @@ async fn stream_file(
     recognised(id, part, file, size, format, hash, limits).await
 }
 
+/// What a request's body gathers before each write to its file: one trip to a
+/// blocking thread per this many bytes, not one per chunk of the body (a few
+/// kilobytes each, as its TCP segments came).
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Creates a file in `incoming/` for a request's bytes, written in large pieces.
+pub(crate) async fn incoming_file(path: &std::path::Path) -> std::io::Result<tokio::io::BufWriter<tokio::fs::File>> {
+    Ok(tokio::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, tokio::fs::File::create(path).await?))
+}
+
 /// A file whole in `incoming/` (at `part`), of `format` by its first bytes:
 /// received once its header is within the pixel limits.
 pub(crate) async fn recognised(
@@ -544,11 +553,11 @@ pub(crate) async fn recognised(
     name: String,
     size: u64,
     format: SourceFormat,
-    hash: sha2::Sha256,
+    hash: crate::content_hash::ContentHasher,
     limits: &MediaLimits,
 ) -> Result<ReceivedFile, AppError> {
     let (width, height) = check_dimensions(part.path(), format, name.clone(), limits).await?;
-    let content_hash = hash.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    let content_hash = hash.finish();
     Ok(ReceivedFile { id, format, size, part, name, content_hash, width, height })
 }
 
@@ -610,7 +619,7 @@ pub(crate) struct ReceivedFile {
     part: RemoveOnDrop,
     /// The name it was sent under, for people: never part of a path.
     name: String,
-    /// The SHA-256 of its bytes, in hex.
+    /// The hash of its bytes (see [`crate::content_hash`]).
     pub(crate) content_hash: String,
     width: u32,
     height: u32,

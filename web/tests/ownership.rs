@@ -535,6 +535,10 @@ async fn a_retried_request_gets_its_first_answer_and_the_same_photo_again_is_the
     // Twice in one request: the second is the first.
     let (twice, _) = server.upload_files(&[distinct_png(), photo.clone()], std::slice::from_ref(&auth)).await;
     assert!(twice["images"][0]["duplicate_of"].is_null() && twice["images"][1]["duplicate_of"] == id, "{twice}");
+    // An image they have, twice in one request: both are that image, and still no job.
+    let (both, _) = server.upload_files(&[photo.clone(), photo.clone()], std::slice::from_ref(&auth)).await;
+    assert!((0..2).all(|n| both["images"][n]["id"] == id && both["images"][n]["duplicate_of"] == id), "{both}");
+    assert_eq!(server.queued_jobs_of(id).await, 1);
     let page = text(server.get("/", std::slice::from_ref(&auth)).await).await;
     assert!(page.contains("(3)"), "the first upload, the photo once, the new one: {page}");
     // New bytes in requests sent at once (the page sends files in parallel): one image, whichever was first.
