@@ -51,8 +51,7 @@ pub fn run(options: &Options, image: &TestImage) -> anyhow::Result<()> {
     runtime.block_on(crate::rabbitmq::check_reachable(options.amqp_url))?;
     let queue = crate::rabbitmq::unique_queue();
     let file = tempfile::Builder::new().suffix(".jpg").tempfile()?;
-    std::fs::write(file.path(), &image.bytes)?;
-    let measured = runtime.block_on(measure(options, &queue, file.path()));
+    let measured = runtime.block_on(measure(options, &queue, file.path(), &image.bytes));
     let deleted = runtime.block_on(crate::rabbitmq::delete_topology(options.amqp_url, &queue));
     let runs = measured?;
     deleted?;
@@ -60,7 +59,7 @@ pub fn run(options: &Options, image: &TestImage) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(options: &Options<'_>, queue: &str, file: &Path) -> anyhow::Result<Vec<Run>> {
+async fn measure(options: &Options<'_>, queue: &str, file: &Path, photo: &[u8]) -> anyhow::Result<Vec<Run>> {
     let setup = Offloaded { web: options.web, worker: options.worker, amqp_url: options.amqp_url, queue, workers: 1, worker_nice: 0, store: Store::DataDir };
     let mut servers = Servers::offloaded(&setup).await?;
     let browser = Browser::start().await?;
@@ -70,6 +69,9 @@ async fn measure(options: &Options<'_>, queue: &str, file: &Path) -> anyhow::Res
     for index in 0..=options.runs {
         browser.client.goto(&home).await?;
         browser.client.execute(INSTRUMENT, Vec::new()).await?;
+        // A photo of its own each run: the same bytes again would be the image the
+        // owner has (its thumbnails made long before), not a first thumbnail.
+        std::fs::write(file, [photo, &(index as u64).to_le_bytes(), &thumbq_contract::timeline::now_ms().to_le_bytes()].concat())?;
         browser.client.find(Locator::Css("input[type=file]")).await?.send_keys(&file.display().to_string()).await?;
         let run = one_run(&browser, servers.address()).await.with_context(|| format!("run {index}"))?;
         servers.check_running()?;
@@ -88,7 +90,8 @@ async fn one_run(browser: &Browser, address: &str) -> anyhow::Result<Run> {
         let times = browser
             .client
             .execute(
-                "const answer = performance.getEntriesByType('resource').find(e => e.initiatorType === 'xmlhttprequest' && e.name.endsWith('/images'));
+                "const upload = performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname.startsWith('/uploads'));
+                 const answer = upload.length ? { responseEnd: Math.max(...upload.map(e => e.responseEnd)) } : undefined;
                  const card = document.querySelector('#uploads .card');
                  return { ...thumbqTimes, origin: performance.timeOrigin, answered: answer?.responseEnd, id: card?.dataset.image };",
                 Vec::new(),
@@ -105,7 +108,16 @@ async fn one_run(browser: &Browser, address: &str) -> anyhow::Result<Run> {
     let number = |name: &str| times[name].as_f64().with_context(|| format!("no {name} in {times}"));
     let (chosen, origin) = (number("chosen")?, number("origin")?);
     let id = times["id"].as_str().context("the card names its image")?;
-    let status = get_json(address, &format!("/api/images/{id}")).await?;
+    // The whole timeline, once the job has made every size and format; and the
+    // worker idle again, so that the next run's job does not wait behind this one's WebPs.
+    let status = loop {
+        let status = get_json(address, &format!("/api/images/{id}")).await?;
+        match status["state"].as_str() {
+            Some("done") => break status,
+            Some("pending") if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(10)).await,
+            _ => bail!("image {id} did not finish within a minute: {status}"),
+        }
+    };
     let steps = status["timeline"]
         .as_array()
         .context("a timeline")?

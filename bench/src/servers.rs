@@ -89,6 +89,7 @@ impl Servers {
             // limit nor the per-client connection cap may answer for it.
             .env("THUMBQ_UPLOADS_PER_MINUTE", "1000000")
             .env("THUMBQ_UPLOAD_BURST", "1000000")
+            .env("THUMBQ_UPLOAD_MIB_PER_MINUTE", "1000000")
             .env("THUMBQ_MAX_CONNECTIONS_PER_CLIENT", "10000")
             // Low, but not nothing: a disk that does fill shows up as 507s in the table.
             .env("THUMBQ_MIN_FREE_BYTES", (256u64 << 20).to_string());

@@ -110,6 +110,27 @@ struct Run {
     clients: usize,
     server: Server,
     measured: Measured,
+    /// The server process's CPU time (all its threads, user and system) over the run.
+    cpu: Duration,
+}
+
+impl Run {
+    /// The server's CPU time per upload answered 2xx.
+    fn cpu_per_upload(&self) -> Option<Duration> {
+        let accepted = u32::try_from(self.measured.accepted().count()).ok().filter(|&count| count > 0)?;
+        Some(self.cpu / accepted)
+    }
+}
+
+/// Process `pid`'s CPU time so far, all its threads, user and system, from
+/// `/proc/PID/stat` (in clock ticks of 1/100 s, which Linux fixes for it).
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("cannot read the CPU time of process {pid}"))?;
+    // The command name, in parentheses, may hold spaces: the fields are counted after it.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    // utime and stime, the 14th and 15th fields of the line, the 12th and 13th after the name.
+    let ticks = |at: usize| fields.get(at).and_then(|field| field.parse::<u64>().ok()).with_context(|| format!("no CPU time in {stat}"));
+    Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }
 
 /// One strace pass of one server.
@@ -150,10 +171,12 @@ async fn measure(options: &Options, baseline: &Path, queue: &str, image: &Bytes)
                     let what = format!("{} on {} with {clients} clients, run {repetition} of {}", server.label(options), mode.label(), options.repetitions);
                     eprintln!("uploads: {what} for {}s…", options.seconds);
                     let mut servers = start(options, baseline, server, mode, queue).await.with_context(|| format!("starting {what}"))?;
+                    let cpu_before = cpu_time(servers.server_pid())?;
                     let measured = load::run(servers.address(), clients, duration, image.clone()).await?;
+                    let cpu = cpu_time(servers.server_pid())?.saturating_sub(cpu_before);
                     servers.check_running().with_context(|| what.clone())?;
                     finish(options, servers, server, mode, queue).await?;
-                    runs.push(Run { queue: mode, clients, server, measured });
+                    runs.push(Run { queue: mode, clients, server, measured, cpu });
                 }
             }
         }
@@ -369,6 +392,37 @@ fn print_tables(options: &Options, baseline: &Path, image: &TestImage, runs: &[R
         }
     }
     print_failures(options, runs, traced);
+
+    table::heading(
+        "Uploads: the server's CPU per upload",
+        "The same runs: each server process's CPU time (every thread, user and system, from `/proc/PID/stat`) over its run, divided by the uploads it answered 2xx; the median of the runs. Steadier than uploads/s on a shared machine: what else runs slows a server's answers, not the work each one costs.",
+    );
+    let current_cpu = "current (ms)".to_owned();
+    let theirs_cpu = format!("{name} (ms)");
+    let versus_cpu = format!("current ÷ {name}");
+    table::header(&["queue", "clients", current_cpu.as_str(), theirs_cpu.as_str(), "store only (ms)", versus_cpu.as_str()]);
+    for mode in Queue::ALL {
+        for &clients in &options.clients {
+            let cpu = |server| {
+                let each: Vec<Duration> =
+                    runs.iter().filter(|run| run.queue == mode && run.clients == clients && run.server == server).filter_map(Run::cpu_per_upload).collect();
+                load::percentile(&each, 0.50)
+            };
+            let (ours, baseline, floor) = (cpu(Server::Current), cpu(Server::Baseline), cpu(Server::StoreOnly));
+            let ratio = match (ours, baseline) {
+                (Some(ours), Some(baseline)) if !baseline.is_zero() => format!("{:.2}", ours.as_secs_f64() / baseline.as_secs_f64()),
+                _ => "—".into(),
+            };
+            table::row(&[
+                mode.label().into(),
+                clients.to_string(),
+                table::ms_cell(ours),
+                table::ms_cell(baseline),
+                table::ms_cell(floor),
+                ratio,
+            ]);
+        }
+    }
 
     table::heading(
         "Uploads: syncs per upload",
