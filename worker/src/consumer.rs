@@ -3,6 +3,7 @@
 //! shutdown stops taking jobs and finishes the ones it holds.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -64,12 +65,15 @@ async fn consume(
     *backoff = Backoff::default();
 
     let mut in_flight = JoinSet::new();
+    let depth = Arc::new(QueueDepth::default());
     let outcome = loop {
         tokio::select! {
             delivery = deliveries.next() => match delivery {
                 Some(Ok(delivery)) => {
-                    let announcer = Announcer { channel: channel.clone(), republisher: republisher.clone(), inspector: inspector.clone(), topology: topology.clone() };
-                    in_flight.spawn(handle(Arc::clone(context), delivery, settings.job_time_limit(), announcer));
+                    let preview = depth.preview();
+                    depth.ask(&inspector, &topology);
+                    let announcer = Announcer { channel: channel.clone(), republisher: republisher.clone(), topology: topology.clone() };
+                    in_flight.spawn(handle(Arc::clone(context), delivery, settings.job_time_limit(), announcer, preview));
                 }
                 Some(Err(error)) => break Err(error.into()),
                 None => break Err(anyhow::anyhow!("the broker ended the consumer")),
@@ -92,27 +96,51 @@ async fn consume(
     outcome
 }
 
+/// What the worker last heard of how many jobs wait on the resize queue.
+/// It is asked as each job is taken, in the background: no job waits for the
+/// broker's answer (a round trip to a quorum queue's leader, tens of
+/// milliseconds when it is busy), and the next job decides on it. One
+/// question per job, so that the last job of a burst asks too (and hears the
+/// queue empty); an answer out of date costs one job a preview it need not
+/// have had, or one it would have had.
+#[derive(Default)]
+struct QueueDepth {
+    /// Jobs ready at the last answer; none until one comes, so that an idle
+    /// worker's first job shows its small thumbnail first.
+    waiting: AtomicU32,
+}
+
+/// How long a question about the depth may take before it is given up.
+const DEPTH_ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+impl QueueDepth {
+    /// [`Preview::First`] when no other job was waiting at the last answer: the
+    /// spare time goes to showing the first thumbnail sooner. At the head of a
+    /// burst that answer is old, and one job pays for a preview it need not have.
+    fn preview(&self) -> Preview {
+        if self.waiting.load(Ordering::Relaxed) == 0 { Preview::First } else { Preview::WithTheRest }
+    }
+
+    /// Asks the broker how many jobs wait, for the next job to know.
+    fn ask(self: &Arc<Self>, inspector: &Channel, topology: &Topology) {
+        let (depth, inspector, queue) = (Arc::clone(self), inspector.clone(), topology.resize_queue().to_owned());
+        tokio::spawn(async move {
+            let options = QueueDeclareOptions { passive: true, ..Default::default() };
+            if let Ok(Ok(queue)) = tokio::time::timeout(DEPTH_ANSWER_WITHIN, inspector.queue_declare(queue.as_str().into(), options, FieldTable::default())).await {
+                depth.waiting.store(queue.message_count(), Ordering::Relaxed);
+            }
+        });
+    }
+}
+
 /// Where finished images are announced, and postponed jobs put back.
 struct Announcer {
     channel: Channel,
     republisher: Channel,
-    inspector: Channel,
     topology: Topology,
 }
 
 impl Announcer {
-    /// [`Preview::First`] when no other job is ready on the queue: the spare
-    /// time goes to showing the first thumbnail sooner. Asked of the broker
-    /// per job, one round trip beside the job's own work.
-    async fn preview(&self) -> Preview {
-        let options = QueueDeclareOptions { passive: true, ..Default::default() };
-        let inspect = self.inspector.queue_declare(self.topology.resize_queue().into(), options, FieldTable::default());
-        // A broker slower than this to answer is busy: no preview, and the job starts at once.
-        match tokio::time::timeout(Duration::from_millis(50), inspect).await {
-            Ok(Ok(queue)) if queue.message_count() == 0 => Preview::First,
-            _ => Preview::WithTheRest,
-        }
-    }
 
     /// Announces each size as it is written, from the job's thread, without
     /// waiting, and in the order written: one task publishes them all.
@@ -132,8 +160,8 @@ impl Announcer {
 }
 
 /// Runs one delivery's job, settles its message and announces the result.
-async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Duration, announcer: Announcer) {
-    let progress = Progress { preview: announcer.preview().await, written: announcer.written() };
+async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Duration, announcer: Announcer, preview: Preview) {
+    let progress = Progress { preview, written: announcer.written() };
     let tries = earlier_tries(&delivery);
     let Ran { settlement, event } = run_job(Arc::clone(&context), &delivery.data, tries, time_limit, progress).await;
     let sent = match settlement {
