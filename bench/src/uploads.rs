@@ -413,14 +413,7 @@ fn print_tables(options: &Options, baseline: &Path, image: &TestImage, runs: &[R
                 (Some(ours), Some(baseline)) if !baseline.is_zero() => format!("{:.2}", ours.as_secs_f64() / baseline.as_secs_f64()),
                 _ => "—".into(),
             };
-            table::row(&[
-                mode.label().into(),
-                clients.to_string(),
-                table::ms_cell(ours),
-                table::ms_cell(baseline),
-                table::ms_cell(floor),
-                ratio,
-            ]);
+            table::row(&[mode.label().into(), clients.to_string(), table::ms_cell(ours), table::ms_cell(baseline), table::ms_cell(floor), ratio]);
         }
     }
 

@@ -224,7 +224,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_test_database_exists_until_it_is_dropped() {
+    async fn a_postgresql_test_database_exists_until_it_is_dropped() {
         let database = TestDatabase::create().await;
         let name = database.name().to_owned();
         assert!(database.url().ends_with(&format!("/{name}")), "{}", database.url());

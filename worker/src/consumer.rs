@@ -126,7 +126,9 @@ impl QueueDepth {
         let (depth, inspector, queue) = (Arc::clone(self), inspector.clone(), topology.resize_queue().to_owned());
         tokio::spawn(async move {
             let options = QueueDeclareOptions { passive: true, ..Default::default() };
-            if let Ok(Ok(queue)) = tokio::time::timeout(DEPTH_ANSWER_WITHIN, inspector.queue_declare(queue.as_str().into(), options, FieldTable::default())).await {
+            if let Ok(Ok(queue)) =
+                tokio::time::timeout(DEPTH_ANSWER_WITHIN, inspector.queue_declare(queue.as_str().into(), options, FieldTable::default())).await
+            {
                 depth.waiting.store(queue.message_count(), Ordering::Relaxed);
             }
         });
@@ -141,7 +143,6 @@ struct Announcer {
 }
 
 impl Announcer {
-
     /// Announces each size as it is written, from the job's thread, without
     /// waiting, and in the order written: one task publishes them all.
     fn written(&self) -> Box<dyn Fn(ImageId, ThumbSize, Option<String>) + Send + Sync> {
