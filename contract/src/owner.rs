@@ -22,8 +22,19 @@ impl OwnerId {
 
     /// Compares without stopping at the first difference, so timing tells nothing.
     pub fn same_as(&self, other: &OwnerId) -> bool {
-        self.0.iter().zip(other.0).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
+        equal_in_constant_time(&self.0, &other.0)
     }
+}
+
+/// Whether two secrets (the admin token, say) are the same, comparing their
+/// SHA-256 digests every byte: the time taken tells neither how much matched
+/// nor how long the secret is.
+pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    equal_in_constant_time(&Sha256::digest(given).into(), &Sha256::digest(expected).into())
+}
+
+fn equal_in_constant_time(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
 }
 
 impl fmt::Display for OwnerId {
@@ -102,6 +113,14 @@ mod tests {
         assert!(!owner.same_as(&OwnerId::of_secret(b"abd")));
         for bad in ["", "../x", &owner.to_string().to_uppercase(), &format!("{owner}0")] {
             assert!(bad.parse::<OwnerId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_match_only_when_equal_whatever_their_lengths() {
+        assert!(same_secret(b"a-token-long-enough", b"a-token-long-enough"));
+        for given in [&b""[..], b"a", b"a-token-long-enougH", b"a-token-long-enough-and-more"] {
+            assert!(!same_secret(given, b"a-token-long-enough"), "{given:?}");
         }
     }
 }
