@@ -23,11 +23,17 @@ export function transient(status) {
 // made the upload (and gave this browser its key), `progress(sent, total)`,
 // `retrying(why)`, then `accepted(image)` or `failed(why, canRetry)`.
 // Returns what cancels it: the server then keeps nothing of it.
-export function send(file, on) {
+//
+// `bytesWithCreation` sends the bytes with the creation (tus's creation-with-upload): a round
+// trip fewer before the server has the file; a creation cut short stands at what arrived, and
+// the rest follows. Only for a browser that holds its owner key: otherwise the creation's quick
+// answer is what gives it the key that the page's other files wait for.
+export function send(file, on, { bytesWithCreation = false } = {}) {
   // The creation, retried after its answer was lost, is answered with the upload it made (a PATCH is safe to repeat by its offset).
   const creationKey = Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
   const upload = new globalThis.tus.Upload(file, {
     endpoint: "/uploads",
+    uploadDataDuringCreation: bytesWithCreation,
     metadata: { filename: file.name, filetype: file.type },
     retryDelays: RETRY_DELAYS_MS,
     removeFingerprintOnSuccess: true,

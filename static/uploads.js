@@ -376,6 +376,6 @@ function upload(card, file) {
         if (card.isConnected) setCardError(card, why, canRetry ? () => queueUpload(card, file) : null);
         settle();
       },
-    });
+    }, { bytesWithCreation: uploads.keyed });
   });
 }
