@@ -219,7 +219,7 @@ async fn tus_js_client_finishes_an_upload_on_another_web_server_when_its_own_is_
     let url = client.await.expect("the client's task");
     let sent = proxy.from_clients.load(Ordering::SeqCst);
     eprintln!("tus-js-client sent {sent} bytes for a file of {length}: {:.3}×", sent as f64 / length as f64);
-    assert_little_more_than_the_file(sent, length, 1, Link::Paced);
+    assert_little_more_than_the_file(sent, length, 1, Link::HandedOver);
     let id = image_of(&app, &second.url(""), &url, key.as_str()).await;
     assert_eq!(originals(&app), 1, "one image");
     app.wait_for_thumbnails(id).await;
@@ -259,7 +259,7 @@ async fn on_a_bucket_an_upload_begun_through_one_web_server_is_finished_through_
     assert_eq!(proxy.cuts_made.load(Ordering::SeqCst), 1);
     let sent = proxy.from_clients.load(Ordering::SeqCst);
     eprintln!("tus-js-client sent {sent} bytes for a file of {length}: {:.3}×", sent as f64 / length as f64);
-    assert_little_more_than_the_file(sent, length, 1, Link::Paced);
+    assert_little_more_than_the_file(sent, length, 1, Link::HandedOver);
     let id = image_of(&app, &other.url(""), &url, key.as_str()).await;
     app.wait_for_thumbnails(id).await;
     let to_other = proxy.sent_to.lock().unwrap().get(&other.address).copied().unwrap_or(0);
@@ -413,6 +413,10 @@ enum Link {
     Unpaced,
     /// At a link's speed, which the server keeps up with.
     Paced,
+    /// Paced, and the client goes on through another web server, which can
+    /// answer where the upload stands before the first has stored its last
+    /// part (up to 1 MiB on a bucket, a PUT away): seen at 3.2 MiB under the suite's load.
+    HandedOver,
 }
 
 /// What a client may send again after each of `interruptions` (a cut, a
@@ -423,7 +427,7 @@ enum Link {
 /// for cuts at 30, 60 and 90 %, 1.5x for one at 50 %).
 fn assert_little_more_than_the_file(sent: u64, length: u64, interruptions: u64, link: Link) {
     let in_flight: u64 = match link {
-        Link::Unpaced => 4 << 20,
+        Link::Unpaced | Link::HandedOver => 4 << 20,
         Link::Paced => 2 << 20,
     };
     assert!(sent <= length + interruptions * in_flight, "{sent} bytes sent for a file of {length}, interrupted {interruptions} times");
