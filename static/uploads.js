@@ -13,6 +13,8 @@ const ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp", "i
 // `keyed`: whether this browser holds its owner key (an HttpOnly cookie,
 // which the page says it has). Until it does, one upload at a time: the
 // first upload made brings the key, and every later one must carry the same.
+// A card's "Try again": on a file not sent, or cut off.
+const RETRY_BUTTONS = ".card .card-status button.retry";
 const uploads = { waiting: [], running: 0, keyed: false, seen: new Set(), started: Date.now(), batch: 0 };
 
 export function setUpUploads(form) {
@@ -156,7 +158,7 @@ export function setUpUploads(form) {
   retryAll.className = "secondary retry-all";
   retryAll.textContent = "Try all again";
   retryAll.hidden = true;
-  retryAll.addEventListener("click", () => cards.querySelectorAll(".card[data-state=failed] button.retry").forEach((button) => button.click()));
+  retryAll.addEventListener("click", () => cards.querySelectorAll(RETRY_BUTTONS).forEach((button) => button.click()));
   batchActions.append(cancelAll, retryAll);
   // Beside the summary, not in it: its words are read out as they change, buttons need not be.
   summary?.after(batchActions);
@@ -263,7 +265,7 @@ function updateSummary() {
   const actions = document.querySelector(".batch-actions");
   if (actions) {
     actions.querySelector(".cancel-all").hidden = count("waiting", "uploading") < 2;
-    actions.querySelector(".retry-all").hidden = cards.filter((card) => card.querySelector(".card-status button.retry")).length < 2;
+    actions.querySelector(".retry-all").hidden = cards.filter((card) => card.querySelector(RETRY_BUTTONS)).length < 2;
   }
   summary.dataset.state = finished ? "done" : "working";
   summary.querySelector(".summary-text").textContent = parts.join(" · ");

@@ -545,9 +545,10 @@ async fn finish(app: &AppState, upload: &UploadRecord, last: Scratch, hash: Opti
     };
     let client = upload.client.as_deref().and_then(|client| client.parse().ok());
     // Checked at creation against what was kept then; again now, against what other uploads kept meanwhile
-    // (unless these bytes are an image the owner has: a retry of this very request, say).
-    if app.repo.same_bytes(&upload.owner, &received.content_hash).await?.is_none()
-        && let Err(over) = crate::quota::check(app, &upload.owner, client, upload.length).await
+    // (unless these bytes are an image the owner has: a retry of this very request, say, which
+    // is asked only of an upload over the quota, not of every one).
+    if let Err(over) = crate::quota::check(app, &upload.owner, client, upload.length).await
+        && app.repo.same_bytes(&upload.owner, &received.content_hash).await?.is_none()
     {
         return refused(over).await;
     }
