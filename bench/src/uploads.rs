@@ -344,7 +344,7 @@ fn print_tables(options: &Options, baseline: &Path, image: &TestImage, runs: &[R
                 baseline.display()
             ),
             "**store only**: the bench's comparison server stores the upload (streamed, fsynced, renamed) and answers: the floor; it queues nothing, so it is the same on both queues.".into(),
-            "**RabbitMQ**: `THUMBQ_AMQP_URL` and a queue of this run's own, deleted after each run; **embedded**: no AMQP URL, the jobs in the data directory's spool.".into(),
+            "**RabbitMQ**: `THUMBQ_AMQP_URL` and a queue of this run's own, deleted after each run; **embedded**: no AMQP URL, the jobs in the data directory's database.".into(),
             format!(
                 "Each server ran {} at each point, taking turns (current, {name}, store only, current, …), each time a fresh process on a fresh data directory. Uploads/s counts 2xx answers from the first request to the last answer: the median of the runs (with an even number, the mean of the middle two), and their lowest and highest; p50 is over every run's uploads together. The ratios divide medians.",
                 match options.repetitions {

@@ -2,19 +2,18 @@
 //! feeds them: no broker, no web server, nothing in between.
 //!
 //! A [`Queue`] is a fresh data directory. [`Queue::enqueue`] stores an
-//! upload under its `StorageKey`, records it in the data directory's database
-//! and pushes its `ResizeJob` to the job spool, as `web/src/upload.rs` and
-//! `web/src/dispatch.rs` do in embedded mode; [`Queue::wait_until_done`]
-//! watches for the thumbnail files, the last thing a job writes before its record.
+//! upload under its `StorageKey` and records it in the data directory's
+//! database with its job, free for the workers, as `web/src/upload.rs` does in
+//! embedded mode; [`Queue::wait_until_done`] watches for the thumbnail files,
+//! the last thing a job writes before its record.
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tempfile::TempDir;
-use thumbq_broker::Spool;
-use thumbq_contract::{ImageId, ResizeJob, Storage, StorageKey, ThumbFormat, ThumbSize};
+use thumbq_contract::{ImageId, Storage, StorageKey, ThumbFormat, ThumbSize};
 
 use crate::images::TestImage;
 use crate::process::Process;
@@ -23,10 +22,9 @@ use crate::process::Process;
 /// finished queue is noticed; the wait itself ends on the files.
 const LOOK_EVERY: Duration = Duration::from_millis(5);
 
-/// A data directory with its job spool, deleted when dropped.
+/// A data directory with its database, deleted when dropped.
 pub struct Queue {
     storage: Storage,
-    spool: Spool,
     repo: thumbq_repo::Repository,
     /// Runs the repository's queries for this synchronous code.
     runtime: tokio::runtime::Runtime,
@@ -40,11 +38,10 @@ impl Queue {
         storage.create_dirs()?;
         // What a web server with the default settings writes at its first start.
         storage.init_manifest(&thumbq_contract::Manifest::new(&thumbq_contract::Sizes::default(), &thumbq_contract::MediaLimits::default()))?;
-        let spool = Spool::open(storage.job_spool())?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let database = thumbq_repo::DatabaseSettings::default().location(dir.path());
         let repo = runtime.block_on(thumbq_repo::Repository::open_now(&database))?;
-        Ok(Self { storage, spool, repo, runtime, dir })
+        Ok(Self { storage, repo, runtime, dir })
     }
 
     /// Stores `image` as a new upload and queues its job; returns its id.
@@ -52,8 +49,6 @@ impl Queue {
         let id = ImageId::new();
         std::fs::write(self.storage.path(&StorageKey::Original(id)), &image.bytes)?;
         self.runtime.block_on(self.repo.add_image(&thumbq_repo::testing::uploaded(id, image.format, 0, 0), &[], None, &thumbq_repo::Lease::none()))?;
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
-        self.spool.push(&ResizeJob::new(id, image.format, now_ms).to_bytes())?;
         Ok(id)
     }
 
@@ -95,9 +90,9 @@ impl Queue {
     pub fn wait_until_unfinished(&self, left: usize, workers: &mut [WorkerProcess], within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         loop {
-            let unfinished = self.spool.unfinished_len()?;
-            if self.spool.dead_len()? > 0 {
-                bail!("a job failed for good (dead-lettered)");
+            let unfinished = self.runtime.block_on(self.repo.outbox_len())?;
+            if let Some(group) = self.runtime.block_on(self.repo.failure_groups(0, 1, 1))?.0.first() {
+                bail!("a job failed for good: {}", group.reason);
             }
             if unfinished <= left {
                 return Ok(());

@@ -3,7 +3,8 @@
 //! - [`connect`] opens a connection that names the process in the broker's UI.
 //! - [`declare_topology`] declares the queues of [`Topology`], identically on both sides.
 //! - [`Publisher`] publishes jobs and returns only once the broker confirmed it stored them.
-//! - [`Spool`] is the durable queue on disk: the embedded queue.
+//! - [`Spool`] is the durable queue on disk of earlier releases (their embedded
+//!   queue and outbox), read at a web server's start to move its jobs into the database.
 //! - [`Deployment`] holds the settings every process must agree on.
 //! - [`durable`] writes files that survive a crash, whole or not at all.
 

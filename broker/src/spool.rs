@@ -1,6 +1,8 @@
-//! A durable queue in a directory, one file per job: the whole queue in
-//! embedded mode (no AMQP URL configured). (Releases before the repository
-//! also kept each web server's outbox this way.)
+//! A durable queue in a directory, one file per job: how releases before the
+//! database kept the embedded queue (no AMQP URL configured) and each web
+//! server's outbox. A web server reads such a directory at its start and moves
+//! its jobs into the database (`web/src/migrate.rs`); nothing writes it any more
+//! but the tests that play an earlier release.
 //!
 //! Every step is a rename, which is atomic within one file system, so any
 //! number of processes sharing the directory can push and claim at once:
@@ -14,7 +16,8 @@
 //!
 //! A process that dies keeps its claims only until another process notices
 //! that the owner's lock is free ([`Spool::recover_orphans`]) and puts them
-//! back in `ready/`. A key is `{unix ms}-{uuid v7}-{attempt}`.
+//! back in `ready/`. A key is `{unix ms}-{uuid v7}-{attempt}`: the time it was
+//! due (an earlier release's retry waited for it; moving jobs does not).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -73,8 +76,8 @@ impl Spool {
         self.write_ready(&new_key(0), payload)
     }
 
-    /// Takes the oldest waiting job, if any. Another process may take the same
-    /// file at the same moment: the rename decides, and the loser tries the next.
+    /// Takes the oldest waiting job, if any, due or not. Another process may take
+    /// the same file at the same moment: the rename decides, and the loser tries the next.
     pub fn claim(&self) -> io::Result<Option<Claim>> {
         let mut listed_again = false;
         loop {
@@ -90,14 +93,6 @@ impl Spool {
                 listed_again = true;
                 continue;
             };
-            // Keys are in time order: a job to be tried later waits, and so do those after it.
-            if due_ms(&key) > now_ms() {
-                self.lock_listed().clear();
-                if listed_again {
-                    return Ok(None);
-                }
-                continue;
-            }
             let from = self.ready_path(&key);
             let to = self.claimed_dir().join(format!("{key}.job"));
             match fs::rename(&from, &to) {
@@ -123,22 +118,6 @@ impl Spool {
         sync_dir(&self.claimed_dir())
     }
 
-    /// Puts the job back where it was, at the head of the queue (a postponed job keeps its place).
-    pub fn unclaim(&self, claim: Claim) -> io::Result<()> {
-        fs::rename(&claim.path, self.ready_path(&claim.key))?;
-        sync_dir(&self.root.join("ready"))?;
-        self.lock_listed().push_front(claim.key);
-        Ok(())
-    }
-
-    /// Puts the job back, counting the failed attempt, to be taken no sooner than `after` from now.
-    pub fn retry_later(&self, claim: Claim, after: std::time::Duration) -> io::Result<()> {
-        let key = key_at(now_ms() + after.as_millis(), claim.attempts + 1);
-        fs::rename(&claim.path, self.ready_path(&key))?;
-        // Not added to this handle's list: it is not due yet; a later listing finds it.
-        sync_dir(&self.root.join("ready"))
-    }
-
     /// Gives up on the job; it stays in `dead/` for an operator.
     pub fn dead_letter(&self, claim: Claim) -> io::Result<()> {
         fs::rename(&claim.path, self.root.join("dead").join(format!("{}.job", claim.key)))?;
@@ -146,36 +125,9 @@ impl Spool {
     }
 
     /// How many jobs wait.
-    pub fn len(&self) -> io::Result<usize> {
+    #[cfg(test)]
+    fn len(&self) -> io::Result<usize> {
         Ok(self.ready_keys()?.len())
-    }
-
-    /// How many jobs are not done: waiting, or claimed by a process (being
-    /// published, say). A claim taken for a moment does not hide a job from the count.
-    pub fn unfinished_len(&self) -> io::Result<usize> {
-        let mut claimed = 0;
-        for owner in fs::read_dir(self.root.join("claimed"))? {
-            let Ok(jobs) = fs::read_dir(owner?.path()) else { continue };
-            claimed += jobs.filter(|entry| entry.as_ref().is_ok_and(|entry| entry.file_name().to_string_lossy().ends_with(".job"))).count();
-        }
-        Ok(self.len()? + claimed)
-    }
-
-    /// Whether no job waits; reads only as far as the first one.
-    pub fn is_empty(&self) -> io::Result<bool> {
-        for entry in fs::read_dir(self.root.join("ready"))? {
-            if entry?.file_name().to_str().is_some_and(|name| name.ends_with(".job")) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// How many jobs were set aside in `dead/`.
-    pub fn dead_len(&self) -> io::Result<usize> {
-        Ok(fs::read_dir(self.root.join("dead"))?
-            .filter(|entry| entry.as_ref().is_ok_and(|entry| entry.file_name().to_string_lossy().ends_with(".job")))
-            .count())
     }
 
     /// Puts back the claims of processes that died; returns how many.
@@ -271,21 +223,8 @@ impl Spool {
 pub use crate::durable::sync_dir;
 
 fn new_key(attempts: u32) -> String {
-    key_at(now_ms(), attempts)
-}
-
-/// A key that is due at `due_ms` (milliseconds since the Unix epoch).
-fn key_at(due_ms: u128, attempts: u32) -> String {
-    format!("{due_ms:013}-{}-{attempts}", uuid::Uuid::now_v7().simple())
-}
-
-fn now_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis())
-}
-
-/// When the job of `key` may be taken.
-fn due_ms(key: &str) -> u128 {
-    key.split('-').next().and_then(|due| due.parse().ok()).unwrap_or(0)
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());
+    format!("{now_ms:013}-{}-{attempts}", uuid::Uuid::now_v7().simple())
 }
 
 fn attempts_of(key: &str) -> u32 {
@@ -316,48 +255,6 @@ mod tests {
         assert_eq!(spool.len().unwrap(), 2);
         spool.ack(first).unwrap();
         assert_eq!(spool.claim().unwrap().unwrap().payload, b"two");
-    }
-
-    #[test]
-    fn an_unclaimed_job_keeps_its_place_and_a_retried_one_goes_last_with_its_attempt_counted() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
-        spool.push(b"a").unwrap();
-        spool.push(b"b").unwrap();
-        let a = spool.claim().unwrap().unwrap();
-        spool.unclaim(a).unwrap();
-        let a = spool.claim().unwrap().unwrap();
-        assert_eq!((a.payload.as_slice(), a.attempts), (&b"a"[..], 0));
-        spool.retry_later(a, std::time::Duration::ZERO).unwrap();
-        assert_eq!(spool.claim().unwrap().unwrap().payload, b"b");
-        let again = spool.claim().unwrap().unwrap();
-        assert_eq!((again.payload.as_slice(), again.attempts), (&b"a"[..], 1));
-        spool.dead_letter(again).unwrap();
-        assert!(spool.claim().unwrap().is_none());
-        assert_eq!(fs::read_dir(dir.path().join("dead")).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn a_retried_job_waits_its_delay_and_jobs_pushed_meanwhile_go_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
-        spool.push(b"failing").unwrap();
-        let failing = spool.claim().unwrap().unwrap();
-        let delay = std::time::Duration::from_millis(300);
-        let retried_at = std::time::Instant::now();
-        spool.retry_later(failing, delay).unwrap();
-        spool.push(b"new").unwrap();
-        assert_eq!(spool.claim().unwrap().unwrap().payload, b"new");
-        assert_eq!(spool.len().unwrap(), 1, "the retried job still waits");
-        let again = loop {
-            if let Some(claim) = spool.claim().unwrap() {
-                break claim;
-            }
-            assert!(retried_at.elapsed() < std::time::Duration::from_secs(10), "the retried job was never due");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        };
-        assert!(retried_at.elapsed() >= delay, "taken after {:?}", retried_at.elapsed());
-        assert_eq!((again.payload.as_slice(), again.attempts), (&b"failing"[..], 1));
     }
 
     #[test]

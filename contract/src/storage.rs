@@ -263,7 +263,7 @@ impl Storage {
         self.root.join("uploads").join(upload.to_string())
     }
 
-    /// The directory of the job queue in embedded mode, shared by web and workers.
+    /// An earlier release's: the embedded queue, one file per job (it is in the database now).
     pub fn job_spool(&self) -> PathBuf {
         self.root.join("spool").join("jobs")
     }

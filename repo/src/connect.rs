@@ -55,6 +55,32 @@ macro_rules! on_writer {
 }
 pub(crate) use on_writer;
 
+/// Runs `$body` with `$connection`, the writer's, and commits it without
+/// waiting for SQLite's fsync (`synchronous = NORMAL` for it alone): for a
+/// change that a power cut may undo harmlessly (a job done again), which the
+/// next fsynced commit makes durable. PostgreSQL commits it as usual.
+macro_rules! unsynced {
+    ($repository:expr, $connection:ident => $body:expr) => {
+        match (&$repository.pool, &$repository.sqlite_writer) {
+            ($crate::connect::Pool::Postgres(pool), _) => {
+                let mut $connection = pool.acquire().await?;
+                $body
+            }
+            ($crate::connect::Pool::Sqlite(_), Some(pool)) | ($crate::connect::Pool::Sqlite(pool), None) => {
+                let mut $connection = pool.acquire().await?;
+                sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *$connection).await?;
+                let result = async { $body }.await;
+                // Every other commit is fsynced: should this fail, the connection goes rather than stay relaxed.
+                if sqlx::query("PRAGMA synchronous = FULL").execute(&mut *$connection).await.is_err() {
+                    $connection.close_on_drop();
+                }
+                result
+            }
+        }
+    };
+}
+pub(crate) use unsynced;
+
 /// How long a query waits for a free connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long SQLite waits for another process's write to finish.

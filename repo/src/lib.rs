@@ -9,6 +9,7 @@
 //! - [`images`]: the image records, their steps, and every query about them.
 //! - [`failures`]: the images that failed for good, grouped by reason, for the dashboard.
 //! - [`outbox`]: jobs accepted and not yet on the queue, written with their image.
+//! - [`queue`]: the embedded queue: with no RabbitMQ, workers take their jobs from the outbox.
 //! - [`requests`]: `Idempotency-Key`s, and the same bytes uploaded again by one owner.
 //! - [`resumable`]: resumable uploads being received, and the parts their bytes are in.
 //! - [`trash`]: an owner's delete, undone within a while, and deleted for good after it.
@@ -29,6 +30,7 @@ pub mod connect;
 pub mod failures;
 pub mod images;
 pub mod outbox;
+pub mod queue;
 pub mod requests;
 pub mod resumable;
 pub mod settings;
@@ -42,6 +44,7 @@ pub use columns::Lease;
 pub use connect::Repository;
 pub use failures::FailureGroup;
 pub use images::{Deletion, ImageRecord, ImageState, NewImage};
+pub use queue::TakenJob;
 pub use requests::Attempt;
 pub use resumable::{NewUpload, UploadPart, UploadRecord};
 pub use settings::{DatabaseSettings, Location};

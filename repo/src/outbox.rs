@@ -14,7 +14,7 @@ use sqlx::Row;
 use thumbq_contract::{ImageId, ResizeJob, SourceFormat, Step, TraceParent};
 
 use crate::columns::{Lease, parse_id, to_i64};
-use crate::connect::{Pool, on_pool, on_writer};
+use crate::connect::{Pool, on_pool, on_writer, unsynced};
 use crate::images::{insert_live_steps, push_clear_queued};
 use crate::{RepoError, Repository};
 
@@ -22,6 +22,11 @@ impl Repository {
     /// Up to `limit` jobs whose lease ran out by `now_ms`, oldest first, now
     /// leased to `lease`'s holder. No two processes claim the same row.
     pub async fn claim_jobs(&self, now_ms: u64, lease: &Lease, limit: usize) -> Result<Vec<ResizeJob>, RepoError> {
+        Ok(self.claim(now_ms, lease, limit).await?.into_iter().map(|(job, _)| job).collect())
+    }
+
+    /// [`Repository::claim_jobs`], each job with the tries it had.
+    pub(crate) async fn claim(&self, now_ms: u64, lease: &Lease, limit: usize) -> Result<Vec<(ResizeJob, u32)>, RepoError> {
         // PostgreSQL skips the rows another relay is claiming; SQLite lets one writer in at a time.
         let skip_locked = match self.pool {
             Pool::Postgres(_) => "FOR UPDATE OF outbox SKIP LOCKED",
@@ -30,9 +35,9 @@ impl Repository {
         let sql = format!(
             "UPDATE outbox SET lease_until_ms = $1, leased_by = $2 WHERE image_id IN \
              (SELECT image_id FROM outbox WHERE lease_until_ms < $3 ORDER BY queued_ms LIMIT $4 {skip_locked}) \
-             RETURNING image_id, traceparent"
+             RETURNING image_id, traceparent, attempts"
         );
-        let claimed: Vec<(String, Option<String>)> = on_writer!(self, pool => {
+        let claimed: Vec<(String, Option<String>, i64)> = on_writer!(self, pool => {
             let rows = sqlx::query(&sql)
                 .bind(to_i64(lease.until_ms))
                 .bind(&lease.holder)
@@ -40,14 +45,16 @@ impl Repository {
                 .bind(limit as i64)
                 .fetch_all(pool)
                 .await?;
-            rows.iter().map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?))).collect::<Result<_, _>>()?
+            rows.iter().map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect::<Result<_, _>>()?
         });
-        let ids: Vec<ImageId> = claimed.iter().map(|(id, _)| parse_id(id)).collect::<Result<_, _>>()?;
+        let ids: Vec<ImageId> = claimed.iter().map(|(id, ..)| parse_id(id)).collect::<Result<_, _>>()?;
         let images = self.images(&ids).await?;
         let mut jobs = Vec::with_capacity(images.len());
-        for ((_, trace), id) in claimed.iter().zip(&ids) {
+        for ((_, trace, attempts), id) in claimed.iter().zip(&ids) {
             match images.iter().find(|image| image.id == *id).and_then(|image| Some((image, image.format?))) {
-                Some((image, format)) => jobs.push(job_of(image.id, format, image.created_ms, trace.as_deref())),
+                Some((image, format)) => {
+                    jobs.push((job_of(image.id, format, image.created_ms, trace.as_deref()), u32::try_from(*attempts).unwrap_or(u32::MAX)))
+                }
                 // No job can be made of it (an earlier release's image whose bytes were not recognised): its row goes.
                 None => {
                     on_writer!(self, pool => sqlx::query("DELETE FROM outbox WHERE image_id = $1").bind(id.to_string()).execute(pool).await.map(|_| ()))?;
@@ -70,32 +77,14 @@ impl Repository {
     /// alone): the next fsynced commit makes it durable, and a power cut before
     /// that leaves the rows, whose jobs a relay sends again, which is harmless.
     pub async fn jobs_queued(&self, queued: &[(ImageId, Step)]) -> Result<(), RepoError> {
-        macro_rules! clear {
-            ($connection:expr) => {{
-                let mut tx = sqlx::Connection::begin(&mut *$connection).await?;
-                let mut batch = crate::batch::Batch::new();
-                push_clear_queued!(batch, queued);
-                crate::batch::run_batch!(tx, batch);
-                tx.commit().await?;
-                Ok::<_, RepoError>(())
-            }};
-        }
-        match (&self.pool, &self.sqlite_writer) {
-            (Pool::Postgres(pool), _) => {
-                let mut connection = pool.acquire().await?;
-                clear!(connection)
-            }
-            (Pool::Sqlite(_), Some(pool)) | (Pool::Sqlite(pool), None) => {
-                let mut connection = pool.acquire().await?;
-                sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *connection).await?;
-                let cleared = async { clear!(connection) }.await;
-                // Every other commit is fsynced: should this fail, the connection goes rather than stay relaxed.
-                if sqlx::query("PRAGMA synchronous = FULL").execute(&mut *connection).await.is_err() {
-                    connection.close_on_drop();
-                }
-                cleared
-            }
-        }
+        unsynced!(self, connection => {
+            let mut tx = sqlx::Connection::begin(&mut *connection).await?;
+            let mut batch = crate::batch::Batch::new();
+            push_clear_queued!(batch, queued);
+            crate::batch::run_batch!(tx, batch);
+            tx.commit().await?;
+            Ok::<_, RepoError>(())
+        })
     }
 
     /// The queue did not take the job of `id`: its row is free for the next

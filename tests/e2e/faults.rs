@@ -58,11 +58,12 @@ async fn a_worker_killed_mid_job_loses_nothing(mode: Mode) {
         ids.push(app.upload_one(&format!("big-{number}.jpg"), images::jpeg(4000, 3000)).await);
     }
 
+    let repo = thumbq_repo::Repository::open_now(&app.database()).await.unwrap();
     let doomed = WorkerProcess::start(&app, 2);
     wait_for(Duration::from_secs(30), "the worker to take jobs", || async {
         let holding = match mode {
             Mode::RabbitMq => app.queue_depth().await < 4,
-            Mode::Embedded => embedded_claims(app.data_dir.path()) > 0,
+            Mode::Embedded => embedded_claims(&repo).await > 0,
         };
         holding.then_some(())
     })

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use thumbq_contract::{ImageId, ResizeJob, SourceFormat, Storage, StorageKey};
+use thumbq_contract::{ImageId, SourceFormat, Storage, StorageKey};
 
 use crate::harness::{Options, TestApp, wait_for};
 use crate::images::{self, fixture, png_claiming};
@@ -136,16 +136,14 @@ async fn every_bad_input_ends_in_a_clear_refusal_or_a_clean_state() {
 
 #[tokio::test]
 async fn a_decompression_bomb_that_reaches_a_worker_is_refused_before_it_allocates() {
-    // Embedded mode, and the job written straight into the queue: as if a
-    // client had got past the web server's header check.
+    // Embedded mode, and the record with its job written straight into the
+    // database: as if a client had got past the web server's header check.
     let app = TestApp::spawn_with(Options { with_worker: false, amqp_url: None, ..Options::default() }).await;
     let storage = Storage::new(app.data_dir.path());
     let id = ImageId::new();
     std::fs::write(storage.path(&StorageKey::Original(id)), png_claiming(19_000, 19_000)).unwrap();
     let repo = thumbq_repo::Repository::open_now(&app.database()).await.unwrap();
     repo.add_image(&thumbq_repo::testing::uploaded(id, SourceFormat::Png, 19_000, 19_000), &[], None, &thumbq_repo::Lease::none()).await.unwrap();
-    let spool = thumbq_broker::Spool::open(storage.job_spool()).unwrap();
-    spool.push(&ResizeJob::new(id, SourceFormat::Png, 0).to_bytes()).unwrap();
     let worker = WorkerProcess::start(&app, 1);
 
     let status = app.wait_until_settled(id).await;
@@ -156,5 +154,5 @@ async fn a_decompression_bomb_that_reaches_a_worker_is_refused_before_it_allocat
     assert!(peak_kib < 100 * 1024, "the worker's peak memory stays small: {peak_kib} KiB");
     eprintln!("bomb 19000x19000 (1.4 GB of pixels): worker peak RSS {} MiB", peak_kib / 1024);
     // A settled job must not keep the worker busy.
-    wait_for(Duration::from_secs(10), "the embedded queue to be empty", || async { spool.is_empty().unwrap().then_some(()) }).await;
+    wait_for(Duration::from_secs(10), "the embedded queue to be empty", || async { (repo.outbox_len().await.unwrap() == 0).then_some(()) }).await;
 }

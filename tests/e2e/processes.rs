@@ -1,6 +1,6 @@
 //! Real worker processes the tests can kill, and a TCP proxy that can cut the link to RabbitMQ.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -215,10 +215,10 @@ impl Drop for WebProcess {
     }
 }
 
-/// Claimed jobs in the embedded queue: files below `spool/jobs/claimed/`.
-pub fn embedded_claims(data_dir: &Path) -> usize {
-    let claimed = data_dir.join("spool/jobs/claimed");
-    std::fs::read_dir(claimed).map(|owners| owners.flatten().map(|owner| std::fs::read_dir(owner.path()).map_or(0, |jobs| jobs.count())).sum()).unwrap_or(0)
+/// Jobs a worker holds in the embedded queue (the outbox rows leased now).
+pub async fn embedded_claims(repo: &thumbq_repo::Repository) -> usize {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    repo.jobs_held(now_ms).await.unwrap().1
 }
 
 /// A TCP proxy in front of RabbitMQ (or another server) that a test can cut and restore.

@@ -54,7 +54,6 @@ struct Report {
     groups: Vec<FailureGroup>,
     /// Reasons in all, on every page.
     reasons: usize,
-    set_aside: usize,
 }
 
 /// One replay of dead-lettered jobs, running or done.
@@ -103,7 +102,6 @@ struct Dashboard {
     consumers: u32,
     finished_per_second: String,
     dead_total: u32,
-    set_aside: usize,
     reasons: Vec<DeadGroup>,
     /// This page's place among the reasons: the first shown (from 1), the last, and how many in all.
     shown: (usize, usize, usize),
@@ -162,7 +160,6 @@ pub async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(qu
         consumers: report.queue.consumers,
         finished_per_second: format!("{:.2}", finished as f64 / RATE_WINDOW.as_secs_f64()),
         dead_total: report.queue.dead,
-        set_aside: report.set_aside,
         shown: (first + 1, first + reasons.len(), report.reasons),
         reasons,
         page,
@@ -191,7 +188,7 @@ async fn report(app: &AppState, url: &str, page: usize) -> Result<Result<Arc<Rep
     // The reasons come from the failure records, not from the dead-letter
     // queue: reading that queue would count as deliveries of its messages.
     let (groups, reasons) = app.repo.failure_groups(page * REASONS_PER_PAGE, REASONS_PER_PAGE, EXAMPLES_PER_REASON).await?;
-    let report = Arc::new(Report { queue, groups, reasons, set_aside: app.dispatcher.dead_on_disk().await? });
+    let report = Arc::new(Report { queue, groups, reasons });
     *last = Some((Instant::now(), page, Arc::clone(&report)));
     Ok(Ok(report))
 }

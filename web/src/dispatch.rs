@@ -1,10 +1,11 @@
 //! Handing each accepted job to the queue: RabbitMQ, or the embedded queue.
 //!
 //! The job is in the repository's outbox before this starts: the upload wrote
-//! its row with the image's, leased to this process (see `upload`). Here the
-//! job is sent at once; once the queue has it (RabbitMQ confirmed, or the
-//! embedded queue's file is on disk), its row goes. When the queue does not
-//! take it, the row is freed and [`Dispatcher::relay`] sends it later.
+//! its row with the image's (see `upload`). With no RabbitMQ that row is the
+//! job, free for the workers at once, and nothing is sent (see
+//! `thumbq_repo::queue`). With RabbitMQ the row is leased to this process, the
+//! job is sent at once, and once RabbitMQ confirmed it the row goes. When the
+//! queue does not take it, the row is freed and [`Dispatcher::relay`] sends it later.
 //!
 //! Every web server runs the relay. It claims the rows whose lease ran out:
 //! those the queue refused, and those of a web server that died between its
@@ -15,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use thumbq_broker::{PublishError, Publisher, Spool};
+use thumbq_broker::{PublishError, Publisher};
 use thumbq_contract::{ImageEvent, ResizeJob, Step};
 use thumbq_repo::{Lease, Repository};
 use tokio::sync::{Notify, mpsc, watch};
@@ -30,7 +31,7 @@ pub enum Route {
     Published,
     /// The queue did not take it now; it waits in the outbox for the relay.
     Outbox,
-    /// It is in the embedded queue.
+    /// Its upload's commit queued it: the embedded queue.
     Embedded,
 }
 
@@ -48,7 +49,7 @@ impl Route {
         match self {
             Self::Published => "confirmed by RabbitMQ",
             Self::Outbox => "kept in the outbox",
-            Self::Embedded => "queued on disk",
+            Self::Embedded => "queued in the database",
         }
     }
 }
@@ -82,7 +83,8 @@ pub struct Waiting {
 
 enum Queue {
     Broker(Box<Publisher>),
-    Embedded(Arc<Spool>),
+    /// The outbox itself, which workers take jobs from.
+    Embedded,
 }
 
 /// What `/readyz` reports.
@@ -95,15 +97,6 @@ pub struct Readiness {
     pub in_embedded_queue: Option<usize>,
 }
 
-/// Why a job could not be handed to the queue now.
-#[derive(Debug, thiserror::Error)]
-enum SendError {
-    #[error(transparent)]
-    Broker(#[from] PublishError),
-    #[error("cannot write to the embedded queue: {0}")]
-    Disk(#[from] std::io::Error),
-}
-
 impl Dispatcher {
     /// `publish_timeout` bounds how long sending one job may take: the lease
     /// on a job lasts longer, so that no relay sends it while it is being published.
@@ -111,13 +104,17 @@ impl Dispatcher {
         Self::new(Queue::Broker(Box::new(publisher)), repo, publish_timeout, metrics)
     }
 
-    pub fn embedded(jobs: Spool, repo: Repository, metrics: WebMetrics) -> Self {
-        Self::new(Queue::Embedded(Arc::new(jobs)), repo, Duration::ZERO, metrics)
+    pub fn embedded(repo: Repository, metrics: WebMetrics) -> Self {
+        Self::new(Queue::Embedded, repo, Duration::ZERO, metrics)
     }
 
     fn new(queue: Queue, repo: Repository, send_timeout: Duration, metrics: WebMetrics) -> Self {
         let lease = send_timeout + LEASE_MARGIN;
-        let records = crate::group_commit::GroupCommit::start(repo.clone(), move |jobs| lease_from_now(send_timeout * jobs as u32 + LEASE_MARGIN));
+        let records = match queue {
+            Queue::Broker(_) => crate::group_commit::GroupCommit::start(repo.clone(), move |jobs| lease_from_now(send_timeout * jobs as u32 + LEASE_MARGIN)),
+            // The workers may take a job the moment its upload is committed.
+            Queue::Embedded => crate::group_commit::GroupCommit::start(repo.clone(), |_| Lease::none()),
+        };
         let (sending, all_sent) = mpsc::channel(1);
         Self {
             queue,
@@ -140,7 +137,12 @@ impl Dispatcher {
     /// Records accepted uploads, each with its job in the outbox leased to
     /// this process, committed with those of other requests arriving at once;
     /// the ids of those not recorded, their owner having the same bytes already.
-    pub async fn record(&self, uploads: crate::group_commit::Uploads) -> crate::group_commit::Recorded {
+    pub async fn record(&self, mut uploads: crate::group_commit::Uploads) -> crate::group_commit::Recorded {
+        if let Queue::Embedded = self.queue {
+            for (_, steps, _) in &mut uploads {
+                steps.push(step(Route::Embedded.step()));
+            }
+        }
         self.records.record(uploads).await
     }
 
@@ -176,8 +178,13 @@ impl Dispatcher {
     /// Sends `job`, whose outbox row this process holds, counting the route it
     /// took. Its row is cleared with the next commit (the client's answer does
     /// not wait for it); or, when the queue refused the job, freed for the relay at once.
+    /// In the embedded queue the job was queued by its commit: nothing to send.
     pub async fn dispatch(&self, job: &ResizeJob) -> Route {
-        let route = match self.send(job).await {
+        let Queue::Broker(publisher) = &self.queue else {
+            self.metrics.dispatched(Route::Embedded.name());
+            return Route::Embedded;
+        };
+        let route = match self.publish(publisher, job).await {
             Ok(route) => route,
             Err(error) => {
                 tracing::warn!(image.id = %job.image_id, %error, "The queue did not take the job; it waits in the outbox.");
@@ -190,7 +197,7 @@ impl Dispatcher {
             }
         };
         self.metrics.dispatched(route.name());
-        if route != Route::Outbox {
+        if route == Route::Published {
             self.records.queued(job.image_id, step(route.step()));
         }
         route
@@ -207,7 +214,7 @@ impl Dispatcher {
     pub async fn queue_status(&self) -> Option<(u32, u32)> {
         match &self.queue {
             Queue::Broker(publisher) => publisher.queue_status().await.ok(),
-            Queue::Embedded(_) => None,
+            Queue::Embedded => None,
         }
     }
 
@@ -224,40 +231,33 @@ impl Dispatcher {
                 Ok((jobs, workers)) => Waiting { jobs: Some(jobs), workers: Some(workers) },
                 Err(_) => Waiting { jobs: None, workers: None },
             },
-            Queue::Embedded(jobs) => {
-                let count = blocking(jobs, |jobs| jobs.len()).await.ok().and_then(|count| u32::try_from(count).ok());
-                Waiting { jobs: count, workers: None }
+            Queue::Embedded => {
+                let waiting = self.repo.jobs_held(now_ms()).await.ok().map(|(all, held)| u32::try_from(all - held).unwrap_or(u32::MAX));
+                Waiting { jobs: waiting, workers: None }
             }
         };
         *last_seen = Some((std::time::Instant::now(), waiting));
         waiting
     }
 
-    /// Hands `job` to the queue, now.
-    async fn send(&self, job: &ResizeJob) -> Result<Route, SendError> {
-        match &self.queue {
-            Queue::Broker(publisher) => {
-                let started = std::time::Instant::now();
-                publisher.publish(job).await?;
-                self.metrics.publish_confirm_seconds.observe(started.elapsed().as_secs_f64());
-                Ok(Route::Published)
-            }
-            Queue::Embedded(jobs) => {
-                let payload = job.to_bytes();
-                blocking(jobs, move |jobs| jobs.push(&payload)).await?;
-                Ok(Route::Embedded)
-            }
-        }
+    /// Hands `job` to RabbitMQ, now.
+    async fn publish(&self, publisher: &Publisher, job: &ResizeJob) -> Result<Route, PublishError> {
+        let started = std::time::Instant::now();
+        publisher.publish(job).await?;
+        self.metrics.publish_confirm_seconds.observe(started.elapsed().as_secs_f64());
+        Ok(Route::Published)
     }
 
-    /// Sends the outbox's free jobs, oldest first, a batch at a time; returns
-    /// when `shutdown` becomes true.
+    /// Sends the outbox's free jobs to RabbitMQ, oldest first, a batch at a
+    /// time; returns when `shutdown` becomes true. With the embedded queue the
+    /// workers take them: nothing to relay.
     pub async fn relay(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let Queue::Broker(publisher) = &self.queue else { return };
         let mut pause = RETRY_FIRST;
         loop {
             let wait = match self.repo.claim_jobs(now_ms(), &self.lease_for(RELAY_BATCH), RELAY_BATCH).await {
                 Ok(jobs) if jobs.is_empty() => IDLE_CHECK,
-                Ok(jobs) => match self.relay_batch(jobs).await {
+                Ok(jobs) => match self.relay_batch(publisher, jobs).await {
                     Ok(()) => {
                         pause = RETRY_FIRST;
                         continue;
@@ -289,14 +289,14 @@ impl Dispatcher {
     }
 
     /// Sends claimed jobs; at the first the queue refuses, frees it and the rest.
-    async fn relay_batch(&self, jobs: Vec<ResizeJob>) -> Result<(), SendError> {
+    async fn relay_batch(&self, publisher: &Publisher, jobs: Vec<ResizeJob>) -> Result<(), PublishError> {
         let mut jobs = jobs.into_iter();
         while let Some(job) = jobs.next() {
-            match self.send(&job).await {
+            match self.publish(publisher, &job).await {
                 Ok(route) => {
                     self.metrics.dispatched(route.name());
-                    tracing::info!(image.id = %job.image_id, "Relayed a job from the outbox to the queue.");
-                    self.records.queued(job.image_id, step(relayed(route)));
+                    tracing::info!(image.id = %job.image_id, "Relayed a job from the outbox to RabbitMQ.");
+                    self.records.queued(job.image_id, step("relayed to RabbitMQ"));
                 }
                 Err(error) => {
                     for job in std::iter::once(job).chain(jobs) {
@@ -311,28 +311,29 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Files set aside in the embedded queue's `dead/`.
-    pub async fn dead_on_disk(&self) -> std::io::Result<usize> {
+    /// Jobs accepted and not yet handed to RabbitMQ; none with the embedded
+    /// queue, which holds every job from its upload's commit on.
+    pub async fn in_outbox(&self) -> Result<usize, thumbq_repo::RepoError> {
         match &self.queue {
-            Queue::Embedded(jobs) => blocking(jobs, |jobs| jobs.dead_len()).await,
-            Queue::Broker(_) => Ok(0),
+            Queue::Broker(_) => self.repo.outbox_len().await,
+            Queue::Embedded => Ok(0),
         }
     }
 
     /// Jobs in the embedded queue and not done (waiting, or being worked on); `None` with RabbitMQ.
-    pub async fn in_embedded_queue(&self) -> std::io::Result<Option<usize>> {
+    pub async fn in_embedded_queue(&self) -> Result<Option<usize>, thumbq_repo::RepoError> {
         match &self.queue {
-            Queue::Embedded(jobs) => blocking(jobs, |jobs| jobs.unfinished_len()).await.map(Some),
+            Queue::Embedded => self.repo.outbox_len().await.map(Some),
             Queue::Broker(_) => Ok(None),
         }
     }
 
     pub async fn readiness(&self) -> anyhow::Result<Readiness> {
         let broker = match &self.queue {
-            Queue::Embedded(_) => None,
+            Queue::Embedded => None,
             Queue::Broker(publisher) => Some(publisher.check_connection().await),
         };
-        Ok(Readiness { broker, in_outbox: self.repo.outbox_len().await?, in_embedded_queue: self.in_embedded_queue().await? })
+        Ok(Readiness { broker, in_outbox: self.in_outbox().await?, in_embedded_queue: self.in_embedded_queue().await? })
     }
 }
 
@@ -348,19 +349,6 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How often an idle relay looks for jobs another web server left.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
 
-fn relayed(route: Route) -> &'static str {
-    match route {
-        Route::Published => "relayed to RabbitMQ",
-        Route::Outbox | Route::Embedded => "relayed to the embedded queue",
-    }
-}
-
 fn step(name: &str) -> Step {
     crate::instance::step(name, now_ms())
-}
-
-/// Runs a spool operation (file system calls with fsync) off the async runtime.
-async fn blocking<T: Send + 'static>(spool: &Arc<Spool>, operation: impl FnOnce(&Spool) -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
-    let spool = Arc::clone(spool);
-    tokio::task::spawn_blocking(move || operation(&spool)).await.map_err(std::io::Error::other)?
 }

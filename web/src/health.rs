@@ -85,7 +85,7 @@ fn reachable(report: &mut String, what: &str, place: &str, checked: Result<(), i
 
 pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
     let gauges = crate::metrics::Gauges {
-        in_outbox: app.repo.outbox_len().await.ok(),
+        in_outbox: app.dispatcher.in_outbox().await.ok(),
         in_embedded_queue: app.dispatcher.in_embedded_queue().await.ok().flatten(),
         queue: app.dispatcher.queue_status().await,
         free_bytes: free_bytes(&app).await.ok(),

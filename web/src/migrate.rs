@@ -4,9 +4,8 @@
 //!
 //! It only reads the old files, and an image that has a record already is left
 //! as it is: running it twice, or again after it was stopped, does no harm.
-//! Jobs still waiting in the old embedded queue are taken by workers as usual
-//! once their images have records; those in an old outbox directory move into
-//! the repository's outbox (see [`earlier_outbox`]).
+//! Jobs still waiting in the old embedded queue's directory, or in an old
+//! outbox directory, move into the repository's outbox (see [`earlier_spools`]).
 
 use base64::Engine as _;
 use thumbq_broker::Spool;
@@ -50,23 +49,26 @@ pub async fn on_first_start(store: &Store, repo: &Repository) {
     }
 }
 
-/// At a web server's start: jobs an earlier release left in its outbox
-/// directory (RabbitMQ was away) move into the repository's outbox, which the
-/// relay sends; the files go once their rows are committed. Best effort, and
-/// nothing to do on a data directory that never had one.
-pub async fn earlier_outbox(storage: &Storage, repo: &Repository) {
-    let root = storage.outbox_spool();
-    if !root.exists() {
-        return;
-    }
-    match move_outbox(root, repo).await {
-        Ok(0) => {}
-        Ok(moved) => tracing::info!(moved, "Moved the jobs of an earlier release's outbox into the database."),
-        Err(error) => tracing::warn!(%error, "Could not move the jobs of an earlier release's outbox; they stay on disk and the next start tries again."),
+/// At a web server's start: jobs an earlier release left in directories of
+/// the data directory move into the repository's outbox, which the relay
+/// sends to RabbitMQ or, with no RabbitMQ, the workers take: those of its
+/// outbox (RabbitMQ was away), and those of its embedded queue, waiting or
+/// held by a worker that is gone. Each file goes once its row is committed.
+/// Best effort, and nothing to do on a data directory that never had them.
+pub async fn earlier_spools(storage: &Storage, repo: &Repository) {
+    for (root, what) in [(storage.outbox_spool(), "outbox"), (storage.job_spool(), "embedded queue")] {
+        if !root.exists() {
+            continue;
+        }
+        match move_jobs(root, what, repo).await {
+            Ok(0) => {}
+            Ok(moved) => tracing::info!(moved, "Moved the jobs of an earlier release's {what} into the database."),
+            Err(error) => tracing::warn!(%error, "Could not move the jobs of an earlier release's {what}; they stay on disk and the next start tries again."),
+        }
     }
 }
 
-async fn move_outbox(root: std::path::PathBuf, repo: &Repository) -> anyhow::Result<usize> {
+async fn move_jobs(root: std::path::PathBuf, what: &str, repo: &Repository) -> anyhow::Result<usize> {
     let outbox = std::sync::Arc::new(Spool::open(root)?);
     let spool = std::sync::Arc::clone(&outbox);
     tokio::task::spawn_blocking(move || spool.recover_orphans()).await??;
@@ -76,11 +78,11 @@ async fn move_outbox(root: std::path::PathBuf, repo: &Repository) -> anyhow::Res
         let Some(claim) = tokio::task::spawn_blocking(move || spool.claim()).await?? else { return Ok(moved) };
         let spool = std::sync::Arc::clone(&outbox);
         let Ok(job) = ResizeJob::from_bytes(&claim.payload) else {
-            tracing::warn!("A file in the earlier release's outbox is no job; setting it aside in its dead/.");
+            tracing::warn!("A file in the earlier release's {what} is no job; setting it aside in its dead/.");
             tokio::task::spawn_blocking(move || spool.dead_letter(claim)).await??;
             continue;
         };
-        let step = crate::instance::step("moved from the outbox directory of an earlier release", crate::progress::now_ms());
+        let step = crate::instance::step(&format!("moved from the {what} directory of an earlier release"), crate::progress::now_ms());
         repo.requeue(job.image_id, job.traceparent.unwrap_or_default(), crate::progress::now_ms(), &step).await?;
         tokio::task::spawn_blocking(move || spool.ack(claim)).await??;
         moved += 1;

@@ -59,7 +59,7 @@ impl AppState {
     /// Handler tests call it and serve the router without a socket.
     pub async fn build(settings: Settings) -> anyhow::Result<(Self, tokio::sync::watch::Sender<bool>)> {
         use anyhow::Context;
-        use thumbq_broker::{Publisher, Spool};
+        use thumbq_broker::Publisher;
 
         let storage = settings.deployment.storage();
         let store = settings.deployment.store().map_err(anyhow::Error::msg)?;
@@ -80,7 +80,7 @@ impl AppState {
         }
         crate::migrate::on_first_start(&store, &repo).await;
         let metrics = crate::metrics::WebMetrics::default();
-        crate::migrate::earlier_outbox(&storage, &repo).await;
+        crate::migrate::earlier_spools(&storage, &repo).await;
         let dispatcher = match &settings.deployment.amqp_url {
             Some(url) => {
                 let publisher = Publisher::new(url, "thumbq-web", settings.topology(), settings.publish_timeout());
@@ -92,8 +92,8 @@ impl AppState {
                 Dispatcher::broker(publisher, repo.clone(), settings.publish_timeout(), metrics.clone())
             }
             None => {
-                tracing::info!("No AMQP URL is set: jobs go to the embedded queue in the data directory.");
-                Dispatcher::embedded(Spool::open(storage.job_spool()).context("cannot open the embedded queue")?, repo.clone(), metrics.clone())
+                tracing::info!(database = %repo.describe(), "No AMQP URL is set: jobs wait for the workers in the database (the embedded queue).");
+                Dispatcher::embedded(repo.clone(), metrics.clone())
             }
         };
         let events = settings.deployment.amqp_url.as_ref().map(|_| tokio::sync::broadcast::channel(1024).0);

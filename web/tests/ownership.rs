@@ -1,5 +1,5 @@
 //! Who may see and delete what, tested on the router itself with `oneshot`:
-//! no socket, no broker (jobs go to the embedded queue in a temporary directory).
+//! no socket, no broker (jobs go to the embedded queue, in a SQLite database in a temporary directory).
 
 use axum::Router;
 use axum::body::Body;
@@ -106,16 +106,9 @@ impl TestServer {
         found
     }
 
-    /// How many jobs wait in the embedded queue that name `id`, once every
-    /// job accepted is there (sent after the answer, out of the outbox).
-    async fn queued_jobs_of(&self, id: &str) -> usize {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while self.state.repo.outbox_len().await.unwrap() > 0 {
-            assert!(std::time::Instant::now() < deadline, "the outbox still holds jobs after 10 s");
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        let ready = self.data_dir.path().join("spool/jobs/ready");
-        std::fs::read_dir(ready).unwrap().flatten().filter(|entry| std::fs::read_to_string(entry.path()).unwrap().contains(id)).count()
+    /// Whether the job of `id` waits in the embedded queue.
+    async fn has_job(&self, id: &str) -> bool {
+        self.state.repo.has_job(id.parse().unwrap()).await.unwrap()
     }
 }
 
@@ -314,7 +307,7 @@ async fn only_the_owner_can_delete_and_then_nothing_of_the_image_is_left() {
     let image = &answer["images"][0];
     let (id, token) = (image["id"].as_str().unwrap(), image["owner_key"].as_str().unwrap());
     let page = format!("/images/{id}");
-    assert_eq!(server.queued_jobs_of(id).await, 1);
+    assert!(server.has_job(id).await);
     let (stranger, _) = server.upload(1, &[]).await;
     let stranger = bearer(stranger["images"][0]["owner_key"].as_str().unwrap());
 
@@ -323,13 +316,13 @@ async fn only_the_owner_can_delete_and_then_nothing_of_the_image_is_left() {
     assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
     assert_eq!(server.delete(&page, &[(header::AUTHORIZATION, &stranger)]).await.status(), StatusCode::FORBIDDEN);
     assert_eq!(server.get(&page, &[]).await.status(), StatusCode::OK, "nothing changed");
-    assert_eq!(server.queued_jobs_of(id).await, 1);
+    assert!(server.has_job(id).await, "nothing changed");
 
     assert_eq!(server.delete(&page, &[(header::AUTHORIZATION, &bearer(token))]).await.status(), StatusCode::NO_CONTENT);
 
     assert_eq!(server.files_naming(id), Vec::<String>::new(), "no file under the data directory names the image");
-    // A delete reads no queue: the job stays, and the worker that takes it finds the record deleted and acks it without work.
-    assert_eq!(server.queued_jobs_of(id).await, 1);
+    // The job waiting for a worker goes with the image.
+    assert!(!server.has_job(id).await);
     for path in [page.clone(), format!("/api/images/{id}"), format!("/thumbs/{id}/small")] {
         assert_eq!(server.get(&path, &[]).await.status(), StatusCode::GONE, "{path}");
     }
@@ -529,16 +522,19 @@ async fn a_retried_request_gets_its_first_answer_and_the_same_photo_again_is_the
 
     // The same bytes picked again by the same owner: the image they have, and no job.
     let id = answer["images"][0]["id"].as_str().unwrap();
+    let jobs = server.state.repo.outbox_len().await.unwrap();
     let (again, _) = server.upload_files(std::slice::from_ref(&photo), std::slice::from_ref(&auth)).await;
     assert_eq!((again["images"][0]["id"].as_str(), again["images"][0]["duplicate_of"].as_str()), (Some(id), Some(id)), "{again}");
-    assert_eq!(server.queued_jobs_of(id).await, 1);
+    assert!(server.has_job(id).await);
+    assert_eq!(server.state.repo.outbox_len().await.unwrap(), jobs, "no second job");
     // Twice in one request: the second is the first.
     let (twice, _) = server.upload_files(&[distinct_png(), photo.clone()], std::slice::from_ref(&auth)).await;
     assert!(twice["images"][0]["duplicate_of"].is_null() && twice["images"][1]["duplicate_of"] == id, "{twice}");
     // An image they have, twice in one request: both are that image, and still no job.
+    let jobs = server.state.repo.outbox_len().await.unwrap();
     let (both, _) = server.upload_files(&[photo.clone(), photo.clone()], std::slice::from_ref(&auth)).await;
     assert!((0..2).all(|n| both["images"][n]["id"] == id && both["images"][n]["duplicate_of"] == id), "{both}");
-    assert_eq!(server.queued_jobs_of(id).await, 1);
+    assert_eq!(server.state.repo.outbox_len().await.unwrap(), jobs, "no second job");
     let page = text(server.get("/", std::slice::from_ref(&auth)).await).await;
     assert!(page.contains("(3)"), "the first upload, the photo once, the new one: {page}");
     // New bytes in requests sent at once (the page sends files in parallel): one image, whichever was first.

@@ -1,11 +1,13 @@
-//! The embedded consumer: takes jobs from the spool in the data directory
-//! when no RabbitMQ is configured. Any number of worker processes may share it.
+//! The embedded consumer: with no RabbitMQ configured, takes jobs from the
+//! repository's outbox, where each upload's commit queued its job (see
+//! `thumbq_repo::queue`). Any number of worker processes may share it, on
+//! this machine with SQLite, or on any with PostgreSQL.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use thumbq_broker::Spool;
 use thumbq_contract::RetryDelays;
+use thumbq_repo::{Lease, TakenJob};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -14,24 +16,26 @@ use crate::job::{JobContext, Progress, Settlement};
 use crate::pipeline::Preview;
 use crate::runner::run_job;
 
-/// How long an idle lane waits before looking at the spool again.
+/// How long an idle lane waits before looking for a job again.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// How long a lane waits after the spool could not be read (a full disk, say).
+/// How long a lane waits after the database could not be read.
 const AFTER_READ_ERROR: Duration = Duration::from_secs(1);
-/// How often claims of dead worker processes are put back.
-const ORPHAN_CHECK: Duration = Duration::from_secs(1);
+/// How long a job stays with a worker that stops renewing its lease (it
+/// died): then another takes it.
+const LEASE: Duration = Duration::from_secs(10);
+/// How often a lane renews the lease on the job it works on.
+const RENEW_EVERY: Duration = Duration::from_secs(3);
 
 /// Consumes jobs until `shutdown` becomes true, then finishes those in flight.
 pub async fn run(settings: Settings, context: JobContext, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let spool = Arc::new(Spool::open(context.storage.job_spool())?);
     let context = Arc::new(context);
-    tracing::info!(spool = %spool.root().display(), concurrency = settings.concurrency, "Waiting for resize jobs in the embedded queue.");
+    tracing::info!(database = %context.repo.describe(), concurrency = settings.concurrency, "Waiting for resize jobs in the embedded queue.");
     let mut lanes = JoinSet::new();
-    for _ in 0..settings.concurrency {
+    for lane_number in 0..settings.concurrency {
+        let holder = format!("{} lane {lane_number}", context.name);
         let retry_delays = settings.topology().retry_delays().clone();
-        lanes.spawn(lane(Arc::clone(&spool), Arc::clone(&context), settings.job_time_limit(), retry_delays, shutdown.clone()));
+        lanes.spawn(lane(holder, Arc::clone(&context), settings.job_time_limit(), retry_delays, shutdown.clone()));
     }
-    lanes.spawn(recover_orphans(Arc::clone(&spool), shutdown));
     while let Some(lane) = lanes.join_next().await {
         lane??;
     }
@@ -40,19 +44,16 @@ pub async fn run(settings: Settings, context: JobContext, shutdown: watch::Recei
 
 /// One job at a time, until shutdown; a job in flight at shutdown is finished first.
 async fn lane(
-    spool: Arc<Spool>,
+    holder: String,
     context: Arc<JobContext>,
     time_limit: Duration,
     retry_delays: RetryDelays,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let repo = &context.repo;
     while !*shutdown.borrow() {
-        let claim = {
-            let spool = Arc::clone(&spool);
-            tokio::task::spawn_blocking(move || spool.claim()).await?
-        };
-        let claim = match claim {
-            Ok(Some(claim)) => claim,
+        let TakenJob { job, attempts } = match repo.take_job(now_ms(), &lease(&holder)).await {
+            Ok(Some(taken)) => taken,
             Ok(None) => {
                 tokio::select! {
                     () = tokio::time::sleep(IDLE_POLL) => {}
@@ -66,59 +67,51 @@ async fn lane(
                 continue;
             }
         };
+        let id = job.image_id;
         // No events without RabbitMQ (pages poll), but the small size may still come first.
-        let progress = Progress { preview: preview_when_idle(&spool).await, ..Progress::silent() };
-        let settlement = run_job(Arc::clone(&context), &claim.payload, claim.attempts, time_limit, progress).await.settlement;
-        if settlement == Settlement::Postpone {
-            // Held meanwhile, so no other lane takes it at once; put back with its tries as they were.
-            tokio::select! {
-                () = tokio::time::sleep(context.disk_full_retry) => {}
-                _ = shutdown.wait_for(|stop| *stop) => {}
-            }
-        }
-        let (spool, retry_delays) = (Arc::clone(&spool), retry_delays.clone());
-        let settled = tokio::task::spawn_blocking(move || match settlement {
-            Settlement::Ack | Settlement::Forget => spool.ack(claim),
-            Settlement::Postpone => spool.unclaim(claim),
-            Settlement::Retry => {
-                let after = retry_delays.after(claim.attempts);
-                spool.retry_later(claim, after)
-            }
-            Settlement::DeadLetter => spool.dead_letter(claim),
-        })
-        .await?;
+        let preview = if repo.jobs_free(now_ms()).await.unwrap_or(true) { Preview::WithTheRest } else { Preview::First };
+        let payload = job.to_bytes();
+        let running = run_job(Arc::clone(&context), &payload, attempts, time_limit, Progress { preview, ..Progress::silent() });
+        let settlement = tokio::select! {
+            ran = running => ran.settlement,
+            never = renew(repo, id, &holder) => match never {},
+        };
+        let settled = match settlement {
+            Settlement::Ack | Settlement::Forget => repo.job_settled(id).await,
+            // Its failure could not be recorded either: the image stays pending, and the reconciler queues it again.
+            Settlement::DeadLetter => repo.job_settled(id).await,
+            Settlement::Postpone => repo.job_later(id, &holder, now_ms() + millis(context.disk_full_retry), attempts).await,
+            Settlement::Retry => repo.job_later(id, &holder, now_ms() + millis(retry_delays.after(attempts)), attempts + 1).await,
+        };
         if let Err(error) = settled {
-            // The claim stays with this process; it returns to the queue when the process ends.
-            tracing::warn!(%error, ?settlement, "Could not settle a job in the embedded queue.");
+            // The row stays leased to this lane until the lease runs out; then the job is taken again.
+            tracing::warn!(image.id = %id, %error, ?settlement, "Could not settle a job in the embedded queue.");
         }
     }
     Ok(())
 }
 
-/// [`Preview::First`] when no other job waits in the spool: the spare time
-/// goes to showing the first thumbnail sooner.
-async fn preview_when_idle(spool: &Arc<Spool>) -> Preview {
-    let spool = Arc::clone(spool);
-    match tokio::task::spawn_blocking(move || spool.is_empty()).await {
-        Ok(Ok(true)) => Preview::First,
-        _ => Preview::WithTheRest,
+/// Keeps the lease on the job of `id` for as long as it runs.
+async fn renew(repo: &thumbq_repo::Repository, id: thumbq_contract::ImageId, holder: &str) -> std::convert::Infallible {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        match repo.renew_job(id, &lease(holder)).await {
+            Ok(true) => {}
+            // Deleted meanwhile, or taken by another after a stall: the job finds out for itself.
+            Ok(false) => tracing::debug!(image.id = %id, "The lease on a job is no longer this worker's."),
+            Err(error) => tracing::warn!(image.id = %id, %error, "Could not renew the lease on a job."),
+        }
     }
 }
 
-async fn recover_orphans(spool: Arc<Spool>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    loop {
-        let recovered = {
-            let spool = Arc::clone(&spool);
-            tokio::task::spawn_blocking(move || spool.recover_orphans()).await?
-        };
-        match recovered {
-            Ok(0) => {}
-            Ok(jobs) => tracing::info!(jobs, "Put back the jobs of a worker that died."),
-            Err(error) => tracing::warn!(%error, "Could not check for the jobs of dead workers."),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(ORPHAN_CHECK) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-        }
-    }
+fn lease(holder: &str) -> Lease {
+    Lease { holder: holder.to_owned(), until_ms: now_ms() + millis(LEASE) }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn now_ms() -> u64 {
+    thumbq_contract::timeline::now_ms()
 }

@@ -26,7 +26,7 @@ use crate::pipeline::{self, MediaLimits, PipelineError, Preview, WebP};
 /// What a job needs besides its message.
 #[derive(Clone)]
 pub struct JobContext {
-    /// The local data directory: the embedded queue's spool.
+    /// The local data directory, where the store is one.
     pub storage: Storage,
     /// Where originals are read and thumbnails written: the data directory unless set otherwise.
     pub store: BlockingStore,

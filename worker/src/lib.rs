@@ -55,7 +55,7 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     let heif =
         tokio::task::spawn_blocking(pipeline::heif::check_decoder).await?.map_err(|missing| anyhow::anyhow!("cannot decode HEIC and AVIF: {missing}"))?;
     tracing::info!(decoder = %heif, "HEIC and AVIF are decoded in a child process.");
-    // With a bucket, the data directory holds at most the embedded queue's spool, which makes its own.
+    // With a bucket, the worker keeps nothing in a data directory.
     if !store.is_bucket() {
         let data_dir = settings.deployment.data_dir.display();
         storage.create_dirs().with_context(|| format!("cannot use the data directory {data_dir}"))?;
