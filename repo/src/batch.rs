@@ -8,7 +8,7 @@ use sqlx::{Database, QueryBuilder};
 /// Statements to run in order inside one transaction (see [`run_batch!`]).
 pub(crate) struct Batch<'args, DB: Database> {
     /// Whether the statements share one query string (SQLite).
-    together: bool,
+    pub(crate) together: bool,
     pub(crate) queries: Vec<QueryBuilder<'args, DB>>,
 }
 
@@ -18,6 +18,18 @@ where
 {
     pub(crate) fn new() -> Self {
         Self { together: DB::NAME == <sqlx::Sqlite as Database>::NAME, queries: Vec::new() }
+    }
+
+    /// A batch that is a transaction of its own (see [`run_transaction!`]): on
+    /// SQLite its `BEGIN` and `COMMIT` travel in the same string as its
+    /// statements, so the whole transaction is one round trip, not three.
+    pub(crate) fn transaction() -> Self {
+        let mut batch = Self::new();
+        if batch.together {
+            // IMMEDIATE: the write lock is taken (or waited for) at once, never upgraded mid-way.
+            batch.statement("BEGIN IMMEDIATE");
+        }
+        batch
     }
 
     /// Begins the next statement with `sql`; its binds are pushed on what comes back.
@@ -44,3 +56,34 @@ macro_rules! run_batch {
     }};
 }
 pub(crate) use run_batch;
+
+/// Runs `$batch`, made by [`Batch::transaction`], as one transaction on a
+/// connection of `$pool`; evaluates to the rows its statements returned.
+/// On SQLite a statement that fails leaves the transaction open: it is rolled
+/// back here, and a connection that cannot roll back is closed.
+macro_rules! run_transaction {
+    ($pool:expr, $batch:expr) => {{
+        let mut batch = $batch;
+        if batch.together {
+            batch.statement("COMMIT");
+            let mut connection = $pool.acquire().await?;
+            let mut query = batch.queries.pop().expect("a transaction has its BEGIN");
+            match query.build().fetch_all(&mut *connection).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    if sqlx::query("ROLLBACK").execute(&mut *connection).await.is_err() {
+                        // "No transaction is active" (SQLite ended it itself) is the likely cause; when in doubt, a new connection.
+                        connection.close_on_drop();
+                    }
+                    return Err(error.into());
+                }
+            }
+        } else {
+            let mut tx = $pool.begin().await?;
+            let rows = $crate::batch::run_batch!(tx, batch);
+            tx.commit().await?;
+            rows
+        }
+    }};
+}
+pub(crate) use run_transaction;

@@ -327,18 +327,8 @@ impl Repository {
         // Taken in one order by every transaction, so that two never wait for each other.
         locks.sort_unstable();
         let inserted: std::collections::HashSet<String> = on_writer!(self, pool => {
-            let mut tx = pool.begin().await?;
-            if self.is_shared() && !locks.is_empty() {
-                // PostgreSQL calls a volatile function of the select list after the sort.
-                let mut query = sqlx::QueryBuilder::new("SELECT pg_advisory_xact_lock(hashtextextended(column1, 0)) FROM (");
-                query.push_values(&locks, |mut row, key| {
-                    row.push_bind(key.as_str());
-                });
-                query.push(") AS keys ORDER BY column1");
-                query.build().execute(&mut *tx).await?;
-            }
-            // One batch: on SQLite one round trip for all the statements, however many uploads.
-            let mut batch = crate::batch::Batch::new();
+            // One transaction: on SQLite one round trip for it all, however many uploads.
+            let mut batch = crate::batch::Batch::transaction();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let query = batch.statement(
                     "INSERT INTO images (id, owner, name, format, bytes, content_hash, width, height, created_ms, delete_token_hash, client) \
@@ -374,11 +364,25 @@ impl Repository {
             }
             push_live_steps!(batch, rows.iter().map(|row| (row.id.as_str(), row.steps)));
             push_clear_queued!(batch, queued);
+            let returned = if batch.together {
+                crate::batch::run_transaction!(pool, batch)
+            } else {
+                let mut tx = pool.begin().await?;
+                if !locks.is_empty() {
+                    // PostgreSQL calls a volatile function of the select list after the sort.
+                    let mut query = sqlx::QueryBuilder::new("SELECT pg_advisory_xact_lock(hashtextextended(column1, 0)) FROM (");
+                    query.push_values(&locks, |mut row, key| {
+                        row.push_bind(key.as_str());
+                    });
+                    query.push(") AS keys ORDER BY column1");
+                    query.build().execute(&mut *tx).await?;
+                }
+                let rows = crate::batch::run_batch!(tx, batch);
+                tx.commit().await?;
+                rows
+            };
             // Only the inserts of images return rows: their ids.
-            let returned = crate::batch::run_batch!(tx, batch);
-            let inserted = returned.iter().map(|row| row.try_get::<String, _>(0)).collect::<Result<std::collections::HashSet<String>, _>>()?;
-            tx.commit().await?;
-            inserted
+            returned.iter().map(|row| row.try_get::<String, _>(0)).collect::<Result<std::collections::HashSet<String>, _>>()?
         });
         let skipped = rows.iter().filter(|row| !inserted.contains(&row.id)).map(|row| row.image.id);
         Ok(skipped.chain(again.iter().map(|(image, _, _)| image.id)).collect())
@@ -755,12 +759,28 @@ mod tests {
         assert!(!repo.created_before(new.created_ms, 10).await.unwrap().contains(&new.id));
     }
 
+    /// A commit one of whose statements fails leaves nothing, and the writer takes the next.
+    async fn a_failed_commit_leaves_nothing_and_the_next_commits(repo: &Repository) {
+        let first = image(OwnerId::of_secret(b"rollback"));
+        assert!(repo.add_image(&first, &[], None, &Lease::none()).await.unwrap());
+        let other = image(OwnerId::of_secret(b"rollback"));
+        // Its id again, with other bytes: the primary key refuses the second insert.
+        let clash = NewImage { content_hash: "other bytes".into(), ..first.clone() };
+        let steps = [Step { step: "received".into(), at: 1, by: "test".into() }];
+        assert!(repo.add_images(&[(&other, &steps[..], None), (&clash, &steps[..], None)], &Lease::none(), &[]).await.is_err());
+        assert!(repo.image(other.id).await.unwrap().is_none(), "nothing of the failed commit stays");
+        assert!(repo.timeline(other.id).await.unwrap().is_empty());
+        assert!(repo.add_image(&other, &steps, None, &Lease::none()).await.unwrap(), "the next commit goes through");
+        assert_eq!(repo.timeline(other.id).await.unwrap().len(), 1);
+    }
+
     #[tokio::test]
     async fn sqlite_keeps_images_as_the_contract_says() {
         let dir = tempfile::tempdir().unwrap();
         let repo = sqlite(&dir).await;
         an_image_goes_from_pending_to_done_and_a_delete_leaves_only_its_tombstone(&repo).await;
         a_failure_is_recorded_listed_and_cleared_for_a_replay(&repo).await;
+        a_failed_commit_leaves_nothing_and_the_next_commits(&repo).await;
         // Opened again, by a second process say: the schema is there and not migrated twice.
         let again = sqlite(&dir).await;
         again.check().await.unwrap();
@@ -772,6 +792,7 @@ mod tests {
         let repo = postgres(&database).await;
         an_image_goes_from_pending_to_done_and_a_delete_leaves_only_its_tombstone(&repo).await;
         a_failure_is_recorded_listed_and_cleared_for_a_replay(&repo).await;
+        a_failed_commit_leaves_nothing_and_the_next_commits(&repo).await;
         let again = postgres(&database).await;
         again.check().await.unwrap();
         repo.close().await;

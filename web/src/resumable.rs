@@ -38,7 +38,7 @@ use crate::AppState;
 use crate::error::{AppError, JsonError};
 use crate::owner::{KeySource, OwnerKey, presented_key};
 use crate::progress::now_ms;
-use crate::upload::{RemoveOnDrop, check_free_space, display_name};
+use crate::upload::{IncomingFile, check_free_space, display_name};
 
 /// The one version of tus spoken here.
 pub const TUS_VERSION: &str = "1.0.0";
@@ -446,7 +446,7 @@ fn most_parts(length: u64) -> u64 {
 /// A request's bytes not yet stored, in `incoming/`.
 struct Scratch {
     id: ImageId,
-    guard: RemoveOnDrop,
+    guard: IncomingFile,
     out: tokio::io::BufWriter<tokio::fs::File>,
     bytes: u64,
 }
@@ -454,7 +454,7 @@ struct Scratch {
 impl Scratch {
     async fn create(app: &AppState) -> Result<Self, AppError> {
         let id = ImageId::new();
-        let guard = RemoveOnDrop::new(app.storage.path(&StorageKey::Incoming(id)));
+        let guard = IncomingFile::new(app.storage.path(&StorageKey::Incoming(id)));
         let out = crate::upload::incoming_file(guard.path()).await?;
         Ok(Self { id, guard, out, bytes: 0 })
     }
@@ -499,7 +499,7 @@ async fn finish(app: &AppState, upload: &UploadRecord, last: Scratch, hash: Opti
         Some(hash) => (last.id, last.guard, hash),
         None => {
             let id = ImageId::new();
-            let whole = RemoveOnDrop::new(app.storage.path(&StorageKey::Incoming(id)));
+            let whole = IncomingFile::new(app.storage.path(&StorageKey::Incoming(id)));
             let mut out = crate::upload::incoming_file(whole.path()).await?;
             let mut hash = ContentHasher::new();
             for part in &upload.parts {

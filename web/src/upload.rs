@@ -6,11 +6,17 @@
 //! `originals/`; each then gets its record in the repository, committed with
 //! its job's outbox row, and only then does the client hear "accepted": the
 //! job reaches the queue from the outbox, whatever happens next. Whatever goes
-//! wrong before, including the client hanging up, leaves no file and no record behind.
+//! wrong before, including the client hanging up, leaves no file and no record behind;
+//! a crash between the original's store and its commit leaves at worst an
+//! original no record names, which the reconciler removes after its grace.
 //!
 //! Every upload has an owner: the key the request presents (bearer token,
 //! then cookie), or a new one given back as a cookie (and, to an API client,
 //! as `owner_key`). Each image also gets a delete token of its own.
+//!
+//! Here the request is admitted, its files kept and recorded; [`receive`]
+//! takes one file into `incoming/`, [`original`] stores it as the original,
+//! and [`answer`] says what the client hears.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,18 +25,26 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::Serialize;
-use thumbq_contract::{ImageId, MediaLimits, OwnerId, ResizeJob, SourceFormat, Storage, StorageKey, ThumbSize};
-use thumbq_repo::{Attempt, NewImage};
-use thumbq_store::Store;
-use tokio::io::AsyncWriteExt;
+use thumbq_contract::{ImageId, OwnerId};
+use thumbq_repo::Attempt;
 
 use crate::AppState;
 use crate::error::{AppError, JsonError};
-use crate::form::{BoundedField, BoundedForm};
+use crate::form::BoundedForm;
 use crate::owner::{DeleteToken, KeySource, OwnerKey, presented_key};
 use crate::progress::now_ms;
 use crate::rate_limit::Charge;
+
+mod answer;
+mod original;
+mod receive;
+
+pub(crate) use answer::accepted_answer;
+pub use answer::{AcceptedImage, thumbnail_urls};
+use answer::{accepted_json, join_ids, wants_json};
+use original::StoredOriginal;
+use receive::receive_file;
+pub(crate) use receive::{IncomingFile, ReceivedFile, display_name, incoming_file, recognised, touch};
 
 /// The form field that carries the files.
 pub const FILE_FIELD: &str = "file";
@@ -446,121 +460,6 @@ pub(crate) async fn keep(
     Ok(Accepted { images: order, refused, bytes })
 }
 
-/// Receives one file; a refusal for what the file is comes back as `Ok(Err)`,
-/// after the rest of it was read and dropped, so that the next file can be read.
-async fn receive_file(
-    storage: &Storage,
-    mut field: BoundedField<'_>,
-    number: usize,
-    limits: &MediaLimits,
-    earlier: &[PathBuf],
-    charge: &mut Charge<'_>,
-) -> Result<Result<ReceivedFile, Refusal>, AppError> {
-    let name = display_name(field.file_name(), number);
-    match stream_file(storage, &mut field, name.clone(), limits, earlier, charge).await {
-        Ok(file) => Ok(Ok(file)),
-        Err(error) if error.is_about_one_file() => {
-            // Read past, to reach the next file: as far as one file may be long.
-            // A refused file longer than that ends the request, as it always did.
-            let (mut drained, mut touched) = (0u64, std::time::Instant::now());
-            while let Some(chunk) = field.chunk().await? {
-                charge.bytes(chunk.len() as u64)?;
-                drained += chunk.len() as u64;
-                if drained > limits.max_file_bytes {
-                    return Err(error);
-                }
-                if touched.elapsed() > crate::cleanup::TOUCH_EVERY {
-                    touched = std::time::Instant::now();
-                    touch(earlier).await;
-                }
-            }
-            Ok(Err(Refusal { file: name, error }))
-        }
-        Err(error) => Err(error),
-    }
-}
-
-/// Streams one form field to `incoming/`, checking its size and format as it goes.
-///
-/// The parts of the request's `earlier` files are touched now and then, so
-/// that the sweeper of leftovers (see `cleanup`) sees them as alive.
-async fn stream_file(
-    storage: &Storage,
-    field: &mut BoundedField<'_>,
-    file: String,
-    limits: &MediaLimits,
-    earlier: &[PathBuf],
-    charge: &mut Charge<'_>,
-) -> Result<ReceivedFile, AppError> {
-    let limit_bytes = limits.max_file_bytes;
-    let id = ImageId::new();
-    let mut hash = crate::content_hash::ContentHasher::new();
-    let part = RemoveOnDrop::new(storage.path(&StorageKey::Incoming(id)));
-    let mut out = incoming_file(part.path()).await?;
-    let mut head = Vec::with_capacity(SourceFormat::SNIFF_LEN);
-    let mut format = None;
-    let mut size: u64 = 0;
-    let mut touched = std::time::Instant::now();
-    while let Some(chunk) = field.chunk().await? {
-        if touched.elapsed() > crate::cleanup::TOUCH_EVERY {
-            touched = std::time::Instant::now();
-            touch(earlier).await;
-        }
-        charge.bytes(chunk.len() as u64)?;
-        size += chunk.len() as u64;
-        if size > limit_bytes {
-            return Err(AppError::TooLarge { file, limit_bytes });
-        }
-        if format.is_none() {
-            let wanted = SourceFormat::SNIFF_LEN - head.len();
-            head.extend_from_slice(&chunk[..wanted.min(chunk.len())]);
-            if head.len() == SourceFormat::SNIFF_LEN {
-                // Refuse as soon as the first bytes tell, rather than after the whole file.
-                format = Some(SourceFormat::sniff(&head).ok_or_else(|| AppError::NotAnImage { file: file.clone() })?);
-            }
-        }
-        hash.update(&chunk);
-        out.write_all(&chunk).await?;
-    }
-    if size == 0 {
-        return Err(AppError::EmptyFile { file });
-    }
-    let format = match format {
-        Some(format) => format,
-        None => SourceFormat::sniff(&head).ok_or_else(|| AppError::NotAnImage { file: file.clone() })?,
-    };
-    // Not flushed here: storing it as the original does (locally), or sends it away (a bucket).
-    out.flush().await?;
-    drop(out);
-    recognised(id, part, file, size, format, hash, limits).await
-}
-
-/// What a request's body gathers before each write to its file: one trip to a
-/// blocking thread per this many bytes, not one per chunk of the body (a few
-/// kilobytes each, as its TCP segments came).
-const WRITE_BUFFER_BYTES: usize = 256 * 1024;
-
-/// Creates a file in `incoming/` for a request's bytes, written in large pieces.
-pub(crate) async fn incoming_file(path: &std::path::Path) -> std::io::Result<tokio::io::BufWriter<tokio::fs::File>> {
-    Ok(tokio::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, tokio::fs::File::create(path).await?))
-}
-
-/// A file whole in `incoming/` (at `part`), of `format` by its first bytes:
-/// received once its header is within the pixel limits.
-pub(crate) async fn recognised(
-    id: ImageId,
-    part: RemoveOnDrop,
-    name: String,
-    size: u64,
-    format: SourceFormat,
-    hash: crate::content_hash::ContentHasher,
-    limits: &MediaLimits,
-) -> Result<ReceivedFile, AppError> {
-    let (width, height) = check_dimensions(part.path(), format, name.clone(), limits).await?;
-    let content_hash = hash.finish();
-    Ok(ReceivedFile { id, format, size, part, name, content_hash, width, height })
-}
-
 /// Records the request's images, each with the web server's steps so far and
 /// its job in the outbox, in one transaction (shared with other requests
 /// arriving at once): from its commit on, the uploads are accepted, and no
@@ -578,271 +477,6 @@ async fn record(dispatcher: &crate::dispatch::Dispatcher, originals: &[StoredOri
         })
         .collect();
     Ok(dispatcher.record(uploads).await?)
-}
-
-/// Marks `parts` as still being written.
-pub(crate) async fn touch(parts: &[PathBuf]) {
-    let parts = parts.to_vec();
-    let _ = tokio::task::spawn_blocking(move || {
-        for part in parts {
-            let _ = std::fs::File::options().write(true).open(&part).and_then(|file| file.set_modified(std::time::SystemTime::now()));
-        }
-    })
-    .await;
-}
-
-/// Refuses an image whose header says it is over the pixel limits, before any
-/// worker tries to decode it. Only the header is read; nothing is decoded.
-/// Returns the width and height the header gives.
-async fn check_dimensions(path: &std::path::Path, format: SourceFormat, file: String, limits: &MediaLimits) -> Result<(u32, u32), AppError> {
-    let path = path.to_owned();
-    let side = |pixels: usize| u32::try_from(pixels).unwrap_or(u32::MAX);
-    let size = tokio::task::spawn_blocking(move || match format {
-        // imagesize refuses a JPEG with stray bytes between its segments, which libjpeg and every browser show.
-        SourceFormat::Jpeg => std::fs::File::open(&path).and_then(|file| crate::jpeg_header::dimensions(std::io::BufReader::new(file))).ok().flatten(),
-        _ => imagesize::size(&path).ok().map(|size| (side(size.width), side(size.height))),
-    })
-    .await
-    .map_err(anyhow::Error::from)?;
-    let Some((width, height)) = size else {
-        return Err(AppError::DamagedHeader { file, format: format.name() });
-    };
-    limits.check_dimensions(width, height).map_err(|reason| AppError::OverPixelLimits { file, reason })?;
-    Ok((width, height))
-}
-
-/// A file fully received into `incoming/` and recognised.
-pub(crate) struct ReceivedFile {
-    id: ImageId,
-    format: SourceFormat,
-    size: u64,
-    part: RemoveOnDrop,
-    /// The name it was sent under, for people: never part of a path.
-    name: String,
-    /// The hash of its bytes (see [`crate::content_hash`]).
-    pub(crate) content_hash: String,
-    width: u32,
-    height: u32,
-}
-
-impl ReceivedFile {
-    /// Stores the file as the original, where workers can find it.
-    ///
-    /// In a task of its own: if the client hangs up meanwhile, the task still
-    /// runs to its end, and the guard it returns, dropped with it, removes
-    /// what it wrote.
-    async fn store(self, store: &Store, owner: OwnerId, client: Option<String>, delete_token_hash: String) -> std::io::Result<StoredOriginal> {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let id = self.id;
-            let written = ForgetOnDrop::new(&store, [StorageKey::Original(id)]);
-            if let Err(error) = store.store_original(id, self.part.path().to_owned()).await {
-                written.discard().await;
-                return Err(error);
-            }
-            self.part.disarm();
-            let job = ResizeJob::new(id, self.format, now_ms()).traced(thumbq_contract::TraceParent::new());
-            let image = NewImage {
-                id,
-                owner,
-                name: self.name,
-                format: self.format,
-                bytes: self.size,
-                content_hash: self.content_hash,
-                width: self.width,
-                height: self.height,
-                created_ms: id.uploaded_at_ms(),
-                delete_token_hash: Some(delete_token_hash),
-                client,
-            };
-            Ok(StoredOriginal { file: written, job, image, stored_ms: now_ms() })
-        })
-        .await
-        .map_err(std::io::Error::other)?
-    }
-}
-
-/// An original whose job is not confirmed yet; deleted when dropped unless kept.
-struct StoredOriginal {
-    file: ForgetOnDrop,
-    job: ResizeJob,
-    /// Its record, as the repository will keep it.
-    image: NewImage,
-    /// When the original was on disk, fsynced.
-    stored_ms: u64,
-}
-
-impl StoredOriginal {
-    /// Keeps the original; its job and when it was stored.
-    fn keep(self) -> (ResizeJob, u64) {
-        self.file.disarm();
-        (self.job, self.stored_ms)
-    }
-
-    /// Removes the original now.
-    async fn discard(self) {
-        self.file.discard().await;
-    }
-}
-
-/// Stored files removed when this is dropped, unless disarmed: the store's
-/// counterpart of [`RemoveOnDrop`]. Dropped, it removes them in a task of its
-/// own; [`ForgetOnDrop::discard`] removes them before it returns.
-struct ForgetOnDrop {
-    store: Store,
-    keys: Vec<StorageKey>,
-}
-
-impl ForgetOnDrop {
-    fn new(store: &Store, keys: impl IntoIterator<Item = StorageKey>) -> Self {
-        Self { store: store.clone(), keys: keys.into_iter().collect() }
-    }
-
-    fn disarm(mut self) {
-        self.keys.clear();
-    }
-
-    async fn discard(mut self) {
-        for key in std::mem::take(&mut self.keys) {
-            if let Err(error) = self.store.remove(key).await {
-                tracing::warn!(%error, ?key, "Could not remove a file of an upload that was not accepted.");
-            }
-        }
-    }
-}
-
-impl Drop for ForgetOnDrop {
-    fn drop(&mut self) {
-        let keys = std::mem::take(&mut self.keys);
-        if keys.is_empty() {
-            return;
-        }
-        let store = self.store.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(Self { store, keys }.discard());
-        }
-    }
-}
-
-/// Local files deleted when this is dropped, unless disarmed: so that an error, or
-/// a client hanging up mid-request (which drops the handler's future), leaves
-/// nothing behind.
-pub(crate) struct RemoveOnDrop(Vec<PathBuf>);
-
-impl RemoveOnDrop {
-    pub(crate) fn new(path: PathBuf) -> Self {
-        Self(vec![path])
-    }
-
-    /// The first file guarded.
-    pub(crate) fn path(&self) -> &std::path::Path {
-        &self.0[0]
-    }
-
-    pub(crate) fn disarm(mut self) {
-        self.0.clear();
-    }
-}
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        for path in &self.0 {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// The client's file name, for messages only: never part of a path.
-pub(crate) fn display_name(client_name: Option<&str>, number: usize) -> String {
-    let base = client_name.map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name).trim()).unwrap_or("");
-    if base.is_empty() {
-        return format!("File {number}");
-    }
-    // Nor the marks that reorder text: a name must read as what it is ("gpj.exe" shown as "exe.jpg").
-    let reorders = |c: &char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-    let mut name: String = base.chars().filter(|c| !c.is_control() && !reorders(c)).take(80).collect();
-    if base.chars().count() > 80 {
-        name.push('…');
-    }
-    name
-}
-
-fn wants_json(headers: &HeaderMap) -> bool {
-    headers.get(header::ACCEPT).and_then(|accept| accept.to_str().ok()).is_some_and(|accept| accept.contains("application/json"))
-}
-
-fn join_ids(ids: &[ImageId]) -> String {
-    ids.iter().map(ImageId::to_string).collect::<Vec<_>>().join(",")
-}
-
-/// The links a client needs to follow one accepted image, and the key to delete it.
-#[derive(Debug, Serialize)]
-pub struct AcceptedImage {
-    pub id: String,
-    /// The name the file was sent under, for people.
-    pub name: String,
-    pub page: String,
-    pub status: String,
-    pub thumbnails: std::collections::BTreeMap<&'static str, String>,
-    /// The original, for its owner only.
-    pub original: String,
-    /// The owner's key: `Authorization: Bearer {owner_key}` lists the owner's
-    /// images, fetches their originals, deletes any of them, and, sent with
-    /// later uploads, makes them the same owner's. Given to API clients only,
-    /// and only when the request did not present it already.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub owner_key: Option<String>,
-    /// This image's own token: `Authorization: Bearer {delete_token}` deletes
-    /// this image (`DELETE {page}`) and nothing else. Given to API clients only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delete_token: Option<String>,
-    /// Set when the owner had uploaded these bytes already: this is that image, and no new job was queued.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duplicate_of: Option<String>,
-}
-
-impl AcceptedImage {
-    pub fn new(id: ImageId, name: String) -> Self {
-        Self {
-            id: id.to_string(),
-            name,
-            page: format!("/images/{id}"),
-            status: format!("/api/images/{id}"),
-            thumbnails: thumbnail_urls(id),
-            original: format!("/originals/{id}"),
-            owner_key: None,
-            delete_token: None,
-            duplicate_of: None,
-        }
-    }
-}
-
-/// `{"small": "/thumbs/{id}/small", …}`
-pub fn thumbnail_urls(id: ImageId) -> std::collections::BTreeMap<&'static str, String> {
-    ThumbSize::ALL.into_iter().map(|size| (size.name(), format!("/thumbs/{id}/{size}"))).collect()
-}
-
-/// The answer to an accepted upload. `keys` is `None` for a browser, whose
-/// scripts get no key; otherwise the owner's key (when the request did not
-/// present it) and each image's delete token go with the images.
-fn accepted_json(images: &[Kept], keys: Option<Option<&OwnerKey>>, refused: Vec<serde_json::Value>) -> Response {
-    let answer = accepted_answer(images, keys, refused);
-    let location = answer["images"][0]["page"].as_str().unwrap_or("/").to_owned();
-    (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(answer)).into_response()
-}
-
-/// The JSON of [`accepted_json`].
-pub(crate) fn accepted_answer(images: &[Kept], keys: Option<Option<&OwnerKey>>, refused: Vec<serde_json::Value>) -> serde_json::Value {
-    let images: Vec<_> = images
-        .iter()
-        .map(|image| AcceptedImage {
-            duplicate_of: image.duplicate_of.map(|id| id.to_string()),
-            owner_key: keys.flatten().map(|key| key.as_str().to_owned()),
-            delete_token: keys.and(image.delete_token.clone()),
-            ..AcceptedImage::new(image.id, image.name.clone())
-        })
-        .collect();
-    serde_json::json!({ "images": images, "refused": refused })
 }
 
 #[cfg(test)]

@@ -1,6 +1,13 @@
 //! The RabbitMQ consumer: takes jobs from the broker, runs each through
 //! [`run_job`], settles each message, reconnects when the link breaks, and on
 //! shutdown stops taking jobs and finishes the ones it holds.
+//!
+//! `THUMBQ_AMQP_URL` may name several nodes of a cluster: each connection
+//! starts at a node of its own and moves to the next one that answers. The
+//! prefetch is the worker's concurrency. A try that failed but may succeed
+//! later is published again, with its tries so far in the `x-thumbq-tries`
+//! header, to the retry queue of its delay (`{queue}.retry.{n}s`, a quorum
+//! queue whose messages expire back into the resize queue), and only then acked.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

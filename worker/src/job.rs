@@ -167,7 +167,7 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32, progress: &Progr
         Ok(Outcome::Deleted) => forget_deleted(context, id),
         // A full disk or a store away is the operator's to fix, not the image's fault: never a reason to give up.
         // (Whether the image was deleted meanwhile is for the next try to find out.)
-        Err(JobError::Retry(error)) if waits(&error) => {
+        Err(JobError::Retry(error)) if is_to_wait_out(&error) => {
             tracing::warn!(image.id = %id, %error, retry_in_secs = context.disk_full_retry.as_secs(), "The disk is full or the store unavailable; the job waits and is tried again.");
             context.metrics.job("postponed");
             Settlement::Postpone
@@ -254,7 +254,7 @@ fn forget_deleted(context: &JobContext, id: ImageId) -> Settlement {
 
 /// Whether a failed step is to be waited out rather than counted as a try:
 /// a full disk, or an object store or database that does not answer.
-fn waits(error: &std::io::Error) -> bool {
+fn is_to_wait_out(error: &std::io::Error) -> bool {
     let database_away = error.get_ref().and_then(|inner| inner.downcast_ref::<RepoError>()).is_some_and(RepoError::is_unavailable);
     thumbq_broker::durable::is_disk_full(error) || thumbq_store::is_unavailable(error) || database_away
 }

@@ -14,6 +14,23 @@
 //!    and hand each over as soon as it exists; then a lossy WebP of each size
 //!    ([`webp`]), so that it delays none of them. Thumbnails carry no
 //!    metadata: they are encoded from bare pixels.
+//!
+//! Besides:
+//! - A JPEG is scaled in the DCT by 1/2, 1/4 or 1/8 when 1.5 times the
+//!   largest box still fits, and decoded again keeping twice the box when the
+//!   result shows detail so fine that the scale may alias it (a zone plate).
+//! - A YCbCr JPEG without an ICC profile (most photos) stays in its Y, Cb and
+//!   Cr planes from decode to encode ([`planar`]): chroma is resized straight
+//!   to the thumbnail's 4:2:0, and RGB is made only from the thumbnails, for
+//!   the placeholder and the WebPs.
+//! - HEIC and AVIF are decoded by libheif in a child process per decode
+//!   ([`heif`], `thumbq-heif-decode`), with limits of its own: its crash fails
+//!   one image, never the worker. JPEG XL through jxl-oxide ([`jxl`]).
+//! - With nothing else waiting on the queue ([`Preview::First`]), a large
+//!   JPEG's small size comes first, from a quick decode of its own at 1/8 or
+//!   1/4 scale: a second decode, spent only when the worker has the time.
+//! - A JPEG that ends before its picture does still gets thumbnails of what
+//!   there is, and is reported as cut off, so that pages ask for the whole file again.
 
 mod colour;
 mod decode;
