@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use thumbq_contract::{ImageId, MediaLimits, SourceFormat, Storage, StorageKey};
-use tokio::io::AsyncWriteExt;
 
 use super::Refusal;
 use crate::error::AppError;
@@ -62,7 +61,7 @@ async fn stream_file(
     let id = ImageId::new();
     let mut hash = crate::content_hash::ContentHasher::new();
     let part = IncomingFile::new(storage.path(&StorageKey::Incoming(id)));
-    let mut out = incoming_file(part.path()).await?;
+    let mut out = IncomingWriter::new(part.path());
     let mut head = Vec::with_capacity(SourceFormat::SNIFF_LEN);
     let mut format = None;
     let mut size: u64 = 0;
@@ -86,7 +85,7 @@ async fn stream_file(
             }
         }
         hash.update(&chunk);
-        out.write_all(&chunk).await?;
+        out.write(&chunk).await?;
     }
     if size == 0 {
         return Err(AppError::EmptyFile { file });
@@ -95,10 +94,106 @@ async fn stream_file(
         Some(format) => format,
         None => SourceFormat::sniff(&head).ok_or_else(|| AppError::NotAnImage { file: file.clone() })?,
     };
-    // Not flushed here: storing it as the original does (locally), or sends it away (a bucket).
-    out.flush().await?;
-    drop(out);
-    recognised(id, part, file, size, format, hash, limits).await
+    // Not synced here: storing it as the original does (locally), or sends it away (a bucket).
+    let dimensions = out.finish(move |path| header_dimensions(path, format)).await?;
+    let (width, height) = within_limits(dimensions, format, file.clone(), limits)?;
+    Ok(ReceivedFile { id, format, size, part, name: file, content_hash: hash.finish(), width, height })
+}
+
+/// A request's bytes on their way to a file in `incoming/`, in few trips to
+/// a blocking thread: the file is created while the first bytes gather, then
+/// they are written [`WRITE_BUFFER_BYTES`] at a time while the next piece
+/// gathers, and the last write also reads what the caller asks of it (the
+/// image's header). A photo that fits the buffer costs two trips in all.
+///
+/// Dropped with a write under way (an error, or the client hanging up), that
+/// write removes the file it made once it is done: declared after the file's
+/// [`IncomingFile`], the writer is dropped first, and the guard's removal may
+/// come before the write has created the file.
+struct IncomingWriter {
+    path: PathBuf,
+    buffer: Vec<u8>,
+    /// The file, once created, unless a write holds it.
+    file: Option<std::fs::File>,
+    /// The write under way, which gives back the file and its emptied buffer.
+    writing: Option<tokio::task::JoinHandle<std::io::Result<(std::fs::File, Vec<u8>)>>>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for IncomingWriter {
+    fn drop(&mut self) {
+        self.dropped.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl IncomingWriter {
+    fn new(path: &Path) -> Self {
+        let (path, dropped) = (path.to_owned(), std::sync::Arc::<std::sync::atomic::AtomicBool>::default());
+        let creating = tokio::task::spawn_blocking({
+            let (path, dropped) = (path.clone(), std::sync::Arc::clone(&dropped));
+            move || Ok((Self::write_out(&path, None, &[], &dropped)?, Vec::new()))
+        });
+        Self { path, buffer: Vec::with_capacity(WRITE_BUFFER_BYTES), file: None, writing: Some(creating), dropped }
+    }
+
+    /// Writes `bytes` at the end of the file (made now if need be) on this
+    /// blocking thread, and removes it if the writer was dropped meanwhile.
+    fn write_out(path: &Path, file: Option<std::fs::File>, bytes: &[u8], dropped: &std::sync::atomic::AtomicBool) -> std::io::Result<std::fs::File> {
+        use std::io::Write;
+        let mut file = match file {
+            Some(file) => file,
+            None => std::fs::File::create(path)?,
+        };
+        let written = file.write_all(bytes);
+        if dropped.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = std::fs::remove_file(path);
+        }
+        written.map(|()| file)
+    }
+
+    async fn write(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let room = WRITE_BUFFER_BYTES - self.buffer.len();
+            let (now, later) = bytes.split_at(room.min(bytes.len()));
+            self.buffer.extend_from_slice(now);
+            bytes = later;
+            if self.buffer.len() == WRITE_BUFFER_BYTES {
+                self.written().await?;
+                let (path, file, dropped) = (self.path.clone(), self.file.take(), std::sync::Arc::clone(&self.dropped));
+                let full = std::mem::replace(&mut self.buffer, Vec::with_capacity(WRITE_BUFFER_BYTES));
+                self.writing = Some(tokio::task::spawn_blocking(move || {
+                    let file = Self::write_out(&path, file, &full, &dropped)?;
+                    Ok((file, full))
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the write under way, if any.
+    async fn written(&mut self) -> std::io::Result<()> {
+        if let Some(writing) = self.writing.take() {
+            let (file, mut emptied) = writing.await.map_err(std::io::Error::other)??;
+            self.file = Some(file);
+            emptied.clear();
+            if self.buffer.is_empty() {
+                self.buffer = emptied;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is left, closes the file, and runs `then` on its path, in one trip.
+    async fn finish<T: Send + 'static>(mut self, then: impl FnOnce(&Path) -> T + Send + 'static) -> std::io::Result<T> {
+        self.written().await?;
+        let (path, file, buffer, dropped) = (self.path.clone(), self.file.take(), std::mem::take(&mut self.buffer), std::sync::Arc::clone(&self.dropped));
+        tokio::task::spawn_blocking(move || {
+            drop(Self::write_out(&path, file, &buffer, &dropped)?);
+            Ok(then(&path))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
 }
 
 /// What a request's body gathers before each write to its file: one trip to a
@@ -141,17 +236,25 @@ pub(crate) async fn touch(parts: &[PathBuf]) {
 /// Refuses an image whose header says it is over the pixel limits, before any
 /// worker tries to decode it. Only the header is read; nothing is decoded.
 /// Returns the width and height the header gives.
-async fn check_dimensions(path: &std::path::Path, format: SourceFormat, file: String, limits: &MediaLimits) -> Result<(u32, u32), AppError> {
+async fn check_dimensions(path: &Path, format: SourceFormat, file: String, limits: &MediaLimits) -> Result<(u32, u32), AppError> {
     let path = path.to_owned();
+    let dimensions = tokio::task::spawn_blocking(move || header_dimensions(&path, format)).await.map_err(anyhow::Error::from)?;
+    within_limits(dimensions, format, file, limits)
+}
+
+/// The width and height the header of the file at `path` gives, if it can be read.
+fn header_dimensions(path: &Path, format: SourceFormat) -> Option<(u32, u32)> {
     let side = |pixels: usize| u32::try_from(pixels).unwrap_or(u32::MAX);
-    let size = tokio::task::spawn_blocking(move || match format {
+    match format {
         // imagesize refuses a JPEG with stray bytes between its segments, which libjpeg and every browser show.
-        SourceFormat::Jpeg => std::fs::File::open(&path).and_then(|file| crate::jpeg_header::dimensions(std::io::BufReader::new(file))).ok().flatten(),
-        _ => imagesize::size(&path).ok().map(|size| (side(size.width), side(size.height))),
-    })
-    .await
-    .map_err(anyhow::Error::from)?;
-    let Some((width, height)) = size else {
+        SourceFormat::Jpeg => std::fs::File::open(path).and_then(|file| crate::jpeg_header::dimensions(std::io::BufReader::new(file))).ok().flatten(),
+        _ => imagesize::size(path).ok().map(|size| (side(size.width), side(size.height))),
+    }
+}
+
+/// `dimensions` read from a header, if within the pixel limits.
+fn within_limits(dimensions: Option<(u32, u32)>, format: SourceFormat, file: String, limits: &MediaLimits) -> Result<(u32, u32), AppError> {
+    let Some((width, height)) = dimensions else {
         return Err(AppError::DamagedHeader { file, format: format.name() });
     };
     limits.check_dimensions(width, height).map_err(|reason| AppError::OverPixelLimits { file, reason })?;
