@@ -116,9 +116,11 @@ struct IncomingWriter {
     /// The file, once created, unless a write holds it.
     file: Option<std::fs::File>,
     /// The write under way, which gives back the file and its emptied buffer.
-    writing: Option<tokio::task::JoinHandle<std::io::Result<(std::fs::File, Vec<u8>)>>>,
+    writing: Option<Writing>,
     dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+type Writing = tokio::task::JoinHandle<std::io::Result<(std::fs::File, Vec<u8>)>>;
 
 impl Drop for IncomingWriter {
     fn drop(&mut self) {
