@@ -77,9 +77,9 @@ async fn lane(
             never = renew(repo, id, &holder) => match never {},
         };
         let settled = match settlement {
-            Settlement::Ack | Settlement::Forget => repo.job_settled(id).await,
-            // Its failure could not be recorded either: the image stays pending, and the reconciler queues it again.
-            Settlement::DeadLetter => repo.job_settled(id).await,
+            // A dead letter's image has its failure recorded, or, when even that failed,
+            // stays pending for the reconciler to queue again: nothing to keep the row for.
+            Settlement::Ack | Settlement::Forget | Settlement::DeadLetter => repo.job_settled(id).await,
             Settlement::Postpone => repo.job_later(id, &holder, now_ms() + millis(context.disk_full_retry), attempts).await,
             Settlement::Retry => repo.job_later(id, &holder, now_ms() + millis(retry_delays.after(attempts)), attempts + 1).await,
         };

@@ -115,12 +115,10 @@ struct IncomingWriter {
     buffer: Vec<u8>,
     /// The file, once created, unless a write holds it.
     file: Option<std::fs::File>,
-    /// The write under way, which gives back the file and its emptied buffer.
-    writing: Option<Writing>,
+    /// The write under way, which gives the file back.
+    writing: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>>,
     dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
-
-type Writing = tokio::task::JoinHandle<std::io::Result<(std::fs::File, Vec<u8>)>>;
 
 impl Drop for IncomingWriter {
     fn drop(&mut self) {
@@ -133,7 +131,7 @@ impl IncomingWriter {
         let (path, dropped) = (path.to_owned(), std::sync::Arc::<std::sync::atomic::AtomicBool>::default());
         let creating = tokio::task::spawn_blocking({
             let (path, dropped) = (path.clone(), std::sync::Arc::clone(&dropped));
-            move || Ok((Self::write_out(&path, None, &[], &dropped)?, Vec::new()))
+            move || Self::write_out(&path, None, &[], &dropped)
         });
         Self { path, buffer: Vec::with_capacity(WRITE_BUFFER_BYTES), file: None, writing: Some(creating), dropped }
     }
@@ -163,10 +161,7 @@ impl IncomingWriter {
                 self.written().await?;
                 let (path, file, dropped) = (self.path.clone(), self.file.take(), std::sync::Arc::clone(&self.dropped));
                 let full = std::mem::replace(&mut self.buffer, Vec::with_capacity(WRITE_BUFFER_BYTES));
-                self.writing = Some(tokio::task::spawn_blocking(move || {
-                    let file = Self::write_out(&path, file, &full, &dropped)?;
-                    Ok((file, full))
-                }));
+                self.writing = Some(tokio::task::spawn_blocking(move || Self::write_out(&path, file, &full, &dropped)));
             }
         }
         Ok(())
@@ -175,12 +170,7 @@ impl IncomingWriter {
     /// Waits for the write under way, if any.
     async fn written(&mut self) -> std::io::Result<()> {
         if let Some(writing) = self.writing.take() {
-            let (file, mut emptied) = writing.await.map_err(std::io::Error::other)??;
-            self.file = Some(file);
-            emptied.clear();
-            if self.buffer.is_empty() {
-                self.buffer = emptied;
-            }
+            self.file = Some(writing.await.map_err(std::io::Error::other)??);
         }
         Ok(())
     }
