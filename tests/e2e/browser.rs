@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::harness::wait_for;
 
@@ -57,12 +58,9 @@ impl Browser {
         arguments.extend(extra.iter().map(|argument| (*argument).to_owned()));
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": CHROMIUM, "args": arguments }));
-        let client = ClientBuilder::rustls()
-            .expect("a TLS setup")
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a Chromium session");
+        // ChromeDriver listens on loopback, over plain HTTP: no TLS to set up.
+        let client =
+            ClientBuilder::new(HttpConnector::new()).capabilities(capabilities).connect(&format!("http://127.0.0.1:{port}")).await.expect("a Chromium session");
         Self { client, driver, _profile: profile }
     }
 
