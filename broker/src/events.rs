@@ -45,11 +45,11 @@ pub enum Heard {
 /// Listens for image events and sends each to `events`, reconnecting with
 /// backoff, until `shutdown` becomes true.
 pub async fn listen(url: String, topology: Topology, events: broadcast::Sender<Heard>, mut shutdown: watch::Receiver<bool>) {
-    let mut pause = Duration::from_millis(100);
+    let mut backoff = crate::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     let mut lost_said = false;
     loop {
         let outcome = tokio::select! {
-            outcome = listen_once(&url, &topology, &events, &mut lost_said) => outcome,
+            outcome = listen_once(&url, &topology, &events, &mut lost_said, &mut backoff) => outcome,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let error = match outcome {
@@ -61,14 +61,19 @@ pub async fn listen(url: String, topology: Topology, events: broadcast::Sender<H
             lost_said = true;
         }
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(backoff.next_pause()) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        pause = (pause * 2).min(Duration::from_secs(10));
     }
 }
 
-async fn listen_once(url: &str, topology: &Topology, events: &broadcast::Sender<Heard>, lost_said: &mut bool) -> Result<(), lapin::Error> {
+async fn listen_once(
+    url: &str,
+    topology: &Topology,
+    events: &broadcast::Sender<Heard>,
+    lost_said: &mut bool,
+    backoff: &mut crate::Backoff,
+) -> Result<(), lapin::Error> {
     let connection = connect(url, "thumbq-web-events").await?;
     let channel = connection.create_channel().await?;
     declare_topology(&channel, topology).await?;
@@ -80,6 +85,7 @@ async fn listen_once(url: &str, topology: &Topology, events: &broadcast::Sender<
     let mut deliveries = channel.basic_consume(queue.name().clone(), "".into(), consume, FieldTable::default()).await?;
     tracing::info!("Listening for image events.");
     *lost_said = false;
+    backoff.reset();
     // No receiver is fine: no page is open.
     let _ = events.send(Heard::Resync);
     while let Some(delivery) = deliveries.next().await {

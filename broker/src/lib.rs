@@ -6,9 +6,11 @@
 //! - [`Spool`] is the durable queue on disk of earlier releases (their embedded
 //!   queue and outbox), read at a web server's start to move its jobs into the database.
 //! - [`Deployment`] holds the settings every process must agree on.
+//! - [`Backoff`] paces the tries at a broker or queue that is away.
 //! - [`durable`] writes files that survive a crash, whole or not at all.
 
 pub mod admin;
+mod backoff;
 mod deployment;
 pub use thumbq_store::durable;
 pub mod events;
@@ -21,6 +23,7 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use thumbq_contract::Topology;
 use thumbq_contract::topology::ArgumentValue;
 
+pub use backoff::Backoff;
 pub use deployment::{Deployment, check_url};
 pub use lapin;
 pub use publisher::{PublishError, Publisher};

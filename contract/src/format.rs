@@ -16,6 +16,14 @@ pub enum SourceFormat {
     Jxl,
 }
 
+/// Whether a JPEG marker starts a frame header (SOFn), whose payload holds the
+/// precision, height and width: all of C0 to CF but DHT (C4), JPG (C8) and DAC
+/// (CC), which share the range. The web server reads the size there and the
+/// worker the precision; both must take the same segment for the frame.
+pub fn is_jpeg_frame_marker(marker: u8) -> bool {
+    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+}
+
 impl SourceFormat {
     /// How many leading bytes [`SourceFormat::sniff`] needs to decide: a HEIF
     /// file names what it holds in its `ftyp` box's brands, after the first 16 bytes.

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use thumbq_broker::{PublishError, Publisher};
+use thumbq_broker::{Backoff, PublishError, Publisher};
 use thumbq_contract::{ImageEvent, ResizeJob, Step};
 use thumbq_repo::{Lease, Repository};
 use tokio::sync::{Notify, mpsc, watch};
@@ -253,19 +253,18 @@ impl Dispatcher {
     /// workers take them: nothing to relay.
     pub async fn relay(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let Queue::Broker(publisher) = &self.queue else { return };
-        let mut pause = RETRY_FIRST;
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
         loop {
             let wait = match self.repo.claim_jobs(now_ms(), &self.lease_for(RELAY_BATCH), RELAY_BATCH).await {
                 Ok(jobs) if jobs.is_empty() => IDLE_CHECK,
                 Ok(jobs) => match self.relay_batch(publisher, jobs).await {
                     Ok(()) => {
-                        pause = RETRY_FIRST;
+                        backoff.reset();
                         continue;
                     }
                     Err(error) => {
                         tracing::debug!(%error, "The queue still does not take jobs; the outbox waits.");
-                        pause = (pause * 2).min(RETRY_MAX);
-                        pause
+                        backoff.next_pause()
                     }
                 },
                 Err(error) => {

@@ -31,8 +31,7 @@ pub fn dimensions(mut reader: impl BufRead) -> io::Result<Option<(u32, u32)>> {
         }
         let Some(length) = read_u16(&mut reader)? else { return Ok(None) };
         let Some(payload) = usize::from(length).checked_sub(2) else { return Ok(None) };
-        // Start of frame, all kinds but DHT (C4), JPG (C8) and DAC (CC), which share the range.
-        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+        if thumbq_contract::format::is_jpeg_frame_marker(marker) {
             let mut frame = [0; 5];
             return match reader.read_exact(&mut frame) {
                 Ok(()) => Ok(Some((u32::from(u16::from_be_bytes([frame[3], frame[4]])), u32::from(u16::from_be_bytes([frame[1], frame[2]]))))),

@@ -18,7 +18,7 @@ use thumbq_broker::lapin::Channel;
 use thumbq_broker::lapin::message::Delivery;
 use thumbq_broker::lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions};
 use thumbq_broker::lapin::types::{AMQPValue, FieldTable};
-use thumbq_broker::{connect, declare_topology};
+use thumbq_broker::{Backoff, connect, declare_topology};
 use thumbq_contract::{ImageEvent, ImageId, ThumbSize, Topology};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -31,12 +31,12 @@ use crate::runner::{Ran, run_job};
 /// Consumes jobs until `shutdown` changes to `true`, then drains and returns.
 pub async fn run(settings: Settings, amqp_url: String, context: JobContext, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let context = Arc::new(context);
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         match consume(&settings, &amqp_url, &context, &mut shutdown, &mut backoff).await {
             Ok(()) => return Ok(()),
             Err(error) => {
-                let delay = backoff.next();
+                let delay = backoff.next_pause();
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "Lost the broker; reconnecting.");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -69,7 +69,7 @@ async fn consume(
     channel.basic_qos(settings.concurrency, BasicQosOptions { global: false }).await?;
     let mut deliveries = channel.basic_consume(topology.resize_queue().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
     tracing::info!(queue = topology.resize_queue(), concurrency = settings.concurrency, "Waiting for resize jobs.");
-    *backoff = Backoff::default();
+    backoff.reset();
 
     let mut in_flight = JoinSet::new();
     let depth = Arc::new(QueueDepth::default());
@@ -251,20 +251,3 @@ fn header_count(delivery: &Delivery, name: &str) -> u32 {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Waits between reconnects: 100 ms, doubling, at most 10 s.
-struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self(Duration::from_millis(100))
-    }
-}
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let delay = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_secs(10));
-        delay
-    }
-}

@@ -248,8 +248,7 @@ impl Markers {
                             }
                         }
                         0xEE => markers.adobe |= payload.starts_with(b"Adobe"),
-                        // Start of frame, all kinds but DHT (C4), JPG (C8) and DAC (CC), which share the range.
-                        0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => markers.precision = payload.first().copied(),
+                        _ if thumbq_contract::format::is_jpeg_frame_marker(marker) => markers.precision = payload.first().copied(),
                         _ => {}
                     }
                     at += 2 + length;
