@@ -35,9 +35,12 @@ impl Queue {
     pub fn new() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let storage = Storage::new(dir.path());
-        storage.create_dirs()?;
+        thumbq_store::data_dir::create_dirs(&storage)?;
         // What a web server with the default settings writes at its first start.
-        storage.init_manifest(&thumbq_contract::Manifest::new(&thumbq_contract::Sizes::default(), &thumbq_contract::MediaLimits::default()))?;
+        thumbq_store::data_dir::init_manifest(
+            &storage,
+            &thumbq_contract::Manifest::new(&thumbq_contract::Sizes::default(), &thumbq_contract::MediaLimits::default()),
+        )?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let database = thumbq_repo::DatabaseSettings::default().location(dir.path());
         let repo = runtime.block_on(thumbq_repo::Repository::open_now(&database))?;

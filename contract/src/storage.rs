@@ -277,54 +277,6 @@ impl Storage {
     pub fn manifest_path(&self) -> PathBuf {
         self.root.join("thumbq.json")
     }
-
-    /// The manifest, or `None` when this is not (yet) a thumbq data directory.
-    pub fn read_manifest(&self) -> std::io::Result<Option<crate::Manifest>> {
-        match std::fs::read(self.manifest_path()) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(error),
-        }
-    }
-
-    /// Writes the manifest whole (by rename), unless one is there already; returns the one in force.
-    pub fn init_manifest(&self, manifest: &crate::Manifest) -> std::io::Result<crate::Manifest> {
-        if let Some(existing) = self.read_manifest()? {
-            return Ok(existing);
-        }
-        std::fs::create_dir_all(&self.root)?;
-        let temporary = self.root.join(format!(".thumbq.json.{}", Uuid::now_v7().simple()));
-        std::fs::write(&temporary, serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?)?;
-        std::fs::File::open(&temporary)?.sync_all()?;
-        // A link, not a rename: of two first starts at once, one wins, and the
-        // other reads what it wrote instead of overwriting it.
-        let linked = std::fs::hard_link(&temporary, self.manifest_path());
-        let _ = std::fs::remove_file(&temporary);
-        match linked {
-            Ok(()) => {
-                std::fs::File::open(&self.root)?.sync_all()?;
-                Ok(manifest.clone())
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                self.read_manifest()?.ok_or_else(|| std::io::Error::other("thumbq.json vanished as it was written"))
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    /// Creates the directory of uploads being received: all a web server needs
-    /// locally when it stores in a bucket (the spools make their own).
-    pub fn create_incoming_dir(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(self.root.join("incoming"))
-    }
-
-    /// Creates the directories every process expects to exist when it stores here.
-    pub fn create_dirs(&self) -> std::io::Result<()> {
-        for dir in ["incoming", "originals", "thumbs", "uploads"] {
-            std::fs::create_dir_all(self.root.join(dir))?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

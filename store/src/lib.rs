@@ -12,6 +12,7 @@
 //! the call returns. What stays local by design is the web server's scratch
 //! space for uploads being received (`incoming/`) and the spools.
 
+pub mod data_dir;
 pub mod durable;
 mod local;
 mod s3;
@@ -216,8 +217,8 @@ impl Store {
             Backend::Local(storage) => {
                 let manifest = manifest.clone();
                 blocking(storage, move |storage| {
-                    storage.create_dirs()?;
-                    storage.init_manifest(&manifest)
+                    data_dir::create_dirs(storage)?;
+                    data_dir::init_manifest(storage, &manifest)
                 })
                 .await
             }

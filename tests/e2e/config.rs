@@ -65,7 +65,11 @@ async fn a_worker_started_before_any_web_server_waits_for_the_directory_to_be_se
 
     // The web server sets the directory up (as thumbq-web does at its start): the worker goes on.
     let storage = thumbq_contract::Storage::new(empty.path());
-    storage.init_manifest(&thumbq_contract::Manifest::new(&thumbq_contract::Sizes::default(), &thumbq_contract::MediaLimits::default())).unwrap();
+    thumbq_store::data_dir::init_manifest(
+        &storage,
+        &thumbq_contract::Manifest::new(&thumbq_contract::Sizes::default(), &thumbq_contract::MediaLimits::default()),
+    )
+    .unwrap();
     wait_for(Duration::from_secs(20), "the worker to go on", || async { empty.path().join("originals").is_dir().then_some(()) }).await;
     assert_eq!(said().matches("waiting for thumbq-web").count(), 1, "said once: {}", said());
     drop(stop);
@@ -96,7 +100,11 @@ fn a_worker_refuses_a_directory_set_up_otherwise() {
 
     let set_up = tempfile::tempdir().unwrap();
     let storage = thumbq_contract::Storage::new(set_up.path());
-    storage.init_manifest(&thumbq_contract::Manifest::new(&thumbq_contract::Sizes::default(), &thumbq_contract::MediaLimits::default())).unwrap();
+    thumbq_store::data_dir::init_manifest(
+        &storage,
+        &thumbq_contract::Manifest::new(&thumbq_contract::Sizes::default(), &thumbq_contract::MediaLimits::default()),
+    )
+    .unwrap();
     let said = worker(set_up.path(), &[("THUMBQ_SIZES", "small=100,medium=600,large=1200")]);
     assert!(said.contains("--sizes"), "{said}");
     let said = worker(set_up.path(), &[("THUMBQ_MAX_PIXELS", "1000")]);

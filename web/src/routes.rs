@@ -67,7 +67,7 @@ impl AppState {
         let database = settings.deployment.database();
         let repo =
             thumbq_repo::Repository::open(&database, stopping.clone()).await.with_context(|| format!("cannot open the database, {}", database.describe()))?;
-        let made = if store.is_bucket() { storage.create_incoming_dir() } else { storage.create_dirs() };
+        let made = if store.is_bucket() { thumbq_store::data_dir::create_incoming_dir(&storage) } else { thumbq_store::data_dir::create_dirs(&storage) };
         made.with_context(|| format!("cannot create the data directory {}", settings.deployment.data_dir.display()))?;
         let ours = thumbq_contract::Manifest::new(&settings.sizes, &settings.limits());
         let manifest = store.init_manifest(&ours).await.with_context(|| format!("cannot read or write thumbq.json in {}", store.describe()))?;

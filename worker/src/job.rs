@@ -447,7 +447,7 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::new(dir.path());
-        storage.create_dirs().unwrap();
+        thumbq_store::data_dir::create_dirs(&storage).unwrap();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let repo = runtime.block_on(Repository::open_now(&Location::Sqlite(dir.path().join("thumbq.db")))).unwrap();
         let context = JobContext::new(storage, repo, Sizes::default(), MediaLimits::default(), 1);

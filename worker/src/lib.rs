@@ -58,7 +58,7 @@ pub async fn run_with(settings: Settings, prepare: impl FnOnce(&mut job::JobCont
     // With a bucket, the worker keeps nothing in a data directory.
     if !store.is_bucket() {
         let data_dir = settings.deployment.data_dir.display();
-        storage.create_dirs().with_context(|| format!("cannot use the data directory {data_dir}"))?;
+        thumbq_store::data_dir::create_dirs(&storage).with_context(|| format!("cannot use the data directory {data_dir}"))?;
     }
     let mut context = job::JobContext::new(storage, repo, settings.sizes, settings.limits(), settings.concurrency).with_store(store);
     context.disk_full_retry = std::time::Duration::from_secs(settings.disk_full_retry_secs);

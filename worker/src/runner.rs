@@ -91,7 +91,7 @@ mod tests {
 
     async fn context(dir: &std::path::Path) -> Arc<JobContext> {
         let storage = Storage::new(dir);
-        storage.create_dirs().unwrap();
+        thumbq_store::data_dir::create_dirs(&storage).unwrap();
         let repo = thumbq_repo::Repository::open_now(&thumbq_repo::Location::Sqlite(dir.join("thumbq.db"))).await.unwrap();
         Arc::new(JobContext::new(storage, repo, Sizes::default(), MediaLimits::default(), 1))
     }

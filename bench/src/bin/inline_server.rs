@@ -62,8 +62,8 @@ struct Server {
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     let storage = Storage::new(&options.data_dir);
-    storage.create_dirs().with_context(|| format!("cannot set up {}", options.data_dir.display()))?;
-    storage.init_manifest(&Manifest::new(&Sizes::default(), &MediaLimits::default()))?;
+    thumbq_store::data_dir::create_dirs(&storage).with_context(|| format!("cannot set up {}", options.data_dir.display()))?;
+    thumbq_store::data_dir::init_manifest(&storage, &Manifest::new(&Sizes::default(), &MediaLimits::default()))?;
     let repo = thumbq_repo::Repository::open_now(&thumbq_repo::Location::Sqlite(options.data_dir.join("thumbq.db"))).await?;
     let context = JobContext::new(storage.clone(), repo, Sizes::default(), MediaLimits::default(), 1);
     let server = Server { mode: options.mode, storage, context };
