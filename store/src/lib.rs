@@ -243,6 +243,14 @@ impl Store {
     }
 }
 
+/// Makes ring the process's TLS provider, which every reqwest client needs
+/// before it is built: reqwest is built without one of its own (see
+/// Cargo.toml), so that no aws-lc-rs is built. Installing it twice is harmless.
+pub fn install_tls_provider() {
+    // An error only says that a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Runs a local file operation off the async runtime.
 async fn blocking<T: Send + 'static>(storage: &Storage, work: impl FnOnce(&Storage) -> io::Result<T> + Send + 'static) -> io::Result<T> {
     let storage = storage.clone();

@@ -77,9 +77,7 @@ impl S3Store {
     }
 
     fn with_patience(location: &S3Location, settings: &StoreSettings, patience: Patience) -> Result<Self, String> {
-        // reqwest is built without a crypto provider of its own (see Cargo.toml): ring is
-        // the process's. An error only says one is installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_tls_provider();
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&location.bucket)
             .with_region(&settings.s3_region)

@@ -146,7 +146,7 @@ async fn a_part_header_that_never_ends_is_cut_off_with_memory_bounded() {
     }
     assert!(sent < 64 * 1024 * 1024, "the server stopped reading long before 64 MiB of header ({sent} bytes sent)");
     assert!(grown_kib < 48 * 1024, "the web server grew by {grown_kib} KiB");
-    assert_eq!(reqwest::get(web.url("/healthz")).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(crate::harness::http_client().get(web.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
     eprintln!("endless part header: answered {:?} after {} KiB sent; web RSS grew {} KiB", status_of(&answer), sent / 1024, grown_kib);
 }
 
@@ -200,7 +200,7 @@ async fn a_client_over_its_upload_rate_gets_429_with_retry_after_and_others_do_n
     assert!(body["error"].as_str().unwrap().contains("Too many uploads"), "{body}");
 
     // Another address on this machine has a bucket of its own.
-    let neighbour = reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let neighbour = crate::harness::http_client_builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
     let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(images::jpeg(64, 64)).file_name("n.jpg"));
     let response = neighbour.post(app.url("/images")).header("accept", "application/json").multipart(form).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -224,7 +224,7 @@ async fn post_one(app: &TestApp, client: &reqwest::Client, key: Option<&str>, by
 }
 
 fn from_address(address: &str) -> reqwest::Client {
-    reqwest::Client::builder().local_address(address.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
+    crate::harness::http_client_builder().local_address(address.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
 }
 
 #[tokio::test]
@@ -295,7 +295,7 @@ async fn bytes_over_the_clients_rate_are_refused_as_they_arrive() {
 async fn an_owner_past_its_daily_quota_is_refused_until_the_days_first_upload_is_a_day_old() {
     let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.owner_mib_per_day = 2, ..Options::default() }).await;
     let (_, key) = app.upload_owned("first.jpg", jpeg_of(1200 * 1024)).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
     let refused = post_one(&app, &client, Some(&key), jpeg_of(1200 * 1024)).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     let wait: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
@@ -325,7 +325,7 @@ async fn an_address_past_its_daily_quota_is_refused_whoever_uploads_and_deleting
     let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.client_mib_per_day = 2, ..Options::default() }).await;
     let (id, key) = app.upload_owned("first.jpg", jpeg_of(1200 * 1024)).await;
     assert_eq!(app.delete(&format!("/images/{id}"), Some(&key)).await.status(), StatusCode::NO_CONTENT);
-    let stranger = reqwest::Client::new();
+    let stranger = crate::harness::http_client();
     let refused = post_one(&app, &stranger, None, jpeg_of(1200 * 1024)).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "a new owner from the same address, after the first was deleted");
     let body: serde_json::Value = refused.json().await.unwrap();
@@ -351,7 +351,7 @@ async fn connections_over_the_cap_wait_until_one_closes_and_the_server_stays_up(
         idle.push(stream);
     }
     // The listener takes connections in the order they came: these four hold the slots.
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    let client = crate::harness::http_client_builder().timeout(Duration::from_secs(1)).build().unwrap();
     assert!(client.get(app.url("/healthz")).send().await.is_err(), "a fifth connection waits");
 
     idle.pop();
@@ -386,7 +386,7 @@ async fn a_web_server_killed_between_its_commit_and_the_publish_leaves_a_job_ano
     // Its lease on the job lasts the publish timeout and 5 s more: then any relay may send it.
     let web = WebProcess::start(&app, Some(&proxy.url), &[("THUMBQ_PUBLISH_TIMEOUT_MS", "5000")]).await;
     wait_for(Duration::from_secs(20), "the killed-to-be server to reach RabbitMQ", || async {
-        reqwest::get(web.url("/readyz")).await.ok()?.text().await.ok()?.contains("broker: reachable").then_some(())
+        crate::harness::http_client().get(web.url("/readyz")).send().await.ok()?.text().await.ok()?.contains("broker: reachable").then_some(())
     })
     .await;
     proxy.pause();
@@ -394,7 +394,7 @@ async fn a_web_server_killed_between_its_commit_and_the_publish_leaves_a_job_ano
         let url = web.url("/images");
         tokio::spawn(async move {
             let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(images::jpeg(640, 480)).file_name("k.jpg"));
-            reqwest::Client::new().post(url).header("accept", "application/json").multipart(form).send().await.map(|response| response.status())
+            crate::harness::http_client().post(url).header("accept", "application/json").multipart(form).send().await.map(|response| response.status())
         })
     };
     // The record and its job in the outbox are committed (the image has a status), and the publish, after the answer, waits for a confirm that does not come.
@@ -555,7 +555,7 @@ async fn one_address_cannot_hold_every_connection() {
     assert_eq!(status_of(&answer), Some(503), "{}", String::from_utf8_lossy(&answer));
     assert!(String::from_utf8_lossy(&answer).contains("Retry-After: 1"));
 
-    let neighbour = reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let neighbour = crate::harness::http_client_builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
     assert_eq!(neighbour.get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK, "another address is served");
     held.pop();
     let again = wait_for(Duration::from_secs(10), "a slot of its own again", || async {
@@ -595,7 +595,7 @@ async fn a_new_visitor_and_the_probes_are_answered_while(app: &TestApp) {
     let ops = app.ops_address.as_ref().expect("the test set --ops-bind");
     let ready = app.client.get(format!("{ops}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK, "{}", ready.text().await.unwrap());
-    let visitor = reqwest::Client::builder().local_address("127.0.0.10".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let visitor = crate::harness::http_client_builder().local_address("127.0.0.10".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
     assert_eq!(visitor.get(app.url("/")).send().await.unwrap().status(), StatusCode::OK);
     assert!(started.elapsed() < Duration::from_secs(2), "the probe and the page took {:?}", started.elapsed());
 }

@@ -16,7 +16,7 @@ use crate::processes::{BrokerProxy, WebProcess, WorkerProcess};
 
 /// Uploads `count` different JPEGs to `url` as one owner (the first upload's key); returns the ids of those answered 202, and the key.
 async fn upload_as_one_owner(url: &str, count: usize, between: impl Fn(usize)) -> (Vec<ImageId>, String) {
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
     let (mut ids, mut key): (Vec<ImageId>, Option<String>) = (Vec::new(), None);
     for number in 0..count {
         between(number);

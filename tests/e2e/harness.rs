@@ -12,6 +12,19 @@ use thumbq_contract::{ImageId, Topology};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// An HTTP client for a test. reqwest has no TLS provider of its own here
+/// (thumbq-store builds it so): ring is installed first, as thumbq's
+/// processes install it before their S3 client.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    thumbq_store::install_tls_provider();
+    reqwest::Client::builder()
+}
+
+/// [`http_client_builder`], built as it is.
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().expect("an HTTP client")
+}
+
 /// The broker the tests use; `THUMBQ_TEST_AMQP_URL` points them elsewhere.
 pub fn amqp_url() -> String {
     std::env::var("THUMBQ_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
@@ -148,7 +161,7 @@ impl TestApp {
         let address = format!("http://{}", web.local_addr());
         let ops_address = web.ops_addr().map(|ops| format!("http://{ops}"));
         tokio::spawn(web.run_until_stopped(std::future::pending()));
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
+        let client = http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
         let mut app = Self {
             address,
             ops_address,

@@ -222,7 +222,7 @@ async fn two_web_servers_share_the_store_and_the_broker_an_image_uploaded_throug
     // Deleted for good at once, as the in-process server does in tests: no minute in the trash to wait out.
     other_environment.push(("THUMBQ_UNDO_DELETE_SECS", "0"));
     let other = WebProcess::start(&app, None, &other_environment).await;
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let client = crate::harness::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
 
     let (id, owner) = app.upload_owned("shared.jpg", images::jpeg(1000, 750)).await;
     // Pending on the other server too: the same store says so.

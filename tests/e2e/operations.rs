@@ -41,7 +41,7 @@ async fn the_web_and_worker_metrics_count_uploads_refusals_and_jobs() {
         assert_eq!(sample(&web, &format!(r#"thumbq_web_upload_step_seconds_count{{step="{step}"}}"#)), 1.0, "{step}: {web}");
     }
 
-    let client = reqwest::Client::new();
+    let client = crate::harness::http_client();
     // "done" is the three baseline sizes; the job ends, and is counted, once its WebPs are written too.
     let worker = wait_for(Duration::from_secs(10), "the worker to count the job", || async {
         let text = client.get(format!("http://{bind}/metrics")).send().await.ok()?.text().await.ok()?;

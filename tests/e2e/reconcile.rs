@@ -38,7 +38,7 @@ async fn a_web_server_killed_between_storing_an_original_and_its_commit_leaves_n
         let url = web.url("/images");
         tokio::spawn(async move {
             let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(images::jpeg(320, 240)).file_name("cut.jpg"));
-            reqwest::Client::new().post(url).header("accept", "application/json").multipart(form).send().await.map(|response| response.status())
+            crate::harness::http_client().post(url).header("accept", "application/json").multipart(form).send().await.map(|response| response.status())
         })
     };
     let originals = app.data_dir.path().join("originals");
