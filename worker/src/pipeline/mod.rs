@@ -6,11 +6,11 @@
 //!
 //! 1. [`decode`] once, with the limits checked against the header first; a
 //!    large JPEG at a reduced scale in the DCT ([`jpeg`]).
-//! 2. Resize to the large size, then turn that upright (EXIF) and make it
-//!    sRGB ([`colour`]): both cost less on the thumbnail than on the original.
+//! 2. Resize to the large size ([`resize`]), then turn that upright (EXIF) and
+//!    make it sRGB ([`colour`]): both cost less on the thumbnail than on the original.
 //! 3. Make each smaller size from the one before, which is faster than from
 //!    the original and, with a Lanczos filter at these ratios, as sharp.
-//! 4. Encode JPEG (libjpeg-turbo), or PNG where there is real transparency,
+//! 4. Encode JPEG (libjpeg-turbo), or PNG where there is real transparency ([`encode`]),
 //!    and hand each over as soon as it exists; then a lossy WebP of each size
 //!    ([`webp`]), so that it delays none of them. Thumbnails carry no
 //!    metadata: they are encoded from bare pixels.
@@ -34,21 +34,24 @@
 
 mod colour;
 mod decode;
+mod encode;
 pub mod heif;
 mod jpeg;
 mod jxl;
 mod planar;
+mod resize;
 pub mod webp;
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
-use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
-use image::{DynamicImage, ImageEncoder};
+use fast_image_resize::Resizer;
 
 use self::decode::{Decoded, Keep};
+pub use self::encode::encode_jpeg;
+use self::encode::{encode, encode_png, placeholder};
 use self::planar::Pixels;
+use self::resize::{eight_bit, resize, upright_in_box};
 pub use thumbq_contract::MediaLimits;
 use thumbq_contract::{DimensionError, Sizes, SourceFormat, ThumbFormat, ThumbSize};
 
@@ -345,121 +348,13 @@ pub fn make_thumbnails_each<'a, E>(
     Ok(times)
 }
 
-/// The thumbnail of `size` from a decoded image: resized to fit its box
-/// (computed on the original's upright size, so that a reduced decode cannot
-/// change it by a rounding), then turned upright and made sRGB, which both
-/// cost less on the thumbnail than on the original.
-fn upright_in_box(resizer: &mut Resizer, decoded: Decoded, sizes: &Sizes, size: ThumbSize) -> Result<Pixels, PipelineError> {
-    let (upright_width, upright_height) = decoded.upright_size();
-    let (width, height) = sizes.fit(size, upright_width, upright_height);
-    let (width, height) = if decoded.is_turned() { (height, width) } else { (width, height) };
-    let mut image = resize(resizer, &decoded.image, width, height)?;
-    drop(decoded.image);
-    image.apply_orientation(decoded.orientation);
-    Ok(match (image, &decoded.icc) {
-        (Pixels::Interleaved(image), Some(icc)) => Pixels::Interleaved(colour::to_srgb(image, icc)),
-        (image, _) => image,
-    })
-}
-
-fn encode(compressor: &mut turbojpeg::Compressor, size: ThumbSize, image: &Pixels, times: &mut StageTimes) -> Result<Thumbnail, PipelineError> {
-    let started = Instant::now();
-    let bytes = match image {
-        Pixels::Interleaved(image) => jpeg::encode(compressor, image)?,
-        Pixels::Planar(planes) => jpeg::encode_planes(compressor, planes)?,
-    };
-    times.encode += started.elapsed();
-    Ok(Thumbnail { size, format: ThumbFormat::Jpeg, width: image.width(), height: image.height(), bytes })
-}
-
-fn encode_png(size: ThumbSize, image: &DynamicImage, times: &mut StageTimes) -> Result<Thumbnail, PipelineError> {
-    let started = Instant::now();
-    let bytes = png_bytes(image)?;
-    times.encode += started.elapsed();
-    Ok(Thumbnail { size, format: ThumbFormat::Png, width: image.width(), height: image.height(), bytes })
-}
-
-/// A thumbnail's pixels as the worker's JPEG (libjpeg-turbo, [`jpeg::QUALITY`]), for the benchmark's comparisons.
-pub fn encode_jpeg(image: &DynamicImage) -> Result<Vec<u8>, PipelineError> {
-    jpeg::encode(&mut jpeg::compressor()?, image)
-}
-
-/// The ThumbHash of an upright, sRGB thumbnail: from a copy at most 100 pixels a side, as the format wants.
-fn placeholder(resizer: &mut Resizer, small: &DynamicImage) -> Result<Vec<u8>, PipelineError> {
-    const SIDE: u32 = 100;
-    let (width, height) = (small.width(), small.height());
-    let scale = f64::from(SIDE) / f64::from(width.max(height));
-    let tiny = if scale < 1.0 {
-        let fit = |side: u32| ((f64::from(side) * scale).round() as u32).clamp(1, SIDE);
-        resize_interleaved(resizer, small, fit(width), fit(height))?
-    } else {
-        small.clone()
-    };
-    let rgba = tiny.to_rgba8();
-    Ok(thumbhash::rgba_to_thumb_hash(rgba.width() as usize, rgba.height() as usize, rgba.as_raw()))
-}
-
-/// 8 bits a channel, all a thumbnail needs; an alpha channel is kept only
-/// when some pixel is less than fully opaque, so opaque images become JPEG.
-fn eight_bit(image: DynamicImage) -> DynamicImage {
-    match image {
-        DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) => image,
-        DynamicImage::ImageLuma16(_) => DynamicImage::ImageLuma8(image.into_luma8()),
-        DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLumaA16(_) => {
-            let grey = image.into_luma_alpha8();
-            if grey.pixels().all(|pixel| pixel.0[1] == u8::MAX) {
-                DynamicImage::ImageLuma8(DynamicImage::ImageLumaA8(grey).into_luma8())
-            } else {
-                DynamicImage::ImageLumaA8(grey)
-            }
-        }
-        DynamicImage::ImageRgb16(_) | DynamicImage::ImageRgb32F(_) => DynamicImage::ImageRgb8(image.into_rgb8()),
-        other => {
-            let colour = other.into_rgba8();
-            if colour.pixels().all(|pixel| pixel.0[3] == u8::MAX) {
-                DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(colour).into_rgb8())
-            } else {
-                DynamicImage::ImageRgba8(colour)
-            }
-        }
-    }
-}
-
-/// Lanczos 3 with SIMD, of either kind of pixels.
-fn resize(resizer: &mut Resizer, source: &Pixels, width: u32, height: u32) -> Result<Pixels, PipelineError> {
-    match source {
-        Pixels::Interleaved(image) => resize_interleaved(resizer, image, width, height).map(Pixels::Interleaved),
-        Pixels::Planar(planes) => planes.resize(resizer, width, height).map(Pixels::Planar),
-    }
-}
-
-/// Lanczos 3 with SIMD; the source itself when it already has the size (never upscaled).
-fn resize_interleaved(resizer: &mut Resizer, source: &DynamicImage, width: u32, height: u32) -> Result<DynamicImage, PipelineError> {
-    if (width, height) == (source.width(), source.height()) {
-        return Ok(source.clone());
-    }
-    let mut target = DynamicImage::new(width, height, source.color());
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
-    resizer.resize(source, &mut target, &options).map_err(|error| PipelineError::Internal(error.to_string()))?;
-    Ok(target)
-}
-
-/// PNG keeps the alpha channel. Fast compression: the `image` crate's
-/// default level takes ten times as long for files a few percent smaller.
-fn png_bytes(image: &DynamicImage) -> Result<Vec<u8>, PipelineError> {
-    let mut out = Vec::new();
-    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, PngFilter::Adaptive)
-        .write_image(image.as_bytes(), image.width(), image.height(), image.color().into())
-        .map_err(|error| PipelineError::Internal(error.to_string()))?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::resize::resize_interleaved;
     use super::*;
     use std::io::Cursor;
 
-    use image::{ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+    use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 
     fn encoded(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
