@@ -1,12 +1,14 @@
 //! Setting up a local data directory: its folders and its manifest. The
 //! paths are [`Storage`]'s (the contract's); making them is the store's.
 
-use std::io;
+use std::io::{self, Write};
 
 use thumbq_contract::{Manifest, Storage};
 
+use crate::durable::sync_dir;
+
 /// The manifest, or `None` when this is not (yet) a thumbq data directory.
-pub fn read_manifest(storage: &Storage) -> io::Result<Option<Manifest>> {
+fn read_manifest(storage: &Storage) -> io::Result<Option<Manifest>> {
     match std::fs::read(storage.manifest_path()) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error)),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -21,22 +23,20 @@ pub fn init_manifest(storage: &Storage, manifest: &Manifest) -> io::Result<Manif
     }
     let root = storage.root();
     std::fs::create_dir_all(root)?;
-    let temporary = root.join(format!(".thumbq.json.{}.{}", std::process::id(), thumbq_contract::timeline::now_ms()));
-    std::fs::write(&temporary, serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?)?;
-    std::fs::File::open(&temporary)?.sync_all()?;
-    // A link, not a rename: of two first starts at once, one wins, and the
+    let mut temporary = tempfile::Builder::new().prefix(".tmp-").tempfile_in(root)?;
+    temporary.write_all(&serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?)?;
+    temporary.as_file().sync_all()?;
+    // Never over another: of two first starts at once, one wins, and the
     // other reads what it wrote instead of overwriting it.
-    let linked = std::fs::hard_link(&temporary, storage.manifest_path());
-    let _ = std::fs::remove_file(&temporary);
-    match linked {
-        Ok(()) => {
-            std::fs::File::open(root)?.sync_all()?;
+    match temporary.persist_noclobber(storage.manifest_path()) {
+        Ok(_) => {
+            sync_dir(root)?;
             Ok(manifest.clone())
         }
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+        Err(error) if error.error.kind() == io::ErrorKind::AlreadyExists => {
             read_manifest(storage)?.ok_or_else(|| io::Error::other("thumbq.json vanished as it was written"))
         }
-        Err(error) => Err(error),
+        Err(error) => Err(error.error),
     }
 }
 

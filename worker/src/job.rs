@@ -2,8 +2,9 @@
 //!
 //! [`process`] reads the image's record and its original, makes the
 //! thumbnails, writes each atomically and records it; [`run`] (in `settle`)
-//! runs it and says how the message is to be settled. Running a job twice is harmless: the same files are written
-//! again, whole, by rename, and the record says a finished job is finished.
+//! runs it and says how the message is to be settled. Running a job twice
+//! is harmless: the same files are written again, whole, by rename, and the
+//! record says a finished job is finished.
 //!
 //! An image can be deleted while its job runs. The web server marks its
 //! record deleted before it removes any file; each of the job's records is an
