@@ -57,11 +57,36 @@ async fn stream_file(
     earlier: &[PathBuf],
     charge: &mut Charge<'_>,
 ) -> Result<ReceivedFile, AppError> {
-    let limit_bytes = limits.max_file_bytes;
     let id = ImageId::new();
-    let mut hash = crate::content_hash::ContentHasher::new();
     let part = IncomingFile::new(storage.path(&StorageKey::Incoming(id)));
     let mut out = IncomingWriter::new(part.path());
+    let (format, size, hash) = match read_into(&mut out, field, &file, limits, earlier, charge).await {
+        Ok(read) => read,
+        Err(error) => {
+            // Answered once the write under way is over and the file gone, so
+            // that nothing of a refused file outlives its answer.
+            out.abandon().await;
+            return Err(error);
+        }
+    };
+    // Not synced here: storing it as the original does (locally), or sends it away (a bucket).
+    let dimensions = out.finish(move |path| header_dimensions(path, format)).await?;
+    let (width, height) = within_limits(dimensions, format, file.clone(), limits)?;
+    Ok(ReceivedFile { id, format, size, part, name: file, content_hash: hash.finish(), width, height })
+}
+
+/// Reads the field into `out` as far as its limits allow: its format (from
+/// its first bytes), its size and its hash.
+async fn read_into(
+    out: &mut IncomingWriter,
+    field: &mut BoundedField<'_>,
+    file: &str,
+    limits: &MediaLimits,
+    earlier: &[PathBuf],
+    charge: &mut Charge<'_>,
+) -> Result<(SourceFormat, u64, crate::content_hash::ContentHasher), AppError> {
+    let not_an_image = || AppError::NotAnImage { file: file.to_owned() };
+    let mut hash = crate::content_hash::ContentHasher::new();
     let mut head = Vec::with_capacity(SourceFormat::SNIFF_LEN);
     let mut format = None;
     let mut size: u64 = 0;
@@ -73,31 +98,28 @@ async fn stream_file(
         }
         charge.bytes(chunk.len() as u64)?;
         size += chunk.len() as u64;
-        if size > limit_bytes {
-            return Err(AppError::TooLarge { file, limit_bytes });
+        if size > limits.max_file_bytes {
+            return Err(AppError::TooLarge { file: file.to_owned(), limit_bytes: limits.max_file_bytes });
         }
         if format.is_none() {
             let wanted = SourceFormat::SNIFF_LEN - head.len();
             head.extend_from_slice(&chunk[..wanted.min(chunk.len())]);
             if head.len() == SourceFormat::SNIFF_LEN {
                 // Refuse as soon as the first bytes tell, rather than after the whole file.
-                format = Some(SourceFormat::sniff(&head).ok_or_else(|| AppError::NotAnImage { file: file.clone() })?);
+                format = Some(SourceFormat::sniff(&head).ok_or_else(not_an_image)?);
             }
         }
         hash.update(&chunk);
         out.write(&chunk).await?;
     }
     if size == 0 {
-        return Err(AppError::EmptyFile { file });
+        return Err(AppError::EmptyFile { file: file.to_owned() });
     }
     let format = match format {
         Some(format) => format,
-        None => SourceFormat::sniff(&head).ok_or_else(|| AppError::NotAnImage { file: file.clone() })?,
+        None => SourceFormat::sniff(&head).ok_or_else(not_an_image)?,
     };
-    // Not synced here: storing it as the original does (locally), or sends it away (a bucket).
-    let dimensions = out.finish(move |path| header_dimensions(path, format)).await?;
-    let (width, height) = within_limits(dimensions, format, file.clone(), limits)?;
-    Ok(ReceivedFile { id, format, size, part, name: file, content_hash: hash.finish(), width, height })
+    Ok((format, size, hash))
 }
 
 /// A request's bytes on their way to a file in `incoming/`, in few trips to
@@ -173,6 +195,12 @@ impl IncomingWriter {
             self.file = Some(writing.await.map_err(std::io::Error::other)??);
         }
         Ok(())
+    }
+
+    /// Waits for the write under way, whatever its outcome, before the writer
+    /// goes: the file it may still be creating then exists for its guard to remove.
+    async fn abandon(mut self) {
+        let _ = self.written().await;
     }
 
     /// Writes what is left, closes the file, and runs `then` on its path, in one trip.
