@@ -15,7 +15,7 @@ use crate::harness::{TestApp, wait_for};
 pub fn binary(name: &str) -> PathBuf {
     let deps = std::env::current_exe().expect("the test's path");
     let path = deps.parent().and_then(|dir| dir.parent()).expect("target/<profile>").join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)", path.display());
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins --tests` first (scripts/test does)", path.display());
     path
 }
 
