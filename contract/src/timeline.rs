@@ -37,11 +37,21 @@ impl Timeline {
 
 /// Who this process is in a timeline: its role, host and process id.
 pub fn process_name(role: &str) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_owned()).unwrap_or_else(|_| "localhost".into());
+    // The host's name as the kernel holds it (uname(2), no file to read).
+    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
     format!("{role}@{host}:{}", std::process::id())
 }
 
 /// Now, in milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_process_is_named_by_its_role_host_and_id() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(super::process_name("worker"), format!("worker@{}:{}", host.trim(), std::process::id()));
+    }
 }
