@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
-use thumbq_broker::Deployment;
-use thumbq_web::{AppState, Settings, router};
 use tower::ServiceExt;
 use tracing::instrument::WithSubscriber;
+
+use crate::server::TestServer;
 
 /// What the server logged, as text.
 #[derive(Clone, Default)]
@@ -29,10 +29,7 @@ impl Write for Logged {
 
 #[tokio::test]
 async fn each_answer_is_one_line_with_route_status_client_and_request_id_and_failed_logins_name_the_client() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::for_tests(Deployment::new(data_dir.path(), None, "thumbq.unused"));
-    settings.admin_token = Some("a-token-long-enough".to_owned());
-    let (state, _stop) = AppState::build(settings).await.unwrap();
+    let server = TestServer::start_with(|settings| settings.admin_token = Some("a-token-long-enough".to_owned())).await;
     let logged = Logged::default();
     let writer = logged.clone();
     let subscriber = tracing_subscriber::fmt().with_ansi(false).with_max_level(tracing::Level::INFO).with_writer(move || writer.clone()).finish();
@@ -44,7 +41,7 @@ async fn each_answer_is_one_line_with_route_status_client_and_request_id_and_fai
         }
         let mut request = request.body(Body::empty()).unwrap();
         request.extensions_mut().insert(ConnectInfo("192.0.2.7:40000".parse::<std::net::SocketAddr>().unwrap()));
-        router(state.clone()).oneshot(request)
+        server.app().oneshot(request)
     };
     let image = format!("/images/{}", thumbq_contract::ImageId::new());
     let response = ask(&image, None).with_subscriber(subscriber).await.unwrap();

@@ -1,45 +1,17 @@
-//! Resumable uploads (tus 1.0.0 at `/uploads`), tested on the router itself
-//! with `oneshot`: the protocol's answers, and what a hostile client gets.
+//! Resumable uploads (tus 1.0.0 at `/uploads`): the protocol's answers, and
+//! what a hostile client gets.
 //! The real clients (tus-js-client) are tried end to end in `tests/`.
 
-use axum::Router;
+use std::path::PathBuf;
+
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
 use futures_util::StreamExt;
-use thumbq_broker::Deployment;
-use thumbq_web::{AppState, Settings, router};
 use tower::ServiceExt;
 
-const PNG: &[u8] = include_bytes!("../../tests/fixtures/pngsuite/basn2c08.png");
-
-struct TestServer {
-    state: AppState,
-    data_dir: tempfile::TempDir,
-    /// An owner's key, as an API client sends it.
-    bearer: String,
-}
+use crate::server::{TestServer, a_key, distinct_png, json};
 
 impl TestServer {
-    async fn start() -> Self {
-        Self::start_with(|_| {}).await
-    }
-
-    async fn start_with(change: impl FnOnce(&mut Settings)) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings::for_tests(Deployment::new(data_dir.path(), None, "thumbq.unused"));
-        change(&mut settings);
-        let (state, _stop) = AppState::build(settings).await.unwrap();
-        Self { state, data_dir, bearer: format!("Bearer {}", a_key()) }
-    }
-
-    fn app(&self) -> Router {
-        router(self.state.clone())
-    }
-
-    async fn send(&self, request: Request<Body>) -> Response<Body> {
-        self.app().oneshot(request).await.unwrap()
-    }
-
     /// A tus request of `method` to `path` as this server's owner, with `headers`.
     async fn tus(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Body) -> Response<Body> {
         let mut request = Request::builder().method(method).uri(path).header("tus-resumable", "1.0.0").header(header::AUTHORIZATION, &self.bearer);
@@ -73,38 +45,14 @@ impl TestServer {
         Ok(response.headers()["upload-offset"].to_str().unwrap().parse().unwrap())
     }
 
-    /// What is left below the data directory's `folder`.
-    fn files_in(&self, folder: &str) -> Vec<String> {
-        let mut names = Vec::new();
-        for entry in walk(&self.data_dir.path().join(folder)) {
-            names.push(entry.strip_prefix(self.data_dir.path()).unwrap().display().to_string());
-        }
-        names
+    /// The files below the data directory's `folder`.
+    fn files_in(&self, folder: &str) -> Vec<PathBuf> {
+        self.paths_below(folder).into_iter().filter(|path| self.data_dir.path().join(path).is_file()).collect()
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    entries.flatten().flat_map(|entry| if entry.path().is_dir() { walk(&entry.path()) } else { vec![entry.path()] }).collect()
-}
-
-fn a_key() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes().repeat(2))
-}
-
-fn distinct_png() -> Vec<u8> {
-    let mut png = PNG.to_vec();
-    png.extend(uuid::Uuid::new_v4().as_bytes());
-    png
 }
 
 fn location(headers: &HeaderMap) -> String {
     headers[header::LOCATION].to_str().unwrap().to_owned()
-}
-
-async fn json(response: Response<Body>) -> serde_json::Value {
-    serde_json::from_slice(&axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -140,8 +88,8 @@ async fn an_upload_in_two_requests_becomes_one_image_and_leaves_no_part_behind()
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(response.headers()["upload-offset"], png.len().to_string().as_str());
     assert_eq!(server.offset(&path).await, Ok(png.len() as u64), "a finished upload says it is whole");
-    assert_eq!(server.files_in("uploads"), Vec::<String>::new(), "its parts are in the original now");
-    assert_eq!(server.files_in("incoming"), Vec::<String>::new());
+    assert_eq!(server.files_in("uploads"), Vec::<PathBuf>::new(), "its parts are in the original now");
+    assert_eq!(server.files_in("incoming"), Vec::<PathBuf>::new());
 
     let answer = server.tus("GET", &path, &[], Body::empty()).await;
     assert_eq!(answer.status(), StatusCode::OK);
@@ -275,8 +223,8 @@ async fn bytes_that_are_no_image_end_the_upload_as_soon_as_they_arrive() {
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(json(response).await["error"].as_str().unwrap().contains("is not a JPEG"));
     assert_eq!(server.offset(&path).await, Err(StatusCode::NOT_FOUND), "nothing is kept of it");
-    assert_eq!(server.files_in("uploads"), Vec::<String>::new());
-    assert_eq!(server.files_in("incoming"), Vec::<String>::new());
+    assert_eq!(server.files_in("uploads"), Vec::<PathBuf>::new());
+    assert_eq!(server.files_in("incoming"), Vec::<PathBuf>::new());
 
     let wrong_type = server.create(10).await;
     let response = server.tus("PATCH", &wrong_type, &[("upload-offset", "0"), ("content-type", "image/png")], Body::from(vec![0; 10])).await;
@@ -291,7 +239,7 @@ async fn a_cancelled_upload_is_gone_with_its_bytes() {
     assert_eq!(server.patch(&path, 0, &png[..64]).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(server.tus("DELETE", &path, &[], Body::empty()).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(server.offset(&path).await, Err(StatusCode::NOT_FOUND));
-    assert_eq!(server.files_in("uploads"), Vec::<String>::new());
+    assert_eq!(server.files_in("uploads"), Vec::<PathBuf>::new());
 }
 
 #[tokio::test]
@@ -309,7 +257,7 @@ async fn an_upload_past_its_expiry_is_refused_then_removed_with_its_bytes() {
     let round = thumbq_web::reconcile::reconcile(&server.state, false).await.unwrap();
     assert_eq!(round.expired_uploads, 1);
     assert_eq!(server.offset(&path).await, Err(StatusCode::NOT_FOUND));
-    assert_eq!(server.files_in("uploads"), Vec::<String>::new());
+    assert_eq!(server.files_in("uploads"), Vec::<PathBuf>::new());
 }
 
 #[tokio::test]

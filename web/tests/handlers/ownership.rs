@@ -1,43 +1,16 @@
-//! Who may see and delete what, tested on the router itself with `oneshot`:
-//! no socket, no broker (jobs go to the embedded queue, in a SQLite database in a temporary directory).
+//! Who may see and delete what.
 
-use axum::Router;
+use std::path::PathBuf;
+
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
-use thumbq_broker::Deployment;
 use thumbq_contract::ImageId;
-use thumbq_web::{AppState, Settings, router};
-use tower::ServiceExt;
 
-const PNG: &[u8] = include_bytes!("../../tests/fixtures/pngsuite/basn2c08.png");
+use crate::server::{PNG, TestServer, distinct_png, json, text};
+
 const BOUNDARY: &str = "thumbq-test-boundary";
 
-struct TestServer {
-    state: AppState,
-    data_dir: tempfile::TempDir,
-}
-
 impl TestServer {
-    async fn start() -> Self {
-        Self::start_with(|_| {}).await
-    }
-
-    async fn start_with(change: impl FnOnce(&mut Settings)) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings::for_tests(Deployment::new(data_dir.path(), None, "thumbq.unused"));
-        change(&mut settings);
-        let (state, _stop) = AppState::build(settings).await.unwrap();
-        Self { state, data_dir }
-    }
-
-    fn app(&self) -> Router {
-        router(self.state.clone())
-    }
-
-    async fn send(&self, request: Request<Body>) -> Response<Body> {
-        self.app().oneshot(request).await.unwrap()
-    }
-
     /// Uploads `count` PNGs, each with bytes of its own, as an API client, with `headers`; returns the answer's JSON and the response's cookie.
     async fn upload(&self, count: usize, headers: &[(header::HeaderName, &str)]) -> (serde_json::Value, Option<String>) {
         let files: Vec<Vec<u8>> = (0..count).map(|_| distinct_png()).collect();
@@ -72,59 +45,15 @@ impl TestServer {
         self.send(request.body(Body::from(body)).unwrap()).await
     }
 
-    async fn get(&self, path: &str, headers: &[(header::HeaderName, &str)]) -> Response<Body> {
-        let mut request = Request::get(path);
-        for (name, value) in headers {
-            request = request.header(name, *value);
-        }
-        self.send(request.body(Body::empty()).unwrap()).await
-    }
-
-    async fn delete(&self, path: &str, headers: &[(header::HeaderName, &str)]) -> Response<Body> {
-        let mut request = Request::delete(path);
-        for (name, value) in headers {
-            request = request.header(name, *value);
-        }
-        self.send(request.body(Body::empty()).unwrap()).await
-    }
-
-    /// Every file and directory below the data directory whose path names `id`.
-    fn files_naming(&self, id: &str) -> Vec<String> {
-        let mut found = Vec::new();
-        let mut stack = vec![self.data_dir.path().to_owned()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.to_string_lossy().contains(id) {
-                    found.push(path.display().to_string());
-                }
-                if path.is_dir() {
-                    stack.push(path);
-                }
-            }
-        }
-        found
+    /// Every file and folder below the data directory whose path names `id`.
+    fn files_naming(&self, id: &str) -> Vec<PathBuf> {
+        self.paths_below("").into_iter().filter(|path| path.to_string_lossy().contains(id)).collect()
     }
 
     /// Whether the job of `id` waits in the embedded queue.
     async fn has_job(&self, id: &str) -> bool {
         self.state.repo.has_job(id.parse().unwrap()).await.unwrap()
     }
-}
-
-/// The test PNG with bytes after its end that no decoder reads: the same picture, another file.
-fn distinct_png() -> Vec<u8> {
-    let mut png = PNG.to_vec();
-    png.extend(uuid::Uuid::new_v4().as_bytes());
-    png
-}
-
-async fn json(response: Response<Body>) -> serde_json::Value {
-    serde_json::from_slice(&text(response).await.into_bytes()).unwrap()
-}
-
-async fn text(response: Response<Body>) -> String {
-    String::from_utf8(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap()
 }
 
 /// `thumbq_owner=…` from a `Set-Cookie` value, as a browser sends it back.
@@ -320,7 +249,7 @@ async fn only_the_owner_can_delete_and_then_nothing_of_the_image_is_left() {
 
     assert_eq!(server.delete(&page, &[(header::AUTHORIZATION, &bearer(token))]).await.status(), StatusCode::NO_CONTENT);
 
-    assert_eq!(server.files_naming(id), Vec::<String>::new(), "no file under the data directory names the image");
+    assert_eq!(server.files_naming(id), Vec::<PathBuf>::new(), "no file under the data directory names the image");
     // The job waiting for a worker goes with the image.
     assert!(!server.has_job(id).await);
     for path in [page.clone(), format!("/api/images/{id}"), format!("/thumbs/{id}/small")] {
@@ -421,7 +350,7 @@ async fn an_owners_delete_can_be_undone_for_a_while_and_is_for_good_after() {
         assert!(std::time::Instant::now() < deadline, "the trash was not emptied 10 s after its second");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(server.files_naming(id), Vec::<String>::new(), "nothing of it is left");
+    assert_eq!(server.files_naming(id), Vec::<PathBuf>::new(), "nothing of it is left");
     let late = server.send(restore(id, &owner, true)).await;
     assert_eq!(late.status(), StatusCode::GONE);
     assert!(json(late).await["error"].as_str().unwrap().contains("too late to undo"));
@@ -460,7 +389,7 @@ async fn an_operator_takes_any_image_down_with_the_admin_token_only() {
     let response = server.send(takedown(Some("Bearer s3cret-admin-token-0123"))).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()[header::LOCATION], format!("/admin?takedown=done&image={id}"));
-    assert_eq!(server.files_naming(id), Vec::<String>::new());
+    assert_eq!(server.files_naming(id), Vec::<PathBuf>::new());
     assert_eq!(server.get(&format!("/images/{id}"), &[]).await.status(), StatusCode::GONE);
 }
 
@@ -473,7 +402,7 @@ async fn the_retention_sweep_deletes_only_uploads_past_their_days() {
     let two_days_later = now + 2 * 24 * 3600 * 1000;
     assert_eq!(thumbq_web::retention::sweep(&server.state, 1, two_days_later).await.unwrap(), 2);
     for image in answer["images"].as_array().unwrap() {
-        assert_eq!(server.files_naming(image["id"].as_str().unwrap()), Vec::<String>::new());
+        assert_eq!(server.files_naming(image["id"].as_str().unwrap()), Vec::<PathBuf>::new());
     }
 }
 
