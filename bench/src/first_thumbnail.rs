@@ -110,11 +110,14 @@ async fn one_run(browser: &Browser, address: &str) -> anyhow::Result<Run> {
     let id = times["id"].as_str().context("the card names its image")?;
     // The whole timeline, once the job has made every size and format; and the
     // worker idle again, so that the next run's job does not wait behind this one's WebPs.
+    // An image is `done` once its three JPEGs are written (a page shows it whole);
+    // the job ends after the WebPs (the worker here makes them: the default), and
+    // only then does the API name them.
     let status = loop {
         let status = get_json(address, &format!("/api/images/{id}")).await?;
         match status["state"].as_str() {
-            Some("done") => break status,
-            Some("pending") if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(10)).await,
+            Some("done") if status["webp"].is_object() => break status,
+            Some("done" | "pending") if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(10)).await,
             _ => bail!("image {id} did not finish within a minute: {status}"),
         }
     };
@@ -139,7 +142,7 @@ fn print_table(options: &Options, image: &TestImage, runs: &[Run]) {
     table::heading(
         "First thumbnail",
         &format!(
-            "In headless Chromium, a {} of {:.1} MB chosen on the home page of `thumbq-web` on RabbitMQ with one idle worker, {} times (after one run not counted): milliseconds from the file input's change, on one clock, to each step of the image's timeline, the upload's answer, and the first frame painted with the server's small thumbnail. Browser, servers and RabbitMQ share this machine's cores.",
+            "In headless Chromium, a {} of {:.1} MB chosen on the home page of `thumbq-web` on RabbitMQ with one idle worker (each run waits for the last job to end, its WebPs written), {} times (after one run not counted): milliseconds from the file input's change, on one clock, to each step of the image's timeline, the upload's answer, and the first frame painted with the server's small thumbnail. Browser, servers and RabbitMQ share this machine's cores.",
             image.name,
             image.bytes.len() as f64 / 1e6,
             options.runs,
