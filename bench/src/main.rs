@@ -189,7 +189,11 @@ fn main() -> anyhow::Result<()> {
     let libvips = Libvips::find(&reference);
     let sharp_wanted = options.only.iter().any(|table| matches!(table, Table::Speed | Table::Quality));
     let sharp_reference = options.sharp_reference.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("sharp/reference.mjs"));
-    let sharp = if sharp_wanted { Sharp::find(&sharp_reference) } else { None };
+    let sharp = if sharp_wanted {
+        Some(Sharp::find(&sharp_reference).context("the speed and quality tables compare with sharp (scripts/bench installs it)")?)
+    } else {
+        None
+    };
     let worker = options.worker.unwrap_or_else(|| here.join("thumbq-worker"));
     let offload = offload::Options {
         clients: options.offload_clients.iter().map(|&clients| usize::from(clients)).collect(),

@@ -36,18 +36,9 @@ struct Engines {
 
 impl Sharp {
     /// Looks for `node` on the path and for sharp installed beside `script`;
-    /// `None`, with a message saying how to install what is missing.
-    pub fn find(script: &Path) -> Option<Self> {
-        match Self::look(script) {
-            Ok(sharp) => Some(sharp),
-            Err(error) => {
-                eprintln!("{error:#}: the sharp columns stay empty.");
-                None
-            }
-        }
-    }
-
-    fn look(script: &Path) -> anyhow::Result<Self> {
+    /// the error says how to install what is missing. A table that compares
+    /// with sharp is not run without it, rather than run with an empty column.
+    pub fn find(script: &Path) -> anyhow::Result<Self> {
         let node = Command::new("node").arg("--version").output().ok().filter(|output| output.status.success());
         let Some(node) = node else {
             bail!("Node.js is missing (Debian: apt-get install -y nodejs npm; scripts/bench installs it)");
