@@ -226,13 +226,13 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
         Ok::<_, std::io::Error>(())
     };
     let made = pipeline::make_thumbnails_each(original, job.format, &context.sizes, &context.limits, progress.preview, context.webp, write);
-    if let Err(pipeline::Stop::Made(error)) = &made
+    if let Err(pipeline::Stop::Writing(error)) = &made
         && error.get_ref().is_some_and(|inner| inner.is::<DeletedMeanwhile>())
     {
         return Ok(Outcome::Deleted);
     }
     let times = made.map_err(|stop| match stop {
-        pipeline::Stop::Made(error) => JobError::Retry(error),
+        pipeline::Stop::Writing(error) => JobError::Retry(error),
         // The machine's fault, not the file's: tried again, its tries counted.
         pipeline::Stop::Pipeline(PipelineError::DecoderUnavailable { format, detail }) => {
             JobError::Retry(std::io::Error::other(format!("the {format} decoder could not run: {detail}")))

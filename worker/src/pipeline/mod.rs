@@ -152,7 +152,7 @@ fn collect(bytes: Cow<'_, [u8]>, format: SourceFormat, sizes: &Sizes, limits: &M
     })
     .map_err(|stop| match stop {
         Stop::Pipeline(error) => error,
-        Stop::Made(never) => match never {},
+        Stop::Writing(never) => match never {},
     })?;
     // Smallest first as made; largest first in each set as returned.
     let webps = thumbnails.split_off(thumbnails.iter().position(|thumbnail| thumbnail.format == ThumbFormat::Webp).unwrap_or(thumbnails.len()));
@@ -231,8 +231,10 @@ pub enum Made {
 /// Why [`make_thumbnails_each`] stopped: the image, or what was done with a thumbnail.
 #[derive(Debug)]
 pub enum Stop<E> {
+    /// The image could not be made into thumbnails.
     Pipeline(PipelineError),
-    Made(E),
+    /// `made` failed with what it was handed (a thumbnail not written, say).
+    Writing(E),
 }
 
 /// Makes the thumbnails of `bytes`, smallest first, handing each to `made` as
@@ -265,14 +267,14 @@ pub fn make_thumbnails_each<'a, E>(
             times.decode += started.elapsed();
             match decoded {
                 Some(decoded) => {
-                    made(Made::Decoded(ThumbSize::Small)).map_err(Stop::Made)?;
+                    made(Made::Decoded(ThumbSize::Small)).map_err(Stop::Writing)?;
                     let started = Instant::now();
                     let small = upright_in_box(&mut resizer, decoded, sizes, ThumbSize::Small).map_err(Stop::Pipeline)?;
                     let hash = placeholder(&mut resizer, &small.interleaved()).map_err(Stop::Pipeline)?;
                     times.resize += started.elapsed();
-                    made(Made::Placeholder(hash)).map_err(Stop::Made)?;
+                    made(Made::Placeholder(hash)).map_err(Stop::Writing)?;
                     let thumbnail = encode(&mut compressor, ThumbSize::Small, &small, &mut times).map_err(Stop::Pipeline)?;
-                    made(Made::Thumbnail(thumbnail)).map_err(Stop::Made)?;
+                    made(Made::Thumbnail(thumbnail)).map_err(Stop::Writing)?;
                     Some(small)
                 }
                 None => None,
@@ -290,11 +292,11 @@ pub fn make_thumbnails_each<'a, E>(
         Pixels::Planar(_) => decoded,
     };
     times.decode += started.elapsed();
-    made(Made::Decoded(ThumbSize::Large)).map_err(Stop::Made)?;
+    made(Made::Decoded(ThumbSize::Large)).map_err(Stop::Writing)?;
     let (width, height) = decoded.upright_size();
-    made(Made::Upright(width, height)).map_err(Stop::Made)?;
+    made(Made::Upright(width, height)).map_err(Stop::Writing)?;
     if decoded.cut_off {
-        made(Made::CutOff).map_err(Stop::Made)?;
+        made(Made::CutOff).map_err(Stop::Writing)?;
     }
 
     let started = Instant::now();
@@ -315,7 +317,7 @@ pub fn make_thumbnails_each<'a, E>(
     };
     times.resize += started.elapsed();
     if let Some(hash) = hash {
-        made(Made::Placeholder(hash)).map_err(Stop::Made)?;
+        made(Made::Placeholder(hash)).map_err(Stop::Writing)?;
     }
 
     // One format for all three, chosen on the largest: an alpha channel is kept only where some pixel uses it.
@@ -326,7 +328,7 @@ pub fn make_thumbnails_each<'a, E>(
             continue;
         }
         let thumbnail = if transparent { encode_png(size, &image.interleaved(), &mut times) } else { encode(&mut compressor, size, image, &mut times) };
-        made(Made::Thumbnail(thumbnail.map_err(Stop::Pipeline)?)).map_err(Stop::Made)?;
+        made(Made::Thumbnail(thumbnail.map_err(Stop::Pipeline)?)).map_err(Stop::Writing)?;
     }
     // Only now: every size is already there to be shown, and a WebP costs ten times a JPEG to encode.
     let WebP::After { method } = with_webp else { return Ok(times) };
@@ -335,9 +337,8 @@ pub fn make_thumbnails_each<'a, E>(
         let encoded = webp::encode_with(&image.interleaved(), webp::QUALITY, method.into());
         times.webp += started.elapsed();
         match encoded {
-            Ok(bytes) => {
-                made(Made::Thumbnail(Thumbnail { size, format: ThumbFormat::Webp, width: image.width(), height: image.height(), bytes })).map_err(Stop::Made)?
-            }
+            Ok(bytes) => made(Made::Thumbnail(Thumbnail { size, format: ThumbFormat::Webp, width: image.width(), height: image.height(), bytes }))
+                .map_err(Stop::Writing)?,
             // The baseline sizes are made and shown: a WebP that cannot be made costs bytes later, not the image.
             Err(error) => {
                 tracing::warn!(%error, size = %size, "Could not make a WebP; the image keeps its baseline thumbnails.");
