@@ -16,14 +16,15 @@
 //!
 //! Here the request is admitted, its files kept and recorded; [`receive`]
 //! takes one file into `incoming/`, [`original`] stores it as the original,
-//! and [`answer`] says what the client hears.
+//! [`answer`] says what the client hears, and [`idempotency`] gives a retried
+//! request its first answer.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use thumbq_contract::{ImageId, OwnerId};
 use thumbq_repo::Attempt;
@@ -36,12 +37,15 @@ use crate::progress::now_ms;
 use crate::rate_limit::Charge;
 
 mod answer;
+mod idempotency;
 mod original;
 mod receive;
 
 pub(crate) use answer::accepted_answer;
 pub use answer::{AcceptedImage, thumbnail_urls};
 use answer::{accepted_json, join_ids, wants_json};
+pub(crate) use idempotency::idempotency_key;
+use idempotency::{ABANDONED_AFTER_MS, UnsettledKey, remember, replayed};
 use original::StoredOriginal;
 use receive::receive_file;
 pub(crate) use receive::{IncomingFile, ReceivedFile, display_name, incoming_file, recognised, touch};
@@ -106,102 +110,9 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
     response
 }
 
-/// A request's `Idempotency-Key` not yet given its answer. Should the handler
-/// be dropped first (the client hung up, the server is stopping), the key is
-/// forgotten, so that a retry goes ahead at once rather than waiting out
-/// [`ABANDONED_AFTER_MS`]; the retry's files are then the owner's already
-/// stored ones, if they were, and come back as `duplicate_of`.
-struct UnsettledKey {
-    repo: thumbq_repo::Repository,
-    owner: OwnerId,
-    key: String,
-}
-
-impl UnsettledKey {
-    fn settled(mut self) {
-        self.key.clear();
-    }
-}
-
-impl Drop for UnsettledKey {
-    fn drop(&mut self) {
-        if self.key.is_empty() {
-            return;
-        }
-        let (repo, owner, key) = (self.repo.clone(), self.owner, std::mem::take(&mut self.key));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(error) = repo.forget_attempt(&owner, &key).await {
-                    tracing::warn!(%error, "Could not forget the Idempotency-Key of a request cut short; its retries wait until it is abandoned.");
-                }
-            });
-        }
-    }
-}
-
-/// How long a request named by an `Idempotency-Key` may go unanswered before
-/// a retry takes it over (its web server died): longer than almost any upload.
-const ABANDONED_AFTER_MS: u64 = 10 * 60 * 1000;
-
-/// The request's `Idempotency-Key`, if it has one: 1 to 255 visible ASCII characters.
-pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = value.to_str().map_err(|_| AppError::BadIdempotencyKey)?;
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|byte| byte.is_ascii_graphic()) {
-        return Err(AppError::BadIdempotencyKey);
-    }
-    Ok(Some(key.to_owned()))
-}
-
-/// Keeps an accepted answer for the request's retries; forgets the key of one
-/// that kept nothing, so that a retry may try again.
-async fn remember(app: &AppState, owner: &OwnerId, request_key: &str, response: Response) -> Response {
-    if response.status() != StatusCode::ACCEPTED {
-        if let Err(error) = app.repo.forget_attempt(owner, request_key).await {
-            tracing::warn!(%error, "Could not forget the Idempotency-Key of a request that kept nothing; its retries wait until it is abandoned.");
-        }
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let body = match axum::body::to_bytes(body, 4 * 1024 * 1024).await {
-        Ok(body) => body,
-        Err(error) => return AppError::Internal(anyhow::anyhow!("reading an upload's own answer: {error}")).into_response(),
-    };
-    // Kept without the delete tokens: the database holds no token, only their hashes.
-    let kept = serde_json::from_slice::<serde_json::Value>(&body).map(|mut answer| {
-        for image in answer["images"].as_array_mut().into_iter().flatten() {
-            if let Some(image) = image.as_object_mut() {
-                image.remove("delete_token");
-            }
-        }
-        answer.to_string()
-    });
-    match kept {
-        Ok(answer) => {
-            if let Err(error) = app.repo.answered(owner, request_key, &answer).await {
-                tracing::warn!(%error, "Could not keep the answer of a request for its retries.");
-            }
-        }
-        Err(error) => tracing::error!(%error, "An upload's JSON answer is not JSON; it is not kept for retries."),
-    }
-    Response::from_parts(parts, axum::body::Body::from(body))
-}
-
 /// The request's `Content-Length`, 0 when it sends none (a chunked body).
 fn content_length(headers: &HeaderMap) -> u64 {
     headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse().ok()).unwrap_or(0)
-}
-
-/// The first answer to a request, given again to its retry, without the
-/// images' delete tokens (the server keeps none; the owner key deletes them).
-fn replayed(answer: String) -> Response {
-    let location = serde_json::from_str::<serde_json::Value>(&answer).ok().and_then(|json| json["images"][0]["page"].as_str().map(str::to_owned));
-    let mut response = (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "application/json")], answer).into_response();
-    if let Some(location) = location.and_then(|location| header::HeaderValue::try_from(location).ok()) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response.headers_mut().insert("idempotent-replayed", header::HeaderValue::from_static("true"));
-    response
 }
 
 /// What the checks made before the body is read give the request.
