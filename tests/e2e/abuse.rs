@@ -50,14 +50,10 @@ fn upload_head(host: &str, content_length: u64) -> String {
 
 #[tokio::test]
 async fn connections_that_trickle_their_headers_are_closed_within_the_header_timeout() {
-    let app = TestApp::spawn_with(Options {
-        with_worker: false,
-        web: |settings| {
-            settings.header_timeout_secs = 2;
-            // All from one address here: let each connection meet the header timeout, not the per-client cap.
-            settings.max_connections_per_client = 1000;
-        },
-        ..Options::default()
+    let app = TestApp::spawn_without_worker_and(|settings| {
+        settings.header_timeout_secs = 2;
+        // All from one address here: let each connection meet the header timeout, not the per-client cap.
+        settings.max_connections_per_client = 1000;
     })
     .await;
     let started = Instant::now();
@@ -96,7 +92,7 @@ async fn connections_that_trickle_their_headers_are_closed_within_the_header_tim
 
 #[tokio::test]
 async fn an_upload_that_stops_sending_gets_408_and_leaves_no_part_behind() {
-    let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.upload_idle_timeout_secs = 2, ..Options::default() }).await;
+    let app = TestApp::spawn_without_worker_and(|settings| settings.upload_idle_timeout_secs = 2).await;
     let mut stream = TcpStream::connect(host(&app)).await.unwrap();
     stream.write_all(upload_head(&host(&app), 10_000_000).as_bytes()).await.unwrap();
     stream.write_all(&images::jpeg(1200, 900)[..20_000]).await.unwrap();
@@ -179,13 +175,9 @@ async fn the_dashboard_checks_credentials_before_it_reads_a_body_and_takes_small
 
 #[tokio::test]
 async fn a_client_over_its_upload_rate_gets_429_with_retry_after_and_others_do_not() {
-    let app = TestApp::spawn_with(Options {
-        with_worker: false,
-        web: |settings| {
-            settings.upload_burst = 3;
-            settings.uploads_per_minute = 1;
-        },
-        ..Options::default()
+    let app = TestApp::spawn_without_worker_and(|settings| {
+        settings.upload_burst = 3;
+        settings.uploads_per_minute = 1;
     })
     .await;
     for n in 0..3 {
@@ -229,13 +221,9 @@ fn from_address(address: &str) -> reqwest::Client {
 
 #[tokio::test]
 async fn each_file_of_a_request_is_charged_to_the_clients_rate() {
-    let app = TestApp::spawn_with(Options {
-        with_worker: false,
-        web: |settings| {
-            settings.upload_burst = 3;
-            settings.uploads_per_minute = 1;
-        },
-        ..Options::default()
+    let app = TestApp::spawn_without_worker_and(|settings| {
+        settings.upload_burst = 3;
+        settings.uploads_per_minute = 1;
     })
     .await;
     let five: Vec<_> = (0..5).map(|n| (format!("{n}.jpg"), images::jpeg(64, 64 + n), "image/jpeg")).collect();
@@ -252,13 +240,9 @@ async fn each_file_of_a_request_is_charged_to_the_clients_rate() {
 
 #[tokio::test]
 async fn bytes_over_the_clients_rate_are_refused_as_they_arrive() {
-    let app = TestApp::spawn_with(Options {
-        with_worker: false,
-        web: |settings| {
-            settings.upload_mib_burst = 2;
-            settings.upload_mib_per_minute = 1;
-        },
-        ..Options::default()
+    let app = TestApp::spawn_without_worker_and(|settings| {
+        settings.upload_mib_burst = 2;
+        settings.upload_mib_per_minute = 1;
     })
     .await;
     // Three files of 1.5 MiB in one request, sent as fast as the server reads.
@@ -293,7 +277,7 @@ async fn bytes_over_the_clients_rate_are_refused_as_they_arrive() {
 
 #[tokio::test]
 async fn an_owner_past_its_daily_quota_is_refused_until_the_days_first_upload_is_a_day_old() {
-    let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.owner_mib_per_day = 2, ..Options::default() }).await;
+    let app = TestApp::spawn_without_worker_and(|settings| settings.owner_mib_per_day = 2).await;
     let (_, key) = app.upload_owned("first.jpg", jpeg_of(1200 * 1024)).await;
     let client = crate::harness::http_client();
     let refused = post_one(&app, &client, Some(&key), jpeg_of(1200 * 1024)).await;
@@ -322,7 +306,7 @@ async fn an_owner_past_its_daily_quota_is_refused_until_the_days_first_upload_is
 
 #[tokio::test]
 async fn an_address_past_its_daily_quota_is_refused_whoever_uploads_and_deleting_gives_nothing_back() {
-    let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.client_mib_per_day = 2, ..Options::default() }).await;
+    let app = TestApp::spawn_without_worker_and(|settings| settings.client_mib_per_day = 2).await;
     let (id, key) = app.upload_owned("first.jpg", jpeg_of(1200 * 1024)).await;
     assert_eq!(app.delete(&format!("/images/{id}"), Some(&key)).await.status(), StatusCode::NO_CONTENT);
     let stranger = crate::harness::http_client();
@@ -335,21 +319,12 @@ async fn an_address_past_its_daily_quota_is_refused_whoever_uploads_and_deleting
 
 #[tokio::test]
 async fn connections_over_the_cap_wait_until_one_closes_and_the_server_stays_up() {
-    let app = TestApp::spawn_with(Options {
-        with_worker: false,
-        web: |settings| {
-            settings.max_connections = 4;
-            settings.header_timeout_secs = 60;
-        },
-        ..Options::default()
+    let app = TestApp::spawn_without_worker_and(|settings| {
+        settings.max_connections = 4;
+        settings.header_timeout_secs = 60;
     })
     .await;
-    let mut idle = Vec::new();
-    for _ in 0..4 {
-        let mut stream = TcpStream::connect(host(&app)).await.unwrap();
-        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap(); // never finished
-        idle.push(stream);
-    }
+    let mut idle = unfinished_requests(&app, 4).await;
     // The listener takes connections in the order they came: these four hold the slots.
     let client = crate::harness::http_client_builder().timeout(Duration::from_secs(1)).build().unwrap();
     assert!(client.get(app.url("/healthz")).send().await.is_err(), "a fifth connection waits");
@@ -510,7 +485,7 @@ async fn on_a_full_disk_uploads_get_507_nothing_is_kept_and_a_worker_waits_inste
 
 #[tokio::test]
 async fn an_upload_that_trickles_a_byte_at_a_time_gets_408_too() {
-    let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.upload_idle_timeout_secs = 2, ..Options::default() }).await;
+    let app = TestApp::spawn_without_worker_and(|settings| settings.upload_idle_timeout_secs = 2).await;
     let stream = TcpStream::connect(host(&app)).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     writer.write_all(upload_head(&host(&app), 10_000_000).as_bytes()).await.unwrap();
@@ -534,21 +509,12 @@ async fn an_upload_that_trickles_a_byte_at_a_time_gets_408_too() {
 
 #[tokio::test]
 async fn one_address_cannot_hold_every_connection() {
-    let app = TestApp::spawn_with(Options {
-        with_worker: false,
-        web: |settings| {
-            settings.max_connections_per_client = 3;
-            settings.header_timeout_secs = 60;
-        },
-        ..Options::default()
+    let app = TestApp::spawn_without_worker_and(|settings| {
+        settings.max_connections_per_client = 3;
+        settings.header_timeout_secs = 60;
     })
     .await;
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        let mut stream = TcpStream::connect(host(&app)).await.unwrap();
-        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
-        held.push(stream);
-    }
+    let mut held = unfinished_requests(&app, 3).await;
     // Taken in the order they came: these three are counted before the next.
     let mut one_more = TcpStream::connect(host(&app)).await.unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut one_more)).await.expect("an answer at once");
@@ -563,6 +529,17 @@ async fn one_address_cannot_hold_every_connection() {
     })
     .await;
     assert_eq!(again, StatusCode::OK);
+}
+
+/// `count` connections to `app`, one after another, each holding a request whose head never ends.
+async fn unfinished_requests(app: &TestApp, count: usize) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut stream = TcpStream::connect(host(app)).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        held.push(stream);
+    }
+    held
 }
 
 /// A connection to `app` from `local` (an address of 127/8, which Linux gives every loopback socket).
@@ -605,13 +582,9 @@ async fn eight_addresses_cannot_take_the_server_with_event_streams_or_slow_uploa
     const ADDRESSES: u8 = 8;
     // As many as the server has connections, and as one address may hold.
     const PER_ADDRESS: usize = 64;
-    let app = TestApp::spawn_with(Options {
-        with_worker: false,
-        web: |settings| {
-            settings.ops_bind = Some("127.0.0.1:0".parse().unwrap());
-            settings.event_stream_secs = 120;
-        },
-        ..Options::default()
+    let app = TestApp::spawn_without_worker_and(|settings| {
+        settings.ops_bind = Some("127.0.0.1:0".parse().unwrap());
+        settings.event_stream_secs = 120;
     })
     .await;
     let id = app.upload_one("followed.jpg", images::jpeg(64, 48)).await;
@@ -664,13 +637,9 @@ async fn eight_addresses_cannot_take_the_server_with_event_streams_or_slow_uploa
 
 #[tokio::test]
 async fn an_event_stream_ends_after_its_lifetime_and_gives_its_place_back() {
-    let app = TestApp::spawn_with(Options {
-        with_worker: false,
-        web: |settings| {
-            settings.event_stream_secs = 1;
-            settings.max_event_streams_per_client = 1;
-        },
-        ..Options::default()
+    let app = TestApp::spawn_without_worker_and(|settings| {
+        settings.event_stream_secs = 1;
+        settings.max_event_streams_per_client = 1;
     })
     .await;
     let id = app.upload_one("followed.jpg", images::jpeg(64, 48)).await;

@@ -126,6 +126,11 @@ impl TestApp {
         Self::spawn_with(Options { with_worker: false, ..Options::default() }).await
     }
 
+    /// Web server only, its settings changed by `web`.
+    pub async fn spawn_without_worker_and(web: fn(&mut thumbq_web::Settings)) -> Self {
+        Self::spawn_with(Options { with_worker: false, web, ..Options::default() }).await
+    }
+
     /// Web server and worker, passing jobs as `mode` says.
     pub async fn spawn_in(mode: Mode) -> Self {
         let amqp_url = match mode {

@@ -399,7 +399,7 @@ async fn a_page_following_an_image_shows_at_once_that_its_owner_deleted_it() {
 
 #[tokio::test]
 async fn a_page_refused_a_live_stream_polls_asks_again_later_and_follows_its_newest_uploads_first() {
-    let mut app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.max_event_streams = 1, ..Options::default() }).await;
+    let mut app = TestApp::spawn_without_worker_and(|settings| settings.max_event_streams = 1).await;
     // The server's one stream, held by someone else.
     let held = app.upload_one("held.jpg", images::jpeg(64, 64)).await;
     let holder = app.client.get(app.url(&format!("/events?ids={held}"))).send().await.unwrap();
@@ -440,7 +440,7 @@ async fn a_page_refused_a_live_stream_polls_asks_again_later_and_follows_its_new
 
 #[tokio::test]
 async fn a_person_past_the_daily_quota_reads_when_they_can_upload_again_and_the_page_does_not_wait_for_it() {
-    let app = TestApp::spawn_with(Options { with_worker: false, web: |settings| settings.owner_mib_per_day = 1, ..Options::default() }).await;
+    let app = TestApp::spawn_without_worker_and(|settings| settings.owner_mib_per_day = 1).await;
     let browser = Browser::start().await;
     browser.client.goto(&app.url("/")).await.unwrap();
     pick_files(&browser, &[fixture_path("exif-orientation/Landscape_1.jpg")]).await;
