@@ -27,7 +27,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use thumbq_contract::{ImageId, OwnerId};
-use thumbq_repo::Attempt;
 
 use crate::AppState;
 use crate::error::{AppError, JsonError};
@@ -45,7 +44,7 @@ pub(crate) use answer::accepted_answer;
 pub use answer::{AcceptedImage, thumbnail_urls};
 use answer::{accepted_json, join_ids, wants_json};
 pub(crate) use idempotency::idempotency_key;
-use idempotency::{ABANDONED_AFTER_MS, UnsettledKey, remember, replayed};
+use idempotency::{Claim, claim, remember, replayed};
 use original::StoredOriginal;
 use receive::receive_file;
 pub(crate) use receive::{IncomingFile, ReceivedFile, display_name, incoming_file, recognised, touch};
@@ -77,15 +76,10 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Response {
     };
     let mut unsettled = None;
     if let Some(request_key) = &request_key {
-        let now = now_ms();
-        // A retry is the same request again: of the same length (a browser's form has a boundary of the same length each time).
-        let fingerprint = headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok());
-        match app.repo.attempt(&key.owner(), request_key, fingerprint, now, now.saturating_sub(ABANDONED_AFTER_MS)).await {
-            Ok(Attempt::First) => unsettled = Some(UnsettledKey { repo: app.repo.clone(), owner: key.owner(), key: request_key.clone() }),
-            Ok(Attempt::Answered(answer)) => return replayed(answer),
-            Ok(Attempt::Reused) => return respond(&app, &headers, wants_json, Err(AppError::IdempotencyKeyReused), None).await,
-            Ok(Attempt::Running) => return respond(&app, &headers, wants_json, Err(AppError::RequestInProgress), None).await,
-            Err(error) => return respond(&app, &headers, wants_json, Err(error.into()), None).await,
+        match claim(&app, key.owner(), request_key, &headers).await {
+            Ok(Claim::First(key)) => unsettled = Some(key),
+            Ok(Claim::Answered(answer)) => return replayed(answer),
+            Err(error) => return respond(&app, &headers, wants_json, Err(error), None).await,
         }
     }
     // After the key's first answer, if any: a retry of an accepted request is given it, whatever the quota says now.

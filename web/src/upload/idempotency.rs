@@ -4,9 +4,11 @@
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use thumbq_contract::OwnerId;
+use thumbq_repo::Attempt;
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::progress::now_ms;
 
 /// A request's `Idempotency-Key` not yet given its answer. Should the handler
 /// be dropped first (the client hung up, the server is stopping), the key is
@@ -14,9 +16,9 @@ use crate::error::AppError;
 /// [`ABANDONED_AFTER_MS`]; the retry's files are then the owner's already
 /// stored ones, if they were, and come back as `duplicate_of`.
 pub(super) struct UnsettledKey {
-    pub(super) repo: thumbq_repo::Repository,
-    pub(super) owner: OwnerId,
-    pub(super) key: String,
+    repo: thumbq_repo::Repository,
+    owner: OwnerId,
+    key: String,
 }
 
 impl UnsettledKey {
@@ -43,7 +45,30 @@ impl Drop for UnsettledKey {
 
 /// How long a request named by an `Idempotency-Key` may go unanswered before
 /// a retry takes it over (its web server died): longer than almost any upload.
-pub(super) const ABANDONED_AFTER_MS: u64 = 10 * 60 * 1000;
+const ABANDONED_AFTER_MS: u64 = 10 * 60 * 1000;
+
+/// What a request named by its key may do.
+pub(super) enum Claim {
+    /// Go ahead: it is the first; the key is settled with its answer.
+    First(UnsettledKey),
+    /// Nothing: an earlier try was answered with this, which the retry gets.
+    Answered(String),
+}
+
+/// Claims `request_key` of `owner` for this request: the first try goes
+/// ahead; a retry of an answered one gets its answer; one still running, or
+/// the key reused for other bytes, is refused.
+pub(super) async fn claim(app: &AppState, owner: OwnerId, request_key: &str, headers: &HeaderMap) -> Result<Claim, AppError> {
+    let now = now_ms();
+    // A retry is the same request again: of the same length (a browser's form has a boundary of the same length each time).
+    let fingerprint = headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok());
+    match app.repo.attempt(&owner, request_key, fingerprint, now, now.saturating_sub(ABANDONED_AFTER_MS)).await? {
+        Attempt::First => Ok(Claim::First(UnsettledKey { repo: app.repo.clone(), owner, key: request_key.to_owned() })),
+        Attempt::Answered(answer) => Ok(Claim::Answered(answer)),
+        Attempt::Reused => Err(AppError::IdempotencyKeyReused),
+        Attempt::Running => Err(AppError::RequestInProgress),
+    }
+}
 
 /// The request's `Idempotency-Key`, if it has one: 1 to 255 visible ASCII characters.
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
