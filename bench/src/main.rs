@@ -182,6 +182,9 @@ enum Table {
     Phone,
 }
 
+/// Said of the sharp found before the speed and quality tables, which alone use it.
+const SHARP_FOUND: &str = "sharp is found before the tables that compare with it";
+
 fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     let here = std::env::current_exe()?.parent().context("this program is in a directory")?.to_owned();
@@ -189,6 +192,7 @@ fn main() -> anyhow::Result<()> {
     let libvips = Libvips::find(&reference);
     let sharp_wanted = options.only.iter().any(|table| matches!(table, Table::Speed | Table::Quality));
     let sharp_reference = options.sharp_reference.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("sharp/reference.mjs"));
+    // Found once for both tables that compare with it; the bench stops without it.
     let sharp = if sharp_wanted {
         Some(Sharp::find(&sharp_reference).context("the speed and quality tables compare with sharp (scripts/bench installs it)")?)
     } else {
@@ -233,7 +237,13 @@ fn main() -> anyhow::Result<()> {
         let share = CpuShare::start();
         match table {
             Table::Speed => {
-                let ours = speed::run(&[&photo_12mp, &photo_24mp, &photo_png], &libvips, sharp.as_ref(), usize::from(options.runs), workdir.path())?;
+                let ours = speed::run(
+                    &[&photo_12mp, &photo_24mp, &photo_png],
+                    &libvips,
+                    sharp.as_ref().expect(SHARP_FOUND),
+                    usize::from(options.runs),
+                    workdir.path(),
+                )?;
                 if worker.is_file() {
                     worker_cpu::run(&worker, &photo_12mp, ours[0])?;
                 } else {
@@ -244,7 +254,12 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             Table::Quality => {
-                quality::run(&[&photo_12mp, &photo_24mp, &photo_png, &zone_plate], libvips.in_process.as_ref(), sharp.as_ref(), workdir.path())?;
+                quality::run(
+                    &[&photo_12mp, &photo_24mp, &photo_png, &zone_plate],
+                    libvips.in_process.as_ref(),
+                    sharp.as_ref().expect(SHARP_FOUND),
+                    workdir.path(),
+                )?;
             }
             Table::Memory | Table::Scaling if !worker.is_file() => {
                 eprintln!(

@@ -31,13 +31,13 @@ impl Theirs<'_> {
 }
 
 /// Prints the table; returns our median for each of `images`, in their order.
-pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: Option<&Sharp>, runs: usize, workdir: &Path) -> anyhow::Result<Vec<Duration>> {
+pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: &Sharp, runs: usize, workdir: &Path) -> anyhow::Result<Vec<Duration>> {
     let (sizes, limits) = (Sizes::default(), MediaLimits::default());
     let sides: [(&str, Option<Theirs>); 4] = [
         ("vipsthumbnail ×3", libvips.vipsthumbnail.as_ref().map(Theirs::Processes)),
         ("libvips in-process", libvips.in_process.as_ref().map(Theirs::SelfTimed)),
-        ("sharp", sharp.map(|sharp| Theirs::SelfTimed(&sharp.plain))),
-        ("sharp + mozjpeg", sharp.map(|sharp| Theirs::SelfTimed(&sharp.mozjpeg))),
+        ("sharp", Some(Theirs::SelfTimed(&sharp.plain))),
+        ("sharp + mozjpeg", Some(Theirs::SelfTimed(&sharp.mozjpeg))),
     ];
     table::heading(
         "Speed",
@@ -105,12 +105,10 @@ pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: Option<&Sharp>, runs
         cores[0],
         theirs_cores.join(", ")
     ));
-    if let Some(sharp) = sharp {
-        table::note(&format!(
-            "sharp: `bench/sharp/reference.mjs` on {} in one process, one libvips thread and no cache, the same steps as libvips in-process, timed by itself alike; + mozjpeg: the same with mozjpeg's encoder settings (trellis quantisation, progressive scans).",
-            sharp.version
-        ));
-    }
+    table::note(&format!(
+        "sharp: `bench/sharp/reference.mjs` on {} in one process, one libvips thread and no cache, the same steps as libvips in-process, timed by itself alike; + mozjpeg: the same with mozjpeg's encoder settings (trellis quantisation, progressive scans).",
+        sharp.version
+    ));
     Ok(medians)
 }
 
