@@ -204,7 +204,7 @@ async fn a_job_run_twice_changes_nothing() {
         1,
     );
     let outcome =
-        tokio::task::spawn_blocking(move || thumbq_worker::job::process(&context, &job, &thumbq_worker::job::Progress::silent())).await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || thumbq_worker::job::process(&context, &job, &thumbq_worker::job::JobOptions::silent())).await.unwrap().unwrap();
 
     assert_eq!(outcome, thumbq_worker::job::Outcome::AlreadyDone);
     let second = app.wait_for_thumbnails(id).await;

@@ -273,7 +273,7 @@ impl AppError {
 /// of ours; any other I/O error is.
 impl From<std::io::Error> for AppError {
     fn from(error: std::io::Error) -> Self {
-        if thumbq_broker::durable::is_disk_full(&error) {
+        if thumbq_store::durable::is_disk_full(&error) {
             tracing::warn!(%error, "The disk is full: refusing the upload.");
             return Self::DiskFull;
         }

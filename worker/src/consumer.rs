@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::Settings;
-use crate::job::{JobContext, Progress, Settlement};
+use crate::job::{JobContext, JobOptions, Settlement};
 use crate::pipeline::Preview;
 use crate::runner::{Ran, run_job};
 
@@ -169,9 +169,9 @@ impl Announcer {
 
 /// Runs one delivery's job, settles its message and announces the result.
 async fn handle(context: Arc<JobContext>, delivery: Delivery, time_limit: Duration, announcer: Announcer, preview: Preview) {
-    let progress = Progress { preview, written: announcer.written() };
+    let options = JobOptions { preview, written: announcer.written() };
     let tries = earlier_tries(&delivery);
-    let Ran { settlement, event } = run_job(Arc::clone(&context), &delivery.data, tries, time_limit, progress).await;
+    let Ran { settlement, event } = run_job(Arc::clone(&context), &delivery.data, tries, time_limit, options).await;
     let sent = match settlement {
         // Its tries as they were: a postponed try does not count.
         Settlement::Postpone => {

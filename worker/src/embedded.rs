@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::Settings;
-use crate::job::{JobContext, Progress, Settlement};
+use crate::job::{JobContext, JobOptions, Settlement};
 use crate::pipeline::Preview;
 use crate::runner::run_job;
 
@@ -71,7 +71,7 @@ async fn lane(
         // No events without RabbitMQ (pages poll), but the small size may still come first.
         let preview = if repo.jobs_free(now_ms()).await.unwrap_or(true) { Preview::WithTheRest } else { Preview::First };
         let payload = job.to_bytes();
-        let running = run_job(Arc::clone(&context), &payload, attempts, time_limit, Progress { preview, ..Progress::silent() });
+        let running = run_job(Arc::clone(&context), &payload, attempts, time_limit, JobOptions { preview, ..JobOptions::silent() });
         let settlement = tokio::select! {
             ran = running => ran.settlement,
             never = renew(repo, id, &holder) => match never {},

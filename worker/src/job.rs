@@ -103,7 +103,7 @@ pub enum Outcome {
 }
 
 /// What the consumer that took a job asks of it besides its message.
-pub struct Progress {
+pub struct JobOptions {
     /// Whether the small size comes first, from a decode of its own: the
     /// consumer asks for it when nothing else waits for this worker.
     pub preview: Preview,
@@ -113,7 +113,7 @@ pub struct Progress {
     pub written: Box<dyn Fn(ImageId, ThumbSize, Option<String>) + Send + Sync>,
 }
 
-impl Progress {
+impl JobOptions {
     /// No preview, and nobody to tell.
     pub fn silent() -> Self {
         Self { preview: Preview::WithTheRest, written: Box::new(|_, _, _| {}) }
@@ -148,7 +148,7 @@ struct DeletedMeanwhile;
 
 /// Makes and writes the thumbnails of `job`'s image, each as soon as it is
 /// made, and records each in the repository before it is announced.
-pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Result<Outcome, JobError> {
+pub fn process(context: &JobContext, job: &ResizeJob, options: &JobOptions) -> Result<Outcome, JobError> {
     let started = Instant::now();
     let mut timeline = Timeline::default();
     timeline.push("taken", timeline::now_ms(), &context.name);
@@ -222,10 +222,10 @@ pub fn process(context: &JobContext, job: &ResizeJob, progress: &Progress) -> Re
         if !recorded {
             return Err(std::io::Error::other(DeletedMeanwhile));
         }
-        (progress.written)(id, thumbnail.size, placeholder.take());
+        (options.written)(id, thumbnail.size, placeholder.take());
         Ok::<_, std::io::Error>(())
     };
-    let made = pipeline::make_thumbnails_each(original, job.format, &context.sizes, &context.limits, progress.preview, context.webp, write);
+    let made = pipeline::make_thumbnails_each(original, job.format, &context.sizes, &context.limits, options.preview, context.webp, write);
     if let Err(pipeline::Stop::Writing(error)) = &made
         && error.get_ref().is_some_and(|inner| inner.is::<DeletedMeanwhile>())
     {
@@ -337,7 +337,7 @@ mod tests {
     /// Asked again (the hook runs before each size), it finds them gone.
     fn delete(context: &JobContext, id: ImageId) {
         wait(context.repo.mark_deleted(id, 1)).unwrap();
-        thumbq_broker::durable::remove_if_present(&context.storage.path(&StorageKey::Original(id))).unwrap();
+        thumbq_store::durable::remove_if_present(&context.storage.path(&StorageKey::Original(id))).unwrap();
         let _ = std::fs::remove_dir_all(context.storage.thumbnail_dir(id));
     }
 
@@ -375,7 +375,7 @@ mod tests {
         let context = &fixture.context;
         let id = upload(context);
         let job = ResizeJob::new(id, SourceFormat::Png, 0);
-        assert!(matches!(process(context, &job, &Progress::silent()).unwrap(), Outcome::Made { .. }));
+        assert!(matches!(process(context, &job, &JobOptions::silent()).unwrap(), Outcome::Made { .. }));
         assert_eq!(thumbnail_files(context, id), ["large.jpg", "large.webp", "medium.jpg", "medium.webp", "small.jpg", "small.webp"]);
         let record = record(context, id);
         assert_eq!((record.state(), record.webp, record.thumbnail(ThumbSize::Medium)), (ImageState::Done, true, Some(ThumbFormat::Jpeg)));
@@ -383,7 +383,7 @@ mod tests {
         let steps: Vec<String> = wait(context.repo.timeline(id)).unwrap().into_iter().map(|step| step.step).collect();
         assert_eq!(steps.first().map(String::as_str), Some("taken"));
         assert!(steps.iter().any(|step| step == "large written") && steps.last().is_some_and(|step| step == "WebP written"), "{steps:?}");
-        assert_eq!(process(context, &job, &Progress::silent()).unwrap(), Outcome::AlreadyDone);
+        assert_eq!(process(context, &job, &JobOptions::silent()).unwrap(), Outcome::AlreadyDone);
     }
 
     #[test]
@@ -394,10 +394,10 @@ mod tests {
         let context = &fixture.context;
         let id = upload(context);
         let job = ResizeJob::new(id, SourceFormat::Png, 0);
-        assert!(matches!(process(context, &job, &Progress::silent()).unwrap(), Outcome::Made { .. }));
+        assert!(matches!(process(context, &job, &JobOptions::silent()).unwrap(), Outcome::Made { .. }));
         assert_eq!(thumbnail_files(context, id), ["large.jpg", "medium.jpg", "small.jpg"]);
         assert!(!record(context, id).webp);
-        assert_eq!(process(context, &job, &Progress::silent()).unwrap(), Outcome::AlreadyDone);
+        assert_eq!(process(context, &job, &JobOptions::silent()).unwrap(), Outcome::AlreadyDone);
     }
 
     #[test]
@@ -409,7 +409,7 @@ mod tests {
         // The delete runs after the original was read and before anything is written.
         fixture.context.before_writing = Some(Arc::new(move |id, _| delete(&deleting, id)));
 
-        let settlement = run(&fixture.context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &Progress::silent());
+        let settlement = run(&fixture.context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &JobOptions::silent());
 
         assert_eq!(settlement, Settlement::Forget);
         assert_eq!(files_naming(fixture.dir.path(), id), Vec::<String>::new());
@@ -428,7 +428,7 @@ mod tests {
             }
         }));
 
-        let settlement = run(&fixture.context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &Progress::silent());
+        let settlement = run(&fixture.context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &JobOptions::silent());
 
         assert_eq!(settlement, Settlement::Forget);
         assert_eq!(files_naming(fixture.dir.path(), id), Vec::<String>::new());
@@ -443,7 +443,7 @@ mod tests {
         let id = upload(context);
         delete(context, id);
 
-        let settlement = run(context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &Progress::silent());
+        let settlement = run(context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &JobOptions::silent());
 
         assert_eq!(settlement, Settlement::Forget);
         assert_eq!(files_naming(fixture.dir.path(), id), Vec::<String>::new());
@@ -457,7 +457,7 @@ mod tests {
         let id = upload(context);
         wait(context.repo.trash(id, 1)).unwrap();
 
-        let settlement = run(context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &Progress::silent());
+        let settlement = run(context, &ResizeJob::new(id, SourceFormat::Png, 0), 0, &JobOptions::silent());
 
         assert_eq!(settlement, Settlement::Ack);
         assert_eq!(wait(context.repo.restore(id, 0)).unwrap(), thumbq_repo::Restoration::Restored);
@@ -492,10 +492,10 @@ mod tests {
         std::fs::remove_file(context.storage.path(&StorageKey::Original(id))).unwrap();
         let job = ResizeJob::new(id, SourceFormat::Png, 0);
 
-        assert_eq!(run(context, &job, 0, &Progress::silent()), Settlement::Retry, "shared storage may show it late");
+        assert_eq!(run(context, &job, 0, &JobOptions::silent()), Settlement::Retry, "shared storage may show it late");
         assert_eq!(record(context, id).state(), ImageState::Pending);
 
-        assert_eq!(run(context, &job, ResizeJob::MAX_ATTEMPTS - 1, &Progress::silent()), Settlement::DeadLetter);
+        assert_eq!(run(context, &job, ResizeJob::MAX_ATTEMPTS - 1, &JobOptions::silent()), Settlement::DeadLetter);
         let reason = record(context, id).failure.unwrap().reason;
         assert!(reason.contains("The upload is gone"), "{reason}");
     }
@@ -505,7 +505,7 @@ mod tests {
         let fixture = fixture();
         let _runtime = fixture.runtime.enter();
         let job = ResizeJob::new(ImageId::new(), SourceFormat::Png, 0);
-        assert_eq!(run(&fixture.context, &job, 0, &Progress::silent()), Settlement::Retry);
-        assert_eq!(run(&fixture.context, &job, ResizeJob::MAX_ATTEMPTS - 1, &Progress::silent()), Settlement::DeadLetter);
+        assert_eq!(run(&fixture.context, &job, 0, &JobOptions::silent()), Settlement::Retry);
+        assert_eq!(run(&fixture.context, &job, ResizeJob::MAX_ATTEMPTS - 1, &JobOptions::silent()), Settlement::DeadLetter);
     }
 }

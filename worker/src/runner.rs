@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use thumbq_contract::{EventState, ImageEvent, ResizeJob};
 
-use crate::job::{self, JobContext, Progress, Settlement};
+use crate::job::{self, JobContext, JobOptions, Settlement};
 
 /// How a message's job ended, and what to announce of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct Ran {
 /// A job over `time_limit` is abandoned (its thread finishes in the
 /// background) and goes back to the queue, where its tries are counted; a
 /// panic fails the job for good instead of taking the worker down.
-pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, time_limit: Duration, progress: Progress) -> Ran {
+pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, time_limit: Duration, options: JobOptions) -> Ran {
     let job = match ResizeJob::from_bytes(payload) {
         Ok(job) => job,
         Err(error) => {
@@ -30,7 +30,7 @@ pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, tim
         }
     };
     let id = job.image_id;
-    let settlement = settle(context, job, attempt, time_limit, progress).await;
+    let settlement = settle(context, job, attempt, time_limit, options).await;
     // A job gives up after its tries and records why; should even that keep
     // failing (the database refusing the failure record), it is tried no more
     // than this, and waits in the dead-letter queue for an operator (the
@@ -50,7 +50,7 @@ pub async fn run_job(context: Arc<JobContext>, payload: &[u8], attempt: u32, tim
 /// Tries of one job, counting those spent giving it up: twice the tries it has.
 const MOST_TRIES: u32 = 2 * ResizeJob::MAX_ATTEMPTS;
 
-async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_limit: Duration, progress: Progress) -> Settlement {
+async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_limit: Duration, options: JobOptions) -> Settlement {
     let id = job.image_id;
     let Ok(slot) = Arc::clone(&context.cpu_slots).acquire_owned().await else {
         return Settlement::Retry;
@@ -63,7 +63,7 @@ async fn settle(context: Arc<JobContext>, job: ResizeJob, attempt: u32, time_lim
         let span = tracing::info_span!("job", image.id = %id, trace_id, attempt);
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            span.in_scope(|| job::run(&context, &job, attempt, &progress))
+            span.in_scope(|| job::run(&context, &job, attempt, &options))
         })
     };
     match tokio::time::timeout(time_limit, task).await {
@@ -118,7 +118,7 @@ mod tests {
         let id = upload(&context, large_jpeg()).await;
         let job = ResizeJob::new(id, SourceFormat::Jpeg, 0);
 
-        let ran = run_job(context, &job.to_bytes(), 0, Duration::from_millis(1), Progress::silent()).await;
+        let ran = run_job(context, &job.to_bytes(), 0, Duration::from_millis(1), JobOptions::silent()).await;
 
         assert_eq!(ran, Ran { settlement: Settlement::Retry, event: None });
     }
@@ -131,9 +131,9 @@ mod tests {
         let job = ResizeJob::new(id, SourceFormat::Jpeg, 0).to_bytes();
         // No slot to run in (as when the worker stops): every try, giving up included, goes back.
         context.cpu_slots.close();
-        let ran = run_job(Arc::clone(&context), &job, MOST_TRIES - 2, Duration::from_secs(60), Progress::silent()).await;
+        let ran = run_job(Arc::clone(&context), &job, MOST_TRIES - 2, Duration::from_secs(60), JobOptions::silent()).await;
         assert_eq!(ran, Ran { settlement: Settlement::Retry, event: None });
-        let ran = run_job(context, &job, MOST_TRIES - 1, Duration::from_secs(60), Progress::silent()).await;
+        let ran = run_job(context, &job, MOST_TRIES - 1, Duration::from_secs(60), JobOptions::silent()).await;
         assert_eq!(ran, Ran { settlement: Settlement::DeadLetter, event: None });
     }
 
@@ -144,7 +144,7 @@ mod tests {
         let id = upload(&context, large_jpeg()).await;
         let job = ResizeJob::new(id, SourceFormat::Jpeg, 0);
 
-        let ran = run_job(Arc::clone(&context), &job.to_bytes(), ResizeJob::MAX_ATTEMPTS, Duration::from_secs(60), Progress::silent()).await;
+        let ran = run_job(Arc::clone(&context), &job.to_bytes(), ResizeJob::MAX_ATTEMPTS, Duration::from_secs(60), JobOptions::silent()).await;
 
         assert_eq!(ran.settlement, Settlement::DeadLetter);
         assert_eq!(ran.event, Some(ImageEvent::new(id, EventState::Failed)));
@@ -156,7 +156,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_message_that_is_not_a_job_is_dead_lettered() {
         let dir = tempfile::tempdir().unwrap();
-        let ran = run_job(context(dir.path()).await, b"{\"hello\":1}", 0, Duration::from_secs(5), Progress::silent()).await;
+        let ran = run_job(context(dir.path()).await, b"{\"hello\":1}", 0, Duration::from_secs(5), JobOptions::silent()).await;
         assert_eq!(ran, Ran { settlement: Settlement::DeadLetter, event: None });
     }
 }

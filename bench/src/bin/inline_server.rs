@@ -115,7 +115,7 @@ async fn upload(State(server): State<Server>, mut form: Multipart) -> Result<Res
             };
             server.context.repo.add_image(&image, &[], None, &thumbq_repo::Lease::none()).await.map_err(Refusal::internal)?;
             let (context, job) = (server.context.clone(), ResizeJob::new(id, format, thumbq_contract::timeline::now_ms()));
-            let outcome = tokio::task::spawn_blocking(move || thumbq_worker::job::process(&context, &job, &thumbq_worker::job::Progress::silent()))
+            let outcome = tokio::task::spawn_blocking(move || thumbq_worker::job::process(&context, &job, &thumbq_worker::job::JobOptions::silent()))
                 .await
                 .map_err(Refusal::internal)?;
             match outcome {
@@ -150,7 +150,7 @@ async fn store(storage: &Storage, mut field: axum::extract::multipart::Field<'_>
     tokio::fs::rename(path, &original).await.map_err(Refusal::internal)?;
     incoming.disarm();
     let originals = original.parent().unwrap_or(Path::new(".")).to_owned();
-    tokio::task::spawn_blocking(move || thumbq_broker::durable::sync_dir(&originals)).await.map_err(Refusal::internal)?.map_err(Refusal::internal)?;
+    tokio::task::spawn_blocking(move || thumbq_store::durable::sync_dir(&originals)).await.map_err(Refusal::internal)?.map_err(Refusal::internal)?;
     Ok((id, format))
 }
 

@@ -9,7 +9,7 @@ use thumbq_contract::timeline;
 use thumbq_contract::{FailureRecord, ImageId, ResizeJob};
 use thumbq_repo::RepoError;
 
-use super::{JobContext, JobError, Outcome, Progress, is_deleted, process, wait};
+use super::{JobContext, JobError, JobOptions, Outcome, is_deleted, process, wait};
 
 /// How the consumer must settle the message of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub const GAVE_UP: &str = "The thumbnails could not be made: the worker stopped 
 
 /// Runs `job`, tried `attempt` times before (0 the first time), and records a
 /// permanent failure where the web server will find it.
-pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32, progress: &Progress) -> Settlement {
+pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32, options: &JobOptions) -> Settlement {
     let id = job.image_id;
     let last_attempt = attempt + 1 >= ResizeJob::MAX_ATTEMPTS;
     if attempt >= ResizeJob::MAX_ATTEMPTS {
@@ -42,7 +42,7 @@ pub fn run(context: &JobContext, job: &ResizeJob, attempt: u32, progress: &Progr
         // one delivery more than the tries, so that this one can say why.
         return give_up(context, id, GAVE_UP, Fault::Ours);
     }
-    match process(context, job, progress) {
+    match process(context, job, options) {
         Ok(Outcome::Made { duration }) => {
             tracing::info!(image.id = %id, duration_ms = duration.as_millis() as u64, "Made the thumbnails.");
             context.metrics.job("done");
@@ -149,5 +149,5 @@ fn forget_deleted(context: &JobContext, id: ImageId) -> Settlement {
 /// a full disk, or an object store or database that does not answer.
 fn is_to_wait_out(error: &std::io::Error) -> bool {
     let database_away = error.get_ref().and_then(|inner| inner.downcast_ref::<RepoError>()).is_some_and(RepoError::is_unavailable);
-    thumbq_broker::durable::is_disk_full(error) || thumbq_store::is_unavailable(error) || database_away
+    thumbq_store::durable::is_disk_full(error) || thumbq_store::is_unavailable(error) || database_away
 }
