@@ -3,19 +3,12 @@
 //! - [`connect`] opens a connection that names the process in the broker's UI.
 //! - [`declare_topology`] declares the queues of [`Topology`], identically on both sides.
 //! - [`Publisher`] publishes jobs and returns only once the broker confirmed it stored them.
-//! - [`Spool`] is the durable queue on disk of earlier releases (their embedded
-//!   queue and outbox), read at a web server's start to move its jobs into the database.
-//! - [`Deployment`] holds the settings every process must agree on.
 //! - [`Backoff`] paces the tries at a broker or queue that is away.
-//! - [`durable`] writes files that survive a crash, whole or not at all.
 
 pub mod admin;
 mod backoff;
-mod deployment;
-pub use thumbq_store::durable;
 pub mod events;
 mod publisher;
-pub mod spool;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -24,10 +17,8 @@ use thumbq_contract::Topology;
 use thumbq_contract::topology::ArgumentValue;
 
 pub use backoff::Backoff;
-pub use deployment::{Deployment, check_url};
 pub use lapin;
 pub use publisher::{PublishError, Publisher};
-pub use spool::{Claim, Spool};
 
 /// The properties of a job's message: persistent, JSON, named by its image,
 /// and carrying the upload's trace context in the `traceparent` header.
@@ -128,4 +119,18 @@ fn field_table(arguments: Vec<(&'static str, ArgumentValue)>) -> FieldTable {
         table.insert(name.into(), value);
     }
     table
+}
+
+/// Checks the AMQP URL, or the comma-separated URLs of a cluster's nodes,
+/// given in the settings; the error says what is wrong and with which.
+pub fn check_url(urls: &str) -> Result<String, String> {
+    let mut nodes = 0;
+    for url in node_urls(urls) {
+        url.parse::<lapin::uri::AMQPUri>().map_err(|error| format!("{url}: {error}"))?;
+        nodes += 1;
+    }
+    if nodes == 0 {
+        return Err("no AMQP URL is given".to_owned());
+    }
+    Ok(urls.to_owned())
 }

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use thumbq_contract::{RetryDelays, Storage, Topology};
+use thumbq_broker::check_url;
+use thumbq_contract::{MediaLimits, RetryDelays, Storage, Topology};
 use thumbq_repo::{DatabaseSettings, Location};
 use thumbq_store::{Store, StoreSettings};
 
@@ -88,16 +89,34 @@ impl Deployment {
     }
 }
 
-/// Checks the AMQP URL, or the comma-separated URLs of a cluster's nodes,
-/// given in the settings; the error says what is wrong and with which.
-pub fn check_url(urls: &str) -> Result<String, String> {
-    let mut nodes = 0;
-    for url in crate::node_urls(urls) {
-        url.parse::<lapin::uri::AMQPUri>().map_err(|error| format!("{url}: {error}"))?;
-        nodes += 1;
+/// The largest image thumbq takes, judged from its file's size and header
+/// before anything is decoded: the web server refuses a larger upload, and a
+/// worker reads or decodes no larger original. Both binaries flatten this, so
+/// one setting (a flag, or its variable) bounds them alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+pub struct MediaLimitSettings {
+    /// Largest accepted file, in bytes.
+    #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = MediaLimits::DEFAULT_MAX_FILE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_upload_bytes: u64,
+
+    /// Largest accepted image, in pixels (width × height), read from the file's header.
+    #[arg(long, env = "THUMBQ_MAX_PIXELS", default_value_t = MediaLimits::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: u64,
+
+    /// Widest or tallest accepted image, in pixels, read from the file's header.
+    #[arg(long, env = "THUMBQ_MAX_SIDE_PX", default_value_t = MediaLimits::DEFAULT_MAX_SIDE_PX, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_side_px: u32,
+}
+
+impl Default for MediaLimitSettings {
+    fn default() -> Self {
+        let limits = MediaLimits::default();
+        Self { max_upload_bytes: limits.max_file_bytes, max_pixels: limits.max_pixels, max_side_px: limits.max_side_px }
     }
-    if nodes == 0 {
-        return Err("no AMQP URL is given".to_owned());
+}
+
+impl MediaLimitSettings {
+    pub fn limits(&self) -> MediaLimits {
+        MediaLimits { max_file_bytes: self.max_upload_bytes, max_side_px: self.max_side_px, max_pixels: self.max_pixels }
     }
-    Ok(urls.to_owned())
 }

@@ -119,7 +119,7 @@ fn a_worker_refuses_a_directory_set_up_otherwise() {
 #[tokio::test]
 async fn a_web_server_refuses_a_data_directory_set_up_with_other_sizes() {
     let data_dir = tempfile::tempdir().unwrap();
-    let deployment = thumbq_broker::Deployment::new(data_dir.path(), None, "thumbq.unused");
+    let deployment = thumbq_deployment::Deployment::new(data_dir.path(), None, "thumbq.unused");
     let first = thumbq_web::Settings::for_tests(deployment.clone());
     drop(thumbq_web::Application::build(first).await.expect("the first start sets the directory up"));
     let mut other = thumbq_web::Settings::for_tests(deployment);

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::multipart::{Form, Part};
 use reqwest::{Response, StatusCode, header};
-use thumbq_broker::Deployment;
 use thumbq_broker::lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
 use thumbq_broker::lapin::types::FieldTable;
 use thumbq_contract::{ImageId, Topology};
+use thumbq_deployment::Deployment;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -159,7 +159,7 @@ impl TestApp {
             deployment = deployment.with_database(thumbq_repo::Location::Postgres(database.url().to_owned()));
         }
         let mut settings = thumbq_web::Settings::for_tests(deployment);
-        settings.max_upload_bytes = options.max_upload_bytes;
+        settings.media.max_upload_bytes = options.max_upload_bytes;
         settings.admin_token = options.admin_token.clone();
         (options.web)(&mut settings);
         let web = thumbq_web::Application::build(settings).await.expect("the web server starts");

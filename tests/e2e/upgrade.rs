@@ -52,7 +52,7 @@ fn earlier_release(dir: &Path) {
     write(&storage, StorageKey::Failure(id(FAILED)), &serde_json::to_vec(&failure).unwrap());
     write(&storage, StorageKey::Original(id(DELETED)), &images::jpeg(64, 64));
     write(&storage, StorageKey::Tombstone(id(DELETED)), b"3000");
-    let spool = thumbq_broker::Spool::open(storage.job_spool()).unwrap();
+    let spool = thumbq_web::migrate::spool::Spool::open(storage.job_spool()).unwrap();
     spool.push(&ResizeJob::new(id(PENDING), SourceFormat::Jpeg, 0).to_bytes()).unwrap();
 }
 

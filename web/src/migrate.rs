@@ -8,10 +8,12 @@
 //! outbox directory, move into the repository's outbox (see [`earlier_spools`]).
 
 use base64::Engine as _;
-use thumbq_broker::Spool;
 use thumbq_contract::{FailureRecord, ImageId, Listing, OwnerRecord, ResizeJob, SourceFormat, Storage, StorageKey, ThumbFormat, ThumbSize, Timeline};
 use thumbq_repo::{ImageRecord, Repository};
 use thumbq_store::Store;
+
+pub mod spool;
+use spool::Spool;
 
 /// At a web server's start, before it listens: until a migration has
 /// finished (the database says so), the store's originals without a record

@@ -107,8 +107,8 @@ pub async fn index(State(app): State<AppState>, headers: HeaderMap, Query(query)
     let page = IndexPage {
         accept: SourceFormat::ACCEPT_ATTRIBUTE,
         accepted_formats: SourceFormat::ACCEPTED,
-        max_upload: human_bytes(settings.max_upload_bytes),
-        max_upload_bytes: settings.max_upload_bytes,
+        max_upload: human_bytes(settings.media.max_upload_bytes),
+        max_upload_bytes: settings.media.max_upload_bytes,
         max_files: settings.max_files_per_request,
         yours,
         your_total: total,

@@ -48,7 +48,7 @@ const OWNER_KEY_HEADER: &str = "thumbq-owner-key";
 
 /// `OPTIONS /uploads`: what this server speaks.
 pub async fn options(State(app): State<AppState>) -> Response {
-    let max_size = app.settings.max_upload_bytes.to_string();
+    let max_size = app.settings.media.max_upload_bytes.to_string();
     (StatusCode::NO_CONTENT, [("tus-version", TUS_VERSION), ("tus-extension", EXTENSIONS)], [("tus-max-size", max_size)]).into_response()
 }
 
@@ -162,8 +162,8 @@ async fn created(app: &AppState, request: Request) -> Result<Response, AppError>
     if length == 0 {
         return Err(AppError::EmptyFile { file: name });
     }
-    if length > app.settings.max_upload_bytes {
-        return Err(AppError::TooLarge { file: name, limit_bytes: app.settings.max_upload_bytes });
+    if length > app.settings.media.max_upload_bytes {
+        return Err(AppError::TooLarge { file: name, limit_bytes: app.settings.media.max_upload_bytes });
     }
     let client = crate::client::address(&parts, &app.settings.trusted_proxies);
     let owner = key.owner();

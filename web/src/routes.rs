@@ -161,14 +161,14 @@ pub fn router(state: AppState) -> Router {
     // bounds the whole request, multipart framing included. It is the only
     // large body taken: every other route keeps to `SMALL_BODY_BYTES`.
     let settings = &state.settings;
-    let upload_limit = settings.max_upload_bytes.saturating_mul(u64::from(settings.max_files_per_request)).saturating_add(1024 * 1024);
+    let upload_limit = settings.media.max_upload_bytes.saturating_mul(u64::from(settings.max_files_per_request)).saturating_add(1024 * 1024);
     let upload_limit = usize::try_from(upload_limit).unwrap_or(usize::MAX);
     // An upload is bounded by its progress (see `upload`), a live-update stream
     // lasts as long as its page; every other request by this.
     let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout());
     let trusted_proxies = settings.trusted_proxies.clone();
     // A resumable upload's request carries at most the file; every answer says the protocol's version.
-    let file_limit = usize::try_from(settings.max_upload_bytes.saturating_add(1024 * 1024)).unwrap_or(usize::MAX);
+    let file_limit = usize::try_from(settings.media.max_upload_bytes.saturating_add(1024 * 1024)).unwrap_or(usize::MAX);
     let tus = SetResponseHeaderLayer::overriding(HeaderName::from_static("tus-resumable"), HeaderValue::from_static(resumable::TUS_VERSION));
 
     let timed = Router::new()

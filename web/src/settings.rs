@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use thumbq_broker::Deployment;
 use thumbq_contract::{MediaLimits, Sizes, Topology};
+use thumbq_deployment::{Deployment, MediaLimitSettings};
 
 /// What `thumbq-web` can be asked to do besides serving.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -31,17 +31,9 @@ pub struct Settings {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Largest accepted file, in bytes.
-    #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = MediaLimits::DEFAULT_MAX_FILE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_upload_bytes: u64,
-
-    /// Largest accepted image, in pixels (width × height), read from the file's header.
-    #[arg(long, env = "THUMBQ_MAX_PIXELS", default_value_t = MediaLimits::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_pixels: u64,
-
-    /// Widest or tallest accepted image, in pixels, read from the file's header.
-    #[arg(long, env = "THUMBQ_MAX_SIDE_PX", default_value_t = MediaLimits::DEFAULT_MAX_SIDE_PX, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_side_px: u32,
+    /// The largest file and image taken, shared with the workers.
+    #[command(flatten)]
+    pub media: MediaLimitSettings,
 
     /// Most files accepted in one request.
     #[arg(long = "max-files", env = "THUMBQ_MAX_FILES", default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -190,9 +182,7 @@ impl Settings {
             bind: "127.0.0.1:0".parse().expect("a valid address"),
             deployment,
             command: None,
-            max_upload_bytes: MediaLimits::DEFAULT_MAX_FILE_BYTES,
-            max_pixels: MediaLimits::DEFAULT_MAX_PIXELS,
-            max_side_px: MediaLimits::DEFAULT_MAX_SIDE_PX,
+            media: MediaLimitSettings::default(),
             max_files_per_request: 50,
             sizes: Sizes::default(),
             publish_timeout_ms: 2_000,
@@ -249,7 +239,7 @@ impl Settings {
     }
 
     pub fn limits(&self) -> MediaLimits {
-        MediaLimits { max_file_bytes: self.max_upload_bytes, max_side_px: self.max_side_px, max_pixels: self.max_pixels }
+        self.media.limits()
     }
 
     pub fn publish_timeout(&self) -> Duration {

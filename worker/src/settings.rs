@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use thumbq_broker::Deployment;
 use thumbq_contract::{MediaLimits, Sizes, Topology};
+use thumbq_deployment::{Deployment, MediaLimitSettings};
 
 use crate::pipeline::WebP;
 
@@ -24,17 +24,9 @@ pub struct Settings {
     #[arg(long, env = "THUMBQ_SIZES", default_value_t = Sizes::default())]
     pub sizes: Sizes,
 
-    /// Largest image accepted, in pixels (width × height).
-    #[arg(long, env = "THUMBQ_MAX_PIXELS", default_value_t = MediaLimits::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_pixels: u64,
-
-    /// Widest or tallest image accepted, in pixels.
-    #[arg(long, env = "THUMBQ_MAX_SIDE_PX", default_value_t = MediaLimits::DEFAULT_MAX_SIDE_PX, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_side_px: u32,
-
-    /// Largest original the worker reads, in bytes; it must be at least the web server's upload limit.
-    #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = MediaLimits::DEFAULT_MAX_FILE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_upload_bytes: u64,
+    /// The largest file and image taken: the web server's, so that a worker reads and decodes every original it accepted.
+    #[command(flatten)]
+    pub media: MediaLimitSettings,
 
     /// A job running longer than this, in seconds, is abandoned and tried again later.
     #[arg(long, env = "THUMBQ_JOB_TIME_LIMIT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
@@ -69,9 +61,7 @@ impl Settings {
             deployment,
             concurrency: 2,
             sizes: Sizes::default(),
-            max_pixels: MediaLimits::DEFAULT_MAX_PIXELS,
-            max_side_px: MediaLimits::DEFAULT_MAX_SIDE_PX,
-            max_upload_bytes: MediaLimits::DEFAULT_MAX_FILE_BYTES,
+            media: MediaLimitSettings::default(),
             job_time_limit_secs: 120,
             metrics_bind: None,
             shutdown_timeout_secs: 10,
@@ -81,7 +71,7 @@ impl Settings {
     }
 
     pub fn limits(&self) -> MediaLimits {
-        MediaLimits { max_file_bytes: self.max_upload_bytes, max_side_px: self.max_side_px, max_pixels: self.max_pixels }
+        self.media.limits()
     }
 
     pub fn topology(&self) -> Topology {

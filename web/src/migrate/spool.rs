@@ -1,7 +1,7 @@
 //! A durable queue in a directory, one file per job: how releases before the
 //! database kept the embedded queue (no AMQP URL configured) and each web
 //! server's outbox. A web server reads such a directory at its start and moves
-//! its jobs into the database (`web/src/migrate.rs`); nothing writes it any more
+//! its jobs into the database (see `super::earlier_spools`); nothing writes it any more
 //! but the tests that play an earlier release.
 //!
 //! Every step is a rename, which is atomic within one file system, so any
@@ -23,6 +23,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use thumbq_store::durable::sync_dir;
 
 /// One process's handle on a spool directory.
 #[derive(Debug)]
@@ -219,8 +221,6 @@ impl Spool {
         &self.root
     }
 }
-
-pub use crate::durable::sync_dir;
 
 fn new_key(attempts: u32) -> String {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());

@@ -57,7 +57,7 @@ fn location(headers: &HeaderMap) -> String {
 
 #[tokio::test]
 async fn options_say_what_this_server_speaks() {
-    let server = TestServer::start_with(|settings| settings.max_upload_bytes = 1234).await;
+    let server = TestServer::start_with(|settings| settings.media.max_upload_bytes = 1234).await;
     let response = server.send(Request::options("/uploads").body(Body::empty()).unwrap()).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(response.headers()["tus-version"], "1.0.0");
@@ -186,7 +186,7 @@ async fn a_strangers_upload_is_not_there_for_anyone_else() {
 #[tokio::test]
 async fn creations_that_break_the_rules_are_refused_before_a_byte_is_sent() {
     let server = TestServer::start_with(|settings| {
-        settings.max_upload_bytes = 10_000;
+        settings.media.max_upload_bytes = 10_000;
         settings.max_open_resumable_uploads = 3;
     })
     .await;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, header};
-use thumbq_broker::Deployment;
+use thumbq_deployment::Deployment;
 use thumbq_web::{AppState, Settings, router};
 use tower::ServiceExt;
 
