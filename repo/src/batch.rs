@@ -5,6 +5,9 @@
 
 use sqlx::{Database, QueryBuilder};
 
+/// The most rows one statement writes: SQLite takes up to 32766 bound values, PostgreSQL 65535.
+pub(crate) const ROWS_PER_STATEMENT: usize = 100;
+
 /// Statements to run in order inside one transaction (see [`run_batch!`]).
 pub(crate) struct Batch<'args, DB: Database> {
     /// Whether the statements share one query string (SQLite).

@@ -24,6 +24,7 @@
 //! change: a page costs one query, and each of a job's writes of its
 //! progress is one short transaction.
 
+pub mod accept;
 mod batch;
 pub mod columns;
 pub mod connect;
@@ -34,16 +35,18 @@ pub mod queue;
 pub mod requests;
 pub mod resumable;
 pub mod settings;
+pub mod steps;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod trash;
 pub mod upkeep;
 pub mod usage;
 
+pub use accept::NewImage;
 pub use columns::Lease;
 pub use connect::Repository;
 pub use failures::FailureGroup;
-pub use images::{Deletion, ImageRecord, ImageState, NewImage};
+pub use images::{Deletion, ImageRecord, ImageState};
 pub use queue::TakenJob;
 pub use requests::Attempt;
 pub use resumable::{NewUpload, UploadPart, UploadRecord};

@@ -13,9 +13,10 @@
 use sqlx::Row;
 use thumbq_contract::{ImageId, ResizeJob, SourceFormat, Step, TraceParent};
 
+use crate::accept::push_clear_queued;
 use crate::columns::{Lease, parse_id, to_i64};
 use crate::connect::{Pool, on_pool, on_writer, unsynced};
-use crate::images::{insert_live_steps, push_clear_queued};
+use crate::steps::insert_live_steps;
 use crate::{RepoError, Repository};
 
 impl Repository {
