@@ -63,6 +63,7 @@ mod servers;
 mod sharp;
 mod speed;
 mod ssim;
+mod syncs;
 mod table;
 mod uploads;
 mod webp;

@@ -24,29 +24,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
 
 use crate::images::TestImage;
 use crate::load::{self, Measured};
-use crate::process::Process;
 use crate::servers::{Broker, Servers, Store};
 use crate::table;
 
 /// Uploads of each strace pass, from one client: enough that the syncs of
 /// timers (the relay, the reconciler) are noise beside those of the uploads.
 const TRACED_UPLOADS: usize = 100;
-
-/// Every call by which a process makes written data durable on Linux.
-const SYNC_CALLS: [&str; 3] = ["fsync", "fdatasync", "sync_file_range"];
-
-/// How long strace has to hold every thread of a server.
-const ATTACH_WITHIN: Duration = Duration::from_secs(10);
-
-/// How often the threads of a server being attached to are looked at.
-const LOOK_EVERY: Duration = Duration::from_millis(10);
 
 /// What the uploads table is run with.
 pub struct Options {
@@ -189,7 +179,7 @@ async fn measure(options: &Options, baseline: &Path, queue: &str, image: &Bytes)
             let mut servers = start(options, baseline, server, mode, queue).await.with_context(|| format!("starting {what}"))?;
             let trace_dir = tempfile::tempdir()?;
             // Attached once the server is ready: its start's syncs (manifest, migrations) are not the uploads'.
-            let strace = SyncCounter::attach(servers.server_pid(), trace_dir.path()).await.with_context(|| what.clone())?;
+            let strace = crate::syncs::SyncCounter::attach(servers.server_pid(), trace_dir.path()).await.with_context(|| what.clone())?;
             let measured = load::run_count(servers.address(), 1, TRACED_UPLOADS, image.clone()).await?;
             let calls = tokio::task::block_in_place(|| strace.finish()).with_context(|| what.clone())?;
             servers.check_running().with_context(|| what.clone())?;
@@ -221,79 +211,6 @@ async fn finish(options: &Options, servers: Servers, server: Server, mode: Queue
         crate::rabbitmq::delete_topology(&options.amqp_url, queue).await?;
     }
     Ok(())
-}
-
-/// strace attached to every thread of a running server (`-f`: also those it
-/// starts later, as tokio's blocking pool does on demand), counting its sync
-/// calls; detached when dropped, also when the bench fails midway.
-struct SyncCounter {
-    strace: Process,
-    summary: PathBuf,
-}
-
-impl SyncCounter {
-    /// Returns once strace traces every thread of `pid`: a sync before that would go uncounted.
-    async fn attach(pid: u32, dir: &Path) -> anyhow::Result<Self> {
-        let summary = dir.join("strace-summary.txt");
-        let mut command = Command::new("strace");
-        command.args(["-f", "-c", "-U", "name,calls", "-e"]).arg(format!("trace={}", SYNC_CALLS.join(","))).arg("-o").arg(&summary);
-        command.arg("-p").arg(pid.to_string());
-        let mut strace = Process::start("strace", command, dir, 0)?;
-        let deadline = Instant::now() + ATTACH_WITHIN;
-        while !traced_by(pid, strace.id())? {
-            strace.check_running()?;
-            anyhow::ensure!(Instant::now() < deadline, "strace did not trace every thread of process {pid} within {ATTACH_WITHIN:?}");
-            tokio::time::sleep(LOOK_EVERY).await;
-        }
-        Ok(Self { strace, summary })
-    }
-
-    /// Detaches strace (SIGTERM), which then writes its summary, and reads
-    /// it: calls by name. Blocks until strace has exited.
-    fn finish(self) -> anyhow::Result<BTreeMap<String, u64>> {
-        let Self { mut strace, summary } = self;
-        strace.check_running()?;
-        drop(strace);
-        let text = std::fs::read_to_string(&summary).with_context(|| format!("cannot read strace's summary {}", summary.display()))?;
-        parse_summary(&text).with_context(|| format!("strace's summary {}", summary.display()))
-    }
-}
-
-/// Whether every thread of process `pid` is traced by `tracer` (`TracerPid` in its status).
-fn traced_by(pid: u32, tracer: u32) -> anyhow::Result<bool> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).with_context(|| format!("cannot list the threads of process {pid}"))?;
-    for task in tasks {
-        // A thread that ended meanwhile has no status left, and needs no tracer.
-        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else { continue };
-        let tracer_pid = status.lines().find_map(|line| line.strip_prefix("TracerPid:")).and_then(|value| value.trim().parse::<u32>().ok());
-        if tracer_pid != Some(tracer) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Calls by name from `strace -c -U name,calls`: a header, rules, one line
-/// per call and a total. A summary without its total is one strace was
-/// killed before writing (it writes nothing at all for no calls, which every
-/// server here makes: each upload is fsynced).
-fn parse_summary(text: &str) -> anyhow::Result<BTreeMap<String, u64>> {
-    let mut calls = BTreeMap::new();
-    let mut total = None;
-    for line in text.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(name), Some(count), None) = (fields.next(), fields.next(), fields.next()) else { continue };
-        // The header and the rules have no number.
-        let Ok(count) = count.parse::<u64>() else { continue };
-        if name == "total" {
-            total = Some(count);
-        } else {
-            calls.insert(name.to_owned(), count);
-        }
-    }
-    let total = total.context("no total: strace was stopped before it wrote its summary, or counted no call at all")?;
-    anyhow::ensure!(total == calls.values().sum::<u64>(), "the calls do not add up to the total {total}: {calls:?}");
-    Ok(calls)
 }
 
 /// Uploads/s of one server at one point over its runs.
@@ -421,18 +338,18 @@ fn print_tables(options: &Options, baseline: &Path, image: &TestImage, runs: &[R
         "Uploads: syncs per upload",
         &format!(
             "One more pass of each server on each queue, {TRACED_UPLOADS} uploads from 1 client, under `strace -f -c -e trace={} -p PID`: every thread of the server process (SQLite's included), from when it was ready (its start's syncs are not counted) to the last answer, divided by the uploads answered 2xx. strace slows every call it sees, so these passes are not timed.",
-            SYNC_CALLS.join(",")
+            crate::syncs::SYNC_CALLS.join(",")
         ),
     );
     let mut columns = vec!["queue", "server", "uploads"];
-    columns.extend(SYNC_CALLS);
+    columns.extend(crate::syncs::SYNC_CALLS);
     columns.push("syncs per upload");
     table::header(&columns);
     for pass in traced {
         let accepted = pass.measured.accepted().count();
         let all: u64 = pass.calls.values().sum();
         let mut cells = vec![pass.queue.label().into(), pass.server.label(options), accepted.to_string()];
-        cells.extend(SYNC_CALLS.iter().map(|call| pass.calls.get(*call).copied().unwrap_or(0).to_string()));
+        cells.extend(crate::syncs::SYNC_CALLS.iter().map(|call| pass.calls.get(*call).copied().unwrap_or(0).to_string()));
         cells.push(if accepted == 0 { "—".into() } else { format!("{:.2}", all as f64 / accepted as f64) });
         table::row(&cells);
     }
@@ -464,20 +381,5 @@ fn print_failures(options: &Options, runs: &[Run], traced: &[Traced]) {
         for line in lines {
             println!("- {line}");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strace_summaries_are_read_by_name() {
-        let summary = "syscall              calls\n---------------- ---------\nfsync                  210\nfdatasync               12\n---------------- ---------\ntotal                  222\n";
-        let calls = parse_summary(summary).unwrap();
-        assert_eq!(calls.get("fsync"), Some(&210));
-        assert_eq!(calls.get("fdatasync"), Some(&12));
-        assert_eq!(calls.len(), 2);
-        assert!(parse_summary("").is_err(), "no summary is not zero calls");
     }
 }
