@@ -269,14 +269,7 @@ fn print_failures(points: &[Point]) {
             ));
         }
     }
-    if lines.is_empty() {
-        table::note("Every upload was answered 2xx and every `/healthz` read 200.");
-    } else {
-        println!();
-        for line in lines {
-            println!("- {line}");
-        }
-    }
+    table::load_failures(&lines);
 }
 
 fn write_chart(path: &Path, image: &str, points: &[Point]) -> anyhow::Result<()> {

@@ -23,6 +23,18 @@ pub fn note(text: &str) {
     println!("\n_{text}_");
 }
 
+/// Under a load table: what went wrong during it, a line each, or that nothing did.
+pub fn load_failures(lines: &[String]) {
+    if lines.is_empty() {
+        note("Every upload was answered 2xx and every `/healthz` read 200.");
+    } else {
+        println!();
+        for line in lines {
+            println!("- {line}");
+        }
+    }
+}
+
 /// What a cell shows when its side could not be measured.
 pub const MISSING: &str = "–";
 

@@ -374,12 +374,5 @@ fn print_failures(options: &Options, runs: &[Run], traced: &[Traced]) {
             lines.push(format!("{what}: {} `/healthz` reads failed, the first: {first}", measured.probe_failures.len()));
         }
     }
-    if lines.is_empty() {
-        table::note("Every upload was answered 2xx and every `/healthz` read 200.");
-    } else {
-        println!();
-        for line in lines {
-            println!("- {line}");
-        }
-    }
+    table::load_failures(&lines);
 }
