@@ -19,6 +19,11 @@
 // quantisation, overshoot deringing, optimised progressive scans, quantisation
 // table 3) instead of libjpeg-turbo's baseline ones.
 //
+// THUMBQ_BENCH_WEBP=1 makes what thumbq's worker makes by default: each size
+// resized once to raw pixels, then encoded as the JPEG and as a WebP (quality
+// 86, effort 4: libwebp's quality and method as the worker sets them). With
+// OUTDIR, the WebPs are written too, as large.webp, medium.webp and small.webp.
+//
 // scripts/bench installs sharp here with npm ci (package-lock.json).
 
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -40,8 +45,9 @@ function fitWithin(box, width, height) {
   return { width: side(width), height: side(height) };
 }
 
-// The three thumbnails of `input` as JPEG buffers, largest first.
-async function makeThumbnails(input, boxes, mozjpeg) {
+// The three thumbnails of `input` as JPEG buffers, largest first, and with
+// `webp` each one's WebP after the three JPEGs.
+async function makeThumbnails(input, boxes, mozjpeg, webp) {
   const metadata = await sharp(input, { failOn: 'none' }).metadata();
   const upright = metadata.autoOrient;
   const largeSize = fitWithin(boxes[0], upright.width, upright.height);
@@ -53,15 +59,24 @@ async function makeThumbnails(input, boxes, mozjpeg) {
   const { width, height, channels } = large.info;
 
   const saved = [];
+  const webps = [];
   for (const box of boxes) {
     const size = fitWithin(box, width, height);
     let image = sharp(large.data, { raw: { width, height, channels } });
     if (size.width !== width || size.height !== height) {
       image = image.resize({ ...size, fit: 'fill' });
     }
-    saved.push(await image.jpeg({ quality: 85, mozjpeg }).toBuffer());
+    if (!webp) {
+      saved.push(await image.jpeg({ quality: 85, mozjpeg }).toBuffer());
+      continue;
+    }
+    // Resized once; both formats are encoded from the same pixels, as the worker does.
+    const resized = await image.raw().toBuffer({ resolveWithObject: true });
+    const raw = { raw: { width: resized.info.width, height: resized.info.height, channels: resized.info.channels } };
+    saved.push(await sharp(resized.data, raw).jpeg({ quality: 85, mozjpeg }).toBuffer());
+    webps.push(await sharp(resized.data, raw).webp({ quality: 86, effort: 4 }).toBuffer());
   }
-  return saved;
+  return saved.concat(webps);
 }
 
 function usage(message) {
@@ -81,20 +96,21 @@ async function main(args) {
     usage('RUNS and the boxes must be positive');
   }
   const mozjpeg = process.env.THUMBQ_BENCH_MOZJPEG === '1';
+  const webp = process.env.THUMBQ_BENCH_WEBP === '1';
   // One libvips thread, as VIPS_CONCURRENCY=1 for the C program, and no cache,
   // so that every run decodes and resizes again.
   sharp.concurrency(1);
   sharp.cache(false);
   const input = readFileSync(file);
 
-  await makeThumbnails(input, boxes, mozjpeg);
+  await makeThumbnails(input, boxes, mozjpeg, webp);
   for (let run = 0; run < runs; run++) {
     const started = process.hrtime.bigint();
-    const saved = await makeThumbnails(input, boxes, mozjpeg);
+    const saved = await makeThumbnails(input, boxes, mozjpeg, webp);
     const elapsed = process.hrtime.bigint() - started;
     process.stdout.write(`${(Number(elapsed) / 1e6).toFixed(3)}\n`);
     if (run === runs - 1 && outdir !== undefined) {
-      saved.forEach((bytes, i) => writeFileSync(join(outdir, `${SIZE_NAMES[i]}.jpg`), bytes));
+      saved.forEach((bytes, i) => writeFileSync(join(outdir, `${SIZE_NAMES[i % 3]}.${i < 3 ? 'jpg' : 'webp'}`), bytes));
     }
   }
 }

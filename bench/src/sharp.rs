@@ -2,7 +2,7 @@
 //! services make their thumbnails with, on the libvips build it ships.
 //! `bench/sharp/reference.mjs` does in one Node.js process what
 //! `bench/vips_reference.c` does, one libvips thread and no cache; it is run
-//! twice, with libjpeg-turbo's baseline encoder settings and with mozjpeg's.
+//! with libjpeg-turbo's baseline encoder settings, with mozjpeg's, and making a WebP of each size too (the worker's default job).
 
 use std::path::Path;
 use std::process::Command;
@@ -18,6 +18,8 @@ pub struct Sharp {
     pub plain: SelfTimed,
     /// JPEGs encoded with mozjpeg's settings (`mozjpeg: true`): trellis quantisation, progressive scans.
     pub mozjpeg: SelfTimed,
+    /// What the worker makes by default: each size as a JPEG (libvips's default settings) and a WebP.
+    pub with_webp: SelfTimed,
     /// For the notes, e.g. "sharp 0.35.5 (libvips 8.18.7)".
     pub version: String,
 }
@@ -67,7 +69,12 @@ impl Sharp {
             );
         }
         let libvips = String::from_utf8_lossy(&loaded.stdout).trim().to_owned();
-        let run = |mozjpeg| SelfTimed::new("node", &[script.as_os_str()], &[("THUMBQ_BENCH_MOZJPEG", mozjpeg)]);
-        Ok(Self { plain: run("0"), mozjpeg: run("1"), version: format!("sharp {} (libvips {libvips}, Node.js {node_version})", package.version) })
+        let run = |mozjpeg, webp| SelfTimed::new("node", &[script.as_os_str()], &[("THUMBQ_BENCH_MOZJPEG", mozjpeg), ("THUMBQ_BENCH_WEBP", webp)]);
+        Ok(Self {
+            plain: run("0", "0"),
+            mozjpeg: run("1", "0"),
+            with_webp: run("0", "1"),
+            version: format!("sharp {} (libvips {libvips}, Node.js {node_version})", package.version),
+        })
     }
 }

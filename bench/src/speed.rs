@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use thumbq_contract::{MediaLimits, Sizes};
-use thumbq_worker::pipeline::{make_thumbnails, make_thumbnails_timed};
+use thumbq_worker::pipeline::{make_thumbnails, make_thumbnails_timed, make_thumbnails_with_webp};
 
 use crate::images::TestImage;
 use crate::libvips::{Libvips, Vipsthumbnail};
@@ -110,6 +110,56 @@ pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: &Sharp, runs: usize,
         sharp.version
     ));
     Ok(medians)
+}
+
+/// Table 1b: the job a worker runs by default, which also makes a WebP of
+/// each size, against the JPEG-only job that table 1 times, for us and for
+/// sharp doing the same outputs: what the second format costs is never hidden.
+pub fn default_job(images: &[&TestImage], sharp: &Sharp, runs: usize, workdir: &Path) -> anyhow::Result<()> {
+    let (sizes, limits) = (Sizes::default(), MediaLimits::default());
+    table::heading(
+        "Speed of the default job",
+        &format!(
+            "Median of {runs} runs, interleaved, each side on one core: the three thumbnails as JPEGs only (`--webp-method off`), and as the worker makes them by default, each size also as a WebP (libwebp quality 86, method 4). sharp does the same: `bench/sharp/reference.mjs` with `THUMBQ_BENCH_WEBP=1` encodes each resized size as the JPEG and as a WebP at quality 86, effort 4."
+        ),
+    );
+    table::header(&[
+        "image",
+        "ours JPEG only (ms)",
+        "ours default (ms)",
+        "ours default ÷ JPEG only",
+        "sharp JPEG only (ms)",
+        "sharp JPEG + WebP (ms)",
+        "sharp default ÷ JPEG only",
+        "default: sharp ÷ ours",
+    ]);
+    for image in images {
+        let input = image.write_into(workdir)?;
+        make_thumbnails_with_webp(&image.bytes[..], image.format, &sizes, &limits)?;
+        let mut times: [Vec<Duration>; 4] = Default::default();
+        for _ in 0..runs {
+            let started = Instant::now();
+            make_thumbnails(&image.bytes, image.format, &sizes, &limits)?;
+            times[0].push(started.elapsed());
+            let started = Instant::now();
+            make_thumbnails_with_webp(&image.bytes[..], image.format, &sizes, &limits)?;
+            times[1].push(started.elapsed());
+            times[2].push(sharp.plain.runs(&input, 1, &sizes, None)?[0]);
+            times[3].push(sharp.with_webp.runs(&input, 1, &sizes, None)?[0]);
+        }
+        let [ours_jpeg, ours_default, sharp_jpeg, sharp_default] = times.map(median);
+        table::row(&[
+            image.name.clone(),
+            format!("{:.0}", ms(ours_jpeg)),
+            format!("{:.0}", ms(ours_default)),
+            speed_up(ours_default, ours_jpeg),
+            format!("{:.0}", ms(sharp_jpeg)),
+            format!("{:.0}", ms(sharp_default)),
+            speed_up(sharp_default, sharp_jpeg),
+            speed_up(sharp_default, ours_default),
+        ]);
+    }
+    Ok(())
 }
 
 /// CPU and wall-clock time summed over a side's runs.
