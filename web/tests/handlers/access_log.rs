@@ -30,7 +30,9 @@ impl Write for Logged {
 /// reads the log. A subscriber scoped to one test's future (`with_subscriber`)
 /// raced with the other tests' threads over tracing's per-callsite cache, and
 /// now and then lost the request's span or the whole line. Every test's
-/// requests log here, so each test finds its own lines by their request id.
+/// requests log here (at INFO, kept in memory for the binary's life, and not
+/// shown with a failing test's output), so each test finds its own lines by
+/// their request id.
 fn logged() -> &'static Logged {
     static LOGGED: OnceLock<Logged> = OnceLock::new();
     LOGGED.get_or_init(|| {
@@ -38,6 +40,8 @@ fn logged() -> &'static Logged {
         let writer = logged.clone();
         let subscriber = tracing_subscriber::fmt().with_ansi(false).with_max_level(tracing::Level::INFO).with_writer(move || writer.clone()).finish();
         tracing::subscriber::set_global_default(subscriber).expect("nothing else in this binary sets a subscriber");
+        // A callsite first hit on another thread while the subscriber was being set may have cached "nobody listens".
+        tracing::callsite::rebuild_interest_cache();
         logged
     })
 }
