@@ -11,13 +11,13 @@ use thumbq_store::{Store, StoreSettings};
 /// and the queue. Both binaries flatten this into their own settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Deployment {
-    /// Directory holding uploads, thumbnails and the spools, shared by every process.
+    /// Directory holding uploads, thumbnails and (without --database-url) the database, shared by every process.
     #[arg(long, env = "THUMBQ_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
     /// RabbitMQ to pass jobs through, e.g. amqp://guest:guest@127.0.0.1:5672/%2f, or the
     /// comma-separated URLs of a cluster's nodes: each process connects to one and moves
-    /// to the next when it fails. Without it, jobs go through the embedded queue in the data directory.
+    /// to the next when it fails. Without it, jobs go through the embedded queue: the database's outbox.
     #[arg(long, env = "THUMBQ_AMQP_URL", value_parser = check_url)]
     pub amqp_url: Option<String>,
 
@@ -73,8 +73,8 @@ impl Deployment {
         self.database.location(&self.data_dir)
     }
 
-    /// The local data directory: the spools and uploads being received, and
-    /// everything else unless `--store` names an S3 bucket.
+    /// The local data directory: uploads being received, SQLite's database,
+    /// and everything else unless `--store` names an S3 bucket.
     pub fn storage(&self) -> Storage {
         Storage::new(&self.data_dir)
     }
@@ -91,19 +91,20 @@ impl Deployment {
 
 /// The largest image thumbq takes, judged from its file's size and header
 /// before anything is decoded: the web server refuses a larger upload, and a
-/// worker reads or decodes no larger original. Both binaries flatten this, so
-/// one setting (a flag, or its variable) bounds them alike.
+/// worker fails a larger original. Both binaries flatten this, so one setting
+/// (a flag, or its variable) bounds them alike; a worker's may be larger than
+/// the web server's, never smaller (the data directory's manifest is checked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct MediaLimitSettings {
-    /// Largest accepted file, in bytes.
+    /// Largest file taken, in bytes: a worker's must be at least the web server's.
     #[arg(long, env = "THUMBQ_MAX_UPLOAD_BYTES", default_value_t = MediaLimits::DEFAULT_MAX_FILE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_upload_bytes: u64,
 
-    /// Largest accepted image, in pixels (width × height), read from the file's header.
+    /// Largest image taken, in pixels (width × height), read from the file's header.
     #[arg(long, env = "THUMBQ_MAX_PIXELS", default_value_t = MediaLimits::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
 
-    /// Widest or tallest accepted image, in pixels, read from the file's header.
+    /// Widest or tallest image taken, in pixels, read from the file's header.
     #[arg(long, env = "THUMBQ_MAX_SIDE_PX", default_value_t = MediaLimits::DEFAULT_MAX_SIDE_PX, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_side_px: u32,
 }

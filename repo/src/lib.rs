@@ -6,7 +6,9 @@
 //! - [`batch`]: statements sent together, in one round trip on SQLite.
 //! - [`columns`]: how times and ids are kept in columns, and the lease a row is held under.
 //! - [`connect`]: opening the database, waiting for it, and migrating it once, under a lock.
-//! - [`images`]: the image records, their steps, and every query about them.
+//! - [`accept`]: an accepted upload's record, its first steps and its job's outbox row, in one transaction.
+//! - [`images`]: the image records, and the updates a job or a delete makes of them.
+//! - [`steps`]: an image's timeline.
 //! - [`failures`]: the images that failed for good, grouped by reason, for the dashboard.
 //! - [`outbox`]: jobs accepted and not yet on the queue, written with their image.
 //! - [`queue`]: the embedded queue: with no RabbitMQ, workers take their jobs from the outbox.
