@@ -592,6 +592,10 @@ async fn the_dashboard_fits_a_phone_and_says_which_failures_a_replay_can_mend() 
     assert_eq!(actions, serde_json::json!(["Discard these"]), "no replay for the image's own fault, and no “Replay all” with nothing to replay");
     let overflow = browser.eval("return document.documentElement.scrollWidth - window.innerWidth").await;
     assert!(overflow.as_i64().unwrap() <= 0, "the page itself does not scroll sideways ({overflow} px)");
+    let out_of_sight = browser
+        .eval("return [...document.querySelectorAll('.dead button')].filter(button => button.getBoundingClientRect().right > window.innerWidth).length")
+        .await;
+    assert_eq!(out_of_sight, 0, "each reason's action is in sight, with no table to scroll sideways");
     browser.screenshot("dashboard-phone").await;
     browser.close().await;
 }
