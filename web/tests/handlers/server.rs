@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, Response, header};
+use axum::http::{Method, Request, Response, header};
 use thumbq_deployment::Deployment;
 use thumbq_web::{AppState, Settings, router};
 use tower::ServiceExt;
@@ -43,15 +43,15 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str, headers: &[(header::HeaderName, &str)]) -> Response<Body> {
-        let mut request = Request::get(path);
-        for (name, value) in headers {
-            request = request.header(name, *value);
-        }
-        self.send(request.body(Body::empty()).unwrap()).await
+        self.without_body(Method::GET, path, headers).await
     }
 
     pub async fn delete(&self, path: &str, headers: &[(header::HeaderName, &str)]) -> Response<Body> {
-        let mut request = Request::delete(path);
+        self.without_body(Method::DELETE, path, headers).await
+    }
+
+    async fn without_body(&self, method: Method, path: &str, headers: &[(header::HeaderName, &str)]) -> Response<Body> {
+        let mut request = Request::builder().method(method).uri(path);
         for (name, value) in headers {
             request = request.header(name, *value);
         }
