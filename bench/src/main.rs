@@ -245,7 +245,6 @@ fn main() -> anyhow::Result<()> {
                     usize::from(options.runs),
                     workdir.path(),
                 )?;
-                speed::default_job(&[&photo_12mp, &photo_24mp, &photo_png], sharp.as_ref().expect(SHARP_FOUND), usize::from(options.runs), workdir.path())?;
                 if worker.is_file() {
                     worker_cpu::run(&worker, &photo_12mp, ours[0])?;
                 } else {

@@ -53,14 +53,18 @@ pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: &Sharp, runs: usize,
     // The most cores each side kept busy, ours first: a side's CPU time ÷ its wall-clock time, over its runs.
     let mut cores = [0.0_f64; 5];
     let mut medians = Vec::with_capacity(images.len());
+    let mut default_jobs = Vec::with_capacity(images.len());
     for image in images {
         let input = image.write_into(workdir)?;
 
         make_thumbnails(&image.bytes, image.format, &sizes, &limits)?;
         // Interleaved: each run times ours and then each side once, so that a
         // slow spell of a shared machine falls on every side alike.
+        make_thumbnails_with_webp(&image.bytes[..], image.format, &sizes, &limits)?;
         let mut ours = Vec::with_capacity(runs);
         let mut theirs: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); sides.len()];
+        // The default job, ours and sharp's, in the same runs: see `print_default_job`.
+        let (mut ours_default, mut sharp_default) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
         let mut spent = [CpuAndWall::default(); 5];
         for _ in 0..runs {
             let counting = CoresUsed::ours();
@@ -68,6 +72,10 @@ pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: &Sharp, runs: usize,
             let (_, stages) = make_thumbnails_timed(&image.bytes, image.format, &sizes, &limits)?;
             ours.push((started.elapsed(), stages));
             spent[0].add(&counting);
+            let started = Instant::now();
+            make_thumbnails_with_webp(&image.bytes[..], image.format, &sizes, &limits)?;
+            ours_default.push(started.elapsed());
+            sharp_default.push(sharp.with_webp.runs(&input, 1, &sizes, None)?[0]);
             for (((_, side), times), spent) in sides.iter().zip(&mut theirs).zip(&mut spent[1..]) {
                 if let Some(side) = side {
                     let counting = CoresUsed::children();
@@ -85,6 +93,11 @@ pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: &Sharp, runs: usize,
 
         let mut cells =
             vec![image.name.clone(), format!("{:.0}", ms(ours)), format!("{:.0} / {:.0} / {:.0}", ms(stages.decode), ms(stages.resize), ms(stages.encode))];
+        default_jobs.push(DefaultJob {
+            image: image.name.clone(),
+            ours: (ours, median(ours_default)),
+            sharp: (median(theirs[SHARP].clone()), median(sharp_default)),
+        });
         for times in theirs {
             if times.is_empty() {
                 cells.extend([MISSING.into(), MISSING.into()]);
@@ -109,18 +122,28 @@ pub fn run(images: &[&TestImage], libvips: &Libvips, sharp: &Sharp, runs: usize,
         "sharp: `bench/sharp/reference.mjs` on {} in one process, one libvips thread and no cache, the same steps as libvips in-process, timed by itself alike; + mozjpeg: the same with mozjpeg's encoder settings (trellis quantisation, progressive scans).",
         sharp.version
     ));
+    print_default_job(runs, &default_jobs);
     Ok(medians)
 }
 
-/// Table 1b: the job a worker runs by default, which also makes a WebP of
-/// each size, against the JPEG-only job that table 1 times, for us and for
-/// sharp doing the same outputs: what the second format costs is never hidden.
-pub fn default_job(images: &[&TestImage], sharp: &Sharp, runs: usize, workdir: &Path) -> anyhow::Result<()> {
-    let (sizes, limits) = (Sizes::default(), MediaLimits::default());
+/// Where sharp (its default settings) stands among the sides of [`run`].
+const SHARP: usize = 2;
+
+/// One image's JPEG-only and default jobs: (JPEG only, default), ours and sharp's.
+struct DefaultJob {
+    image: String,
+    ours: (Duration, Duration),
+    sharp: (Duration, Duration),
+}
+
+/// Table 1b, from the runs of table 1: the job a worker runs by default,
+/// which also makes a WebP of each size, beside the JPEG-only job, for us and
+/// for sharp doing the same outputs: what the second format costs is never hidden.
+fn print_default_job(runs: usize, jobs: &[DefaultJob]) {
     table::heading(
         "Speed of the default job",
         &format!(
-            "Median of {runs} runs, interleaved, each side on one core: the three thumbnails as JPEGs only (`--webp-method off`), and as the worker makes them by default, each size also as a WebP (libwebp quality 86, method 4). sharp does the same: `bench/sharp/reference.mjs` with `THUMBQ_BENCH_WEBP=1` encodes each resized size as the JPEG and as a WebP at quality 86, effort 4."
+            "In the same {runs} interleaved runs as the speed table, each side on one core: the three thumbnails as JPEGs only (`--webp-method off`), and as the worker makes them by default, each size also as a WebP (libwebp quality 86, method 4). sharp does the same: `bench/sharp/reference.mjs` with `THUMBQ_BENCH_WEBP=1` encodes each resized size as the JPEG and as a WebP at quality 86, effort 4."
         ),
     );
     table::header(&[
@@ -133,33 +156,18 @@ pub fn default_job(images: &[&TestImage], sharp: &Sharp, runs: usize, workdir: &
         "sharp default ÷ JPEG only",
         "default: sharp ÷ ours",
     ]);
-    for image in images {
-        let input = image.write_into(workdir)?;
-        make_thumbnails_with_webp(&image.bytes[..], image.format, &sizes, &limits)?;
-        let mut times: [Vec<Duration>; 4] = Default::default();
-        for _ in 0..runs {
-            let started = Instant::now();
-            make_thumbnails(&image.bytes, image.format, &sizes, &limits)?;
-            times[0].push(started.elapsed());
-            let started = Instant::now();
-            make_thumbnails_with_webp(&image.bytes[..], image.format, &sizes, &limits)?;
-            times[1].push(started.elapsed());
-            times[2].push(sharp.plain.runs(&input, 1, &sizes, None)?[0]);
-            times[3].push(sharp.with_webp.runs(&input, 1, &sizes, None)?[0]);
-        }
-        let [ours_jpeg, ours_default, sharp_jpeg, sharp_default] = times.map(median);
+    for DefaultJob { image, ours, sharp } in jobs {
         table::row(&[
-            image.name.clone(),
-            format!("{:.0}", ms(ours_jpeg)),
-            format!("{:.0}", ms(ours_default)),
-            speed_up(ours_default, ours_jpeg),
-            format!("{:.0}", ms(sharp_jpeg)),
-            format!("{:.0}", ms(sharp_default)),
-            speed_up(sharp_default, sharp_jpeg),
-            speed_up(sharp_default, ours_default),
+            image.clone(),
+            format!("{:.0}", ms(ours.0)),
+            format!("{:.0}", ms(ours.1)),
+            speed_up(ours.1, ours.0),
+            format!("{:.0}", ms(sharp.0)),
+            format!("{:.0}", ms(sharp.1)),
+            speed_up(sharp.1, sharp.0),
+            speed_up(sharp.1, ours.1),
         ]);
     }
-    Ok(())
 }
 
 /// CPU and wall-clock time summed over a side's runs.
